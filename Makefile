@@ -1,0 +1,35 @@
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test test-main test-legacy demo bench evaluate clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,evaluate]'
+	touch $(STAMP)
+
+test: test-main test-legacy
+
+test-main: $(STAMP)
+	$(PY) -m pytest -q
+
+# The entry script's own tests again, under the SageMaker sklearn 1.2-1 image's library versions.
+test-legacy:
+	bash tools/legacy_env.sh test
+
+demo: $(STAMP)
+	$(PY) examples/demo.py
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
+
+evaluate: $(STAMP)
+	$(PY) -m active_sampling.evaluation
+
+clean:
+	rm -rf $(VENV) .venv-legacy .pytest_cache .hypothesis build src/*.egg-info

@@ -1,0 +1,1 @@
+"""Entry scripts uploaded to SageMaker on their own."""
