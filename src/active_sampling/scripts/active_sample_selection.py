@@ -132,3 +132,693 @@ ENV_VARS = (
            "diversity, badge: distance between embeddings.", choices=METRICS),
 )
 ENV_VARS_BY_NAME = {var.name: var for var in ENV_VARS}
+
+_FIELD_TYPES = {"choice": str, "int": int, "float": float, "str": str}
+SelectionConfig = NamedTuple(  # type: ignore[misc]
+    "SelectionConfig",
+    [(var.field, _FIELD_TYPES[var.kind] if var.default != "" else Optional[str]) for var in ENV_VARS],
+)
+SelectionConfig.__doc__ = "Typed values of every environment variable in ENV_VARS, keyed by EnvVar.field."
+
+
+def _allowed_text(var: EnvVar) -> str:
+    if var.choices:
+        return "one of " + ", ".join(var.choices)
+    noun = {"int": "an integer", "float": "a number", "str": "a non-empty string"}[var.kind]
+    if var.minimum is not None and var.maximum is not None:
+        return "{} from {} to {}".format(noun, _plain(var.minimum), _plain(var.maximum))
+    if var.minimum is not None:
+        return "{} >= {}".format(noun, _plain(var.minimum))
+    return noun
+
+
+def _plain(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else str(number)
+
+
+def _parse_env_value(var: EnvVar, raw: str) -> Any:
+    text = raw.strip()
+    if var.kind == "str":
+        return raw
+    if var.kind == "choice":
+        value = text.lower()
+        if value not in var.choices:
+            raise SelectionError("{}={!r} is not allowed: expected {}".format(var.name, raw, _allowed_text(var)))
+        return value
+    try:
+        number = int(text) if var.kind == "int" else float(text)
+    except ValueError:
+        raise SelectionError("{}={!r} is not valid: expected {}".format(var.name, raw, _allowed_text(var))) from None
+    out_of_range = (
+        not math.isfinite(number)
+        or (var.minimum is not None and number < var.minimum)
+        or (var.maximum is not None and number > var.maximum)
+    )
+    if out_of_range:
+        raise SelectionError("{}={!r} is out of range: expected {}".format(var.name, raw, _allowed_text(var)))
+    return number
+
+
+def validate_strategy_for_use_case(strategy: str, use_case: str) -> None:
+    """Refuse strategies that work against the use case; ``auto`` allows every strategy."""
+    if use_case == "ssl" and strategy not in SSL_STRATEGIES:
+        raise SelectionError(
+            "SELECTION_STRATEGY={} is not allowed with USE_CASE=ssl: it selects uncertain or merely diverse rows, "
+            "whose predictions would become noisy pseudo-labels; use one of {} (or USE_CASE=auto)".format(
+                strategy, ", ".join(SSL_STRATEGIES)))
+    if use_case == "active_learning" and strategy not in ACTIVE_LEARNING_STRATEGIES:
+        raise SelectionError(
+            "SELECTION_STRATEGY={} is not allowed with USE_CASE=active_learning: it selects rows the model is "
+            "already confident about, which wastes human labeling effort; use one of {} (or USE_CASE=auto)".format(
+                strategy, ", ".join(ACTIVE_LEARNING_STRATEGIES)))
+
+
+def parse_environment(environ_vars: Mapping[str, Optional[str]]) -> SelectionConfig:
+    """Parse and range-check every variable of ``ENV_VARS``; missing, None and "" all mean unset."""
+    values = {}
+    for var in ENV_VARS:
+        raw = environ_vars.get(var.name)
+        if raw is None or raw.strip() == "":
+            if var.required:
+                raise SelectionError("{} is required: expected {}".format(var.name, _allowed_text(var)))
+            raw = var.default
+        values[var.field] = None if raw == "" else _parse_env_value(var, raw)
+    config = SelectionConfig(**values)
+    validate_strategy_for_use_case(config.selection_strategy, config.use_case)
+    return config
+
+
+class DataFile(NamedTuple):
+    path: Path
+    fmt: str
+
+
+_DATA_SUFFIXES = ((".csv", "csv"), (".csv.gz", "csv"), (".tsv", "tsv"), (".tsv.gz", "tsv"),
+                  (".parquet", "parquet"), (".pq", "parquet"))
+_SEPARATORS = {"csv": ",", "tsv": "\t"}
+
+
+def _data_format(path: Path) -> Optional[str]:
+    name = path.name.lower()
+    for suffix, fmt in _DATA_SUFFIXES:
+        if name.endswith(suffix):
+            return fmt
+    return None
+
+
+def discover_data_files(root: Path) -> List[DataFile]:
+    """Data files below ``root`` in sorted path order; hidden and ``_``-prefixed names are not data."""
+    if not root.is_dir():
+        raise SelectionError("input folder {} does not exist or is not a folder".format(root))
+    found, ignored = [], []
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root).parts
+        if not path.is_file() or any(part.startswith((".", "_")) for part in relative):
+            continue
+        fmt = _data_format(path)
+        if fmt is None:
+            ignored.append(str(path.relative_to(root)))
+        else:
+            found.append(DataFile(path, fmt))
+    if ignored:
+        logger.info("Ignoring %d non-data file(s) in %s: %s", len(ignored), root, ", ".join(ignored[:5]))
+    if not found:
+        raise SelectionError("no data files (.csv, .tsv, .parquet, .csv.gz, .tsv.gz) found under {}".format(root))
+    return found
+
+
+def read_column_names(data_file: DataFile) -> List[str]:
+    try:
+        if data_file.fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(str(data_file.path)).names)
+        return list(pd.read_csv(data_file.path, sep=_SEPARATORS[data_file.fmt], nrows=0).columns)
+    except SelectionError:
+        raise
+    except Exception as error:
+        raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
+
+
+def common_columns(files: Sequence[DataFile]) -> List[str]:
+    """The column names shared by every file, in the first file's order; different columns are an error."""
+    first = read_column_names(files[0])
+    if len(set(first)) != len(first):
+        raise SelectionError("{} has duplicate column names".format(files[0].path))
+    for other in files[1:]:
+        names = read_column_names(other)
+        if set(names) != set(first):
+            only_first = sorted(set(first) - set(names))
+            only_other = sorted(set(names) - set(first))
+            raise SelectionError(
+                "files have different columns: {} has {} that {} lacks, and {} has {} that the first lacks".format(
+                    files[0].path, only_first or "nothing", other.path, other.path, only_other or "nothing"))
+    return first
+
+
+def _read_file(data_file: DataFile, id_field: str, columns: Optional[Sequence[str]]) -> pd.DataFrame:
+    try:
+        if data_file.fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(str(data_file.path), columns=None if columns is None else list(columns))
+            return table.to_pandas(split_blocks=True, self_destruct=True)
+        return pd.read_csv(data_file.path, sep=_SEPARATORS[data_file.fmt], usecols=columns,
+                           dtype={id_field: str}, low_memory=False)
+    except Exception as error:
+        raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
+
+
+def load_inference_data(
+    inference_data_dir: str, id_field: str, columns: Optional[Sequence[str]] = None
+) -> Tuple[pd.DataFrame, str]:
+    """Read every data file under ``inference_data_dir`` into one table and return it with its format.
+
+    ``columns`` restricts the read to those columns (cheap for parquet). The returned format is the
+    files' common format, or "mixed" when they differ. Ids are checked: present, filled and unique.
+    """
+    files = discover_data_files(Path(inference_data_dir))
+    names = common_columns(files)
+    if id_field not in names:
+        raise SelectionError("ID_FIELD column {!r} not found in {}; columns are: {}".format(
+            id_field, files[0].path, _preview(names)))
+    order = names if columns is None else [name for name in names if name in set(columns)]
+    frames = [_read_file(data_file, id_field, order)[order] for data_file in files]
+    table = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    table.reset_index(drop=True, inplace=True)
+    if len(table) == 0:
+        raise SelectionError("the input under {} has no rows".format(inference_data_dir))
+    _check_ids(table[id_field], id_field)
+    formats = {data_file.fmt for data_file in files}
+    return table, formats.pop() if len(formats) == 1 else "mixed"
+
+
+def _check_ids(ids: pd.Series, id_field: str) -> None:
+    missing = int(ids.isna().sum())
+    if missing:
+        raise SelectionError("ID_FIELD column {!r} is empty in {} row(s)".format(id_field, missing))
+    duplicated = ids.duplicated(keep=False)
+    if duplicated.any():
+        examples = ids[duplicated].drop_duplicates().head(3).tolist()
+        raise SelectionError("ID_FIELD column {!r} has {} row(s) with duplicate ids, e.g. {}".format(
+            id_field, int(duplicated.sum()), examples))
+
+
+def read_rows_at(files: Sequence[DataFile], positions: np.ndarray, columns: Sequence[str]) -> pd.DataFrame:
+    """Full rows at global ``positions`` (in that order) of parquet ``files``, reading one batch at a time."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    positions = np.asarray(positions, dtype=np.int64)
+    order = np.argsort(positions, kind="stable")
+    wanted = positions[order]
+    pieces, offset = [], 0
+    for data_file in files:
+        parquet = pq.ParquetFile(str(data_file.path))
+        for batch in parquet.iter_batches(batch_size=65536, columns=list(columns)):
+            lo, hi = np.searchsorted(wanted, [offset, offset + batch.num_rows])
+            if hi > lo:
+                pieces.append(batch.take(pa.array(wanted[lo:hi] - offset)))
+            offset += batch.num_rows
+    if pieces:
+        rows = pa.Table.from_batches(pieces).to_pandas()
+    else:
+        rows = pq.read_schema(str(files[0].path)).empty_table().select(list(columns)).to_pandas()
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(order.size)
+    return rows.iloc[inverse].reset_index(drop=True)
+
+
+def extract_score_columns(
+    columns: Any, score_field: Optional[str] = None, score_prefix: str = "prob_class_"
+) -> List[str]:
+    """Pick the score columns: SCORE_FIELD, then the prefix columns, then LLM names, then ruleset names.
+
+    ``columns`` is a DataFrame or a sequence of column names. Prefix columns are ordered by their
+    class suffix (numerically when the suffixes are integers), so prob_class_10 follows prob_class_9.
+    """
+    names = list(getattr(columns, "columns", columns))
+    if score_field:
+        if score_field not in names:
+            raise SelectionError("SCORE_FIELD column {!r} not found; columns are: {}".format(
+                score_field, _preview(names)))
+        return [score_field]
+    prefixed = [name for name in names if name.startswith(score_prefix) and len(name) > len(score_prefix)]
+    if prefixed:
+        return sorted(prefixed, key=lambda name: _class_sort_key(name[len(score_prefix):]))
+    for family in (LLM_SCORE_COLUMNS, RULESET_SCORE_COLUMNS):
+        present = [name for name in family if name in names]
+        if present:
+            return present[:1]
+    raise SelectionError(
+        "no score columns found: looked for SCORE_FIELD (unset), columns starting with SCORE_FIELD_PREFIX={!r}, "
+        "then {}; columns are: {}".format(score_prefix, ", ".join(LLM_SCORE_COLUMNS + RULESET_SCORE_COLUMNS),
+                                          _preview(names)))
+
+
+def _class_sort_key(suffix: str) -> Tuple[int, Any]:
+    return (0, int(suffix)) if suffix.isdigit() else (1, suffix)
+
+
+def class_labels(score_cols: Sequence[str], score_prefix: str) -> List[Any]:
+    """Class of each probability column: the prefix columns' suffixes, or 0/1 for a single score column."""
+    if len(score_cols) == 1:
+        return [0, 1]
+    suffixes = [name[len(score_prefix):] if name.startswith(score_prefix) else name for name in score_cols]
+    return [int(s) for s in suffixes] if all(s.isdigit() for s in suffixes) else suffixes
+
+
+def _check_finite(values: np.ndarray, names: Sequence[str], what: str) -> None:
+    bad = ~np.isfinite(values)
+    if bad.any():
+        per_column = bad.sum(axis=0)
+        worst = [(names[j], int(per_column[j])) for j in np.flatnonzero(per_column)[:3]]
+        raise SelectionError("{} contain NaN or inf in {} row(s): {}".format(
+            what, int(bad.any(axis=1).sum()),
+            ", ".join("column {!r} ({} rows)".format(name, count) for name, count in worst)))
+
+
+def normalize_scores_to_probabilities(df: pd.DataFrame, score_cols: Sequence[str]) -> Tuple[np.ndarray, str]:
+    """Turn the score columns into an (n, n_classes) float64 probability matrix.
+
+    One column in [0, 1] is the positive-class probability p and becomes [1 - p, p]; any other single
+    column is a logit (sigmoid). Several columns are taken as probabilities when they are non-negative
+    and every row sums to 1 within PROBABILITY_SUM_TOLERANCE, otherwise as logits (softmax, with a
+    warning). Returns the matrix and a short description of how the scores were read.
+    """
+    try:
+        values = df[list(score_cols)].to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):
+        raise SelectionError("score columns {} must be numeric".format(list(score_cols))) from None
+    _check_finite(values, score_cols, "score columns")
+    if values.shape[1] == 1:
+        score = values[:, 0]
+        if score.min() >= 0.0 and score.max() <= 1.0:
+            return np.column_stack([1.0 - score, score]), "binary probability"
+        positive = 1.0 / (1.0 + np.exp(-score))
+        return np.column_stack([1.0 - positive, positive]), "binary logit (sigmoid)"
+    row_sums = values.sum(axis=1)
+    if values.min() >= 0.0 and np.abs(row_sums - 1.0).max() <= PROBABILITY_SUM_TOLERANCE:
+        return values, "probabilities"
+    logger.warning("Score columns %s are not probabilities (negative values or rows not summing to 1): "
+                   "treating them as logits and applying softmax", _preview(score_cols))
+    values -= values.max(axis=1, keepdims=True)
+    np.exp(values, out=values)
+    values /= values.sum(axis=1, keepdims=True)
+    return values, "logits (softmax)"
+
+
+def embedding_columns(df: pd.DataFrame, prefix: str, excluded: Iterable[str]) -> Tuple[List[str], str]:
+    """Columns that describe each row for distance computations, and where they came from.
+
+    The ``prefix`` columns when there are any; otherwise every numeric, non-boolean column that is
+    not excluded (the id, label, score and output columns).
+    """
+    embedded = [name for name in df.columns if name.startswith(prefix)]
+    if embedded:
+        return embedded, "embedding columns"
+    skip = set(excluded)
+    features = [name for name in df.columns if name not in skip and _is_feature(df[name])]
+    if not features:
+        raise SelectionError("diversity and badge need embeddings: no columns start with EMBEDDING_FIELD_PREFIX={!r} "
+                             "and no numeric feature columns were found".format(prefix))
+    logger.info("No %s* columns: using %d numeric feature column(s) instead: %s", prefix, len(features),
+                _preview(features))
+    return features, "numeric feature columns"
+
+
+def _is_feature(column: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+
+
+def labeled_mask(df: pd.DataFrame, label_field: Optional[str]) -> np.ndarray:
+    """True where LABEL_FIELD is filled (not missing, not blank)."""
+    if not label_field:
+        return np.zeros(len(df), dtype=bool)
+    labels = df[label_field]
+    filled = labels.notna().to_numpy()
+    if not pd.api.types.is_numeric_dtype(labels):
+        filled &= labels.astype(str).str.strip().ne("").to_numpy()
+    return filled
+
+
+def _as_matrix(values: Any, name: str, dtype: Any) -> np.ndarray:
+    matrix = np.ascontiguousarray(values, dtype=dtype)
+    if matrix.ndim != 2 or matrix.shape[0] == 0 or matrix.shape[1] == 0:
+        raise ValueError("{} must be a non-empty 2-D array, got shape {}".format(name, matrix.shape))
+    if not np.isfinite(matrix).all():
+        raise ValueError("{} contains NaN or inf".format(name))
+    return matrix
+
+
+def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` highest scores, highest first, ties broken by lower index. O(n + k log k)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    n = scores.shape[0]
+    if k <= 0 or n == 0:
+        return np.empty(0, dtype=np.int64)
+    if k < n:
+        kth = scores[np.argpartition(-scores, k - 1)[:k]].min()
+        above = np.flatnonzero(scores > kth)
+        ties = np.flatnonzero(scores == kth)[: k - above.size]
+        chosen = np.concatenate([above, ties])
+    else:
+        chosen = np.arange(n)
+    return chosen[np.lexsort((chosen, -scores[chosen]))].astype(np.int64)
+
+
+class Selection(NamedTuple):
+    """Selected row indices in rank order and the score each row was selected with."""
+
+    indices: np.ndarray
+    scores: np.ndarray
+
+
+class _Progress:
+    """Logs a long loop's progress about every 10% or every 10 seconds."""
+
+    def __init__(self, label: str, total: int, min_total: int = 50):
+        self.label, self.total = label, total
+        self.enabled = total >= min_total
+        self.start = self.last = time.time()
+        self.next_fraction = 0.1
+
+    def update(self, done: int) -> None:
+        if not self.enabled:
+            return
+        now = time.time()
+        if done / self.total < self.next_fraction and now - self.last < 10.0:
+            return
+        self.last = now
+        self.next_fraction = math.floor(done / self.total * 10 + 1) / 10
+        elapsed = now - self.start
+        remaining = elapsed / done * (self.total - done) if done else float("nan")
+        logger.info("%s: %d/%d picks, %.1fs elapsed, ~%.1fs remaining", self.label, done, self.total, elapsed,
+                    remaining)
+
+
+_CHUNK_ROWS = 1 << 20
+
+
+def max_probability(probabilities: np.ndarray) -> np.ndarray:
+    return probabilities.max(axis=1)
+
+
+class ConfidenceThresholdSampler:
+    """Rows whose top-class probability reaches ``threshold``, most confident first (SSL)."""
+
+    def __init__(self, threshold: float = 0.9, max_samples: int = 0):
+        self.threshold = threshold
+        self.max_samples = max_samples
+
+    def select(self, probabilities: np.ndarray) -> Selection:
+        confidence = max_probability(probabilities)
+        eligible = np.flatnonzero(confidence >= self.threshold)
+        limit = self.max_samples if self.max_samples > 0 else eligible.size
+        order = top_k_indices(confidence[eligible], limit)
+        chosen = eligible[order]
+        return Selection(chosen, confidence[chosen])
+
+    def select_batch(self, probabilities: np.ndarray) -> np.ndarray:
+        return self.select(probabilities).indices
+
+
+class TopKPerClassSampler:
+    """The ``k_per_class`` most confident rows of every predicted class, ranked by confidence (SSL)."""
+
+    def __init__(self, k_per_class: int = 100):
+        self.k_per_class = k_per_class
+
+    def select(self, probabilities: np.ndarray) -> Selection:
+        predicted = probabilities.argmax(axis=1)
+        confidence = max_probability(probabilities)
+        by_class = np.argsort(predicted.astype(np.int16 if probabilities.shape[1] < 2**15 else np.int64),
+                              kind="stable")
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(predicted, minlength=probabilities.shape[1]))])
+        picked = []
+        for start, stop in zip(bounds[:-1], bounds[1:]):
+            members = by_class[start:stop]
+            picked.append(members[top_k_indices(confidence[members], self.k_per_class)])
+        chosen = np.concatenate(picked) if picked else np.empty(0, dtype=np.int64)
+        chosen = chosen[np.lexsort((chosen, -confidence[chosen]))]
+        return Selection(chosen, confidence[chosen])
+
+    def select_batch(self, probabilities: np.ndarray) -> np.ndarray:
+        return self.select(probabilities).indices
+
+
+def uncertainty_scores(probabilities: np.ndarray, mode: str = "margin") -> np.ndarray:
+    """Per-row uncertainty, higher = more uncertain, computed in chunks to bound temporaries.
+
+    margin: 1 - (p1 - p2) with p1 >= p2 the two largest probabilities; entropy: -sum p log p (natural
+    log, 0 log 0 = 0); least_confidence: 1 - p1.
+    """
+    if mode not in UNCERTAINTY_MODES:
+        raise ValueError("mode must be one of {}, got {!r}".format(UNCERTAINTY_MODES, mode))
+    n = probabilities.shape[0]
+    scores = np.empty(n, dtype=np.float64)
+    for start in range(0, n, _CHUNK_ROWS):
+        block = np.asarray(probabilities[start:start + _CHUNK_ROWS], dtype=np.float64)
+        out = scores[start:start + _CHUNK_ROWS]
+        if mode == "margin":
+            top_two = np.partition(block, block.shape[1] - 2, axis=1)[:, -2:]
+            np.subtract(1.0, top_two[:, 1] - top_two[:, 0], out=out)
+        elif mode == "entropy":
+            logs = np.log(np.where(block > 0.0, block, 1.0))
+            logs *= block
+            np.negative(logs.sum(axis=1), out=out)
+        else:
+            np.subtract(1.0, block.max(axis=1), out=out)
+    return scores
+
+
+class UncertaintySampler:
+    """The ``batch_size`` most uncertain rows under margin, entropy or least-confidence (active learning)."""
+
+    def __init__(self, mode: str = "margin"):
+        if mode not in UNCERTAINTY_MODES:
+            raise ValueError("mode must be one of {}, got {!r}".format(UNCERTAINTY_MODES, mode))
+        self.mode = mode
+
+    def compute_scores(self, probabilities: np.ndarray) -> np.ndarray:
+        return uncertainty_scores(probabilities, self.mode)
+
+    def select(self, probabilities: np.ndarray, batch_size: int) -> Selection:
+        scores = self.compute_scores(probabilities)
+        chosen = top_k_indices(scores, batch_size)
+        return Selection(chosen, scores[chosen])
+
+    def select_batch(self, probabilities: np.ndarray, batch_size: int) -> np.ndarray:
+        return self.select(probabilities, batch_size).indices
+
+
+def _normalize_rows(matrix: np.ndarray) -> np.ndarray:
+    """Unit-length rows (in place); all-zero rows stay zero."""
+    norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix))
+    norms[norms == 0] = 1
+    matrix /= norms[:, None]
+    return matrix
+
+
+def _min_sq_distances(X: np.ndarray, sq_norms: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Squared euclidean distance from every row of X to its nearest center, in bounded blocks."""
+    center_sq = np.einsum("ij,ij->i", centers, centers)
+    block_rows = max(1, (1 << 24) // max(1, centers.shape[0]))
+    result = np.empty(X.shape[0], dtype=X.dtype)
+    for start in range(0, X.shape[0], block_rows):
+        block = X[start:start + block_rows]
+        d2 = block @ centers.T
+        d2 *= -2
+        d2 += sq_norms[start:start + block_rows, None]
+        d2 += center_sq[None, :]
+        np.min(d2, axis=1, out=result[start:start + block_rows])
+    np.maximum(result, 0, out=result)
+    return result
+
+
+def k_center_greedy(
+    X: Any, n_select: int, *, initial_centers: Any = None, metric: str = "euclidean"
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Greedy k-center (farthest-first traversal), the core-set selection of Sener & Savarese (2018).
+
+    Each pick is the row farthest from its nearest center; the pick then becomes a center. The
+    centers start as ``initial_centers`` (the already-labeled rows) or, when there are none, as the
+    column mean of X, so the selection is deterministic and every pick has a real distance.
+
+    Works in float32 with precomputed squared norms: one matrix-vector product per pick updates the
+    running minimum distance in place, so memory is X plus a few length-n vectors. Cosine distance
+    normalizes the rows once; ``1 - cos = |u - v|^2 / 2`` on unit vectors, so the same loop applies.
+
+    Returns the picked row indices in order and each one's distance to its nearest center (euclidean,
+    or 1 - cosine similarity) at the moment it was picked. Ties go to the lowest index.
+    """
+    if metric not in METRICS:
+        raise ValueError("metric must be one of {}, got {!r}".format(METRICS, metric))
+    X = _as_matrix(X, "X", np.float32)
+    n_rows = X.shape[0]
+    n_select = min(int(n_select), n_rows)
+    if initial_centers is None or len(initial_centers) == 0:
+        centers = X.mean(axis=0, dtype=np.float64).astype(np.float32)[None, :]
+    else:
+        centers = _as_matrix(initial_centers, "initial_centers", np.float32)
+    if metric == "cosine":
+        X = _normalize_rows(X.copy())
+        centers = _normalize_rows(centers.copy())
+    sq_norms = np.einsum("ij,ij->i", X, X)
+    min_d2 = _min_sq_distances(X, sq_norms, centers)
+    indices = np.empty(n_select, dtype=np.int64)
+    distances = np.empty(n_select, dtype=np.float64)
+    buffer = np.empty(n_rows, dtype=np.float32)
+    progress = _Progress("k-center greedy", n_select)
+    for pick in range(n_select):
+        chosen = int(np.argmax(min_d2))
+        indices[pick] = chosen
+        distances[pick] = max(float(min_d2[chosen]), 0.0)
+        np.dot(X, X[chosen], out=buffer)
+        buffer *= -2
+        buffer += sq_norms
+        buffer += sq_norms[chosen]
+        np.minimum(min_d2, buffer, out=min_d2)
+        min_d2[chosen] = -np.inf
+        progress.update(pick + 1)
+    return indices, _distance_from_squared(distances, metric)
+
+
+def _distance_from_squared(d2: np.ndarray, metric: str) -> np.ndarray:
+    return d2 / 2.0 if metric == "cosine" else np.sqrt(d2)
+
+
+class DiversitySampler:
+    """k-center greedy core-set selection over embeddings (active learning)."""
+
+    def __init__(self, metric: str = "euclidean"):
+        self.metric = metric
+
+    def select(self, embeddings: np.ndarray, batch_size: int, labeled_embeddings: Any = None) -> Selection:
+        indices, distances = k_center_greedy(embeddings, batch_size, initial_centers=labeled_embeddings,
+                                             metric=self.metric)
+        return Selection(indices, distances)
+
+    def select_batch(self, embeddings: np.ndarray, batch_size: int, labeled_embeddings: Any = None) -> np.ndarray:
+        return self.select(embeddings, batch_size, labeled_embeddings).indices
+
+
+def _prediction_residuals(probabilities: np.ndarray) -> np.ndarray:
+    """p - onehot(argmax p): the last-layer cross-entropy gradient factor for the predicted label."""
+    residual = np.array(probabilities, dtype=np.float64, copy=True)
+    residual[np.arange(residual.shape[0]), residual.argmax(axis=1)] -= 1.0
+    return residual
+
+
+def gradient_embeddings(embeddings: Any, probabilities: Any) -> np.ndarray:
+    """BADGE's gradient embeddings ``(p - onehot(argmax p)) (x) h`` as an (n, C*D) float64 matrix.
+
+    Materialized, so only for small inputs and for checking; ``badge_kmeanspp`` never builds it.
+    """
+    H = _as_matrix(embeddings, "embeddings", np.float64)
+    residual = _prediction_residuals(_as_matrix(probabilities, "probabilities", np.float64))
+    return (residual[:, :, None] * H[:, None, :]).reshape(H.shape[0], -1)
+
+
+_DUPLICATE_TOLERANCE = 1e-5
+
+
+def badge_kmeanspp(
+    embeddings: Any, probabilities: Any, n_select: int, *, metric: str = "euclidean", random_state: Any = None
+) -> Tuple[np.ndarray, np.ndarray]:
+    """BADGE (Ash et al. 2020): k-means++ seeding over gradient embeddings ``g_i = (p_i - e_yhat_i) (x) h_i``.
+
+    The first pick is the row with the largest gradient norm; every next pick is drawn with probability
+    proportional to its squared distance to the nearest pick so far (D^2 sampling), which trades off
+    uncertainty (gradient magnitude) and diversity. The n x C*D gradient matrix is never built:
+    ``g_i . g_j = (d_i . d_j)(h_i . h_j)``, so each pick costs one n x D (float32) and one n x C
+    matrix-vector product. A draw is ``u = rng.random() * sum(D2)`` located in ``cumsum(D2)`` by binary
+    search; picked rows and exact duplicates of picks have D2 = 0 and are never drawn. When every
+    remaining row duplicates a pick (sum(D2) = 0), the rest are taken by decreasing gradient norm.
+
+    ``metric="cosine"`` normalizes d and h (hence g) first; the first pick still maximizes the raw norm.
+    Returns the picked row indices in order and each one's distance to its nearest earlier pick at the
+    moment it was picked (the first pick reports its gradient norm, or 1.0 for cosine).
+    """
+    if metric not in METRICS:
+        raise ValueError("metric must be one of {}, got {!r}".format(METRICS, metric))
+    H = _as_matrix(embeddings, "embeddings", np.float32)
+    residual = _prediction_residuals(_as_matrix(probabilities, "probabilities", np.float64))
+    if residual.shape[0] != H.shape[0]:
+        raise ValueError("embeddings and probabilities have different row counts: {} and {}".format(
+            H.shape[0], residual.shape[0]))
+    rng = np.random.default_rng(random_state)
+    n_rows = H.shape[0]
+    n_select = min(int(n_select), n_rows)
+    raw_sq_norms = np.einsum("ij,ij->i", residual, residual) * np.einsum("ij,ij->i", H, H, dtype=np.float64)
+    if metric == "cosine":
+        H = _normalize_rows(H.copy())
+        residual = _normalize_rows(residual)
+    sq_norms = np.einsum("ij,ij->i", residual, residual) * np.einsum("ij,ij->i", H, H, dtype=np.float64)
+    indices = np.empty(n_select, dtype=np.int64)
+    distances = np.empty(n_select, dtype=np.float64)
+    if n_select == 0:
+        return indices, distances
+    min_d2 = np.full(n_rows, np.inf)
+    h_dot = np.empty(n_rows, dtype=np.float32)
+    d2 = np.empty(n_rows, dtype=np.float64)
+    chosen = int(np.argmax(raw_sq_norms))
+    indices[0] = chosen
+    distances[0] = 1.0 if metric == "cosine" else math.sqrt(raw_sq_norms[chosen])
+    progress = _Progress("BADGE k-means++", n_select)
+    for pick in range(1, n_select + 1):
+        np.dot(H, H[chosen], out=h_dot)
+        np.dot(residual, residual[chosen], out=d2)
+        d2 *= h_dot
+        d2 *= -2.0
+        d2 += sq_norms
+        d2 += sq_norms[chosen]
+        d2[d2 <= _DUPLICATE_TOLERANCE * (sq_norms + sq_norms[chosen])] = 0.0
+        np.minimum(min_d2, d2, out=min_d2)
+        min_d2[chosen] = 0.0
+        progress.update(pick)
+        if pick == n_select:
+            break
+        chosen = _draw_proportional(min_d2, rng)
+        if chosen < 0:
+            rest = np.setdiff1d(np.arange(n_rows), indices[:pick], assume_unique=True)
+            fill = rest[top_k_indices(raw_sq_norms[rest], n_select - pick)]
+            logger.warning("BADGE: only %d distinct gradient embeddings among %d rows; the remaining %d picks "
+                           "duplicate earlier ones and are taken by gradient norm", pick, n_rows, fill.size)
+            indices[pick:] = fill
+            distances[pick:] = 0.0
+            break
+        indices[pick] = chosen
+        distances[pick] = min_d2[chosen] / 2.0 if metric == "cosine" else math.sqrt(min_d2[chosen])
+    return indices, distances
+
+
+def _draw_proportional(weights: np.ndarray, rng: np.random.Generator) -> int:
+    """Index drawn with probability weights[i] / sum(weights), or -1 when all weights are zero."""
+    cumulative = np.cumsum(weights)
+    total = cumulative[-1]
+    if not total > 0.0:
+        return -1
+    position = int(np.searchsorted(cumulative, rng.random() * total, side="right"))
+    if position >= weights.shape[0]:  # rounding put the draw at the very end
+        position = int(np.flatnonzero(weights > 0)[-1])
+    return position
+
+
+class BADGESampler:
+    """BADGE: k-means++ seeding on gradient embeddings (active learning)."""
+
+    def __init__(self, metric: str = "euclidean", random_seed: Any = None):
+        self.metric = metric
+        self.random_seed = random_seed
+
+    def compute_gradient_embeddings(self, embeddings: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+        return gradient_embeddings(embeddings, probabilities)
+
+    def select(self, embeddings: np.ndarray, probabilities: np.ndarray, batch_size: int) -> Selection:
+        indices, distances = badge_kmeanspp(embeddings, probabilities, batch_size, metric=self.metric,
+                                            random_state=self.random_seed)
+        return Selection(indices, distances)
+
+    def select_batch(self, embeddings: np.ndarray, probabilities: np.ndarray, batch_size: int) -> np.ndarray:
+        return self.select(embeddings, probabilities, batch_size).indices

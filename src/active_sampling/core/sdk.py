@@ -1,0 +1,27 @@
+"""Every import from the SageMaker Python SDK (v2, ``sagemaker>=2.254,<3``) lives here.
+
+The rest of the package names SDK objects only through this module, so a module for SDK v3 can sit
+beside it and the builders switch by changing one import.
+"""
+
+from sagemaker.image_uris import retrieve as retrieve_image_uri
+from sagemaker.processing import ProcessingInput, ProcessingOutput, Processor
+from sagemaker.sklearn import SKLearnProcessor
+from sagemaker.workflow.parameters import ParameterString
+from sagemaker.workflow.pipeline import Pipeline
+from sagemaker.workflow.pipeline_context import PipelineSession
+from sagemaker.workflow.steps import CacheConfig, ProcessingStep, Step
+
+__all__ = [
+    "CacheConfig",
+    "ParameterString",
+    "Pipeline",
+    "PipelineSession",
+    "ProcessingInput",
+    "ProcessingOutput",
+    "ProcessingStep",
+    "Processor",
+    "SKLearnProcessor",
+    "Step",
+    "retrieve_image_uri",
+]
