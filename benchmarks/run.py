@@ -1,0 +1,479 @@
+"""Benchmark the selection strategies against the seeds' design and against the memory-bandwidth floor.
+
+``make bench`` (= ``.venv/bin/python benchmarks/run.py``) measures, in one run on the same data and machine:
+
+* the project (the pure functions of the entry script, and the uncertainty strategy through its command line);
+* the "as designed" baseline of ``benchmarks/naive.py`` (the seeds' pseudo-code, float64 broadcast distances);
+* the floor: k float32 matrix-vector products over the same matrix, which any exact greedy must at least do.
+
+Every case runs in its own process (``benchmarks/worker.py``) on inputs written once to ``benchmarks/data``
+with ``np.save``, so data generation never counts towards a peak. Results go to ``benchmarks/results/<mode>``
+(one JSON per case, so one case can be re-run alone with ``--only``) and the report to ``docs/benchmarks.md``
+(``benchmarks/results/quick.md`` with ``--quick``).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DIR = ROOT / "benchmarks"
+DATA_DIR = BENCH_DIR / "data"
+RESULTS_DIR = BENCH_DIR / "results"
+WORKER = BENCH_DIR / "worker.py"
+SCRIPT = ROOT / "src" / "active_sampling" / "scripts" / "active_sample_selection.py"
+DOC = ROOT / "docs" / "benchmarks.md"
+COMMAND = "make bench   # = .venv/bin/python benchmarks/run.py"
+
+GB = 10**9
+KCENTER_SPEEDUP = 10.0
+KCENTER_FLOOR_RATIO = 1.25
+BADGE_SPEEDUP = 50.0
+BADGE_MEMORY_SLACK = 1 * GB
+UNCERTAINTY_MEMORY_FACTOR = 2.5
+BADGE_SEED = 42
+NAIVE_ESTIMATE_PICKS = 5
+
+# naive: "run" = run it for real; "estimate" = run NAIVE_ESTIMATE_PICKS picks and extrapolate linearly in k;
+# "skip" = does not fit in memory (extrapolated from the previous BADGE size instead).
+FULL = {
+    "kcenter": [
+        dict(name="kcenter_100k", N=100_000, D=128, k=200, naive="run", repeat=3, speed_target=True),
+        dict(name="kcenter_1m", N=1_000_000, D=128, k=1000, naive="estimate", repeat=1),
+    ],
+    "badge": [
+        dict(name="badge_50k", N=50_000, D=64, C=10, k=200, naive="run", repeat=3, speed_target=True),
+        dict(name="badge_1m", N=1_000_000, D=128, C=10, k=1000, naive="skip", repeat=1, memory_target=True),
+    ],
+    "uncertainty": [dict(name="uncertainty_10m", rows=10_000_000, C=10, batch=1000)],
+}
+QUICK = {
+    "kcenter": [
+        dict(name="kcenter_20k", N=20_000, D=64, k=50, naive="run", repeat=3, speed_target=True),
+        dict(name="kcenter_100k", N=100_000, D=64, k=100, naive="estimate", repeat=2),
+    ],
+    "badge": [
+        dict(name="badge_5k", N=5_000, D=32, C=10, k=50, naive="run", repeat=3, speed_target=True),
+        dict(name="badge_50k", N=50_000, D=64, C=10, k=100, naive="skip", repeat=2, memory_target=True),
+    ],
+    "uncertainty": [dict(name="uncertainty_500k", rows=500_000, C=10, batch=1000)],
+}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# data
+
+
+def _save_in_chunks(path, shape, fill, chunk=200_000):
+    """Write an .npy file chunk by chunk; ``fill(start, stop)`` returns the rows [start, stop)."""
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    first = fill(0, min(chunk, shape[0]))
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=first.dtype, shape=shape)
+    out[: len(first)] = first
+    for start in range(len(first), shape[0], chunk):
+        stop = min(start + chunk, shape[0])
+        out[start:stop] = fill(start, stop)
+    out.flush()
+    del out
+    os.replace(tmp, path)
+    return path
+
+
+def _mixture(N, D, seed, n_clusters=50):
+    """Rows drawn from a mixture of gaussians: embeddings with clusters, like a trained model's."""
+    rng = np.random.default_rng(seed)
+    centers = 3 * rng.standard_normal((n_clusters, D), dtype=np.float32)
+
+    def fill(start, stop):
+        labels = rng.integers(n_clusters, size=stop - start)
+        return centers[labels] + rng.standard_normal((stop - start, D), dtype=np.float32)
+
+    return fill
+
+
+def kcenter_data(case):
+    N, D = case["N"], case["D"]
+    path = DATA_DIR / f"kcenter_X_{N}x{D}.npy"
+    return {"X": str(_save_in_chunks(path, (N, D), _mixture(N, D, seed=1)))}
+
+
+def _softmax(logits):
+    logits = logits - logits.max(axis=1, keepdims=True)
+    np.exp(logits, out=logits)
+    logits /= logits.sum(axis=1, keepdims=True)
+    return logits
+
+
+def badge_data(case):
+    N, D, C = case["N"], case["D"], case["C"]
+    h_path = _save_in_chunks(DATA_DIR / f"badge_H_{N}x{D}.npy", (N, D), _mixture(N, D, seed=2))
+    H = np.load(h_path, mmap_mode="r")
+    W = np.random.default_rng(3).standard_normal((D, C), dtype=np.float32) * np.float32(0.4 / np.sqrt(D))
+
+    def fill(start, stop):
+        return _softmax(np.asarray(H[start:stop]) @ W).astype(np.float32)
+
+    p_path = _save_in_chunks(DATA_DIR / f"badge_P_{N}x{D}x{C}.npy", (N, C), fill)
+    return {"H": str(h_path), "P": str(p_path)}
+
+
+def _margins(probabilities):
+    top2 = np.partition(probabilities, -2, axis=1)[:, -2:]
+    return top2[:, 1] - top2[:, 0]
+
+
+def uncertainty_data(case):
+    """A parquet file of ``rows`` rows: id int64 + prob_class_0..C-1 float64, written in row groups.
+
+    Also records the ids of the ``batch`` rows with the smallest margin (top-1 minus top-2 probability), the
+    default uncertainty mode, so the command line's answer can be checked.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows, C, batch = case["rows"], case["C"], case["batch"]
+    folder = DATA_DIR / f"uncertainty_{rows}x{C}"
+    path, expected_path = folder / "evaluation_data" / "predictions.parquet", folder / "expected_ids.json"
+    if path.exists() and expected_path.exists():
+        return path.parent, json.loads(expected_path.read_text())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(4)
+    names = ["id"] + [f"prob_class_{c}" for c in range(C)]
+    schema = pa.schema([("id", pa.int64())] + [(name, pa.float64()) for name in names[1:]])
+    best_ids, best_margins = np.empty(0, np.int64), np.empty(0)
+    tmp = path.with_suffix(".tmp")
+    with pq.ParquetWriter(tmp, schema) as writer:
+        for start in range(0, rows, 1_000_000):
+            stop = min(start + 1_000_000, rows)
+            ids = np.arange(start, stop, dtype=np.int64)
+            probabilities = _softmax(2.0 * rng.standard_normal((stop - start, C)))
+            columns = [pa.array(ids)] + [pa.array(probabilities[:, c]) for c in range(C)]
+            writer.write_table(pa.Table.from_arrays(columns, schema=schema))
+            best_ids = np.concatenate([best_ids, ids])
+            best_margins = np.concatenate([best_margins, _margins(probabilities)])
+            keep = np.argsort(best_margins, kind="stable")[:batch]
+            best_ids, best_margins = best_ids[keep], best_margins[keep]
+    os.replace(tmp, path)
+    expected = sorted(best_ids.tolist())
+    expected_path.write_text(json.dumps(expected))
+    return path.parent, expected
+
+
+# ----------------------------------------------------------------------------------------------------------
+# measuring
+
+
+def _run_measured(argv, env=None, log=None):
+    """Run argv, return (stdout, wall seconds, peak RSS bytes of the whole process from wait4)."""
+    start = time.perf_counter()
+    with open(log or os.devnull, "w") as stderr:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, env=env, cwd=ROOT, text=True)
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        tail = Path(log).read_text()[-3000:] if log else ""
+        raise RuntimeError(f"{argv[:3]} exited with {proc.returncode}\n{tail}")
+    return out, wall, usage.ru_maxrss * 1024
+
+
+def _worker(case_kind, impl, inputs, log, **spec):
+    spec = dict(case=case_kind, impl=impl, inputs=inputs, **spec)
+    out, wall, process_peak = _run_measured([sys.executable, str(WORKER), json.dumps(spec)], log=log)
+    result = json.loads(out.strip().splitlines()[-1])
+    result.update(process_wall_seconds=wall, process_peak_bytes=process_peak, k=spec["k"])
+    return result
+
+
+def _first_divergence(a, b):
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return i
+    return None
+
+
+def _array_cases(kind, case, inputs, log_dir):
+    """Run project, floor and naive for one k-center or BADGE size; return the case's result dict."""
+    extra = {key: case[key] for key in ("k",)}
+    if kind == "badge":
+        extra["seed"] = BADGE_SEED
+    log = lambda impl: str(log_dir / f"{case['name']}_{impl}.log")  # noqa: E731
+    runs = {}
+    print(f"  {case['name']}: project", flush=True)
+    runs["project"] = _worker(kind, "project", inputs, log("project"), repeat=case["repeat"], **extra)
+    print(f"  {case['name']}: floor", flush=True)
+    runs["floor"] = _worker(kind, "floor", inputs, log("floor"), repeat=case["repeat"], **extra)
+    if case["naive"] == "run":
+        print(f"  {case['name']}: naive", flush=True)
+        runs["naive"] = _worker(kind, "naive", inputs, log("naive"), **extra)
+        runs["naive"]["how"] = "run"
+    elif case["naive"] == "estimate":
+        print(f"  {case['name']}: naive ({NAIVE_ESTIMATE_PICKS} picks, extrapolated)", flush=True)
+        naive = _worker(kind, "naive", inputs, log("naive"), **dict(extra, k=NAIVE_ESTIMATE_PICKS))
+        # the naive cost is one full distance pass for the initial center plus one per pick
+        naive["measured_seconds"] = naive["seconds"]
+        naive["seconds"] = naive["seconds"] * (case["k"] + 1) / (NAIVE_ESTIMATE_PICKS + 1)
+        naive["how"] = f"estimated from {NAIVE_ESTIMATE_PICKS} of {case['k']} picks"
+        runs["naive"] = naive
+    result = dict(case, kind=kind, runs=runs)
+    if kind == "kcenter" and "naive" in runs:
+        project, naive = runs["project"]["indices"], runs["naive"]["indices"]
+        result["picks_compared"] = len(naive)
+        result["first_divergence"] = _first_divergence(project, naive)
+    for run in runs.values():
+        run.pop("indices", None)
+    return result
+
+
+def run_kcenter(case, log_dir):
+    return _array_cases("kcenter", case, kcenter_data(case), log_dir)
+
+
+def run_badge(case, log_dir):
+    return _array_cases("badge", case, badge_data(case), log_dir)
+
+
+def run_uncertainty(case, log_dir):
+    import pyarrow.parquet as pq
+
+    input_dir, expected = uncertainty_data(case)
+    out_dir = DATA_DIR / "uncertainty_output"
+    samples, metadata = out_dir / "selected_samples", out_dir / "selection_metadata"
+    env = dict(os.environ, SELECTION_STRATEGY="uncertainty", BATCH_SIZE=str(case["batch"]))
+    argv = [sys.executable, str(SCRIPT), "--job_type", "active_learning_selection",
+            "--evaluation_data", str(input_dir), "--selected_samples", str(samples),
+            "--selection_metadata", str(metadata)]
+    print(f"  {case['name']}: project command line", flush=True)
+    _, wall, peak = _run_measured(argv, env=env, log=str(log_dir / f"{case['name']}_cli.log"))
+    written = sorted(samples.glob("selected_samples.*"))
+    selected = pq.read_table(written[0], columns=["id"]).column("id").to_pylist() if written else []
+    meta = json.loads((metadata / "selection_metadata.json").read_text())
+    table_bytes = case["rows"] * (case["C"] + 1) * 8
+    return dict(case, kind="uncertainty", table_bytes=table_bytes,
+                runs={"project": {"seconds": wall, "process_peak_bytes": peak,
+                                  "script_elapsed_seconds": meta.get("elapsed_seconds")}},
+                selected_matches_smallest_margin=sorted(selected) == expected)
+
+
+RUNNERS = {"kcenter": run_kcenter, "badge": run_badge, "uncertainty": run_uncertainty}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# targets and report
+
+
+def _targets(results):
+    """(description, measured, required, passed) for every target whose case was measured."""
+    checks = []
+    for r in results:
+        runs = r.get("runs", {})
+        project = runs.get("project", {})
+        if r["kind"] == "kcenter":
+            floor_ratio = project["seconds"] / runs["floor"]["seconds"]
+            checks.append((f"k-center {r['name']}: time / floor", f"{floor_ratio:.2f}x",
+                           f"<= {KCENTER_FLOOR_RATIO}x", floor_ratio <= KCENTER_FLOOR_RATIO))
+            if r.get("speed_target"):
+                speedup = runs["naive"]["seconds"] / project["seconds"]
+                checks.append((f"k-center {r['name']}: speed-up over naive", f"{speedup:.1f}x",
+                               f">= {KCENTER_SPEEDUP:g}x", speedup >= KCENTER_SPEEDUP))
+        elif r["kind"] == "badge":
+            if r.get("speed_target"):
+                speedup = runs["naive"]["seconds"] / project["seconds"]
+                checks.append((f"BADGE {r['name']}: speed-up over naive", f"{speedup:.1f}x",
+                               f">= {BADGE_SPEEDUP:g}x", speedup >= BADGE_SPEEDUP))
+            if r.get("memory_target"):
+                limit = r["N"] * r["D"] * 4 + BADGE_MEMORY_SLACK
+                peak = project["process_peak_bytes"]
+                checks.append((f"BADGE {r['name']}: process peak RSS", _gb(peak),
+                               f"<= N x D float32 + 1 GB = {_gb(limit)}", peak <= limit))
+        elif r["kind"] == "uncertainty":
+            limit = UNCERTAINTY_MEMORY_FACTOR * r["table_bytes"]
+            peak = project["process_peak_bytes"]
+            checks.append((f"uncertainty {r['name']}: command-line peak RSS", _gb(peak),
+                           f"<= {UNCERTAINTY_MEMORY_FACTOR}x table ({_gb(r['table_bytes'])}) = {_gb(limit)}",
+                           peak <= limit))
+            checks.append((f"uncertainty {r['name']}: selected ids = the {r['batch']} smallest margins",
+                           "yes" if r["selected_matches_smallest_margin"] else "no", "yes",
+                           r["selected_matches_smallest_margin"]))
+    return checks
+
+
+def _gb(n):
+    return "-" if n is None else f"{n / GB:.2f} GB"
+
+
+def _seconds(s):
+    return "-" if s is None else (f"{s:.3f} s" if s < 10 else f"{s:.1f} s")
+
+
+def _size(r):
+    if r["kind"] == "uncertainty":
+        return f"rows={r['rows']:,} C={r['C']} batch={r['batch']}"
+    size = f"N={r['N']:,} D={r['D']}"
+    return size + (f" C={r['C']}" if "C" in r else "") + f" k={r['k']}"
+
+
+def _table(results):
+    lines = ["| case | size | implementation | wall time | x floor | naive / project | process peak RSS "
+             "| peak above inputs | note |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        runs, floor = r["runs"], r["runs"].get("floor", {}).get("seconds")
+        project_seconds = runs["project"]["seconds"]
+        for impl in ("project", "naive", "floor"):
+            run = runs.get(impl)
+            if run is None:
+                if impl == "naive" and r["kind"] == "badge":
+                    lines.append(f"| {r['name']} | {_size(r)} | naive | not run | - | - | - | - "
+                                 f"| {_naive_missing_note(r, results)} |")
+                continue
+            note, seconds = "", run["seconds"]
+            if run.get("how", "run") != "run":
+                note = run["how"] + f" (measured {_seconds(run['measured_seconds'])})"
+            if impl == "project" and r["kind"] == "uncertainty":
+                note = f"whole command line; script's own elapsed_seconds {_seconds(run['script_elapsed_seconds'])}"
+            if impl == "project" and "first_divergence" in r:
+                same = r["first_divergence"] is None
+                note = f"picks {'identical to' if same else 'differ from'} naive (first {r['picks_compared']})"
+            lines.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+                r["name"], _size(r), impl, _seconds(seconds),
+                "-" if floor is None else f"{seconds / floor:.2f}",
+                f"{seconds / project_seconds:.1f}x" if impl == "naive" else "-",
+                _gb(run["process_peak_bytes"]), _gb(run.get("peak_above_baseline_bytes")), note))
+    return "\n".join(lines)
+
+
+def _naive_missing_note(r, results):
+    gradient_bytes = r["N"] * r["C"] * r["D"] * 8
+    note = (f"not run: the float64 gradient matrix alone is {_gb(gradient_bytes)} and each pick's broadcast "
+            f"needs as much again")
+    smaller = [s for s in results if s["kind"] == "badge" and "naive" in s["runs"]]
+    if smaller:
+        s = smaller[0]
+        scale = (r["N"] * r["C"] * r["D"]) / (s["N"] * s["C"] * s["D"]) * r["k"] / s["k"]
+        note += f"; extrapolated from {s['name']}: about {_seconds(s['runs']['naive']['seconds'] * scale)}"
+    return note
+
+
+def _machine():
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor())
+    memory = next(int(line.split()[1]) * 1024 for line in open("/proc/meminfo") if line.startswith("MemTotal"))
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        blas = f"{blas.get('name')} {blas.get('version')}"
+    except Exception:  # numpy < 1.25 prints its configuration only
+        blas = "see numpy.show_config()"
+    threads = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS") if k in os.environ}
+    return [f"CPU: {cpu}, {os.cpu_count()} logical cores, {memory / 2**30:.0f} GiB RAM "
+            f"(shared with other jobs while measured, so timings are noisy)",
+            f"Python {platform.python_version()}, numpy {np.__version__}, BLAS {blas}"
+            + (f", {threads}" if threads else ", BLAS threads: default"),
+            f"OS: {platform.platform()}"]
+
+
+def _git_commit():
+    try:
+        return subprocess.run(["git", "log", "-1", "--format=%h %cI"], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def write_report(results, path, mode):
+    checks = _targets(results)
+    when = sorted({r["measured_at"] for r in results})
+    lines = [
+        "# Benchmarks",
+        "",
+        "Wall time and peak memory of the selection strategies on pools of 10^5 to 10^7 rows, measured in one "
+        "run on the same data and machine against two references:",
+        "",
+        "* **naive**: `benchmarks/naive.py`, the seeds' DiversitySampler / BADGESampler pseudo-code as written "
+        "(float64 embeddings, one `(N, 1, D)` broadcast distance per pick, BADGE by materializing the `N x C*D` "
+        "gradient embeddings and running the same farthest-first on them);",
+        "* **floor**: k float32 matrix-vector products `X @ v` over the same `N x D` matrix (for BADGE, one "
+        "over `N x D` and one over `N x C` per pick), which is what any exact greedy must at least read.",
+        "",
+        "Reproduce with:",
+        "",
+        "```",
+        COMMAND if mode == "full" else ".venv/bin/python benchmarks/run.py --quick",
+        "```",
+        "",
+        "`--only kcenter|badge|uncertainty` re-runs one family and rewrites this report from the stored "
+        "per-case results in `benchmarks/results/`; `--quick` uses small sizes for development.",
+        "",
+        "## Targets",
+        "",
+        "| target | measured | required | result |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {d} | {m} | {req} | {'PASS' if ok else 'FAIL'} |" for d, m, req, ok in checks]
+    lines += ["", "## Measurements", "", _table(results), "", "## How it is measured", "",
+              "* Each implementation runs in its own process (`benchmarks/worker.py`). Inputs are generated once, "
+              "deterministically (mixture of 50 gaussians for embeddings, softmax of a linear map for "
+              "probabilities), saved with `np.save` and loaded by the process before measuring.",
+              "* *wall time*: `time.perf_counter` around the call only (best of the repeats listed per case); for "
+              "the uncertainty command line, the whole process including interpreter start, imports, reading the "
+              "parquet file and writing the result.",
+              "* *process peak RSS*: `ru_maxrss` of the process from `os.wait4`, inputs included. *peak above "
+              "inputs*: the kernel's peak-RSS counter is reset (`/proc/self/clear_refs`) after the inputs are "
+              "loaded, so this is what the call itself added.",
+              "* k-center and BADGE project results are the pure functions `k_center_greedy` and "
+              "`badge_kmeanspp` of the entry script with float32 embeddings. The naive k-center starts from the "
+              "column mean like the project, so its picks can be compared pick by pick.",
+              f"* Naive rows marked *estimated* ran {NAIVE_ESTIMATE_PICKS} picks and were scaled linearly (each "
+              "pick is one full pass over the data); *not run* means the seeds' design does not fit in memory.",
+              "",
+              "## Machine", ""]
+    lines += [f"* {fact}" for fact in _machine()]
+    lines += [f"* Measured {when[0]}" + (f" to {when[-1]}" if len(when) > 1 else "")
+              + f"; repository at commit {_git_commit()}", ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+    return checks
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for development")
+    parser.add_argument("--only", choices=sorted(RUNNERS), action="append",
+                        help="run only this family (repeatable); the report keeps the others' stored results")
+    args = parser.parse_args(argv)
+    mode = "quick" if args.quick else "full"
+    sizes = QUICK if args.quick else FULL
+    result_dir = RESULTS_DIR / mode
+    log_dir = result_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    for kind in args.only or list(RUNNERS):
+        print(f"{kind}:", flush=True)
+        for case in sizes[kind]:
+            result = RUNNERS[kind](case, log_dir)
+            result["measured_at"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+            (result_dir / f"{case['name']}.json").write_text(json.dumps(result, indent=1))
+    names = [case["name"] for kind in RUNNERS for case in sizes[kind]]
+    results = [json.loads((result_dir / f"{n}.json").read_text()) for n in names
+               if (result_dir / f"{n}.json").exists()]
+    report = DOC if mode == "full" else RESULTS_DIR / "quick.md"
+    checks = write_report(results, report, mode)
+    for description, measured, required, passed in checks:
+        print(f"{'PASS' if passed else 'FAIL'}  {description}: {measured} (required {required})")
+    print(f"report: {report.relative_to(ROOT)}")
+    return 0 if all(passed for *_, passed in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
