@@ -67,10 +67,15 @@ class BasePipelineConfig(BaseModel):
     @classmethod
     def derived_properties(cls) -> List[str]:
         """Names of the derived (third-tier) values: the public properties of the class."""
-        return sorted(
-            name for name in dir(cls)
-            if not name.startswith("_") and isinstance(getattr(cls, name, None), property)
-        )
+        names = set()
+        for klass in cls.__mro__:
+            if klass is BaseModel:
+                break
+            names.update(
+                name for name, value in vars(klass).items()
+                if not name.startswith("_") and isinstance(value, property)
+            )
+        return sorted(names)
 
     @classmethod
     def fields_by_tier(cls) -> Dict[str, List[str]]:

@@ -23,5 +23,13 @@ __all__ = [
     "Processor",
     "SKLearnProcessor",
     "Step",
+    "pipeline_session",
     "retrieve_image_uri",
 ]
+
+
+def pipeline_session(region: str, default_bucket: str) -> PipelineSession:
+    """A PipelineSession in ``region``: step builders only describe jobs with it, they never start one."""
+    import boto3
+
+    return PipelineSession(boto_session=boto3.Session(region_name=region), default_bucket=default_bucket)

@@ -822,3 +822,352 @@ class BADGESampler:
 
     def select_batch(self, embeddings: np.ndarray, probabilities: np.ndarray, batch_size: int) -> np.ndarray:
         return self.select(embeddings, probabilities, batch_size).indices
+
+
+def _one_line(error: Any) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _preview(names: Sequence[Any], limit: int = 8) -> str:
+    names = list(names)
+    shown = ", ".join(str(name) for name in names[:limit])
+    return shown + (" ... ({} in all)".format(len(names)) if len(names) > limit else "")
+
+
+def _check_no_output_columns(columns: Iterable[str]) -> None:
+    clashes = [name for name in OUTPUT_COLUMNS if name in set(columns)]
+    if clashes:
+        raise SelectionError("input already has column(s) {} that this step writes; rename or drop them".format(
+            ", ".join(clashes)))
+
+
+def _check_columns_exist(columns: Sequence[str], config: SelectionConfig) -> None:
+    for var_name, column in (("ID_FIELD", config.id_field), ("LABEL_FIELD", config.label_field)):
+        if column and column not in columns:
+            raise SelectionError("{} column {!r} not found; columns are: {}".format(
+                var_name, column, _preview(columns)))
+
+
+def _non_feature_columns(columns: Sequence[str], config: SelectionConfig, score_cols: Sequence[str]) -> List[str]:
+    reserved = set(score_cols) | set(OUTPUT_COLUMNS) | set(LLM_SCORE_COLUMNS) | set(RULESET_SCORE_COLUMNS)
+    reserved |= {config.id_field, config.label_field or ""}
+    return [name for name in columns if name in reserved or name.startswith(config.score_field_prefix)]
+
+
+def _rows(values: np.ndarray, rows: np.ndarray, all_rows: bool) -> np.ndarray:
+    return values if all_rows else values[rows]
+
+
+def _embedding_matrix(df: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    try:
+        vectors = df[list(columns)].to_numpy(dtype=np.float32)
+    except (TypeError, ValueError):
+        raise SelectionError("embedding/feature columns must be numeric: {}".format(_preview(columns))) from None
+    _check_finite(vectors, columns, "embedding/feature columns")
+    return vectors
+
+
+def _run_strategy(config: SelectionConfig, probabilities: np.ndarray, vectors: Optional[np.ndarray],
+                  labeled_vectors: Optional[np.ndarray]) -> Selection:
+    strategy = config.selection_strategy
+    n_candidates = probabilities.shape[0]
+    if strategy in ACTIVE_LEARNING_STRATEGIES and config.batch_size >= n_candidates:
+        logger.info("BATCH_SIZE=%d is not smaller than the %d candidates: selecting them all", config.batch_size,
+                    n_candidates)
+    if strategy == "confidence_threshold":
+        return ConfidenceThresholdSampler(config.confidence_threshold, config.max_samples).select(probabilities)
+    if strategy == "top_k_per_class":
+        return TopKPerClassSampler(config.k_per_class).select(probabilities)
+    if strategy == "uncertainty":
+        return UncertaintySampler(config.uncertainty_mode).select(probabilities, config.batch_size)
+    if strategy == "diversity":
+        return DiversitySampler(config.metric).select(vectors, config.batch_size, labeled_vectors)
+    return BADGESampler(config.metric, config.random_seed).select(vectors, probabilities, config.batch_size)
+
+
+def select_samples(df: pd.DataFrame, config: SelectionConfig) -> Tuple[pd.DataFrame, Dict[str, Any]]:
+    """Apply the configured strategy to ``df`` and return the selected rows and what was done.
+
+    The rows come back in rank order with ``selection_score``, ``selection_rank`` and ``data_source``
+    appended (SSL strategies also ``pseudo_label`` and ``confidence``); their index is their position
+    in ``df``. Rows whose LABEL_FIELD is filled are never candidates.
+    """
+    _check_columns_exist(list(df.columns), config)
+    _check_no_output_columns(df.columns)
+    score_cols = extract_score_columns(df, config.score_field, config.score_field_prefix)
+    probabilities, score_kind = normalize_scores_to_probabilities(df, score_cols)
+    labels = class_labels(score_cols, config.score_field_prefix)
+    labeled = labeled_mask(df, config.label_field)
+    candidates = np.flatnonzero(~labeled)
+    if candidates.size == 0:
+        raise SelectionError("no candidate rows: all {} rows have LABEL_FIELD {!r} filled".format(
+            len(df), config.label_field))
+    all_rows = candidates.size == len(df)
+    details = {"score_columns": list(score_cols), "score_interpretation": score_kind,
+               "classes": [str(label) for label in labels], "pool_size": int(len(df)),
+               "labeled_count": int(labeled.sum()), "candidate_count": int(candidates.size)}
+    logger.info("Scores from %s read as %s; %d rows, %d labeled, %d candidates", _preview(score_cols), score_kind,
+                len(df), details["labeled_count"], candidates.size)
+    vectors = labeled_vectors = None
+    if config.selection_strategy in EMBEDDING_STRATEGIES:
+        excluded = _non_feature_columns(list(df.columns), config, score_cols)
+        vector_cols, vector_source = embedding_columns(df, config.embedding_field_prefix, excluded)
+        matrix = _embedding_matrix(df, vector_cols)
+        vectors = _rows(matrix, candidates, all_rows)
+        if config.selection_strategy == "diversity" and labeled.any():
+            labeled_vectors = matrix[labeled]
+        details.update(vector_columns=len(vector_cols), vector_source=vector_source)
+        del matrix
+    selection = _run_strategy(config, _rows(probabilities, candidates, all_rows), vectors, labeled_vectors)
+    positions = candidates[selection.indices]
+    selected = df.iloc[positions].copy()
+    selected.index = positions
+    chosen_probabilities = probabilities[positions]
+    predicted = np.asarray(labels, dtype=object)[chosen_probabilities.argmax(axis=1)]
+    selected[SELECTION_SCORE] = selection.scores.astype(np.float64)
+    selected[SELECTION_RANK] = np.arange(1, positions.size + 1, dtype=np.int64)
+    is_ssl = config.selection_strategy in SSL_STRATEGIES
+    selected[DATA_SOURCE] = DATA_SOURCE_SSL if is_ssl else DATA_SOURCE_ACTIVE_LEARNING
+    if is_ssl:
+        selected[PSEUDO_LABEL] = pd.Series(predicted, index=selected.index).infer_objects()
+        selected[CONFIDENCE] = chosen_probabilities.max(axis=1)
+    per_class = pd.Series(predicted, dtype=object).astype(str).value_counts()
+    details["selected_per_class"] = {label: int(per_class.get(label, 0)) for label in details["classes"]}
+    return selected, details
+
+
+def resolve_output_format(requested: Optional[str], input_format: str) -> str:
+    """OUTPUT_FORMAT when set, else the input's format (an error for inputs of mixed formats)."""
+    if requested:
+        return requested
+    if input_format not in OUTPUT_FORMATS:
+        raise SelectionError("input files come in different formats; set OUTPUT_FORMAT to one of {}".format(
+            ", ".join(OUTPUT_FORMATS)))
+    return input_format
+
+
+def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    temporary = path.with_name("." + path.name + ".tmp")
+    try:
+        write(temporary)
+        os.replace(str(temporary), str(path))
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
+def save_selected_samples(selected_df: pd.DataFrame, output_dir: str, output_format: str) -> str:
+    """Write ``selected_samples.<output_format>`` atomically (temporary name, then rename)."""
+    if output_format not in OUTPUT_FORMATS:
+        raise SelectionError("unsupported output format {!r}: expected one of {}".format(
+            output_format, ", ".join(OUTPUT_FORMATS)))
+    path = Path(output_dir) / "{}.{}".format(SAMPLES_BASENAME, output_format)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame = selected_df.reset_index(drop=True)
+    if output_format == "parquet":
+        _write_atomically(path, lambda target: frame.to_parquet(str(target), index=False))
+    else:
+        _write_atomically(path, lambda target: frame.to_csv(str(target), sep=_SEPARATORS[output_format],
+                                                            index=False))
+    logger.info("Wrote %d selected rows to %s", len(frame), path)
+    return str(path)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, (Path, np.ndarray)):
+        return str(value) if isinstance(value, Path) else value.tolist()
+    raise TypeError("not JSON serializable: {!r}".format(value))
+
+
+def save_selection_metadata(metadata: Dict[str, Any], metadata_dir: str) -> str:
+    """Write ``selection_metadata.json`` atomically."""
+    path = Path(metadata_dir) / METADATA_FILENAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(metadata, indent=2, default=_json_default, allow_nan=False)
+    _write_atomically(path, lambda target: target.write_text(text + "\n", encoding="utf-8"))
+    logger.info("Wrote selection metadata to %s", path)
+    return str(path)
+
+
+def _result_files(samples_dir: Path, metadata_dir: Path) -> List[Path]:
+    names = [samples_dir / "{}.{}".format(SAMPLES_BASENAME, fmt) for fmt in OUTPUT_FORMATS]
+    names.append(metadata_dir / METADATA_FILENAME)
+    for folder in (samples_dir, metadata_dir):
+        names += [folder / SUCCESS_MARKER, folder / FAILURE_MARKER]
+    return names
+
+
+def _clear_results(samples_dir: Path, metadata_dir: Path) -> None:
+    for path in _result_files(samples_dir, metadata_dir):
+        if path.exists():
+            path.unlink()
+
+
+def _mark(folders: Iterable[Path], marker: str, text: str) -> None:
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / marker).write_text(text, encoding="utf-8")
+
+
+def _library_versions() -> Dict[str, Optional[str]]:
+    arrow = sys.modules.get("pyarrow")
+    return {"python": platform.python_version(), "numpy": np.__version__, "pandas": pd.__version__,
+            "pyarrow": getattr(arrow, "__version__", None)}
+
+
+def _score_summary(scores: pd.Series) -> Dict[str, Optional[float]]:
+    if scores.empty:
+        return {"min": None, "median": None, "max": None}
+    values = scores.to_numpy(dtype=np.float64)
+    return {"min": float(values.min()), "median": float(np.median(values)), "max": float(values.max())}
+
+
+def _job_type(job_args: Any) -> str:
+    job_type = getattr(job_args, "job_type", None)
+    if not isinstance(job_type, str) or not job_type.strip():
+        raise SelectionError("--job_type is required, e.g. --job_type ssl_selection or active_learning_selection")
+    return job_type.strip()
+
+
+def _channel(paths: Mapping[str, str], key: str, kind: str) -> Path:
+    if not paths or not paths.get(key):
+        raise SelectionError("{} path {!r} is missing".format(kind, key))
+    return Path(paths[key])
+
+
+def _selection_columns(columns: Sequence[str], config: SelectionConfig) -> Optional[List[str]]:
+    """The columns selection needs when they can be named from the header alone, else None (all)."""
+    score_cols = extract_score_columns(columns, config.score_field, config.score_field_prefix)
+    needed = [config.id_field] + ([config.label_field] if config.label_field else []) + score_cols
+    if config.selection_strategy in EMBEDDING_STRATEGIES:
+        embedded = [name for name in columns if name.startswith(config.embedding_field_prefix)]
+        if not embedded:
+            return None
+        needed += embedded
+    return needed
+
+
+def _select(input_dir: Path, config: SelectionConfig) -> Tuple[pd.DataFrame, Dict[str, Any], List[DataFile], str]:
+    files = discover_data_files(input_dir)
+    columns = common_columns(files)
+    _check_columns_exist(columns, config)
+    _check_no_output_columns(columns)
+    formats = {data_file.fmt for data_file in files}
+    input_format = formats.pop() if len(formats) == 1 else "mixed"
+    output_format = resolve_output_format(config.output_format, input_format)
+    needed = _selection_columns(columns, config)
+    project = input_format == "parquet" and needed is not None and len(set(needed)) < len(columns)
+    logger.info("Reading %d %s file(s) from %s%s", len(files), input_format, input_dir,
+                " ({} of {} columns first)".format(len(set(needed)), len(columns)) if project else "")
+    df, _ = load_inference_data(str(input_dir), config.id_field, needed if project else None)
+    selected, details = select_samples(df, config)
+    del df
+    if project:
+        full = read_rows_at(files, selected.index.to_numpy(), columns)
+        for name in selected.columns[len(set(needed)):]:
+            full[name] = selected[name].to_numpy()
+        selected = full
+    details["input_format"] = input_format
+    return selected, details, files, output_format
+
+
+def main(
+    input_paths: Dict[str, str],
+    output_paths: Dict[str, str],
+    environ_vars: Dict[str, Optional[str]],
+    job_args: argparse.Namespace,
+) -> Dict[str, Any]:
+    """Select rows from the prediction table in ``input_paths["evaluation_data"]``.
+
+    Writes ``selected_samples/selected_samples.<fmt>`` and ``selection_metadata/selection_metadata.json``
+    atomically, then ``_SUCCESS`` in both folders, and returns the metadata. On any error both folders
+    are left with only ``_FAILURE`` (holding the one-line reason) and the error is re-raised;
+    expected errors are ``SelectionError``.
+    """
+    started = time.time()
+    samples_dir = _channel(output_paths, SAMPLES_CHANNEL, "output")
+    metadata_dir = _channel(output_paths, METADATA_CHANNEL, "output")
+    _clear_results(samples_dir, metadata_dir)
+    try:
+        config = parse_environment(environ_vars)
+        job_type = _job_type(job_args)
+        input_dir = _channel(input_paths, INPUT_CHANNEL, "input")
+        logger.info("Strategy %s (use case %s, job type %s)", config.selection_strategy, config.use_case, job_type)
+        selected, details, files, output_format = _select(input_dir, config)
+        output_file = save_selected_samples(selected, str(samples_dir), output_format)
+        metadata = {
+            "strategy": config.selection_strategy,
+            "use_case": config.use_case,
+            "job_type": job_type,
+            "config": config._asdict(),
+            "pool_size": details.pop("pool_size"),
+            "labeled_count": details.pop("labeled_count"),
+            "candidate_count": details.pop("candidate_count"),
+            "selected_count": int(len(selected)),
+            "selected_per_class": details.pop("selected_per_class"),
+            "selection_score": _score_summary(selected[SELECTION_SCORE]),
+            "output_format": output_format,
+            "output_file": os.path.relpath(output_file, str(samples_dir)),
+            "input_files": [os.path.relpath(str(f.path), str(input_dir)) for f in files],
+            "details": details,
+            "library_versions": _library_versions(),
+            "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        metadata["elapsed_seconds"] = round(time.time() - started, 3)
+        save_selection_metadata(metadata, str(metadata_dir))
+        _mark((samples_dir, metadata_dir), SUCCESS_MARKER, "")
+    except BaseException as error:
+        _clear_results(samples_dir, metadata_dir)
+        _mark((samples_dir, metadata_dir), FAILURE_MARKER, _one_line(error) + "\n")
+        raise
+    logger.info("Selected %d of %d candidates (pool of %d) with %s in %.2fs", metadata["selected_count"],
+                metadata["candidate_count"], metadata["pool_size"], config.selection_strategy,
+                metadata["elapsed_seconds"])
+    return metadata
+
+
+def build_argument_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Select rows from a prediction table for pseudo-labeling (ssl) or human labeling "
+                    "(active learning). Configuration comes from environment variables; see ENV_VARS.")
+    parser.add_argument("--job_type", help="job type recorded in the metadata, e.g. ssl_selection")
+    parser.add_argument("--" + INPUT_CHANNEL, default=CONTAINER_INPUT_PATHS[INPUT_CHANNEL],
+                        help="folder with the prediction table (default: %(default)s)")
+    for channel, path in CONTAINER_OUTPUT_PATHS.items():
+        parser.add_argument("--" + channel, default=path, help="output folder (default: %(default)s)")
+    return parser
+
+
+def _configure_logging() -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logger.setLevel(logging.INFO)
+
+
+def cli(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str]] = None) -> int:
+    """Command-line entry point; returns the process exit code (0 success, 1 failure)."""
+    args = build_argument_parser().parse_args(argv)
+    _configure_logging()
+    environ = os.environ if environ is None else environ
+    environ_vars = {var.name: environ.get(var.name) for var in ENV_VARS}
+    input_paths = {INPUT_CHANNEL: getattr(args, INPUT_CHANNEL)}
+    output_paths = {channel: getattr(args, channel) for channel in CONTAINER_OUTPUT_PATHS}
+    try:
+        main(input_paths, output_paths, environ_vars, args)
+    except SelectionError as error:
+        logger.error("%s", _one_line(error))
+        return 1
+    except Exception:
+        logger.error("Selection failed unexpectedly:\n%s", traceback.format_exc())
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

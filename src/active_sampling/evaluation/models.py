@@ -1,0 +1,84 @@
+"""Data sets and the two retrained models, each with the embedding it exposes to diversity and BADGE."""
+
+from typing import Callable, NamedTuple, Tuple
+
+import numpy as np
+from sklearn import datasets as sklearn_datasets
+from sklearn.decomposition import TruncatedSVD
+from sklearn.ensemble import GradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+GRADIENT_BOOSTING_STAGES = 50
+GRADIENT_BOOSTING_DEPTH = 3
+LEAF_EMBEDDING_DIM = 32
+
+_LOADERS = {
+    "digits": sklearn_datasets.load_digits,
+    "breast_cancer": sklearn_datasets.load_breast_cancer,
+    "wine": sklearn_datasets.load_wine,
+}
+
+
+def load_dataset(name: str) -> Tuple[np.ndarray, np.ndarray]:
+    """Features (float64) and integer labels 0..C-1 of a data set shipped with scikit-learn."""
+    X, y = _LOADERS[name](return_X_y=True)
+    return X.astype(np.float64), y.astype(np.int64)
+
+
+class FittedModel(NamedTuple):
+    """A model trained on the labeled rows: class probabilities over all classes, and an embedding."""
+
+    predict_proba: Callable[[np.ndarray], np.ndarray]
+    embed: Callable[[np.ndarray], np.ndarray]
+    predict: Callable[[np.ndarray], np.ndarray]
+
+
+def fit_model(name: str, X: np.ndarray, y: np.ndarray, X_pool: np.ndarray, n_classes: int, seed: int) -> FittedModel:
+    """Train ``name`` on (X, y); unsupervised parts (scaling, leaf reduction) are fit on the unlabeled-inclusive
+    pool ``X_pool``, which a user has too. Test rows are never seen."""
+    if name == "logistic_regression":
+        return _fit_logistic_regression(X, y, X_pool, n_classes)
+    if name == "gradient_boosting":
+        return _fit_gradient_boosting(X, y, X_pool, n_classes, seed)
+    raise ValueError(f"unknown model {name!r}")
+
+
+def _full_probabilities(model, X: np.ndarray, n_classes: int) -> np.ndarray:
+    """predict_proba with a column for every class, zero for classes missing from the training labels."""
+    probabilities = np.zeros((len(X), n_classes))
+    probabilities[:, model.classes_] = model.predict_proba(X)
+    return probabilities
+
+
+def _fit_logistic_regression(X, y, X_pool, n_classes) -> FittedModel:
+    """Multinomial logistic regression on standardized features; its embedding is those standardized features,
+    the exact input of its linear layer (so BADGE's gradient embedding is the true last-layer gradient)."""
+    scaler = StandardScaler().fit(X_pool)
+    model = LogisticRegression(max_iter=2000).fit(scaler.transform(X), y)
+    return FittedModel(
+        predict_proba=lambda Z: _full_probabilities(model, scaler.transform(Z), n_classes),
+        embed=scaler.transform,
+        predict=lambda Z: model.predict(scaler.transform(Z)),
+    )
+
+
+def _fit_gradient_boosting(X, y, X_pool, n_classes, seed) -> FittedModel:
+    """Gradient-boosted trees; the embedding is the one-hot leaf membership over all trees (``apply``),
+    reduced to LEAF_EMBEDDING_DIM dimensions by a truncated SVD fit on the pool."""
+    model = GradientBoostingClassifier(
+        n_estimators=GRADIENT_BOOSTING_STAGES, max_depth=GRADIENT_BOOSTING_DEPTH, random_state=seed
+    ).fit(X, y)
+
+    def leaves(Z: np.ndarray) -> np.ndarray:
+        return model.apply(Z).reshape(len(Z), -1)
+
+    encoder = OneHotEncoder(handle_unknown="ignore").fit(leaves(X_pool))
+    pool_onehot = encoder.transform(leaves(X_pool))
+    dim = min(LEAF_EMBEDDING_DIM, pool_onehot.shape[1] - 1)
+    svd = TruncatedSVD(n_components=dim, random_state=seed).fit(pool_onehot)
+    return FittedModel(
+        predict_proba=lambda Z: _full_probabilities(model, Z, n_classes),
+        embed=lambda Z: svd.transform(encoder.transform(leaves(Z))),
+        predict=model.predict,
+    )

@@ -1,0 +1,80 @@
+"""Step specification of ActiveSampleSelection: one prediction table in, selected rows and metadata out."""
+
+from ..core.spec import (
+    DependencySpec,
+    DependencyType,
+    NodeType,
+    OutputSpec,
+    StepSpecification,
+    processing_output_property_path,
+)
+from ..scripts import active_sample_selection as script
+from .contract import ACTIVE_SAMPLE_SELECTION_CONTRACT
+
+STEP_TYPE = "ActiveSampleSelection"
+
+ACTIVE_SAMPLE_SELECTION_SPEC = StepSpecification(
+    step_type=STEP_TYPE,
+    node_type=NodeType.INTERNAL,
+    script_contract=ACTIVE_SAMPLE_SELECTION_CONTRACT,
+    dependencies={
+        script.INPUT_CHANNEL: DependencySpec(
+            logical_name=script.INPUT_CHANNEL,
+            dependency_type=DependencyType.PROCESSING_OUTPUT,
+            required=True,
+            compatible_sources=[
+                "XGBoostModelInference",
+                "LightGBMModelInference",
+                "PyTorchModelInference",
+                "XGBoostModelEval",
+                "LightGBMModelEval",
+                "PyTorchModelEval",
+                "BedrockBatchProcessing",
+                "BedrockProcessing",
+                "LabelRulesetExecution",
+            ],
+            semantic_keywords=[
+                "evaluation",
+                "predictions",
+                "inference",
+                "model_predictions",
+                "inference_results",
+                "eval_output",
+                "prediction_data",
+                "processed_data",
+                "classification_output",
+                "probabilities",
+            ],
+            data_type="S3Uri",
+            description="Model predictions with per-class probability (or score) columns.",
+        ),
+    },
+    outputs={
+        script.SAMPLES_CHANNEL: OutputSpec(
+            logical_name=script.SAMPLES_CHANNEL,
+            output_type=DependencyType.PROCESSING_OUTPUT,
+            property_path=processing_output_property_path(script.SAMPLES_CHANNEL),
+            data_type="S3Uri",
+            aliases=[
+                "active_samples",
+                "high_confidence_samples",
+                "pseudo_labeled_samples",
+                "uncertain_samples",
+                "selection_output",
+                "input_path",
+                "input_data",
+                "processed_data",
+            ],
+            description="Selected rows with every input column plus selection_score, selection_rank and "
+                        "data_source (and pseudo_label, confidence for ssl strategies).",
+        ),
+        script.METADATA_CHANNEL: OutputSpec(
+            logical_name=script.METADATA_CHANNEL,
+            output_type=DependencyType.PROCESSING_OUTPUT,
+            property_path=processing_output_property_path(script.METADATA_CHANNEL),
+            data_type="S3Uri",
+            aliases=["metadata", "selection_info", "sampling_metadata"],
+            description="selection_metadata.json: configuration, counts, score summary and timestamp.",
+        ),
+    },
+)
