@@ -106,6 +106,17 @@ class ProcessingStepBuilderBase:
         self.session = sagemaker_session
         self.role = role or config.role
 
+    def pipeline_session(self):
+        """The session jobs are described with; a PipelineSession so that nothing starts running."""
+        if self.session is None:
+            self.session = sdk.pipeline_session(self.config.aws_region, self.config.bucket)
+        if not isinstance(self.session, sdk.PipelineSession):
+            raise TypeError(
+                f"sagemaker_session must be a PipelineSession (got {type(self.session).__name__}); "
+                "a plain Session would start the job instead of adding it to a pipeline"
+            )
+        return self.session
+
     def _config_field(self, env_var: str) -> str:
         """Config field that holds the value of ``env_var``."""
         return env_var.lower()

@@ -7,17 +7,36 @@
 
 import re
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 REGION_CODES = {"NA": "us-east-1", "EU": "eu-west-1", "FE": "us-west-2"}
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/\S+$")
 _AWS_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
 
 
 def _pipeline_safe(text: str) -> str:
     """Letters, digits and single hyphens only, as SageMaker pipeline names require."""
     return re.sub(r"-+", "-", re.sub(r"[^A-Za-z0-9]", "-", text)).strip("-")
+
+
+def _with_fix(model: type, line: Dict[str, Any]) -> InitErrorDetails:
+    loc = tuple(line["loc"])
+    detail: Dict[str, Any] = {"loc": loc, "input": line.get("input")}
+    if line["type"] == "missing" and len(loc) == 1 and loc[0] in model.model_fields:
+        description = model.model_fields[loc[0]].description or ""
+        detail["type"] = PydanticCustomError(
+            "missing", "Field required: pass {field}=... ({description})",
+            {"field": loc[0], "description": description.rstrip(".")},
+        )
+    else:
+        detail["type"] = line["type"]
+        if "ctx" in line:
+            detail["ctx"] = line["ctx"]
+    return detail  # type: ignore[return-value]
 
 
 class BasePipelineConfig(BaseModel):
@@ -27,10 +46,8 @@ class BasePipelineConfig(BaseModel):
 
     author: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
                         description="Owner of the pipeline (letters, digits, '_', '.', '-').")
-    bucket: str = Field(..., pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
-                        description="S3 bucket (name only, no s3://) for code and outputs.")
-    role: str = Field(..., pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/\S+$",
-                      description="IAM role ARN the processing jobs run as.")
+    bucket: str = Field(..., description="S3 bucket (name only, no s3://) for code and outputs.")
+    role: str = Field(..., description="IAM role ARN the processing jobs run as.")
     region: str = Field(..., description="Region code NA, EU or FE, or an AWS region name such as us-east-1.")
     service_name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
                               description="Service or project the pipeline belongs to.")
@@ -38,6 +55,35 @@ class BasePipelineConfig(BaseModel):
                                   description="Version label of the pipeline, e.g. v1.0.")
     project_root_folder: str = Field(..., min_length=1,
                                      description="Folder against which a relative processing_source_dir is resolved.")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _explain_missing_fields(cls, data: Any, handler: Any) -> Any:
+        """Say how to fix a missing field: which value to pass and what it means."""
+        try:
+            return handler(data)
+        except ValidationError as error:
+            details = [_with_fix(cls, line) for line in error.errors()]
+            raise ValidationError.from_exception_data(error.title, details) from None
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket_name_only(cls, bucket: str) -> str:
+        if not _BUCKET.match(bucket):
+            raise ValueError(
+                f"bucket '{bucket}' is not an S3 bucket name: give the name only (3-63 lowercase letters, "
+                "digits, '.' or '-'), without s3:// or a key"
+            )
+        return bucket
+
+    @field_validator("role")
+    @classmethod
+    def _role_arn(cls, role: str) -> str:
+        if not _ROLE_ARN.match(role):
+            raise ValueError(
+                f"role '{role}' is not an IAM role ARN; expected e.g. arn:aws:iam::123456789012:role/SageMakerRole"
+            )
+        return role
 
     @field_validator("region")
     @classmethod

@@ -305,7 +305,7 @@ def load_inference_data(
     order = names if columns is None else [name for name in names if name in set(columns)]
     frames = [_read_file(data_file, id_field, order)[order] for data_file in files]
     table = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-    table.reset_index(drop=True, inplace=True)
+    table.index = pd.RangeIndex(len(table))
     if len(table) == 0:
         raise SelectionError("the input under {} has no rows".format(inference_data_dir))
     _check_ids(table[id_field], id_field)
@@ -407,7 +407,7 @@ def normalize_scores_to_probabilities(df: pd.DataFrame, score_cols: Sequence[str
     warning). Returns the matrix and a short description of how the scores were read.
     """
     try:
-        values = df[list(score_cols)].to_numpy(dtype=np.float64)
+        values = df[list(score_cols)].to_numpy(dtype=np.float64, copy=True)
     except (TypeError, ValueError):
         raise SelectionError("score columns {} must be numeric".format(list(score_cols))) from None
     _check_finite(values, score_cols, "score columns")
@@ -458,7 +458,7 @@ def labeled_mask(df: pd.DataFrame, label_field: Optional[str]) -> np.ndarray:
     labels = df[label_field]
     filled = labels.notna().to_numpy()
     if not pd.api.types.is_numeric_dtype(labels):
-        filled &= labels.astype(str).str.strip().ne("").to_numpy()
+        filled = filled & labels.astype(str).str.strip().ne("").to_numpy()
     return filled
 
 

@@ -1,0 +1,129 @@
+"""Configuration of the ActiveSampleSelection step.
+
+Every field that sets an environment variable of the script is named after ``EnvVar.field`` and takes
+its choices, range and default from the script (``ENV_VARS``), so the config cannot accept a value the
+script would reject at run time.
+"""
+
+from pathlib import Path
+from typing import Any, Dict, Literal, Optional
+
+from pydantic import Field, field_validator, model_validator
+
+from ..core.config import ProcessingStepConfigBase
+from ..scripts import active_sample_selection as script
+
+# Defaults exactly as the script parses them when the variable is unset.
+SCRIPT_DEFAULTS: Dict[str, Any] = script.parse_environment(
+    {var.name: var.choices[0] for var in script.ENV_VARS if var.required}
+)._asdict()
+
+Strategy = Literal[script.STRATEGIES]  # type: ignore[valid-type]
+UseCase = Literal[script.USE_CASES]  # type: ignore[valid-type]
+UncertaintyMode = Literal[script.UNCERTAINTY_MODES]  # type: ignore[valid-type]
+Metric = Literal[script.METRICS]  # type: ignore[valid-type]
+OutputFormat = Literal[script.OUTPUT_FORMATS]  # type: ignore[valid-type]
+
+_OPTIONAL_TEXT_FIELDS = tuple(var.field for var in script.ENV_VARS if var.default == "")
+
+
+def _in_config_terms(message: str) -> str:
+    """A script message with each NAME= of an environment variable replaced by its config field."""
+    for var in script.ENV_VARS:
+        message = message.replace(f"{var.name}=", f"{var.field}=")
+    return message
+
+
+def env_field(name: str) -> Any:
+    """A pydantic Field for the config value of the script's environment variable ``name``."""
+    var = script.ENV_VARS_BY_NAME[name]
+    if var.required:
+        default = ...
+    elif var.default == "":
+        default = None
+    else:
+        default = SCRIPT_DEFAULTS[var.field]
+    return Field(
+        default,
+        ge=var.minimum,
+        le=var.maximum,
+        min_length=1 if var.kind == "str" else None,
+        description=var.description,
+        json_schema_extra={"env_var": name},
+    )
+
+
+class ActiveSampleSelectionConfig(ProcessingStepConfigBase):
+    """Configuration of one ActiveSampleSelection processing step.
+
+    Essential: the base fields (author, bucket, role, region, service_name, pipeline_version,
+    project_root_folder) and ``selection_strategy``, because ssl and active learning strategies pick
+    opposite rows and no default fits both. Everything else has the script's default.
+    """
+
+    selection_strategy: Strategy = env_field("SELECTION_STRATEGY")
+    use_case: UseCase = env_field("USE_CASE")
+    id_field: str = env_field("ID_FIELD")
+    label_field: Optional[str] = env_field("LABEL_FIELD")
+    score_field: Optional[str] = env_field("SCORE_FIELD")
+    score_field_prefix: str = env_field("SCORE_FIELD_PREFIX")
+    embedding_field_prefix: str = env_field("EMBEDDING_FIELD_PREFIX")
+    output_format: Optional[OutputFormat] = env_field("OUTPUT_FORMAT")
+    random_seed: int = env_field("RANDOM_SEED")
+    confidence_threshold: float = env_field("CONFIDENCE_THRESHOLD")
+    max_samples: int = env_field("MAX_SAMPLES")
+    k_per_class: int = env_field("K_PER_CLASS")
+    uncertainty_mode: UncertaintyMode = env_field("UNCERTAINTY_MODE")
+    batch_size: int = env_field("BATCH_SIZE")
+    metric: Metric = env_field("METRIC")
+
+    job_type: Optional[str] = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_]{0,39}$",
+        description="Name of this selection, passed as --job_type and used in the step and job names. "
+                    "Unset: ssl_selection for ssl strategies, active_learning_selection otherwise.",
+    )
+    processing_source_dir: Optional[str] = Field(
+        None,
+        description="Folder holding the entry point script; unset: the folder of the script installed with "
+                    "this package (relative paths are taken from project_root_folder).",
+    )
+    processing_entry_point: str = Field(
+        Path(script.__file__).name,
+        pattern=r"^[A-Za-z0-9_.-]+\.py$",
+        description="Script file name inside processing_source_dir.",
+    )
+
+    @field_validator(*_OPTIONAL_TEXT_FIELDS, mode="before")
+    @classmethod
+    def _blank_means_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and value.strip() == "" else value
+
+    @field_validator("id_field", "score_field_prefix", "embedding_field_prefix")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if value.strip() == "":
+            raise ValueError("must name a column (or column prefix), not only spaces")
+        return value
+
+    @model_validator(mode="after")
+    def _strategy_fits_use_case(self) -> "ActiveSampleSelectionConfig":
+        try:
+            script.validate_strategy_for_use_case(self.selection_strategy, self.use_case)
+        except script.SelectionError as error:
+            raise ValueError(_in_config_terms(str(error))) from None
+        return self
+
+    @property
+    def script_path(self) -> str:
+        """Local path of the entry point; the packaged script unless processing_source_dir is set."""
+        if self.processing_source_dir is None:
+            return str(Path(script.__file__).parent / self.processing_entry_point)
+        return super().script_path
+
+    @property
+    def effective_job_type(self) -> str:
+        """The job type passed to the script: job_type, or one named after the strategy's use case."""
+        if self.job_type:
+            return self.job_type
+        return "ssl_selection" if self.selection_strategy in script.SSL_STRATEGIES else "active_learning_selection"
