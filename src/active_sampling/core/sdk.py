@@ -4,6 +4,13 @@ The rest of the package names SDK objects only through this module, so a module 
 beside it and the builders switch by changing one import.
 """
 
+import logging
+
+# The SDK announces on stdout, at import, which config files it did not find; keep stdout for results
+# unless the application configured that logger itself.
+if logging.getLogger("sagemaker.config").level == logging.NOTSET:
+    logging.getLogger("sagemaker.config").setLevel(logging.WARNING)
+
 from sagemaker.image_uris import retrieve as retrieve_image_uri
 from sagemaker.processing import ProcessingInput, ProcessingOutput, Processor
 from sagemaker.sklearn import SKLearnProcessor

@@ -1,0 +1,179 @@
+"""Build a three-step SageMaker pipeline around ActiveSampleSelection and print its JSON definition.
+
+    predictions (stand-in for XGBoostModelInference, spec output "eval_output")
+        -> ActiveSampleSelection (its evaluation_data input resolved from the upstream spec)
+        -> review (stand-in for PseudoLabelMerge or a labeling job, reads selected_samples by property)
+
+The two stand-in steps only copy their input folders to their output folder; replace them with your own
+inference and downstream steps. Run it against your account:
+
+    python examples/pipeline.py --bucket my-bucket --role arn:aws:iam::123456789012:role/SageMakerRole
+
+or without AWS (fake credentials, code upload to an in-memory S3 from moto):
+
+    python examples/pipeline.py --offline --strategy badge --use-case active_learning
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Optional, Sequence
+
+os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+
+from active_sampling.core import (
+    DependencySpec,
+    DependencyType,
+    NodeType,
+    OutputSpec,
+    ProcessingStepConfigBase,
+    ScriptContract,
+    StepSpecification,
+    processing_output_property_path,
+)
+from active_sampling.core import sdk
+from active_sampling.core.builder import ProcessingStepBuilderBase
+from active_sampling.steps import ActiveSampleSelectionConfig
+from active_sampling.steps.builder import ActiveSampleSelectionStepBuilder
+
+COPY_SCRIPT_NAME = "copy_channels.py"
+COPY_SCRIPT = '''"""Stand-in step: copy every input channel folder into the step's output folder."""
+import shutil
+from pathlib import Path
+
+output = next(path for path in Path("/opt/ml/processing/output").iterdir() if path.is_dir())
+for channel in Path("/opt/ml/processing/input").iterdir():
+    if channel.name != "code":
+        shutil.copytree(str(channel), str(output / channel.name))
+'''
+
+
+def stand_in_spec(step_type: str, input_name: str, output_name: str) -> StepSpecification:
+    """Specification of a one-input, one-output stand-in step that runs COPY_SCRIPT."""
+    return StepSpecification(
+        step_type=step_type,
+        node_type=NodeType.INTERNAL,
+        script_contract=ScriptContract(
+            entry_point=COPY_SCRIPT_NAME,
+            expected_input_paths={input_name: f"/opt/ml/processing/input/{input_name}"},
+            expected_output_paths={output_name: f"/opt/ml/processing/output/{output_name}"},
+            description="Stand-in: copies its input folder to its output folder.",
+        ),
+        dependencies={input_name: DependencySpec(
+            logical_name=input_name, dependency_type=DependencyType.PROCESSING_OUTPUT, required=True)},
+        outputs={output_name: OutputSpec(
+            logical_name=output_name, output_type=DependencyType.PROCESSING_OUTPUT,
+            property_path=processing_output_property_path(output_name))},
+    )
+
+
+# Like XGBoostModelInference: its predictions come out as "eval_output"; ActiveSampleSelection finds it
+# because XGBoostModelInference is a compatible source and "eval_output" is one of its semantic keywords.
+INFERENCE_SPEC = stand_in_spec("XGBoostModelInference", "processed_data", "eval_output")
+REVIEW_SPEC = stand_in_spec("PseudoLabelMerge", "pseudo_labeled", "combined_data")
+
+
+class StandInStepBuilder(ProcessingStepBuilderBase):
+    """Builds a stand-in step on the same scikit-learn image as ActiveSampleSelection."""
+
+    def _create_processor(self):
+        return sdk.SKLearnProcessor(
+            framework_version=self.config.processing_framework_version,
+            role=self.role,
+            instance_type=self.config.effective_instance_type,
+            instance_count=self.config.processing_instance_count,
+            volume_size_in_gb=self.config.processing_volume_size,
+            base_job_name=self.base_job_name(),
+            sagemaker_session=self.pipeline_session(),
+        )
+
+
+def example_config(bucket: str, role: str, region: str, strategy: str, use_case: str) -> ActiveSampleSelectionConfig:
+    return ActiveSampleSelectionConfig(
+        author="ml-engineer",
+        bucket=bucket,
+        role=role,
+        region=region,
+        service_name="recommendation",
+        pipeline_version="v1.0",
+        project_root_folder=".",
+        selection_strategy=strategy,
+        use_case=use_case,
+        label_field="label",
+        batch_size=64,
+        processing_instance_type_small="ml.m5.xlarge",
+    )
+
+
+def build_pipeline(config: ActiveSampleSelectionConfig, session, work_dir: str):
+    """The pipeline: predictions -> ActiveSampleSelection -> review, described with ``session``."""
+    Path(work_dir, COPY_SCRIPT_NAME).write_text(COPY_SCRIPT)
+    base = config.model_dump(include=set(ProcessingStepConfigBase.model_fields))
+    stand_in_config = ProcessingStepConfigBase(
+        **{**base, "processing_source_dir": work_dir, "processing_entry_point": COPY_SCRIPT_NAME,
+           "processing_volume_size": 30}
+    )
+    unlabeled_data = sdk.ParameterString(name="UnlabeledData", default_value=f"s3://{config.bucket}/unlabeled/")
+
+    inference_step = StandInStepBuilder(stand_in_config, INFERENCE_SPEC, sagemaker_session=session).create_step(
+        inputs={"processed_data": unlabeled_data},
+    )
+    selection_step = ActiveSampleSelectionStepBuilder(config, sagemaker_session=session).create_step(
+        dependencies=[inference_step],
+    )
+    review_step = StandInStepBuilder(stand_in_config, REVIEW_SPEC, sagemaker_session=session).create_step(
+        inputs={
+            "pseudo_labeled": selection_step.properties.ProcessingOutputConfig.Outputs[
+                "selected_samples"
+            ].S3Output.S3Uri,
+        },
+    )
+    return sdk.Pipeline(
+        name=config.pipeline_name,
+        parameters=[unlabeled_data],
+        steps=[inference_step, selection_step, review_step],
+        sagemaker_session=session,
+    )
+
+
+def _offline(stack: ExitStack, bucket: str, region: str) -> None:
+    """Fake credentials and an in-memory S3 (moto) that receives the code uploads."""
+    import boto3
+    from moto import mock_aws
+
+    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                        ("AWS_SESSION_TOKEN", "testing"), ("AWS_DEFAULT_REGION", region)):
+        os.environ[name] = value
+    stack.enter_context(mock_aws())
+    s3 = boto3.client("s3", region_name=region)
+    if region == "us-east-1":
+        s3.create_bucket(Bucket=bucket)
+    else:
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description="Print the definition of an example ActiveSampleSelection pipeline.")
+    parser.add_argument("--bucket", default="my-ml-bucket")
+    parser.add_argument("--role", default="arn:aws:iam::123456789012:role/SageMakerRole")
+    parser.add_argument("--region", default="us-east-1", help="AWS region name or code NA, EU, FE")
+    parser.add_argument("--strategy", default="confidence_threshold")
+    parser.add_argument("--use-case", default="ssl")
+    parser.add_argument("--offline", action="store_true", help="no AWS: fake credentials and moto S3")
+    args = parser.parse_args(argv)
+    config = example_config(args.bucket, args.role, args.region, args.strategy, args.use_case)
+    with ExitStack() as stack:
+        if args.offline:
+            _offline(stack, config.bucket, config.aws_region)
+        session = sdk.pipeline_session(config.aws_region, config.bucket)
+        work_dir = stack.enter_context(tempfile.TemporaryDirectory())
+        pipeline = build_pipeline(config, session, work_dir)
+        print(pipeline.definition())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
