@@ -268,11 +268,10 @@ def common_columns(files: Sequence[DataFile]) -> List[str]:
     for other in files[1:]:
         names = read_column_names(other)
         if set(names) != set(first):
-            only_first = sorted(set(first) - set(names))
-            only_other = sorted(set(names) - set(first))
-            raise SelectionError(
-                "files have different columns: {} has {} that {} lacks, and {} has {} that the first lacks".format(
-                    files[0].path, only_first or "nothing", other.path, other.path, only_other or "nothing"))
+            differences = ["{} has {} that {} lacks".format(a.path, _preview(sorted(set(x) - set(y))), b.path)
+                           for a, x, b, y in ((files[0], first, other, names), (other, names, files[0], first))
+                           if set(x) - set(y)]
+            raise SelectionError("files have different columns: " + "; ".join(differences))
     return first
 
 
@@ -388,6 +387,13 @@ def class_labels(score_cols: Sequence[str], score_prefix: str) -> List[Any]:
     return [int(s) for s in suffixes] if all(s.isdigit() for s in suffixes) else suffixes
 
 
+def _check_numeric(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    text = [name for name in columns if not pd.api.types.is_numeric_dtype(df[name])]
+    if text:
+        raise SelectionError("{} column(s) must be numeric, but {} hold(s) non-numbers, e.g. {!r}".format(
+            what, _preview(text), df[text[0]].iloc[0]))
+
+
 def _check_finite(values: np.ndarray, names: Sequence[str], what: str) -> None:
     bad = ~np.isfinite(values)
     if bad.any():
@@ -406,10 +412,8 @@ def normalize_scores_to_probabilities(df: pd.DataFrame, score_cols: Sequence[str
     and every row sums to 1 within PROBABILITY_SUM_TOLERANCE, otherwise as logits (softmax, with a
     warning). Returns the matrix and a short description of how the scores were read.
     """
-    try:
-        values = df[list(score_cols)].to_numpy(dtype=np.float64, copy=True)
-    except (TypeError, ValueError):
-        raise SelectionError("score columns {} must be numeric".format(list(score_cols))) from None
+    _check_numeric(df, score_cols, "score")
+    values = df[list(score_cols)].to_numpy(dtype=np.float64, copy=True)
     _check_finite(values, score_cols, "score columns")
     if values.shape[1] == 1:
         score = values[:, 0]
@@ -859,10 +863,8 @@ def _rows(values: np.ndarray, rows: np.ndarray, all_rows: bool) -> np.ndarray:
 
 
 def _embedding_matrix(df: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
-    try:
-        vectors = df[list(columns)].to_numpy(dtype=np.float32)
-    except (TypeError, ValueError):
-        raise SelectionError("embedding/feature columns must be numeric: {}".format(_preview(columns))) from None
+    _check_numeric(df, columns, "embedding/feature")
+    vectors = df[list(columns)].to_numpy(dtype=np.float32)
     _check_finite(vectors, columns, "embedding/feature columns")
     return vectors
 

@@ -1,0 +1,241 @@
+"""The catalogue of bad inputs: each fails with one clear line, _FAILURE, exit 1 and no result files.
+
+docs/errors.md lists this catalogue; test_docs_list_every_case keeps the two in step.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import prediction_table, write_table
+
+BASE_ENV = {"SELECTION_STRATEGY": "uncertainty"}
+
+
+def table_input(table=None, fmt="csv", **env):
+    def setup(run):
+        write_table(prediction_table(n=20) if table is None else table, run.input_dir, fmt)
+        return dict(BASE_ENV, **env)
+    return setup
+
+
+def with_column(**columns):
+    table = prediction_table(n=20)
+    for name, values in columns.items():
+        table[name] = values
+    return table
+
+
+def nan_in_score():
+    table = prediction_table(n=20)
+    table.loc[[3, 7], "prob_class_1"] = np.nan
+    return table
+
+
+def inf_in_embedding():
+    table = prediction_table(n=20)
+    table.loc[4, "emb_2"] = np.inf
+    return table
+
+
+def missing_folder(run):
+    run.input_dir.rmdir()
+    return dict(BASE_ENV)
+
+
+def only_markers(run):
+    (run.input_dir / "_SUCCESS").write_text("")
+    (run.input_dir / "readme.txt").write_text("no data here")
+    return dict(BASE_ENV)
+
+
+def header_only(run):
+    write_table(prediction_table(n=20).iloc[:0], run.input_dir)
+    return dict(BASE_ENV)
+
+
+def different_columns(run):
+    table = prediction_table(n=20)
+    write_table(table.iloc[:10], run.input_dir, name="part-0")
+    write_table(table.iloc[10:].drop(columns=["feature_a"]), run.input_dir, name="part-1")
+    return dict(BASE_ENV)
+
+
+def mixed_formats(run):
+    table = prediction_table(n=20)
+    write_table(table.iloc[:10], run.input_dir, "csv", name="part-0")
+    write_table(table.iloc[10:], run.input_dir, "parquet", name="part-1")
+    return dict(BASE_ENV)
+
+
+def corrupt_parquet(run):
+    (run.input_dir / "predictions.parquet").write_bytes(b"this is not parquet")
+    return dict(BASE_ENV)
+
+
+def duplicated_ids():
+    table = prediction_table(n=20)
+    table.loc[5, "id"] = table.loc[6, "id"]
+    return table
+
+
+def empty_id():
+    table = prediction_table(n=20)
+    table.loc[2, "id"] = None
+    return table
+
+
+def all_labeled():
+    table = prediction_table(n=20)
+    table["label"] = "cat"
+    return table
+
+
+def no_vectors():
+    table = prediction_table(n=20, dim=0).drop(columns=["feature_a"])
+    table["label"] = None
+    return table
+
+
+# (case id, what is wrong, setup, words the one-line message must contain)
+CATALOGUE = [
+    ("strategy-missing", "SELECTION_STRATEGY unset",
+     table_input(SELECTION_STRATEGY=""), "SELECTION_STRATEGY is required"),
+    ("strategy-unknown", "SELECTION_STRATEGY not a known strategy",
+     table_input(SELECTION_STRATEGY="random"), "SELECTION_STRATEGY='random' is not allowed"),
+    ("ssl-with-uncertainty", "USE_CASE=ssl with an active-learning strategy",
+     table_input(USE_CASE="ssl"), "noisy pseudo-labels"),
+    ("al-with-confidence", "USE_CASE=active_learning with an SSL strategy",
+     table_input(USE_CASE="active_learning", SELECTION_STRATEGY="confidence_threshold"), "wastes human labeling"),
+    ("use-case-unknown", "USE_CASE not ssl, active_learning or auto",
+     table_input(USE_CASE="semi"), "USE_CASE='semi' is not allowed"),
+    ("threshold-above-one", "CONFIDENCE_THRESHOLD=1.5",
+     table_input(CONFIDENCE_THRESHOLD="1.5"), "CONFIDENCE_THRESHOLD='1.5' is out of range"),
+    ("threshold-not-a-number", "CONFIDENCE_THRESHOLD=high",
+     table_input(CONFIDENCE_THRESHOLD="high"), "CONFIDENCE_THRESHOLD='high' is not valid"),
+    ("threshold-nan", "CONFIDENCE_THRESHOLD=nan",
+     table_input(CONFIDENCE_THRESHOLD="nan"), "CONFIDENCE_THRESHOLD='nan' is out of range"),
+    ("batch-size-zero", "BATCH_SIZE=0",
+     table_input(BATCH_SIZE="0"), "BATCH_SIZE='0' is out of range: expected an integer >= 1"),
+    ("batch-size-fraction", "BATCH_SIZE=2.5",
+     table_input(BATCH_SIZE="2.5"), "BATCH_SIZE='2.5' is not valid"),
+    ("k-per-class-negative", "K_PER_CLASS=-1",
+     table_input(K_PER_CLASS="-1"), "K_PER_CLASS='-1' is out of range"),
+    ("max-samples-negative", "MAX_SAMPLES=-3",
+     table_input(MAX_SAMPLES="-3"), "MAX_SAMPLES='-3' is out of range"),
+    ("uncertainty-mode-unknown", "UNCERTAINTY_MODE=variance",
+     table_input(UNCERTAINTY_MODE="variance"), "UNCERTAINTY_MODE='variance' is not allowed"),
+    ("metric-unknown", "METRIC=manhattan",
+     table_input(METRIC="manhattan"), "METRIC='manhattan' is not allowed"),
+    ("output-format-unknown", "OUTPUT_FORMAT=xlsx",
+     table_input(OUTPUT_FORMAT="xlsx"), "OUTPUT_FORMAT='xlsx' is not allowed"),
+    ("seed-negative", "RANDOM_SEED=-1",
+     table_input(RANDOM_SEED="-1"), "RANDOM_SEED='-1' is out of range"),
+    ("input-folder-missing", "the evaluation_data folder does not exist",
+     missing_folder, "does not exist"),
+    ("no-data-files", "the folder holds only _SUCCESS and a text file",
+     only_markers, "no data files"),
+    ("no-rows", "a CSV with a header and no rows",
+     header_only, "has no rows"),
+    ("columns-differ", "two part files with different columns",
+     different_columns, "files have different columns"),
+    ("mixed-formats", "csv and parquet parts with OUTPUT_FORMAT unset",
+     mixed_formats, "set OUTPUT_FORMAT"),
+    ("corrupt-parquet", "a .parquet file that is not parquet",
+     corrupt_parquet, "cannot read"),
+    ("id-column-missing", "ID_FIELD names a column that is not there",
+     table_input(ID_FIELD="sample_id"), "ID_FIELD column 'sample_id' not found"),
+    ("duplicate-ids", "two rows share an id",
+     table_input(duplicated_ids()), "duplicate ids"),
+    ("empty-id", "a row without an id",
+     table_input(empty_id()), "ID_FIELD column 'id' is empty in 1 row(s)"),
+    ("no-score-columns", "no prob_class_* nor known score columns",
+     table_input(SCORE_FIELD_PREFIX="p_"), "no score columns found"),
+    ("score-field-missing", "SCORE_FIELD names a column that is not there",
+     table_input(SCORE_FIELD="model_score"), "SCORE_FIELD column 'model_score' not found"),
+    ("score-not-numeric", "a score column holding text",
+     table_input(with_column(prob_class_1=["high"] * 20)), "prob_class_1 hold(s) non-numbers"),
+    ("score-nan", "NaN in a probability column",
+     table_input(nan_in_score()), "column 'prob_class_1' (2 rows)"),
+    ("embedding-inf", "inf in an embedding column",
+     table_input(inf_in_embedding(), SELECTION_STRATEGY="diversity"), "column 'emb_2' (1 rows)"),
+    ("label-column-missing", "LABEL_FIELD names a column that is not there",
+     table_input(LABEL_FIELD="truth"), "LABEL_FIELD column 'truth' not found"),
+    ("all-rows-labeled", "every row already has a label",
+     table_input(all_labeled(), LABEL_FIELD="label"), "no candidate rows"),
+    ("no-embeddings", "diversity without emb_* or numeric feature columns",
+     table_input(no_vectors(), SELECTION_STRATEGY="diversity", LABEL_FIELD="label"), "need embeddings"),
+    ("output-column-clash", "the input already has a selection_score column",
+     table_input(with_column(selection_score=1.0)), "already has column(s) selection_score"),
+]
+
+
+def test_catalogue_has_at_least_twenty_cases():
+    assert len(CATALOGUE) >= 20
+    assert len({case[0] for case in CATALOGUE}) == len(CATALOGUE)
+
+
+@pytest.mark.parametrize("case_id, what, setup, message", CATALOGUE, ids=[case[0] for case in CATALOGUE])
+def test_bad_input_fails_cleanly(run, script, caplog, case_id, what, setup, message):
+    env = setup(run)
+    code = script.cli(run.cli_args(), environ=env)
+
+    assert code == 1
+    errors = [record for record in caplog.records if record.levelname == "ERROR"]
+    assert len(errors) == 1 and "\n" not in errors[0].getMessage()
+    assert message in errors[0].getMessage()
+    for folder in (run.samples_dir, run.metadata_dir):
+        reason = (folder / "_FAILURE").read_text()
+        assert message in reason and reason.count("\n") == 1
+    assert run.result_files() == []
+
+
+def test_missing_job_type_fails_cleanly(run, script, caplog):
+    write_table(prediction_table(n=20), run.input_dir)
+    assert script.cli(run.cli_args(job_type=None), environ=BASE_ENV) == 1
+    assert "--job_type is required" in (run.samples_dir / "_FAILURE").read_text()
+    assert run.result_files() == []
+
+
+DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
+TABLE_START = "<!-- catalogue: generated by `python tests/script/test_errors.py` -->"
+TABLE_END = "<!-- end of catalogue -->"
+
+
+def render_catalogue(script):
+    """The catalogue as a Markdown table holding the real one-line messages."""
+    import logging
+    import tempfile
+
+    from conftest import Run
+
+    rows = ["| case | what is wrong | the one-line error (also in `_FAILURE`) |", "| --- | --- | --- |"]
+    logging.disable(logging.CRITICAL)
+    try:
+        for case_id, what, setup, _ in CATALOGUE:
+            with tempfile.TemporaryDirectory() as folder:
+                run = Run(folder)
+                assert script.cli(run.cli_args(), environ=setup(run)) == 1
+                reason = (run.samples_dir / "_FAILURE").read_text().strip()
+            reason = reason.replace(str(Path(folder).resolve()), "<tmp>").replace(folder, "<tmp>")
+            rows.append("| `{}` | {} | {} |".format(case_id, what, reason.replace("|", "\\|")))
+    finally:
+        logging.disable(logging.NOTSET)
+    return "\n".join(rows)
+
+
+def test_docs_list_the_catalogue_with_its_real_messages(script):
+    text = DOC_PATH.read_text()
+    table = text.split(TABLE_START)[1].split(TABLE_END)[0].strip()
+    assert table == render_catalogue(script), "docs/errors.md is stale: run python tests/script/test_errors.py"
+
+
+if __name__ == "__main__":
+    import conftest
+
+    before, rest = DOC_PATH.read_text().split(TABLE_START)
+    after = rest.split(TABLE_END)[1]
+    DOC_PATH.write_text(before + TABLE_START + "\n" + render_catalogue(conftest.script_module) + "\n" + TABLE_END
+                        + after)
