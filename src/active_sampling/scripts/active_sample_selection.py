@@ -522,6 +522,7 @@ class _Progress:
 
 
 _CHUNK_ROWS = 1 << 20
+_DUPLICATE_TOLERANCE = 1e-5
 
 
 def max_probability(probabilities: np.ndarray) -> np.ndarray:
@@ -650,11 +651,15 @@ def k_center_greedy(
     column mean of X, so the selection is deterministic and every pick has a real distance.
 
     Works in float32 with precomputed squared norms: one matrix-vector product per pick updates the
-    running minimum distance in place, so memory is X plus a few length-n vectors. Cosine distance
-    normalizes the rows once; ``1 - cos = |u - v|^2 / 2`` on unit vectors, so the same loop applies.
+    running minimum distance in place, so memory is one centered copy of X plus a few length-n
+    vectors. Rows are centered first (distances do not change) so that ``|x|^2 - 2 x.c + |c|^2`` does
+    not lose the distance's digits to a large common offset; squared distances within
+    ``_DUPLICATE_TOLERANCE`` of the norms count as exact zeros, so duplicates tie and ties go to the
+    lowest index. Cosine distance normalizes the rows once; ``1 - cos = |u - v|^2 / 2`` on unit
+    vectors, so the same loop applies.
 
     Returns the picked row indices in order and each one's distance to its nearest center (euclidean,
-    or 1 - cosine similarity) at the moment it was picked. Ties go to the lowest index.
+    or 1 - cosine similarity) at the moment it was picked.
     """
     if metric not in METRICS:
         raise ValueError("metric must be one of {}, got {!r}".format(METRICS, metric))
@@ -668,11 +673,20 @@ def k_center_greedy(
     if metric == "cosine":
         X = _normalize_rows(X.copy())
         centers = _normalize_rows(centers.copy())
+        offset = X.mean(axis=0, dtype=np.float64).astype(np.float32)
+        X -= offset
+    else:
+        offset = X.mean(axis=0, dtype=np.float64).astype(np.float32)
+        X = X - offset
+    centers = centers - offset
     sq_norms = np.einsum("ij,ij->i", X, X)
+    tolerances = sq_norms * np.float32(_DUPLICATE_TOLERANCE)
     min_d2 = _min_sq_distances(X, sq_norms, centers)
     indices = np.empty(n_select, dtype=np.int64)
     distances = np.empty(n_select, dtype=np.float64)
     buffer = np.empty(n_rows, dtype=np.float32)
+    threshold = np.empty(n_rows, dtype=np.float32)
+    duplicates = np.empty(n_rows, dtype=bool)
     progress = _Progress("k-center greedy", n_select)
     for pick in range(n_select):
         chosen = int(np.argmax(min_d2))
@@ -682,6 +696,9 @@ def k_center_greedy(
         buffer *= -2
         buffer += sq_norms
         buffer += sq_norms[chosen]
+        np.add(tolerances, tolerances[chosen], out=threshold)
+        np.less_equal(buffer, threshold, out=duplicates)
+        np.copyto(buffer, 0, where=duplicates)
         np.minimum(min_d2, buffer, out=min_d2)
         min_d2[chosen] = -np.inf
         progress.update(pick + 1)
@@ -722,9 +739,6 @@ def gradient_embeddings(embeddings: Any, probabilities: Any) -> np.ndarray:
     H = _as_matrix(embeddings, "embeddings", np.float64)
     residual = _prediction_residuals(_as_matrix(probabilities, "probabilities", np.float64))
     return (residual[:, :, None] * H[:, None, :]).reshape(H.shape[0], -1)
-
-
-_DUPLICATE_TOLERANCE = 1e-5
 
 
 def badge_kmeanspp(
