@@ -116,7 +116,7 @@ class StepSpecification(BaseModel):
         ):
             if needs != present:
                 must = "must have" if needs else "cannot have"
-                raise ValueError(f"a {self.node_type.value} step {must} {what} (step_type {self.step_type})")
+                raise ValueError(f"{self.step_type} has node_type {self.node_type.value}, so it {must} {what}")
         return self
 
     @model_validator(mode="after")
