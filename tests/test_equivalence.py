@@ -27,8 +27,8 @@ def reference_k_center(X, n_select, initial_centers=None, metric="euclidean"):
     centers = X.mean(axis=0)[None, :] if initial_centers is None else np.asarray(initial_centers, np.float64)
 
     def distance(points, center):
-        if metric == "cosine":
-            return 1.0 - unit_rows(points) @ unit_rows(center[None, :])[0]
+        if metric == "cosine":  # 1 - cos as |u - v|^2 / 2 on unit rows: exactly 0 for duplicates
+            return ((unit_rows(points) - unit_rows(center[None, :])) ** 2).sum(axis=1) / 2
         return np.sqrt(((points - center) ** 2).sum(axis=1))
 
     min_distance = np.min([distance(X, c) for c in centers], axis=0)
@@ -98,9 +98,6 @@ def test_k_center_picks_equal_reference(metric, with_initial_centers, seed):
     np.testing.assert_allclose(distances, expected_distances, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.xfail(strict=True, reason="float32 norm expansion loses the offset's digits: a common offset of 50 "
-                   "in 32 dimensions makes |x|^2 ~ 8e4 against squared distances ~ 64. Centering the rows "
-                   "(euclidean: minus the column mean; cosine: the unit rows minus their mean) fixes it")
 @pytest.mark.parametrize("metric", METRICS)
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_k_center_picks_equal_reference_for_off_center_embeddings(metric, seed):
@@ -123,9 +120,6 @@ def test_k_center_duplicates_are_never_picked_twice(metric):
     assert np.all(distances[7:] <= 1e-2 * distances[:7].min())
 
 
-@pytest.mark.xfail(strict=True, reason="once every distinct row is picked the remaining distances are float32 "
-                   "rounding noise around 0, not exact zeros, so the documented tie rule (lowest index) is not "
-                   "what orders them; a relative tolerance as in badge_kmeanspp would restore it")
 @pytest.mark.parametrize("metric", METRICS)
 def test_k_center_duplicate_ties_go_to_the_lowest_index(metric):
     X = duplicated_rows()
