@@ -302,7 +302,7 @@ def load_inference_data(
         raise SelectionError("ID_FIELD column {!r} not found in {}; columns are: {}".format(
             id_field, files[0].path, _preview(names)))
     order = names if columns is None else [name for name in names if name in set(columns)]
-    frames = [_read_file(data_file, id_field, order)[order] for data_file in files]
+    frames = [_in_column_order(_read_file(data_file, id_field, order), order) for data_file in files]
     table = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
     table.index = pd.RangeIndex(len(table))
     if len(table) == 0:
@@ -310,6 +310,11 @@ def load_inference_data(
     _check_ids(table[id_field], id_field)
     formats = {data_file.fmt for data_file in files}
     return table, formats.pop() if len(formats) == 1 else "mixed"
+
+
+def _in_column_order(frame: pd.DataFrame, order: List[str]) -> pd.DataFrame:
+    # Selecting columns copies the whole frame on older pandas: do it only when the order differs.
+    return frame if list(frame.columns) == order else frame[order]
 
 
 def _check_ids(ids: pd.Series, id_field: str) -> None:
