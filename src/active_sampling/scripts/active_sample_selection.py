@@ -785,6 +785,9 @@ def badge_kmeanspp(
     min_d2 = np.full(n_rows, np.inf)
     h_dot = np.empty(n_rows, dtype=np.float32)
     d2 = np.empty(n_rows, dtype=np.float64)
+    tolerances = sq_norms * _DUPLICATE_TOLERANCE
+    threshold = np.empty(n_rows, dtype=np.float64)
+    duplicates = np.empty(n_rows, dtype=bool)
     chosen = int(np.argmax(raw_sq_norms))
     indices[0] = chosen
     distances[0] = 1.0 if metric == "cosine" else math.sqrt(raw_sq_norms[chosen])
@@ -796,7 +799,9 @@ def badge_kmeanspp(
         d2 *= -2.0
         d2 += sq_norms
         d2 += sq_norms[chosen]
-        d2[d2 <= _DUPLICATE_TOLERANCE * (sq_norms + sq_norms[chosen])] = 0.0
+        np.add(tolerances, tolerances[chosen], out=threshold)
+        np.less_equal(d2, threshold, out=duplicates)
+        np.copyto(d2, 0.0, where=duplicates)
         np.minimum(min_d2, d2, out=min_d2)
         min_d2[chosen] = 0.0
         progress.update(pick)
