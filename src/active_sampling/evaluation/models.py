@@ -3,11 +3,12 @@
 from typing import Callable, NamedTuple, Tuple
 
 import numpy as np
+from scipy import sparse
 from sklearn import datasets as sklearn_datasets
 from sklearn.decomposition import TruncatedSVD
 from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import StandardScaler
 
 GRADIENT_BOOSTING_STAGES = 50
 GRADIENT_BOOSTING_DEPTH = 3
@@ -65,20 +66,33 @@ def _fit_logistic_regression(X, y, X_pool, n_classes) -> FittedModel:
 
 def _fit_gradient_boosting(X, y, X_pool, n_classes, seed) -> FittedModel:
     """Gradient-boosted trees; the embedding is the one-hot leaf membership over all trees (``apply``),
-    reduced to LEAF_EMBEDDING_DIM dimensions by a truncated SVD fit on the pool."""
+    reduced to LEAF_EMBEDDING_DIM dimensions by a truncated SVD fit on the pool (fit on first use, since
+    the random baseline never asks for an embedding)."""
     model = GradientBoostingClassifier(
         n_estimators=GRADIENT_BOOSTING_STAGES, max_depth=GRADIENT_BOOSTING_DEPTH, random_state=seed
     ).fit(X, y)
+    reducer = {}
 
-    def leaves(Z: np.ndarray) -> np.ndarray:
-        return model.apply(Z).reshape(len(Z), -1)
+    def embed(Z: np.ndarray) -> np.ndarray:
+        if not reducer:
+            pool_leaves = leaf_onehot(model, X_pool)
+            dim = min(LEAF_EMBEDDING_DIM, pool_leaves.shape[1] - 1)
+            reducer["svd"] = TruncatedSVD(n_components=dim, random_state=seed).fit(pool_leaves)
+        return reducer["svd"].transform(leaf_onehot(model, Z))
 
-    encoder = OneHotEncoder(handle_unknown="ignore").fit(leaves(X_pool))
-    pool_onehot = encoder.transform(leaves(X_pool))
-    dim = min(LEAF_EMBEDDING_DIM, pool_onehot.shape[1] - 1)
-    svd = TruncatedSVD(n_components=dim, random_state=seed).fit(pool_onehot)
     return FittedModel(
         predict_proba=lambda Z: _full_probabilities(model, Z, n_classes),
-        embed=lambda Z: svd.transform(encoder.transform(leaves(Z))),
+        embed=embed,
         predict=model.predict,
     )
+
+
+def leaf_onehot(model: GradientBoostingClassifier, X: np.ndarray) -> sparse.csr_matrix:
+    """Sparse (n, trees * nodes) indicator of the leaf each row reaches in each tree; node ids of a tree are
+    below its ``node_count``, so tree t owns columns [t * max_nodes, (t + 1) * max_nodes)."""
+    leaves = model.apply(X).reshape(len(X), -1).astype(np.int64)
+    max_nodes = max(tree.tree_.node_count for tree in model.estimators_.ravel())
+    columns = leaves + max_nodes * np.arange(leaves.shape[1])
+    rows = np.repeat(np.arange(len(X)), leaves.shape[1])
+    data = np.ones(columns.size)
+    return sparse.csr_matrix((data, (rows, columns.ravel())), shape=(len(X), max_nodes * leaves.shape[1]))

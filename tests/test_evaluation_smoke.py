@@ -1,0 +1,94 @@
+"""A seconds-long version of ``make evaluate``: one data set, one seed, two rounds, two strategies."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from active_sampling.evaluation import EvaluationConfig, run_evaluation, write_report
+from active_sampling.evaluation.__main__ import main as evaluation_cli
+from active_sampling.evaluation.report import area_under_curve, per_seed_metrics
+from active_sampling.evaluation.simulation import initial_labeled_set
+
+TINY = dict(datasets=("wine",), models=("logistic_regression",), strategies=("random", "margin"), seeds=1,
+            rounds=2, ssl_thresholds=(0.9,), workers=1)
+
+
+@pytest.fixture(scope="module")
+def results():
+    return run_evaluation(EvaluationConfig(**TINY))
+
+
+def test_learning_curves_have_one_row_per_budget_and_valid_scores(results):
+    curves = results.curves
+    setting = results.config.setting("wine")
+    assert set(curves["strategy"]) == {"random", "margin"}
+    for _, curve in curves.groupby("strategy"):
+        expected = [setting.initial_size + r * setting.batch_size for r in range(setting.rounds + 1)]
+        assert curve["labels"].tolist() == expected
+    assert curves[["accuracy", "macro_f1"]].stack().between(0.0, 1.0).all()
+    first_round = curves[curves["round"] == 0]
+    assert first_round["accuracy"].nunique() == 1, "every strategy must start from the same labeled set"
+
+
+def test_the_script_ran_for_every_non_random_round_and_every_ssl_method(results):
+    rounds_of_margin = results.config.setting("wine").rounds
+    ssl_methods = len(results.config.ssl_thresholds) + 1
+    assert results.script_calls == rounds_of_margin + ssl_methods
+
+
+def test_ssl_measurements_are_shares_and_gains_of_real_retraining(results):
+    ssl = results.ssl
+    assert ssl["method"].tolist() == ["confidence_threshold 0.9", ssl["method"].iloc[1]]
+    assert ssl["method"].iloc[1].startswith("top_k_per_class k=")
+    assert ssl["coverage"].between(0.0, 1.0).all() and ssl["precision"].dropna().between(0.0, 1.0).all()
+    assert (ssl["selected"] <= ssl["unlabeled"]).all()
+    assert ssl[["accuracy_with", "accuracy_without"]].stack().between(0.0, 1.0).all()
+
+
+def test_report_has_tables_and_figures(results, tmp_path):
+    path = write_report(results, tmp_path, "python -m active_sampling.evaluation --tiny")
+    text = path.read_text()
+    assert "python -m active_sampling.evaluation --tiny" in text
+    for heading in ("## Summary", "## wine / logistic_regression", "## Semi-supervised learning"):
+        assert heading in text
+    assert "| margin |" in text and "| random |" in text
+    figures = sorted(p.name for p in (tmp_path / "figures").glob("*.png"))
+    assert figures == ["al_wine_logistic_regression.png", "ssl_precision_coverage.png"]
+    for figure in figures:
+        assert (tmp_path / "figures" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_area_under_curve_is_the_mean_accuracy_over_the_label_range():
+    assert area_under_curve(np.array([10, 20, 40]), np.array([0.8, 0.8, 0.8])) == pytest.approx(0.8)
+    assert area_under_curve(np.array([0, 10, 30]), np.array([0.0, 0.25, 0.75])) == pytest.approx(0.375)
+
+
+def test_label_savings_count_the_labels_needed_to_reach_randoms_final_accuracy():
+    curves = pd.DataFrame({
+        "dataset": "d", "model": "m", "seed": 0, "labels": [10, 20, 30] * 3,
+        "strategy": ["random"] * 3 + ["fast"] * 3 + ["slow"] * 3,
+        "accuracy": [0.5, 0.6, 0.7, 0.5, 0.7, 0.8, 0.5, 0.55, 0.6],
+    }).assign(macro_f1=lambda frame: frame["accuracy"])
+    metrics = per_seed_metrics(curves).set_index("strategy")
+    assert metrics.loc["fast", "labels_to_random_final"] == 20
+    assert metrics.loc["fast", "label_savings_pct"] == pytest.approx(100 / 3)
+    assert np.isnan(metrics.loc["slow", "labels_to_random_final"])
+    assert metrics.loc["slow", "aulc_vs_random"] < 0 < metrics.loc["fast", "aulc_vs_random"]
+
+
+def test_initial_set_holds_every_class_and_is_seeded():
+    y = np.repeat([0, 1, 2], [50, 5, 1])
+    first = initial_labeled_set(y, 6, np.random.default_rng(3))
+    assert set(y[first]) == {0, 1, 2} and len(set(first)) == 6
+    assert first == initial_labeled_set(y, 6, np.random.default_rng(3))
+
+
+def test_random_baseline_is_required():
+    with pytest.raises(ValidationError, match="random"):
+        EvaluationConfig(strategies=("margin", "badge"))
+
+
+def test_cli_rejects_unknown_strategy_without_running(capsys):
+    assert evaluation_cli(["--strategies", "random", "coin_flip", "--no-figures"]) == 2
+    assert "coin_flip" in capsys.readouterr().err
