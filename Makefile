@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-main test-legacy demo bench evaluate clean
+.PHONY: venv test test-main test-legacy demo bench evaluate pipeline docs clean
 
 venv: $(STAMP)
 
@@ -30,6 +30,13 @@ bench: $(STAMP)
 
 evaluate: $(STAMP)
 	$(PY) -m active_sampling.evaluation
+
+pipeline: $(STAMP)
+	$(PY) examples/pipeline.py --offline
+
+docs: $(STAMP)
+	$(PY) -m active_sampling.steps.docs --write docs/config.md
+	$(PY) tests/script/test_errors.py
 
 clean:
 	rm -rf $(VENV) .venv-legacy .pytest_cache .hypothesis build src/*.egg-info
