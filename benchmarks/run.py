@@ -328,7 +328,8 @@ def _targets(results):
         elif r["kind"] == "uncertainty":
             limit = UNCERTAINTY_MEMORY_FACTOR * r["table_bytes"]
             peak = project["process_peak_bytes"]
-            checks.append((f"uncertainty {r['name']}: command-line peak RSS", _gb(peak),
+            checks.append((f"uncertainty {r['name']}: command-line peak RSS",
+                           f"{_gb(peak)} ({peak / r['table_bytes']:.2f}x table)",
                            f"<= {UNCERTAINTY_MEMORY_FACTOR}x table ({_gb(r['table_bytes'])}) = {_gb(limit)}",
                            peak <= limit))
             checks.append((f"uncertainty {r['name']}: selected ids = the {r['batch']} smallest margins",
@@ -422,6 +423,7 @@ def _git_commit():
 def write_report(results, path, mode):
     checks = _targets(results)
     when = sorted({r["measured_at"] for r in results})
+    commits = ", ".join(sorted({r.get("commit", "unknown") for r in results}))
     lines = [
         "# Benchmarks",
         "",
@@ -465,15 +467,15 @@ def write_report(results, path, mode):
               "column mean like the project, so its picks can be compared pick by pick.",
               "* BLAS runs single-threaded in every measured process (`--threads`, default 1). The machine is "
               "shared with other jobs: with two OpenBLAS threads on two busy cores the same matrix-vector loop "
-              "varied up to 6x between runs (threads spin-waiting for a core), which drowns the 1.25x target; "
-              "the memory-bound products gain little from a second thread on this machine anyway.",
+              "varied up to 6x between runs (threads spin-waiting for a core), which drowns the 1.25x target. "
+              "`--threads 0` keeps the library default.",
               f"* Naive rows marked *estimated* ran {NAIVE_ESTIMATE_PICKS} picks and were scaled linearly (each "
               "pick is one full pass over the data); *not run* means the seeds' design does not fit in memory.",
               "",
               "## Machine", ""]
     lines += [f"* {fact}" for fact in _machine(results)]
     lines += [f"* Measured {when[0]}" + (f" to {when[-1]}" if len(when) > 1 else "")
-              + f"; repository at commit {_git_commit()}", ""]
+              + f"; repository at commit {commits}", ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
     return checks
@@ -499,6 +501,7 @@ def main(argv=None):
             result = RUNNERS[kind](case, log_dir)
             result["measured_at"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
             result["blas_threads"] = _threads["value"] or "default"
+            result["commit"] = _git_commit()
             (result_dir / f"{case['name']}.json").write_text(json.dumps(result, indent=1))
     names = [case["name"] for kind in RUNNERS for case in sizes[kind]]
     results = [json.loads((result_dir / f"{n}.json").read_text()) for n in names
