@@ -2,7 +2,7 @@
 
 import platform
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import numpy as np
 import pandas as pd
@@ -155,19 +155,26 @@ def plot_learning_curves(curves: pd.DataFrame, dataset: str, model: str, path: P
 
 
 def plot_ssl(ssl: pd.DataFrame, path: Path) -> None:
+    """Mean pseudo-label precision against coverage of every SSL method: data sets as columns, models as rows."""
     plt = _pyplot()
-    pairs = ssl[PAIR].drop_duplicates().to_records(index=False).tolist()
-    fig, axes = plt.subplots(1, len(pairs), figsize=(3.6 * len(pairs), 3.6), squeeze=False)
-    for axis, (dataset, model) in zip(axes[0], pairs):
-        group = ssl[(ssl["dataset"] == dataset) & (ssl["model"] == model)]
-        stats = group.groupby("method", sort=False)[["coverage", "precision"]].mean()
-        for method, row in stats.iterrows():
-            axis.scatter(100 * row["coverage"], 100 * row["precision"], label=method)
-        axis.set_title(f"{dataset}\n{model.replace('_', ' ')}", fontsize=9)
-        axis.set_xlabel("coverage of unlabeled pool %")
-        axis.grid(alpha=0.3)
-    axes[0][0].set_ylabel("pseudo-label precision %")
-    axes[0][-1].legend(fontsize=7, loc="lower left")
+    datasets = list(ssl["dataset"].drop_duplicates())
+    models = list(ssl["model"].drop_duplicates())
+    fig, axes = plt.subplots(len(models), len(datasets), figsize=(3.8 * len(datasets), 3.3 * len(models)),
+                             squeeze=False)
+    for row, model in enumerate(models):
+        for column, dataset in enumerate(datasets):
+            axis = axes[row][column]
+            group = ssl[(ssl["dataset"] == dataset) & (ssl["model"] == model)]
+            stats = group.groupby("method", sort=False)[["coverage", "precision"]].mean()
+            for method, values in stats.iterrows():
+                axis.scatter(100 * values["coverage"], 100 * values["precision"], label=method)
+            axis.set_title(f"{dataset}, {model.replace('_', ' ')}", fontsize=9)
+            axis.grid(alpha=0.3)
+            axis.legend(fontsize=6, loc="lower left")
+            if row == len(models) - 1:
+                axis.set_xlabel("coverage of the unlabeled pool %")
+            if column == 0:
+                axis.set_ylabel("pseudo-label precision %")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -306,7 +313,19 @@ def _summary(table: pd.DataFrame, pairs) -> List[str]:
         markdown_table(counts.reindex(challengers["strategy"].drop_duplicates()), index=True),
         "",
     ]
-    return lines
+    return lines + _findings(challengers)
+
+
+def _findings(challengers: pd.DataFrame) -> List[str]:
+    """One line per strategy naming where it beat random and where it lost, straight from the verdicts."""
+    lines = ["Where each strategy stands against random (by the rule above):", ""]
+    for strategy, group in challengers.groupby("strategy", sort=False):
+        pairs = {verdict: ", ".join(f"{d} / {m}" for d, m in zip(rows["dataset"], rows["model"]))
+                 for verdict, rows in group.groupby("verdict", sort=False)}
+        better = pairs.get("better than random", "none")
+        worse = pairs.get("WORSE than random", "none")
+        lines.append(f"* **{strategy}**: better on {better}; worse on {worse}.")
+    return lines + [""]
 
 
 def _pair_section(curves, table, dataset: str, model: str, figure: Optional[str]) -> List[str]:

@@ -11,7 +11,7 @@ import argparse
 import logging
 import tempfile
 from pathlib import Path
-from typing import Dict, Iterator, List, NamedTuple, Sequence, Tuple
+from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -101,7 +101,7 @@ class _Data:
             X, y, test_size=job.setting.test_fraction, stratify=y, random_state=job.seed)
         self.job = job
 
-    def fit(self, rows: Sequence[int], targets: np.ndarray = None) -> FittedModel:
+    def fit(self, rows: Sequence[int], targets: Optional[np.ndarray] = None) -> FittedModel:
         rows = list(rows)
         y = self.y_pool[rows] if targets is None else targets
         return fit_model(self.job.model, self.X_pool[rows], y, self.X_pool, self.n_classes, self.job.seed)
@@ -191,6 +191,8 @@ def _ssl_study(data: _Data, runner: ScriptRunner) -> List[dict]:
         selected = runner.select(table, environ, job_type="ssl_selection")
         ids = selected[ID_COLUMN].to_numpy(dtype=np.int64)
         pseudo = selected[script.PSEUDO_LABEL].to_numpy(dtype=np.int64)
+        if np.isin(ids, labeled).any() or len(set(ids.tolist())) != len(ids):
+            raise RuntimeError(f"{job.dataset}/{job.model}/{method}: the script selected labeled or duplicate ids")
         if len(ids):
             retrained = data.score(data.fit(labeled + ids.tolist(), np.concatenate([data.y_pool[labeled], pseudo])))
         else:
