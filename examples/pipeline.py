@@ -79,17 +79,6 @@ REVIEW_SPEC = stand_in_spec("PseudoLabelMerge", "pseudo_labeled", "combined_data
 class StandInStepBuilder(ProcessingStepBuilderBase):
     """Builds a stand-in step on the same scikit-learn image as ActiveSampleSelection."""
 
-    def _create_processor(self):
-        return sdk.SKLearnProcessor(
-            framework_version=self.config.processing_framework_version,
-            role=self.role,
-            instance_type=self.config.effective_instance_type,
-            instance_count=self.config.processing_instance_count,
-            volume_size_in_gb=self.config.processing_volume_size,
-            base_job_name=self.base_job_name(),
-            sagemaker_session=self.pipeline_session(),
-        )
-
 
 def example_config(bucket: str, role: str, region: str, strategy: str, use_case: str) -> ActiveSampleSelectionConfig:
     return ActiveSampleSelectionConfig(

@@ -87,8 +87,9 @@ def resolve_dependency(dependency: DependencySpec, steps: Sequence[Any]) -> Opti
 class ProcessingStepBuilderBase:
     """Builds one ProcessingStep from a config whose script is described by ``spec.script_contract``.
 
-    Subclasses provide ``_create_processor``; everything else (environment, arguments, channels,
-    names, caching, dependency resolution) follows from the spec, the contract and the config.
+    The processor is an SKLearnProcessor on the config's framework version (the SageMaker scikit-learn
+    image); subclasses may override ``_create_processor``. Everything else (environment, arguments,
+    channels, names, caching, dependency resolution) follows from the spec, the contract and the config.
     """
 
     def __init__(
@@ -235,7 +236,16 @@ class ProcessingStepBuilderBase:
         return str(path)
 
     def _create_processor(self):
-        raise NotImplementedError
+        return sdk.SKLearnProcessor(
+            framework_version=self.config.processing_framework_version,
+            role=self.role,
+            instance_type=self.config.effective_instance_type,
+            instance_count=self.config.processing_instance_count,
+            volume_size_in_gb=self.config.processing_volume_size,
+            base_job_name=self.base_job_name(),
+            sagemaker_session=self.pipeline_session(),
+            env=self.environment_variables() or None,
+        )
 
     def create_step(
         self,

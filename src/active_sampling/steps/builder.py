@@ -2,7 +2,6 @@
 
 from typing import Any, Dict, Optional
 
-from ..core import sdk
 from ..core.builder import ProcessingStepBuilderBase
 from ..scripts import active_sample_selection as script
 from .config import ActiveSampleSelectionConfig
@@ -39,14 +38,3 @@ class ActiveSampleSelectionStepBuilder(ProcessingStepBuilderBase):
     def argument_values(self) -> Dict[str, Any]:
         return {"job_type": self.job_type()}
 
-    def _create_processor(self):
-        return sdk.SKLearnProcessor(
-            framework_version=self.config.processing_framework_version,
-            role=self.role,
-            instance_type=self.config.effective_instance_type,
-            instance_count=self.config.processing_instance_count,
-            volume_size_in_gb=self.config.processing_volume_size,
-            base_job_name=self.base_job_name(),
-            sagemaker_session=self.pipeline_session(),
-            env=self.environment_variables(),
-        )
