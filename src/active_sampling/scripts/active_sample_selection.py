@@ -646,6 +646,32 @@ def _min_sq_distances(X: np.ndarray, sq_norms: np.ndarray, centers: np.ndarray) 
     return result
 
 
+class _NearestCenter:
+    """Squared distance from every row to its nearest center so far, updated one center at a time.
+
+    ``add(dots, center)`` takes ``dots[i] = x_i . x_center`` (overwritten as scratch) and folds
+    ``|x_i|^2 - 2 x_i . x_center + |x_center|^2`` into ``self.d2``. Values within ``_DUPLICATE_TOLERANCE``
+    of the two squared norms count as exact zeros, so duplicates of a center tie at 0 rather than at
+    rounding noise. All buffers are allocated once.
+    """
+
+    def __init__(self, sq_norms: np.ndarray, initial: np.ndarray):
+        self.sq_norms = sq_norms
+        self.tolerances = sq_norms * sq_norms.dtype.type(_DUPLICATE_TOLERANCE)
+        self.d2 = initial
+        self._threshold = np.empty_like(sq_norms)
+        self._duplicates = np.empty(sq_norms.shape, dtype=bool)
+
+    def add(self, dots: np.ndarray, center: int) -> None:
+        dots *= -2
+        dots += self.sq_norms
+        dots += self.sq_norms[center]
+        np.add(self.tolerances, self.tolerances[center], out=self._threshold)
+        np.less_equal(dots, self._threshold, out=self._duplicates)
+        np.copyto(dots, 0, where=self._duplicates)
+        np.minimum(self.d2, dots, out=self.d2)
+
+
 def k_center_greedy(
     X: Any, n_select: int, *, initial_centers: Any = None, metric: str = "euclidean"
 ) -> Tuple[np.ndarray, np.ndarray]:
@@ -685,27 +711,18 @@ def k_center_greedy(
         X = X - offset
     centers = centers - offset
     sq_norms = np.einsum("ij,ij->i", X, X)
-    tolerances = sq_norms * np.float32(_DUPLICATE_TOLERANCE)
-    min_d2 = _min_sq_distances(X, sq_norms, centers)
+    nearest = _NearestCenter(sq_norms, _min_sq_distances(X, sq_norms, centers))
     indices = np.empty(n_select, dtype=np.int64)
     distances = np.empty(n_select, dtype=np.float64)
-    buffer = np.empty(n_rows, dtype=np.float32)
-    threshold = np.empty(n_rows, dtype=np.float32)
-    duplicates = np.empty(n_rows, dtype=bool)
+    dots = np.empty(n_rows, dtype=np.float32)
     progress = _Progress("k-center greedy", n_select)
     for pick in range(n_select):
-        chosen = int(np.argmax(min_d2))
+        chosen = int(np.argmax(nearest.d2))
         indices[pick] = chosen
-        distances[pick] = max(float(min_d2[chosen]), 0.0)
-        np.dot(X, X[chosen], out=buffer)
-        buffer *= -2
-        buffer += sq_norms
-        buffer += sq_norms[chosen]
-        np.add(tolerances, tolerances[chosen], out=threshold)
-        np.less_equal(buffer, threshold, out=duplicates)
-        np.copyto(buffer, 0, where=duplicates)
-        np.minimum(min_d2, buffer, out=min_d2)
-        min_d2[chosen] = -np.inf
+        distances[pick] = max(float(nearest.d2[chosen]), 0.0)
+        np.dot(X, X[chosen], out=dots)
+        nearest.add(dots, chosen)
+        nearest.d2[chosen] = -np.inf
         progress.update(pick + 1)
     return indices, _distance_from_squared(distances, metric)
 
@@ -782,27 +799,19 @@ def badge_kmeanspp(
     distances = np.empty(n_select, dtype=np.float64)
     if n_select == 0:
         return indices, distances
-    min_d2 = np.full(n_rows, np.inf)
+    nearest = _NearestCenter(sq_norms, np.full(n_rows, np.inf))
+    min_d2 = nearest.d2
     h_dot = np.empty(n_rows, dtype=np.float32)
-    d2 = np.empty(n_rows, dtype=np.float64)
-    tolerances = sq_norms * _DUPLICATE_TOLERANCE
-    threshold = np.empty(n_rows, dtype=np.float64)
-    duplicates = np.empty(n_rows, dtype=bool)
+    dots = np.empty(n_rows, dtype=np.float64)
     chosen = int(np.argmax(raw_sq_norms))
     indices[0] = chosen
     distances[0] = 1.0 if metric == "cosine" else math.sqrt(raw_sq_norms[chosen])
     progress = _Progress("BADGE k-means++", n_select)
     for pick in range(1, n_select + 1):
         np.dot(H, H[chosen], out=h_dot)
-        np.dot(residual, residual[chosen], out=d2)
-        d2 *= h_dot
-        d2 *= -2.0
-        d2 += sq_norms
-        d2 += sq_norms[chosen]
-        np.add(tolerances, tolerances[chosen], out=threshold)
-        np.less_equal(d2, threshold, out=duplicates)
-        np.copyto(d2, 0.0, where=duplicates)
-        np.minimum(min_d2, d2, out=min_d2)
+        np.dot(residual, residual[chosen], out=dots)
+        dots *= h_dot
+        nearest.add(dots, chosen)
         min_d2[chosen] = 0.0
         progress.update(pick)
         if pick == n_select:
