@@ -47,7 +47,7 @@ NAIVE_ESTIMATE_PICKS = 5
 FULL = {
     "kcenter": [
         dict(name="kcenter_100k", N=100_000, D=128, k=200, naive="run", repeat=2, rounds=3, speed_target=True),
-        dict(name="kcenter_1m", N=1_000_000, D=128, k=1000, naive="estimate", repeat=1, rounds=2),
+        dict(name="kcenter_1m", N=1_000_000, D=128, k=1000, naive="estimate", repeat=1, rounds=3),
     ],
     "badge": [
         dict(name="badge_50k", N=50_000, D=64, C=10, k=200, naive="run", repeat=2, rounds=3, speed_target=True),
