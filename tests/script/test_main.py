@@ -183,6 +183,24 @@ def test_parquet_projection_returns_the_same_rows_as_a_full_read(run, tmp_path):
     pd.testing.assert_frame_equal(projected, run.selected())
 
 
+@pytest.mark.parametrize("strategy", sorted(STRATEGY_ENV))
+def test_parquet_row_groups_select_like_csv(run, strategy):
+    table = prediction_table(n=200, labeled_fraction=0.2, seed=11)
+    table["note"] = ["n{}".format(i) for i in range(200)]
+    run.input_dir.mkdir(exist_ok=True)
+    table.iloc[:90].to_parquet(str(run.input_dir / "part-0.parquet"), index=False, row_group_size=37)
+    table.iloc[90:].to_parquet(str(run.input_dir / "part-1.parquet"), index=False, row_group_size=50)
+    env = dict(STRATEGY_ENV[strategy], SELECTION_STRATEGY=strategy, LABEL_FIELD="label", OUTPUT_FORMAT="csv")
+    from_parquet = run.main(env)
+    selected_parquet = run.selected()
+    for part in run.input_dir.iterdir():
+        part.unlink()
+    write_table(table, run.input_dir, "csv")
+    from_csv = run.main(env)
+    pd.testing.assert_frame_equal(selected_parquet, run.selected())
+    assert from_parquet["candidate_count"] == from_csv["candidate_count"]
+
+
 def test_logit_scores_are_softmaxed_end_to_end(run):
     table = pd.DataFrame({"id": [1, 2, 3], "score_a": [2.0, -1.0, 0.0], "score_b": [0.0, 1.0, 0.1]})
     write_table(table, run.input_dir)

@@ -88,6 +88,17 @@ def test_k_center_never_repeats_a_row_even_with_duplicates(script):
     assert distances[-1] == 0.0
 
 
+def test_k_center_leaves_its_input_alone_unless_told(script):
+    X = np.random.default_rng(2).normal(size=(50, 3)).astype(np.float32) + 5
+    before = X.copy()
+    first = script.k_center_greedy(X, 5)
+    assert np.array_equal(X, before)
+    second = script.k_center_greedy(X, 5, copy=False)
+    assert not np.array_equal(X, before)
+    assert first[0].tolist() == second[0].tolist()
+    assert np.allclose(first[1], second[1])
+
+
 def test_k_center_cosine_ignores_length(script):
     X = np.array([[1.0, 0.0], [100.0, 1.0], [0.0, 1.0]])
     indices, distances = script.k_center_greedy(X, 1, initial_centers=np.array([[5.0, 0.0]]), metric="cosine")

@@ -275,34 +275,28 @@ def common_columns(files: Sequence[DataFile]) -> List[str]:
     return first
 
 
-def _read_file(data_file: DataFile, id_field: str, columns: Optional[Sequence[str]]) -> pd.DataFrame:
+def _read_file(data_file: DataFile, id_field: str) -> pd.DataFrame:
     try:
         if data_file.fmt == "parquet":
             import pyarrow.parquet as pq
 
-            table = pq.read_table(str(data_file.path), columns=None if columns is None else list(columns))
+            table = pq.read_table(str(data_file.path))
             return table.to_pandas(split_blocks=True, self_destruct=True)
-        return pd.read_csv(data_file.path, sep=_SEPARATORS[data_file.fmt], usecols=columns,
-                           dtype={id_field: str}, low_memory=False)
+        return pd.read_csv(data_file.path, sep=_SEPARATORS[data_file.fmt], dtype={id_field: str}, low_memory=False)
     except Exception as error:
         raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
 
 
-def load_inference_data(
-    inference_data_dir: str, id_field: str, columns: Optional[Sequence[str]] = None
-) -> Tuple[pd.DataFrame, str]:
+def load_inference_data(inference_data_dir: str, id_field: str) -> Tuple[pd.DataFrame, str]:
     """Read every data file under ``inference_data_dir`` into one table and return it with its format.
 
-    ``columns`` restricts the read to those columns (cheap for parquet). The returned format is the
-    files' common format, or "mixed" when they differ. Ids are checked: present, filled and unique.
+    The returned format is the files' common format, or "mixed" when they differ. Ids are checked:
+    present, filled and unique. (``main`` reads parquet without this, column by column, to save memory.)
     """
     files = discover_data_files(Path(inference_data_dir))
     names = common_columns(files)
-    if id_field not in names:
-        raise SelectionError("ID_FIELD column {!r} not found in {}; columns are: {}".format(
-            id_field, files[0].path, _preview(names)))
-    order = names if columns is None else [name for name in names if name in set(columns)]
-    frames = [_in_column_order(_read_file(data_file, id_field, order), order) for data_file in files]
+    _require_columns(names, [("ID_FIELD", id_field)], files[0].path)
+    frames = [_in_column_order(_read_file(data_file, id_field), names) for data_file in files]
     table = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
     table.index = pd.RangeIndex(len(table))
     if len(table) == 0:
@@ -410,7 +404,7 @@ def _check_finite(values: np.ndarray, names: Sequence[str], what: str) -> None:
 
 
 def normalize_scores_to_probabilities(df: pd.DataFrame, score_cols: Sequence[str]) -> Tuple[np.ndarray, str]:
-    """Turn the score columns into an (n, n_classes) float64 probability matrix.
+    """Turn the score columns of ``df`` into an (n, n_classes) float64 probability matrix.
 
     One column in [0, 1] is the positive-class probability p and becomes [1 - p, p]; any other single
     column is a logit (sigmoid). Several columns are taken as probabilities when they are non-negative
@@ -418,7 +412,11 @@ def normalize_scores_to_probabilities(df: pd.DataFrame, score_cols: Sequence[str
     warning). Returns the matrix and a short description of how the scores were read.
     """
     _check_numeric(df, score_cols, "score")
-    values = df[list(score_cols)].to_numpy(dtype=np.float64, copy=True)
+    return scores_to_probabilities(df[list(score_cols)].to_numpy(dtype=np.float64, copy=True), score_cols)
+
+
+def scores_to_probabilities(values: np.ndarray, score_cols: Sequence[str]) -> Tuple[np.ndarray, str]:
+    """``normalize_scores_to_probabilities`` on an (n, n_columns) float64 array that it may overwrite."""
     _check_finite(values, score_cols, "score columns")
     if values.shape[1] == 1:
         score = values[:, 0]
@@ -437,17 +435,19 @@ def normalize_scores_to_probabilities(df: pd.DataFrame, score_cols: Sequence[str
     return values, "logits (softmax)"
 
 
-def embedding_columns(df: pd.DataFrame, prefix: str, excluded: Iterable[str]) -> Tuple[List[str], str]:
+def embedding_columns(
+    columns: Sequence[str], prefix: str, excluded: Iterable[str], is_number: Callable[[str], bool]
+) -> Tuple[List[str], str]:
     """Columns that describe each row for distance computations, and where they came from.
 
-    The ``prefix`` columns when there are any; otherwise every numeric, non-boolean column that is
-    not excluded (the id, label, score and output columns).
+    The ``prefix`` columns when there are any; otherwise every column that ``is_number`` accepts
+    (numeric, not boolean) and that is not excluded (the id, label, score and output columns).
     """
-    embedded = [name for name in df.columns if name.startswith(prefix)]
+    embedded = [name for name in columns if name.startswith(prefix)]
     if embedded:
         return embedded, "embedding columns"
     skip = set(excluded)
-    features = [name for name in df.columns if name not in skip and _is_feature(df[name])]
+    features = [name for name in columns if name not in skip and is_number(name)]
     if not features:
         raise SelectionError("diversity and badge need embeddings: no columns start with EMBEDDING_FIELD_PREFIX={!r} "
                              "and no numeric feature columns were found".format(prefix))
@@ -673,7 +673,7 @@ class _NearestCenter:
 
 
 def k_center_greedy(
-    X: Any, n_select: int, *, initial_centers: Any = None, metric: str = "euclidean"
+    X: Any, n_select: int, *, initial_centers: Any = None, metric: str = "euclidean", copy: bool = True
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Greedy k-center (farthest-first traversal), the core-set selection of Sener & Savarese (2018).
 
@@ -683,7 +683,8 @@ def k_center_greedy(
 
     Works in float32 with precomputed squared norms: one matrix-vector product per pick updates the
     running minimum distance in place, so memory is one centered copy of X plus a few length-n
-    vectors. Rows are centered first (distances do not change) so that ``|x|^2 - 2 x.c + |c|^2`` does
+    vectors (``copy=False`` centers a float32 C-contiguous X in place instead, like scikit-learn's
+    ``copy_x``). Rows are centered first (distances do not change) so that ``|x|^2 - 2 x.c + |c|^2`` does
     not lose the distance's digits to a large common offset; squared distances within
     ``_DUPLICATE_TOLERANCE`` of the norms count as exact zeros, so duplicates tie and ties go to the
     lowest index. Cosine distance normalizes the rows once; ``1 - cos = |u - v|^2 / 2`` on unit
@@ -701,14 +702,13 @@ def k_center_greedy(
         centers = X.mean(axis=0, dtype=np.float64).astype(np.float32)[None, :]
     else:
         centers = _as_matrix(initial_centers, "initial_centers", np.float32)
+    if copy or not X.flags.writeable:
+        X = X.copy()
     if metric == "cosine":
-        X = _normalize_rows(X.copy())
+        X = _normalize_rows(X)
         centers = _normalize_rows(centers.copy())
-        offset = X.mean(axis=0, dtype=np.float64).astype(np.float32)
-        X -= offset
-    else:
-        offset = X.mean(axis=0, dtype=np.float64).astype(np.float32)
-        X = X - offset
+    offset = X.mean(axis=0, dtype=np.float64).astype(np.float32)
+    X -= offset
     centers = centers - offset
     sq_norms = np.einsum("ij,ij->i", X, X)
     nearest = _NearestCenter(sq_norms, _min_sq_distances(X, sq_norms, centers))
@@ -734,12 +734,13 @@ def _distance_from_squared(d2: np.ndarray, metric: str) -> np.ndarray:
 class DiversitySampler:
     """k-center greedy core-set selection over embeddings (active learning)."""
 
-    def __init__(self, metric: str = "euclidean"):
+    def __init__(self, metric: str = "euclidean", copy: bool = True):
         self.metric = metric
+        self.copy = copy
 
     def select(self, embeddings: np.ndarray, batch_size: int, labeled_embeddings: Any = None) -> Selection:
         indices, distances = k_center_greedy(embeddings, batch_size, initial_centers=labeled_embeddings,
-                                             metric=self.metric)
+                                             metric=self.metric, copy=self.copy)
         return Selection(indices, distances)
 
     def select_batch(self, embeddings: np.ndarray, batch_size: int, labeled_embeddings: Any = None) -> np.ndarray:
@@ -799,6 +800,8 @@ def badge_kmeanspp(
     distances = np.empty(n_select, dtype=np.float64)
     if n_select == 0:
         return indices, distances
+    residual_by_class = np.ascontiguousarray(residual.T)  # (C, n): a faster product than (n, C) by a vector
+    del residual
     nearest = _NearestCenter(sq_norms, np.full(n_rows, np.inf))
     min_d2 = nearest.d2
     h_dot = np.empty(n_rows, dtype=np.float32)
@@ -809,7 +812,7 @@ def badge_kmeanspp(
     progress = _Progress("BADGE k-means++", n_select)
     for pick in range(1, n_select + 1):
         np.dot(H, H[chosen], out=h_dot)
-        np.dot(residual, residual[chosen], out=dots)
+        np.dot(residual_by_class[:, chosen], residual_by_class, out=dots)
         dots *= h_dot
         nearest.add(dots, chosen)
         min_d2[chosen] = 0.0
@@ -878,11 +881,16 @@ def _check_no_output_columns(columns: Iterable[str]) -> None:
             ", ".join(clashes)))
 
 
-def _check_columns_exist(columns: Sequence[str], config: SelectionConfig) -> None:
-    for var_name, column in (("ID_FIELD", config.id_field), ("LABEL_FIELD", config.label_field)):
+def _require_columns(columns: Sequence[str], wanted: Iterable[Tuple[str, Optional[str]]], where: Any = None) -> None:
+    """Each (variable, column) of ``wanted`` whose column is set must be among ``columns``."""
+    for var_name, column in wanted:
         if column and column not in columns:
-            raise SelectionError("{} column {!r} not found; columns are: {}".format(
-                var_name, column, _preview(columns)))
+            raise SelectionError("{} column {!r} not found{}; columns are: {}".format(
+                var_name, column, " in {}".format(where) if where else "", _preview(columns)))
+
+
+def _check_columns_exist(columns: Sequence[str], config: SelectionConfig, where: Any = None) -> None:
+    _require_columns(columns, [("ID_FIELD", config.id_field), ("LABEL_FIELD", config.label_field)], where)
 
 
 def _non_feature_columns(columns: Sequence[str], config: SelectionConfig, score_cols: Sequence[str]) -> List[str]:
@@ -891,15 +899,105 @@ def _non_feature_columns(columns: Sequence[str], config: SelectionConfig, score_
     return [name for name in columns if name in reserved or name.startswith(config.score_field_prefix)]
 
 
-def _rows(values: np.ndarray, rows: np.ndarray, all_rows: bool) -> np.ndarray:
-    return values if all_rows else values[rows]
-
-
 def _embedding_matrix(df: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
     _check_numeric(df, columns, "embedding/feature")
-    vectors = df[list(columns)].to_numpy(dtype=np.float32)
-    _check_finite(vectors, columns, "embedding/feature columns")
-    return vectors
+    return df[list(columns)].to_numpy(dtype=np.float32)
+
+
+class Pool(NamedTuple):
+    """What selection reads from the prediction table, as arrays with one row per input row."""
+
+    probabilities: np.ndarray  # (n, n_classes) float64
+    classes: List[Any]  # class of each probability column
+    labeled: np.ndarray  # (n,) bool: LABEL_FIELD filled, never a candidate
+    vectors: Optional[np.ndarray]  # (n, d) float32 for diversity and badge, else None
+    details: Dict[str, Any]  # score columns and how they were read, vector columns
+
+
+def _plan_columns(columns: Sequence[str], is_number: Callable[[str], bool],
+                  config: SelectionConfig) -> Tuple[List[str], List[str], Optional[str]]:
+    """Score columns, vector columns (empty unless the strategy needs them) and the vectors' source."""
+    _check_columns_exist(columns, config)
+    _check_no_output_columns(columns)
+    score_cols = extract_score_columns(columns, config.score_field, config.score_field_prefix)
+    if config.selection_strategy not in EMBEDDING_STRATEGIES:
+        return score_cols, [], None
+    excluded = _non_feature_columns(columns, config, score_cols)
+    vector_cols, source = embedding_columns(columns, config.embedding_field_prefix, excluded, is_number)
+    return score_cols, vector_cols, source
+
+
+def _make_pool(scores: np.ndarray, score_cols: List[str], labeled: np.ndarray, vectors: Optional[np.ndarray],
+               vector_cols: List[str], vector_source: Optional[str], config: SelectionConfig) -> Pool:
+    probabilities, score_kind = scores_to_probabilities(scores, score_cols)
+    details = {"score_columns": score_cols, "score_interpretation": score_kind}
+    if vectors is not None:
+        _check_finite(vectors, vector_cols, "embedding/feature columns")
+        details.update(vector_columns=len(vector_cols), vector_source=vector_source)
+    return Pool(probabilities, class_labels(score_cols, config.score_field_prefix), labeled, vectors, details)
+
+
+def pool_from_frame(df: pd.DataFrame, config: SelectionConfig) -> Pool:
+    """The selection arrays of an in-memory prediction table."""
+    columns = [str(name) for name in df.columns]
+    score_cols, vector_cols, vector_source = _plan_columns(columns, lambda name: _is_feature(df[name]), config)
+    _check_numeric(df, score_cols, "score")
+    scores = df[score_cols].to_numpy(dtype=np.float64, copy=True)
+    vectors = _embedding_matrix(df, vector_cols) if vector_cols else None
+    return _make_pool(scores, score_cols, labeled_mask(df, config.label_field), vectors, vector_cols,
+                      vector_source, config)
+
+
+def _arrow_is_number(arrow_type: Any) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type)
+
+
+def pool_from_parquet(files: Sequence[DataFile], config: SelectionConfig) -> Pool:
+    """The selection arrays of parquet files, filled one row group at a time.
+
+    Only the id, label, score and vector columns are read, straight into preallocated arrays, so
+    memory stays near the arrays themselves instead of an Arrow table plus a DataFrame plus copies.
+    """
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(str(files[0].path))
+    columns = list(schema.names)
+    is_number = {name: _arrow_is_number(schema.field(name).type) for name in columns}
+    score_cols, vector_cols, vector_source = _plan_columns(columns, is_number.__getitem__, config)
+    for names, what in ((score_cols, "score"), (vector_cols, "embedding/feature")):
+        text = [name for name in names if not is_number[name]]
+        if text:
+            raise SelectionError("{} column(s) must be numeric, but {} hold(s) {}".format(
+                what, _preview(text), schema.field(text[0]).type))
+    readers = [pq.ParquetFile(str(data_file.path)) for data_file in files]
+    n_rows = sum(reader.metadata.num_rows for reader in readers)
+    if n_rows == 0:
+        raise SelectionError("the input under {} has no rows".format(files[0].path.parent))
+    scores = np.empty((n_rows, len(score_cols)), dtype=np.float64)
+    vectors = np.empty((n_rows, len(vector_cols)), dtype=np.float32) if vector_cols else None
+    labeled = np.zeros(n_rows, dtype=bool)
+    ids, offset = [], 0
+    wanted = [config.id_field] + ([config.label_field] if config.label_field else []) + score_cols + vector_cols
+    for data_file, reader in zip(files, readers):
+        for group in range(reader.num_row_groups):
+            try:
+                table = reader.read_row_group(group, columns=list(dict.fromkeys(wanted)))
+            except Exception as error:
+                raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
+            rows = slice(offset, offset + table.num_rows)
+            for j, name in enumerate(score_cols):
+                scores[rows, j] = table.column(name).to_numpy()
+            for j, name in enumerate(vector_cols):
+                vectors[rows, j] = table.column(name).to_numpy()
+            ids.append(table.column(config.id_field).to_pandas())
+            if config.label_field:
+                labeled[rows] = labeled_mask(table.select([config.label_field]).to_pandas(), config.label_field)
+            offset += table.num_rows
+    _check_ids(pd.concat(ids, ignore_index=True), config.id_field)
+    del ids
+    return _make_pool(scores, score_cols, labeled, vectors, vector_cols, vector_source, config)
 
 
 def _run_strategy(config: SelectionConfig, probabilities: np.ndarray, vectors: Optional[np.ndarray],
@@ -916,8 +1014,53 @@ def _run_strategy(config: SelectionConfig, probabilities: np.ndarray, vectors: O
     if strategy == "uncertainty":
         return UncertaintySampler(config.uncertainty_mode).select(probabilities, config.batch_size)
     if strategy == "diversity":
-        return DiversitySampler(config.metric).select(vectors, config.batch_size, labeled_vectors)
+        # The vectors are the pool's own array, not needed after selection: center them in place.
+        return DiversitySampler(config.metric, copy=False).select(vectors, config.batch_size, labeled_vectors)
     return BADGESampler(config.metric, config.random_seed).select(vectors, probabilities, config.batch_size)
+
+
+def select_from_pool(pool: Pool, config: SelectionConfig) -> Tuple[np.ndarray, Selection, Dict[str, Any]]:
+    """Run the configured strategy over the pool's candidates (rows without a label).
+
+    Returns the selected rows' positions in the pool in rank order, the selection (its indices
+    count within the candidates) and a summary for the metadata. The pool's vectors may be
+    overwritten (diversity centers them in place).
+    """
+    candidates = np.flatnonzero(~pool.labeled)
+    n_rows = pool.labeled.shape[0]
+    if candidates.size == 0:
+        raise SelectionError("no candidate rows: all {} rows have LABEL_FIELD {!r} filled".format(
+            n_rows, config.label_field))
+    all_rows = candidates.size == n_rows
+    details = dict(pool.details, classes=[str(label) for label in pool.classes], pool_size=int(n_rows),
+                   labeled_count=int(n_rows - candidates.size), candidate_count=int(candidates.size))
+    logger.info("Scores from %s read as %s; %d rows, %d labeled, %d candidates", _preview(details["score_columns"]),
+                details["score_interpretation"], n_rows, details["labeled_count"], candidates.size)
+    probabilities = pool.probabilities if all_rows else pool.probabilities[candidates]
+    vectors = labeled_vectors = None
+    if pool.vectors is not None:
+        vectors = pool.vectors if all_rows else pool.vectors[candidates]
+        if config.selection_strategy == "diversity" and not all_rows:
+            labeled_vectors = pool.vectors[pool.labeled]
+    selection = _run_strategy(config, probabilities, vectors, labeled_vectors)
+    return candidates[selection.indices], selection, details
+
+
+def _annotate(rows: pd.DataFrame, pool: Pool, positions: np.ndarray, selection: Selection,
+              config: SelectionConfig, details: Dict[str, Any]) -> pd.DataFrame:
+    """Append the output columns to the selected ``rows`` (already in rank order)."""
+    chosen = pool.probabilities[positions]
+    predicted = np.asarray(pool.classes, dtype=object)[chosen.argmax(axis=1)]
+    rows[SELECTION_SCORE] = selection.scores.astype(np.float64)
+    rows[SELECTION_RANK] = np.arange(1, positions.size + 1, dtype=np.int64)
+    is_ssl = config.selection_strategy in SSL_STRATEGIES
+    rows[DATA_SOURCE] = DATA_SOURCE_SSL if is_ssl else DATA_SOURCE_ACTIVE_LEARNING
+    if is_ssl:
+        rows[PSEUDO_LABEL] = pd.Series(predicted, index=rows.index).infer_objects()
+        rows[CONFIDENCE] = chosen.max(axis=1)
+    per_class = pd.Series(predicted, dtype=object).astype(str).value_counts()
+    details["selected_per_class"] = {label: int(per_class.get(label, 0)) for label in details["classes"]}
+    return rows
 
 
 def select_samples(df: pd.DataFrame, config: SelectionConfig) -> Tuple[pd.DataFrame, Dict[str, Any]]:
@@ -927,48 +1070,11 @@ def select_samples(df: pd.DataFrame, config: SelectionConfig) -> Tuple[pd.DataFr
     appended (SSL strategies also ``pseudo_label`` and ``confidence``); their index is their position
     in ``df``. Rows whose LABEL_FIELD is filled are never candidates.
     """
-    _check_columns_exist(list(df.columns), config)
-    _check_no_output_columns(df.columns)
-    score_cols = extract_score_columns(df, config.score_field, config.score_field_prefix)
-    probabilities, score_kind = normalize_scores_to_probabilities(df, score_cols)
-    labels = class_labels(score_cols, config.score_field_prefix)
-    labeled = labeled_mask(df, config.label_field)
-    candidates = np.flatnonzero(~labeled)
-    if candidates.size == 0:
-        raise SelectionError("no candidate rows: all {} rows have LABEL_FIELD {!r} filled".format(
-            len(df), config.label_field))
-    all_rows = candidates.size == len(df)
-    details = {"score_columns": list(score_cols), "score_interpretation": score_kind,
-               "classes": [str(label) for label in labels], "pool_size": int(len(df)),
-               "labeled_count": int(labeled.sum()), "candidate_count": int(candidates.size)}
-    logger.info("Scores from %s read as %s; %d rows, %d labeled, %d candidates", _preview(score_cols), score_kind,
-                len(df), details["labeled_count"], candidates.size)
-    vectors = labeled_vectors = None
-    if config.selection_strategy in EMBEDDING_STRATEGIES:
-        excluded = _non_feature_columns(list(df.columns), config, score_cols)
-        vector_cols, vector_source = embedding_columns(df, config.embedding_field_prefix, excluded)
-        matrix = _embedding_matrix(df, vector_cols)
-        vectors = _rows(matrix, candidates, all_rows)
-        if config.selection_strategy == "diversity" and labeled.any():
-            labeled_vectors = matrix[labeled]
-        details.update(vector_columns=len(vector_cols), vector_source=vector_source)
-        del matrix
-    selection = _run_strategy(config, _rows(probabilities, candidates, all_rows), vectors, labeled_vectors)
-    positions = candidates[selection.indices]
-    selected = df.iloc[positions].copy()
-    selected.index = positions
-    chosen_probabilities = probabilities[positions]
-    predicted = np.asarray(labels, dtype=object)[chosen_probabilities.argmax(axis=1)]
-    selected[SELECTION_SCORE] = selection.scores.astype(np.float64)
-    selected[SELECTION_RANK] = np.arange(1, positions.size + 1, dtype=np.int64)
-    is_ssl = config.selection_strategy in SSL_STRATEGIES
-    selected[DATA_SOURCE] = DATA_SOURCE_SSL if is_ssl else DATA_SOURCE_ACTIVE_LEARNING
-    if is_ssl:
-        selected[PSEUDO_LABEL] = pd.Series(predicted, index=selected.index).infer_objects()
-        selected[CONFIDENCE] = chosen_probabilities.max(axis=1)
-    per_class = pd.Series(predicted, dtype=object).astype(str).value_counts()
-    details["selected_per_class"] = {label: int(per_class.get(label, 0)) for label in details["classes"]}
-    return selected, details
+    pool = pool_from_frame(df, config)
+    positions, selection, details = select_from_pool(pool, config)
+    rows = df.iloc[positions].copy()
+    rows.index = positions
+    return _annotate(rows, pool, positions, selection, config, details), details
 
 
 def resolve_output_format(requested: Optional[str], input_format: str) -> str:
@@ -1074,38 +1180,25 @@ def _channel(paths: Mapping[str, str], key: str, kind: str) -> Path:
     return Path(paths[key])
 
 
-def _selection_columns(columns: Sequence[str], config: SelectionConfig) -> Optional[List[str]]:
-    """The columns selection needs when they can be named from the header alone, else None (all)."""
-    score_cols = extract_score_columns(columns, config.score_field, config.score_field_prefix)
-    needed = [config.id_field] + ([config.label_field] if config.label_field else []) + score_cols
-    if config.selection_strategy in EMBEDDING_STRATEGIES:
-        embedded = [name for name in columns if name.startswith(config.embedding_field_prefix)]
-        if not embedded:
-            return None
-        needed += embedded
-    return needed
-
-
 def _select(input_dir: Path, config: SelectionConfig) -> Tuple[pd.DataFrame, Dict[str, Any], List[DataFile], str]:
     files = discover_data_files(input_dir)
     columns = common_columns(files)
-    _check_columns_exist(columns, config)
-    _check_no_output_columns(columns)
+    _check_columns_exist(columns, config, files[0].path)
     formats = {data_file.fmt for data_file in files}
     input_format = formats.pop() if len(formats) == 1 else "mixed"
     output_format = resolve_output_format(config.output_format, input_format)
-    needed = _selection_columns(columns, config)
-    project = input_format == "parquet" and needed is not None and len(set(needed)) < len(columns)
-    logger.info("Reading %d %s file(s) from %s%s", len(files), input_format, input_dir,
-                " ({} of {} columns first)".format(len(set(needed)), len(columns)) if project else "")
-    df, _ = load_inference_data(str(input_dir), config.id_field, needed if project else None)
-    selected, details = select_samples(df, config)
-    del df
-    if project:
-        full = read_rows_at(files, selected.index.to_numpy(), columns)
-        for name in selected.columns[len(set(needed)):]:
-            full[name] = selected[name].to_numpy()
-        selected = full
+    logger.info("Reading %d %s file(s) from %s", len(files), input_format, input_dir)
+    if input_format == "parquet":
+        pool = pool_from_parquet(files, config)
+        positions, selection, details = select_from_pool(pool, config)
+        rows = read_rows_at(files, positions, columns)
+    else:
+        df, _ = load_inference_data(str(input_dir), config.id_field)
+        pool = pool_from_frame(df, config)
+        positions, selection, details = select_from_pool(pool, config)
+        rows = df.iloc[positions].reset_index(drop=True)
+        del df
+    selected = _annotate(rows, pool, positions, selection, config, details)
     details["input_format"] = input_format
     return selected, details, files, output_format
 
