@@ -71,6 +71,7 @@ DATA_SOURCE_SSL = "pseudo_labeled"
 DATA_SOURCE_ACTIVE_LEARNING = "active_learning"
 
 PROBABILITY_SUM_TOLERANCE = 1e-3
+_CHUNK_ROWS = 1 << 20  # rows per block where a whole-table temporary would be large
 MAX_SEED = 2**32 - 1
 
 
@@ -315,6 +316,12 @@ def _check_ids(ids: pd.Series, id_field: str) -> None:
     missing = int(ids.isna().sum())
     if missing:
         raise SelectionError("ID_FIELD column {!r} is empty in {} row(s)".format(id_field, missing))
+    if pd.api.types.is_numeric_dtype(ids):
+        # A sort needs one copy of the ids; a hash table for tens of millions of ids needs several.
+        ordered = np.sort(ids.to_numpy())
+        if not (ordered[1:] == ordered[:-1]).any():
+            return
+        del ordered
     duplicated = ids.duplicated(keep=False)
     if duplicated.any():
         examples = ids[duplicated].drop_duplicates().head(3).tolist()
@@ -394,6 +401,8 @@ def _check_numeric(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
 
 
 def _check_finite(values: np.ndarray, names: Sequence[str], what: str) -> None:
+    if all(np.isfinite(values[start:start + _CHUNK_ROWS]).all() for start in range(0, values.shape[0], _CHUNK_ROWS)):
+        return
     bad = ~np.isfinite(values)
     if bad.any():
         per_column = bad.sum(axis=0)
@@ -415,6 +424,11 @@ def normalize_scores_to_probabilities(df: pd.DataFrame, score_cols: Sequence[str
     return scores_to_probabilities(df[list(score_cols)].to_numpy(dtype=np.float64, copy=True), score_cols)
 
 
+def _rows_sum_to_one(values: np.ndarray) -> bool:
+    return all(np.abs(values[start:start + _CHUNK_ROWS].sum(axis=1) - 1.0).max() <= PROBABILITY_SUM_TOLERANCE
+               for start in range(0, values.shape[0], _CHUNK_ROWS))
+
+
 def scores_to_probabilities(values: np.ndarray, score_cols: Sequence[str]) -> Tuple[np.ndarray, str]:
     """``normalize_scores_to_probabilities`` on an (n, n_columns) float64 array that it may overwrite."""
     _check_finite(values, score_cols, "score columns")
@@ -424,8 +438,7 @@ def scores_to_probabilities(values: np.ndarray, score_cols: Sequence[str]) -> Tu
             return np.column_stack([1.0 - score, score]), "binary probability"
         positive = 1.0 / (1.0 + np.exp(-score))
         return np.column_stack([1.0 - positive, positive]), "binary logit (sigmoid)"
-    row_sums = values.sum(axis=1)
-    if values.min() >= 0.0 and np.abs(row_sums - 1.0).max() <= PROBABILITY_SUM_TOLERANCE:
+    if values.min() >= 0.0 and _rows_sum_to_one(values):
         return values, "probabilities"
     logger.warning("Score columns %s are not probabilities (negative values or rows not summing to 1): "
                    "treating them as logits and applying softmax", _preview(score_cols))
@@ -526,7 +539,6 @@ class _Progress:
                     remaining)
 
 
-_CHUNK_ROWS = 1 << 20
 _DUPLICATE_TOLERANCE = 1e-5
 
 
@@ -1046,13 +1058,12 @@ def select_from_pool(pool: Pool, config: SelectionConfig) -> Tuple[np.ndarray, S
     return candidates[selection.indices], selection, details
 
 
-def _annotate(rows: pd.DataFrame, pool: Pool, positions: np.ndarray, selection: Selection,
+def _annotate(rows: pd.DataFrame, chosen: np.ndarray, classes: Sequence[Any], selection: Selection,
               config: SelectionConfig, details: Dict[str, Any]) -> pd.DataFrame:
-    """Append the output columns to the selected ``rows`` (already in rank order)."""
-    chosen = pool.probabilities[positions]
-    predicted = np.asarray(pool.classes, dtype=object)[chosen.argmax(axis=1)]
+    """Append the output columns to the selected ``rows`` (in rank order; ``chosen``: their probabilities)."""
+    predicted = np.asarray(classes, dtype=object)[chosen.argmax(axis=1)]
     rows[SELECTION_SCORE] = selection.scores.astype(np.float64)
-    rows[SELECTION_RANK] = np.arange(1, positions.size + 1, dtype=np.int64)
+    rows[SELECTION_RANK] = np.arange(1, len(rows) + 1, dtype=np.int64)
     is_ssl = config.selection_strategy in SSL_STRATEGIES
     rows[DATA_SOURCE] = DATA_SOURCE_SSL if is_ssl else DATA_SOURCE_ACTIVE_LEARNING
     if is_ssl:
@@ -1074,7 +1085,7 @@ def select_samples(df: pd.DataFrame, config: SelectionConfig) -> Tuple[pd.DataFr
     positions, selection, details = select_from_pool(pool, config)
     rows = df.iloc[positions].copy()
     rows.index = positions
-    return _annotate(rows, pool, positions, selection, config, details), details
+    return _annotate(rows, pool.probabilities[positions], pool.classes, selection, config, details), details
 
 
 def resolve_output_format(requested: Optional[str], input_format: str) -> str:
@@ -1190,15 +1201,18 @@ def _select(input_dir: Path, config: SelectionConfig) -> Tuple[pd.DataFrame, Dic
     logger.info("Reading %d %s file(s) from %s", len(files), input_format, input_dir)
     if input_format == "parquet":
         pool = pool_from_parquet(files, config)
-        positions, selection, details = select_from_pool(pool, config)
-        rows = read_rows_at(files, positions, columns)
     else:
         df, _ = load_inference_data(str(input_dir), config.id_field)
         pool = pool_from_frame(df, config)
-        positions, selection, details = select_from_pool(pool, config)
+    positions, selection, details = select_from_pool(pool, config)
+    chosen, classes = pool.probabilities[positions], pool.classes
+    del pool  # free the selection arrays before the full rows are read
+    if input_format == "parquet":
+        rows = read_rows_at(files, positions, columns)
+    else:
         rows = df.iloc[positions].reset_index(drop=True)
         del df
-    selected = _annotate(rows, pool, positions, selection, config, details)
+    selected = _annotate(rows, chosen, classes, selection, config, details)
     details["input_format"] = input_format
     return selected, details, files, output_format
 
