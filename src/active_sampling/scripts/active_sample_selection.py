@@ -1062,13 +1062,17 @@ def _annotate(rows: pd.DataFrame, chosen: np.ndarray, classes: Sequence[Any], se
               config: SelectionConfig, details: Dict[str, Any]) -> pd.DataFrame:
     """Append the output columns to the selected ``rows`` (in rank order; ``chosen``: their probabilities)."""
     predicted = np.asarray(classes, dtype=object)[chosen.argmax(axis=1)]
-    rows[SELECTION_SCORE] = selection.scores.astype(np.float64)
-    rows[SELECTION_RANK] = np.arange(1, len(rows) + 1, dtype=np.int64)
     is_ssl = config.selection_strategy in SSL_STRATEGIES
-    rows[DATA_SOURCE] = DATA_SOURCE_SSL if is_ssl else DATA_SOURCE_ACTIVE_LEARNING
+    added = {
+        SELECTION_SCORE: selection.scores.astype(np.float64),
+        SELECTION_RANK: np.arange(1, len(rows) + 1, dtype=np.int64),
+        DATA_SOURCE: np.full(len(rows), DATA_SOURCE_SSL if is_ssl else DATA_SOURCE_ACTIVE_LEARNING, dtype=object),
+    }
     if is_ssl:
-        rows[PSEUDO_LABEL] = pd.Series(predicted, index=rows.index).infer_objects()
-        rows[CONFIDENCE] = chosen.max(axis=1)
+        added[PSEUDO_LABEL] = pd.Series(predicted, index=rows.index).infer_objects()
+        added[CONFIDENCE] = chosen.max(axis=1)
+    # One concat rather than a column at a time: wide inputs would otherwise fragment the frame.
+    rows = pd.concat([rows, pd.DataFrame(added, index=rows.index)], axis=1)
     per_class = pd.Series(predicted, dtype=object).astype(str).value_counts()
     details["selected_per_class"] = {label: int(per_class.get(label, 0)) for label in details["classes"]}
     return rows
