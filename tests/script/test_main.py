@@ -201,6 +201,18 @@ def test_parquet_row_groups_select_like_csv(run, strategy):
     assert from_parquet["candidate_count"] == from_csv["candidate_count"]
 
 
+def test_parquet_parts_with_different_column_types(run):
+    table = prediction_table(n=40, seed=12)
+    table["count"] = np.arange(40)
+    first, second = table.iloc[:20].copy(), table.iloc[20:].copy()
+    second["count"] = second["count"].astype(float)
+    write_table(first, run.input_dir, "parquet", name="part-0")
+    write_table(second, run.input_dir, "parquet", name="part-1")
+    run.main({"SELECTION_STRATEGY": "uncertainty", "BATCH_SIZE": "40"})
+    selected = run.selected().sort_values("id")
+    assert selected["count"].tolist() == list(range(40))
+
+
 def test_logit_scores_are_softmaxed_end_to_end(run):
     table = pd.DataFrame({"id": [1, 2, 3], "score_a": [2.0, -1.0, 0.0], "score_b": [0.0, 1.0, 0.1]})
     write_table(table, run.input_dir)

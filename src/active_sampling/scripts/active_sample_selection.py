@@ -346,7 +346,8 @@ def read_rows_at(files: Sequence[DataFile], positions: np.ndarray, columns: Sequ
                 pieces.append(batch.take(pa.array(wanted[lo:hi] - offset)))
             offset += batch.num_rows
     if pieces:
-        rows = pa.Table.from_batches(pieces).to_pandas()
+        # Concatenated in pandas, which reconciles part files whose column types differ (int64 vs double).
+        rows = pd.concat([pa.Table.from_batches([piece]).to_pandas() for piece in pieces], ignore_index=True)
     else:
         rows = pq.read_schema(str(files[0].path)).empty_table().select(list(columns)).to_pandas()
     inverse = np.empty_like(order)
