@@ -226,6 +226,17 @@ def render_catalogue(script):
     return "\n".join(rows)
 
 
+def test_unwritable_output_folder_fails_cleanly(run, script, caplog, tmp_path):
+    write_table(prediction_table(n=20), run.input_dir)
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the output folder should be")
+    args = ["--evaluation_data", str(run.input_dir), "--selected_samples", str(blocker / "samples"),
+            "--selection_metadata", str(blocker / "metadata"), "--job_type", "x"]
+    assert script.cli(args, environ=BASE_ENV) == 1
+    errors = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
+    assert len(errors) == 1 and errors[0].startswith("cannot write to the output folders")
+
+
 def test_docs_list_the_catalogue_with_its_real_messages(script):
     text = DOC_PATH.read_text()
     table = text.split(TABLE_START)[1].split(TABLE_END)[0].strip()

@@ -1135,8 +1135,10 @@ def _json_default(value: Any) -> Any:
         return int(value)
     if isinstance(value, np.floating):
         return float(value)
-    if isinstance(value, (Path, np.ndarray)):
-        return str(value) if isinstance(value, Path) else value.tolist()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
     raise TypeError("not JSON serializable: {!r}".format(value))
 
 
@@ -1162,6 +1164,25 @@ def _clear_results(samples_dir: Path, metadata_dir: Path) -> None:
     for path in _result_files(samples_dir, metadata_dir):
         if path.exists():
             path.unlink()
+
+
+def _prepare_outputs(samples_dir: Path, metadata_dir: Path) -> None:
+    """Create the output folders and remove this step's results of an earlier run from them."""
+    try:
+        for folder in (samples_dir, metadata_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        _clear_results(samples_dir, metadata_dir)
+    except OSError as error:
+        raise SelectionError("cannot write to the output folders: {}".format(_one_line(error))) from None
+
+
+def _record_failure(samples_dir: Path, metadata_dir: Path, error: BaseException) -> None:
+    """Leave only ``_FAILURE`` (the one-line reason) in both output folders."""
+    try:
+        _clear_results(samples_dir, metadata_dir)
+        _mark((samples_dir, metadata_dir), FAILURE_MARKER, _one_line(error) + "\n")
+    except OSError as marker_error:
+        logger.warning("Could not write %s: %s", FAILURE_MARKER, _one_line(marker_error))
 
 
 def _mark(folders: Iterable[Path], marker: str, text: str) -> None:
@@ -1238,7 +1259,7 @@ def main(
     started = time.time()
     samples_dir = _channel(output_paths, SAMPLES_CHANNEL, "output")
     metadata_dir = _channel(output_paths, METADATA_CHANNEL, "output")
-    _clear_results(samples_dir, metadata_dir)
+    _prepare_outputs(samples_dir, metadata_dir)
     try:
         config = parse_environment(environ_vars)
         job_type = _job_type(job_args)
@@ -1268,8 +1289,7 @@ def main(
         save_selection_metadata(metadata, str(metadata_dir))
         _mark((samples_dir, metadata_dir), SUCCESS_MARKER, "")
     except BaseException as error:
-        _clear_results(samples_dir, metadata_dir)
-        _mark((samples_dir, metadata_dir), FAILURE_MARKER, _one_line(error) + "\n")
+        _record_failure(samples_dir, metadata_dir, error)
         raise
     logger.info("Selected %d of %d candidates (pool of %d) with %s in %.2fs", metadata["selected_count"],
                 metadata["candidate_count"], metadata["pool_size"], config.selection_strategy,
