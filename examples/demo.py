@@ -71,10 +71,22 @@ def pseudo_label_precision(selected: pd.DataFrame) -> float:
     return float((selected[script.PSEUDO_LABEL].to_numpy() == true_labels).mean())
 
 
+def model_error_rate(rows: pd.DataFrame) -> float:
+    """Share of ``rows`` whose predicted digit (argmax of prob_class_*) is wrong."""
+    truth = pd.read_csv(TRUTH_PATH).set_index("id")["label"]
+    probabilities = rows[[f"prob_class_{digit}" for digit in range(10)]].to_numpy()
+    return float((probabilities.argmax(axis=1) != truth.reindex(rows["id"]).to_numpy()).mean())
+
+
 def run_demo(output_dir: Path = DEFAULT_OUTPUT_DIR) -> Dict[str, dict]:
     results = {name: run_selection(name, environ, Path(output_dir)) for name, environ in RUNS.items()}
     results["ssl_confidence_threshold"]["precision"] = pseudo_label_precision(
         results["ssl_confidence_threshold"]["selected"]
+    )
+    pool = pd.read_csv(PREDICTIONS_DIR / "predictions.csv")
+    results["active_learning_badge"]["error_rates"] = (
+        model_error_rate(results["active_learning_badge"]["selected"]),
+        model_error_rate(pool[pool["label"].isna()]),
     )
     return results
 
@@ -92,6 +104,10 @@ def summary_lines(results: Dict[str, dict]) -> List[str]:
         ]
         if "precision" in result:
             lines.append(f"  pseudo-label precision against the true digits: {result['precision']:.1%}")
+        if "error_rates" in result:
+            selected_rate, pool_rate = result["error_rates"]
+            lines.append(f"  the model is wrong on {selected_rate:.0%} of the selected rows "
+                         f"(on {pool_rate:.0%} of all unlabeled rows): worth a human label")
         lines += [f"  samples:  {result['samples_path']}", f"  metadata: {result['metadata_path']}"]
     return lines
 
