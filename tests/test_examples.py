@@ -89,10 +89,10 @@ def test_pseudo_label_precision_is_measured_against_the_truth_file(tmp_path):
     truth = pd.read_csv(TRUTH).set_index("id")["label"]
     wrong = selected.assign(pseudo_label=(truth.reindex(selected["id"]).to_numpy() + 1) % 10)
     assert demo.pseudo_label_precision(wrong) == 0.0
+    assert 0.9 < results["ssl_confidence_threshold"]["precision"] <= 1.0
 
 
 def test_badge_picks_rows_the_model_gets_wrong_more_often_than_the_pool(tmp_path):
     demo = _load("demo")
     selected_rate, pool_rate = demo.run_demo(tmp_path)["active_learning_badge"]["error_rates"]
     assert selected_rate > 2 * pool_rate
-    assert 0.9 < results["ssl_confidence_threshold"]["precision"] <= 1.0
