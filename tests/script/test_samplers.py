@@ -232,3 +232,19 @@ def test_env_var_table_defaults_parse(script):
     defaults = {var.name: var.default for var in script.ENV_VARS if not var.required}
     config = script.parse_environment(dict(defaults, SELECTION_STRATEGY="badge"))
     assert config == script.parse_environment({"SELECTION_STRATEGY": "badge"})
+
+
+def test_long_selections_log_their_progress(script, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="active_sample_selection")
+    X = np.random.default_rng(4).normal(size=(300, 4))
+    P = np.random.default_rng(5).dirichlet(np.ones(3), size=300)
+    script.k_center_greedy(X, 100)
+    script.badge_kmeanspp(X, P, 100, random_state=0)
+    lines = [record.getMessage() for record in caplog.records]
+    for label in ("k-center greedy", "BADGE k-means++"):
+        progress = [line for line in lines if line.startswith(label + ":")]
+        assert len(progress) == 10, progress
+        assert progress[0].startswith(label + ": 10/100 picks") and "remaining" in progress[0]
+        assert progress[-1].startswith(label + ": 100/100 picks")
