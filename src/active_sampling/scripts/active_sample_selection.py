@@ -543,10 +543,6 @@ class _Progress:
 _DUPLICATE_TOLERANCE = 1e-5
 
 
-def max_probability(probabilities: np.ndarray) -> np.ndarray:
-    return probabilities.max(axis=1)
-
-
 class ConfidenceThresholdSampler:
     """Rows whose top-class probability reaches ``threshold``, most confident first (SSL)."""
 
@@ -555,7 +551,7 @@ class ConfidenceThresholdSampler:
         self.max_samples = max_samples
 
     def select(self, probabilities: np.ndarray) -> Selection:
-        confidence = max_probability(probabilities)
+        confidence = probabilities.max(axis=1)
         eligible = np.flatnonzero(confidence >= self.threshold)
         limit = self.max_samples if self.max_samples > 0 else eligible.size
         order = top_k_indices(confidence[eligible], limit)
@@ -574,7 +570,7 @@ class TopKPerClassSampler:
 
     def select(self, probabilities: np.ndarray) -> Selection:
         predicted = probabilities.argmax(axis=1)
-        confidence = max_probability(probabilities)
+        confidence = probabilities.max(axis=1)
         by_class = np.argsort(predicted.astype(np.int16 if probabilities.shape[1] < 2**15 else np.int64),
                               kind="stable")
         bounds = np.concatenate([[0], np.cumsum(np.bincount(predicted, minlength=probabilities.shape[1]))])
@@ -940,9 +936,10 @@ def _plan_columns(columns: Sequence[str], is_number: Callable[[str], bool],
     return score_cols, vector_cols, source
 
 
-def _make_pool(scores: np.ndarray, score_cols: List[str], labeled: np.ndarray, vectors: Optional[np.ndarray],
-               vector_cols: List[str], vector_source: Optional[str], config: SelectionConfig) -> Pool:
-    probabilities, score_kind = scores_to_probabilities(scores, score_cols)
+def _make_pool(scored: Tuple[np.ndarray, str], score_cols: List[str], labeled: np.ndarray,
+               vectors: Optional[np.ndarray], vector_cols: List[str], vector_source: Optional[str],
+               config: SelectionConfig) -> Pool:
+    probabilities, score_kind = scored
     details = {"score_columns": score_cols, "score_interpretation": score_kind}
     if vectors is not None:
         _check_finite(vectors, vector_cols, "embedding/feature columns")
@@ -954,10 +951,9 @@ def pool_from_frame(df: pd.DataFrame, config: SelectionConfig) -> Pool:
     """The selection arrays of an in-memory prediction table."""
     columns = [str(name) for name in df.columns]
     score_cols, vector_cols, vector_source = _plan_columns(columns, lambda name: _is_feature(df[name]), config)
-    _check_numeric(df, score_cols, "score")
-    scores = df[score_cols].to_numpy(dtype=np.float64, copy=True)
+    scored = normalize_scores_to_probabilities(df, score_cols)
     vectors = _embedding_matrix(df, vector_cols) if vector_cols else None
-    return _make_pool(scores, score_cols, labeled_mask(df, config.label_field), vectors, vector_cols,
+    return _make_pool(scored, score_cols, labeled_mask(df, config.label_field), vectors, vector_cols,
                       vector_source, config)
 
 
@@ -1010,7 +1006,8 @@ def pool_from_parquet(files: Sequence[DataFile], config: SelectionConfig) -> Poo
             offset += table.num_rows
     _check_ids(pd.concat(ids, ignore_index=True), config.id_field)
     del ids
-    return _make_pool(scores, score_cols, labeled, vectors, vector_cols, vector_source, config)
+    return _make_pool(scores_to_probabilities(scores, score_cols), score_cols, labeled, vectors, vector_cols,
+                      vector_source, config)
 
 
 def _run_strategy(config: SelectionConfig, probabilities: np.ndarray, vectors: Optional[np.ndarray],
