@@ -18,11 +18,13 @@ environment variables listed in ``ENV_VARS``; locally, the three channels can be
 
 import argparse
 import datetime
+import hashlib
 import json
 import logging
 import math
 import os
 import platform
+import re
 import sys
 import time
 import traceback
@@ -42,6 +44,7 @@ UNCERTAINTY_MODES = ("margin", "entropy", "least_confidence")
 METRICS = ("euclidean", "cosine")
 OUTPUT_FORMATS = ("csv", "tsv", "parquet")
 EMBEDDING_STRATEGIES = ("diversity", "badge")
+SELECTION_ROLES = ("single", "shard", "merge")
 
 INPUT_CHANNEL = "evaluation_data"
 SAMPLES_CHANNEL = "selected_samples"
@@ -52,6 +55,7 @@ CONTAINER_OUTPUT_PATHS = {
     METADATA_CHANNEL: "/opt/ml/processing/output/selection_metadata",
 }
 JOB_ARGUMENTS = ("job_type",)
+RESOURCE_CONFIG_PATH = "/opt/ml/config/resourceconfig.json"
 
 SAMPLES_BASENAME = "selected_samples"
 METADATA_FILENAME = "selection_metadata.json"
@@ -131,6 +135,15 @@ ENV_VARS = (
            "uncertainty, diversity, badge: number of rows to select.", minimum=1),
     EnvVar("METRIC", "metric", "choice", "euclidean",
            "diversity, badge: distance between embeddings.", choices=METRICS),
+    EnvVar("SELECTION_ROLE", "selection_role", "choice", "single",
+           "single: select from the whole input; shard: one instance of a multi-instance job picks its own "
+           "candidates; merge: selects from every shard's candidates.", choices=SELECTION_ROLES),
+    EnvVar("OVERSAMPLING", "oversampling", "int", "4",
+           "diversity, badge with SELECTION_ROLE=shard: each shard picks OVERSAMPLING x BATCH_SIZE candidates.",
+           minimum=1, maximum=1000),
+    EnvVar("RESOURCE_CONFIG_PATH", "resource_config_path", "str", RESOURCE_CONFIG_PATH,
+           "SageMaker's resource config (current_host, hosts), read by shard and merge; local runs point it "
+           "at their own file."),
 )
 ENV_VARS_BY_NAME = {var.name: var for var in ENV_VARS}
 
@@ -295,16 +308,22 @@ def load_inference_data(inference_data_dir: str, id_field: str) -> Tuple[pd.Data
     present, filled and unique. (``main`` reads parquet without this, column by column, to save memory.)
     """
     files = discover_data_files(Path(inference_data_dir))
+    table, _ = read_table(files, id_field)
+    formats = {data_file.fmt for data_file in files}
+    return table, formats.pop() if len(formats) == 1 else "mixed"
+
+
+def read_table(files: Sequence[DataFile], id_field: str) -> Tuple[pd.DataFrame, List[int]]:
+    """``files`` concatenated in order, with their ids checked, and the row count of each file."""
     names = common_columns(files)
     _require_columns(names, [("ID_FIELD", id_field)], files[0].path)
     frames = [_in_column_order(_read_file(data_file, id_field), names) for data_file in files]
     table = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
     table.index = pd.RangeIndex(len(table))
     if len(table) == 0:
-        raise SelectionError("the input under {} has no rows".format(inference_data_dir))
+        raise SelectionError("the input under {} has no rows".format(files[0].path.parent))
     _check_ids(table[id_field], id_field)
-    formats = {data_file.fmt for data_file in files}
-    return table, formats.pop() if len(formats) == 1 else "mixed"
+    return table, [len(frame) for frame in frames]
 
 
 def _in_column_order(frame: pd.DataFrame, order: List[str]) -> pd.DataFrame:
@@ -774,7 +793,8 @@ def gradient_embeddings(embeddings: Any, probabilities: Any) -> np.ndarray:
 
 
 def badge_kmeanspp(
-    embeddings: Any, probabilities: Any, n_select: int, *, metric: str = "euclidean", random_state: Any = None
+    embeddings: Any, probabilities: Any, n_select: int, *, metric: str = "euclidean", random_state: Any = None,
+    sample_weight: Any = None,
 ) -> Tuple[np.ndarray, np.ndarray]:
     """BADGE (Ash et al. 2020): k-means++ seeding over gradient embeddings ``g_i = (p_i - e_yhat_i) (x) h_i``.
 
@@ -787,6 +807,8 @@ def badge_kmeanspp(
     remaining row duplicates a pick (sum(D2) = 0), the rest are taken by decreasing gradient norm.
 
     ``metric="cosine"`` normalizes d and h (hence g) first; the first pick still maximizes the raw norm.
+    ``sample_weight`` (n,) non-negative, as in k-means|| (Bahmani et al. 2012): draws are proportional to
+    weight x D^2 (the merge of a sharded run weighs each shard's pick by the rows it stands for).
     Returns the picked row indices in order and each one's distance to its nearest earlier pick at the
     moment it was picked (the first pick reports its gradient norm, or 1.0 for cosine).
     """
@@ -800,6 +822,7 @@ def badge_kmeanspp(
     rng = np.random.default_rng(random_state)
     n_rows = H.shape[0]
     n_select = min(int(n_select), n_rows)
+    weights = None if sample_weight is None else _sample_weights(sample_weight, n_rows)
     raw_sq_norms = np.einsum("ij,ij->i", residual, residual) * np.einsum("ij,ij->i", H, H, dtype=np.float64)
     if metric == "cosine":
         H = _normalize_rows(H.copy())
@@ -828,7 +851,7 @@ def badge_kmeanspp(
         progress.update(pick)
         if pick == n_select:
             break
-        chosen = _draw_proportional(min_d2, rng)
+        chosen = _draw_proportional(min_d2 if weights is None else min_d2 * weights, rng)
         if chosen < 0:
             rest = np.setdiff1d(np.arange(n_rows), indices[:pick], assume_unique=True)
             fill = rest[top_k_indices(raw_sq_norms[rest], n_select - pick)]
@@ -840,6 +863,14 @@ def badge_kmeanspp(
         indices[pick] = chosen
         distances[pick] = min_d2[chosen] / 2.0 if metric == "cosine" else math.sqrt(min_d2[chosen])
     return indices, distances
+
+
+def _sample_weights(sample_weight: Any, n_rows: int) -> np.ndarray:
+    weights = np.asarray(sample_weight, dtype=np.float64)
+    if weights.shape != (n_rows,) or not np.isfinite(weights).all() or (weights < 0).any():
+        raise ValueError("sample_weight must be {} finite non-negative numbers, got shape {}".format(
+            n_rows, weights.shape))
+    return weights
 
 
 def _draw_proportional(weights: np.ndarray, rng: np.random.Generator) -> int:
@@ -921,6 +952,7 @@ class Pool(NamedTuple):
     labeled: np.ndarray  # (n,) bool: LABEL_FIELD filled, never a candidate
     vectors: Optional[np.ndarray]  # (n, d) float32 for diversity and badge, else None
     details: Dict[str, Any]  # score columns and how they were read, vector columns
+    vector_names: Tuple[str, ...] = ()  # the columns of ``vectors``
 
 
 def _plan_columns(columns: Sequence[str], is_number: Callable[[str], bool],
@@ -944,7 +976,8 @@ def _make_pool(scored: Tuple[np.ndarray, str], score_cols: List[str], labeled: n
     if vectors is not None:
         _check_finite(vectors, vector_cols, "embedding/feature columns")
         details.update(vector_columns=len(vector_cols), vector_source=vector_source)
-    return Pool(probabilities, class_labels(score_cols, config.score_field_prefix), labeled, vectors, details)
+    return Pool(probabilities, class_labels(score_cols, config.score_field_prefix), labeled, vectors, details,
+                tuple(vector_cols))
 
 
 def pool_from_frame(df: pd.DataFrame, config: SelectionConfig) -> Pool:
@@ -1157,8 +1190,8 @@ def _result_files(samples_dir: Path, metadata_dir: Path) -> List[Path]:
     return names
 
 
-def _clear_results(samples_dir: Path, metadata_dir: Path) -> None:
-    for path in _result_files(samples_dir, metadata_dir):
+def _clear_results(samples_dir: Path, metadata_dir: Path, extra: Iterable[Path] = ()) -> None:
+    for path in list(_result_files(samples_dir, metadata_dir)) + list(extra):
         if path.exists():
             path.unlink()
 
@@ -1173,10 +1206,10 @@ def _prepare_outputs(samples_dir: Path, metadata_dir: Path) -> None:
         raise SelectionError("cannot write to the output folders: {}".format(_one_line(error))) from None
 
 
-def _record_failure(samples_dir: Path, metadata_dir: Path, error: BaseException) -> None:
-    """Leave only ``_FAILURE`` (the one-line reason) in both output folders."""
+def _record_failure(samples_dir: Path, metadata_dir: Path, error: BaseException, extra: Iterable[Path] = ()) -> None:
+    """Leave only ``_FAILURE`` (the one-line reason) in both output folders (``extra``: a shard's own files)."""
     try:
-        _clear_results(samples_dir, metadata_dir)
+        _clear_results(samples_dir, metadata_dir, extra)
         _mark((samples_dir, metadata_dir), FAILURE_MARKER, _one_line(error) + "\n")
     except OSError as marker_error:
         logger.warning("Could not write %s: %s", FAILURE_MARKER, _one_line(marker_error))
@@ -1240,6 +1273,605 @@ def _select(input_dir: Path, config: SelectionConfig) -> Tuple[pd.DataFrame, Dic
     return selected, details, files, output_format
 
 
+# ----------------------------------------------------------------------------------------------------------
+# Sharding: SELECTION_ROLE=shard on each instance of a multi-instance job (input ShardedByS3Key), then
+# SELECTION_ROLE=merge on one instance over all shards' outputs. See docs/scaling.md.
+
+SHARD_FORMAT = "active-sampling-shard/1"
+SHARD_PREFIX = "shard-"
+SHARD_COLUMN_PREFIX = "__shard_"
+SHARD_FILE = SHARD_COLUMN_PREFIX + "file"  # input path relative to the input folder ("/"-separated)
+SHARD_ROW = SHARD_COLUMN_PREFIX + "row"  # row number inside that file
+SHARD_SCORE = SHARD_COLUMN_PREFIX + "score"  # the shard's selection score, float64
+SHARD_WEIGHT = SHARD_COLUMN_PREFIX + "weight"  # badge: the shard's candidates nearest to this pick
+SHARD_PROBABILITY = SHARD_COLUMN_PREFIX + "p"  # + class position: the probabilities as the shard read them
+EXACT_STRATEGIES = ("confidence_threshold", "top_k_per_class", "uncertainty")
+_HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_RADIUS_SLACK = 1e-4  # relative: float32 distances may round a radius down by this much
+_ROLE_INDEPENDENT = ("selection_role", "resource_config_path")  # settings shards and merge need not share
+
+
+class ResourceConfig(NamedTuple):
+    """Who this instance is among the instances of one processing job."""
+
+    current_host: str
+    hosts: List[str]
+
+
+def read_resource_config(path: Path) -> ResourceConfig:
+    """``current_host`` and ``hosts`` from SageMaker's resource config (RESOURCE_CONFIG_PATH)."""
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SelectionError("resource config {} not found: set RESOURCE_CONFIG_PATH to the file that names this "
+                             "instance (current_host) and all instances (hosts)".format(path)) from None
+    except (OSError, ValueError) as error:
+        raise SelectionError("cannot read resource config {}: {}".format(path, _one_line(error))) from None
+    current, hosts = (document.get(key) if isinstance(document, dict) else None for key in ("current_host", "hosts"))
+    if not isinstance(hosts, list) or not hosts or not all(isinstance(h, str) and _HOST_NAME.match(h) for h in hosts):
+        raise SelectionError("resource config {}: hosts must be a non-empty list of host names, got {!r}".format(
+            path, hosts))
+    if len(set(hosts)) != len(hosts):
+        raise SelectionError("resource config {}: hosts lists a host twice: {}".format(path, _preview(hosts)))
+    if current not in hosts:
+        raise SelectionError("resource config {}: current_host {!r} is not among hosts {}".format(
+            path, current, _preview(hosts)))
+    return ResourceConfig(current, list(hosts))
+
+
+def check_role_fits_instances(config: SelectionConfig) -> Optional[ResourceConfig]:
+    """The resource config a shard needs; single and merge runs must be on one instance.
+
+    A single run on N instances would select N times from the same data and overwrite its own files.
+    """
+    path = Path(config.resource_config_path)
+    if config.selection_role == "shard":
+        return read_resource_config(path)
+    if not path.is_file():
+        return None
+    resources = read_resource_config(path)
+    if len(resources.hosts) > 1:
+        raise SelectionError(
+            "SELECTION_ROLE={} runs on one instance, but this job has {} ({}): with more than one instance, run "
+            "SELECTION_ROLE=shard and merge in a second one-instance step".format(
+                config.selection_role, len(resources.hosts), _preview(resources.hosts)))
+    return resources
+
+
+def shared_settings(config: SelectionConfig) -> Dict[str, Any]:
+    """The settings every shard and the merge must share (all but the role and the resource config)."""
+    return {field: value for field, value in config._asdict().items() if field not in _ROLE_INDEPENDENT}
+
+
+def config_fingerprint(config: SelectionConfig) -> str:
+    """SHA-256 of the shared settings, to compare a run's shards and merge at a glance."""
+    text = json.dumps(shared_settings(config), sort_keys=True, default=_json_default)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def shard_seed(random_seed: int, hosts: Sequence[str], host: str) -> List[int]:
+    """A seed per shard, so that shards do not draw the same random sequence."""
+    return [int(random_seed), hosts.index(host)]
+
+
+def shard_pick_count(config: SelectionConfig) -> int:
+    """Candidates a diversity or badge shard sends: OVERSAMPLING x BATCH_SIZE."""
+    return config.oversampling * config.batch_size
+
+
+def _chord(distance: float, metric: str) -> float:
+    """A distance that obeys the triangle inequality: euclidean as is, ``1 - cos`` as ``|u - v|`` of unit vectors."""
+    return math.sqrt(2.0 * max(distance, 0.0)) if metric == "cosine" else float(distance)
+
+
+def _from_chord(chord: float, metric: str) -> float:
+    return chord * chord / 2.0 if metric == "cosine" else chord
+
+
+def _distance_to_nearest(point: np.ndarray, rows: np.ndarray, metric: str) -> float:
+    """Chord distance from ``point`` to the nearest of ``rows`` (float64)."""
+    point, rows = np.asarray(point, dtype=np.float64)[None, :], np.asarray(rows, dtype=np.float64)
+    if metric == "cosine":
+        point, rows = _normalize_rows(point.copy()), _normalize_rows(rows.copy())
+    return float(np.sqrt(((rows - point) ** 2).sum(axis=1).min()))
+
+
+def k_center_with_radius(
+    X: Any, n_select: int, *, initial_centers: Any = None, mean: Any = None, metric: str = "euclidean"
+) -> Tuple[np.ndarray, np.ndarray, float]:
+    """``k_center_greedy``, plus an upper bound on the covering radius of X by its real centers.
+
+    The real centers are the picks and ``initial_centers``. Without initial centers the greedy starts from
+    ``mean`` (the column mean of X unless given; a merge passes the mean of every shard's candidates),
+    which is no row: a row nearest to it is within ``r + d(mean, picks)`` of a pick. One pick more than
+    asked gives ``r``, the farthest row's distance after ``n_select`` picks. Returns the picks, their
+    distances and the bound in chord units (euclidean distance; for cosine, of the unit vectors).
+    """
+    X = _as_matrix(X, "X", np.float32)
+    has_initial = initial_centers is not None and len(initial_centers) > 0
+    if not has_initial and mean is None:
+        mean = X.mean(axis=0, dtype=np.float64)
+    centers = initial_centers if has_initial else np.asarray(mean, dtype=np.float32)[None, :]
+    if n_select >= X.shape[0]:
+        indices, distances = k_center_greedy(X, n_select, initial_centers=centers, metric=metric)
+        return indices, distances, 0.0
+    indices, distances = k_center_greedy(X, n_select + 1, initial_centers=centers, metric=metric)
+    radius = _chord(distances[-1], metric)
+    if not has_initial:
+        radius += _distance_to_nearest(centers[0], X[indices[:-1]], metric)
+    return indices[:-1], distances[:-1], radius
+
+
+def covering_radius_bound(shard_radii: Sequence[float], merge_radius: float, metric: str) -> float:
+    """Upper bound on the covering radius of the whole pool by the merged selection and the labeled rows.
+
+    A row of shard i lies within ``r_i`` (chord units) of a labeled row or of a pick that shard sent, and
+    every sent pick within ``r_merge`` of a final center, so by the triangle inequality the row lies within
+    ``max_i r_i + r_merge``; the two-round greedy is a 4-approximation (Malkomes et al., NIPS 2015).
+    """
+    chord = (max(shard_radii, default=0.0) + merge_radius) * (1.0 + _RADIUS_SLACK)
+    return _from_chord(chord, metric)
+
+
+def nearest_pick_counts(embeddings: Any, probabilities: Any, picks: np.ndarray, *, metric: str = "euclidean"
+                        ) -> np.ndarray:
+    """How many rows have each pick as their nearest pick in BADGE's gradient space (ties: the earlier pick).
+
+    Uses ``g_i . g_p = (d_i . d_p)(h_i . h_p)`` in blocks, never the n x C*D gradients.
+    """
+    H = _as_matrix(embeddings, "embeddings", np.float32)
+    residual = _prediction_residuals(_as_matrix(probabilities, "probabilities", np.float64))
+    if metric == "cosine":
+        H, residual = _normalize_rows(H.copy()), _normalize_rows(residual)
+    sq_norms = np.einsum("ij,ij->i", residual, residual) * np.einsum("ij,ij->i", H, H, dtype=np.float64)
+    picks = np.asarray(picks, dtype=np.int64)
+    H_picks, residual_picks, picks_sq_norms = H[picks], residual[picks], sq_norms[picks]
+    nearest = np.empty(H.shape[0], dtype=np.int64)
+    block = max(1, (1 << 22) // max(1, picks.size))
+    for start in range(0, H.shape[0], block):
+        rows = slice(start, start + block)
+        d2 = (residual[rows] @ residual_picks.T) * (H[rows] @ H_picks.T)
+        d2 *= -2.0
+        d2 += sq_norms[rows, None]
+        d2 += picks_sq_norms[None, :]
+        nearest[rows] = np.argmin(d2, axis=1)
+    return np.bincount(nearest, minlength=picks.size).astype(np.int64)
+
+
+class ShardPicks(NamedTuple):
+    """A shard's candidates: positions among its candidate rows, scores, weights, covering radius."""
+
+    indices: np.ndarray
+    scores: np.ndarray
+    weights: np.ndarray
+    radius: Optional[float]  # diversity: chord units
+
+
+def shard_candidates(config: SelectionConfig, probabilities: np.ndarray, vectors: Optional[np.ndarray],
+                     labeled_vectors: Optional[np.ndarray], seed: Any) -> ShardPicks:
+    """What one shard sends to the merge.
+
+    Exact strategies send what a single run would select from the shard alone (every qualifying row for
+    confidence_threshold without MAX_SAMPLES): the global selection is a subset of the union. diversity
+    sends OVERSAMPLING x BATCH_SIZE k-center picks and the covering radius they leave; badge as many D^2
+    draws, each weighted by the shard's rows nearest to it.
+    """
+    n_candidates = probabilities.shape[0]
+    if config.selection_strategy in EXACT_STRATEGIES:
+        selection = _run_strategy(config, probabilities, None, None)
+        return ShardPicks(selection.indices, selection.scores, np.ones(selection.indices.size, np.int64), None)
+    n_picks = shard_pick_count(config)
+    if config.selection_strategy == "diversity":
+        indices, distances, radius = k_center_with_radius(vectors, n_picks, initial_centers=labeled_vectors,
+                                                          metric=config.metric)
+        return ShardPicks(indices, distances, np.ones(indices.size, np.int64), radius)
+    indices, distances = badge_kmeanspp(vectors, probabilities, min(n_picks, n_candidates), metric=config.metric,
+                                        random_state=seed)
+    weights = nearest_pick_counts(vectors, probabilities, indices, metric=config.metric)
+    return ShardPicks(indices, distances, weights, None)
+
+
+def shard_file_names(host: str) -> Dict[str, str]:
+    """File names of one shard's outputs: unique per host, since all hosts upload to one S3 prefix."""
+    stem = SHARD_PREFIX + host
+    return {"manifest": stem + ".json", "candidates": stem + ".parquet", "labeled": stem + ".labeled.npy"}
+
+
+def _path_key(relative: str) -> Tuple[str, ...]:
+    """Sort key of a relative input path, as ``sorted(Path.rglob())`` orders files (part by part)."""
+    return tuple(relative.split("/"))
+
+
+def _check_no_shard_columns(columns: Sequence[str]) -> None:
+    reserved = [name for name in columns if name.startswith(SHARD_COLUMN_PREFIX)]
+    if reserved:
+        raise SelectionError("input has column(s) {} whose prefix {!r} is reserved for a shard's outputs; rename "
+                             "them".format(_preview(reserved), SHARD_COLUMN_PREFIX))
+
+
+def _shard_input_files(root: Path) -> List[DataFile]:
+    """The data files this shard received; with more instances than files, an instance receives none."""
+    if not root.is_dir() or not any(_data_format(path) for path in root.rglob("*") if path.is_file()):
+        logger.info("This shard received no data files under %s: it sends no candidates", root)
+        return []
+    return discover_data_files(root)
+
+
+def run_shard(input_dir: Path, samples_dir: Path, metadata_dir: Path, config: SelectionConfig,
+              resources: ResourceConfig, job_type: str) -> Dict[str, Any]:
+    """Select this shard's candidates and write them with the manifest the merge checks them against."""
+    names = shard_file_names(resources.current_host)
+    files = _shard_input_files(input_dir)
+    manifest: Dict[str, Any] = {
+        "format": SHARD_FORMAT, "host": resources.current_host, "hosts": resources.hosts, "job_type": job_type,
+        "config_fingerprint": config_fingerprint(config), "config": shared_settings(config),
+        "input_files": [os.path.relpath(str(f.path), str(input_dir)).replace(os.sep, "/") for f in files],
+        "input_format": None, "columns": [], "column_dtypes": {}, "pool_size": 0, "labeled_count": 0,
+        "candidate_count": 0, "forwarded_count": 0, "candidates_file": None, "labeled_file": None,
+        "labeled_vectors": 0, "candidate_vector_sum": None, "covering_radius": None, "details": {},
+    }
+    if files:
+        frame, labeled, shard_manifest = _shard_select(files, manifest["input_files"], config, resources)
+        manifest.update(shard_manifest)
+        if len(frame.columns):
+            path = samples_dir / names["candidates"]
+            _write_atomically(path, lambda target: frame.to_parquet(str(target), index=False))
+            manifest["candidates_file"] = names["candidates"]
+        if labeled is not None and labeled.shape[0]:
+            _write_atomically(samples_dir / names["labeled"], lambda target: _save_npy(target, labeled))
+            manifest.update(labeled_file=names["labeled"], labeled_vectors=int(labeled.shape[0]))
+    text = json.dumps(manifest, indent=2, default=_json_default, allow_nan=False) + "\n"
+    for folder in (samples_dir, metadata_dir):
+        _write_atomically(folder / names["manifest"], lambda target: target.write_text(text, encoding="utf-8"))
+    logger.info("Shard %s (%d of %d): %d rows, %d candidates, sending %d", resources.current_host,
+                resources.hosts.index(resources.current_host) + 1, len(resources.hosts), manifest["pool_size"],
+                manifest["candidate_count"], manifest["forwarded_count"])
+    return manifest
+
+
+def _save_npy(target: Path, array: np.ndarray) -> None:
+    with open(str(target), "wb") as handle:
+        np.save(handle, array, allow_pickle=False)
+
+
+def _shard_select(files: List[DataFile], relative: List[str], config: SelectionConfig,
+                  resources: ResourceConfig) -> Tuple[pd.DataFrame, Optional[np.ndarray], Dict[str, Any]]:
+    """The shard's forwarded rows (input columns plus the ``__shard_`` columns), labeled vectors, manifest."""
+    columns = common_columns(files)
+    _check_columns_exist(columns, config, files[0].path)
+    _check_no_shard_columns(columns)
+    formats = {data_file.fmt for data_file in files}
+    input_format = formats.pop() if len(formats) == 1 else "mixed"
+    df = None
+    if input_format == "parquet":
+        import pyarrow.parquet as pq
+
+        pool = pool_from_parquet(files, config)
+        row_counts = [pq.ParquetFile(str(f.path)).metadata.num_rows for f in files]
+    else:
+        df, row_counts = read_table(files, config.id_field)
+        pool = pool_from_frame(df, config)
+    candidates = np.flatnonzero(~pool.labeled)
+    vectors = labeled_vectors = None
+    if pool.vectors is not None:
+        vectors = pool.vectors[candidates]
+        if config.selection_strategy == "diversity" and candidates.size < pool.labeled.size:
+            labeled_vectors = pool.vectors[pool.labeled]
+    probabilities = pool.probabilities[candidates]
+    manifest = {
+        "input_format": input_format, "pool_size": int(pool.labeled.size),
+        "labeled_count": int(pool.labeled.sum()), "candidate_count": int(candidates.size),
+        "details": dict(pool.details, classes=pool.classes, vector_columns=list(pool.vector_names) or None),
+    }
+    if config.selection_strategy == "diversity" and candidates.size:
+        manifest["candidate_vector_sum"] = vectors.sum(axis=0, dtype=np.float64)
+    if candidates.size:
+        picks = shard_candidates(config, probabilities, vectors, labeled_vectors,
+                                 shard_seed(config.random_seed, resources.hosts, resources.current_host))
+    else:
+        empty = np.empty(0, dtype=np.int64)
+        picks = ShardPicks(empty, np.empty(0), empty, None)
+    manifest["covering_radius"] = picks.radius
+    order = np.argsort(candidates[picks.indices], kind="stable")  # forwarded in input order
+    positions = candidates[picks.indices][order]
+    del pool, vectors
+    rows = read_rows_at(files, positions, columns) if df is None else df.iloc[positions].reset_index(drop=True)
+    manifest.update(columns=columns, column_dtypes={name: str(rows[name].dtype) for name in columns},
+                    forwarded_count=int(positions.size))
+    starts = np.cumsum([0] + row_counts)
+    file_index = np.searchsorted(starts, positions, side="right") - 1
+    added = {
+        SHARD_FILE: np.asarray(relative, dtype=object)[file_index],
+        SHARD_ROW: (positions - starts[file_index]).astype(np.int64),
+        SHARD_SCORE: np.asarray(picks.scores, dtype=np.float64)[order],
+        SHARD_WEIGHT: picks.weights[order],
+    }
+    for j in range(probabilities.shape[1]):
+        added[SHARD_PROBABILITY + str(j)] = probabilities[picks.indices[order], j]
+    frame = pd.concat([rows, pd.DataFrame(added, index=rows.index)], axis=1)
+    return frame, labeled_vectors, manifest
+
+
+class ShardOutput(NamedTuple):
+    """One shard's manifest and the folder it was found in."""
+
+    manifest: Dict[str, Any]
+    folder: Path
+
+
+def read_shard_outputs(root: Path) -> List[ShardOutput]:
+    """Every shard manifest under the merge's input folder, in path order."""
+    if not root.is_dir():
+        raise SelectionError("input folder {} does not exist or is not a folder".format(root))
+    outputs = []
+    for path in sorted(root.rglob(SHARD_PREFIX + "*.json")):
+        if any(part.startswith((".", "_")) for part in path.relative_to(root).parts):
+            continue
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise SelectionError("cannot read shard manifest {}: {}".format(path, _one_line(error))) from None
+        if not isinstance(manifest, dict) or manifest.get("format") != SHARD_FORMAT:
+            raise SelectionError("{} is not a shard manifest of this script (format {!r})".format(path, SHARD_FORMAT))
+        outputs.append(ShardOutput(manifest, path.parent))
+    if not outputs:
+        raise SelectionError("no shard outputs ({}<host>.json) under {}: point evaluation_data of the merge at the "
+                             "shard step's selected_samples".format(SHARD_PREFIX, root))
+    return outputs
+
+
+_AGREEMENT = (
+    ("score_columns", "score columns"),
+    ("score_interpretation", "how scores were read"),
+    ("classes", "classes"),
+    ("vector_columns", "embedding columns"),
+)
+
+
+def check_shard_manifests(manifests: Sequence[Mapping[str, Any]], config: SelectionConfig) -> List[str]:
+    """Every host of the run exactly once, run with this configuration, reading its data the same way.
+
+    Returns the hosts in their resource-config order; any gap or disagreement is an error naming the host.
+    """
+    by_host: Dict[str, Mapping[str, Any]] = {}
+    for manifest in manifests:
+        host = manifest["host"]
+        if host in by_host:
+            raise SelectionError("host {} sent shard outputs twice: outputs of different runs share the merge's input "
+                                 "folder".format(host))
+        by_host[host] = manifest
+    hosts = list(manifests[0]["hosts"])
+    for manifest in manifests:
+        if list(manifest["hosts"]) != hosts:
+            raise SelectionError("host {} ran among hosts {} but host {} among {}: outputs of different runs share "
+                                 "the merge's input folder".format(manifest["host"], _preview(manifest["hosts"]),
+                                                                  manifests[0]["host"], _preview(hosts)))
+    missing = [host for host in hosts if host not in by_host]
+    if missing:
+        raise SelectionError("shard output of host {} is missing ({} of {} hosts found: {})".format(
+            missing[0], len(by_host), len(hosts), _preview(sorted(by_host))))
+    expected = json.loads(json.dumps(shared_settings(config), default=_json_default))
+    for host in hosts:
+        settings = by_host[host]["config"]
+        if by_host[host]["config_fingerprint"] != config_fingerprint(config) or settings != expected:
+            differing = [var for var in ENV_VARS if var.field in expected and settings.get(var.field) != expected[
+                var.field]]
+            shown = differing[0] if differing else None
+            raise SelectionError("host {} ran with a different configuration than this merge{}".format(
+                host, ": {}={!r} there, {!r} here".format(shown.name, settings.get(shown.field), expected[shown.field])
+                if shown else ""))
+    _check_agreement([by_host[host] for host in hosts])
+    return hosts
+
+
+def _check_agreement(manifests: Sequence[Mapping[str, Any]]) -> None:
+    """Shards that read data must have read it as one run would: same columns, same score reading."""
+    with_rows = [manifest for manifest in manifests if manifest["pool_size"]]
+    if not with_rows:
+        raise SelectionError("no shard received any rows (hosts {})".format(_preview([m["host"] for m in manifests])))
+    first = with_rows[0]
+    for manifest in with_rows[1:]:
+        if set(manifest["columns"]) != set(first["columns"]):
+            extra = sorted(set(manifest["columns"]) ^ set(first["columns"]))
+            raise SelectionError("host {} read columns that host {} did not (or the other way): {}".format(
+                manifest["host"], first["host"], _preview(extra)))
+        for key, what in _AGREEMENT:
+            if manifest["details"].get(key) != first["details"].get(key):
+                raise SelectionError("host {} disagrees with host {} on {}: {!r} there, {!r} on {}; a single run "
+                                     "reads the whole pool one way".format(
+                                         manifest["host"], first["host"], what, manifest["details"].get(key),
+                                         first["details"].get(key), first["host"]))
+
+
+def merge_ranked(scores: np.ndarray, keys: Sequence[np.ndarray], limit: int,
+                 groups: Optional[np.ndarray] = None) -> np.ndarray:
+    """Positions of the best ``limit`` rows (per group when ``groups`` is given), best first.
+
+    Highest score first; ties go to the row first in ``keys`` (most significant first), which for a
+    merge are the input file's rank and the row in it: a single run's order. ``limit`` 0 keeps all.
+    """
+    order = np.lexsort(tuple(reversed(list(keys))) + (-np.asarray(scores, dtype=np.float64),))
+    if limit <= 0:
+        return order.astype(np.int64)
+    if groups is None:
+        return order[:limit].astype(np.int64)
+    ranked_groups = np.asarray(groups)[order]
+    rank_in_group = np.empty(order.size, dtype=np.int64)
+    for group in np.unique(ranked_groups):
+        members = np.flatnonzero(ranked_groups == group)
+        rank_in_group[members] = np.arange(members.size)
+    return order[rank_in_group < limit].astype(np.int64)
+
+
+class MergedPool(NamedTuple):
+    """All shards' forwarded rows in input order, and what selection reads from them."""
+
+    rows: pd.DataFrame  # input columns only
+    probabilities: np.ndarray
+    scores: np.ndarray
+    weights: np.ndarray
+    file_rank: np.ndarray
+    row: np.ndarray
+
+
+def _read_merged_pool(outputs: Sequence[ShardOutput], columns: List[str], n_classes: int,
+                      dtypes: Dict[str, Any]) -> MergedPool:
+    import pyarrow.parquet as pq
+
+    frames = []
+    for output in outputs:
+        name = output.manifest["candidates_file"]
+        if not name:
+            continue
+        path = output.folder / name
+        try:
+            frame = pq.read_table(str(path)).to_pandas()
+        except Exception as error:
+            raise SelectionError("cannot read shard candidates {} of host {}: {}".format(
+                path, output.manifest["host"], _one_line(error))) from None
+        if len(frame) != output.manifest["forwarded_count"]:
+            raise SelectionError("host {}: {} holds {} rows, its manifest says {}".format(
+                output.manifest["host"], path, len(frame), output.manifest["forwarded_count"]))
+        frames.append(frame)
+    if not frames:
+        raise SelectionError("no shard sent candidates")
+    merged = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    paths = merged[SHARD_FILE].astype(str).to_numpy()
+    ranks = {path: rank for rank, path in enumerate(sorted(set(paths), key=_path_key))}
+    file_rank = np.array([ranks[path] for path in paths], dtype=np.int64)
+    row = merged[SHARD_ROW].to_numpy(dtype=np.int64)
+    order = np.lexsort((row, file_rank))
+    merged = merged.iloc[order].reset_index(drop=True)
+    rows = merged[columns]
+    for name, dtype in dtypes.items():
+        if rows[name].dtype != dtype:
+            rows[name] = rows[name].astype(dtype)
+    probabilities = merged[[SHARD_PROBABILITY + str(j) for j in range(n_classes)]].to_numpy(dtype=np.float64)
+    return MergedPool(rows, probabilities, merged[SHARD_SCORE].to_numpy(dtype=np.float64),
+                      merged[SHARD_WEIGHT].to_numpy(dtype=np.float64), file_rank[order], row[order])
+
+
+def _merged_dtypes(manifests: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
+    """Numeric columns whose type differs between shards, and the type a single run's concat gives them.
+
+    A single run concatenates all CSV files; a column that is int64 in one shard and float64 in
+    another is float64 there. (Parquet runs concatenate only the pieces they select from, see docs.)
+    """
+    if any(manifest["input_format"] == "parquet" for manifest in manifests):
+        return {}
+    seen: Dict[str, set] = {}
+    for manifest in manifests:
+        for name, dtype in manifest["column_dtypes"].items():
+            seen.setdefault(name, set()).add(dtype)
+    result = {}
+    for name, types in seen.items():
+        if len(types) > 1:
+            try:
+                numpy_types = [np.dtype(text) for text in types]
+            except TypeError:
+                continue
+            if all(t.kind in "iuf" for t in numpy_types):
+                result[name] = np.result_type(*numpy_types)
+    return result
+
+
+def _merge_centers(outputs: Sequence[ShardOutput], n_columns: int) -> Tuple[Optional[np.ndarray], np.ndarray]:
+    """diversity: every shard's labeled vectors (or None) and the mean of all candidates."""
+    labeled = []
+    total, count = np.zeros(n_columns, dtype=np.float64), 0
+    for output in outputs:
+        manifest = output.manifest
+        if manifest["labeled_file"]:
+            vectors = np.load(str(output.folder / manifest["labeled_file"]), allow_pickle=False)
+            if vectors.shape != (manifest["labeled_vectors"], n_columns):
+                raise SelectionError("host {}: labeled vectors of shape {}, expected ({}, {})".format(
+                    manifest["host"], vectors.shape, manifest["labeled_vectors"], n_columns))
+            labeled.append(vectors)
+        if manifest["candidate_vector_sum"] is not None:
+            total += np.asarray(manifest["candidate_vector_sum"], dtype=np.float64)
+            count += manifest["candidate_count"]
+    return (np.concatenate(labeled) if labeled else None), total / max(count, 1)
+
+
+def merge_select(input_dir: Path, config: SelectionConfig
+                 ) -> Tuple[pd.DataFrame, Dict[str, Any], List[str], str, Dict[str, Any]]:
+    """The merge role: check all shards, select from their candidates as a single run would.
+
+    Returns the selected rows (annotated), the details, the input files (relative, as a single run
+    lists them), the output format and the ``sharding`` block of the metadata.
+    """
+    outputs = read_shard_outputs(input_dir)
+    hosts = check_shard_manifests([output.manifest for output in outputs], config)
+    outputs = sorted(outputs, key=lambda output: hosts.index(output.manifest["host"]))
+    manifests = [output.manifest for output in outputs]
+    with_rows = [manifest for manifest in manifests if manifest["pool_size"]]
+    first = min(with_rows, key=lambda manifest: _path_key(manifest["input_files"][0]))
+    details = dict(first["details"])
+    classes = details.pop("classes")
+    totals = {key: sum(manifest[key] for manifest in manifests)
+              for key in ("pool_size", "labeled_count", "candidate_count")}
+    if totals["candidate_count"] == 0:
+        raise SelectionError("no candidate rows: all {} rows have LABEL_FIELD {!r} filled".format(
+            totals["pool_size"], config.label_field))
+    pool = _read_merged_pool(outputs, first["columns"], len(classes), _merged_dtypes(with_rows))
+    _check_ids(pool.rows[config.id_field], config.id_field)
+    selection, sharding = _merge_strategy(config, pool, outputs, details, totals["candidate_count"])
+    vector_columns = details.pop("vector_columns", None)
+    if vector_columns is not None:
+        details["vector_columns"] = len(vector_columns)
+    details.update(classes=[str(label) for label in classes], **totals)
+    rows = pool.rows.iloc[selection.indices].reset_index(drop=True)
+    selected = _annotate(rows, pool.probabilities[selection.indices], classes, selection, config, details)
+    formats = {manifest["input_format"] for manifest in with_rows}
+    details["input_format"] = formats.pop() if len(formats) == 1 else "mixed"
+    output_format = resolve_output_format(config.output_format, details["input_format"])
+    input_files = sorted((name for manifest in manifests for name in manifest["input_files"]), key=_path_key)
+    sharding.update(
+        hosts=hosts, config_fingerprint=config_fingerprint(config),
+        shards=[{key: manifest[key] for key in ("host", "pool_size", "candidate_count", "forwarded_count")}
+                for manifest in manifests],
+        merged_candidates=int(len(pool.rows)))
+    return selected, details, input_files, output_format, sharding
+
+
+def _merge_strategy(config: SelectionConfig, pool: MergedPool, outputs: Sequence[ShardOutput],
+                    details: Dict[str, Any], candidate_count: int) -> Tuple[Selection, Dict[str, Any]]:
+    strategy = config.selection_strategy
+    keys = (pool.file_rank, pool.row)
+    if strategy in ACTIVE_LEARNING_STRATEGIES and config.batch_size >= candidate_count:
+        logger.info("BATCH_SIZE=%d is not smaller than the %d candidates: selecting them all", config.batch_size,
+                    candidate_count)
+    if strategy in EXACT_STRATEGIES:
+        limit = {"confidence_threshold": config.max_samples, "top_k_per_class": config.k_per_class,
+                 "uncertainty": config.batch_size}[strategy]
+        groups = pool.probabilities.argmax(axis=1) if strategy == "top_k_per_class" else None
+        indices = merge_ranked(pool.scores, keys, limit, groups)
+        return Selection(indices, pool.scores[indices]), {"guarantee": "exact"}
+    vectors = _embedding_matrix(pool.rows, details["vector_columns"])
+    if strategy == "diversity":
+        labeled, mean = _merge_centers(outputs, vectors.shape[1])
+        indices, distances, radius = k_center_with_radius(vectors, config.batch_size, initial_centers=labeled,
+                                                          mean=mean, metric=config.metric)
+        shard_radii = [output.manifest["covering_radius"] for output in outputs
+                       if output.manifest["covering_radius"] is not None]
+        return Selection(indices, distances), {
+            "guarantee": "two-round k-center greedy, a 4-approximation of the optimal covering radius "
+                         "(Malkomes et al., NIPS 2015)",
+            "oversampling": config.oversampling,
+            "shard_radius_max": _from_chord(max(shard_radii, default=0.0), config.metric),
+            "merge_radius": _from_chord(radius, config.metric),
+            "covering_radius_bound": covering_radius_bound(shard_radii, radius, config.metric),
+        }
+    indices, distances = badge_kmeanspp(vectors, pool.probabilities, config.batch_size, metric=config.metric,
+                                        random_state=config.random_seed, sample_weight=pool.weights)
+    return Selection(indices, distances), {
+        "guarantee": "weighted D^2 sampling over the shards' D^2 picks, as in k-means|| (Bahmani et al. 2012); "
+                     "first pick exact (largest gradient norm)",
+        "oversampling": config.oversampling,
+        "represented_rows": int(pool.weights.sum()),
+    }
+
+
 def main(
     input_paths: Dict[str, str],
     output_paths: Dict[str, str],
@@ -1257,12 +1889,27 @@ def main(
     samples_dir = _channel(output_paths, SAMPLES_CHANNEL, "output")
     metadata_dir = _channel(output_paths, METADATA_CHANNEL, "output")
     _prepare_outputs(samples_dir, metadata_dir)
+    own_files: List[Path] = []  # a shard's files, named after its host once that is known
     try:
         config = parse_environment(environ_vars)
         job_type = _job_type(job_args)
         input_dir = _channel(input_paths, INPUT_CHANNEL, "input")
-        logger.info("Strategy %s (use case %s, job type %s)", config.selection_strategy, config.use_case, job_type)
-        selected, details, files, output_format = _select(input_dir, config)
+        resources = check_role_fits_instances(config)
+        logger.info("Strategy %s (use case %s, job type %s, role %s)", config.selection_strategy, config.use_case,
+                    job_type, config.selection_role)
+        if config.selection_role == "shard":
+            own_files = [folder / name for folder in (samples_dir, metadata_dir)
+                         for name in shard_file_names(resources.current_host).values()]
+            _clear_results(samples_dir, metadata_dir, own_files)
+            metadata = run_shard(input_dir, samples_dir, metadata_dir, config, resources, job_type)
+            _mark((samples_dir, metadata_dir), SUCCESS_MARKER, "")
+            return metadata
+        sharding = None
+        if config.selection_role == "merge":
+            selected, details, input_files, output_format, sharding = merge_select(input_dir, config)
+        else:
+            selected, details, files, output_format = _select(input_dir, config)
+            input_files = [os.path.relpath(str(f.path), str(input_dir)) for f in files]
         output_file = save_selected_samples(selected, str(samples_dir), output_format)
         metadata = {
             "strategy": config.selection_strategy,
@@ -1277,16 +1924,18 @@ def main(
             "selection_score": _score_summary(selected[SELECTION_SCORE]),
             "output_format": output_format,
             "output_file": os.path.relpath(output_file, str(samples_dir)),
-            "input_files": [os.path.relpath(str(f.path), str(input_dir)) for f in files],
+            "input_files": input_files,
             "details": details,
             "library_versions": _library_versions(),
             "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
+        if sharding is not None:
+            metadata["sharding"] = sharding
         metadata["elapsed_seconds"] = round(time.time() - started, 3)
         save_selection_metadata(metadata, str(metadata_dir))
         _mark((samples_dir, metadata_dir), SUCCESS_MARKER, "")
     except BaseException as error:
-        _record_failure(samples_dir, metadata_dir, error)
+        _record_failure(samples_dir, metadata_dir, error, own_files)
         raise
     logger.info("Selected %d of %d candidates (pool of %d) with %s in %.2fs", metadata["selected_count"],
                 metadata["candidate_count"], metadata["pool_size"], config.selection_strategy,
