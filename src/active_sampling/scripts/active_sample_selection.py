@@ -1405,7 +1405,7 @@ def k_center_with_radius(
 def covering_radius_bound(shard_radii: Sequence[float], merge_radius: float, metric: str) -> float:
     """Upper bound on the covering radius of the whole pool by the merged selection and the labeled rows.
 
-    A row of shard i lies within ``r_i`` (chord units) of a labeled row or of a pick that shard sent, and
+    The radii are in chord units (``k_center_with_radius``); the bound comes back in METRIC's. A row of shard i lies within ``r_i`` (chord units) of a labeled row or of a pick that shard sent, and
     every sent pick within ``r_merge`` of a final center, so by the triangle inequality the row lies within
     ``max_i r_i + r_merge``; the two-round greedy is a 4-approximation (Malkomes et al., NIPS 2015).
     """
@@ -1474,7 +1474,7 @@ def shard_candidates(config: SelectionConfig, probabilities: np.ndarray, vectors
 def shard_file_names(host: str) -> Dict[str, str]:
     """File names of one shard's outputs: unique per host, since all hosts upload to one S3 prefix."""
     stem = SHARD_PREFIX + host
-    return {"manifest": stem + ".json", "candidates": stem + ".parquet", "labeled": stem + ".labeled.npy"}
+    return {"manifest": stem + ".json", "piece": stem + ".{:05d}.parquet", "labeled": stem + ".labeled.npy"}
 
 
 def _path_key(relative: str) -> Tuple[str, ...]:
@@ -1507,16 +1507,16 @@ def run_shard(input_dir: Path, samples_dir: Path, metadata_dir: Path, config: Se
         "config_fingerprint": config_fingerprint(config), "config": shared_settings(config),
         "input_files": [os.path.relpath(str(f.path), str(input_dir)).replace(os.sep, "/") for f in files],
         "input_format": None, "columns": [], "column_dtypes": {}, "pool_size": 0, "labeled_count": 0,
-        "candidate_count": 0, "forwarded_count": 0, "candidates_file": None, "labeled_file": None,
-        "labeled_vectors": 0, "candidate_vector_sum": None, "covering_radius": None, "details": {},
+        "candidate_count": 0, "forwarded_count": 0, "candidate_files": [], "labeled_file": None,
+        "labeled_vectors": 0, "candidate_vector_sum": None, "covering_radius_chord": None, "details": {},
     }
     if files:
-        frame, labeled, shard_manifest = _shard_select(files, manifest["input_files"], config, resources)
+        pieces, labeled, shard_manifest = _shard_select(files, manifest["input_files"], config, resources)
         manifest.update(shard_manifest)
-        if len(frame.columns):
-            path = samples_dir / names["candidates"]
-            _write_atomically(path, lambda target: frame.to_parquet(str(target), index=False))
-            manifest["candidates_file"] = names["candidates"]
+        for number, piece in enumerate(pieces):
+            name = names["piece"].format(number)
+            _write_atomically(samples_dir / name, lambda target: _write_arrow(piece, target))
+            manifest["candidate_files"].append(name)
         if labeled is not None and labeled.shape[0]:
             _write_atomically(samples_dir / names["labeled"], lambda target: _save_npy(target, labeled))
             manifest.update(labeled_file=names["labeled"], labeled_vectors=int(labeled.shape[0]))
@@ -1529,14 +1529,55 @@ def run_shard(input_dir: Path, samples_dir: Path, metadata_dir: Path, config: Se
     return manifest
 
 
+def shard_own_files(samples_dir: Path, metadata_dir: Path, host: str) -> List[Path]:
+    """Every file this host's shard writes (its name carries the host), to clear before a run or on failure."""
+    names = shard_file_names(host)
+    own = [folder / names[key] for folder in (samples_dir, metadata_dir) for key in ("manifest", "labeled")]
+    pattern = names["piece"].replace("{:05d}", "*")
+    return own + sorted(samples_dir.glob(pattern)) if samples_dir.is_dir() else own
+
+
+def _write_arrow(table: Any, target: Path) -> None:
+    import pyarrow.parquet as pq
+
+    pq.write_table(table, str(target))
+
+
 def _save_npy(target: Path, array: np.ndarray) -> None:
     with open(str(target), "wb") as handle:
         np.save(handle, array, allow_pickle=False)
 
 
+def _arrow_pieces(files: Sequence[DataFile], df: Optional[pd.DataFrame], row_counts: Sequence[int],
+                  positions: np.ndarray, columns: Sequence[str]) -> List[Tuple[int, np.ndarray, Any]]:
+    """The rows at sorted ``positions``, one Arrow table per input file holding any: (file, rows in it, table).
+
+    Parquet rows keep their file's Arrow types, so the merge converts them to pandas file by file as a
+    single run does (``read_rows_at``); CSV rows come from the shard's frame.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    starts = np.cumsum([0] + list(row_counts))
+    pieces = []
+    for index, data_file in enumerate(files):
+        lo, hi = np.searchsorted(positions, [starts[index], starts[index + 1]])
+        if hi == lo:
+            continue
+        local = positions[lo:hi] - starts[index]
+        if df is None:
+            table = pq.read_table(str(data_file.path), columns=list(columns)).take(pa.array(local))
+        else:
+            table = pa.Table.from_pandas(df.iloc[positions[lo:hi]].reset_index(drop=True), preserve_index=False)
+        pieces.append((index, local, table))
+    return pieces
+
+
 def _shard_select(files: List[DataFile], relative: List[str], config: SelectionConfig,
-                  resources: ResourceConfig) -> Tuple[pd.DataFrame, Optional[np.ndarray], Dict[str, Any]]:
-    """The shard's forwarded rows (input columns plus the ``__shard_`` columns), labeled vectors, manifest."""
+                  resources: ResourceConfig) -> Tuple[List[Any], Optional[np.ndarray], Dict[str, Any]]:
+    """The shard's forwarded rows (one Arrow table per input file), its labeled vectors and its manifest."""
+    import pyarrow as pa
+
     columns = common_columns(files)
     _check_columns_exist(columns, config, files[0].path)
     _check_no_shard_columns(columns)
@@ -1559,8 +1600,9 @@ def _shard_select(files: List[DataFile], relative: List[str], config: SelectionC
             labeled_vectors = pool.vectors[pool.labeled]
     probabilities = pool.probabilities[candidates]
     manifest = {
-        "input_format": input_format, "pool_size": int(pool.labeled.size),
+        "input_format": input_format, "columns": columns, "pool_size": int(pool.labeled.size),
         "labeled_count": int(pool.labeled.sum()), "candidate_count": int(candidates.size),
+        "column_dtypes": {} if df is None else {name: str(df[name].dtype) for name in columns},
         "details": dict(pool.details, classes=pool.classes, vector_columns=list(pool.vector_names) or None),
     }
     if config.selection_strategy == "diversity" and candidates.size:
@@ -1571,25 +1613,25 @@ def _shard_select(files: List[DataFile], relative: List[str], config: SelectionC
     else:
         empty = np.empty(0, dtype=np.int64)
         picks = ShardPicks(empty, np.empty(0), empty, None)
-    manifest["covering_radius"] = picks.radius
+    del pool, vectors
     order = np.argsort(candidates[picks.indices], kind="stable")  # forwarded in input order
     positions = candidates[picks.indices][order]
-    del pool, vectors
-    rows = read_rows_at(files, positions, columns) if df is None else df.iloc[positions].reset_index(drop=True)
-    manifest.update(columns=columns, column_dtypes={name: str(rows[name].dtype) for name in columns},
-                    forwarded_count=int(positions.size))
-    starts = np.cumsum([0] + row_counts)
-    file_index = np.searchsorted(starts, positions, side="right") - 1
-    added = {
-        SHARD_FILE: np.asarray(relative, dtype=object)[file_index],
-        SHARD_ROW: (positions - starts[file_index]).astype(np.int64),
-        SHARD_SCORE: np.asarray(picks.scores, dtype=np.float64)[order],
-        SHARD_WEIGHT: picks.weights[order],
-    }
-    for j in range(probabilities.shape[1]):
-        added[SHARD_PROBABILITY + str(j)] = probabilities[picks.indices[order], j]
-    frame = pd.concat([rows, pd.DataFrame(added, index=rows.index)], axis=1)
-    return frame, labeled_vectors, manifest
+    sent = picks.indices[order]
+    manifest.update(covering_radius_chord=picks.radius, forwarded_count=int(positions.size))
+    pieces, done = [], 0
+    for index, local, table in _arrow_pieces(files, df, row_counts, positions, columns):
+        chunk = slice(done, done + local.size)
+        done += local.size
+        added = [(SHARD_FILE, pa.array([relative[index]] * local.size, pa.string())),
+                 (SHARD_ROW, pa.array(local.astype(np.int64))),
+                 (SHARD_SCORE, pa.array(np.asarray(picks.scores, dtype=np.float64)[order][chunk])),
+                 (SHARD_WEIGHT, pa.array(picks.weights[order][chunk].astype(np.int64)))]
+        added += [(SHARD_PROBABILITY + str(j), pa.array(probabilities[sent[chunk], j]))
+                  for j in range(probabilities.shape[1])]
+        for name, values in added:
+            table = table.append_column(name, values)
+        pieces.append(table)
+    return pieces, labeled_vectors, manifest
 
 
 class ShardOutput(NamedTuple):
@@ -1704,51 +1746,86 @@ def merge_ranked(scores: np.ndarray, keys: Sequence[np.ndarray], limit: int,
 
 
 class MergedPool(NamedTuple):
-    """All shards' forwarded rows in input order, and what selection reads from them."""
+    """All shards' forwarded rows in input order: what selection reads, and where each row is stored."""
 
-    rows: pd.DataFrame  # input columns only
+    ids: pd.Series
     probabilities: np.ndarray
     scores: np.ndarray
     weights: np.ndarray
     file_rank: np.ndarray
     row: np.ndarray
+    vectors: Optional[np.ndarray]
+    pieces: List[Any]  # Arrow tables as the shards wrote them
+    piece: np.ndarray  # which piece holds each row
+    piece_row: np.ndarray  # and where in it
 
 
-def _read_merged_pool(outputs: Sequence[ShardOutput], columns: List[str], n_classes: int,
-                      dtypes: Dict[str, Any]) -> MergedPool:
+def _read_pieces(outputs: Sequence[ShardOutput]) -> List[Any]:
     import pyarrow.parquet as pq
 
-    frames = []
+    pieces = []
     for output in outputs:
-        name = output.manifest["candidates_file"]
-        if not name:
-            continue
-        path = output.folder / name
-        try:
-            frame = pq.read_table(str(path)).to_pandas()
-        except Exception as error:
-            raise SelectionError("cannot read shard candidates {} of host {}: {}".format(
-                path, output.manifest["host"], _one_line(error))) from None
-        if len(frame) != output.manifest["forwarded_count"]:
-            raise SelectionError("host {}: {} holds {} rows, its manifest says {}".format(
-                output.manifest["host"], path, len(frame), output.manifest["forwarded_count"]))
-        frames.append(frame)
-    if not frames:
+        manifest, count = output.manifest, 0
+        for name in manifest["candidate_files"]:
+            path = output.folder / name
+            try:
+                pieces.append(pq.read_table(str(path)))
+            except Exception as error:
+                raise SelectionError("cannot read shard candidates {} of host {}: {}".format(
+                    path, manifest["host"], _one_line(error))) from None
+            count += pieces[-1].num_rows
+        if count != manifest["forwarded_count"]:
+            raise SelectionError("host {}: its candidate files hold {} rows, its manifest says {}".format(
+                manifest["host"], count, manifest["forwarded_count"]))
+    return pieces
+
+
+def _read_merged_pool(outputs: Sequence[ShardOutput], config: SelectionConfig, n_classes: int,
+                      vector_columns: Optional[Sequence[str]]) -> MergedPool:
+    pieces = [piece for piece in _read_pieces(outputs) if piece.num_rows]
+    if not pieces:
         raise SelectionError("no shard sent candidates")
-    merged = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-    paths = merged[SHARD_FILE].astype(str).to_numpy()
+
+    def gather(name: str, dtype: Any) -> np.ndarray:
+        return np.concatenate([piece.column(name).to_numpy().astype(dtype) for piece in pieces])
+
+    paths = np.concatenate([np.asarray(piece.column(SHARD_FILE).to_pylist(), dtype=object) for piece in pieces])
     ranks = {path: rank for rank, path in enumerate(sorted(set(paths), key=_path_key))}
     file_rank = np.array([ranks[path] for path in paths], dtype=np.int64)
-    row = merged[SHARD_ROW].to_numpy(dtype=np.int64)
+    row = gather(SHARD_ROW, np.int64)
     order = np.lexsort((row, file_rank))
-    merged = merged.iloc[order].reset_index(drop=True)
-    rows = merged[columns]
+    piece = np.repeat(np.arange(len(pieces)), [p.num_rows for p in pieces])[order]
+    piece_row = np.concatenate([np.arange(p.num_rows) for p in pieces])[order]
+    probabilities = np.column_stack([gather(SHARD_PROBABILITY + str(j), np.float64) for j in range(n_classes)])
+    vectors = None
+    if vector_columns:
+        vectors = np.column_stack([gather(name, np.float32) for name in vector_columns])[order]
+    ids = pd.concat([p.select([config.id_field]).to_pandas()[config.id_field] for p in pieces], ignore_index=True)
+    return MergedPool(ids.iloc[order].reset_index(drop=True), probabilities[order],
+                      gather(SHARD_SCORE, np.float64)[order], gather(SHARD_WEIGHT, np.float64)[order],
+                      file_rank[order], row[order], vectors, pieces, piece, piece_row)
+
+
+def _merged_rows(pool: MergedPool, chosen: np.ndarray, columns: Sequence[str], dtypes: Dict[str, Any]
+                 ) -> pd.DataFrame:
+    """Full rows of ``chosen`` (positions in the pool, in rank order), converted piece by piece as
+    ``read_rows_at`` converts a single run's parquet pieces."""
+    import pyarrow as pa
+
+    by_input_order = np.sort(chosen)
+    frames = []
+    for number in dict.fromkeys(pool.piece[by_input_order].tolist()):  # one piece per file, in input order
+        rows = by_input_order[pool.piece[by_input_order] == number]
+        frames.append(pool.pieces[number].select(list(columns)).take(pa.array(pool.piece_row[rows])).to_pandas())
+    if frames:
+        merged = pd.concat(frames, ignore_index=True)
+    else:
+        merged = pool.pieces[0].select(list(columns)).slice(0, 0).to_pandas()
     for name, dtype in dtypes.items():
-        if rows[name].dtype != dtype:
-            rows[name] = rows[name].astype(dtype)
-    probabilities = merged[[SHARD_PROBABILITY + str(j) for j in range(n_classes)]].to_numpy(dtype=np.float64)
-    return MergedPool(rows, probabilities, merged[SHARD_SCORE].to_numpy(dtype=np.float64),
-                      merged[SHARD_WEIGHT].to_numpy(dtype=np.float64), file_rank[order], row[order])
+        if merged[name].dtype != dtype:
+            merged[name] = merged[name].astype(dtype)
+    inverse = np.searchsorted(by_input_order, chosen)
+    return merged.iloc[inverse].reset_index(drop=True)
 
 
 def _merged_dtypes(manifests: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
@@ -1813,14 +1890,14 @@ def merge_select(input_dir: Path, config: SelectionConfig
     if totals["candidate_count"] == 0:
         raise SelectionError("no candidate rows: all {} rows have LABEL_FIELD {!r} filled".format(
             totals["pool_size"], config.label_field))
-    pool = _read_merged_pool(outputs, first["columns"], len(classes), _merged_dtypes(with_rows))
-    _check_ids(pool.rows[config.id_field], config.id_field)
-    selection, sharding = _merge_strategy(config, pool, outputs, details, totals["candidate_count"])
+    pool = _read_merged_pool(outputs, config, len(classes), details.get("vector_columns"))
+    _check_ids(pool.ids, config.id_field)
+    selection, sharding = _merge_strategy(config, pool, outputs, totals["candidate_count"])
     vector_columns = details.pop("vector_columns", None)
     if vector_columns is not None:
         details["vector_columns"] = len(vector_columns)
     details.update(classes=[str(label) for label in classes], **totals)
-    rows = pool.rows.iloc[selection.indices].reset_index(drop=True)
+    rows = _merged_rows(pool, selection.indices, first["columns"], _merged_dtypes(with_rows))
     selected = _annotate(rows, pool.probabilities[selection.indices], classes, selection, config, details)
     formats = {manifest["input_format"] for manifest in with_rows}
     details["input_format"] = formats.pop() if len(formats) == 1 else "mixed"
@@ -1830,12 +1907,12 @@ def merge_select(input_dir: Path, config: SelectionConfig
         hosts=hosts, config_fingerprint=config_fingerprint(config),
         shards=[{key: manifest[key] for key in ("host", "pool_size", "candidate_count", "forwarded_count")}
                 for manifest in manifests],
-        merged_candidates=int(len(pool.rows)))
+        merged_candidates=int(len(pool.ids)))
     return selected, details, input_files, output_format, sharding
 
 
 def _merge_strategy(config: SelectionConfig, pool: MergedPool, outputs: Sequence[ShardOutput],
-                    details: Dict[str, Any], candidate_count: int) -> Tuple[Selection, Dict[str, Any]]:
+                    candidate_count: int) -> Tuple[Selection, Dict[str, Any]]:
     strategy = config.selection_strategy
     keys = (pool.file_rank, pool.row)
     if strategy in ACTIVE_LEARNING_STRATEGIES and config.batch_size >= candidate_count:
@@ -1847,13 +1924,13 @@ def _merge_strategy(config: SelectionConfig, pool: MergedPool, outputs: Sequence
         groups = pool.probabilities.argmax(axis=1) if strategy == "top_k_per_class" else None
         indices = merge_ranked(pool.scores, keys, limit, groups)
         return Selection(indices, pool.scores[indices]), {"guarantee": "exact"}
-    vectors = _embedding_matrix(pool.rows, details["vector_columns"])
+    vectors = pool.vectors
     if strategy == "diversity":
         labeled, mean = _merge_centers(outputs, vectors.shape[1])
         indices, distances, radius = k_center_with_radius(vectors, config.batch_size, initial_centers=labeled,
                                                           mean=mean, metric=config.metric)
-        shard_radii = [output.manifest["covering_radius"] for output in outputs
-                       if output.manifest["covering_radius"] is not None]
+        shard_radii = [output.manifest["covering_radius_chord"] for output in outputs
+                       if output.manifest["covering_radius_chord"] is not None]
         return Selection(indices, distances), {
             "guarantee": "two-round k-center greedy, a 4-approximation of the optimal covering radius "
                          "(Malkomes et al., NIPS 2015)",
@@ -1889,7 +1966,7 @@ def main(
     samples_dir = _channel(output_paths, SAMPLES_CHANNEL, "output")
     metadata_dir = _channel(output_paths, METADATA_CHANNEL, "output")
     _prepare_outputs(samples_dir, metadata_dir)
-    own_files: List[Path] = []  # a shard's files, named after its host once that is known
+    host = None  # a shard's host, once known: its files are named after it
     try:
         config = parse_environment(environ_vars)
         job_type = _job_type(job_args)
@@ -1898,9 +1975,8 @@ def main(
         logger.info("Strategy %s (use case %s, job type %s, role %s)", config.selection_strategy, config.use_case,
                     job_type, config.selection_role)
         if config.selection_role == "shard":
-            own_files = [folder / name for folder in (samples_dir, metadata_dir)
-                         for name in shard_file_names(resources.current_host).values()]
-            _clear_results(samples_dir, metadata_dir, own_files)
+            host = resources.current_host
+            _clear_results(samples_dir, metadata_dir, shard_own_files(samples_dir, metadata_dir, host))
             metadata = run_shard(input_dir, samples_dir, metadata_dir, config, resources, job_type)
             _mark((samples_dir, metadata_dir), SUCCESS_MARKER, "")
             return metadata
@@ -1935,7 +2011,8 @@ def main(
         save_selection_metadata(metadata, str(metadata_dir))
         _mark((samples_dir, metadata_dir), SUCCESS_MARKER, "")
     except BaseException as error:
-        _record_failure(samples_dir, metadata_dir, error, own_files)
+        _record_failure(samples_dir, metadata_dir, error,
+                        shard_own_files(samples_dir, metadata_dir, host) if host else ())
         raise
     logger.info("Selected %d of %d candidates (pool of %d) with %s in %.2fs", metadata["selected_count"],
                 metadata["candidate_count"], metadata["pool_size"], config.selection_strategy,
