@@ -294,6 +294,14 @@ def test_normalize_scores_to_probabilities_returns_standard_columns():
     pd.testing.assert_frame_equal(normalized[["id", "logit_x", "logit_y"]], df)
 
 
+def test_normalize_scores_to_probabilities_replaces_standard_columns_where_they_stand():
+    df = pd.DataFrame({"prob_class_0": [1.0, -1.0], "id": ["a", "b"], "prob_class_1": [1.0, 1.0]})
+    normalized = script.normalize_scores_to_probabilities(df, ["prob_class_0", "prob_class_1"])
+    assert list(normalized.columns) == ["prob_class_0", "id", "prob_class_1"]
+    np.testing.assert_allclose(normalized["prob_class_0"], [0.5, np.exp(-2) / (np.exp(-2) + 1)])
+    assert df["prob_class_0"].tolist() == [1.0, -1.0]  # the input is not modified
+
+
 def test_normalize_scores_to_probabilities_single_score_becomes_two_classes():
     df = pd.DataFrame({"id": [1, 2], "confidence_score": [0.9, 0.2]})
     normalized = script.normalize_scores_to_probabilities(df, ["confidence_score"])

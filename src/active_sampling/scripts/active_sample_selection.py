@@ -468,9 +468,9 @@ def normalize_scores_to_probabilities(df: pd.DataFrame, score_cols: Sequence[str
     scores were read.
     """
     probabilities, interpretation = probabilities_from_frame(df, score_cols)
-    names = ["prob_class_{}".format(label) for label in class_labels(score_cols, score_prefix)]
-    normalized = pd.DataFrame(probabilities, columns=names, index=df.index)
-    result = pd.concat([df.drop(columns=[name for name in names if name in df.columns]), normalized], axis=1)
+    result = df.copy()
+    for j, label in enumerate(class_labels(score_cols, score_prefix)):
+        result["prob_class_{}".format(label)] = probabilities[:, j]  # replaced in place when present
     result.attrs["score_interpretation"] = interpretation
     return result
 
