@@ -33,6 +33,8 @@ evaluate: $(STAMP)
 
 pipeline: $(STAMP)
 	$(PY) examples/pipeline.py --offline
+	@echo "# the same selection sharded over 4 instances (docs/scaling.md):"
+	$(PY) examples/pipeline.py --offline --shards 4 --strategy diversity --use-case active_learning
 
 docs: $(STAMP)
 	$(PY) -m active_sampling.steps.docs --write docs/config.md

@@ -12,6 +12,12 @@ inference and downstream steps. Run it against your account:
 or without AWS (fake credentials, code upload to an in-memory S3 from moto):
 
     python examples/pipeline.py --offline --strategy badge --use-case active_learning
+
+With ``--shards N`` the selection runs sharded (docs/scaling.md): a shard step on N instances (the pipeline
+parameter SelectionShardCount, default N) each reading part of the predictions (ShardedByS3Key), then a
+one-instance merge step that the review step reads from:
+
+    python examples/pipeline.py --offline --shards 4 --strategy diversity --use-case active_learning
 """
 
 import argparse
@@ -97,8 +103,11 @@ def example_config(bucket: str, role: str, region: str, strategy: str, use_case:
     )
 
 
-def build_pipeline(config: ActiveSampleSelectionConfig, session, work_dir: str):
-    """The pipeline: predictions -> ActiveSampleSelection -> review, described with ``session``."""
+def build_pipeline(config: ActiveSampleSelectionConfig, session, work_dir: str, shard_count: Optional[int] = None):
+    """The pipeline: predictions -> ActiveSampleSelection -> review, described with ``session``.
+
+    With ``shard_count``, the selection is a shard step on SelectionShardCount instances and a merge step.
+    """
     Path(work_dir, COPY_SCRIPT_NAME).write_text(COPY_SCRIPT)
     base = config.model_dump(include=set(ProcessingStepConfigBase.model_fields))
     stand_in_config = ProcessingStepConfigBase(
@@ -106,13 +115,19 @@ def build_pipeline(config: ActiveSampleSelectionConfig, session, work_dir: str):
            "processing_volume_size": 30}
     )
     unlabeled_data = sdk.ParameterString(name="UnlabeledData", default_value=f"s3://{config.bucket}/unlabeled/")
+    parameters = [unlabeled_data]
 
     inference_step = StandInStepBuilder(stand_in_config, INFERENCE_SPEC, sagemaker_session=session).create_step(
         inputs={"processed_data": unlabeled_data},
     )
-    selection_step = ActiveSampleSelectionStepBuilder(config, sagemaker_session=session).create_step(
-        dependencies=[inference_step],
-    )
+    selection_builder = ActiveSampleSelectionStepBuilder(config, sagemaker_session=session)
+    if shard_count is None:
+        selection_steps = [selection_builder.create_step(dependencies=[inference_step])]
+    else:
+        shards = sdk.ParameterInteger(name="SelectionShardCount", default_value=shard_count)
+        parameters.append(shards)
+        selection_steps = list(selection_builder.create_sharded_steps(shards, dependencies=[inference_step]))
+    selection_step = selection_steps[-1]  # downstream steps read the single step, or the merge
     review_step = StandInStepBuilder(stand_in_config, REVIEW_SPEC, sagemaker_session=session).create_step(
         inputs={
             "pseudo_labeled": selection_step.properties.ProcessingOutputConfig.Outputs[
@@ -122,8 +137,8 @@ def build_pipeline(config: ActiveSampleSelectionConfig, session, work_dir: str):
     )
     return sdk.Pipeline(
         name=config.pipeline_name,
-        parameters=[unlabeled_data],
-        steps=[inference_step, selection_step, review_step],
+        parameters=parameters,
+        steps=[inference_step, *selection_steps, review_step],
         sagemaker_session=session,
     )
 
@@ -152,6 +167,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--strategy", default="confidence_threshold")
     parser.add_argument("--use-case", default="ssl")
     parser.add_argument("--offline", action="store_true", help="no AWS: fake credentials and moto S3")
+    parser.add_argument("--shards", type=int, default=None,
+                        help="run the selection sharded: default number of shard instances")
     args = parser.parse_args(argv)
     config = example_config(args.bucket, args.role, args.region, args.strategy, args.use_case)
     with ExitStack() as stack:
@@ -159,7 +176,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             _offline(stack, config.bucket, config.aws_region)
         session = sdk.pipeline_session(config.aws_region, config.bucket)
         work_dir = stack.enter_context(tempfile.TemporaryDirectory())
-        pipeline = build_pipeline(config, session, work_dir)
+        pipeline = build_pipeline(config, session, work_dir, args.shards)
         print(pipeline.definition())
     return 0
 

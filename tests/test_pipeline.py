@@ -45,7 +45,8 @@ def test_selection_step_definition(definition):
         "SELECTION_STRATEGY": "badge", "USE_CASE": "active_learning", "ID_FIELD": "id", "LABEL_FIELD": "label",
         "SCORE_FIELD_PREFIX": "prob_class_", "EMBEDDING_FIELD_PREFIX": "emb_", "RANDOM_SEED": "42",
         "CONFIDENCE_THRESHOLD": "0.9", "MAX_SAMPLES": "0", "K_PER_CLASS": "100", "UNCERTAINTY_MODE": "margin",
-        "BATCH_SIZE": "64", "METRIC": "euclidean",
+        "BATCH_SIZE": "64", "METRIC": "euclidean", "SELECTION_ROLE": "single", "OVERSAMPLING": "4",
+        "RESOURCE_CONFIG_PATH": "/opt/ml/config/resourceconfig.json",
     }
     assert selection["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}
     assert selection["DependsOn"] == ["XGBoostModelInference"]
@@ -88,3 +89,56 @@ def test_example_prints_the_definition_offline(example, capsys, aws_env):
     assert example.main(["--offline", "--strategy", "top_k_per_class", "--use-case", "ssl"]) == 0
     document = json.loads(capsys.readouterr().out)
     assert "ActiveSampleSelection-ssl_selection" in steps_by_name(document)
+
+
+SHARD = "ActiveSampleSelection-active_learning_selection-shard"
+MERGE = "ActiveSampleSelection-active_learning_selection"
+
+
+@pytest.fixture
+def sharded(example, s3, pipeline_session, tmp_path):
+    config = example.example_config(BUCKET, ROLE, REGION, "diversity", "active_learning")
+    pipeline = example.build_pipeline(config, pipeline_session, str(tmp_path), shard_count=4)
+    return config, json.loads(pipeline.definition())
+
+
+def test_sharded_pipeline_runs_shards_on_a_parameter_count_then_one_merge(sharded):
+    config, document = sharded
+    steps = steps_by_name(document)
+    assert list(steps) == ["XGBoostModelInference", SHARD, MERGE, "PseudoLabelMerge"]
+    assert {"Name": "SelectionShardCount", "Type": "Integer", "DefaultValue": 4} in document["Parameters"]
+    shard, merge = steps[SHARD]["Arguments"], steps[MERGE]["Arguments"]
+    assert shard["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == {"Get": "Parameters.SelectionShardCount"}
+    assert merge["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 1
+    assert (shard["Environment"]["SELECTION_ROLE"], merge["Environment"]["SELECTION_ROLE"]) == ("shard", "merge")
+    assert {k: v for k, v in shard["Environment"].items() if k != "SELECTION_ROLE"} == \
+        {k: v for k, v in merge["Environment"].items() if k != "SELECTION_ROLE"}
+
+
+def test_sharded_pipeline_splits_the_input_and_feeds_the_merge_the_shard_output(sharded):
+    config, document = sharded
+    steps = steps_by_name(document)
+    inputs = {item["InputName"]: item["S3Input"] for item in steps[SHARD]["Arguments"]["ProcessingInputs"]}
+    assert inputs["evaluation_data"]["S3DataDistributionType"] == "ShardedByS3Key"
+    assert inputs["code"]["S3DataDistributionType"] == "FullyReplicated"
+    assert inputs["evaluation_data"]["S3Uri"] == {
+        "Get": "Steps.XGBoostModelInference.ProcessingOutputConfig.Outputs['eval_output'].S3Output.S3Uri"}
+    shard_outputs = {item["OutputName"]: item["S3Output"]["S3Uri"]
+                     for item in steps[SHARD]["Arguments"]["ProcessingOutputConfig"]["Outputs"]}
+    assert shard_outputs["selected_samples"] == (
+        f"{config.pipeline_s3_loc}/active-sample-selection/active_learning_selection/shards/selected_samples")
+    merge_inputs = {item["InputName"]: item["S3Input"] for item in steps[MERGE]["Arguments"]["ProcessingInputs"]}
+    assert merge_inputs["evaluation_data"]["S3Uri"] == {
+        "Get": f"Steps.{SHARD}.ProcessingOutputConfig.Outputs['selected_samples'].S3Output.S3Uri"}
+    assert merge_inputs["evaluation_data"]["S3DataDistributionType"] == "FullyReplicated"
+    assert steps[MERGE]["DependsOn"] == [SHARD]
+    (review,) = [item for item in steps["PseudoLabelMerge"]["Arguments"]["ProcessingInputs"]
+                 if item["InputName"] == "pseudo_labeled"]
+    assert review["S3Input"]["S3Uri"] == {
+        "Get": f"Steps.{MERGE}.ProcessingOutputConfig.Outputs['selected_samples'].S3Output.S3Uri"}
+
+
+def test_example_prints_the_sharded_definition_offline(example, capsys, aws_env):
+    assert example.main(["--offline", "--shards", "3", "--strategy", "badge", "--use-case", "active_learning"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert [SHARD, MERGE] == [name for name in steps_by_name(document) if name.startswith("ActiveSample")]

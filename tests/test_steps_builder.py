@@ -34,7 +34,8 @@ def test_step_runs_the_packaged_script_on_the_sklearn_1_2_1_image(s3, pipeline_s
 
 
 def test_step_resources_come_from_the_config(s3, pipeline_session):
-    made = config(use_large_processing_instance=True, processing_instance_count=2, processing_volume_size=40)
+    made = config(use_large_processing_instance=True, processing_instance_count=2, processing_volume_size=40,
+                  selection_role="shard")
     cluster = create(pipeline_session, made).arguments["ProcessingResources"]["ClusterConfig"]
     assert cluster == {"InstanceType": "ml.m5.4xlarge", "InstanceCount": 2, "VolumeSizeInGB": 40}
 
@@ -78,3 +79,29 @@ def test_builder_refuses_another_config_type():
     other = ProcessingStepConfigBase(**BASE_FIELDS)
     with pytest.raises(TypeError, match="needs an ActiveSampleSelectionConfig, got ProcessingStepConfigBase"):
         ActiveSampleSelectionStepBuilder(other)
+
+
+def test_several_instances_without_sharding_is_a_config_error():
+    with pytest.raises(ValueError, match=r"processing_instance_count=3 with selection_role=single would run 3 full "
+                                         r"selections.*create_sharded_steps\(shard_count=3\)"):
+        config(processing_instance_count=3)
+
+
+def test_sharded_steps_with_an_int_count(s3, pipeline_session):
+    builder = ActiveSampleSelectionStepBuilder(config(job_type="round_2"), sagemaker_session=pipeline_session)
+    shard, merge = builder.create_sharded_steps(3, inputs={"evaluation_data": "s3://data/predictions/"},
+                                                outputs={"selected_samples": "s3://elsewhere/selected"})
+    assert (shard.name, merge.name) == ("ActiveSampleSelection-round_2-shard", "ActiveSampleSelection-round_2")
+    assert shard.arguments["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 3
+    assert shard.arguments["Environment"]["SELECTION_ROLE"] == "shard"
+    merge_outputs = {item["OutputName"]: item["S3Output"]["S3Uri"]
+                     for item in merge.arguments["ProcessingOutputConfig"]["Outputs"]}
+    assert merge_outputs["selected_samples"] == "s3://elsewhere/selected"
+    assert builder.config.selection_role == "single", "the caller's config is left as it was"
+
+
+@pytest.mark.parametrize("count, error", [(0, ValueError), (101, ValueError), (True, ValueError), ("4", TypeError)])
+def test_sharded_steps_refuse_a_bad_count(pipeline_session, count, error):
+    builder = ActiveSampleSelectionStepBuilder(config(), sagemaker_session=pipeline_session)
+    with pytest.raises(error, match="shard_count"):
+        builder.create_sharded_steps(count, inputs={"evaluation_data": "s3://data/predictions/"})

@@ -193,8 +193,10 @@ class ProcessingStepBuilderBase:
                 resolved[dependency.logical_name] = value
         return resolved
 
-    def processing_inputs(self, inputs: Mapping[str, Any]) -> list:
+    def processing_inputs(self, inputs: Mapping[str, Any], distribution: Optional[str] = None) -> list:
+        """The job's input channels; ``distribution`` (e.g. "ShardedByS3Key") applies to every one."""
         self._reject_unknown("input", inputs, self.spec.dependencies)
+        options = {} if distribution is None else {"s3_data_distribution_type": distribution}
         processing_inputs = []
         for dependency in self.spec.dependencies.values():
             name = dependency.logical_name
@@ -207,6 +209,7 @@ class ProcessingStepBuilderBase:
                 continue
             processing_inputs.append(sdk.ProcessingInput(
                 input_name=name, source=inputs[name], destination=self.contract.expected_input_paths[name],
+                **options,
             ))
         return processing_inputs
 
@@ -235,12 +238,13 @@ class ProcessingStepBuilderBase:
             )
         return str(path)
 
-    def _create_processor(self):
+    def _create_processor(self, instance_count: Optional[Any] = None):
+        """The processor; ``instance_count`` (an int or a pipeline parameter) overrides the config's."""
         return sdk.SKLearnProcessor(
             framework_version=self.config.processing_framework_version,
             role=self.role,
             instance_type=self.config.effective_instance_type,
-            instance_count=self.config.processing_instance_count,
+            instance_count=self.config.processing_instance_count if instance_count is None else instance_count,
             volume_size_in_gb=self.config.processing_volume_size,
             base_job_name=self.base_job_name(),
             sagemaker_session=self.pipeline_session(),
@@ -253,13 +257,21 @@ class ProcessingStepBuilderBase:
         outputs: Optional[Mapping[str, Any]] = None,
         dependencies: Optional[Sequence[Any]] = None,
         enable_caching: bool = True,
+        *,
+        instance_count: Optional[Any] = None,
+        input_distribution: Optional[str] = None,
     ):
-        """A ProcessingStep; inputs not given explicitly are resolved from ``dependencies``."""
+        """A ProcessingStep; inputs not given explicitly are resolved from ``dependencies``.
+
+        ``instance_count`` (an int or a pipeline parameter) overrides the config's instance count and
+        ``input_distribution`` the S3 data distribution of the inputs (SageMaker's default: every
+        instance gets every object).
+        """
         dependencies = list(dependencies or [])
         explicit = dict(inputs or {})
         resolved = self.resolve_inputs(dependencies, skip=explicit)
         run_arguments = dict(
-            inputs=self.processing_inputs({**resolved, **explicit}),
+            inputs=self.processing_inputs({**resolved, **explicit}, input_distribution),
             outputs=self.processing_outputs(dict(outputs or {})),
             arguments=self.job_arguments(),
         )
@@ -268,7 +280,7 @@ class ProcessingStepBuilderBase:
             run_arguments["code"] = code
         step = sdk.ProcessingStep(
             name=self.step_name(),
-            step_args=self._create_processor().run(**run_arguments),
+            step_args=self._create_processor(instance_count).run(**run_arguments),
             depends_on=dependencies or None,
             cache_config=self.cache_config(enable_caching),
         )

@@ -14,13 +14,14 @@ if logging.getLogger("sagemaker.config").level == logging.NOTSET:
 from sagemaker.image_uris import retrieve as retrieve_image_uri
 from sagemaker.processing import ProcessingInput, ProcessingOutput, Processor
 from sagemaker.sklearn import SKLearnProcessor
-from sagemaker.workflow.parameters import ParameterString
+from sagemaker.workflow.parameters import ParameterInteger, ParameterString
 from sagemaker.workflow.pipeline import Pipeline
 from sagemaker.workflow.pipeline_context import PipelineSession
 from sagemaker.workflow.steps import CacheConfig, ProcessingStep, Step
 
 __all__ = [
     "CacheConfig",
+    "ParameterInteger",
     "ParameterString",
     "Pipeline",
     "PipelineSession",

@@ -1,7 +1,8 @@
 """Builder of the ActiveSampleSelection ProcessingStep (SageMaker scikit-learn image)."""
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Mapping, NamedTuple, Optional, Sequence
 
+from ..core import sdk
 from ..core.builder import ProcessingStepBuilderBase
 from ..scripts import active_sample_selection as script
 from .config import ActiveSampleSelectionConfig
@@ -10,6 +11,9 @@ from .spec import ACTIVE_SAMPLE_SELECTION_SPEC
 
 class ActiveSampleSelectionStepBuilder(ProcessingStepBuilderBase):
     """Creates the ProcessingStep that runs active_sample_selection.py on an SKLearnProcessor.
+
+    ``create_sharded_steps(shard_count, ...)`` creates instead a shard step on ``shard_count`` instances
+    and the one-instance merge step that reads its output (docs/scaling.md).
 
     ``create_step(inputs=..., outputs=..., dependencies=..., enable_caching=...)``: the
     ``evaluation_data`` input comes from ``inputs`` or, failing that, from a dependency step whose
@@ -38,3 +42,60 @@ class ActiveSampleSelectionStepBuilder(ProcessingStepBuilderBase):
     def argument_values(self) -> Dict[str, Any]:
         return {"job_type": self.job_type()}
 
+
+    def step_name(self) -> str:
+        """As for any step; a shard step adds "-shard" (its merge keeps the plain name)."""
+        name = super().step_name()
+        return f"{name}-shard" if self.config.selection_role == "shard" else name
+
+    def default_output_destination(self, logical_name: str) -> str:
+        if self.config.selection_role != "shard":
+            return super().default_output_destination(logical_name)
+        base, _, name = super().default_output_destination(logical_name).rpartition("/")
+        return f"{base}/shards/{name}"
+
+    def with_role(self, role: str) -> "ActiveSampleSelectionStepBuilder":
+        """A builder for the same selection in another SELECTION_ROLE (a merge runs on one instance)."""
+        update: Dict[str, Any] = {"selection_role": role}
+        if role != "shard":
+            update["processing_instance_count"] = 1
+        config = self.config.model_copy(update=update)
+        return ActiveSampleSelectionStepBuilder(config, sagemaker_session=self.session, role=self.role)
+
+    def create_sharded_steps(
+        self,
+        shard_count: Any,
+        inputs: Optional[Mapping[str, Any]] = None,
+        outputs: Optional[Mapping[str, Any]] = None,
+        dependencies: Optional[Sequence[Any]] = None,
+        enable_caching: bool = True,
+    ) -> "ShardedSteps":
+        """The selection spread over ``shard_count`` instances, then merged on one.
+
+        The shard step runs on ``shard_count`` instances (an int, or a pipeline parameter such as
+        ``sdk.ParameterInteger``) and receives the input objects split between them (ShardedByS3Key);
+        its outputs go under ``.../shards/``. The merge step reads the shard step's selected_samples
+        and writes ``outputs`` exactly as a single step would, so downstream steps wire to ``merge``.
+        ``inputs`` and ``dependencies`` are those of the shard step.
+        """
+        if isinstance(shard_count, bool) or (isinstance(shard_count, int) and not 1 <= shard_count <= 100):
+            raise ValueError(f"shard_count must be from 1 to 100 (or a pipeline parameter), got {shard_count!r}")
+        if not isinstance(shard_count, (int, sdk.ParameterInteger)):
+            raise TypeError(f"shard_count must be an int or a ParameterInteger, got {type(shard_count).__name__}")
+        shard = self.with_role("shard").create_step(
+            inputs=inputs, dependencies=dependencies, enable_caching=enable_caching,
+            instance_count=shard_count, input_distribution="ShardedByS3Key",
+        )
+        shard_output = shard.properties.ProcessingOutputConfig.Outputs[script.SAMPLES_CHANNEL].S3Output.S3Uri
+        merge = self.with_role("merge").create_step(
+            inputs={script.INPUT_CHANNEL: shard_output}, outputs=outputs, dependencies=[shard],
+            enable_caching=enable_caching,
+        )
+        return ShardedSteps(shard, merge)
+
+
+class ShardedSteps(NamedTuple):
+    """The two steps of a sharded selection: add both to the pipeline, wire downstream steps to ``merge``."""
+
+    shard: Any
+    merge: Any

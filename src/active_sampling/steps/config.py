@@ -23,6 +23,7 @@ UseCase = Literal[script.USE_CASES]  # type: ignore[valid-type]
 UncertaintyMode = Literal[script.UNCERTAINTY_MODES]  # type: ignore[valid-type]
 Metric = Literal[script.METRICS]  # type: ignore[valid-type]
 OutputFormat = Literal[script.OUTPUT_FORMATS]  # type: ignore[valid-type]
+SelectionRole = Literal[script.SELECTION_ROLES]  # type: ignore[valid-type]
 
 _OPTIONAL_TEXT_FIELDS = tuple(var.field for var in script.ENV_VARS if var.default == "")
 
@@ -76,6 +77,9 @@ class ActiveSampleSelectionConfig(ProcessingStepConfigBase):
     uncertainty_mode: UncertaintyMode = env_field("UNCERTAINTY_MODE")
     batch_size: int = env_field("BATCH_SIZE")
     metric: Metric = env_field("METRIC")
+    selection_role: SelectionRole = env_field("SELECTION_ROLE")
+    oversampling: int = env_field("OVERSAMPLING")
+    resource_config_path: str = env_field("RESOURCE_CONFIG_PATH")
 
     job_type: Optional[str] = Field(
         None,
@@ -105,6 +109,18 @@ class ActiveSampleSelectionConfig(ProcessingStepConfigBase):
         if value.strip() == "":
             raise ValueError("must name a column (or column prefix), not only spaces")
         return value
+
+    @model_validator(mode="after")
+    def _one_instance_unless_sharded(self) -> "ActiveSampleSelectionConfig":
+        if self.processing_instance_count > 1 and self.selection_role != "shard":
+            raise ValueError(
+                f"processing_instance_count={self.processing_instance_count} with selection_role="
+                f"{self.selection_role} would run {self.processing_instance_count} full selections that overwrite "
+                "each other's files; to spread the work, keep processing_instance_count=1 and call "
+                f"ActiveSampleSelectionStepBuilder(config).create_sharded_steps(shard_count="
+                f"{self.processing_instance_count}) (docs/scaling.md)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _strategy_fits_use_case(self) -> "ActiveSampleSelectionConfig":
