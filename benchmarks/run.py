@@ -31,6 +31,7 @@ RESULTS_DIR = BENCH_DIR / "results"
 WORKER = BENCH_DIR / "worker.py"
 SCRIPT = ROOT / "src" / "active_sampling" / "scripts" / "active_sample_selection.py"
 DOC = ROOT / "docs" / "benchmarks.md"
+SHARDED_DOC = ROOT / "docs" / "benchmarks_sharded.md"
 COMMAND = "make bench   # = .venv/bin/python benchmarks/run.py"
 
 GB = 10**9
@@ -55,6 +56,7 @@ FULL = {
              memory_target=True),
     ],
     "uncertainty": [dict(name="uncertainty_10m", rows=10_000_000, C=10, batch=1000)],
+    "sharded": [dict(name="sharded_kcenter_10m", N=10_000_000, D=128, k=1000, shards=8, files=32)],
 }
 QUICK = {
     "kcenter": [
@@ -67,6 +69,7 @@ QUICK = {
              memory_target=True),
     ],
     "uncertainty": [dict(name="uncertainty_500k", rows=500_000, C=10, batch=1000)],
+    "sharded": [dict(name="sharded_kcenter_200k", N=200_000, D=32, k=50, shards=4, files=16)],
 }
 
 
@@ -170,6 +173,32 @@ def uncertainty_data(case):
     expected = sorted(best_ids.tolist())
     expected_path.write_text(json.dumps(expected))
     return path.parent, expected
+
+
+def sharded_data(case):
+    """``files`` parquet part files (id, prob_class_0/1, emb_0..D-1 float32) of the k-center mixture."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    N, D, n_files = case["N"], case["D"], case["files"]
+    folder = DATA_DIR / f"sharded_{N}x{D}_{n_files}files" / "evaluation_data"
+    names = [f"part-{i:05d}.parquet" for i in range(n_files)]
+    if all((folder / name).exists() for name in names):
+        return folder, names
+    folder.mkdir(parents=True, exist_ok=True)
+    fill = _mixture(N, D, seed=5)
+    rng = np.random.default_rng(6)
+    bounds = np.linspace(0, N, n_files + 1).astype(np.int64)
+    for name, start, stop in zip(names, bounds[:-1], bounds[1:]):
+        vectors = fill(start, stop)
+        positive = rng.random(stop - start)
+        columns = {"id": pa.array(np.arange(start, stop, dtype=np.int64)),
+                   "prob_class_0": pa.array(1.0 - positive), "prob_class_1": pa.array(positive)}
+        columns.update({f"emb_{d}": pa.array(vectors[:, d]) for d in range(D)})
+        tmp = folder / ("." + name + ".tmp")
+        pq.write_table(pa.table(columns), str(tmp), row_group_size=262_144)
+        os.replace(tmp, folder / name)
+    return folder, names
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -294,7 +323,70 @@ def run_uncertainty(case, log_dir):
                 selected_matches_smallest_margin=sorted(selected) == expected)
 
 
-RUNNERS = {"kcenter": run_kcenter, "badge": run_badge, "uncertainty": run_uncertainty}
+def _script_run(input_dir, out_dir, env, log):
+    """The entry script's command line on ``input_dir``: (wall seconds, peak RSS bytes)."""
+    argv = [sys.executable, str(SCRIPT), "--job_type", "active_learning_selection",
+            "--evaluation_data", str(input_dir), "--selected_samples", str(out_dir / "selected_samples"),
+            "--selection_metadata", str(out_dir / "selection_metadata")]
+    _, wall, peak = _run_measured(argv, env=_environment(**env), log=log)
+    return {"seconds": wall, "process_peak_bytes": peak}
+
+
+def run_sharded(case, log_dir):
+    """k-center through the command line: one single run, then ``shards`` shards one after another and the merge.
+
+    Each shard's input folder links to its share of the part files (file i to shard i mod shards, as
+    ShardedByS3Key hands whole objects to instances); their outputs are copied into one folder like the S3
+    upload, which the merge reads. N instances would take the slowest shard plus the merge.
+    """
+    import shutil
+
+    pool_dir, names = sharded_data(case)
+    work = DATA_DIR / f"{case['name']}_runs"
+    if work.exists():
+        shutil.rmtree(work)
+    env = dict(SELECTION_STRATEGY="diversity", BATCH_SIZE=str(case["k"]))
+    print(f"  {case['name']}: single run", flush=True)
+    single = _script_run(pool_dir, work / "single", env, str(log_dir / f"{case['name']}_single.log"))
+    hosts = [f"algo-{i + 1}" for i in range(case["shards"])]
+    upload = work / "s3" / "shards"
+    upload.mkdir(parents=True)
+    shards = []
+    for index, host in enumerate(hosts):
+        print(f"  {case['name']}: shard {index + 1} of {len(hosts)}", flush=True)
+        shard_dir = work / host
+        (shard_dir / "input").mkdir(parents=True)
+        for name in names[index::len(hosts)]:
+            os.symlink(pool_dir / name, shard_dir / "input" / name)
+        config = shard_dir / "resourceconfig.json"
+        config.write_text(json.dumps({"current_host": host, "hosts": hosts}))
+        run = _script_run(shard_dir / "input", shard_dir / "out",
+                          dict(env, SELECTION_ROLE="shard", RESOURCE_CONFIG_PATH=str(config)),
+                          str(log_dir / f"{case['name']}_{host}.log"))
+        shards.append(dict(run, host=host, files=len(names[index::len(hosts)])))
+        for path in (shard_dir / "out" / "selected_samples").iterdir():
+            shutil.copy(path, upload / path.name)
+    print(f"  {case['name']}: merge", flush=True)
+    merge = _script_run(upload, work / "merge", dict(env, SELECTION_ROLE="merge"),
+                        str(log_dir / f"{case['name']}_merge.log"))
+    metadata = {role: json.loads((work / role / "selection_metadata" / "selection_metadata.json").read_text())
+                for role in ("single", "merge")}
+    overlap = len(set(_selected_ids(work / "single")) & set(_selected_ids(work / "merge")))
+    return dict(case, kind="sharded", runs={"single": single, "merge": merge}, shard_runs=shards,
+                oversampling=metadata["merge"]["config"]["oversampling"],
+                covering_radius_bound=metadata["merge"]["sharding"]["covering_radius_bound"],
+                last_pick_distance={role: metadata[role]["selection_score"]["min"] for role in metadata},
+                selected_in_common=overlap)
+
+
+def _selected_ids(out_dir):
+    import pyarrow.parquet as pq
+
+    (path,) = (out_dir / "selected_samples").glob("selected_samples.*")
+    return pq.read_table(path, columns=["id"]).column("id").to_pylist()
+
+
+RUNNERS = {"kcenter": run_kcenter, "badge": run_badge, "uncertainty": run_uncertainty, "sharded": run_sharded}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -353,11 +445,44 @@ def _size(r):
     return size + (f" C={r['C']}" if "C" in r else "") + f" k={r['k']}"
 
 
+def _sharded_table(r):
+    """The sharded case: single run, each shard, merge, and what N instances would take."""
+    shards, single, merge = r["shard_runs"], r["runs"]["single"], r["runs"]["merge"]
+    slowest = max(shard["seconds"] for shard in shards)
+    parallel = slowest + merge["seconds"]
+    total = sum(shard["seconds"] for shard in shards) + merge["seconds"]
+    lines = [f"{r['name']}: N={r['N']:,} D={r['D']} k-center k={r['k']}, {r['files']} parquet part files, "
+             f"{r['shards']} shards (OVERSAMPLING={r['oversampling']}: each shard picks "
+             f"{r['oversampling'] * r['k']}), run one after another on this machine.",
+             "",
+             "| run | wall time | process peak RSS | note |",
+             "|---|---|---|---|",
+             f"| single machine | {_seconds(single['seconds'])} | {_gb(single['process_peak_bytes'])} | "
+             f"all {r['N']:,} rows in one process |"]
+    lines += [f"| shard {s['host']} | {_seconds(s['seconds'])} | {_gb(s['process_peak_bytes'])} | "
+              f"{s['files']} files |" for s in shards]
+    lines += [f"| merge | {_seconds(merge['seconds'])} | {_gb(merge['process_peak_bytes'])} | "
+              f"{r['shards'] * r['oversampling'] * r['k']:,} candidates |",
+              f"| **{r['shards']} instances** | **{_seconds(parallel)}** | "
+              f"{_gb(max(s['process_peak_bytes'] for s in shards))} per instance | slowest shard + merge; "
+              f"speed-up over one machine: {single['seconds'] / parallel:.1f}x |",
+              f"| instance time in all | {_seconds(total)} | - | what the {r['shards'] + 1} jobs bill: "
+              f"{total / single['seconds']:.1f}x the single run |",
+              "",
+              f"Covering radius: the merge reports an upper bound of {r['covering_radius_bound']:.3f}; the last "
+              f"pick's distance to its nearest center was {r['last_pick_distance']['single']:.3f} in the single "
+              f"run and {r['last_pick_distance']['merge']:.3f} in the merge; {r['selected_in_common']} of the "
+              f"{r['k']} rows are the same in both."]
+    return "\n".join(lines)
+
+
 def _table(results):
     lines = ["| case | size | implementation | wall time | x floor | naive / project | process peak RSS "
              "| peak above inputs | note |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
+        if r["kind"] == "sharded":
+            continue
         runs, floor = r["runs"], r["runs"].get("floor", {}).get("seconds")
         project_seconds = runs["project"]["seconds"]
         for impl in ("project", "naive", "floor"):
@@ -442,7 +567,7 @@ def write_report(results, path, mode):
         COMMAND if mode == "full" else ".venv/bin/python benchmarks/run.py --quick",
         "```",
         "",
-        "`--only kcenter|badge|uncertainty` re-runs one family and rewrites this report from the stored "
+        "`--only kcenter|badge|uncertainty|sharded` re-runs one family and rewrites this report from the stored "
         "per-case results in `benchmarks/results/`; `--quick` uses small sizes for development.",
         "",
         "## Targets",
@@ -451,7 +576,9 @@ def write_report(results, path, mode):
         "|---|---|---|---|",
     ]
     lines += [f"| {d} | {m} | {req} | {'PASS' if ok else 'FAIL'} |" for d, m, req, ok in checks]
-    lines += ["", "## Measurements", "", _table(results), "", "## How it is measured", "",
+    lines += ["", "## Measurements", "", _table(results), "",
+              f"The sharded case (k-center on simulated instances, see docs/scaling.md) is reported in "
+              f"[{SHARDED_DOC.name}]({SHARDED_DOC.name}).", "", "## How it is measured", "",
               "* Each implementation runs in its own process (`benchmarks/worker.py`). Inputs are generated once, "
               "deterministically (mixture of 50 gaussians for embeddings, softmax of a linear map for "
               "probabilities), saved with `np.save` and loaded by the process before measuring.",
@@ -481,6 +608,24 @@ def write_report(results, path, mode):
     return checks
 
 
+def write_sharded_report(results, path, mode):
+    """The sharded cases' own page: one machine against N instances, measured through the command line."""
+    lines = ["# Benchmarks: sharded selection", "",
+             "One selection on one machine against the same selection sharded (`SELECTION_ROLE=shard` on N "
+             "instances, then `SELECTION_ROLE=merge`, see [scaling.md](scaling.md)). Every run is the entry "
+             "script's command line in its own process on parquet part files, reading, selecting and writing "
+             "included; the shards run one after another on this machine, so *N instances* is the slowest shard "
+             "plus the merge, what a SageMaker job with N instances would take before its own start-up (a few "
+             "minutes per job).", "", "Reproduce with:", "", "```",
+             (COMMAND if mode == "full" else ".venv/bin/python benchmarks/run.py --quick") + " --only sharded",
+             "```", ""]
+    for r in results:
+        lines += [_sharded_table(r), ""]
+    lines += ["## Machine", ""] + [f"* {fact}" for fact in _machine(results)]
+    lines += [f"* Measured {r['measured_at']}, repository at commit {r.get('commit', 'unknown')}" for r in results]
+    path.write_text("\n".join(lines) + "\n")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for development")
@@ -507,10 +652,17 @@ def main(argv=None):
     results = [json.loads((result_dir / f"{n}.json").read_text()) for n in names
                if (result_dir / f"{n}.json").exists()]
     report = DOC if mode == "full" else RESULTS_DIR / "quick.md"
-    checks = write_report(results, report, mode)
+    general = [r for r in results if r["kind"] != "sharded"]
+    checks = write_report(general, report, mode) if general else []
+    sharded = [r for r in results if r["kind"] == "sharded"]
+    if sharded:
+        sharded_report = SHARDED_DOC if mode == "full" else RESULTS_DIR / "quick_sharded.md"
+        write_sharded_report(sharded, sharded_report, mode)
+        print(f"report: {sharded_report.relative_to(ROOT)}")
     for description, measured, required, passed in checks:
         print(f"{'PASS' if passed else 'FAIL'}  {description}: {measured} (required {required})")
-    print(f"report: {report.relative_to(ROOT)}")
+    if general:
+        print(f"report: {report.relative_to(ROOT)}")
     return 0 if all(passed for *_, passed in checks) else 1
 
 
