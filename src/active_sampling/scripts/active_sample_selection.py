@@ -1784,9 +1784,10 @@ def k_center_with_radius(
 def covering_radius_bound(shard_radii: Sequence[float], merge_radius: float, metric: str) -> float:
     """Upper bound on the covering radius of the whole pool by the merged selection and the labeled rows.
 
-    The radii are in chord units (``k_center_with_radius``); the bound comes back in METRIC's. A row of shard i lies within ``r_i`` (chord units) of a labeled row or of a pick that shard sent, and
-    every sent pick within ``r_merge`` of a final center, so by the triangle inequality the row lies within
-    ``max_i r_i + r_merge``; the two-round greedy is a 4-approximation (Malkomes et al., NIPS 2015).
+    The radii are in chord units (``k_center_with_radius``); the bound comes back in METRIC's. A row of
+    shard i lies within ``r_i`` of a labeled row or of a pick that shard sent, and every sent pick within
+    ``r_merge`` of a final center, so by the triangle inequality the row lies within ``max_i r_i + r_merge``;
+    the two-round greedy is a 4-approximation (Malkomes et al., NIPS 2015).
     """
     chord = (max(shard_radii, default=0.0) + merge_radius) * (1.0 + _RADIUS_SLACK)
     return _from_chord(chord, metric)
@@ -2073,18 +2074,22 @@ def check_shard_manifests(manifests: Sequence[Mapping[str, Any]], config: Select
     if missing:
         raise SelectionError("shard output of host {} is missing ({} of {} hosts found: {})".format(
             missing[0], len(by_host), len(hosts), _preview(sorted(by_host))))
-    expected = json.loads(json.dumps(shared_settings(config), default=_json_default))
+    fingerprint = config_fingerprint(config)
     for host in hosts:
-        settings = by_host[host]["config"]
-        if by_host[host]["config_fingerprint"] != config_fingerprint(config) or settings != expected:
-            differing = [var for var in ENV_VARS if var.field in expected and settings.get(var.field) != expected[
-                var.field]]
-            shown = differing[0] if differing else None
-            raise SelectionError("host {} ran with a different configuration than this merge{}".format(
-                host, ": {}={!r} there, {!r} here".format(shown.name, settings.get(shown.field), expected[shown.field])
-                if shown else ""))
+        if by_host[host]["config_fingerprint"] != fingerprint:
+            raise SelectionError("host {} ran with a different configuration than this merge: {}".format(
+                host, _first_difference(by_host[host]["config"], config)))
     _check_agreement([by_host[host] for host in hosts])
     return hosts
+
+
+def _first_difference(settings: Mapping[str, Any], config: SelectionConfig) -> str:
+    """The first variable whose value in a shard's ``settings`` differs from ``config``'s, as NAME=there, here."""
+    expected = json.loads(json.dumps(shared_settings(config), default=_json_default))
+    for var in ENV_VARS:
+        if var.field in expected and settings.get(var.field) != expected[var.field]:
+            return "{}={!r} there, {!r} here".format(var.name, settings.get(var.field), expected[var.field])
+    return "the same settings, another fingerprint (another version of this script?)"
 
 
 def _check_agreement(manifests: Sequence[Mapping[str, Any]]) -> None:
