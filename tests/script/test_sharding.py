@@ -8,8 +8,8 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import sharding as sim
 from conftest import prediction_table
@@ -385,3 +385,22 @@ def test_badge_sample_weight_of_ones_changes_nothing_and_zero_weight_is_never_dr
     assert all(index % 3 == 0 for index in first[1:])
     with pytest.raises(ValueError, match="sample_weight"):
         script.badge_kmeanspp(H, P, 5, sample_weight=-np.ones(300))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 4), min_size=1, max_size=60), st.integers(1, 6), st.integers(1, 70),
+       st.integers(0, 2**16))
+def test_merging_each_shards_top_k_gives_the_global_top_k(levels, n_shards, k, seed):
+    """Any split of ordered files among shards: the best k of the shards' best k are the whole pool's best k."""
+    scores = np.array(levels, dtype=np.float64) / 4.0  # few values: many ties
+    rng = np.random.default_rng(seed)
+    n = scores.size
+    file_of_row = np.sort(rng.integers(0, 5, size=n))  # rows in input order, grouped into 5 files
+    row_in_file = np.concatenate([np.arange((file_of_row == f).sum()) for f in range(5)])
+    shard_of_file = rng.integers(0, n_shards, size=5)
+    script = sim.script
+    sent = [members[script.top_k_indices(scores[members], k)]
+            for members in (np.flatnonzero(shard_of_file[file_of_row] == s) for s in range(n_shards))]
+    union = np.concatenate(sent)
+    merged = union[script.merge_ranked(scores[union], (file_of_row[union], row_in_file[union]), k)]
+    np.testing.assert_array_equal(merged, script.top_k_indices(scores, k))
