@@ -1871,10 +1871,15 @@ def _check_no_shard_columns(columns: Sequence[str]) -> None:
 
 def _shard_input_files(root: Path) -> List[DataFile]:
     """The data files this shard received; with more instances than files, an instance receives none."""
-    if not root.is_dir() or not any(_data_format(path) for path in root.rglob("*") if path.is_file()):
+    files: List[DataFile] = []
+    if root.is_dir():
+        try:
+            files = discover_data_files(root)
+        except NoDataFilesError:
+            pass
+    if not files:
         logger.info("This shard received no data files under %s: it sends no candidates", root)
-        return []
-    return discover_data_files(root)
+    return files
 
 
 def run_shard(input_dir: Path, samples_dir: Path, metadata_dir: Path, config: SelectionConfig,
