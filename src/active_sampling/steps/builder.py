@@ -42,7 +42,6 @@ class ActiveSampleSelectionStepBuilder(ProcessingStepBuilderBase):
     def argument_values(self) -> Dict[str, Any]:
         return {"job_type": self.job_type()}
 
-
     def step_name(self) -> str:
         """As for any step; a shard step adds "-shard" (its merge keeps the plain name)."""
         name = super().step_name()
