@@ -156,7 +156,7 @@ CATALOGUE = [
     ("score-field-missing", "SCORE_FIELD names a column that is not there",
      table_input(SCORE_FIELD="model_score"), "SCORE_FIELD column 'model_score' not found"),
     ("score-not-numeric", "a score column holding text",
-     table_input(with_column(prob_class_1=["high"] * 20)), "prob_class_1 hold(s) non-numbers"),
+     table_input(with_column(prob_class_1=["high"] * 20)), "column 'prob_class_1' must hold numbers, but row 1 of"),
     ("score-nan", "NaN in a probability column",
      table_input(nan_in_score()), "column 'prob_class_1' (2 rows)"),
     ("embedding-inf", "inf in an embedding column",
@@ -234,7 +234,7 @@ def test_unwritable_output_folder_fails_cleanly(run, script, caplog, tmp_path):
             "--selection_metadata", str(blocker / "metadata"), "--job_type", "x"]
     assert script.cli(args, environ=BASE_ENV) == 1
     errors = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
-    assert len(errors) == 1 and errors[0].startswith("cannot write to the output folders")
+    assert len(errors) == 1 and errors[0].startswith("cannot write to the output folder")
 
 
 def test_docs_list_the_catalogue_with_its_real_messages(script):
