@@ -1773,12 +1773,18 @@ def build_argument_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _paths_despite_errors(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    """The channel folders of a command line that failed to parse, as far as they can be read."""
-    try:
-        return parser.parse_known_args(argv)[0]
-    except SelectionError:
-        return parser.parse_args([])
+def _paths_despite_errors(argv: Optional[Sequence[str]]) -> Dict[str, str]:
+    """The channel folders of a command line that failed to parse: every ``--channel value`` found."""
+    tokens = list(sys.argv[1:] if argv is None else argv)
+    paths = dict(CONTAINER_INPUT_PATHS, **CONTAINER_OUTPUT_PATHS)
+    for position, token in enumerate(tokens):
+        for channel in paths:
+            flag = "--" + channel
+            if token.startswith(flag + "="):
+                paths[channel] = token[len(flag) + 1:]
+            elif token == flag and position + 1 < len(tokens) and not tokens[position + 1].startswith("--"):
+                paths[channel] = tokens[position + 1]
+    return paths
 
 
 def _configure_logging() -> None:
@@ -1796,9 +1802,8 @@ def cli(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str
     try:
         args = parser.parse_args(argv)
     except SelectionError as error:
-        args = _paths_despite_errors(parser, argv)
-        output_paths = {channel: getattr(args, channel) for channel in CONTAINER_OUTPUT_PATHS}
-        _record_failure(_output_folders(output_paths), _input_folder(vars(args)), error)
+        paths = _paths_despite_errors(argv)
+        _record_failure(_output_folders(paths), _input_folder(paths), error)
         logger.error("%s", _one_line(error))
         return 1
     environ = os.environ if environ is None else environ
