@@ -369,6 +369,14 @@ def test_csv_text_ids_and_parquet_int_ids_is_an_error(run, script, caplog):
     fails(run, script, caplog, dict(UNCERTAINTY, OUTPUT_FORMAT="csv"), "csv cells are text")
 
 
+def test_an_empty_file_is_an_empty_partition(run, script):
+    table = prediction_table(n=10)
+    write_text(run.input_dir / "part-0.csv", "")
+    write_table(table, run.input_dir, name="part-1")
+    metadata = run_main(run, script, dict(UNCERTAINTY, BATCH_SIZE="10"))
+    assert metadata["pool_size"] == 10 and metadata["input_files"] == ["part-1.csv"]
+
+
 # 4. Every data file is read, or the run fails naming it.
 
 def test_parts_in_a_linked_folder_are_read(run, script):
@@ -432,6 +440,12 @@ def test_an_unreadable_folder_really_locked(run, script, caplog):
     finally:
         locked.chmod(0o755)
 
+
+def test_a_compressed_part_the_step_cannot_read_is_an_error(run, script, caplog):
+    write_table(prediction_table(n=10), run.input_dir, name="part-0")
+    write_text(run.input_dir / "part-1.csv.bz2", "BZh9")
+    message = fails(run, script, caplog, UNCERTAINTY, "a compressed data file in a form this step does not read")
+    assert "part-1.csv.bz2" in message
 
 # 5. One defect does not reinterpret the table.
 
@@ -583,3 +597,4 @@ def test_input_confidence_column_is_fine_for_strategies_that_do_not_write_it(run
     assert selected["confidence"].tolist() == table["confidence"].tolist()
     fails(run, script, caplog, {"SELECTION_STRATEGY": "confidence_threshold"},
           "already has column(s) confidence that confidence_threshold writes")
+

@@ -268,6 +268,8 @@ _DATA_SUFFIXES = ((".csv", "csv"), (".csv.gz", "csv"), (".tsv", "tsv"), (".tsv.g
                   (".parquet", "parquet"), (".pq", "parquet"))
 _SEPARATORS = {"csv": ",", "tsv": "\t"}
 _PANDAS_INDEX_ARTEFACT = re.compile(r"__index_level_\d+__\Z")
+# Data files this step cannot read: failing is better than leaving them out.
+_UNREADABLE_DATA = re.compile(r"\.(csv|tsv|parquet|pq)\.(bz2|xz|zip|zst|zstd|snappy|lz4|deflate|br|z)\Z")
 
 
 def _data_format(path: Path) -> Optional[str]:
@@ -336,6 +338,9 @@ def discover_data_files(root: Path, forbidden: Sequence[Path] = ()) -> List[Data
     found, ignored = [], []
     for path, relative in _walk(root, (), seen, real_forbidden):
         fmt = _data_format(path)
+        if fmt is None and _UNREADABLE_DATA.search(path.name.lower()):
+            raise SelectionError("cannot read {}: a compressed data file in a form this step does not read "
+                                 "(supported: {})".format(path, ", ".join(suffix for suffix, _ in _DATA_SUFFIXES)))
         if fmt is None:
             ignored.append("/".join(relative))
         elif not os.path.isfile(str(path)):
@@ -371,7 +376,7 @@ def _csv_header(data_file: DataFile) -> List[str]:
         header = next(reader, None)
         first_row = next(reader, None)
     if not header:
-        raise SelectionError("{} is empty: a csv/tsv file needs a header line".format(data_file.path))
+        return []  # a file with no bytes: an empty partition
     blank = [position for position, name in enumerate(header, 1) if not name.strip()]
     if blank:
         raise SelectionError("{}: column {} of the header has no name (an index written by to_csv, or a trailing "
@@ -407,7 +412,8 @@ def read_file_columns(data_file: DataFile) -> FileColumns:
         if data_file.fmt == "parquet":
             found = _parquet_columns(data_file)
         else:
-            found = FileColumns(_csv_header(data_file), {}, None, [])
+            header = _csv_header(data_file)
+            found = FileColumns(header, {}, None if header else 0, [])
     except SelectionError:
         raise
     except Exception as error:
@@ -488,9 +494,17 @@ def scan_input(root: Path, config: SelectionConfig, forbidden: Sequence[Path] = 
     (integer and float mix, except in the id and label columns). Empty parts impose no types.
     """
     files = discover_data_files(root, forbidden)
-    formats = {data_file.fmt for data_file in files}
-    resolve_output_format(config.output_format, formats.pop() if len(formats) == 1 else "mixed")
     found = [read_file_columns(data_file) for data_file in files]
+    blank = [data_file for data_file, columns in zip(files, found) if not columns.names and columns.rows == 0]
+    if blank:
+        logger.info("Skipping %d empty file(s) (no columns, no rows: empty partitions): %s", len(blank),
+                    ", ".join(os.path.relpath(str(data_file.path), str(root)) for data_file in blank[:5]))
+        if len(blank) == len(files):
+            raise SelectionError("the input under {} has no rows: every data file is empty".format(root))
+        files, found = map(list, zip(*[(f, c) for f, c in zip(files, found) if f not in blank]))
+    formats = {data_file.fmt for data_file in files}
+    input_format = formats.pop() if len(formats) == 1 else "mixed"
+    resolve_output_format(config.output_format, input_format)
     columns = common_columns(files, found)
     _check_columns_exist(columns, config, files[0].path)
     required, parsed = numeric_columns(columns, config)
@@ -512,9 +526,8 @@ def scan_input(root: Path, config: SelectionConfig, forbidden: Sequence[Path] = 
     kinds = {name: _agreed_kind(name, declared[name], name in strict) for name in columns}
     arrow_types = _agreed_arrow_types(files, found, columns, kinds)
     index_columns = sorted({name for file_columns in found for name in file_columns.index_columns})
-    formats = {data_file.fmt for data_file in files}
     return InputTable(root, files, columns, {k: v for k, v in kinds.items() if v}, required, arrow_types,
-                      index_columns, formats.pop() if len(formats) == 1 else "mixed")
+                      index_columns, input_format)
 
 
 def _agreed_kind(name: str, declared: List[Tuple[str, DataFile]], strict: bool) -> Optional[str]:
