@@ -255,6 +255,18 @@ def test_id_as_named_parquet_index_is_the_id_column(run, script):
     assert selected["id"].tolist() == ["a", "c"]
 
 
+def test_id_as_a_named_range_index_kept_only_as_parquet_metadata(run, script):
+    # pandas stores a RangeIndex as (start, stop, step) in the file's metadata, with no column at all.
+    table = pd.DataFrame({"prob_class_0": [0.9, 0.5, 0.6, 0.8], "prob_class_1": [0.1, 0.5, 0.4, 0.2]},
+                         index=pd.RangeIndex(100, 108, 2, name="id"))
+    table.iloc[:2].to_parquet(str(run.input_dir / "part-0.parquet"))
+    table.iloc[2:].to_parquet(str(run.input_dir / "part-1.parquet"))
+    run_main(run, script, dict(UNCERTAINTY, BATCH_SIZE="3"))
+    selected = selected_text(run)
+    assert selected["id"].tolist() == [102, 104, 106] and list(selected.columns[:3]) == ["id", "prob_class_0",
+                                                                                          "prob_class_1"]
+
+
 def test_unnamed_parquet_index_is_neither_data_nor_a_feature(run, script):
     table = pd.DataFrame({"id": ["a", "b", "c", "d"], "prob_class_0": [0.5] * 4, "prob_class_1": [0.5] * 4,
                           "x": [0.0, 10.0, 1.0, 5.0]}, index=[1000, 0, 500, 7])
@@ -598,3 +610,87 @@ def test_input_confidence_column_is_fine_for_strategies_that_do_not_write_it(run
     fails(run, script, caplog, {"SELECTION_STRATEGY": "confidence_threshold"},
           "already has column(s) confidence that confidence_threshold writes")
 
+
+
+# Property: whatever the ids and text, every selected row comes out exactly as it went in.
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+NA_WORDS = ["NA", "N/A", "n/a", "null", "NULL", "None", "nan", "NaN", "-nan", "#N/A", "<NA>", "TRUE", "false",
+            "0", "00", "007", "1.0", "1e3", "inf", "-0", " "]
+TEXT = st.text(alphabet=st.sampled_from(list("aZ09 ,;\"'-_.\u00e9\u00df\u6f22\u00b2\t\n")), min_size=1, max_size=6)
+WORDS = st.one_of(st.sampled_from(NA_WORDS), TEXT, st.integers(-2**63, 2**63 - 1).map(str),
+                  st.integers(0, 10**6).map(lambda i: "0" * 3 + str(i)))
+
+
+@st.composite
+def hostile_tables(draw):
+    fmt = draw(st.sampled_from(["csv", "tsv", "parquet"]))
+    n = draw(st.integers(1, 12))
+    id_kind = draw(st.sampled_from(["text", "int", "float"])) if fmt == "parquet" else "text"
+    if id_kind == "text":
+        ids = draw(st.lists(WORDS.filter(lambda word: word.strip()), min_size=n, max_size=n, unique=True))
+    elif id_kind == "int":
+        ids = draw(st.lists(st.integers(-2**63, 2**63 - 1), min_size=n, max_size=n, unique=True))
+    else:
+        ids = draw(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=n, max_size=n,
+                            unique_by=lambda value: value + 0.0))
+    thousandths = draw(st.lists(st.integers(0, 1000), min_size=n, max_size=n))
+    labels = draw(st.lists(st.one_of(st.just(""), WORDS), min_size=n, max_size=n))
+    labels[0] = ""  # at least one candidate
+    notes = draw(st.lists(st.one_of(st.just(""), WORDS), min_size=n, max_size=n))
+    table = pd.DataFrame({
+        "id": pd.Series(ids, dtype={"text": object, "int": np.int64, "float": np.float64}[id_kind]),
+        "prob_class_0": [t / 1000 for t in thousandths],
+        "prob_class_1": [(1000 - t) / 1000 for t in thousandths],
+        "label": pd.Series(labels, dtype=object),
+        "note": pd.Series(notes, dtype=object),
+    })
+    cuts = sorted(draw(st.lists(st.integers(0, n), max_size=3)))
+    parts = [table.iloc[a:b] for a, b in zip([0] + cuts, cuts + [n])]
+    index = draw(st.sampled_from(["none", "range", "shuffled", "id"])) if fmt == "parquet" else "none"
+    return fmt, table, parts, index
+
+
+def write_parts(folder, fmt, parts, index):
+    folder.mkdir(parents=True, exist_ok=True)
+    for number, part in enumerate(parts):
+        path = folder / "part-{:05d}.{}".format(number, fmt)
+        if fmt != "parquet":
+            part.to_csv(str(path), sep="\t" if fmt == "tsv" else ",", index=False)
+        elif index == "none":
+            part.to_parquet(str(path), index=False)
+        elif index == "range":
+            part.reset_index(drop=True).to_parquet(str(path))
+        elif index == "shuffled":
+            part.set_axis(np.arange(len(part))[::-1] * 7 + number, axis=0).to_parquet(str(path), index=True)
+        else:
+            part.set_index("id").to_parquet(str(path))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(hostile_tables())
+def test_selected_rows_come_out_exactly_as_they_went_in(tmp_path_factory, case):
+    import conftest
+
+    fmt, table, parts, index = case
+    run = conftest.Run(tmp_path_factory.mktemp("hostile"))
+    write_parts(run.input_dir, fmt, parts, index)
+    metadata = run_main(run, conftest.script_module, {"SELECTION_STRATEGY": "uncertainty", "BATCH_SIZE": "100",
+                                                      "LABEL_FIELD": "label"})
+    selected = selected_text(run)
+    candidates = table[table["label"].map(str.strip) == ""]
+    assert metadata["selected_count"] == len(candidates)
+    assert list(selected.columns[:5]) == list(table.columns)
+    expected = {native(value): record for value, record in zip(candidates["id"], candidates.to_dict("records"))}
+    # repr tells 1, 1.0 and "1" apart: the ids come out with their exact values and types.
+    assert sorted(repr(native(value)) for value in selected["id"]) == sorted(repr(key) for key in expected)
+    for record in selected.to_dict("records"):
+        source = expected[native(record["id"])]
+        assert record["label"] == source["label"] and record["note"] == source["note"]
+        assert float(record["prob_class_0"]) == source["prob_class_0"]
+        assert float(record["prob_class_1"]) == source["prob_class_1"]
+
+
+def native(value):
+    return value.item() if isinstance(value, np.generic) else value

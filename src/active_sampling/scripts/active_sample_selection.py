@@ -267,6 +267,9 @@ class DataFile(NamedTuple):
 _DATA_SUFFIXES = ((".csv", "csv"), (".csv.gz", "csv"), (".tsv", "tsv"), (".tsv.gz", "tsv"),
                   (".parquet", "parquet"), (".pq", "parquet"))
 _SEPARATORS = {"csv": ",", "tsv": "\t"}
+# pandas before 3 parses some decimals 1 ulp off (1.1.3 reads 0.007 as 0.006999999999999999) unless asked for
+# round-trip parsing; pandas 3 parses exactly and deprecates the option.
+_EXACT_FLOATS = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
 _PANDAS_INDEX_ARTEFACT = re.compile(r"__index_level_\d+__\Z")
 # Data files this step cannot read: failing is better than leaving them out.
 _UNREADABLE_DATA = re.compile(r"\.(csv|tsv|parquet|pq)\.(bz2|xz|zip|zst|zstd|snappy|lz4|deflate|br|z)\Z")
@@ -359,8 +362,9 @@ class FileColumns(NamedTuple):
 
     names: List[str]  # data columns in file order (pandas index artefacts removed)
     arrow_types: Dict[str, Any]  # parquet: each column's Arrow type; csv: empty
-    rows: Optional[int]  # parquet: its row count; csv: unknown
+    rows: Optional[int]  # parquet: its row count; csv: unknown (0 when it holds no data row)
     index_columns: List[str]  # parquet: named pandas index columns
+    ranges: Dict[str, Tuple[int, int]]  # parquet: named RangeIndex kept only as metadata -> (start, step)
 
 
 def _open_text(data_file: DataFile) -> Any:
@@ -369,14 +373,15 @@ def _open_text(data_file: DataFile) -> Any:
     return open(str(data_file.path), "r", encoding="utf-8-sig", newline="")
 
 
-def _csv_header(data_file: DataFile) -> List[str]:
-    """The header of a csv/tsv file, read with the csv module before pandas can rename anything."""
+def _csv_header(data_file: DataFile) -> Tuple[List[str], bool]:
+    """The header of a csv/tsv file, read with the csv module before pandas can rename anything, and
+    whether a data row follows it."""
     with _open_text(data_file) as handle:
         reader = csv.reader(handle, delimiter=_SEPARATORS[data_file.fmt])
         header = next(reader, None)
-        first_row = next(reader, None)
+        first_row = next((row for row in reader if row), None)  # pandas skips blank lines too
     if not header:
-        return []  # a file with no bytes: an empty partition
+        return [], False  # a file with no bytes: an empty partition
     blank = [position for position, name in enumerate(header, 1) if not name.strip()]
     if blank:
         raise SelectionError("{}: column {} of the header has no name (an index written by to_csv, or a trailing "
@@ -384,10 +389,11 @@ def _csv_header(data_file: DataFile) -> List[str]:
     if first_row is not None and len(first_row) > len(header):
         raise SelectionError("{}: the first data row has {} fields but the header has {} (a trailing separator?)"
                              .format(data_file.path, len(first_row), len(header)))
-    return header
+    return header, first_row is not None
 
 
 def _parquet_columns(data_file: DataFile) -> FileColumns:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     parquet = pq.ParquetFile(str(data_file.path))
@@ -398,13 +404,33 @@ def _parquet_columns(data_file: DataFile) -> FileColumns:
     if artefacts:
         logger.info("%s: dropping the unnamed pandas index column(s) %s (not data, never a feature)",
                     data_file.path, ", ".join(artefacts))
-    names = [name for name in schema.names if name not in artefacts]
-    named_index = [name for name in index_names if name in names]
+    # A named RangeIndex is stored as metadata only (start, stop, step): its values are rebuilt per row.
+    ranges = {entry["name"]: (int(entry["start"]), int(entry["step"])) for entry in metadata.get("index_columns", [])
+              if isinstance(entry, dict) and entry.get("kind") == "range" and isinstance(entry.get("name"), str)
+              and entry["name"] not in schema.names}
+    named_index = [name for name in index_names if name in schema.names and name not in artefacts] + list(ranges)
+    # pyarrow stores a named index after the data columns; it comes first, where pandas showed it.
+    names = named_index + [name for name in schema.names if name not in artefacts and name not in named_index]
     if named_index:
         logger.info("%s: pandas index column(s) %s are read as ordinary columns (never features)",
                     data_file.path, ", ".join(named_index))
-    types = {name: schema.field(name).type for name in names}
-    return FileColumns(names, types, parquet.metadata.num_rows, named_index)
+    types = {name: pa.int64() if name in ranges else schema.field(name).type for name in names}
+    return FileColumns(names, types, parquet.metadata.num_rows, named_index, ranges)
+
+
+def _stored(columns: Sequence[str], file_columns: FileColumns) -> List[str]:
+    """The ``columns`` that the parquet file stores physically (not rebuilt from its RangeIndex)."""
+    return [name for name in columns if name not in file_columns.ranges]
+
+
+def _with_ranges(table: Any, file_columns: FileColumns, row_numbers: np.ndarray, columns: Sequence[str]) -> Any:
+    """``table`` (rows ``row_numbers`` of a file) with its RangeIndex columns rebuilt, in ``columns`` order."""
+    import pyarrow as pa
+
+    for name, (start, step) in file_columns.ranges.items():
+        if name in columns:
+            table = table.append_column(name, pa.array(start + step * np.asarray(row_numbers, dtype=np.int64)))
+    return table.select(list(columns))
 
 
 def read_file_columns(data_file: DataFile) -> FileColumns:
@@ -412,8 +438,8 @@ def read_file_columns(data_file: DataFile) -> FileColumns:
         if data_file.fmt == "parquet":
             found = _parquet_columns(data_file)
         else:
-            header = _csv_header(data_file)
-            found = FileColumns(header, {}, None if header else 0, [])
+            header, has_rows = _csv_header(data_file)
+            found = FileColumns(header, {}, None if has_rows else 0, [], {})
     except SelectionError:
         raise
     except Exception as error:
@@ -466,6 +492,7 @@ class InputTable(NamedTuple):
 
     root: Path
     files: List[DataFile]
+    file_columns: List[FileColumns]  # what each file declares, in the order of ``files``
     columns: List[str]  # in the first file's order
     kinds: Dict[str, str]  # column -> the kind every non-empty file declares ("text" for csv text columns)
     numbers: List[str]  # columns that must hold numbers (scores; embeddings when the strategy uses them)
@@ -495,13 +522,15 @@ def scan_input(root: Path, config: SelectionConfig, forbidden: Sequence[Path] = 
     """
     files = discover_data_files(root, forbidden)
     found = [read_file_columns(data_file) for data_file in files]
-    blank = [data_file for data_file, columns in zip(files, found) if not columns.names and columns.rows == 0]
-    if blank:
-        logger.info("Skipping %d empty file(s) (no columns, no rows: empty partitions): %s", len(blank),
-                    ", ".join(os.path.relpath(str(data_file.path), str(root)) for data_file in blank[:5]))
-        if len(blank) == len(files):
-            raise SelectionError("the input under {} has no rows: every data file is empty".format(root))
-        files, found = map(list, zip(*[(f, c) for f, c in zip(files, found) if f not in blank]))
+    empty = [data_file for data_file, columns in zip(files, found) if columns.rows == 0]
+    if len(empty) == len(files):
+        raise SelectionError("the input under {} has no rows".format(root))
+    if empty:
+        # Empty partitions (a header only, no bytes, a parquet file without rows) add nothing: no rows,
+        # no columns, no types.
+        logger.info("Skipping %d file(s) without rows (empty partitions): %s", len(empty),
+                    ", ".join(os.path.relpath(str(data_file.path), str(root)) for data_file in empty[:5]))
+        files, found = map(list, zip(*[(f, c) for f, c in zip(files, found) if c.rows != 0]))
     formats = {data_file.fmt for data_file in files}
     input_format = formats.pop() if len(formats) == 1 else "mixed"
     resolve_output_format(config.output_format, input_format)
@@ -526,7 +555,7 @@ def scan_input(root: Path, config: SelectionConfig, forbidden: Sequence[Path] = 
     kinds = {name: _agreed_kind(name, declared[name], name in strict) for name in columns}
     arrow_types = _agreed_arrow_types(files, found, columns, kinds)
     index_columns = sorted({name for file_columns in found for name in file_columns.index_columns})
-    return InputTable(root, files, columns, {k: v for k, v in kinds.items() if v}, required, arrow_types,
+    return InputTable(root, files, found, columns, {k: v for k, v in kinds.items() if v}, required, arrow_types,
                       index_columns, input_format)
 
 
@@ -593,12 +622,14 @@ def _unified(table: Any, source: InputTable) -> Any:
     return table if table.schema.equals(schema) else table.cast(schema)
 
 
-def _read_file(data_file: DataFile, source: InputTable) -> pd.DataFrame:
+def _read_file(data_file: DataFile, file_columns: FileColumns, source: InputTable) -> pd.DataFrame:
     try:
         if data_file.fmt == "parquet":
             import pyarrow.parquet as pq
 
-            return _arrow_to_pandas(_unified(pq.read_table(str(data_file.path), columns=source.columns), source))
+            table = pq.read_table(str(data_file.path), columns=_stored(source.columns, file_columns))
+            table = _with_ranges(table, file_columns, np.arange(table.num_rows), source.columns)
+            return _arrow_to_pandas(_unified(table, source))
         frame = _read_csv(data_file, source)
     except SelectionError:
         raise
@@ -609,11 +640,12 @@ def _read_file(data_file: DataFile, source: InputTable) -> pd.DataFrame:
 
 def _read_csv(data_file: DataFile, source: InputTable) -> pd.DataFrame:
     """A csv/tsv file with its text columns exactly as written (no NA words) and its number columns parsed."""
-    header = _csv_header(data_file)
+    header, _ = _csv_header(data_file)
     text = [name for name in header if source.kinds.get(name) == "text"]
     parsed = [name for name in header if name not in text]
     frame = pd.read_csv(data_file.path, sep=_SEPARATORS[data_file.fmt], dtype={name: object for name in text},
-                        keep_default_na=False, na_values={name: [""] for name in parsed}, low_memory=False)
+                        keep_default_na=False, na_values={name: [""] for name in parsed}, low_memory=False,
+                        **_EXACT_FLOATS)
     if list(frame.columns) != header:
         raise SelectionError("cannot read the header of {} unambiguously: pandas reads {}".format(
             data_file.path, _preview(list(frame.columns))))
@@ -637,7 +669,8 @@ def load_inference_data(inference_data_dir: Any, id_field: str = "id",
 
 def read_input_table(source: InputTable) -> pd.DataFrame:
     """Every file of ``source`` as one table; header-only parts add no rows."""
-    frames = [_read_file(data_file, source) for data_file in source.files]
+    frames = [_read_file(data_file, file_columns, source)
+              for data_file, file_columns in zip(source.files, source.file_columns)]
     filled = [frame for frame in frames if len(frame)] or frames[:1]
     table = filled[0] if len(filled) == 1 else pd.concat(filled, ignore_index=True)
     table.index = pd.RangeIndex(len(table))
@@ -681,12 +714,15 @@ def read_rows_at(source: InputTable, positions: np.ndarray) -> pd.DataFrame:
     order = np.argsort(positions, kind="stable")
     wanted = positions[order]
     pieces, offset = [], 0
-    for data_file in source.files:
+    for data_file, file_columns in zip(source.files, source.file_columns):
         parquet = pq.ParquetFile(str(data_file.path))
-        for batch in parquet.iter_batches(batch_size=65536, columns=source.columns):
+        file_start = offset
+        for batch in parquet.iter_batches(batch_size=65536, columns=_stored(source.columns, file_columns)):
             lo, hi = np.searchsorted(wanted, [offset, offset + batch.num_rows])
             if hi > lo:
-                piece = pa.Table.from_batches([batch.take(pa.array(wanted[lo:hi] - offset))])
+                taken = wanted[lo:hi] - offset
+                piece = pa.Table.from_batches([batch.take(pa.array(taken))])
+                piece = _with_ranges(piece, file_columns, taken + (offset - file_start), source.columns)
                 pieces.append(_unified(piece, source))
             offset += batch.num_rows
     if pieces:
@@ -1621,12 +1657,15 @@ def pool_from_parquet(source: InputTable, config: SelectionConfig) -> Pool:
     labeled = np.zeros(n_rows, dtype=bool)
     ids, offset = [], 0
     wanted = [config.id_field] + ([config.label_field] if config.label_field else []) + score_cols + vector_cols
-    for data_file, reader in zip(source.files, readers):
+    wanted = list(dict.fromkeys(wanted))
+    for data_file, file_columns, reader in zip(source.files, source.file_columns, readers):
+        file_start = offset
         for group in range(reader.num_row_groups):
             try:
-                table = reader.read_row_group(group, columns=list(dict.fromkeys(wanted)))
+                table = reader.read_row_group(group, columns=_stored(wanted, file_columns))
             except Exception as error:
                 raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
+            table = _with_ranges(table, file_columns, np.arange(table.num_rows) + (offset - file_start), wanted)
             rows = slice(offset, offset + table.num_rows)
             for j, name in enumerate(score_cols):
                 scores[rows, j] = table.column(name).to_numpy()
