@@ -592,6 +592,21 @@ def test_main_with_job_args_missing_job_type(run, script):
     assert (run.metadata_dir / "_FAILURE").exists()
 
 
+def test_a_write_that_fails_midway_leaves_only_failure(run, script, caplog, monkeypatch):
+    # The metadata cannot be written (disk full): the samples file this run already wrote goes too.
+    write_table(prediction_table(n=10), run.input_dir)
+    real_replace = os.replace
+
+    def replace(source, target):
+        if str(target).endswith("selection_metadata.json"):
+            raise OSError(28, "No space left on device")
+        return real_replace(source, target)
+
+    monkeypatch.setattr(script.os, "replace", replace)
+    code = run_cli(run, script, UNCERTAINTY)
+    assert_failed(run, caplog, code, "No space left on device")
+    assert not [p for p in run.metadata_dir.iterdir() if p.name.endswith(".tmp")]
+
 # 7. Messages quote the real culprit.
 
 def test_non_number_score_message_quotes_the_bad_cell(run, script, caplog):
@@ -694,3 +709,4 @@ def test_selected_rows_come_out_exactly_as_they_went_in(tmp_path_factory, case):
 
 def native(value):
     return value.item() if isinstance(value, np.generic) else value
+

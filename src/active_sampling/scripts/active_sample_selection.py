@@ -705,26 +705,39 @@ def _check_ids(ids: pd.Series, id_field: str) -> None:
             id_field, int(duplicated.sum()), examples))
 
 
+def _rows_of_file(data_file: DataFile, file_columns: FileColumns, rows: np.ndarray, source: InputTable) -> List[Any]:
+    """Arrow tables holding the sorted ``rows`` of one parquet file, one table per batch that has any."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pieces, offset = [], 0
+    parquet = pq.ParquetFile(str(data_file.path))
+    for batch in parquet.iter_batches(batch_size=65536, columns=_stored(source.columns, file_columns)):
+        lo, hi = np.searchsorted(rows, [offset, offset + batch.num_rows])
+        if hi > lo:
+            taken = rows[lo:hi] - offset
+            piece = pa.Table.from_batches([batch.take(pa.array(taken))])
+            pieces.append(_unified(_with_ranges(piece, file_columns, rows[lo:hi], source.columns), source))
+        offset += batch.num_rows
+    return pieces
+
+
 def read_rows_at(source: InputTable, positions: np.ndarray) -> pd.DataFrame:
     """Full rows at global ``positions`` (in that order) of parquet ``source``, reading one batch at a time."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     positions = np.asarray(positions, dtype=np.int64)
     order = np.argsort(positions, kind="stable")
     wanted = positions[order]
     pieces, offset = [], 0
     for data_file, file_columns in zip(source.files, source.file_columns):
-        parquet = pq.ParquetFile(str(data_file.path))
-        file_start = offset
-        for batch in parquet.iter_batches(batch_size=65536, columns=_stored(source.columns, file_columns)):
-            lo, hi = np.searchsorted(wanted, [offset, offset + batch.num_rows])
-            if hi > lo:
-                taken = wanted[lo:hi] - offset
-                piece = pa.Table.from_batches([batch.take(pa.array(taken))])
-                piece = _with_ranges(piece, file_columns, taken + (offset - file_start), source.columns)
-                pieces.append(_unified(piece, source))
-            offset += batch.num_rows
+        lo, hi = np.searchsorted(wanted, [offset, offset + file_columns.rows])
+        if hi > lo:
+            try:
+                pieces += _rows_of_file(data_file, file_columns, wanted[lo:hi] - offset, source)
+            except Exception as error:
+                raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
+        offset += file_columns.rows
     if pieces:
         rows = _arrow_to_pandas(pa.concat_tables(pieces))
     else:
@@ -1919,12 +1932,18 @@ def resolve_output_format(requested: Optional[str], input_format: str) -> str:
 
 def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     # A fresh temporary name (never an existing file), renamed over a path that _prepare_outputs cleared.
-    handle, temporary_name = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=str(path.parent))
-    os.close(handle)
+    try:
+        handle, temporary_name = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=str(path.parent))
+        os.close(handle)
+    except OSError as error:
+        raise SelectionError("cannot write to the output folder {}: {}".format(
+            path.parent, error.strerror or _one_line(error))) from None
     temporary = Path(temporary_name)
     try:
         write(temporary)
         os.replace(str(temporary), str(path))
+    except OSError as error:
+        raise SelectionError("cannot write {}: {}".format(path, error.strerror or _one_line(error))) from None
     finally:
         if temporary.exists():
             temporary.unlink()
@@ -2079,7 +2098,10 @@ def _mark_success(folder: Path, written: Sequence[Path]) -> Path:
     """``_SUCCESS`` listing the files this run wrote in ``folder``, so a later run may remove exactly those."""
     names = [path.name for path in written if path.parent == folder]
     marker = folder / SUCCESS_MARKER
-    marker.write_text("".join(name + "\n" for name in names), encoding="utf-8")
+    try:
+        marker.write_text("".join(name + "\n" for name in names), encoding="utf-8")
+    except OSError as error:
+        raise SelectionError("cannot write {}: {}".format(marker, error.strerror or _one_line(error))) from None
     return marker
 
 
