@@ -509,7 +509,13 @@ def numeric_columns(columns: Sequence[str], config: SelectionConfig) -> Tuple[Li
         scores = extract_score_columns(columns, config.score_field, config.score_field_prefix)
     except SelectionError:
         scores = []  # reported when the columns are planned, after the table is known to be readable
-    embeddings = [name for name in columns if name.startswith(config.embedding_field_prefix)]
+    text = {config.id_field, config.label_field}
+    for var_name, column in (("ID_FIELD", config.id_field), ("LABEL_FIELD", config.label_field)):
+        if column in scores:
+            raise SelectionError("{} column {!r} cannot also be a score column".format(var_name, column))
+    if config.label_field and config.label_field == config.id_field:
+        raise SelectionError("LABEL_FIELD and ID_FIELD are the same column {!r}".format(config.id_field))
+    embeddings = [name for name in columns if name.startswith(config.embedding_field_prefix) and name not in text]
     required = scores + (embeddings if strategy_for(config.selection_strategy).needs_embeddings else [])
     return required, [name for name in columns if name in scores or name in embeddings]
 
@@ -914,8 +920,10 @@ def scores_to_probabilities(values: np.ndarray, score_cols: Sequence[str]) -> Tu
     if n_probability >= MIXED_SCORES_SHARE * n_rows:
         raise SelectionError(
             "score columns {} mix probabilities and other scores: {} of {} rows are probabilities (in [0, 1], "
-            "summing to 1) but {} are not, e.g. row {}: {}; fix those rows, or give logits in every row".format(
-                _preview(score_cols), n_probability, n_rows, n_rows - n_probability, first_other + 1,
+            "summing to 1 within {:g}) but {} are not, e.g. row {}: {}; fix those rows, or give logits in every "
+            "row".format(
+                _preview(score_cols), n_probability, n_rows, PROBABILITY_SUM_TOLERANCE, n_rows - n_probability,
+                first_other + 1,
                 _preview(["{:.6g}".format(value) for value in values[first_other]])))
     logger.warning("Score columns %s are not probabilities (values outside [0, 1] or rows not summing to 1): "
                    "treating them as logits and applying softmax", _preview(score_cols))
@@ -1561,8 +1569,11 @@ def _require_columns(columns: Sequence[str], wanted: Iterable[Tuple[str, Optiona
     """Each (variable, column) of ``wanted`` whose column is set must be among ``columns``."""
     for var_name, column in wanted:
         if column and column not in columns:
-            raise SelectionError("{} column {!r} not found{}; columns are: {}".format(
-                var_name, column, " in {}".format(where) if where else "", _preview(columns)))
+            padded = [name for name in columns if name.strip() == column.strip()]
+            raise SelectionError("{} column {!r} not found{}; {}".format(
+                var_name, column, " in {}".format(where) if where else "",
+                "there is {!r} (mind the spaces)".format(padded[0]) if padded
+                else "columns are: " + _preview(columns)))
 
 
 def _check_columns_exist(columns: Sequence[str], config: SelectionConfig, where: Any = None) -> None:
