@@ -318,6 +318,22 @@ def test_ids_that_differ_only_as_text_are_different(run, script):
     assert selected_text(run)["id"].tolist() == ["1", "01", "1.0"]
 
 
+
+@pytest.mark.parametrize("env, words", [
+    ({"SCORE_FIELD": "id"}, "ID_FIELD column 'id' cannot also be a score column"),
+    ({"LABEL_FIELD": "id"}, "LABEL_FIELD and ID_FIELD are the same column 'id'"),
+    ({"LABEL_FIELD": "prob_class_1"}, "LABEL_FIELD column 'prob_class_1' cannot also be a score column"),
+])
+def test_id_and_label_columns_have_one_role(run, script, caplog, env, words):
+    write_text(run.input_dir / "p.csv", "id,prob_class_0,prob_class_1\n007,0.5,0.5\n")
+    fails(run, script, caplog, dict(UNCERTAINTY, **env), words)
+
+
+def test_a_column_name_with_spaces_is_pointed_out(run, script, caplog):
+    write_text(run.input_dir / "p.csv", "id ,prob_class_0,prob_class_1\na,0.5,0.5\n")
+    fails(run, script, caplog, UNCERTAINTY, "ID_FIELD column 'id' not found in")
+    assert "there is 'id ' (mind the spaces)" in caplog.records[-1].getMessage()
+
 # 3. Part files that disagree.
 
 def test_int_ids_in_one_part_and_text_ids_in_another_is_one_error(run, script, caplog):
