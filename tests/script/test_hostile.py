@@ -156,6 +156,14 @@ def test_input_link_into_the_output_folder_is_refused(run, script, caplog):
     fails(run, script, caplog, UNCERTAINTY, "leads to the output folder")
 
 
+def test_a_file_link_into_the_output_folder_is_refused(run, script, caplog):
+    write_table(prediction_table(n=10), run.input_dir)
+    run.samples_dir.mkdir(parents=True)
+    earlier = write_text(run.samples_dir / "old.csv", "id,prob_class_0,prob_class_1\na,0.5,0.5\n")
+    (run.input_dir / "more.csv").symlink_to(earlier)
+    fails(run, script, caplog, UNCERTAINTY, "leads to the output folder")
+
+
 def test_a_result_file_not_written_by_the_step_is_left_alone(run, script, caplog):
     write_table(prediction_table(n=10), run.input_dir)
     run.samples_dir.mkdir(parents=True)

@@ -297,13 +297,18 @@ def _is_within(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
-def _walk(folder: Path, relative: Tuple[str, ...], seen: set, forbidden: Sequence[str]) -> Iterable[Tuple[Path, Tuple[str, ...]]]:
-    """Every file below ``folder``, links followed, in sorted path order; unreadable entries are errors."""
-    real = os.path.realpath(str(folder))
+def _check_outside(path: Path, forbidden: Sequence[str]) -> None:
+    real = os.path.realpath(str(path))
     for other in forbidden:
         if _is_within(real, other) or _is_within(other, real):
-            raise SelectionError("input folder {} leads to the output folder {}: the step never reads its own "
-                                 "output".format(folder, other))
+            raise SelectionError("input {} leads to the output folder {}: the step never reads its own output".format(
+                path, other))
+
+
+def _walk(folder: Path, relative: Tuple[str, ...], seen: set,
+          forbidden: Sequence[str]) -> Iterable[Tuple[Path, Tuple[str, ...]]]:
+    """Every file below ``folder``, links followed, in sorted path order; unreadable entries are errors."""
+    _check_outside(folder, forbidden)
     try:
         entries = sorted(os.listdir(str(folder)))
     except OSError as error:
@@ -325,6 +330,7 @@ def _walk(folder: Path, relative: Tuple[str, ...], seen: set, forbidden: Sequenc
         if stat.S_ISDIR(status.st_mode):
             yield from _walk(path, relative + (name,), seen, forbidden)
         else:
+            _check_outside(path, forbidden)
             yield path, relative + (name,)
 
 
@@ -1565,7 +1571,9 @@ def _preview(names: Sequence[Any], limit: int = 8) -> str:
 
 def output_columns(strategy: str) -> Tuple[str, ...]:
     """The columns ``strategy`` appends to the selected rows."""
-    return OUTPUT_COLUMNS if strategy_for(strategy).use_case == "ssl" else (SELECTION_SCORE, SELECTION_RANK, DATA_SOURCE)
+    if strategy_for(strategy).use_case == "ssl":
+        return OUTPUT_COLUMNS
+    return SELECTION_SCORE, SELECTION_RANK, DATA_SOURCE
 
 
 def _check_no_output_columns(columns: Iterable[str], strategy: str) -> None:
