@@ -529,8 +529,8 @@ def numeric_columns(columns: Sequence[str], config: SelectionConfig) -> Tuple[Li
 def scan_input(root: Path, config: SelectionConfig, forbidden: Sequence[Path] = ()) -> InputTable:
     """Find the data files under ``root`` and agree on their columns and column types, reading no rows.
 
-    Part files must have the same columns; each column must have one kind in every part that has rows
-    (integer and float mix, except in the id and label columns). Empty parts impose no types.
+    Part files must have the same columns; each column must have one kind in every part (integer and
+    float mix, except in the id and label columns). Parts without rows are left out: they impose nothing.
     """
     files = discover_data_files(root, forbidden)
     found = [read_file_columns(data_file) for data_file in files]
@@ -551,13 +551,11 @@ def scan_input(root: Path, config: SelectionConfig, forbidden: Sequence[Path] = 
     required, parsed = numeric_columns(columns, config)
     strict = {config.id_field, config.label_field}
     # In a mix of csv and parquet parts, a column that parquet types as numbers is read as numbers from csv.
-    typed = {name for data_file, file_columns in zip(files, found) if data_file.fmt == "parquet" and file_columns.rows
+    typed = {name for data_file, file_columns in zip(files, found) if data_file.fmt == "parquet"
              for name in columns if _arrow_kind(file_columns.arrow_types[name]) in ("integer", "float")} - strict
     as_numbers = set(parsed) | typed
     declared: Dict[str, List[Tuple[str, DataFile]]] = {name: [] for name in columns}
     for data_file, file_columns in zip(files, found):
-        if file_columns.rows == 0:
-            continue
         for name in columns:
             kind = _arrow_kind(file_columns.arrow_types[name]) if data_file.fmt == "parquet" else (
                 None if name in as_numbers else "text")
@@ -592,7 +590,7 @@ def _agreed_arrow_types(files: Sequence[DataFile], found: Sequence[FileColumns],
         return {}
     agreed = {}
     for name in columns:
-        types = [c.arrow_types[name] for _, c in parquet if c.rows and _arrow_kind(c.arrow_types[name])]
+        types = [c.arrow_types[name] for _, c in parquet if _arrow_kind(c.arrow_types[name])]
         kind = kinds[name]
         if not types:
             agreed[name] = parquet[0][1].arrow_types[name]
