@@ -631,6 +631,30 @@ def test_a_write_that_fails_midway_leaves_only_failure(run, script, caplog, monk
     assert_failed(run, caplog, code, "No space left on device")
     assert not [p for p in run.metadata_dir.iterdir() if p.name.endswith(".tmp")]
 
+
+@pytest.mark.parametrize("change, words, failure_in", [
+    (dict(input_paths=[("evaluation_data", "x")]), "input paths must be a mapping", ["samples", "metadata"]),
+    (dict(input_paths={"evaluation_data": 5}), "input path 'evaluation_data' must be a string or a path, not int",
+     ["samples", "metadata"]),
+    (dict(output_paths="selected"), "output paths must be a mapping", []),
+    (dict(output_paths="only samples"), "output path 'selection_metadata' is missing", ["samples"]),
+    (dict(environ_vars=["SELECTION_STRATEGY"]), "environ_vars must be a mapping", ["samples", "metadata"]),
+    (dict(job_args="ssl_selection"), "job_args must be an argparse.Namespace or a mapping", ["samples", "metadata"]),
+])
+def test_main_arguments_of_the_wrong_shape(run, script, change, words, failure_in):
+    write_table(prediction_table(n=10), run.input_dir)
+    input_paths, output_paths = run.paths()
+    if change.get("output_paths") == "only samples":
+        change["output_paths"] = {"selected_samples": output_paths["selected_samples"]}
+    arguments = dict(input_paths=input_paths, output_paths=output_paths, environ_vars=UNCERTAINTY,
+                     job_args=argparse.Namespace(job_type="t"))
+    arguments.update(change)
+    with pytest.raises(script.SelectionError, match=words):
+        guarded(run, lambda: script.main(**arguments))
+    folders = {"samples": run.samples_dir, "metadata": run.metadata_dir}
+    assert sorted(name for name, folder in folders.items() if (folder / "_FAILURE").exists()) == sorted(failure_in)
+    assert run.result_files() == []
+
 # 7. Messages quote the real culprit.
 
 def test_non_number_score_message_quotes_the_bad_cell(run, script, caplog):

@@ -244,7 +244,7 @@ def parse_environment(environ_vars: Mapping[str, Any]) -> SelectionConfig:
     if environ_vars is None:
         environ_vars = {}
     if not isinstance(environ_vars, Mapping):
-        raise SelectionError("environ_vars must be a mapping of variable names to strings, got a {}".format(
+        raise SelectionError("environ_vars must be a mapping of variable names to strings, not {}".format(
             type(environ_vars).__name__))
     values = {}
     for var in ENV_VARS:
@@ -2142,6 +2142,9 @@ def _library_versions() -> Dict[str, Optional[str]]:
 
 def _job_type(job_args: Any) -> str:
     """``job_type`` from an argparse Namespace or a mapping."""
+    if isinstance(job_args, (str, bytes)):
+        raise SelectionError("job_args must be an argparse.Namespace or a mapping holding job_type, got the {} {!r}"
+                             .format(type(job_args).__name__, job_args))
     job_type = job_args.get("job_type") if isinstance(job_args, Mapping) else getattr(job_args, "job_type", None)
     if not isinstance(job_type, str) or not job_type.strip():
         raise SelectionError("--job_type is required, e.g. --job_type ssl_selection or active_learning_selection")
@@ -2150,13 +2153,13 @@ def _job_type(job_args: Any) -> str:
 
 def _channel(paths: Any, key: str, kind: str) -> Path:
     if not isinstance(paths, Mapping):
-        raise SelectionError("{} paths must be a mapping of channel names to folders, got a {}".format(
+        raise SelectionError("{} paths must be a mapping of channel names to folders, not {}".format(
             kind, type(paths).__name__))
     value = paths.get(key)
     if not value:
         raise SelectionError("{} path {!r} is missing".format(kind, key))
     if not isinstance(value, (str, os.PathLike)):
-        raise SelectionError("{} path {!r} must be a string, got a {}".format(kind, key, type(value).__name__))
+        raise SelectionError("{} path {!r} must be a string or a path, not {}".format(kind, key, type(value).__name__))
     return Path(value)
 
 
