@@ -270,6 +270,9 @@ CATALOGUE = [
      bz2_part, "a compressed data file in a form this step does not read"),
     ("mixed-scores", "one row of logits in a table of probabilities",
      table_input(one_logit_row()), "mix probabilities and other scores: 19 of 20 rows"),
+    ("percent-scores", "probabilities given in percent",
+     table_input(with_column(prob_class_0=[50.0] * 20, prob_class_1=[30.0] * 20, prob_class_2=[20.0] * 20)),
+     "look like percentages"),
     ("one-class-twice", "prob_class_01 and prob_class_1 both name class 1",
      table_input(one_class_twice()), "both name class 1"),
 ]

@@ -534,6 +534,12 @@ def test_single_probability_column_with_rounding_noise(run, script):
     assert selected_text(run)["id"].tolist() == ["a"]
 
 
+
+def test_percentages_are_not_softmaxed_as_logits(run, script, caplog):
+    write_table(pd.DataFrame({"id": ["a", "b"], "prob_class_0": [95.0, 40.0], "prob_class_1": [5.0, 60.0]}),
+                run.input_dir)
+    fails(run, script, caplog, UNCERTAINTY, "look like percentages")
+
 def test_class_suffixes_naming_one_class_twice_is_an_error(run, script, caplog):
     table = pd.DataFrame({"id": ["a"], "prob_class_01": [0.5], "prob_class_1": [0.5]})
     write_table(table, run.input_dir)

@@ -864,13 +864,14 @@ def _in_unit_range(values: np.ndarray) -> np.ndarray:
     return (values >= -PROBABILITY_RANGE_TOLERANCE) & (values <= 1.0 + PROBABILITY_RANGE_TOLERANCE)
 
 
-def _probability_rows(values: np.ndarray) -> Tuple[int, int]:
-    """How many rows are probability rows, and the position of the first row that is not (-1: none)."""
+def _probability_rows(values: np.ndarray, scale: float = 1.0) -> Tuple[int, int]:
+    """How many rows are probability rows (times ``scale``), and the position of the first row that is not
+    (-1: none)."""
     count, first_other = 0, -1
     for start in range(0, values.shape[0], _CHUNK_ROWS):
         block = values[start:start + _CHUNK_ROWS]
-        is_probability = _in_unit_range(block).all(axis=1)
-        is_probability &= np.abs(block.sum(axis=1) - 1.0) <= PROBABILITY_SUM_TOLERANCE
+        is_probability = _in_unit_range(block / scale).all(axis=1)
+        is_probability &= np.abs(block.sum(axis=1) / scale - 1.0) <= PROBABILITY_SUM_TOLERANCE
         count += int(is_probability.sum())
         if first_other < 0 and not is_probability.all():
             first_other = start + int(np.flatnonzero(~is_probability)[0])
@@ -929,6 +930,9 @@ def scores_to_probabilities(values: np.ndarray, score_cols: Sequence[str]) -> Tu
                 _preview(score_cols), n_probability, n_rows, PROBABILITY_SUM_TOLERANCE, n_rows - n_probability,
                 first_other + 1,
                 _preview(["{:.6g}".format(value) for value in values[first_other]])))
+    if n_probability == 0 and _probability_rows(values, scale=100.0)[0] == n_rows:
+        raise SelectionError("score columns {} look like percentages (every row lies in [0, 100] and sums to 100): "
+                             "divide them by 100, or give logits".format(_preview(score_cols)))
     logger.warning("Score columns %s are not probabilities (values outside [0, 1] or rows not summing to 1): "
                    "treating them as logits and applying softmax", _preview(score_cols))
     values -= values.max(axis=1, keepdims=True)
