@@ -535,6 +535,14 @@ def test_single_probability_column_with_rounding_noise(run, script):
 
 
 
+
+def test_one_bad_value_in_a_single_probability_column_is_an_error(run, script, caplog):
+    scores = [0.1 * (i % 10) for i in range(20)]
+    scores[7] = 1.2
+    write_table(pd.DataFrame({"id": ["r{}".format(i) for i in range(20)], "prediction_score": scores}),
+                run.input_dir)
+    fails(run, script, caplog, UNCERTAINTY, "19 of 20 values lie in [0, 1] but 1 do not, e.g. row 8: 1.2")
+
 def test_percentages_are_not_softmaxed_as_logits(run, script, caplog):
     write_table(pd.DataFrame({"id": ["a", "b"], "prob_class_0": [95.0, 40.0], "prob_class_1": [5.0, 60.0]}),
                 run.input_dir)

@@ -75,6 +75,7 @@ DATA_SOURCE_ACTIVE_LEARNING = "active_learning"
 PROBABILITY_SUM_TOLERANCE = 1e-3
 PROBABILITY_RANGE_TOLERANCE = 1e-6  # probabilities this far outside [0, 1] are rounding noise, clipped
 MIXED_SCORES_SHARE = 0.01  # logits whose rows look like probabilities this often are a mixed table: an error
+MIXED_SINGLE_SCORE_SHARE = 0.1  # one score column with fewer values outside [0, 1] than this is a mixed column
 _CHUNK_ROWS = 1 << 20  # rows per block where a whole-table temporary would be large
 MAX_SEED = 2**32 - 1
 
@@ -850,10 +851,11 @@ def probabilities_from_frame(df: pd.DataFrame, score_cols: Sequence[str]) -> Tup
     """The score columns of ``df`` as an (n, n_classes) float64 probability matrix, and how they were read.
 
     One column within [0, 1] (up to PROBABILITY_RANGE_TOLERANCE) is the positive-class probability p and
-    becomes [1 - p, p]; any other single column is a logit (sigmoid). Several columns are probabilities
-    when every row is a probability row (each value within [0, 1] up to PROBABILITY_RANGE_TOLERANCE, the
-    row summing to 1 within PROBABILITY_SUM_TOLERANCE), logits (softmax, with a warning) when fewer than
-    MIXED_SCORES_SHARE of the rows are, and an error in between. Values within the tolerance outside
+    becomes [1 - p, p]; one with at least MIXED_SINGLE_SCORE_SHARE of its values outside [0, 1] is a logit
+    (sigmoid), and one in between is an error. Several columns are probabilities when every row is a
+    probability row (each value within [0, 1] up to PROBABILITY_RANGE_TOLERANCE, the row summing to 1 within
+    PROBABILITY_SUM_TOLERANCE), logits (softmax, with a warning) when fewer than MIXED_SCORES_SHARE of the
+    rows are, and an error in between; percentages are an error too. Values within the tolerance outside
     [0, 1] are clipped (logged). Returns the matrix and a short description of how the scores were read.
     """
     _check_numeric(df, score_cols, "score")
@@ -913,9 +915,17 @@ def scores_to_probabilities(values: np.ndarray, score_cols: Sequence[str]) -> Tu
     _check_finite(values, score_cols, "score columns")
     if values.shape[1] == 1:
         score = values[:, 0]
-        if _in_unit_range(score).all():
+        outside = ~_in_unit_range(score)
+        n_outside = int(outside.sum())
+        if n_outside == 0:
             score = _clip_to_unit_range(values, score_cols)[:, 0]
             return np.column_stack([1.0 - score, score]), "binary probability"
+        if n_outside < MIXED_SINGLE_SCORE_SHARE * score.size:
+            first = int(np.flatnonzero(outside)[0])
+            raise SelectionError(
+                "score column {!r} mixes probabilities and other scores: {} of {} values lie in [0, 1] but {} do not, "
+                "e.g. row {}: {:.6g}; fix those values, or give logits in every row".format(
+                    score_cols[0], score.size - n_outside, score.size, n_outside, first + 1, score[first]))
         positive = 1.0 / (1.0 + np.exp(-score))
         return np.column_stack([1.0 - positive, positive]), "binary logit (sigmoid)"
     n_probability, first_other = _probability_rows(values)
