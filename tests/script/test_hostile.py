@@ -353,7 +353,7 @@ def test_id_and_label_columns_have_one_role(run, script, caplog, env, words):
 def test_a_column_name_with_spaces_is_pointed_out(run, script, caplog):
     write_text(run.input_dir / "p.csv", "id ,prob_class_0,prob_class_1\na,0.5,0.5\n")
     fails(run, script, caplog, UNCERTAINTY, "ID_FIELD column 'id' not found in")
-    assert "there is 'id ' (mind the spaces)" in caplog.records[-1].getMessage()
+    assert "there is 'id ' (names are exact: case and spaces count)" in caplog.records[-1].getMessage()
 
 # 3. Part files that disagree.
 

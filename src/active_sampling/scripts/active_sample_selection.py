@@ -1599,10 +1599,10 @@ def _require_columns(columns: Sequence[str], wanted: Iterable[Tuple[str, Optiona
     """Each (variable, column) of ``wanted`` whose column is set must be among ``columns``."""
     for var_name, column in wanted:
         if column and column not in columns:
-            padded = [name for name in columns if name.strip() == column.strip()]
+            near = [name for name in columns if name.strip().lower() == column.strip().lower()]
             raise SelectionError("{} column {!r} not found{}; {}".format(
                 var_name, column, " in {}".format(where) if where else "",
-                "there is {!r} (mind the spaces)".format(padded[0]) if padded
+                "there is {!r} (names are exact: case and spaces count)".format(near[0]) if near
                 else "columns are: " + _preview(columns)))
 
 
