@@ -267,7 +267,7 @@ CATALOGUE = [
     ("input-links-to-output", "the input folder links into an output folder",
      link_into_output, "leads to the output folder"),
     ("unreadable-compression", "a part compressed with bzip2",
-     bz2_part, "a compressed data file in a form this step does not read"),
+     bz2_part, "a table in a form this step does not read"),
     ("mixed-scores", "one row of logits in a table of probabilities",
      table_input(one_logit_row()), "mix probabilities and other scores: 19 of 20 rows"),
     ("single-score-mixed", "one value of 1.2 in a single probability column",

@@ -490,11 +490,12 @@ def test_an_unreadable_folder_really_locked(run, script, caplog):
         locked.chmod(0o755)
 
 
-def test_a_compressed_part_the_step_cannot_read_is_an_error(run, script, caplog):
+@pytest.mark.parametrize("name", ["part-1.csv.bz2", "part-1.orc"])
+def test_a_table_the_step_cannot_read_is_an_error(run, script, caplog, name):
     write_table(prediction_table(n=10), run.input_dir, name="part-0")
-    write_text(run.input_dir / "part-1.csv.bz2", "BZh9")
-    message = fails(run, script, caplog, UNCERTAINTY, "a compressed data file in a form this step does not read")
-    assert "part-1.csv.bz2" in message
+    write_text(run.input_dir / name, "BZh9")
+    message = fails(run, script, caplog, UNCERTAINTY, "a table in a form this step does not read")
+    assert name in message
 
 # 5. One defect does not reinterpret the table.
 

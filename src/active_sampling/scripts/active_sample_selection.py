@@ -272,8 +272,9 @@ _SEPARATORS = {"csv": ",", "tsv": "\t"}
 # round-trip parsing; pandas 3 parses exactly and deprecates the option.
 _EXACT_FLOATS = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
 _PANDAS_INDEX_ARTEFACT = re.compile(r"__index_level_\d+__\Z")
-# Data files this step cannot read: failing is better than leaving them out.
-_UNREADABLE_DATA = re.compile(r"\.(csv|tsv|parquet|pq)\.(bz2|xz|zip|zst|zstd|snappy|lz4|deflate|br|z)\Z")
+# Tables this step cannot read (other compressions, other table formats): failing beats leaving them out.
+_UNREADABLE_DATA = re.compile(r"(\.(csv|tsv|parquet|pq)\.(bz2|xz|zip|zst|zstd|snappy|lz4|deflate|br|z)"
+                              r"|\.(orc|avro|feather|arrow|xlsx|xls))\Z")
 
 
 def _data_format(path: Path) -> Optional[str]:
@@ -349,8 +350,8 @@ def discover_data_files(root: Path, forbidden: Sequence[Path] = ()) -> List[Data
     for path, relative in _walk(root, (), seen, real_forbidden):
         fmt = _data_format(path)
         if fmt is None and _UNREADABLE_DATA.search(path.name.lower()):
-            raise SelectionError("cannot read {}: a compressed data file in a form this step does not read "
-                                 "(supported: {})".format(path, ", ".join(suffix for suffix, _ in _DATA_SUFFIXES)))
+            raise SelectionError("cannot read {}: a table in a form this step does not read (supported: {})".format(
+                path, ", ".join(suffix for suffix, _ in _DATA_SUFFIXES)))
         if fmt is None:
             ignored.append("/".join(relative))
         elif not os.path.isfile(str(path)):
