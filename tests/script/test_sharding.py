@@ -279,7 +279,7 @@ def test_merge_names_a_host_that_read_scores_differently(tmp_path):
     parts = tied_parts(n_files=4, rows=20)
     parts[1] = parts[1].assign(prob_class_0=parts[1]["prob_class_0"] + 0.5)  # rows no longer sum to 1: logits
     relatives = sim.write_parts(parts, tmp_path / "pool")
-    outputs = sim.run_shards(tmp_path / "pool", relatives, tmp_path, 2, uncertainty_env())
+    outputs = sim.run_shards(tmp_path / "pool", relatives, tmp_path, 2, uncertainty_env(), assignment=[0, 1, 0, 0])
     assert_merge_fails(tmp_path, sim.upload(outputs, tmp_path / "s3"), uncertainty_env(), "algo-2",
                        "how scores were read")
 
