@@ -284,6 +284,15 @@ def test_merge_names_a_host_that_read_scores_differently(tmp_path):
                        "how scores were read")
 
 
+def test_merge_names_a_host_whose_files_type_a_column_differently(tmp_path):
+    parts = tied_parts(n_files=4, rows=20)
+    parts[1] = parts[1].assign(count=parts[1]["count"].astype(str))  # text in one file, integers in the others
+    relatives = sim.write_parts(parts, tmp_path / "pool")
+    outputs = sim.run_shards(tmp_path / "pool", relatives, tmp_path, 2, uncertainty_env(), assignment=[0, 1, 0, 0])
+    assert_merge_fails(tmp_path, sim.upload(outputs, tmp_path / "s3"), uncertainty_env(), "algo-2", "'count'",
+                       "type")
+
+
 def test_merge_without_shard_outputs_says_where_to_point_it(tmp_path, small_pool):
     assert_merge_fails(tmp_path, small_pool[0], uncertainty_env(), "no shard outputs")
 
