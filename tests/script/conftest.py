@@ -69,11 +69,13 @@ class Run:
         self.input_dir = self.root / "input"
         self.samples_dir = self.root / "out" / "selected_samples"
         self.metadata_dir = self.root / "out" / "selection_metadata"
+        self.labeling_dir = self.root / "out" / "labeling_tasks"
         self.input_dir.mkdir(parents=True, exist_ok=True)
 
     def paths(self):
         return ({"evaluation_data": str(self.input_dir)},
-                {"selected_samples": str(self.samples_dir), "selection_metadata": str(self.metadata_dir)})
+                {"selected_samples": str(self.samples_dir), "selection_metadata": str(self.metadata_dir),
+                 "labeling_tasks": str(self.labeling_dir)})
 
     def main(self, environ, job_type="test_selection"):
         input_paths, output_paths = self.paths()
@@ -81,7 +83,7 @@ class Run:
 
     def cli_args(self, job_type="test_selection"):
         args = ["--evaluation_data", str(self.input_dir), "--selected_samples", str(self.samples_dir),
-                "--selection_metadata", str(self.metadata_dir)]
+                "--selection_metadata", str(self.metadata_dir), "--labeling_tasks", str(self.labeling_dir)]
         return args + (["--job_type", job_type] if job_type else [])
 
     def selected(self):
@@ -96,8 +98,8 @@ class Run:
         return json.loads((self.metadata_dir / "selection_metadata.json").read_text())
 
     def result_files(self):
-        return sorted(p.name for folder in (self.samples_dir, self.metadata_dir) if folder.exists()
-                      for p in folder.iterdir() if p.name != "_FAILURE")
+        return sorted(p.name for folder in (self.samples_dir, self.metadata_dir, self.labeling_dir)
+                      if folder.exists() for p in folder.iterdir() if p.name != "_FAILURE")
 
 
 @pytest.fixture
