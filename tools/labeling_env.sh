@@ -8,7 +8,8 @@
 #
 # A machine without Python >= 3.10 (label-studio's floor), or where the install fails, prints
 # "LABELING CHECK NOT RUN: <reason>" and exits 0, so `make test` still works there; LABELING_REQUIRED=1 turns that
-# into exit 1. LABELING_PYTHON=/path/to/python picks the interpreter explicitly.
+# into exit 1. LABELING_PYTHON=/path/to/python picks the interpreter explicitly. The server and every dependency are
+# pinned in tools/labeling_requirements.txt.
 set -uo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,10 +18,8 @@ readonly VENV="$REPO_ROOT/.venv-labeling"
 readonly STAMP="$VENV/.requirements"
 readonly TEST_PYTHON="$REPO_ROOT/.venv/bin/python"
 readonly TEST_PATH="tests/labeling_server"
-# One pinned server version: its API and export format are what the test checks.
-readonly REQUIREMENTS=(
-    label-studio==1.23.2
-)
+# One server version with every dependency pinned: its API and export format are what the test checks.
+readonly REQUIREMENTS_FILE="$REPO_ROOT/tools/labeling_requirements.txt"
 
 say() { echo "labeling_env: $*"; }
 
@@ -38,11 +37,16 @@ is_supported_python() {
     [[ -n "$1" ]] && "$1" -c "import sys; sys.exit(not (3, 10) <= sys.version_info[:2] < (4, 0))" >/dev/null 2>&1
 }
 
+# Python 3.11 first, the version tools/labeling_requirements.txt was frozen with; then any other >= 3.10.
 # Candidates are run once before they are trusted: a pyenv shim exists even for a version that is not selected.
 find_python() {
-    local candidate
+    local candidate root
     local candidates=("${LABELING_PYTHON:-}")
-    for candidate in python3.12 python3.11 python3.10 python3.13 python3; do
+    root="$(pyenv root 2>/dev/null)" || root="${PYENV_ROOT:-$HOME/.pyenv}"
+    while IFS= read -r candidate; do
+        candidates+=("$candidate")
+    done < <(printf '%s\n' "$root"/versions/3.11.*/bin/python3.11 | sort -V -r)
+    for candidate in python3.11 python3.12 python3.10 python3.13 python3; do
         candidates+=("$(command -v "$candidate" 2>/dev/null)")
     done
     for candidate in "${candidates[@]}"; do
@@ -55,7 +59,7 @@ find_python() {
 }
 
 requirement_list() {
-    printf '%s\n' "${REQUIREMENTS[@]}"
+    grep -v '^#' "$REQUIREMENTS_FILE"
 }
 
 venv_is_current() {
@@ -68,7 +72,7 @@ pip_install() {
     local log
     log="$(mktemp)"
     if "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --timeout 60 --retries 2 \
-        "${REQUIREMENTS[@]}" >"$log" 2>&1; then
+        --requirement "$REQUIREMENTS_FILE" >"$log" 2>&1; then
         rm -f "$log"
         return 0
     fi
@@ -83,9 +87,9 @@ build_venv() {
         return 0
     fi
     python="$(find_python)" || not_run "no Python >= 3.10 found for label-studio (tried \$LABELING_PYTHON," \
-        "python3.12, python3.11, python3.10, python3.13, python3 on PATH)"
+        "pyenv's 3.11, python3.11, python3.12, python3.10, python3.13, python3 on PATH)"
     say "building .venv-labeling with $("$python" -c 'import sys; print(sys.executable, sys.version.split()[0])'):" \
-        "${REQUIREMENTS[*]}"
+        "$(requirement_list | grep -c '==') pinned packages from tools/labeling_requirements.txt"
     started=$SECONDS
     rm -rf "$VENV"
     if ! "$python" -m venv "$VENV"; then
@@ -94,7 +98,7 @@ build_venv() {
     fi
     if ! pip_install; then
         rm -rf "$VENV"
-        not_run "pip could not install ${REQUIREMENTS[*]} into .venv-labeling (errors above)"
+        not_run "pip could not install tools/labeling_requirements.txt into .venv-labeling (errors above)"
     fi
     requirement_list >"$STAMP"
     say "built in $((SECONDS - started)) s"
