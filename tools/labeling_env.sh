@@ -108,7 +108,8 @@ run_tests() {
     build_venv
     cd "$REPO_ROOT" || exit 1
     [[ -x "$TEST_PYTHON" ]] || not_run "$TEST_PYTHON does not exist; run make venv first"
-    say "$("$VENV/bin/label-studio" --version 2>/dev/null | tail -n 1)"
+    # (not `label-studio --version`: it migrates a database in ~/.local/share and can hang)
+    say "$(grep '^label-studio==' "$REQUIREMENTS_FILE")"
     LABEL_STUDIO_BIN="$VENV/bin/label-studio" "$TEST_PYTHON" -m pytest -q "$TEST_PATH" -p no:cacheprovider "$@"
 }
 

@@ -30,9 +30,9 @@ import re
 import sys
 import time
 import traceback
-from xml.sax.saxutils import quoteattr
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from xml.sax.saxutils import quoteattr
 
 import numpy as np
 import pandas as pd
