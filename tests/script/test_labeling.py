@@ -213,3 +213,29 @@ def test_the_manifest_checker_catches_what_the_rules_forbid():
     for name, entry in cases.items():
         assert ground_truth_manifest_problems((json.dumps(entry) + "\n").encode()) != [], name
     assert ground_truth_manifest_problems(b'{"source": "a"}\n{"source": \n') != []
+
+
+def test_labeling_folder_shared_with_another_output_is_refused(run, script):
+    write_table(text_table(), run.input_dir)
+    input_paths, output_paths = run.paths()
+    output_paths["labeling_tasks"] = output_paths["selected_samples"]
+    with pytest.raises(script.SelectionError, match="selected_samples and labeling_tasks are the same folder"):
+        script.main(input_paths, output_paths, {"SELECTION_STRATEGY": "uncertainty", "LABELING_FORMAT": "label_studio",
+                                                "LABELING_DATA_FIELD": "text"}, argparse.Namespace(job_type="x"))
+
+
+def test_tasks_file_no_run_of_this_step_wrote_is_left_alone(run):
+    run.labeling_dir.mkdir(parents=True)
+    (run.labeling_dir / "label_studio_tasks.json").write_text("[] someone else's")
+    with pytest.raises(ValueError, match="already holds label_studio_tasks.json, which no _SUCCESS of this step lists"):
+        run_labeling(run, "uncertainty", "label_studio")
+    assert (run.labeling_dir / "label_studio_tasks.json").read_text() == "[] someone else's"
+
+
+def test_a_rerun_replaces_the_tasks_its_success_marker_lists(run):
+    run_labeling(run, "uncertainty", "label_studio")
+    listed = (run.labeling_dir / "_SUCCESS").read_text().split()
+    assert sorted(listed) == ["label_studio_config.xml", "label_studio_tasks.json"]
+    run_labeling(run, "badge", "label_studio")
+    tasks = json.loads((run.labeling_dir / "label_studio_tasks.json").read_text())
+    assert tasks[0]["predictions"][0]["model_version"] == "active_sampling/badge"
