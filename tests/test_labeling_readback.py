@@ -225,3 +225,12 @@ def test_cli_unreadable_export_exits_2_with_one_line(tmp_path, capsys):
     assert cli_main(["label-studio", str(path), "--output", str(tmp_path / "labels.csv")]) == 2
     assert capsys.readouterr().err.startswith("error: cannot read")
     assert not (tmp_path / "labels.csv").exists()
+
+
+def test_cli_unwritable_output_exits_2_with_one_line(tmp_path, capsys):
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps([task("a", annotation(choice("dog")))]))
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    assert cli_main(["label-studio", str(export), "--output", str(blocker / "labels.csv")]) == 2
+    assert capsys.readouterr().err.startswith("error: cannot write")

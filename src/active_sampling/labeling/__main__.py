@@ -6,7 +6,7 @@
 Ids whose answers agree are written to ``--output``; the others (conflicting answers, no answer, or with
 ``--tasks`` sent but never returned) are listed on stderr and, with ``--problems``, in a CSV. The exit status is 0
 when every id has a label, 1 when some were left out (``--allow-problems`` makes that 0), 2 for an export that
-cannot be read.
+cannot be read or an output that cannot be written.
 """
 
 import argparse
@@ -76,11 +76,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     except LabelReadError as error:
         print("error: {}".format(error), file=sys.stderr)
         return 2
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    result.labels.to_csv(args.output, index=False)
+    try:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        result.labels.to_csv(args.output, index=False)
+        if args.problems:
+            result.problems.to_csv(args.problems, index=False)
+    except OSError as error:
+        print("error: cannot write {}: {}".format(error.filename or args.output, error.strerror or error),
+              file=sys.stderr)
+        return 2
     print("{} label(s) written to {}".format(len(result.labels), args.output))
-    if args.problems:
-        result.problems.to_csv(args.problems, index=False)
     if result.problems.empty:
         return 0
     print("\n".join(problem_lines(result, args.id_field)), file=sys.stderr)
