@@ -1,6 +1,6 @@
 """Builder of the ActiveSampleSelection ProcessingStep (SageMaker scikit-learn image)."""
 
-from typing import Any, Dict, Mapping, NamedTuple, Optional, Sequence
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence
 
 from ..core import sdk
 from ..core.builder import ProcessingStepBuilderBase
@@ -42,6 +42,11 @@ class ActiveSampleSelectionStepBuilder(ProcessingStepBuilderBase):
     def argument_values(self) -> Dict[str, Any]:
         return {"job_type": self.job_type()}
 
+    def output_names(self) -> List[str]:
+        """Every output of the spec; labeling_tasks only when the config sets a labeling_format."""
+        return [name for name in self.spec.outputs
+                if name != script.LABELING_CHANNEL or self.config.writes_labeling_tasks]
+
     def step_name(self) -> str:
         """As for any step; a shard step adds "-shard" (its merge keeps the plain name)."""
         name = super().step_name()
@@ -56,7 +61,9 @@ class ActiveSampleSelectionStepBuilder(ProcessingStepBuilderBase):
     def with_role(self, role: str) -> "ActiveSampleSelectionStepBuilder":
         """A builder for the same selection in another SELECTION_ROLE (a merge runs on one instance)."""
         update: Dict[str, Any] = {"selection_role": role}
-        if role != "shard":
+        if role == "shard":  # labeling tasks come from the merge's selection only
+            update.update(labeling_format="none", labeling_data_field=None)
+        else:
             update["processing_instance_count"] = 1
         config = self.config.model_copy(update=update)
         return ActiveSampleSelectionStepBuilder(config, sagemaker_session=self.session, role=self.role)
