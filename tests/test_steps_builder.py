@@ -135,3 +135,17 @@ def test_labeling_tasks_output_only_with_a_labeling_format(s3, pipeline_session)
 def test_config_refuses_labeling_settings_the_script_would_refuse(overrides, message):
     with pytest.raises(ValueError, match=message):
         config(**overrides)
+
+
+def test_sharded_steps_write_labeling_tasks_from_the_merge_only(s3, pipeline_session):
+    made = config(labeling_format="label_studio", labeling_data_field="text")
+    shard, merge = ActiveSampleSelectionStepBuilder(made, sagemaker_session=pipeline_session).create_sharded_steps(
+        2, inputs={"evaluation_data": "s3://data/predictions/"})
+
+    def outputs(step):
+        return {item["OutputName"] for item in step.arguments["ProcessingOutputConfig"]["Outputs"]}
+
+    assert outputs(shard) == {"selected_samples", "selection_metadata"}
+    assert outputs(merge) == {"selected_samples", "selection_metadata", "labeling_tasks"}
+    assert shard.arguments["Environment"]["LABELING_FORMAT"] == "none"
+    assert merge.arguments["Environment"]["LABELING_FORMAT"] == "label_studio"

@@ -413,3 +413,23 @@ def test_merging_each_shards_top_k_gives_the_global_top_k(levels, n_shards, k, s
     union = np.concatenate(sent)
     merged = union[script.merge_ranked(scores[union], (file_of_row[union], row_in_file[union]), k)]
     np.testing.assert_array_equal(merged, script.top_k_indices(scores, k))
+
+
+def test_merge_writes_the_labeling_tasks_a_single_run_writes(tmp_path):
+    parts = tied_parts(n_files=6, rows=20)
+    for part in parts:
+        part["text"] = "row " + part["id"]
+    relatives = sim.write_parts(parts, tmp_path / "pool")
+    env = uncertainty_env(BATCH_SIZE="7")
+    labeling = dict(LABELING_FORMAT="label_studio", LABELING_DATA_FIELD="text")
+    outputs = sim.run_shards(tmp_path / "pool", relatives, tmp_path, 3, env)  # shards never write tasks
+    merge_input = sim.upload(outputs, tmp_path / "s3")
+    tasks = {}
+    for role, input_dir in (("single", tmp_path / "pool"), ("merge", merge_input)):
+        out = tmp_path / role
+        sim.script.main({"evaluation_data": str(input_dir)},
+                        {"selected_samples": str(out / "samples"), "selection_metadata": str(out / "metadata"),
+                         "labeling_tasks": str(out / "tasks")},
+                        dict(env, SELECTION_ROLE=role, **labeling), {"job_type": "labeling_test"})
+        tasks[role] = (out / "tasks" / "label_studio_tasks.json").read_bytes()
+    assert tasks["merge"] == tasks["single"]
