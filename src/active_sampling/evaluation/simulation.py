@@ -18,7 +18,7 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
 
-from active_sampling.evaluation.config import RANDOM, Job
+from active_sampling.evaluation.config import RANDOM, STRATEGY_ENVIRONMENTS, Job
 from active_sampling.evaluation.models import FittedModel, fit_model, load_dataset
 from active_sampling.scripts import active_sample_selection as script
 
@@ -78,9 +78,7 @@ def initial_labeled_set(y_pool: np.ndarray, size: int, rng: np.random.Generator)
 
 def strategy_environment(strategy: str) -> Dict[str, str]:
     """The script's environment for one harness strategy name (uncertainty modes are named by their mode)."""
-    if strategy in script.UNCERTAINTY_MODES:
-        return {"SELECTION_STRATEGY": "uncertainty", "UNCERTAINTY_MODE": strategy}
-    return {"SELECTION_STRATEGY": strategy}
+    return dict(STRATEGY_ENVIRONMENTS[strategy])
 
 
 def ssl_methods(thresholds: Sequence[float], k_per_class: int) -> Iterator[Tuple[str, Dict[str, str]]]:
