@@ -12,6 +12,15 @@ def probs(*rows):
     return np.array(rows, dtype=np.float64)
 
 
+def diversity(X, batch_size, labeled=None, probabilities=None, **settings):
+    """DiversitySampler(**settings).select on arrays shaped as the engine passes them."""
+    candidates = script_module.Candidates(
+        None if probabilities is None else np.asarray(probabilities, dtype=np.float64),
+        np.array(X, dtype=np.float32),
+        None if labeled is None else np.array(labeled, dtype=np.float32))
+    return script_module.DiversitySampler(**settings).select(candidates, batch_size)
+
+
 def blobs(n_clusters, per_cluster, spread=0.1, seed=0):
     """Clusters around the corners of a simplex (10 apart), rows shuffled; returns X and each row's cluster."""
     rng = np.random.default_rng(seed)
@@ -71,9 +80,9 @@ def test_hybrid_selects_only_among_the_prefiltered_rows(script, method):
     # Rows 0-3 are far away but certain; plain diversity picks them, the hybrid must not.
     X = np.array([[100.0, 0], [0, 100.0], [-100.0, 0], [0, -100.0], [0, 0], [1, 0], [0, 1], [1, 1], [2, 2]])
     p = np.array([[0.99, 0.01]] * 4 + [[0.5, 0.5], [0.55, 0.45], [0.6, 0.4], [0.52, 0.48], [0.9, 0.1]])
-    plain = script.DiversitySampler(method=method, random_seed=0).select(X, 2, probabilities=p)
+    plain = diversity(X, 2, probabilities=p, method=method, random_seed=0)
     assert set(plain.indices.tolist()) & {0, 1, 2, 3}
-    hybrid = script.DiversitySampler(method=method, uncertainty_prefilter=2, random_seed=0).select(X, 2, probabilities=p)
+    hybrid = diversity(X, 2, probabilities=p, method=method, uncertainty_prefilter=2, random_seed=0)
     assert set(hybrid.indices.tolist()) <= {4, 5, 6, 7}
     assert len(set(hybrid.indices.tolist())) == 2
 
@@ -84,9 +93,9 @@ def test_prefilter_covering_every_candidate_equals_the_plain_method(script, meth
     X = rng.normal(size=(40, 5))
     p = rng.dirichlet(np.ones(3), size=40)
     labeled = rng.normal(size=(6, 5))
-    plain = script.DiversitySampler(method=method, random_seed=3).select(X, 7, labeled, p)
+    plain = diversity(X, 7, labeled, p, method=method, random_seed=3)
     for beta in (6, 1000):  # 6 x 7 = 42 >= 40 candidates
-        wide = script.DiversitySampler(method=method, uncertainty_prefilter=beta, random_seed=3).select(X, 7, labeled, p)
+        wide = diversity(X, 7, labeled, p, method=method, uncertainty_prefilter=beta, random_seed=3)
         assert wide.indices.tolist() == plain.indices.tolist()
         assert wide.scores.tolist() == plain.scores.tolist()
 
@@ -95,14 +104,30 @@ def test_hybrid_kcenter_still_starts_from_the_labeled_rows(script):
     # Kept: rows 0-2 (uncertain). Labeled center at 0: row 2 is farthest among the kept ones.
     X = np.array([[1.0], [2.0], [5.0], [50.0]])
     p = probs([0.5, 0.5], [0.5, 0.5], [0.5, 0.5], [0.99, 0.01])
-    selection = script.DiversitySampler(uncertainty_prefilter=3).select(X, 1, np.array([[0.0]]), p)
+    selection = diversity(X, 1, [[0.0]], p, uncertainty_prefilter=3)
     assert selection.indices.tolist() == [2]
     assert selection.scores.tolist() == pytest.approx([5.0])
 
 
 def test_prefilter_needs_probabilities(script):
     with pytest.raises(ValueError, match="probabilities"):
-        script.DiversitySampler(uncertainty_prefilter=2).select(np.zeros((10, 2)), 2)
+        script.DiversitySampler(uncertainty_prefilter=2).select_batch(np.zeros((10, 2)), 2)
+
+
+def test_select_batch_runs_the_hybrid_among_given_indices(script):
+    # The seeds' API: choose among rows 2..6 only; the pre-filter keeps the 2 most uncertain of those (3 and 5).
+    X = np.arange(16.0).reshape(8, 2)
+    p = probs([0.5, 0.5], [0.5, 0.5], [0.9, 0.1], [0.55, 0.45], [0.8, 0.2], [0.6, 0.4], [0.95, 0.05], [0.5, 0.5])
+    picks = script.DiversitySampler(method="kmeans", uncertainty_prefilter=1).select_batch(
+        X, 2, indices=np.array([2, 3, 4, 5, 6]), probabilities=p)
+    assert sorted(picks.tolist()) == [3, 5]
+
+
+@pytest.mark.parametrize("bad, match", [(dict(method="dbscan"), "method"), (dict(uncertainty_prefilter=-1),
+                                        "uncertainty_prefilter"), (dict(uncertainty_mode="variance"), "uncertainty_mode")])
+def test_diversity_sampler_rejects_bad_settings(script, bad, match):
+    with pytest.raises(ValueError, match=match):
+        script.DiversitySampler(**bad)
 
 
 # --- k-means representatives ------------------------------------------------------------------------------
