@@ -47,7 +47,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"evaluating {len(config.jobs)} jobs with {config.workers} worker(s)", flush=True)
     results = run_evaluation(config, progress=lambda message: print(message, flush=True))
     path = write_report(results, args.output_dir, command, figures=not args.no_figures)
-    print(f"wrote {path} ({results.wall_seconds / 60:.1f} min)")
+    print(f"wrote {path} ({results.wall_seconds / 60:.1f} min wall, {results.cpu_seconds / 60:.1f} CPU-min)")
     return 0
 
 

@@ -258,7 +258,9 @@ def _intro(results: EvaluationResults, command: str) -> List[str]:
         "```",
         "",
         f"This run: {results.wall_seconds / 60:.1f} min wall time with {config.workers} worker process(es) "
-        f"on a machine with {_cpu_count()} cores, {results.script_calls} calls of the entry script's `main`; {versions}.",
+        f"on a machine with {_cpu_count()} cores, {results.cpu_seconds / 60:.1f} CPU-minutes in the workers "
+        f"(one thread each; on {config.workers} idle cores about {results.cpu_seconds / 60 / config.workers:.1f} "
+        f"min), {results.script_calls} calls of the entry script's `main`; {versions}.",
         "",
         "## How it is measured",
         "",

@@ -10,6 +10,7 @@ strategy). The test split is never written to any table.
 import argparse
 import logging
 import tempfile
+import time
 from pathlib import Path
 from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -116,17 +117,19 @@ class JobOutput(NamedTuple):
     curves: List[dict]
     ssl: List[dict]
     script_calls: int
+    cpu_seconds: float  # CPU time of the worker process on this job
 
 
 def run_job(job: Job) -> JobOutput:
     """Learning curves of every strategy, and the SSL measurements, for one data set, model and seed."""
+    started = time.process_time()
     logging.getLogger(script.logger.name).setLevel(logging.WARNING)
     data = _Data(job)
     with tempfile.TemporaryDirectory(prefix="active_sampling_eval_") as tmp:
         runner = ScriptRunner(Path(tmp))
         curves = _learning_curves(data, runner)
         ssl = _ssl_study(data, runner) if job.run_ssl else []
-    return JobOutput(curves, ssl, runner.calls)
+    return JobOutput(curves, ssl, runner.calls, time.process_time() - started)
 
 
 def _learning_curves(data: _Data, runner: ScriptRunner) -> List[dict]:
