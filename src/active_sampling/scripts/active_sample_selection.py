@@ -8,8 +8,9 @@ Two use cases share one contract:
 
 * semi-supervised learning ("ssl"): ``confidence_threshold`` and ``top_k_per_class`` pick rows whose
   prediction is confident enough to be used as a pseudo-label;
-* active learning: ``uncertainty``, ``diversity`` (k-center greedy core-set, Sener & Savarese 2018) and
-  ``badge`` (k-means++ seeding on gradient embeddings, Ash et al. 2020) pick rows worth a human label.
+* active learning: ``uncertainty``, ``diversity`` (k-center greedy core-set, Sener & Savarese 2018, or the
+  rows nearest k-means centroids; optionally among the most uncertain rows only, the hybrid of Zhdanov 2019)
+  and ``badge`` (k-means++ seeding on gradient embeddings, Ash et al. 2020) pick rows worth a human label.
 
 Run in the container as ``python active_sample_selection.py --job_type ssl_selection`` with the
 environment variables listed in ``ENV_VARS``; locally, the three channels can be pointed at folders with
@@ -1678,8 +1679,8 @@ def select_samples(df: pd.DataFrame, strategy: str, batch_size: int,
     strategy_config : mapping, optional
         Settings by ``SelectionConfig`` field name, as seed 001's ``main`` builds them
         (``confidence_threshold``, ``max_samples``, ``k_per_class``, ``uncertainty_mode``, ``metric``,
-        ``random_seed``, ``feature_columns``) plus ``label_field``, ``score_field``, ``score_field_prefix``,
-        ``embedding_field_prefix`` and ``use_case``.
+        ``random_seed``, ``feature_columns``) plus ``diversity_method``, ``uncertainty_prefilter``,
+        ``label_field``, ``score_field``, ``score_field_prefix``, ``embedding_field_prefix`` and ``use_case``.
     id_field : str, default="id"
 
     Returns
