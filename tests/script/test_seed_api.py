@@ -158,6 +158,18 @@ def test_diversity_sampler_chooses_among_indices_and_leaves_the_input_alone():
     np.testing.assert_array_equal(embeddings, before)
 
 
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_diversity_sampler_compute_distances_is_the_pairwise_distance(metric):
+    X = np.array([[0.0, 0.0], [3.0, 4.0], [1.0, 0.0]])
+    Y = np.array([[3.0, 4.0], [0.0, 2.0]])
+    distances = DiversitySampler(metric=metric)._compute_distances(X, Y)
+    if metric == "euclidean":
+        expected = [[5.0, 2.0], [0.0, np.sqrt(9 + 4)], [np.sqrt(4 + 16), np.sqrt(1 + 4)]]
+    else:  # 1 - cos; the zero row has no direction and stays at distance 1
+        expected = [[1.0, 1.0], [0.0, 1 - 4 / 5], [1 - 3 / 5, 1.0]]
+    np.testing.assert_allclose(distances, expected, atol=1e-12)
+
+
 def test_badge_sampler_is_deterministic_by_default_and_seeded():
     table = prediction_table(n=200, dim=5)
     features = table.filter(like="emb_").to_numpy()
@@ -254,7 +266,7 @@ def test_select_samples_never_selects_labeled_rows():
 def test_load_inference_data_returns_the_table_and_its_format(tmp_path):
     table = prediction_table(n=12)
     write_table(table, tmp_path, "tsv")
-    loaded, fmt = script.load_inference_data(str(tmp_path), "id")
+    loaded, fmt = script.load_inference_data(str(tmp_path))
     assert fmt == "tsv"
     assert loaded["id"].tolist() == table["id"].tolist()
 
@@ -282,6 +294,14 @@ def test_normalize_scores_to_probabilities_returns_standard_columns():
     pd.testing.assert_frame_equal(normalized[["id", "logit_x", "logit_y"]], df)
 
 
+def test_normalize_scores_to_probabilities_replaces_standard_columns_where_they_stand():
+    df = pd.DataFrame({"prob_class_0": [1.0, -1.0], "id": ["a", "b"], "prob_class_1": [1.0, 1.0]})
+    normalized = script.normalize_scores_to_probabilities(df, ["prob_class_0", "prob_class_1"])
+    assert list(normalized.columns) == ["prob_class_0", "id", "prob_class_1"]
+    np.testing.assert_allclose(normalized["prob_class_0"], [0.5, np.exp(-2) / (np.exp(-2) + 1)])
+    assert df["prob_class_0"].tolist() == [1.0, -1.0]  # the input is not modified
+
+
 def test_normalize_scores_to_probabilities_single_score_becomes_two_classes():
     df = pd.DataFrame({"id": [1, 2], "confidence_score": [0.9, 0.2]})
     normalized = script.normalize_scores_to_probabilities(df, ["confidence_score"])
@@ -305,7 +325,7 @@ def test_save_selected_samples_and_metadata(tmp_path):
     path = script.save_selected_samples(table, str(tmp_path / "out"))
     assert path == str(tmp_path / "out" / "selected_samples.csv")
     assert pd.read_csv(path)["id"].tolist() == table["id"].tolist()
-    path = script.save_selected_samples(table, str(tmp_path / "out2"), "parquet", metadata={"strategy": "x"})
+    path = script.save_selected_samples(table, str(tmp_path / "out2"), "Parquet", metadata={"strategy": "x"})
     assert path.endswith("selected_samples.parquet")
     assert json.loads((tmp_path / "out2" / "selection_metadata.json").read_text()) == {"strategy": "x"}
     meta_path = script.save_selection_metadata({"n": 1}, str(tmp_path / "meta"))

@@ -331,7 +331,7 @@ def _read_file(data_file: DataFile, id_field: str) -> pd.DataFrame:
         raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
 
 
-def load_inference_data(inference_data_dir: str, id_field: str) -> Tuple[pd.DataFrame, str]:
+def load_inference_data(inference_data_dir: str, id_field: str = "id") -> Tuple[pd.DataFrame, str]:
     """Read every data file under ``inference_data_dir`` into one table and return it with its format.
 
     The returned format is the files' common format, or "mixed" when they differ. Ids are checked:
@@ -478,9 +478,9 @@ def normalize_scores_to_probabilities(df: pd.DataFrame, score_cols: Sequence[str
     scores were read.
     """
     probabilities, interpretation = probabilities_from_frame(df, score_cols)
-    names = ["prob_class_{}".format(label) for label in class_labels(score_cols, score_prefix)]
-    normalized = pd.DataFrame(probabilities, columns=names, index=df.index)
-    result = pd.concat([df.drop(columns=[name for name in names if name in df.columns]), normalized], axis=1)
+    result = df.copy()
+    for j, label in enumerate(class_labels(score_cols, score_prefix)):
+        result["prob_class_{}".format(label)] = probabilities[:, j]  # replaced in place when present
     result.attrs["score_interpretation"] = interpretation
     return result
 
@@ -1004,6 +1004,16 @@ class DiversitySampler(_Sampler):
                 matrix.shape[0], scores.shape[0]))
         candidates = Candidates(scores, matrix, labeled)
         return self._select_among(candidates, _positive_int("batch_size", batch_size, 1), indices)
+
+    def _compute_distances(self, X: Any, Y: Any) -> np.ndarray:
+        """Distances between the rows of X (n, d) and Y (m, d) as an (n, m) array: euclidean or 1 - cosine."""
+        X = _as_matrix(X, "X", np.float64)
+        Y = _as_matrix(Y, "Y", np.float64)
+        if self.metric == "cosine":
+            X, Y = _normalize_rows(X.copy()), _normalize_rows(Y.copy())
+            return 1.0 - X @ Y.T
+        d2 = np.einsum("ij,ij->i", X, X)[:, None] - 2.0 * (X @ Y.T) + np.einsum("ij,ij->i", Y, Y)[None, :]
+        return np.sqrt(np.maximum(d2, 0.0))
 
 
 def uncertainty_prefilter(probabilities: Any, n_keep: int, *, mode: str = "margin") -> np.ndarray:
@@ -1723,7 +1733,9 @@ def save_selected_samples(selected_df: pd.DataFrame, output_dir: str, output_for
     """Write ``selected_samples.<output_format>`` atomically (temporary name, then rename); return its path.
 
     ``metadata``, when given, is also written next to it as ``selection_metadata.json`` (seed 001).
+    ``output_format`` is case-insensitive.
     """
+    output_format = str(output_format).lower()
     if output_format not in OUTPUT_FORMATS:
         raise SelectionError("unsupported output format {!r}: expected one of {}".format(
             output_format, ", ".join(OUTPUT_FORMATS)))
