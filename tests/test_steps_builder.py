@@ -149,3 +149,10 @@ def test_sharded_steps_write_labeling_tasks_from_the_merge_only(s3, pipeline_ses
     assert outputs(merge) == {"selected_samples", "selection_metadata", "labeling_tasks"}
     assert shard.arguments["Environment"]["LABELING_FORMAT"] == "none"
     assert merge.arguments["Environment"]["LABELING_FORMAT"] == "label_studio"
+
+
+def test_sharded_steps_refuse_kmeans_diversity(pipeline_session):
+    builder = ActiveSampleSelectionStepBuilder(config(selection_strategy="diversity", diversity_method="kmeans"),
+                                               sagemaker_session=pipeline_session)
+    with pytest.raises(ValueError, match="DIVERSITY_METHOD=kmeans cannot be sharded yet"):
+        builder.create_sharded_steps(2, inputs={"evaluation_data": "s3://data/predictions/"})

@@ -433,3 +433,12 @@ def test_merge_writes_the_labeling_tasks_a_single_run_writes(tmp_path):
                         dict(env, SELECTION_ROLE=role, **labeling), {"job_type": "labeling_test"})
         tasks[role] = (out / "tasks" / "label_studio_tasks.json").read_bytes()
     assert tasks["merge"] == tasks["single"]
+
+
+@pytest.mark.parametrize("setting, role", [({"DIVERSITY_METHOD": "kmeans"}, "shard"),
+                                           ({"UNCERTAINTY_PREFILTER": "3"}, "merge")])
+def test_diversity_variants_that_cannot_be_sharded_yet_are_refused(small_pool, tmp_path, setting, role):
+    env = dict(SELECTION_STRATEGY="diversity", LABEL_FIELD="label", SELECTION_ROLE=role,
+               RESOURCE_CONFIG_PATH=str(sim.resource_config(tmp_path, "algo-1", ["algo-1"])), **setting)
+    with pytest.raises(sim.script.SelectionError, match="{}=.* cannot be sharded yet".format(list(setting)[0])):
+        sim.run_main(small_pool[0], tmp_path / "out", env)

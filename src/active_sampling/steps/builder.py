@@ -88,6 +88,9 @@ class ActiveSampleSelectionStepBuilder(ProcessingStepBuilderBase):
             raise ValueError(f"shard_count must be from 1 to 100 (or a pipeline parameter), got {shard_count!r}")
         if not isinstance(shard_count, (int, sdk.ParameterInteger)):
             raise TypeError(f"shard_count must be an int or a ParameterInteger, got {type(shard_count).__name__}")
+        unsupported = script.sharding_unsupported(script.parse_environment(self.environment_variables()))
+        if unsupported:
+            raise ValueError(unsupported)
         shard = self.with_role("shard").create_step(
             inputs=inputs, dependencies=dependencies, enable_caching=enable_caching,
             instance_count=shard_count, input_distribution="ShardedByS3Key",

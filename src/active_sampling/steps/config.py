@@ -22,6 +22,7 @@ Strategy = Literal[script.STRATEGIES]  # type: ignore[valid-type]
 UseCase = Literal[script.USE_CASES]  # type: ignore[valid-type]
 UncertaintyMode = Literal[script.UNCERTAINTY_MODES]  # type: ignore[valid-type]
 Metric = Literal[script.METRICS]  # type: ignore[valid-type]
+DiversityMethod = Literal[script.DIVERSITY_METHODS]  # type: ignore[valid-type]
 OutputFormat = Literal[script.OUTPUT_FORMATS]  # type: ignore[valid-type]
 SelectionRole = Literal[script.SELECTION_ROLES]  # type: ignore[valid-type]
 LabelingFormat = Literal[script.LABELING_FORMATS]  # type: ignore[valid-type]
@@ -81,6 +82,8 @@ class ActiveSampleSelectionConfig(ProcessingStepConfigBase):
     selection_role: SelectionRole = env_field("SELECTION_ROLE")
     oversampling: int = env_field("OVERSAMPLING")
     resource_config_path: str = env_field("RESOURCE_CONFIG_PATH")
+    diversity_method: DiversityMethod = env_field("DIVERSITY_METHOD")
+    uncertainty_prefilter: int = env_field("UNCERTAINTY_PREFILTER")
     labeling_format: LabelingFormat = env_field("LABELING_FORMAT")
     labeling_data_field: Optional[str] = env_field("LABELING_DATA_FIELD")
 
