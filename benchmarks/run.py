@@ -621,7 +621,8 @@ def write_sharded_report(results, path, mode):
              "included; the shards run one after another on this machine, so *N instances* is the slowest shard "
              "plus the merge, what a SageMaker job with N instances would take before its own start-up (a few "
              "minutes per job).", "", "Reproduce with:", "", "```",
-             (COMMAND if mode == "full" else ".venv/bin/python benchmarks/run.py --quick") + " --only sharded",
+             ".venv/bin/python benchmarks/run.py" + (" --quick" if mode == "quick" else "")
+             + " --only sharded   # make bench runs it after the other cases",
              "```", ""]
     for r in results:
         lines += [_sharded_table(r), ""]
