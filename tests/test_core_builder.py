@@ -48,7 +48,7 @@ class Config(ProcessingStepConfigBase):
 
 
 class Builder(ProcessingStepBuilderBase):
-    """The base class as it is: its own SKLearnProcessor."""
+    """The base class as it is: a ScriptProcessor on the scikit-learn image."""
 
 
 @pytest.fixture

@@ -87,8 +87,9 @@ def resolve_dependency(dependency: DependencySpec, steps: Sequence[Any]) -> Opti
 class ProcessingStepBuilderBase:
     """Builds one ProcessingStep from a config whose script is described by ``spec.script_contract``.
 
-    The processor is an SKLearnProcessor on the config's framework version (the SageMaker scikit-learn
-    image); subclasses may override ``_create_processor``. Everything else (environment, arguments,
+    The processor is a ScriptProcessor running ``python3`` on the SageMaker scikit-learn image of the
+    config's framework version (what SDK v2's SKLearnProcessor runs); subclasses may override
+    ``image_uri`` or ``_create_processor``. Everything else (environment, arguments,
     channels, names, caching, dependency resolution) follows from the spec, the contract and the config.
     """
 
@@ -193,6 +194,17 @@ class ProcessingStepBuilderBase:
                 resolved[dependency.logical_name] = value
         return resolved
 
+    def input_distribution(self, logical_name: str) -> str:
+        """How an input reaches several instances: every instance gets all of it (FullyReplicated).
+
+        A builder whose script reads a share of its input overrides this with ``sdk.SHARDED_BY_S3_KEY``.
+        """
+        return sdk.FULLY_REPLICATED
+
+    def instance_count(self) -> Any:
+        """Number of processing instances: an int, or a ``sdk.ParameterInteger`` set per execution."""
+        return self.config.processing_instance_count
+
     def processing_inputs(self, inputs: Mapping[str, Any]) -> list:
         self._reject_unknown("input", inputs, self.spec.dependencies)
         processing_inputs = []
@@ -205,18 +217,17 @@ class ProcessingStepBuilderBase:
                         f"or a dependency step whose specification offers '{name}'"
                     )
                 continue
-            processing_inputs.append(sdk.ProcessingInput(
-                input_name=name, source=inputs[name], destination=self.contract.expected_input_paths[name],
+            processing_inputs.append(sdk.processing_input(
+                name, inputs[name], self.contract.expected_input_paths[name],
+                distribution=self.input_distribution(name),
             ))
         return processing_inputs
 
     def processing_outputs(self, outputs: Mapping[str, Any]) -> list:
         self._reject_unknown("output", outputs, self.spec.outputs)
         return [
-            sdk.ProcessingOutput(
-                output_name=name,
-                source=self.contract.expected_output_paths[name],
-                destination=outputs.get(name, self.default_output_destination(name)),
+            sdk.processing_output(
+                name, self.contract.expected_output_paths[name], outputs.get(name, self.default_output_destination(name)),
             )
             for name in self.spec.outputs
         ]
@@ -235,12 +246,20 @@ class ProcessingStepBuilderBase:
             )
         return str(path)
 
+    def image_uri(self) -> str:
+        """The SageMaker scikit-learn image of the config's framework version, in the session's region."""
+        return sdk.sklearn_image_uri(
+            self.config.processing_framework_version,
+            region=self.pipeline_session().boto_region_name,
+            instance_type=self.config.effective_instance_type,
+        )
+
     def _create_processor(self):
-        return sdk.SKLearnProcessor(
-            framework_version=self.config.processing_framework_version,
+        return sdk.script_processor(
+            image_uri=self.image_uri(),
             role=self.role,
             instance_type=self.config.effective_instance_type,
-            instance_count=self.config.processing_instance_count,
+            instance_count=self.instance_count(),
             volume_size_in_gb=self.config.processing_volume_size,
             base_job_name=self.base_job_name(),
             sagemaker_session=self.pipeline_session(),

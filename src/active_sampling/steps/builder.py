@@ -9,7 +9,7 @@ from .spec import ACTIVE_SAMPLE_SELECTION_SPEC
 
 
 class ActiveSampleSelectionStepBuilder(ProcessingStepBuilderBase):
-    """Creates the ProcessingStep that runs active_sample_selection.py on an SKLearnProcessor.
+    """Creates the ProcessingStep that runs active_sample_selection.py on the SageMaker scikit-learn image.
 
     ``create_step(inputs=..., outputs=..., dependencies=..., enable_caching=...)``: the
     ``evaluation_data`` input comes from ``inputs`` or, failing that, from a dependency step whose
