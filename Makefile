@@ -2,25 +2,48 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The main environment has SageMaker SDK v3 (what a plain install on Python 3.10+ gets); tools/sdk_env.sh
+# builds .venv-sdk2 for the other major.
+SDK_MAJOR := 3
 
-.PHONY: venv test test-main test-legacy demo bench evaluate pipeline docs clean
+.PHONY: venv test test-main test-legacy test-sdk-other environment-legacy environment-sdk-other demo bench \
+	evaluate pipeline docs clean
 
 venv: $(STAMP)
 
+# v2 and v3 cannot share an environment (pip would leave a mix behind), so a .venv with another major
+# is rebuilt from scratch.
 $(STAMP): pyproject.toml
+	test -x $(PY) && $(PY) -c "import importlib.metadata as m, sys; \
+		sys.exit(m.version('sagemaker').split('.')[0] != '$(SDK_MAJOR)')" 2>/dev/null || rm -rf $(VENV)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,evaluate]'
+	$(PY) -m pip install --quiet -e '.[dev,evaluate,sdk$(SDK_MAJOR)]'
 	touch $(STAMP)
 
-test: test-main test-legacy
+# Every test target. Building the two extra environments is mostly waiting for downloads, so it runs beside
+# the main tests; their own tests follow. (.venv is built first: two editable installs at once would both
+# write src/*.egg-info.)
+test: $(STAMP)
+	$(MAKE) --no-print-directory -j3 --output-sync=target test-main environment-legacy environment-sdk-other
+	$(MAKE) --no-print-directory test-legacy test-sdk-other
 
 test-main: $(STAMP)
-	$(PY) -m pytest -q
+	SDK_EXPECTED_MAJOR=$(SDK_MAJOR) $(PY) -m pytest -q
 
 # The entry script's own tests again, under the SageMaker sklearn 1.2-1 image's library versions.
 test-legacy:
 	bash tools/legacy_env.sh test
+
+# The SageMaker-SDK tests (marker "sdk") again under SDK v2, and v2's pipeline definition against v3's.
+test-sdk-other: $(STAMP)
+	bash tools/sdk_env.sh test
+
+environment-legacy:
+	bash tools/legacy_env.sh build
+
+environment-sdk-other:
+	bash tools/sdk_env.sh build
 
 demo: $(STAMP)
 	$(PY) examples/demo.py
@@ -39,4 +62,4 @@ docs: $(STAMP)
 	$(PY) tests/script/test_errors.py
 
 clean:
-	rm -rf $(VENV) .venv-legacy .pytest_cache .hypothesis build src/*.egg-info
+	rm -rf $(VENV) .venv-legacy .venv-sdk2 .pytest_cache .hypothesis build src/*.egg-info

@@ -16,6 +16,8 @@ from active_sampling.core import (
 from active_sampling.core import sdk
 from active_sampling.core.builder import ProcessingStepBuilderBase, kebab_case, spec_of
 
+pytestmark = pytest.mark.sdk
+
 
 def make_spec(step_type, inputs, outputs, aliases=None, sources=(), keywords=(), required=()):
     """A processing-step spec with one contract path per channel."""
