@@ -58,10 +58,21 @@ def expected_size(config, table, candidates):
     return min(config.batch_size, len(candidates))
 
 
+def run(table, config):
+    return script.run_selection(script.pool_from_frame(table, config), config, lambda rows: table.iloc[rows])
+
+
+def as_strategy_config(config):
+    """The config as select_samples' strategy_config (the seeds' Python API)."""
+    fields = config._asdict()
+    return {key: fields[key] for key in fields if key not in ("selection_strategy", "batch_size", "id_field")}
+
+
 @settings(max_examples=150, deadline=None)
 @given(pools(), configs())
 def test_selection_is_well_formed(table, config):
-    selected, details = script.select_samples(table, config)
+    result = run(table, config)
+    selected = result.rows
     candidates = table.index[table["label"].isna()]
 
     assert set(selected.index) <= set(candidates)
@@ -69,13 +80,16 @@ def test_selection_is_well_formed(table, config):
     assert len(selected) == expected_size(config, table, candidates)
     assert selected["selection_rank"].tolist() == list(range(1, len(selected) + 1))
     assert np.isfinite(selected["selection_score"]).all()
-    assert details["candidate_count"] == len(candidates)
+    assert result.counts["candidate_count"] == len(candidates)
+    assert result.counts["selected_count"] == len(selected)
     if config.selection_strategy in script.SSL_STRATEGIES:
         assert selected["selection_score"].is_monotonic_decreasing
     if config.selection_strategy == "confidence_threshold":
         assert (selected["confidence"] >= config.confidence_threshold).all()
 
-    again, _ = script.select_samples(table, config)
+    # The seeds' select_samples walks the same path: same rows, same columns, same scores.
+    again = script.select_samples(table, config.selection_strategy, config.batch_size,
+                                  strategy_config=as_strategy_config(config), id_field="id")
     pd.testing.assert_frame_equal(selected, again)
 
 

@@ -10,7 +10,7 @@ def probs(*rows):
 
 def test_confidence_threshold_keeps_rows_at_or_above_threshold_most_confident_first(script):
     p = probs([0.95, 0.05], [0.6, 0.4], [0.1, 0.9], [0.97, 0.03])
-    selection = script.ConfidenceThresholdSampler(threshold=0.9).select(p)
+    selection = script.confidence_threshold_selection(p, 0.9)
     assert selection.indices.tolist() == [3, 0, 2]
     assert selection.scores.tolist() == [0.97, 0.95, 0.9]
 
@@ -22,7 +22,7 @@ def test_confidence_threshold_max_samples_keeps_the_most_confident(script):
 
 def test_top_k_per_class_takes_k_most_confident_of_each_predicted_class(script):
     p = probs([0.9, 0.1, 0.0], [0.8, 0.2, 0.0], [0.1, 0.7, 0.2], [0.2, 0.75, 0.05], [0.0, 0.1, 0.9], [0.99, 0.01, 0])
-    selection = script.TopKPerClassSampler(k_per_class=1).select(p)
+    selection = script.top_k_per_class_selection(p, 1)
     assert selection.indices.tolist() == [5, 4, 3]
     assert selection.scores.tolist() == [0.99, 0.9, 0.75]
 
@@ -175,7 +175,7 @@ def test_single_probability_column_becomes_two_classes(script):
     import pandas as pd
 
     df = pd.DataFrame({"s": [0.2, 0.9]})
-    p, how = script.normalize_scores_to_probabilities(df, ["s"])
+    p, how = script.probabilities_from_frame(df, ["s"])
     assert np.allclose(p, [[0.8, 0.2], [0.1, 0.9]])
     assert how == "binary probability"
 
@@ -184,7 +184,7 @@ def test_single_logit_column_is_a_sigmoid_not_a_softmax_of_one(script):
     import pandas as pd
 
     df = pd.DataFrame({"s": [-2.0, 0.0, 3.0]})
-    p, how = script.normalize_scores_to_probabilities(df, ["s"])
+    p, how = script.probabilities_from_frame(df, ["s"])
     assert p[:, 1] == pytest.approx(1 / (1 + np.exp(-np.array([-2.0, 0.0, 3.0]))))
     assert how.startswith("binary logit")
 
@@ -193,7 +193,7 @@ def test_several_logit_columns_are_softmaxed(script, caplog):
     import pandas as pd
 
     df = pd.DataFrame({"a": [1.0, -1.0], "b": [2.0, 0.5]})
-    p, how = script.normalize_scores_to_probabilities(df, ["a", "b"])
+    p, how = script.probabilities_from_frame(df, ["a", "b"])
     assert p.sum(axis=1) == pytest.approx([1.0, 1.0])
     assert p[0, 1] == pytest.approx(np.exp(2) / (np.exp(1) + np.exp(2)))
     assert how == "logits (softmax)"
@@ -204,7 +204,7 @@ def test_probability_columns_are_kept_as_they_are(script):
     import pandas as pd
 
     df = pd.DataFrame({"a": [0.2, 0.5], "b": [0.8, 0.5]})
-    p, how = script.normalize_scores_to_probabilities(df, ["a", "b"])
+    p, how = script.probabilities_from_frame(df, ["a", "b"])
     assert p.tolist() == [[0.2, 0.8], [0.5, 0.5]]
     assert how == "probabilities"
 

@@ -34,14 +34,10 @@ import pandas as pd
 
 logger = logging.getLogger("active_sample_selection")
 
-SSL_STRATEGIES = ("confidence_threshold", "top_k_per_class")
-ACTIVE_LEARNING_STRATEGIES = ("uncertainty", "diversity", "badge")
-STRATEGIES = SSL_STRATEGIES + ACTIVE_LEARNING_STRATEGIES
 USE_CASES = ("ssl", "active_learning", "auto")
 UNCERTAINTY_MODES = ("margin", "entropy", "least_confidence")
 METRICS = ("euclidean", "cosine")
 OUTPUT_FORMATS = ("csv", "tsv", "parquet")
-EMBEDDING_STRATEGIES = ("diversity", "badge")
 
 INPUT_CHANNEL = "evaluation_data"
 SAMPLES_CHANNEL = "selected_samples"
@@ -79,6 +75,10 @@ class SelectionError(ValueError):
     """An expected failure caused by the input or the configuration; reported as one line."""
 
 
+class NoDataFilesError(SelectionError, FileNotFoundError):
+    """The input folder holds no data files (also a ``FileNotFoundError``, as seed 000 specifies)."""
+
+
 class EnvVar(NamedTuple):
     """One environment variable of the script contract.
 
@@ -100,46 +100,63 @@ class EnvVar(NamedTuple):
         return self.default is None
 
 
-ENV_VARS = (
-    EnvVar("SELECTION_STRATEGY", "selection_strategy", "choice", None,
-           "Selection strategy.", choices=STRATEGIES),
-    EnvVar("USE_CASE", "use_case", "choice", "auto",
-           "ssl and active_learning allow only their own strategies; auto allows all.", choices=USE_CASES),
-    EnvVar("ID_FIELD", "id_field", "str", "id", "Column holding a unique id per row."),
-    EnvVar("LABEL_FIELD", "label_field", "str", "",
-           "Column holding known labels; rows where it is filled are never selected "
-           "(and are the initial centers for diversity). Unset: no row is labeled."),
-    EnvVar("SCORE_FIELD", "score_field", "str", "",
-           "One score column to use (a probability of the positive class, or a logit)."),
-    EnvVar("SCORE_FIELD_PREFIX", "score_field_prefix", "str", "prob_class_",
-           "Prefix of the per-class score columns, used when SCORE_FIELD is unset."),
-    EnvVar("EMBEDDING_FIELD_PREFIX", "embedding_field_prefix", "str", "emb_",
-           "Prefix of the embedding columns used by diversity and badge."),
-    EnvVar("OUTPUT_FORMAT", "output_format", "choice", "",
-           "Format of selected_samples; unset: the input's format.", choices=OUTPUT_FORMATS),
-    EnvVar("RANDOM_SEED", "random_seed", "int", "42",
-           "Seed of badge's k-means++ sampling.", minimum=0, maximum=MAX_SEED),
-    EnvVar("CONFIDENCE_THRESHOLD", "confidence_threshold", "float", "0.9",
-           "confidence_threshold: minimum max-probability of a selected row.", minimum=0.5, maximum=1.0),
-    EnvVar("MAX_SAMPLES", "max_samples", "int", "0",
-           "confidence_threshold: keep at most this many, the most confident (0 = no limit).", minimum=0),
-    EnvVar("K_PER_CLASS", "k_per_class", "int", "100",
-           "top_k_per_class: rows kept per predicted class.", minimum=1),
-    EnvVar("UNCERTAINTY_MODE", "uncertainty_mode", "choice", "margin",
-           "uncertainty: how uncertainty is measured.", choices=UNCERTAINTY_MODES),
-    EnvVar("BATCH_SIZE", "batch_size", "int", "32",
-           "uncertainty, diversity, badge: number of rows to select.", minimum=1),
-    EnvVar("METRIC", "metric", "choice", "euclidean",
-           "diversity, badge: distance between embeddings.", choices=METRICS),
-)
-ENV_VARS_BY_NAME = {var.name: var for var in ENV_VARS}
+def _declare_env_vars(strategy_names: Sequence[str]) -> Tuple[EnvVar, ...]:
+    """Every environment variable of the script contract; the strategy names come from STRATEGY_TABLE."""
+    return (
+        EnvVar("SELECTION_STRATEGY", "selection_strategy", "choice", None,
+               "Selection strategy.", choices=tuple(strategy_names)),
+        EnvVar("USE_CASE", "use_case", "choice", "auto",
+               "ssl and active_learning allow only their own strategies; auto allows all.", choices=USE_CASES),
+        EnvVar("ID_FIELD", "id_field", "str", "id", "Column holding a unique id per row."),
+        EnvVar("LABEL_FIELD", "label_field", "str", "",
+               "Column holding known labels; rows where it is filled are never selected "
+               "(and are the initial centers for diversity). Unset: no row is labeled."),
+        EnvVar("SCORE_FIELD", "score_field", "str", "",
+               "One score column to use (a probability of the positive class, or a logit)."),
+        EnvVar("SCORE_FIELD_PREFIX", "score_field_prefix", "str", "prob_class_",
+               "Prefix of the per-class score columns, used when SCORE_FIELD is unset."),
+        EnvVar("EMBEDDING_FIELD_PREFIX", "embedding_field_prefix", "str", "emb_",
+               "Prefix of the embedding columns used by diversity and badge."),
+        EnvVar("OUTPUT_FORMAT", "output_format", "choice", "",
+               "Format of selected_samples; unset: the input's format.", choices=OUTPUT_FORMATS),
+        EnvVar("RANDOM_SEED", "random_seed", "int", "42",
+               "Seed of badge's k-means++ sampling.", minimum=0, maximum=MAX_SEED),
+        EnvVar("CONFIDENCE_THRESHOLD", "confidence_threshold", "float", "0.9",
+               "confidence_threshold: minimum max-probability of a selected row.", minimum=0.5, maximum=1.0),
+        EnvVar("MAX_SAMPLES", "max_samples", "int", "0",
+               "confidence_threshold: keep at most this many, the most confident (0 = no limit).", minimum=0),
+        EnvVar("K_PER_CLASS", "k_per_class", "int", "100",
+               "top_k_per_class: rows kept per predicted class.", minimum=1),
+        EnvVar("UNCERTAINTY_MODE", "uncertainty_mode", "choice", "margin",
+               "uncertainty: how uncertainty is measured.", choices=UNCERTAINTY_MODES),
+        EnvVar("BATCH_SIZE", "batch_size", "int", "32",
+               "uncertainty, diversity, badge: number of rows to select.", minimum=1),
+        EnvVar("METRIC", "metric", "choice", "euclidean",
+               "diversity, badge: distance between embeddings.", choices=METRICS),
+    )
 
-_FIELD_TYPES = {"choice": str, "int": int, "float": float, "str": str}
-SelectionConfig = NamedTuple(  # type: ignore[misc]
-    "SelectionConfig",
-    [(var.field, _FIELD_TYPES[var.kind] if var.default != "" else Optional[str]) for var in ENV_VARS],
-)
-SelectionConfig.__doc__ = "Typed values of every environment variable in ENV_VARS, keyed by EnvVar.field."
+
+class SelectionConfig(NamedTuple):
+    """Typed value of every variable in ``ENV_VARS``, one field per ``EnvVar.field``; see ``parse_environment``.
+
+    Optional fields are None when the variable is unset.
+    """
+
+    selection_strategy: str
+    use_case: str
+    id_field: str
+    label_field: Optional[str]
+    score_field: Optional[str]
+    score_field_prefix: str
+    embedding_field_prefix: str
+    output_format: Optional[str]
+    random_seed: int
+    confidence_threshold: float
+    max_samples: int
+    k_per_class: int
+    uncertainty_mode: str
+    batch_size: int
+    metric: str
 
 
 def _allowed_text(var: EnvVar) -> str:
@@ -181,17 +198,24 @@ def _parse_env_value(var: EnvVar, raw: str) -> Any:
 
 
 def validate_strategy_for_use_case(strategy: str, use_case: str) -> None:
-    """Refuse strategies that work against the use case; ``auto`` allows every strategy."""
-    if use_case == "ssl" and strategy not in SSL_STRATEGIES:
+    """Refuse strategies that work against the use case; ``auto`` allows every strategy.
+
+    Raises ``SelectionError`` (a ``ValueError``) for a mismatch and for an unknown strategy or use case.
+    """
+    if use_case not in USE_CASES:
+        raise SelectionError("unknown use case {!r}: expected one of {}".format(use_case, ", ".join(USE_CASES)))
+    own = strategy_for(strategy).use_case
+    if use_case == "auto" or use_case == own:
+        return
+    if use_case == "ssl":
         raise SelectionError(
             "SELECTION_STRATEGY={} is not allowed with USE_CASE=ssl: it selects uncertain or merely diverse rows, "
             "whose predictions would become noisy pseudo-labels; use one of {} (or USE_CASE=auto)".format(
                 strategy, ", ".join(SSL_STRATEGIES)))
-    if use_case == "active_learning" and strategy not in ACTIVE_LEARNING_STRATEGIES:
-        raise SelectionError(
-            "SELECTION_STRATEGY={} is not allowed with USE_CASE=active_learning: it selects rows the model is "
-            "already confident about, which wastes human labeling effort; use one of {} (or USE_CASE=auto)".format(
-                strategy, ", ".join(ACTIVE_LEARNING_STRATEGIES)))
+    raise SelectionError(
+        "SELECTION_STRATEGY={} is not allowed with USE_CASE=active_learning: it selects rows the model is "
+        "already confident about, which wastes human labeling effort; use one of {} (or USE_CASE=auto)".format(
+            strategy, ", ".join(ACTIVE_LEARNING_STRATEGIES)))
 
 
 def parse_environment(environ_vars: Mapping[str, Optional[str]]) -> SelectionConfig:
@@ -227,6 +251,15 @@ def _data_format(path: Path) -> Optional[str]:
     return None
 
 
+def _detect_file_format(file_path: Any) -> str:
+    """"csv", "tsv" or "parquet" from the name of ``file_path`` (str or Path); anything else is an error."""
+    fmt = _data_format(Path(file_path))
+    if fmt is None:
+        raise SelectionError("unsupported data file {}: expected a name ending in {}".format(
+            file_path, ", ".join(suffix for suffix, _ in _DATA_SUFFIXES)))
+    return fmt
+
+
 def discover_data_files(root: Path) -> List[DataFile]:
     """Data files below ``root`` in sorted path order; hidden and ``_``-prefixed names are not data."""
     if not root.is_dir():
@@ -244,7 +277,7 @@ def discover_data_files(root: Path) -> List[DataFile]:
     if ignored:
         logger.info("Ignoring %d non-data file(s) in %s: %s", len(ignored), root, ", ".join(ignored[:5]))
     if not found:
-        raise SelectionError("no data files (.csv, .tsv, .parquet, .csv.gz, .tsv.gz) found under {}".format(root))
+        raise NoDataFilesError("no data files (.csv, .tsv, .parquet, .csv.gz, .tsv.gz) found under {}".format(root))
     return found
 
 
@@ -288,7 +321,7 @@ def _read_file(data_file: DataFile, id_field: str) -> pd.DataFrame:
         raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
 
 
-def load_inference_data(inference_data_dir: str, id_field: str) -> Tuple[pd.DataFrame, str]:
+def load_inference_data(inference_data_dir: str, id_field: str = "id") -> Tuple[pd.DataFrame, str]:
     """Read every data file under ``inference_data_dir`` into one table and return it with its format.
 
     The returned format is the files' common format, or "mixed" when they differ. Ids are checked:
@@ -413,16 +446,33 @@ def _check_finite(values: np.ndarray, names: Sequence[str], what: str) -> None:
             ", ".join("column {!r} ({} rows)".format(name, count) for name, count in worst)))
 
 
-def normalize_scores_to_probabilities(df: pd.DataFrame, score_cols: Sequence[str]) -> Tuple[np.ndarray, str]:
-    """Turn the score columns of ``df`` into an (n, n_classes) float64 probability matrix.
+def probabilities_from_frame(df: pd.DataFrame, score_cols: Sequence[str]) -> Tuple[np.ndarray, str]:
+    """The score columns of ``df`` as an (n, n_classes) float64 probability matrix, and how they were read.
 
     One column in [0, 1] is the positive-class probability p and becomes [1 - p, p]; any other single
     column is a logit (sigmoid). Several columns are taken as probabilities when they are non-negative
     and every row sums to 1 within PROBABILITY_SUM_TOLERANCE, otherwise as logits (softmax, with a
-    warning). Returns the matrix and a short description of how the scores were read.
+    warning).
     """
     _check_numeric(df, score_cols, "score")
     return scores_to_probabilities(df[list(score_cols)].to_numpy(dtype=np.float64, copy=True), score_cols)
+
+
+def normalize_scores_to_probabilities(df: pd.DataFrame, score_cols: Sequence[str], *,
+                                      score_prefix: str = "prob_class_") -> pd.DataFrame:
+    """A copy of ``df`` with standardized ``prob_class_<class>`` probability columns (seed 000).
+
+    The scores are read as in ``probabilities_from_frame``; the class of each column is its suffix
+    after ``score_prefix`` (0 and 1 for a single score column). Existing ``prob_class_<class>`` columns
+    are replaced; every other column is kept as it is. ``attrs["score_interpretation"]`` says how the
+    scores were read.
+    """
+    probabilities, interpretation = probabilities_from_frame(df, score_cols)
+    result = df.copy()
+    for j, label in enumerate(class_labels(score_cols, score_prefix)):
+        result["prob_class_{}".format(label)] = probabilities[:, j]  # replaced in place when present
+    result.attrs["score_interpretation"] = interpretation
+    return result
 
 
 def _rows_sum_to_one(values: np.ndarray) -> bool:
@@ -450,16 +500,21 @@ def scores_to_probabilities(values: np.ndarray, score_cols: Sequence[str]) -> Tu
 
 
 def embedding_columns(
-    columns: Sequence[str], prefix: str, excluded: Iterable[str], is_number: Callable[[str], bool]
+    columns: Sequence[str], prefix: str, excluded: Iterable[str], is_number: Callable[[str], bool],
+    feature_columns: Optional[Sequence[str]] = None,
 ) -> Tuple[List[str], str]:
     """Columns that describe each row for distance computations, and where they came from.
 
-    The ``prefix`` columns when there are any; otherwise every column that ``is_number`` accepts
-    (numeric, not boolean) and that is not excluded (the id, label, score and output columns).
+    The ``prefix`` columns when there are any; otherwise ``feature_columns`` when given (they must
+    exist); otherwise every column that ``is_number`` accepts (numeric, not boolean) and that is not
+    excluded (the id, label, score and output columns).
     """
     embedded = [name for name in columns if name.startswith(prefix)]
     if embedded:
         return embedded, "embedding columns"
+    if feature_columns:
+        _require_columns(columns, [("feature_columns", name) for name in feature_columns])
+        return list(feature_columns), "feature columns"
     skip = set(excluded)
     features = [name for name in columns if name not in skip and is_number(name)]
     if not features:
@@ -543,47 +598,162 @@ class _Progress:
 _DUPLICATE_TOLERANCE = 1e-5
 
 
-class ConfidenceThresholdSampler:
-    """Rows whose top-class probability reaches ``threshold``, most confident first (SSL)."""
+class Candidates(NamedTuple):
+    """The arrays a sampler chooses from, one row per candidate (labeled rows are never candidates)."""
 
-    def __init__(self, threshold: float = 0.9, max_samples: int = 0):
-        self.threshold = threshold
-        self.max_samples = max_samples
-
-    def select(self, probabilities: np.ndarray) -> Selection:
-        confidence = probabilities.max(axis=1)
-        eligible = np.flatnonzero(confidence >= self.threshold)
-        limit = self.max_samples if self.max_samples > 0 else eligible.size
-        order = top_k_indices(confidence[eligible], limit)
-        chosen = eligible[order]
-        return Selection(chosen, confidence[chosen])
-
-    def select_batch(self, probabilities: np.ndarray) -> np.ndarray:
-        return self.select(probabilities).indices
+    probabilities: Optional[np.ndarray]  # (n, n_classes) float64
+    embeddings: Optional[np.ndarray] = None  # (n, d) float32, for the strategies that need them
+    labeled_embeddings: Optional[np.ndarray] = None  # (m, d) float32: the labeled rows, diversity's first centers
 
 
-class TopKPerClassSampler:
-    """The ``k_per_class`` most confident rows of every predicted class, ranked by confidence (SSL)."""
+def _candidate_rows(indices: Any, n_rows: int) -> Optional[np.ndarray]:
+    """``indices`` checked as distinct row positions in [0, n_rows), or None (all rows)."""
+    if indices is None:
+        return None
+    rows = np.asarray(indices)
+    if rows.ndim != 1 or (rows.size and not np.issubdtype(rows.dtype, np.integer)):
+        raise ValueError("indices must be a 1-D array of integer row positions, got {} of shape {}".format(
+            rows.dtype, rows.shape))
+    rows = rows.astype(np.int64)
+    if rows.size and (rows.min() < 0 or rows.max() >= n_rows):
+        raise ValueError("indices must lie in [0, {}), got values from {} to {}".format(n_rows, rows.min(),
+                                                                                       rows.max()))
+    if np.unique(rows).size != rows.size:
+        raise ValueError("indices must not repeat a row")
+    return rows
 
-    def __init__(self, k_per_class: int = 100):
-        self.k_per_class = k_per_class
 
-    def select(self, probabilities: np.ndarray) -> Selection:
-        predicted = probabilities.argmax(axis=1)
-        confidence = probabilities.max(axis=1)
-        by_class = np.argsort(predicted.astype(np.int16 if probabilities.shape[1] < 2**15 else np.int64),
-                              kind="stable")
-        bounds = np.concatenate([[0], np.cumsum(np.bincount(predicted, minlength=probabilities.shape[1]))])
-        picked = []
-        for start, stop in zip(bounds[:-1], bounds[1:]):
-            members = by_class[start:stop]
-            picked.append(members[top_k_indices(confidence[members], self.k_per_class)])
-        chosen = np.concatenate(picked) if picked else np.empty(0, dtype=np.int64)
-        chosen = chosen[np.lexsort((chosen, -confidence[chosen]))]
-        return Selection(chosen, confidence[chosen])
+def _positive_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError("{} must be an integer >= {}, got {!r}".format(name, minimum, value))
+    return int(value)
 
-    def select_batch(self, probabilities: np.ndarray) -> np.ndarray:
-        return self.select(probabilities).indices
+
+def _choice(name: str, value: Any, allowed: Sequence[str]) -> str:
+    if value not in allowed:
+        raise ValueError("{} must be one of {}, got {!r}".format(name, ", ".join(allowed), value))
+    return value
+
+
+class _Sampler:
+    """What the five samplers share.
+
+    ``select(candidates, batch_size)`` is what the engine runs: it trusts its (already validated) arrays,
+    may overwrite ``candidates.embeddings`` and returns the picks in rank order with their scores.
+    ``select_batch`` is the seeds' API: it validates its arrays, never modifies them, and returns row
+    positions, or entries of ``indices`` when given (the sampler then chooses among those rows only).
+    """
+
+    def select(self, candidates: Candidates, batch_size: int) -> Selection:
+        raise NotImplementedError
+
+    def _select_among(self, candidates: Candidates, batch_size: int, indices: Any) -> np.ndarray:
+        n_rows = next(len(array) for array in candidates[:2] if array is not None)
+        rows = _candidate_rows(indices, n_rows)
+        if rows is None:
+            return self.select(candidates, batch_size).indices
+        if rows.size == 0:
+            return rows
+        subset = Candidates(*(None if array is None else array[rows] for array in candidates[:2]),
+                            candidates.labeled_embeddings)
+        return rows[self.select(subset, batch_size).indices]
+
+
+def confidence_threshold_selection(probabilities: np.ndarray, threshold: float, max_samples: int = 0) -> Selection:
+    """Rows whose top-class probability is at least ``threshold``, most confident first.
+
+    Parameters
+    ----------
+    probabilities : ndarray of shape (n_rows, n_classes)
+    threshold : float
+    max_samples : int, default=0
+        Keep at most this many, the most confident; 0 keeps every qualifying row.
+
+    Returns
+    -------
+    Selection
+        Row indices in rank order (ties to the lower index) and their top-class probability.
+    """
+    confidence = probabilities.max(axis=1)
+    eligible = np.flatnonzero(confidence >= threshold)
+    limit = max_samples if max_samples > 0 else eligible.size
+    chosen = eligible[top_k_indices(confidence[eligible], limit)]
+    return Selection(chosen, confidence[chosen])
+
+
+def top_k_per_class_selection(probabilities: np.ndarray, k_per_class: int) -> Selection:
+    """The ``k_per_class`` most confident rows of every predicted class, ranked together by confidence.
+
+    Parameters
+    ----------
+    probabilities : ndarray of shape (n_rows, n_classes)
+    k_per_class : int
+
+    Returns
+    -------
+    Selection
+        Row indices in rank order (ties to the lower index) and their top-class probability.
+    """
+    predicted = probabilities.argmax(axis=1)
+    confidence = probabilities.max(axis=1)
+    by_class = np.argsort(predicted.astype(np.int16 if probabilities.shape[1] < 2**15 else np.int64),
+                          kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(predicted, minlength=probabilities.shape[1]))])
+    picked = [by_class[start:stop][top_k_indices(confidence[by_class[start:stop]], k_per_class)]
+              for start, stop in zip(bounds[:-1], bounds[1:])]
+    chosen = np.concatenate(picked) if picked else np.empty(0, dtype=np.int64)
+    chosen = chosen[np.lexsort((chosen, -confidence[chosen]))]
+    return Selection(chosen, confidence[chosen])
+
+
+class ConfidenceThresholdSampler(_Sampler):
+    """Rows whose top-class probability reaches ``confidence_threshold``, most confident first (SSL).
+
+    Parameters
+    ----------
+    confidence_threshold : float, default=0.9
+        Minimum top-class probability, in [0, 1].
+    max_samples : int, default=0
+        Keep at most this many, the most confident; 0 keeps every qualifying row.
+    random_seed : int, default=42
+        Unused: the selection is deterministic (ties go to the lower row). Kept for the seeds' signature.
+    """
+
+    def __init__(self, confidence_threshold: float = 0.9, max_samples: int = 0, random_seed: Optional[int] = 42):
+        if not 0.0 <= float(confidence_threshold) <= 1.0:
+            raise ValueError("confidence_threshold must lie in [0, 1], got {!r}".format(confidence_threshold))
+        self.confidence_threshold = float(confidence_threshold)
+        self.max_samples = _positive_int("max_samples", max_samples, 0)
+        self.random_seed = random_seed
+
+    def select(self, candidates: Candidates, batch_size: Optional[int] = None) -> Selection:
+        return confidence_threshold_selection(candidates.probabilities, self.confidence_threshold, self.max_samples)
+
+    def select_batch(self, probabilities: Any, indices: Any = None) -> np.ndarray:
+        """Positions (or entries of ``indices``) of the selected rows, most confident first."""
+        return self._select_among(Candidates(_as_matrix(probabilities, "probabilities", np.float64)), 0, indices)
+
+
+class TopKPerClassSampler(_Sampler):
+    """The ``k_per_class`` most confident rows of every predicted class, ranked by confidence (SSL).
+
+    Parameters
+    ----------
+    k_per_class : int, default=100
+    random_seed : int, default=42
+        Unused: the selection is deterministic (ties go to the lower row). Kept for the seeds' signature.
+    """
+
+    def __init__(self, k_per_class: int = 100, random_seed: Optional[int] = 42):
+        self.k_per_class = _positive_int("k_per_class", k_per_class, 1)
+        self.random_seed = random_seed
+
+    def select(self, candidates: Candidates, batch_size: Optional[int] = None) -> Selection:
+        return top_k_per_class_selection(candidates.probabilities, self.k_per_class)
+
+    def select_batch(self, probabilities: Any, indices: Any = None) -> np.ndarray:
+        """Positions (or entries of ``indices``) of the selected rows, most confident first."""
+        return self._select_among(Candidates(_as_matrix(probabilities, "probabilities", np.float64)), 0, indices)
 
 
 def uncertainty_scores(probabilities: np.ndarray, mode: str = "margin") -> np.ndarray:
@@ -611,24 +781,34 @@ def uncertainty_scores(probabilities: np.ndarray, mode: str = "margin") -> np.nd
     return scores
 
 
-class UncertaintySampler:
-    """The ``batch_size`` most uncertain rows under margin, entropy or least-confidence (active learning)."""
+class UncertaintySampler(_Sampler):
+    """The ``batch_size`` most uncertain rows (active learning).
 
-    def __init__(self, mode: str = "margin"):
-        if mode not in UNCERTAINTY_MODES:
-            raise ValueError("mode must be one of {}, got {!r}".format(UNCERTAINTY_MODES, mode))
-        self.mode = mode
+    Parameters
+    ----------
+    strategy : {"margin", "entropy", "least_confidence"}, default="margin"
+        How uncertainty is measured; see ``uncertainty_scores``.
+    random_seed : int, default=42
+        Unused: the selection is deterministic (ties go to the lower row). Kept for the seeds' signature.
+    """
 
-    def compute_scores(self, probabilities: np.ndarray) -> np.ndarray:
-        return uncertainty_scores(probabilities, self.mode)
+    def __init__(self, strategy: str = "margin", random_seed: Optional[int] = 42):
+        self.strategy = _choice("strategy", strategy, UNCERTAINTY_MODES)
+        self.random_seed = random_seed
 
-    def select(self, probabilities: np.ndarray, batch_size: int) -> Selection:
-        scores = self.compute_scores(probabilities)
+    def compute_scores(self, probabilities: Any) -> np.ndarray:
+        """Uncertainty of each row, shape (n_rows,); higher is more uncertain."""
+        return uncertainty_scores(_as_matrix(probabilities, "probabilities", np.float64), self.strategy)
+
+    def select(self, candidates: Candidates, batch_size: int) -> Selection:
+        scores = uncertainty_scores(candidates.probabilities, self.strategy)
         chosen = top_k_indices(scores, batch_size)
         return Selection(chosen, scores[chosen])
 
-    def select_batch(self, probabilities: np.ndarray, batch_size: int) -> np.ndarray:
-        return self.select(probabilities, batch_size).indices
+    def select_batch(self, probabilities: Any, batch_size: int, indices: Any = None) -> np.ndarray:
+        """Positions (or entries of ``indices``) of the ``batch_size`` most uncertain rows, most uncertain first."""
+        candidates = Candidates(_as_matrix(probabilities, "probabilities", np.float64))
+        return self._select_among(candidates, _positive_int("batch_size", batch_size, 1), indices)
 
 
 def _normalize_rows(matrix: np.ndarray) -> np.ndarray:
@@ -740,20 +920,51 @@ def _distance_from_squared(d2: np.ndarray, metric: str) -> np.ndarray:
     return d2 / 2.0 if metric == "cosine" else np.sqrt(d2)
 
 
-class DiversitySampler:
-    """k-center greedy core-set selection over embeddings (active learning)."""
+class DiversitySampler(_Sampler):
+    """k-center greedy core-set selection over embeddings (active learning); see ``k_center_greedy``.
 
-    def __init__(self, metric: str = "euclidean", copy: bool = True):
-        self.metric = metric
-        self.copy = copy
+    Parameters
+    ----------
+    metric : {"euclidean", "cosine"}, default="euclidean"
+    random_seed : int, default=42
+        Unused: the traversal is deterministic (it starts from the labeled rows or the candidates' mean).
+        Kept for the seeds' signature.
+    """
 
-    def select(self, embeddings: np.ndarray, batch_size: int, labeled_embeddings: Any = None) -> Selection:
-        indices, distances = k_center_greedy(embeddings, batch_size, initial_centers=labeled_embeddings,
-                                             metric=self.metric, copy=self.copy)
+    def __init__(self, metric: str = "euclidean", random_seed: Optional[int] = 42):
+        self.metric = _choice("metric", metric, METRICS)
+        self.random_seed = random_seed
+
+    def select(self, candidates: Candidates, batch_size: int) -> Selection:
+        indices, distances = k_center_greedy(candidates.embeddings, batch_size,
+                                             initial_centers=candidates.labeled_embeddings, metric=self.metric,
+                                             copy=False)
         return Selection(indices, distances)
 
-    def select_batch(self, embeddings: np.ndarray, batch_size: int, labeled_embeddings: Any = None) -> np.ndarray:
-        return self.select(embeddings, batch_size, labeled_embeddings).indices
+    def select_batch(self, embeddings: Any, batch_size: int, indices: Any = None, *,
+                     labeled_embeddings: Any = None) -> np.ndarray:
+        """Positions (or entries of ``indices``) of the picks in order.
+
+        ``labeled_embeddings`` (shape (m, d)), the already-labeled rows, are the initial centers.
+        """
+        matrix = np.array(_as_matrix(embeddings, "embeddings", np.float32))  # select() centers it in place
+        labeled = None if labeled_embeddings is None or len(labeled_embeddings) == 0 else _as_matrix(
+            labeled_embeddings, "labeled_embeddings", np.float32)
+        if labeled is not None and labeled.shape[1] != matrix.shape[1]:
+            raise ValueError("labeled_embeddings have {} columns, embeddings {}".format(labeled.shape[1],
+                                                                                      matrix.shape[1]))
+        candidates = Candidates(None, matrix, labeled)
+        return self._select_among(candidates, _positive_int("batch_size", batch_size, 1), indices)
+
+    def _compute_distances(self, X: Any, Y: Any) -> np.ndarray:
+        """Distances between the rows of X (n, d) and Y (m, d) as an (n, m) array: euclidean or 1 - cosine."""
+        X = _as_matrix(X, "X", np.float64)
+        Y = _as_matrix(Y, "Y", np.float64)
+        if self.metric == "cosine":
+            X, Y = _normalize_rows(X.copy()), _normalize_rows(Y.copy())
+            return 1.0 - X @ Y.T
+        d2 = np.einsum("ij,ij->i", X, X)[:, None] - 2.0 * (X @ Y.T) + np.einsum("ij,ij->i", Y, Y)[None, :]
+        return np.sqrt(np.maximum(d2, 0.0))
 
 
 def _prediction_residuals(probabilities: np.ndarray) -> np.ndarray:
@@ -854,23 +1065,38 @@ def _draw_proportional(weights: np.ndarray, rng: np.random.Generator) -> int:
     return position
 
 
-class BADGESampler:
-    """BADGE: k-means++ seeding on gradient embeddings (active learning)."""
+class BADGESampler(_Sampler):
+    """BADGE: k-means++ seeding on gradient embeddings (active learning); see ``badge_kmeanspp``.
 
-    def __init__(self, metric: str = "euclidean", random_seed: Any = None):
-        self.metric = metric
+    Parameters
+    ----------
+    metric : {"euclidean", "cosine"}, default="euclidean"
+    random_seed : int or None, default=42
+        Seed of the D^2 sampling; the same seed gives the same picks. None draws a fresh seed.
+    """
+
+    def __init__(self, metric: str = "euclidean", random_seed: Optional[int] = 42):
+        self.metric = _choice("metric", metric, METRICS)
         self.random_seed = random_seed
 
-    def compute_gradient_embeddings(self, embeddings: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
-        return gradient_embeddings(embeddings, probabilities)
+    def compute_gradient_embeddings(self, features: Any, probabilities: Any) -> np.ndarray:
+        """The (n_rows, n_classes * n_features) gradient embeddings; for small inputs (selection never builds it)."""
+        return gradient_embeddings(features, probabilities)
 
-    def select(self, embeddings: np.ndarray, probabilities: np.ndarray, batch_size: int) -> Selection:
-        indices, distances = badge_kmeanspp(embeddings, probabilities, batch_size, metric=self.metric,
-                                            random_state=self.random_seed)
+    def select(self, candidates: Candidates, batch_size: int) -> Selection:
+        indices, distances = badge_kmeanspp(candidates.embeddings, candidates.probabilities, batch_size,
+                                            metric=self.metric, random_state=self.random_seed)
         return Selection(indices, distances)
 
-    def select_batch(self, embeddings: np.ndarray, probabilities: np.ndarray, batch_size: int) -> np.ndarray:
-        return self.select(embeddings, probabilities, batch_size).indices
+    def select_batch(self, features: Any, probabilities: Any, batch_size: int, indices: Any = None) -> np.ndarray:
+        """Positions (or entries of ``indices``) of the picks in order."""
+        matrix = _as_matrix(features, "features", np.float32)
+        probabilities = _as_matrix(probabilities, "probabilities", np.float64)
+        if matrix.shape[0] != probabilities.shape[0]:
+            raise ValueError("features and probabilities have different row counts: {} and {}".format(
+                matrix.shape[0], probabilities.shape[0]))
+        candidates = Candidates(probabilities, matrix)
+        return self._select_among(candidates, _positive_int("batch_size", batch_size, 1), indices)
 
 
 def _one_line(error: Any) -> str:
@@ -919,20 +1145,24 @@ class Pool(NamedTuple):
     probabilities: np.ndarray  # (n, n_classes) float64
     classes: List[Any]  # class of each probability column
     labeled: np.ndarray  # (n,) bool: LABEL_FIELD filled, never a candidate
-    vectors: Optional[np.ndarray]  # (n, d) float32 for diversity and badge, else None
-    details: Dict[str, Any]  # score columns and how they were read, vector columns
+    vectors: Optional[np.ndarray]  # (n, d) float32 for the strategies that need embeddings, else None
+    score_columns: List[str]
+    score_interpretation: str  # how the score columns were read, e.g. "probabilities"
+    vector_columns: List[str]
+    vector_source: Optional[str]  # "embedding columns", "feature columns" or "numeric feature columns"
 
 
-def _plan_columns(columns: Sequence[str], is_number: Callable[[str], bool],
-                  config: SelectionConfig) -> Tuple[List[str], List[str], Optional[str]]:
+def _plan_columns(columns: Sequence[str], is_number: Callable[[str], bool], config: SelectionConfig,
+                  feature_columns: Optional[Sequence[str]] = None) -> Tuple[List[str], List[str], Optional[str]]:
     """Score columns, vector columns (empty unless the strategy needs them) and the vectors' source."""
     _check_columns_exist(columns, config)
     _check_no_output_columns(columns)
     score_cols = extract_score_columns(columns, config.score_field, config.score_field_prefix)
-    if config.selection_strategy not in EMBEDDING_STRATEGIES:
+    if not strategy_for(config.selection_strategy).needs_embeddings:
         return score_cols, [], None
     excluded = _non_feature_columns(columns, config, score_cols)
-    vector_cols, source = embedding_columns(columns, config.embedding_field_prefix, excluded, is_number)
+    vector_cols, source = embedding_columns(columns, config.embedding_field_prefix, excluded, is_number,
+                                            feature_columns=feature_columns)
     return score_cols, vector_cols, source
 
 
@@ -940,18 +1170,23 @@ def _make_pool(scored: Tuple[np.ndarray, str], score_cols: List[str], labeled: n
                vectors: Optional[np.ndarray], vector_cols: List[str], vector_source: Optional[str],
                config: SelectionConfig) -> Pool:
     probabilities, score_kind = scored
-    details = {"score_columns": score_cols, "score_interpretation": score_kind}
     if vectors is not None:
         _check_finite(vectors, vector_cols, "embedding/feature columns")
-        details.update(vector_columns=len(vector_cols), vector_source=vector_source)
-    return Pool(probabilities, class_labels(score_cols, config.score_field_prefix), labeled, vectors, details)
+    return Pool(probabilities, class_labels(score_cols, config.score_field_prefix), labeled, vectors, score_cols,
+                score_kind, vector_cols, vector_source)
 
 
-def pool_from_frame(df: pd.DataFrame, config: SelectionConfig) -> Pool:
-    """The selection arrays of an in-memory prediction table."""
+def pool_from_frame(df: pd.DataFrame, config: SelectionConfig,
+                    feature_columns: Optional[Sequence[str]] = None) -> Pool:
+    """The selection arrays of an in-memory prediction table.
+
+    ``feature_columns``, when given, are the vectors of diversity and badge if the table has no
+    EMBEDDING_FIELD_PREFIX columns (seed 001's ``strategy_config["feature_columns"]``).
+    """
     columns = [str(name) for name in df.columns]
-    score_cols, vector_cols, vector_source = _plan_columns(columns, lambda name: _is_feature(df[name]), config)
-    scored = normalize_scores_to_probabilities(df, score_cols)
+    score_cols, vector_cols, vector_source = _plan_columns(columns, lambda name: _is_feature(df[name]), config,
+                                                           feature_columns)
+    scored = probabilities_from_frame(df, score_cols)
     vectors = _embedding_matrix(df, vector_cols) if vector_cols else None
     return _make_pool(scored, score_cols, labeled_mask(df, config.label_field), vectors, vector_cols,
                       vector_source, config)
@@ -1010,84 +1245,229 @@ def pool_from_parquet(files: Sequence[DataFile], config: SelectionConfig) -> Poo
                       vector_source, config)
 
 
-def _run_strategy(config: SelectionConfig, probabilities: np.ndarray, vectors: Optional[np.ndarray],
-                  labeled_vectors: Optional[np.ndarray]) -> Selection:
-    strategy = config.selection_strategy
-    n_candidates = probabilities.shape[0]
-    if strategy in ACTIVE_LEARNING_STRATEGIES and config.batch_size >= n_candidates:
-        logger.info("BATCH_SIZE=%d is not smaller than the %d candidates: selecting them all", config.batch_size,
-                    n_candidates)
-    if strategy == "confidence_threshold":
-        return ConfidenceThresholdSampler(config.confidence_threshold, config.max_samples).select(probabilities)
-    if strategy == "top_k_per_class":
-        return TopKPerClassSampler(config.k_per_class).select(probabilities)
-    if strategy == "uncertainty":
-        return UncertaintySampler(config.uncertainty_mode).select(probabilities, config.batch_size)
-    if strategy == "diversity":
-        # The vectors are the pool's own array, not needed after selection: center them in place.
-        return DiversitySampler(config.metric, copy=False).select(vectors, config.batch_size, labeled_vectors)
-    return BADGESampler(config.metric, config.random_seed).select(vectors, probabilities, config.batch_size)
+class Strategy(NamedTuple):
+    """One row of ``STRATEGY_TABLE``: how a SELECTION_STRATEGY value is run."""
+
+    name: str
+    sampler: type  # the sampler class that runs it
+    use_case: str  # "ssl" or "active_learning"
+    needs_embeddings: bool  # reads the EMBEDDING_FIELD_PREFIX (or feature) columns
+    batched: bool  # selects BATCH_SIZE rows
+    settings: Mapping[str, str]  # SelectionConfig field -> keyword of the sampler's constructor
+
+    @property
+    def reads(self) -> Tuple[str, ...]:
+        """Every SelectionConfig field that changes what this strategy selects."""
+        return tuple(self.settings) + (("batch_size",) if self.batched else ())
 
 
-def select_from_pool(pool: Pool, config: SelectionConfig) -> Tuple[np.ndarray, Selection, Dict[str, Any]]:
+# The strategies. Everything else (the SELECTION_STRATEGY choices, use-case rules, the step's config,
+# contract and docs) is derived from this table: a new strategy is one sampler class and one row here.
+STRATEGY_TABLE = (
+    Strategy("confidence_threshold", ConfidenceThresholdSampler, "ssl", needs_embeddings=False, batched=False,
+             settings={"confidence_threshold": "confidence_threshold", "max_samples": "max_samples"}),
+    Strategy("top_k_per_class", TopKPerClassSampler, "ssl", needs_embeddings=False, batched=False,
+             settings={"k_per_class": "k_per_class"}),
+    Strategy("uncertainty", UncertaintySampler, "active_learning", needs_embeddings=False, batched=True,
+             settings={"uncertainty_mode": "strategy"}),
+    Strategy("diversity", DiversitySampler, "active_learning", needs_embeddings=True, batched=True,
+             settings={"metric": "metric"}),
+    Strategy("badge", BADGESampler, "active_learning", needs_embeddings=True, batched=True,
+             settings={"metric": "metric", "random_seed": "random_seed"}),
+)
+STRATEGIES_BY_NAME = {strategy.name: strategy for strategy in STRATEGY_TABLE}
+STRATEGIES = tuple(STRATEGIES_BY_NAME)
+SSL_STRATEGIES = tuple(strategy.name for strategy in STRATEGY_TABLE if strategy.use_case == "ssl")
+ACTIVE_LEARNING_STRATEGIES = tuple(strategy.name for strategy in STRATEGY_TABLE
+                                   if strategy.use_case == "active_learning")
+EMBEDDING_STRATEGIES = tuple(strategy.name for strategy in STRATEGY_TABLE if strategy.needs_embeddings)
+ENV_VARS = _declare_env_vars(STRATEGIES)
+ENV_VARS_BY_NAME = {var.name: var for var in ENV_VARS}
+
+
+def strategy_for(name: str) -> Strategy:
+    """The ``STRATEGY_TABLE`` row of ``name``; an unknown name is a ``SelectionError`` (a ``ValueError``)."""
+    try:
+        return STRATEGIES_BY_NAME[name]
+    except (KeyError, TypeError):
+        raise SelectionError("unknown strategy {!r}: expected one of {}".format(name, ", ".join(STRATEGIES))) from None
+
+
+def make_sampler(config: SelectionConfig) -> _Sampler:
+    """The configured strategy's sampler, built from the settings its table row names."""
+    strategy = strategy_for(config.selection_strategy)
+    return strategy.sampler(**{keyword: getattr(config, field) for field, keyword in strategy.settings.items()})
+
+
+def select_from_pool(pool: Pool, config: SelectionConfig) -> Selection:
     """Run the configured strategy over the pool's candidates (rows without a label).
 
-    Returns the selected rows' positions in the pool in rank order, the selection (its indices
-    count within the candidates) and a summary for the metadata. The pool's vectors may be
-    overwritten (diversity centers them in place).
+    Returns the selected rows' positions in the pool, in rank order, with their selection scores.
+    The pool's vectors may be overwritten (diversity centers them in place).
     """
-    candidates = np.flatnonzero(~pool.labeled)
+    strategy = strategy_for(config.selection_strategy)
+    rows = np.flatnonzero(~pool.labeled)
     n_rows = pool.labeled.shape[0]
-    if candidates.size == 0:
+    if rows.size == 0:
         raise SelectionError("no candidate rows: all {} rows have LABEL_FIELD {!r} filled".format(
             n_rows, config.label_field))
-    all_rows = candidates.size == n_rows
-    details = dict(pool.details, classes=[str(label) for label in pool.classes], pool_size=int(n_rows),
-                   labeled_count=int(n_rows - candidates.size), candidate_count=int(candidates.size))
-    logger.info("Scores from %s read as %s; %d rows, %d labeled, %d candidates", _preview(details["score_columns"]),
-                details["score_interpretation"], n_rows, details["labeled_count"], candidates.size)
-    probabilities = pool.probabilities if all_rows else pool.probabilities[candidates]
-    vectors = labeled_vectors = None
-    if pool.vectors is not None:
-        vectors = pool.vectors if all_rows else pool.vectors[candidates]
-        if config.selection_strategy == "diversity" and not all_rows:
-            labeled_vectors = pool.vectors[pool.labeled]
-    selection = _run_strategy(config, probabilities, vectors, labeled_vectors)
-    return candidates[selection.indices], selection, details
+    logger.info("Scores from %s read as %s; %d rows, %d labeled, %d candidates", _preview(pool.score_columns),
+                pool.score_interpretation, n_rows, n_rows - rows.size, rows.size)
+    if strategy.batched and config.batch_size >= rows.size:
+        logger.info("BATCH_SIZE=%d is not smaller than the %d candidates: selecting them all", config.batch_size,
+                    rows.size)
+    selection = make_sampler(config).select(_candidates(pool, rows, strategy), config.batch_size)
+    return Selection(rows[selection.indices], selection.scores)
 
 
-def _annotate(rows: pd.DataFrame, chosen: np.ndarray, classes: Sequence[Any], selection: Selection,
-              config: SelectionConfig, details: Dict[str, Any]) -> pd.DataFrame:
-    """Append the output columns to the selected ``rows`` (in rank order; ``chosen``: their probabilities)."""
-    predicted = np.asarray(classes, dtype=object)[chosen.argmax(axis=1)]
-    is_ssl = config.selection_strategy in SSL_STRATEGIES
+def _candidates(pool: Pool, rows: np.ndarray, strategy: Strategy) -> Candidates:
+    every_row = rows.size == pool.labeled.shape[0]
+    probabilities = pool.probabilities if every_row else pool.probabilities[rows]
+    if pool.vectors is None:
+        return Candidates(probabilities)
+    embeddings = pool.vectors if every_row else pool.vectors[rows]
+    labeled = None if every_row else pool.vectors[pool.labeled]
+    return Candidates(probabilities, embeddings, labeled)
+
+
+def annotate(rows: pd.DataFrame, probabilities: np.ndarray, classes: Sequence[Any], scores: np.ndarray,
+             strategy: str) -> pd.DataFrame:
+    """The selected ``rows`` (in rank order) with the output columns appended.
+
+    ``probabilities`` (shape (n_selected, n_classes)) and ``scores`` belong to the same rows. Every
+    strategy adds selection_score, selection_rank and data_source; SSL strategies also pseudo_label
+    and confidence.
+    """
+    is_ssl = strategy_for(strategy).use_case == "ssl"
     added = {
-        SELECTION_SCORE: selection.scores.astype(np.float64),
+        SELECTION_SCORE: np.asarray(scores, dtype=np.float64),
         SELECTION_RANK: np.arange(1, len(rows) + 1, dtype=np.int64),
         DATA_SOURCE: np.full(len(rows), DATA_SOURCE_SSL if is_ssl else DATA_SOURCE_ACTIVE_LEARNING, dtype=object),
     }
     if is_ssl:
-        added[PSEUDO_LABEL] = pd.Series(predicted, index=rows.index).infer_objects()
-        added[CONFIDENCE] = chosen.max(axis=1)
+        added[PSEUDO_LABEL] = pd.Series(predicted_classes(probabilities, classes), index=rows.index).infer_objects()
+        added[CONFIDENCE] = probabilities.max(axis=1)
     # One concat rather than a column at a time: wide inputs would otherwise fragment the frame.
-    rows = pd.concat([rows, pd.DataFrame(added, index=rows.index)], axis=1)
-    per_class = pd.Series(predicted, dtype=object).astype(str).value_counts()
-    details["selected_per_class"] = {label: int(per_class.get(label, 0)) for label in details["classes"]}
-    return rows
+    return pd.concat([rows, pd.DataFrame(added, index=rows.index)], axis=1)
 
 
-def select_samples(df: pd.DataFrame, config: SelectionConfig) -> Tuple[pd.DataFrame, Dict[str, Any]]:
-    """Apply the configured strategy to ``df`` and return the selected rows and what was done.
+def predicted_classes(probabilities: np.ndarray, classes: Sequence[Any]) -> np.ndarray:
+    """The class of each row's largest probability (object array of shape (n_rows,))."""
+    return np.asarray(classes, dtype=object)[probabilities.argmax(axis=1)]
 
-    The rows come back in rank order with ``selection_score``, ``selection_rank`` and ``data_source``
-    appended (SSL strategies also ``pseudo_label`` and ``confidence``); their index is their position
-    in ``df``. Rows whose LABEL_FIELD is filled are never candidates.
+
+class SelectionResult(NamedTuple):
+    """What a selection produced: the output rows and the facts the metadata reports."""
+
+    rows: pd.DataFrame  # selected rows in rank order, with the output columns
+    counts: Dict[str, Any]  # pool_size, labeled_count, candidate_count, selected_count, selected_per_class, ...
+    details: Dict[str, Any]  # score columns and how they were read, classes, vector columns
+
+
+def run_selection(pool: Pool, config: SelectionConfig,
+                  fetch_rows: Callable[[np.ndarray], pd.DataFrame]) -> SelectionResult:
+    """Select from ``pool``, fetch the full rows at the selected positions and annotate them.
+
+    This is the one path behind ``main``, the command line and ``select_samples``. ``fetch_rows``
+    returns the input rows at the given positions, in that order. Pass the pool without keeping a
+    reference: its arrays are released before the rows are fetched.
     """
-    pool = pool_from_frame(df, config)
-    positions, selection, details = select_from_pool(pool, config)
-    rows = df.iloc[positions].copy()
-    rows.index = positions
-    return _annotate(rows, pool.probabilities[positions], pool.classes, selection, config, details), details
+    selection = select_from_pool(pool, config)
+    chosen = pool.probabilities[selection.indices]
+    counts, details = _selection_facts(pool, selection, chosen)
+    classes = pool.classes
+    del pool
+    rows = annotate(fetch_rows(selection.indices), chosen, classes, selection.scores, config.selection_strategy)
+    return SelectionResult(rows, counts, details)
+
+
+def _selection_facts(pool: Pool, selection: Selection, chosen: np.ndarray) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    n_rows = int(pool.labeled.shape[0])
+    labeled = int(pool.labeled.sum())
+    classes = [str(label) for label in pool.classes]
+    per_class = pd.Series(predicted_classes(chosen, pool.classes), dtype=object).astype(str).value_counts()
+    counts = {
+        "pool_size": n_rows,
+        "labeled_count": labeled,
+        "candidate_count": n_rows - labeled,
+        "selected_count": int(selection.indices.size),
+        "selected_per_class": {label: int(per_class.get(label, 0)) for label in classes},
+        "selection_score": _score_summary(selection.scores),
+    }
+    vectors = {} if pool.vectors is None else {"vector_columns": len(pool.vector_columns),
+                                                "vector_source": pool.vector_source}
+    details = {"score_columns": pool.score_columns, "score_interpretation": pool.score_interpretation, **vectors,
+               "classes": classes}
+    return counts, details
+
+
+def _score_summary(scores: np.ndarray) -> Dict[str, Optional[float]]:
+    if scores.size == 0:
+        return {"min": None, "median": None, "max": None}
+    values = np.asarray(scores, dtype=np.float64)
+    return {"min": float(values.min()), "median": float(np.median(values)), "max": float(values.max())}
+
+
+# Keys of select_samples' strategy_config that are not SelectionConfig fields, or are its own parameters.
+_SEED_ONLY_KEYS = ("feature_columns",)
+_PARAMETER_FIELDS = ("selection_strategy", "batch_size", "id_field")
+
+
+def config_from_settings(strategy: str, batch_size: int, strategy_config: Optional[Mapping[str, Any]] = None,
+                         id_field: str = "id") -> SelectionConfig:
+    """A ``SelectionConfig`` from Python values, parsed and checked exactly like the environment.
+
+    ``strategy_config`` keys are ``SelectionConfig`` field names (``confidence_threshold``, ``metric``,
+    ``label_field``, ...); missing keys and None take the ``ENV_VARS`` defaults. Unknown keys are an error.
+    ``batch_size`` is checked only for the strategies that read it.
+    """
+    settings = dict(strategy_config or {})
+    fields = {var.field: var for var in ENV_VARS}
+    unknown = sorted(key for key in settings
+                     if key not in _SEED_ONLY_KEYS and (key not in fields or key in _PARAMETER_FIELDS))
+    if unknown:
+        raise SelectionError("strategy_config has unknown key(s) {}: expected some of {}".format(
+            ", ".join(unknown), ", ".join(sorted(set(fields) - set(_PARAMETER_FIELDS)) + list(_SEED_ONLY_KEYS))))
+    # SSL strategies select every qualifying row: their batch_size is not read (and may be 0 or None).
+    batched = strategy_for(strategy).batched
+    settings.update(selection_strategy=strategy, batch_size=batch_size if batched else None, id_field=id_field)
+    environ = {var.name: None if settings.get(var.field) is None else str(settings[var.field])
+               for var in ENV_VARS}
+    return parse_environment(environ)
+
+
+def select_samples(df: pd.DataFrame, strategy: str, batch_size: int,
+                   strategy_config: Optional[Mapping[str, Any]] = None, id_field: str = "id") -> pd.DataFrame:
+    """Apply ``strategy`` to the prediction table ``df`` and return the selected rows (seed 000's engine).
+
+    Parameters
+    ----------
+    df : DataFrame
+        The prediction table: an id column, score columns and, for diversity and badge, embeddings.
+    strategy : str
+        One of ``STRATEGIES``; an unknown name is a ``ValueError`` naming it.
+    batch_size : int
+        Rows to select (uncertainty, diversity, badge).
+    strategy_config : mapping, optional
+        Settings by ``SelectionConfig`` field name, as seed 001's ``main`` builds them
+        (``confidence_threshold``, ``max_samples``, ``k_per_class``, ``uncertainty_mode``, ``metric``,
+        ``random_seed``, ``feature_columns``) plus ``label_field``, ``score_field``, ``score_field_prefix``,
+        ``embedding_field_prefix`` and ``use_case``.
+    id_field : str, default="id"
+
+    Returns
+    -------
+    DataFrame
+        The selected rows of ``df`` (its index kept) in rank order with ``selection_score``,
+        ``selection_rank`` and ``data_source`` appended (SSL strategies also ``pseudo_label`` and
+        ``confidence``). Rows whose label field is filled are never selected.
+    """
+    config = config_from_settings(strategy, batch_size, strategy_config, id_field)
+    _require_columns([str(name) for name in df.columns], [("ID_FIELD", config.id_field)])
+    _check_ids(df[config.id_field], config.id_field)
+    feature_columns = (strategy_config or {}).get("feature_columns")
+    return run_selection(pool_from_frame(df, config, feature_columns), config,
+                         lambda positions: df.iloc[positions]).rows
 
 
 def resolve_output_format(requested: Optional[str], input_format: str) -> str:
@@ -1110,8 +1490,14 @@ def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
             temporary.unlink()
 
 
-def save_selected_samples(selected_df: pd.DataFrame, output_dir: str, output_format: str) -> str:
-    """Write ``selected_samples.<output_format>`` atomically (temporary name, then rename)."""
+def save_selected_samples(selected_df: pd.DataFrame, output_dir: str, output_format: str = "csv",
+                          metadata: Optional[Dict[str, Any]] = None) -> str:
+    """Write ``selected_samples.<output_format>`` atomically (temporary name, then rename); return its path.
+
+    ``metadata``, when given, is also written next to it as ``selection_metadata.json`` (seed 001).
+    ``output_format`` is case-insensitive.
+    """
+    output_format = str(output_format).lower()
     if output_format not in OUTPUT_FORMATS:
         raise SelectionError("unsupported output format {!r}: expected one of {}".format(
             output_format, ", ".join(OUTPUT_FORMATS)))
@@ -1124,6 +1510,8 @@ def save_selected_samples(selected_df: pd.DataFrame, output_dir: str, output_for
         _write_atomically(path, lambda target: frame.to_csv(str(target), sep=_SEPARATORS[output_format],
                                                             index=False))
     logger.info("Wrote %d selected rows to %s", len(frame), path)
+    if metadata is not None:
+        save_selection_metadata(metadata, output_dir)
     return str(path)
 
 
@@ -1194,13 +1582,6 @@ def _library_versions() -> Dict[str, Optional[str]]:
             "pyarrow": getattr(arrow, "__version__", None)}
 
 
-def _score_summary(scores: pd.Series) -> Dict[str, Optional[float]]:
-    if scores.empty:
-        return {"min": None, "median": None, "max": None}
-    values = scores.to_numpy(dtype=np.float64)
-    return {"min": float(values.min()), "median": float(np.median(values)), "max": float(values.max())}
-
-
 def _job_type(job_args: Any) -> str:
     job_type = getattr(job_args, "job_type", None)
     if not isinstance(job_type, str) or not job_type.strip():
@@ -1214,7 +1595,9 @@ def _channel(paths: Mapping[str, str], key: str, kind: str) -> Path:
     return Path(paths[key])
 
 
-def _select(input_dir: Path, config: SelectionConfig) -> Tuple[pd.DataFrame, Dict[str, Any], List[DataFile], str]:
+def _select(input_dir: Path, config: SelectionConfig) -> Tuple[SelectionResult, List[DataFile], str, str]:
+    """Read the prediction table under ``input_dir`` and run the selection; also returns the files read,
+    the input format and the output format."""
     files = discover_data_files(input_dir)
     columns = common_columns(files)
     _check_columns_exist(columns, config, files[0].path)
@@ -1223,21 +1606,13 @@ def _select(input_dir: Path, config: SelectionConfig) -> Tuple[pd.DataFrame, Dic
     output_format = resolve_output_format(config.output_format, input_format)
     logger.info("Reading %d %s file(s) from %s", len(files), input_format, input_dir)
     if input_format == "parquet":
-        pool = pool_from_parquet(files, config)
+        result = run_selection(pool_from_parquet(files, config), config,
+                               lambda positions: read_rows_at(files, positions, columns))
     else:
         df, _ = load_inference_data(str(input_dir), config.id_field)
-        pool = pool_from_frame(df, config)
-    positions, selection, details = select_from_pool(pool, config)
-    chosen, classes = pool.probabilities[positions], pool.classes
-    del pool  # free the selection arrays before the full rows are read
-    if input_format == "parquet":
-        rows = read_rows_at(files, positions, columns)
-    else:
-        rows = df.iloc[positions].reset_index(drop=True)
-        del df
-    selected = _annotate(rows, chosen, classes, selection, config, details)
-    details["input_format"] = input_format
-    return selected, details, files, output_format
+        result = run_selection(pool_from_frame(df, config), config,
+                               lambda positions: df.iloc[positions].reset_index(drop=True))
+    return result, files, input_format, output_format
 
 
 def main(
@@ -1262,23 +1637,18 @@ def main(
         job_type = _job_type(job_args)
         input_dir = _channel(input_paths, INPUT_CHANNEL, "input")
         logger.info("Strategy %s (use case %s, job type %s)", config.selection_strategy, config.use_case, job_type)
-        selected, details, files, output_format = _select(input_dir, config)
-        output_file = save_selected_samples(selected, str(samples_dir), output_format)
+        result, files, input_format, output_format = _select(input_dir, config)
+        output_file = save_selected_samples(result.rows, str(samples_dir), output_format)
         metadata = {
             "strategy": config.selection_strategy,
             "use_case": config.use_case,
             "job_type": job_type,
             "config": config._asdict(),
-            "pool_size": details.pop("pool_size"),
-            "labeled_count": details.pop("labeled_count"),
-            "candidate_count": details.pop("candidate_count"),
-            "selected_count": int(len(selected)),
-            "selected_per_class": details.pop("selected_per_class"),
-            "selection_score": _score_summary(selected[SELECTION_SCORE]),
+            **result.counts,
             "output_format": output_format,
             "output_file": os.path.relpath(output_file, str(samples_dir)),
             "input_files": [os.path.relpath(str(f.path), str(input_dir)) for f in files],
-            "details": details,
+            "details": dict(result.details, input_format=input_format),
             "library_versions": _library_versions(),
             "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
