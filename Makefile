@@ -2,24 +2,34 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+CONSTRAINTS := tools/constraints.txt
 # The main environment has SageMaker SDK v3 (what a plain install on Python 3.10+ gets); tools/sdk_env.sh
 # builds .venv-sdk2 for the other major.
 SDK_MAJOR := 3
 
-.PHONY: venv test test-main test-legacy test-sdk-other environment-legacy environment-sdk-other demo bench \
-	evaluate pipeline docs clean
+.PHONY: venv constraints test test-main test-legacy test-sdk-other environment-legacy environment-sdk-other \
+	demo bench evaluate pipeline docs clean
 
 venv: $(STAMP)
 
 # v2 and v3 cannot share an environment (pip would leave a mix behind), so a .venv with another major
 # is rebuilt from scratch.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) && $(PY) -c "import importlib.metadata as m, sys; \
 		sys.exit(m.version('sagemaker').split('.')[0] != '$(SDK_MAJOR)')" 2>/dev/null || rm -rf $(VENV)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,evaluate,sdk$(SDK_MAJOR)]'
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev,evaluate,sdk$(SDK_MAJOR)]'
 	touch $(STAMP)
+
+# Resolve .venv's packages afresh (newest releases; about ten minutes of pip backtracking) and freeze them.
+constraints:
+	rm -rf .venv-resolve
+	$(PYTHON) -m venv .venv-resolve
+	.venv-resolve/bin/python -m pip install --quiet -e '.[dev,evaluate,sdk$(SDK_MAJOR)]'
+	{ sed -n '/^#/p' $(CONSTRAINTS); .venv-resolve/bin/python -m pip freeze --exclude-editable; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+	rm -rf .venv-resolve
 
 # Every test target. Building the two extra environments is mostly waiting for downloads, so it runs beside
 # the main tests; their own tests follow. (.venv is built first: two editable installs at once would both
