@@ -7,6 +7,7 @@ Standard library only: tests/script also runs under the legacy environment.
 
 import importlib.util
 import os
+import warnings
 
 for _name, _value in (
     ("AWS_ACCESS_KEY_ID", "testing"),
@@ -22,6 +23,8 @@ os.environ.pop("AWS_PROFILE", None)
 def pytest_configure(config):
     """No usage telemetry from the SageMaker SDK in any test (the legacy environment has neither)."""
     if importlib.util.find_spec("sagemaker") and importlib.util.find_spec("active_sampling"):
-        from active_sampling.core import sdk
-
+        # SDK v3 imports its own deprecated shims; pytest does not capture warnings this early.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from active_sampling.core import sdk
         sdk.disable_telemetry()
