@@ -227,7 +227,9 @@ class ProcessingStepBuilderBase:
         self._reject_unknown("output", outputs, self.spec.outputs)
         return [
             sdk.processing_output(
-                name, self.contract.expected_output_paths[name], outputs.get(name, self.default_output_destination(name)),
+                name,
+                self.contract.expected_output_paths[name],
+                outputs.get(name, self.default_output_destination(name)),
             )
             for name in self.spec.outputs
         ]
