@@ -17,6 +17,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -277,6 +278,9 @@ def run_uncertainty(case, log_dir):
 
     input_dir, expected = uncertainty_data(case)
     out_dir = DATA_DIR / "uncertainty_output"
+    # The benchmark owns this folder; the script itself removes only files a _SUCCESS of its own lists,
+    # and refuses result files it cannot prove it wrote (such as those of a script version before that rule).
+    shutil.rmtree(out_dir, ignore_errors=True)
     samples, metadata = out_dir / "selected_samples", out_dir / "selection_metadata"
     env = _environment(SELECTION_STRATEGY="uncertainty", BATCH_SIZE=str(case["batch"]))
     argv = [sys.executable, str(SCRIPT), "--job_type", "active_learning_selection",

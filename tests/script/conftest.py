@@ -61,8 +61,12 @@ def write_table(table, folder, fmt="csv", name="predictions"):
     return path
 
 
+RESULT_NAMES = ("selected_samples.csv", "selected_samples.tsv", "selected_samples.parquet", "selection_metadata.json",
+                "_SUCCESS")
+
+
 class Run:
-    """Paths of one main() invocation inside a temporary folder."""
+    """Paths of one main() invocation inside a temporary folder (``extra_args`` end its command line)."""
 
     def __init__(self, root):
         self.root = Path(root)
@@ -70,6 +74,7 @@ class Run:
         self.samples_dir = self.root / "out" / "selected_samples"
         self.metadata_dir = self.root / "out" / "selection_metadata"
         self.input_dir.mkdir(parents=True, exist_ok=True)
+        self.extra_args = []
 
     def paths(self):
         return ({"evaluation_data": str(self.input_dir)},
@@ -82,7 +87,7 @@ class Run:
     def cli_args(self, job_type="test_selection"):
         args = ["--evaluation_data", str(self.input_dir), "--selected_samples", str(self.samples_dir),
                 "--selection_metadata", str(self.metadata_dir)]
-        return args + (["--job_type", job_type] if job_type else [])
+        return args + (["--job_type", job_type] if job_type else []) + self.extra_args
 
     def selected(self):
         files = sorted(self.samples_dir.glob("selected_samples.*"))
@@ -96,8 +101,9 @@ class Run:
         return json.loads((self.metadata_dir / "selection_metadata.json").read_text())
 
     def result_files(self):
+        """This step's result files, success markers and temporary files left in the output folders."""
         return sorted(p.name for folder in (self.samples_dir, self.metadata_dir) if folder.exists()
-                      for p in folder.iterdir() if p.name != "_FAILURE")
+                      for p in folder.iterdir() if p.name in RESULT_NAMES or p.name.endswith(".tmp"))
 
 
 @pytest.fixture

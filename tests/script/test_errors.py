@@ -99,6 +99,77 @@ def no_vectors():
     return table
 
 
+def outputs_around_input(run):
+    write_table(prediction_table(n=20), run.input_dir)
+    run.samples_dir = run.root
+    return dict(BASE_ENV)
+
+
+def outputs_in_one_folder(run):
+    write_table(prediction_table(n=20), run.input_dir)
+    run.metadata_dir = run.samples_dir
+    return dict(BASE_ENV)
+
+
+def mistyped_flag(run):
+    write_table(prediction_table(n=20), run.input_dir)
+    run.extra_args = ["--jobtype", "ssl_selection"]
+    return dict(BASE_ENV)
+
+
+def csv_text(text):
+    def setup(run):
+        (run.input_dir / "predictions.csv").write_text(text)
+        return dict(BASE_ENV)
+    return setup
+
+
+def parquet_parts(first, second):
+    def setup(run):
+        table = prediction_table(n=20)
+        write_table(first(table.iloc[:10]), run.input_dir, "parquet", name="part-0")
+        write_table(second(table.iloc[10:]), run.input_dir, "parquet", name="part-1")
+        return dict(BASE_ENV)
+    return setup
+
+
+def csv_and_parquet_ids(run):
+    table = prediction_table(n=20)
+    write_table(table.iloc[:10], run.input_dir, "csv", name="part-0")
+    write_table(table.iloc[10:].assign(id=np.arange(10)), run.input_dir, "parquet", name="part-1")
+    return dict(BASE_ENV, OUTPUT_FORMAT="csv")
+
+
+def broken_link(run):
+    write_table(prediction_table(n=20), run.input_dir)
+    (run.input_dir / "part-1.csv").symlink_to(run.root / "missing.csv")
+    return dict(BASE_ENV)
+
+
+def link_into_output(run):
+    write_table(prediction_table(n=20), run.input_dir)
+    run.samples_dir.mkdir(parents=True)
+    (run.input_dir / "more").symlink_to(run.samples_dir, target_is_directory=True)
+    return dict(BASE_ENV)
+
+
+def bz2_part(run):
+    write_table(prediction_table(n=20), run.input_dir)
+    (run.input_dir / "part-1.csv.bz2").write_bytes(b"BZh9")
+    return dict(BASE_ENV)
+
+
+def one_logit_row():
+    table = prediction_table(n=20)
+    table.loc[4, ["prob_class_0", "prob_class_1", "prob_class_2"]] = [2.5, -1.0, 0.3]
+    return table
+
+
+def one_class_twice():
+    table = prediction_table(n=20)
+    return table.rename(columns={"prob_class_2": "prob_class_01"})
+
+
 # (case id, what is wrong, setup, words the one-line message must contain)
 CATALOGUE = [
     ("strategy-missing", "SELECTION_STRATEGY unset",
@@ -156,7 +227,7 @@ CATALOGUE = [
     ("score-field-missing", "SCORE_FIELD names a column that is not there",
      table_input(SCORE_FIELD="model_score"), "SCORE_FIELD column 'model_score' not found"),
     ("score-not-numeric", "a score column holding text",
-     table_input(with_column(prob_class_1=["high"] * 20)), "prob_class_1 hold(s) non-numbers"),
+     table_input(with_column(prob_class_1=["high"] * 20)), "column 'prob_class_1' must hold numbers, but row 1 of"),
     ("score-nan", "NaN in a probability column",
      table_input(nan_in_score()), "column 'prob_class_1' (2 rows)"),
     ("embedding-inf", "inf in an embedding column",
@@ -169,6 +240,45 @@ CATALOGUE = [
      table_input(no_vectors(), SELECTION_STRATEGY="diversity", LABEL_FIELD="label"), "need embeddings"),
     ("output-column-clash", "the input already has a selection_score column",
      table_input(with_column(selection_score=1.0)), "already has column(s) selection_score"),
+    ("outputs-overlap-input", "an output folder contains the input folder",
+     outputs_around_input, "overlaps the input folder"),
+    ("outputs-same-folder", "both output channels point at one folder",
+     outputs_in_one_folder, "are the same folder"),
+    ("bad-command-line", "a mistyped flag (--jobtype)",
+     mistyped_flag, "bad command line: unrecognized arguments: --jobtype"),
+    ("csv-duplicate-header", "a CSV header names prob_class_1 twice",
+     csv_text("id,prob_class_0,prob_class_1,prob_class_1\na,0.5,0.5,0.5\n"), "duplicate column name(s) prob_class_1"),
+    ("csv-blank-header", "a CSV written with its pandas index (first header cell empty)",
+     csv_text(",id,prob_class_0,prob_class_1\n0,a,0.5,0.5\n"), "column 1 of the header has no name"),
+    ("csv-trailing-separator", "data rows end with a comma, the header does not",
+     csv_text("id,prob_class_0,prob_class_1\na,0.5,0.5,\n"), "the first data row has 4 fields but the header has 3"),
+    ("csv-extra-field", "a later row has one field too many",
+     csv_text("id,prob_class_0,prob_class_1\na,0.5,0.5\nb,0.5,0.5,x\n"), "saw 4"),
+    ("blank-id", "an id that is only spaces",
+     csv_text("id,prob_class_0,prob_class_1\na,0.5,0.5\n  ,0.5,0.5\n"), "is empty in 1 row(s), e.g. row 2"),
+    ("parts-id-types-differ", "integer ids in one parquet part, text ids in another",
+     parquet_parts(lambda part: part.assign(id=np.arange(10)), lambda part: part), "column 'id' is integer in"),
+    ("parts-column-types-differ", "a column numeric in one parquet part, text in another",
+     parquet_parts(lambda part: part, lambda part: part.assign(feature_a="high")), "column 'feature_a' is float in"),
+    ("csv-parquet-id-types-differ", "text ids in a CSV part, integer ids in a parquet part",
+     csv_and_parquet_ids, "csv cells are text"),
+    ("broken-link", "a part file that is a link to nothing",
+     broken_link, "a broken link"),
+    ("input-links-to-output", "the input folder links into an output folder",
+     link_into_output, "leads to the output folder"),
+    ("unreadable-compression", "a part compressed with bzip2",
+     bz2_part, "a table in a form this step does not read"),
+    ("mixed-scores", "one row of logits in a table of probabilities",
+     table_input(one_logit_row()), "mix probabilities and other scores: 19 of 20 rows"),
+    ("single-score-mixed", "one value of 1.2 in a single probability column",
+     table_input(pd.DataFrame({"id": ["r{}".format(i) for i in range(20)],
+                               "prediction_score": [0.5] * 7 + [1.2] + [0.5] * 12})),
+     "1 do not, e.g. row 8: 1.2"),
+    ("percent-scores", "probabilities given in percent",
+     table_input(with_column(prob_class_0=[50.0] * 20, prob_class_1=[30.0] * 20, prob_class_2=[20.0] * 20)),
+     "look like percentages"),
+    ("one-class-twice", "prob_class_01 and prob_class_1 both name class 1",
+     table_input(one_class_twice()), "both name class 1"),
 ]
 
 
@@ -217,7 +327,8 @@ def render_catalogue(script):
         for case_id, what, setup, _ in CATALOGUE:
             with tempfile.TemporaryDirectory() as folder:
                 run = Run(folder)
-                assert script.cli(run.cli_args(), environ=setup(run)) == 1
+                env = setup(run)
+                assert script.cli(run.cli_args(), environ=env) == 1
                 reason = (run.samples_dir / "_FAILURE").read_text().strip()
             reason = reason.replace(str(Path(folder).resolve()), "<tmp>").replace(folder, "<tmp>")
             rows.append("| `{}` | {} | {} |".format(case_id, what, reason.replace("|", "\\|")))
@@ -234,7 +345,7 @@ def test_unwritable_output_folder_fails_cleanly(run, script, caplog, tmp_path):
             "--selection_metadata", str(blocker / "metadata"), "--job_type", "x"]
     assert script.cli(args, environ=BASE_ENV) == 1
     errors = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
-    assert len(errors) == 1 and errors[0].startswith("cannot write to the output folders")
+    assert len(errors) == 1 and errors[0].startswith("cannot write to the output folder")
 
 
 def test_docs_list_the_catalogue_with_its_real_messages(script):

@@ -17,13 +17,19 @@ environment variables listed in ``ENV_VARS``; locally, the three channels can be
 """
 
 import argparse
+import csv
 import datetime
+import errno
+import gzip
 import json
 import logging
 import math
 import os
 import platform
+import re
+import stat
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -67,6 +73,9 @@ DATA_SOURCE_SSL = "pseudo_labeled"
 DATA_SOURCE_ACTIVE_LEARNING = "active_learning"
 
 PROBABILITY_SUM_TOLERANCE = 1e-3
+PROBABILITY_RANGE_TOLERANCE = 1e-6  # probabilities this far outside [0, 1] are rounding noise, clipped
+MIXED_SCORES_SHARE = 0.01  # logits whose rows look like probabilities this often are a mixed table: an error
+MIXED_SINGLE_SCORE_SHARE = 0.1  # one score column with fewer values outside [0, 1] than this is a mixed column
 _CHUNK_ROWS = 1 << 20  # rows per block where a whole-table temporary would be large
 MAX_SEED = 2**32 - 1
 
@@ -218,11 +227,29 @@ def validate_strategy_for_use_case(strategy: str, use_case: str) -> None:
             strategy, ", ".join(ACTIVE_LEARNING_STRATEGIES)))
 
 
-def parse_environment(environ_vars: Mapping[str, Optional[str]]) -> SelectionConfig:
-    """Parse and range-check every variable of ``ENV_VARS``; missing, None and "" all mean unset."""
+def _env_text(name: str, raw: Any) -> Optional[str]:
+    """An environment value as text: str and None as they are, int and float through ``str``."""
+    if raw is None or isinstance(raw, str):
+        return raw
+    if isinstance(raw, (int, float, np.integer, np.floating)) and not isinstance(raw, (bool, np.bool_)):
+        return str(raw)
+    raise SelectionError("{}={!r} is a {}: environment values must be strings (or numbers)".format(
+        name, raw, type(raw).__name__))
+
+
+def parse_environment(environ_vars: Mapping[str, Any]) -> SelectionConfig:
+    """Parse and range-check every variable of ``ENV_VARS``; missing, None and "" all mean unset.
+
+    Values are strings as in a real environment; ints and floats are accepted and read through ``str``.
+    """
+    if environ_vars is None:
+        environ_vars = {}
+    if not isinstance(environ_vars, Mapping):
+        raise SelectionError("environ_vars must be a mapping of variable names to strings, not {}".format(
+            type(environ_vars).__name__))
     values = {}
     for var in ENV_VARS:
-        raw = environ_vars.get(var.name)
+        raw = _env_text(var.name, environ_vars.get(var.name))
         if raw is None or raw.strip() == "":
             if var.required:
                 raise SelectionError("{} is required: expected {}".format(var.name, _allowed_text(var)))
@@ -241,6 +268,13 @@ class DataFile(NamedTuple):
 _DATA_SUFFIXES = ((".csv", "csv"), (".csv.gz", "csv"), (".tsv", "tsv"), (".tsv.gz", "tsv"),
                   (".parquet", "parquet"), (".pq", "parquet"))
 _SEPARATORS = {"csv": ",", "tsv": "\t"}
+# pandas before 3 parses some decimals 1 ulp off (1.1.3 reads 0.007 as 0.006999999999999999) unless asked for
+# round-trip parsing; pandas 3 parses exactly and deprecates the option.
+_EXACT_FLOATS = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
+_PANDAS_INDEX_ARTEFACT = re.compile(r"__index_level_\d+__\Z")
+# Tables this step cannot read (other compressions, other table formats): failing beats leaving them out.
+_UNREADABLE_DATA = re.compile(r"(\.(csv|tsv|parquet|pq)\.(bz2|xz|zip|zst|zstd|snappy|lz4|deflate|br|z)"
+                              r"|\.(orc|avro|feather|arrow|xlsx|xls))\Z")
 
 
 def _data_format(path: Path) -> Optional[str]:
@@ -260,18 +294,68 @@ def _detect_file_format(file_path: Any) -> str:
     return fmt
 
 
-def discover_data_files(root: Path) -> List[DataFile]:
-    """Data files below ``root`` in sorted path order; hidden and ``_``-prefixed names are not data."""
+def _is_within(path: str, folder: str) -> bool:
+    """True when ``path`` is ``folder`` or lies inside it (both already resolved)."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _check_outside(path: Path, forbidden: Sequence[str]) -> None:
+    real = os.path.realpath(str(path))
+    for other in forbidden:
+        if _is_within(real, other) or _is_within(other, real):
+            raise SelectionError("input {} leads to the output folder {}: the step never reads its own output".format(
+                path, other))
+
+
+def _walk(folder: Path, relative: Tuple[str, ...], seen: set,
+          forbidden: Sequence[str]) -> Iterable[Tuple[Path, Tuple[str, ...]]]:
+    """Every file below ``folder``, links followed, in sorted path order; unreadable entries are errors."""
+    _check_outside(folder, forbidden)
+    try:
+        entries = sorted(os.listdir(str(folder)))
+    except OSError as error:
+        raise SelectionError("cannot read input folder {}: {}".format(folder, error.strerror or error)) from None
+    for name in entries:
+        if name.startswith((".", "_")):
+            continue
+        path = folder / name
+        try:
+            status = os.stat(str(path))
+        except OSError as error:
+            raise SelectionError("cannot read {}: {}".format(
+                path, "a broken link" if os.path.islink(str(path)) else error.strerror or error)) from None
+        key = (status.st_dev, status.st_ino)
+        if key in seen:
+            logger.info("Skipping %s: it links to a file or folder already read", path)
+            continue
+        seen.add(key)
+        if stat.S_ISDIR(status.st_mode):
+            yield from _walk(path, relative + (name,), seen, forbidden)
+        else:
+            _check_outside(path, forbidden)
+            yield path, relative + (name,)
+
+
+def discover_data_files(root: Path, forbidden: Sequence[Path] = ()) -> List[DataFile]:
+    """Data files below ``root`` in sorted path order; hidden and ``_``-prefixed names are not data.
+
+    Links are followed (each file or folder is read once); a folder or link that cannot be read is an
+    error, and so is a path that leads into one of the ``forbidden`` (output) folders.
+    """
     if not root.is_dir():
         raise SelectionError("input folder {} does not exist or is not a folder".format(root))
+    real_forbidden = [os.path.realpath(str(folder)) for folder in forbidden]
+    seen = {(os.stat(str(root)).st_dev, os.stat(str(root)).st_ino)}
     found, ignored = [], []
-    for path in sorted(root.rglob("*")):
-        relative = path.relative_to(root).parts
-        if not path.is_file() or any(part.startswith((".", "_")) for part in relative):
-            continue
+    for path, relative in _walk(root, (), seen, real_forbidden):
         fmt = _data_format(path)
+        if fmt is None and _UNREADABLE_DATA.search(path.name.lower()):
+            raise SelectionError("cannot read {}: a table in a form this step does not read (supported: {})".format(
+                path, ", ".join(suffix for suffix, _ in _DATA_SUFFIXES)))
         if fmt is None:
-            ignored.append(str(path.relative_to(root)))
+            ignored.append("/".join(relative))
+        elif not os.path.isfile(str(path)):
+            raise SelectionError("cannot read {}: not a regular file".format(path))
         else:
             found.append(DataFile(path, fmt))
     if ignored:
@@ -281,26 +365,109 @@ def discover_data_files(root: Path) -> List[DataFile]:
     return found
 
 
-def read_column_names(data_file: DataFile) -> List[str]:
+class FileColumns(NamedTuple):
+    """What one data file declares before its rows are read."""
+
+    names: List[str]  # data columns in file order (pandas index artefacts removed)
+    arrow_types: Dict[str, Any]  # parquet: each column's Arrow type; csv: empty
+    rows: Optional[int]  # parquet: its row count; csv: unknown (0 when it holds no data row)
+    index_columns: List[str]  # parquet: named pandas index columns
+    ranges: Dict[str, Tuple[int, int]]  # parquet: named RangeIndex kept only as metadata -> (start, step)
+
+
+def _open_text(data_file: DataFile) -> Any:
+    if data_file.path.name.lower().endswith(".gz"):
+        return gzip.open(str(data_file.path), "rt", encoding="utf-8-sig", newline="")
+    return open(str(data_file.path), "r", encoding="utf-8-sig", newline="")
+
+
+def _csv_header(data_file: DataFile) -> Tuple[List[str], bool]:
+    """The header of a csv/tsv file, read with the csv module before pandas can rename anything, and
+    whether a data row follows it."""
+    with _open_text(data_file) as handle:
+        reader = csv.reader(handle, delimiter=_SEPARATORS[data_file.fmt])
+        header = next(reader, None)
+        first_row = next((row for row in reader if row), None)  # pandas skips blank lines too
+    if not header:
+        return [], False  # a file with no bytes: an empty partition
+    blank = [position for position, name in enumerate(header, 1) if not name.strip()]
+    if blank:
+        raise SelectionError("{}: column {} of the header has no name (an index written by to_csv, or a trailing "
+                             "separator?)".format(data_file.path, blank[0]))
+    if first_row is not None and len(first_row) > len(header):
+        raise SelectionError("{}: the first data row has {} fields but the header has {} (a trailing separator?)"
+                             .format(data_file.path, len(first_row), len(header)))
+    return header, first_row is not None
+
+
+def _parquet_columns(data_file: DataFile) -> FileColumns:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(str(data_file.path))
+    schema = parquet.schema_arrow
+    metadata = schema.pandas_metadata or {}
+    index_names = [name for name in metadata.get("index_columns", []) if isinstance(name, str)]
+    artefacts = [name for name in schema.names if _PANDAS_INDEX_ARTEFACT.match(name)]
+    if artefacts:
+        logger.info("%s: dropping the unnamed pandas index column(s) %s (not data, never a feature)",
+                    data_file.path, ", ".join(artefacts))
+    # A named RangeIndex is stored as metadata only (start, stop, step): its values are rebuilt per row.
+    ranges = {entry["name"]: (int(entry["start"]), int(entry["step"])) for entry in metadata.get("index_columns", [])
+              if isinstance(entry, dict) and entry.get("kind") == "range" and isinstance(entry.get("name"), str)
+              and entry["name"] not in schema.names}
+    named_index = [name for name in index_names if name in schema.names and name not in artefacts] + list(ranges)
+    # pyarrow stores a named index after the data columns; it comes first, where pandas showed it.
+    names = named_index + [name for name in schema.names if name not in artefacts and name not in named_index]
+    if named_index:
+        logger.info("%s: pandas index column(s) %s are read as ordinary columns (never features)",
+                    data_file.path, ", ".join(named_index))
+    types = {name: pa.int64() if name in ranges else schema.field(name).type for name in names}
+    return FileColumns(names, types, parquet.metadata.num_rows, named_index, ranges)
+
+
+def _stored(columns: Sequence[str], file_columns: FileColumns) -> List[str]:
+    """The ``columns`` that the parquet file stores physically (not rebuilt from its RangeIndex)."""
+    return [name for name in columns if name not in file_columns.ranges]
+
+
+def _with_ranges(table: Any, file_columns: FileColumns, row_numbers: np.ndarray, columns: Sequence[str]) -> Any:
+    """``table`` (rows ``row_numbers`` of a file) with its RangeIndex columns rebuilt, in ``columns`` order."""
+    import pyarrow as pa
+
+    for name, (start, step) in file_columns.ranges.items():
+        if name in columns:
+            table = table.append_column(name, pa.array(start + step * np.asarray(row_numbers, dtype=np.int64)))
+    return table.select(list(columns))
+
+
+def read_file_columns(data_file: DataFile) -> FileColumns:
     try:
         if data_file.fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            return list(pq.read_schema(str(data_file.path)).names)
-        return list(pd.read_csv(data_file.path, sep=_SEPARATORS[data_file.fmt], nrows=0).columns)
+            found = _parquet_columns(data_file)
+        else:
+            header, has_rows = _csv_header(data_file)
+            found = FileColumns(header, {}, None if has_rows else 0, [], {})
     except SelectionError:
         raise
     except Exception as error:
         raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
+    duplicated = sorted({name for name in found.names if found.names.count(name) > 1})
+    if duplicated:
+        raise SelectionError("{} has duplicate column name(s) {}".format(data_file.path, _preview(duplicated)))
+    return found
 
 
-def common_columns(files: Sequence[DataFile]) -> List[str]:
+def read_column_names(data_file: DataFile) -> List[str]:
+    return read_file_columns(data_file).names
+
+
+def common_columns(files: Sequence[DataFile], found: Optional[Sequence[FileColumns]] = None) -> List[str]:
     """The column names shared by every file, in the first file's order; different columns are an error."""
-    first = read_column_names(files[0])
-    if len(set(first)) != len(first):
-        raise SelectionError("{} has duplicate column names".format(files[0].path))
-    for other in files[1:]:
-        names = read_column_names(other)
+    found = [read_file_columns(data_file) for data_file in files] if found is None else found
+    first = found[0].names
+    for other, columns in zip(files[1:], found[1:]):
+        names = columns.names
         if set(names) != set(first):
             differences = ["{} has {} that {} lacks".format(a.path, _preview(sorted(set(x) - set(y))), b.path)
                            for a, x, b, y in ((files[0], first, other, names), (other, names, files[0], first))
@@ -309,35 +476,219 @@ def common_columns(files: Sequence[DataFile]) -> List[str]:
     return first
 
 
-def _read_file(data_file: DataFile, id_field: str) -> pd.DataFrame:
+def _arrow_kind(arrow_type: Any) -> Optional[str]:
+    """The kind a parquet column declares: integer, float, text, bool, another type's name, or None (null)."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type
+    if pa.types.is_null(arrow_type):
+        return None
+    if pa.types.is_integer(arrow_type):
+        return "integer"
+    if pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type):
+        return "float"
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return "text"
+    if pa.types.is_boolean(arrow_type):
+        return "bool"
+    return str(arrow_type)
+
+
+class InputTable(NamedTuple):
+    """The input folder's files and their agreed columns, known before any row is read."""
+
+    root: Path
+    files: List[DataFile]
+    file_columns: List[FileColumns]  # what each file declares, in the order of ``files``
+    columns: List[str]  # in the first file's order
+    kinds: Dict[str, str]  # column -> the kind every non-empty file declares ("text" for csv text columns)
+    numbers: List[str]  # columns that must hold numbers (scores; embeddings when the strategy uses them)
+    arrow_types: Dict[str, Any]  # parquet columns -> the Arrow type their parts are read as
+    index_columns: List[str]  # named pandas index columns: passed through, never features
+    fmt: str  # the files' common format, or "mixed"
+
+
+def numeric_columns(columns: Sequence[str], config: SelectionConfig) -> Tuple[List[str], List[str]]:
+    """Columns csv/tsv cells are parsed as numbers in: those that must be numbers (the scores, and the
+    embeddings when the strategy uses them), and all such candidates (the embeddings always, to keep wide
+    tables small). Every other csv column is text."""
+    try:
+        scores = extract_score_columns(columns, config.score_field, config.score_field_prefix)
+    except SelectionError:
+        scores = []  # reported when the columns are planned, after the table is known to be readable
+    text = {config.id_field, config.label_field}
+    for var_name, column in (("ID_FIELD", config.id_field), ("LABEL_FIELD", config.label_field)):
+        if column in scores:
+            raise SelectionError("{} column {!r} cannot also be a score column".format(var_name, column))
+    if config.label_field and config.label_field == config.id_field:
+        raise SelectionError("LABEL_FIELD and ID_FIELD are the same column {!r}".format(config.id_field))
+    embeddings = [name for name in columns if name.startswith(config.embedding_field_prefix) and name not in text]
+    required = scores + (embeddings if strategy_for(config.selection_strategy).needs_embeddings else [])
+    return required, [name for name in columns if name in scores or name in embeddings]
+
+
+def scan_input(root: Path, config: SelectionConfig, forbidden: Sequence[Path] = ()) -> InputTable:
+    """Find the data files under ``root`` and agree on their columns and column types, reading no rows.
+
+    Part files must have the same columns; each column must have one kind in every part (integer and
+    float mix, except in the id and label columns). Parts without rows are left out: they impose nothing.
+    """
+    files = discover_data_files(root, forbidden)
+    found = [read_file_columns(data_file) for data_file in files]
+    empty = [data_file for data_file, columns in zip(files, found) if columns.rows == 0]
+    if len(empty) == len(files):
+        raise SelectionError("the input under {} has no rows".format(root))
+    if empty:
+        # Empty partitions (a header only, no bytes, a parquet file without rows) add nothing: no rows,
+        # no columns, no types.
+        logger.info("Skipping %d file(s) without rows (empty partitions): %s", len(empty),
+                    ", ".join(os.path.relpath(str(data_file.path), str(root)) for data_file in empty[:5]))
+        files, found = map(list, zip(*[(f, c) for f, c in zip(files, found) if c.rows != 0]))
+    formats = {data_file.fmt for data_file in files}
+    input_format = formats.pop() if len(formats) == 1 else "mixed"
+    resolve_output_format(config.output_format, input_format)
+    columns = common_columns(files, found)
+    _check_columns_exist(columns, config, files[0].path)
+    required, parsed = numeric_columns(columns, config)
+    strict = {config.id_field, config.label_field}
+    # In a mix of csv and parquet parts, a column that parquet types as numbers is read as numbers from csv.
+    typed = {name for data_file, file_columns in zip(files, found) if data_file.fmt == "parquet"
+             for name in columns if _arrow_kind(file_columns.arrow_types[name]) in ("integer", "float")} - strict
+    as_numbers = set(parsed) | typed
+    declared: Dict[str, List[Tuple[str, DataFile]]] = {name: [] for name in columns}
+    for data_file, file_columns in zip(files, found):
+        for name in columns:
+            kind = _arrow_kind(file_columns.arrow_types[name]) if data_file.fmt == "parquet" else (
+                None if name in as_numbers else "text")
+            if kind is not None:
+                declared[name].append((kind, data_file))
+    required += sorted(typed - set(required))
+    kinds = {name: _agreed_kind(name, declared[name], name in strict) for name in columns}
+    arrow_types = _agreed_arrow_types(files, found, columns, kinds)
+    index_columns = sorted({name for file_columns in found for name in file_columns.index_columns})
+    return InputTable(root, files, found, columns, {k: v for k, v in kinds.items() if v}, required, arrow_types,
+                      index_columns, input_format)
+
+
+def _agreed_kind(name: str, declared: List[Tuple[str, DataFile]], strict: bool) -> Optional[str]:
+    kinds = {kind for kind, _ in declared}
+    if len(kinds) <= 1:
+        return kinds.pop() if kinds else None
+    if kinds == {"integer", "float"} and not strict:
+        return "float"
+    (kind_a, file_a), (kind_b, file_b) = declared[0], next(item for item in declared if item[0] != declared[0][0])
+    raise SelectionError("column {!r} is {} in {} but {} in {}: part files must agree on each column's type{}".format(
+        name, kind_a, file_a.path, kind_b, file_b.path,
+        " (csv cells are text)" if "csv" in (file_a.fmt, file_b.fmt) or "tsv" in (file_a.fmt, file_b.fmt) else ""))
+
+
+def _agreed_arrow_types(files: Sequence[DataFile], found: Sequence[FileColumns], columns: Sequence[str],
+                        kinds: Mapping[str, Optional[str]]) -> Dict[str, Any]:
+    import pyarrow as pa
+
+    parquet = [(f, c) for f, c in zip(files, found) if f.fmt == "parquet"]
+    if not parquet:
+        return {}
+    agreed = {}
+    for name in columns:
+        types = [c.arrow_types[name] for _, c in parquet if _arrow_kind(c.arrow_types[name])]
+        kind = kinds[name]
+        if not types:
+            agreed[name] = parquet[0][1].arrow_types[name]
+        elif all(t == types[0] for t in types):
+            agreed[name] = types[0]
+        elif kind == "integer":
+            agreed[name] = pa.int64()
+        elif kind == "float":
+            agreed[name] = pa.float64()
+        elif kind == "text":
+            agreed[name] = pa.large_string()
+        else:
+            agreed[name] = types[0]
+    return agreed
+
+
+def _arrow_to_pandas(table: Any) -> pd.DataFrame:
+    """An Arrow table as a DataFrame without pandas metadata; integer columns with nulls stay exact (Int64)."""
+    import pyarrow as pa
+
+    nullable = {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),
+                pa.int64(): pd.Int64Dtype(), pa.uint8(): pd.UInt8Dtype(), pa.uint16(): pd.UInt16Dtype(),
+                pa.uint32(): pd.UInt32Dtype(), pa.uint64(): pd.UInt64Dtype()}
+    table = table.replace_schema_metadata(None)
+    columns = {}
+    for name, column in zip(table.column_names, table.columns):
+        single = pa.table({name: column})
+        with_nulls = pa.types.is_integer(column.type) and column.null_count > 0
+        columns[name] = single.to_pandas(types_mapper=nullable.get if with_nulls else None)[name]
+    return pd.DataFrame(columns, columns=table.column_names)
+
+
+def _unified(table: Any, source: InputTable) -> Any:
+    """``table``'s columns in the agreed order, cast to the agreed types, without pandas metadata."""
+    import pyarrow as pa
+
+    table = table.select(source.columns).replace_schema_metadata(None)
+    schema = pa.schema([pa.field(name, source.arrow_types[name]) for name in source.columns])
+    return table if table.schema.equals(schema) else table.cast(schema)
+
+
+def _read_file(data_file: DataFile, file_columns: FileColumns, source: InputTable) -> pd.DataFrame:
     try:
         if data_file.fmt == "parquet":
             import pyarrow.parquet as pq
 
-            table = pq.read_table(str(data_file.path))
-            return table.to_pandas(split_blocks=True, self_destruct=True)
-        return pd.read_csv(data_file.path, sep=_SEPARATORS[data_file.fmt], dtype={id_field: str}, low_memory=False)
+            table = pq.read_table(str(data_file.path), columns=_stored(source.columns, file_columns))
+            table = _with_ranges(table, file_columns, np.arange(table.num_rows), source.columns)
+            return _arrow_to_pandas(_unified(table, source))
+        frame = _read_csv(data_file, source)
+    except SelectionError:
+        raise
     except Exception as error:
         raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
+    return frame
 
 
-def load_inference_data(inference_data_dir: str, id_field: str = "id") -> Tuple[pd.DataFrame, str]:
-    """Read every data file under ``inference_data_dir`` into one table and return it with its format.
+def _read_csv(data_file: DataFile, source: InputTable) -> pd.DataFrame:
+    """A csv/tsv file with its text columns exactly as written (no NA words) and its number columns parsed."""
+    header, _ = _csv_header(data_file)
+    text = [name for name in header if source.kinds.get(name) == "text"]
+    parsed = [name for name in header if name not in text]
+    frame = pd.read_csv(data_file.path, sep=_SEPARATORS[data_file.fmt], dtype={name: object for name in text},
+                        keep_default_na=False, na_values={name: [""] for name in parsed}, low_memory=False,
+                        **_EXACT_FLOATS)
+    if list(frame.columns) != header:
+        raise SelectionError("cannot read the header of {} unambiguously: pandas reads {}".format(
+            data_file.path, _preview(list(frame.columns))))
+    if len(frame):
+        _check_numeric(frame, source.numbers, "", where=data_file.path)
+    return _in_column_order(frame, source.columns)
 
-    The returned format is the files' common format, or "mixed" when they differ. Ids are checked:
-    present, filled and unique. (``main`` reads parquet without this, column by column, to save memory.)
-    """
-    files = discover_data_files(Path(inference_data_dir))
-    names = common_columns(files)
-    _require_columns(names, [("ID_FIELD", id_field)], files[0].path)
-    frames = [_in_column_order(_read_file(data_file, id_field), names) for data_file in files]
-    table = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+def load_inference_data(inference_data_dir: Any, id_field: str = "id",
+                        config: Optional[SelectionConfig] = None) -> Tuple[pd.DataFrame, str]:
+    """Every data file under ``inference_data_dir`` as one table, and the files' format ("mixed" when
+    they differ); ids are checked. Cells are read as in ``main`` (``config`` decides which columns are
+    scores and embeddings; by default the ENV_VARS defaults)."""
+    if config is None:
+        config = parse_environment({"SELECTION_STRATEGY": "uncertainty", "ID_FIELD": id_field})
+    source = scan_input(Path(inference_data_dir), config)
+    table = read_input_table(source)
+    _check_ids(table[config.id_field], config.id_field)
+    return table, source.fmt
+
+
+def read_input_table(source: InputTable) -> pd.DataFrame:
+    """Every file of ``source`` as one table; header-only parts add no rows."""
+    frames = [_read_file(data_file, file_columns, source)
+              for data_file, file_columns in zip(source.files, source.file_columns)]
+    filled = [frame for frame in frames if len(frame)] or frames[:1]
+    table = filled[0] if len(filled) == 1 else pd.concat(filled, ignore_index=True)
     table.index = pd.RangeIndex(len(table))
     if len(table) == 0:
-        raise SelectionError("the input under {} has no rows".format(inference_data_dir))
-    _check_ids(table[id_field], id_field)
-    formats = {data_file.fmt for data_file in files}
-    return table, formats.pop() if len(formats) == 1 else "mixed"
+        raise SelectionError("the input under {} has no rows".format(source.root))
+    return table
 
 
 def _in_column_order(frame: pd.DataFrame, order: List[str]) -> pd.DataFrame:
@@ -346,9 +697,13 @@ def _in_column_order(frame: pd.DataFrame, order: List[str]) -> pd.DataFrame:
 
 
 def _check_ids(ids: pd.Series, id_field: str) -> None:
-    missing = int(ids.isna().sum())
-    if missing:
-        raise SelectionError("ID_FIELD column {!r} is empty in {} row(s)".format(id_field, missing))
+    missing = ids.isna().to_numpy()
+    if not pd.api.types.is_numeric_dtype(ids):
+        missing = missing | ids.astype(object).map(lambda value: isinstance(value, str) and not value.strip()
+                                                   ).to_numpy(dtype=bool)
+    if missing.any():
+        raise SelectionError("ID_FIELD column {!r} is empty in {} row(s), e.g. row {}".format(
+            id_field, int(missing.sum()), int(np.flatnonzero(missing)[0]) + 1))
     if pd.api.types.is_numeric_dtype(ids):
         # A sort needs one copy of the ids; a hash table for tens of millions of ids needs several.
         ordered = np.sort(ids.to_numpy())
@@ -362,27 +717,44 @@ def _check_ids(ids: pd.Series, id_field: str) -> None:
             id_field, int(duplicated.sum()), examples))
 
 
-def read_rows_at(files: Sequence[DataFile], positions: np.ndarray, columns: Sequence[str]) -> pd.DataFrame:
-    """Full rows at global ``positions`` (in that order) of parquet ``files``, reading one batch at a time."""
+def _rows_of_file(data_file: DataFile, file_columns: FileColumns, rows: np.ndarray, source: InputTable) -> List[Any]:
+    """Arrow tables holding the sorted ``rows`` of one parquet file, one table per batch that has any."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    pieces, offset = [], 0
+    parquet = pq.ParquetFile(str(data_file.path))
+    for batch in parquet.iter_batches(batch_size=65536, columns=_stored(source.columns, file_columns)):
+        lo, hi = np.searchsorted(rows, [offset, offset + batch.num_rows])
+        if hi > lo:
+            taken = rows[lo:hi] - offset
+            piece = pa.Table.from_batches([batch.take(pa.array(taken))])
+            pieces.append(_unified(_with_ranges(piece, file_columns, rows[lo:hi], source.columns), source))
+        offset += batch.num_rows
+    return pieces
+
+
+def read_rows_at(source: InputTable, positions: np.ndarray) -> pd.DataFrame:
+    """Full rows at global ``positions`` (in that order) of parquet ``source``, reading one batch at a time."""
+    import pyarrow as pa
 
     positions = np.asarray(positions, dtype=np.int64)
     order = np.argsort(positions, kind="stable")
     wanted = positions[order]
     pieces, offset = [], 0
-    for data_file in files:
-        parquet = pq.ParquetFile(str(data_file.path))
-        for batch in parquet.iter_batches(batch_size=65536, columns=list(columns)):
-            lo, hi = np.searchsorted(wanted, [offset, offset + batch.num_rows])
-            if hi > lo:
-                pieces.append(batch.take(pa.array(wanted[lo:hi] - offset)))
-            offset += batch.num_rows
+    for data_file, file_columns in zip(source.files, source.file_columns):
+        lo, hi = np.searchsorted(wanted, [offset, offset + file_columns.rows])
+        if hi > lo:
+            try:
+                pieces += _rows_of_file(data_file, file_columns, wanted[lo:hi] - offset, source)
+            except Exception as error:
+                raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
+        offset += file_columns.rows
     if pieces:
-        # Concatenated in pandas, which reconciles part files whose column types differ (int64 vs double).
-        rows = pd.concat([pa.Table.from_batches([piece]).to_pandas() for piece in pieces], ignore_index=True)
+        rows = _arrow_to_pandas(pa.concat_tables(pieces))
     else:
-        rows = pq.read_schema(str(files[0].path)).empty_table().select(list(columns)).to_pandas()
+        schema = pa.schema([pa.field(name, source.arrow_types[name]) for name in source.columns])
+        rows = _arrow_to_pandas(schema.empty_table())
     inverse = np.empty_like(order)
     inverse[order] = np.arange(order.size)
     return rows.iloc[inverse].reset_index(drop=True)
@@ -415,23 +787,53 @@ def extract_score_columns(
                                           _preview(names)))
 
 
+def _is_class_number(suffix: str) -> bool:
+    # str.isdigit accepts superscripts and other scripts' digits that int() rejects or reads differently.
+    return suffix.isascii() and suffix.isdigit()
+
+
 def _class_sort_key(suffix: str) -> Tuple[int, Any]:
-    return (0, int(suffix)) if suffix.isdigit() else (1, suffix)
+    return (0, int(suffix)) if _is_class_number(suffix) else (1, suffix)
 
 
 def class_labels(score_cols: Sequence[str], score_prefix: str) -> List[Any]:
-    """Class of each probability column: the prefix columns' suffixes, or 0/1 for a single score column."""
+    """Class of each probability column: the prefix columns' suffixes, or 0/1 for a single score column.
+
+    The classes are integers when every suffix is ASCII digits (``prob_class_01`` is class 1), otherwise
+    the suffixes as text; two columns of one class are an error.
+    """
     if len(score_cols) == 1:
         return [0, 1]
     suffixes = [name[len(score_prefix):] if name.startswith(score_prefix) else name for name in score_cols]
-    return [int(s) for s in suffixes] if all(s.isdigit() for s in suffixes) else suffixes
+    if not all(_is_class_number(s) for s in suffixes):
+        return suffixes
+    classes = [int(s) for s in suffixes]
+    for position, label in enumerate(classes):
+        if classes.index(label) != position:
+            raise SelectionError("score columns {!r} and {!r} both name class {}: rename one of them".format(
+                score_cols[classes.index(label)], score_cols[position], label))
+    return classes
 
 
-def _check_numeric(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
-    text = [name for name in columns if not pd.api.types.is_numeric_dtype(df[name])]
-    if text:
-        raise SelectionError("{} column(s) must be numeric, but {} hold(s) non-numbers, e.g. {!r}".format(
-            what, _preview(text), df[text[0]].iloc[0]))
+def _first_non_number(column: pd.Series) -> Tuple[int, Any]:
+    """Position and value of the first cell of ``column`` that is neither a number nor empty."""
+    values = column.astype(object)
+    coerced = pd.to_numeric(values, errors="coerce").to_numpy()
+    blank = values.map(lambda value: value is None or value != value or (isinstance(value, str)
+                                                                          and not value.strip())).to_numpy(dtype=bool)
+    flagged = np.flatnonzero(np.isnan(coerced.astype(np.float64)) & ~blank)
+    position = int(flagged[0]) if flagged.size else 0
+    return position, values.iloc[position]
+
+
+def _check_numeric(df: pd.DataFrame, columns: Sequence[str], what: str, where: Any = None) -> None:
+    for name in columns:
+        column = df[name]
+        if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+            continue
+        position, value = _first_non_number(column)
+        raise SelectionError("{}column {!r} must hold numbers, but row {}{} holds {!r}".format(
+            what + " " if what else "", name, position + 1, " of {}".format(where) if where else "", value))
 
 
 def _check_finite(values: np.ndarray, names: Sequence[str], what: str) -> None:
@@ -449,13 +851,47 @@ def _check_finite(values: np.ndarray, names: Sequence[str], what: str) -> None:
 def probabilities_from_frame(df: pd.DataFrame, score_cols: Sequence[str]) -> Tuple[np.ndarray, str]:
     """The score columns of ``df`` as an (n, n_classes) float64 probability matrix, and how they were read.
 
-    One column in [0, 1] is the positive-class probability p and becomes [1 - p, p]; any other single
-    column is a logit (sigmoid). Several columns are taken as probabilities when they are non-negative
-    and every row sums to 1 within PROBABILITY_SUM_TOLERANCE, otherwise as logits (softmax, with a
-    warning).
+    One column within [0, 1] (up to PROBABILITY_RANGE_TOLERANCE) is the positive-class probability p and
+    becomes [1 - p, p]; one with at least MIXED_SINGLE_SCORE_SHARE of its values outside [0, 1] is a logit
+    (sigmoid), and one in between is an error. Several columns are probabilities when every row is a
+    probability row (each value within [0, 1] up to PROBABILITY_RANGE_TOLERANCE, the row summing to 1 within
+    PROBABILITY_SUM_TOLERANCE), logits (softmax, with a warning) when fewer than MIXED_SCORES_SHARE of the
+    rows are, and an error in between; percentages are an error too. Values within the tolerance outside
+    [0, 1] are clipped (logged). Returns the matrix and a short description of how the scores were read.
     """
     _check_numeric(df, score_cols, "score")
     return scores_to_probabilities(df[list(score_cols)].to_numpy(dtype=np.float64, copy=True), score_cols)
+
+
+def _in_unit_range(values: np.ndarray) -> np.ndarray:
+    return (values >= -PROBABILITY_RANGE_TOLERANCE) & (values <= 1.0 + PROBABILITY_RANGE_TOLERANCE)
+
+
+def _probability_rows(values: np.ndarray, scale: float = 1.0) -> Tuple[int, int]:
+    """How many rows are probability rows (times ``scale``), and the position of the first row that is not
+    (-1: none)."""
+    count, first_other = 0, -1
+    for start in range(0, values.shape[0], _CHUNK_ROWS):
+        block = values[start:start + _CHUNK_ROWS]
+        is_probability = _in_unit_range(block / scale).all(axis=1)
+        is_probability &= np.abs(block.sum(axis=1) / scale - 1.0) <= PROBABILITY_SUM_TOLERANCE
+        count += int(is_probability.sum())
+        if first_other < 0 and not is_probability.all():
+            first_other = start + int(np.flatnonzero(~is_probability)[0])
+    return count, first_other
+
+
+def _clip_to_unit_range(values: np.ndarray, score_cols: Sequence[str]) -> np.ndarray:
+    clipped = 0
+    for start in range(0, values.shape[0], _CHUNK_ROWS):
+        block = values[start:start + _CHUNK_ROWS]
+        outside = (block < 0.0) | (block > 1.0)
+        clipped += int(outside.sum())
+        np.clip(block, 0.0, 1.0, out=block)
+    if clipped:
+        logger.info("Clipped %d score value(s) in %s that lay within %g outside [0, 1] (rounding noise)", clipped,
+                    _preview(score_cols), PROBABILITY_RANGE_TOLERANCE)
+    return values
 
 
 def normalize_scores_to_probabilities(df: pd.DataFrame, score_cols: Sequence[str], *,
@@ -475,23 +911,40 @@ def normalize_scores_to_probabilities(df: pd.DataFrame, score_cols: Sequence[str
     return result
 
 
-def _rows_sum_to_one(values: np.ndarray) -> bool:
-    return all(np.abs(values[start:start + _CHUNK_ROWS].sum(axis=1) - 1.0).max() <= PROBABILITY_SUM_TOLERANCE
-               for start in range(0, values.shape[0], _CHUNK_ROWS))
-
-
 def scores_to_probabilities(values: np.ndarray, score_cols: Sequence[str]) -> Tuple[np.ndarray, str]:
     """``normalize_scores_to_probabilities`` on an (n, n_columns) float64 array that it may overwrite."""
     _check_finite(values, score_cols, "score columns")
     if values.shape[1] == 1:
         score = values[:, 0]
-        if score.min() >= 0.0 and score.max() <= 1.0:
+        outside = ~_in_unit_range(score)
+        n_outside = int(outside.sum())
+        if n_outside == 0:
+            score = _clip_to_unit_range(values, score_cols)[:, 0]
             return np.column_stack([1.0 - score, score]), "binary probability"
+        if n_outside < MIXED_SINGLE_SCORE_SHARE * score.size:
+            first = int(np.flatnonzero(outside)[0])
+            raise SelectionError(
+                "score column {!r} mixes probabilities and other scores: {} of {} values lie in [0, 1] but {} do not, "
+                "e.g. row {}: {:.6g}; fix those values, or give logits in every row".format(
+                    score_cols[0], score.size - n_outside, score.size, n_outside, first + 1, score[first]))
         positive = 1.0 / (1.0 + np.exp(-score))
         return np.column_stack([1.0 - positive, positive]), "binary logit (sigmoid)"
-    if values.min() >= 0.0 and _rows_sum_to_one(values):
-        return values, "probabilities"
-    logger.warning("Score columns %s are not probabilities (negative values or rows not summing to 1): "
+    n_probability, first_other = _probability_rows(values)
+    n_rows = values.shape[0]
+    if n_probability == n_rows:
+        return _clip_to_unit_range(values, score_cols), "probabilities"
+    if n_probability >= MIXED_SCORES_SHARE * n_rows:
+        raise SelectionError(
+            "score columns {} mix probabilities and other scores: {} of {} rows are probabilities (in [0, 1], "
+            "summing to 1 within {:g}) but {} are not, e.g. row {}: {}; fix those rows, or give logits in every "
+            "row".format(
+                _preview(score_cols), n_probability, n_rows, PROBABILITY_SUM_TOLERANCE, n_rows - n_probability,
+                first_other + 1,
+                _preview(["{:.6g}".format(value) for value in values[first_other]])))
+    if n_probability == 0 and _probability_rows(values, scale=100.0)[0] == n_rows:
+        raise SelectionError("score columns {} look like percentages (every row lies in [0, 100] and sums to 100): "
+                             "divide them by 100, or give logits".format(_preview(score_cols)))
+    logger.warning("Score columns %s are not probabilities (values outside [0, 1] or rows not summing to 1): "
                    "treating them as logits and applying softmax", _preview(score_cols))
     values -= values.max(axis=1, keepdims=True)
     np.exp(values, out=values)
@@ -525,8 +978,28 @@ def embedding_columns(
     return features, "numeric feature columns"
 
 
+def _blank(values: pd.Series) -> np.ndarray:
+    return values.map(lambda value: value is None or value != value or (isinstance(value, str) and not value.strip())
+                      ).to_numpy(dtype=bool)
+
+
+def _text_as_numbers(column: pd.Series) -> Optional[np.ndarray]:
+    """A text column's cells as float64 (blank cells NaN), or None when a filled cell is not a number."""
+    values = column.astype(object)
+    blank = _blank(values)
+    if blank.all():
+        return None
+    numbers = pd.to_numeric(values.where(~blank, np.nan), errors="coerce").to_numpy(dtype=np.float64)
+    return None if (np.isnan(numbers) & ~blank).any() else numbers
+
+
 def _is_feature(column: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+    """Numeric, not boolean; a text column (as csv cells are) counts when every filled cell is a number."""
+    if pd.api.types.is_bool_dtype(column):
+        return False
+    if pd.api.types.is_numeric_dtype(column):
+        return True
+    return _text_as_numbers(column) is not None
 
 
 def labeled_mask(df: pd.DataFrame, label_field: Optional[str]) -> np.ndarray:
@@ -1109,34 +1582,53 @@ def _preview(names: Sequence[Any], limit: int = 8) -> str:
     return shown + (" ... ({} in all)".format(len(names)) if len(names) > limit else "")
 
 
-def _check_no_output_columns(columns: Iterable[str]) -> None:
-    clashes = [name for name in OUTPUT_COLUMNS if name in set(columns)]
+def output_columns(strategy: str) -> Tuple[str, ...]:
+    """The columns ``strategy`` appends to the selected rows."""
+    if strategy_for(strategy).use_case == "ssl":
+        return OUTPUT_COLUMNS
+    return SELECTION_SCORE, SELECTION_RANK, DATA_SOURCE
+
+
+def _check_no_output_columns(columns: Iterable[str], strategy: str) -> None:
+    clashes = [name for name in output_columns(strategy) if name in set(columns)]
     if clashes:
-        raise SelectionError("input already has column(s) {} that this step writes; rename or drop them".format(
-            ", ".join(clashes)))
+        raise SelectionError("input already has column(s) {} that {} writes; rename or drop them".format(
+            ", ".join(clashes), strategy))
 
 
 def _require_columns(columns: Sequence[str], wanted: Iterable[Tuple[str, Optional[str]]], where: Any = None) -> None:
     """Each (variable, column) of ``wanted`` whose column is set must be among ``columns``."""
     for var_name, column in wanted:
         if column and column not in columns:
-            raise SelectionError("{} column {!r} not found{}; columns are: {}".format(
-                var_name, column, " in {}".format(where) if where else "", _preview(columns)))
+            near = [name for name in columns if name.strip().lower() == column.strip().lower()]
+            raise SelectionError("{} column {!r} not found{}; {}".format(
+                var_name, column, " in {}".format(where) if where else "",
+                "there is {!r} (names are exact: case and spaces count)".format(near[0]) if near
+                else "columns are: " + _preview(columns)))
 
 
 def _check_columns_exist(columns: Sequence[str], config: SelectionConfig, where: Any = None) -> None:
     _require_columns(columns, [("ID_FIELD", config.id_field), ("LABEL_FIELD", config.label_field)], where)
 
 
-def _non_feature_columns(columns: Sequence[str], config: SelectionConfig, score_cols: Sequence[str]) -> List[str]:
+def _non_feature_columns(columns: Sequence[str], config: SelectionConfig, score_cols: Sequence[str],
+                         index_columns: Iterable[str] = ()) -> List[str]:
     reserved = set(score_cols) | set(OUTPUT_COLUMNS) | set(LLM_SCORE_COLUMNS) | set(RULESET_SCORE_COLUMNS)
-    reserved |= {config.id_field, config.label_field or ""}
+    reserved |= {config.id_field, config.label_field or ""} | set(index_columns)
     return [name for name in columns if name in reserved or name.startswith(config.score_field_prefix)]
 
 
 def _embedding_matrix(df: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
-    _check_numeric(df, columns, "embedding/feature")
-    return df[list(columns)].to_numpy(dtype=np.float32)
+    text = [name for name in columns if not pd.api.types.is_numeric_dtype(df[name])]
+    if not text:
+        return df[list(columns)].to_numpy(dtype=np.float32)
+    matrix = np.empty((len(df), len(columns)), dtype=np.float32)
+    for j, name in enumerate(columns):
+        numbers = _text_as_numbers(df[name]) if name in text else df[name].to_numpy(dtype=np.float64)
+        if numbers is None:
+            _check_numeric(df, [name], "embedding/feature")
+        matrix[:, j] = numbers
+    return matrix
 
 
 class Pool(NamedTuple):
@@ -1153,14 +1645,16 @@ class Pool(NamedTuple):
 
 
 def _plan_columns(columns: Sequence[str], is_number: Callable[[str], bool], config: SelectionConfig,
-                  feature_columns: Optional[Sequence[str]] = None) -> Tuple[List[str], List[str], Optional[str]]:
+                  feature_columns: Optional[Sequence[str]] = None,
+                  index_columns: Iterable[str] = ()) -> Tuple[List[str], List[str], Optional[str]]:
     """Score columns, vector columns (empty unless the strategy needs them) and the vectors' source."""
     _check_columns_exist(columns, config)
-    _check_no_output_columns(columns)
+    _check_no_output_columns(columns, config.selection_strategy)
     score_cols = extract_score_columns(columns, config.score_field, config.score_field_prefix)
+    class_labels(score_cols, config.score_field_prefix)  # two columns of one class fail here, before any read
     if not strategy_for(config.selection_strategy).needs_embeddings:
         return score_cols, [], None
-    excluded = _non_feature_columns(columns, config, score_cols)
+    excluded = _non_feature_columns(columns, config, score_cols, index_columns)
     vector_cols, source = embedding_columns(columns, config.embedding_field_prefix, excluded, is_number,
                                             feature_columns=feature_columns)
     return score_cols, vector_cols, source
@@ -1177,28 +1671,23 @@ def _make_pool(scored: Tuple[np.ndarray, str], score_cols: List[str], labeled: n
 
 
 def pool_from_frame(df: pd.DataFrame, config: SelectionConfig,
-                    feature_columns: Optional[Sequence[str]] = None) -> Pool:
+                    feature_columns: Optional[Sequence[str]] = None, index_columns: Iterable[str] = ()) -> Pool:
     """The selection arrays of an in-memory prediction table.
 
     ``feature_columns``, when given, are the vectors of diversity and badge if the table has no
-    EMBEDDING_FIELD_PREFIX columns (seed 001's ``strategy_config["feature_columns"]``).
+    EMBEDDING_FIELD_PREFIX columns (seed 001's ``strategy_config["feature_columns"]``); ``index_columns``
+    (a parquet file's named pandas index) are never features.
     """
     columns = [str(name) for name in df.columns]
     score_cols, vector_cols, vector_source = _plan_columns(columns, lambda name: _is_feature(df[name]), config,
-                                                           feature_columns)
+                                                           feature_columns, index_columns)
     scored = probabilities_from_frame(df, score_cols)
     vectors = _embedding_matrix(df, vector_cols) if vector_cols else None
     return _make_pool(scored, score_cols, labeled_mask(df, config.label_field), vectors, vector_cols,
                       vector_source, config)
 
 
-def _arrow_is_number(arrow_type: Any) -> bool:
-    import pyarrow as pa
-
-    return pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type)
-
-
-def pool_from_parquet(files: Sequence[DataFile], config: SelectionConfig) -> Pool:
+def pool_from_parquet(source: InputTable, config: SelectionConfig) -> Pool:
     """The selection arrays of parquet files, filled one row group at a time.
 
     Only the id, label, score and vector columns are read, straight into preallocated arrays, so
@@ -1206,30 +1695,32 @@ def pool_from_parquet(files: Sequence[DataFile], config: SelectionConfig) -> Poo
     """
     import pyarrow.parquet as pq
 
-    schema = pq.read_schema(str(files[0].path))
-    columns = list(schema.names)
-    is_number = {name: _arrow_is_number(schema.field(name).type) for name in columns}
-    score_cols, vector_cols, vector_source = _plan_columns(columns, is_number.__getitem__, config)
+    is_number = {name: source.kinds.get(name) in ("integer", "float") for name in source.columns}
+    score_cols, vector_cols, vector_source = _plan_columns(source.columns, is_number.__getitem__, config,
+                                                           source.index_columns)
     for names, what in ((score_cols, "score"), (vector_cols, "embedding/feature")):
         text = [name for name in names if not is_number[name]]
         if text:
-            raise SelectionError("{} column(s) must be numeric, but {} hold(s) {}".format(
-                what, _preview(text), schema.field(text[0]).type))
-    readers = [pq.ParquetFile(str(data_file.path)) for data_file in files]
+            raise SelectionError("{} column {!r} must hold numbers, but its parquet type is {}".format(
+                what, text[0], source.arrow_types[text[0]]))
+    readers = [pq.ParquetFile(str(data_file.path)) for data_file in source.files]
     n_rows = sum(reader.metadata.num_rows for reader in readers)
     if n_rows == 0:
-        raise SelectionError("the input under {} has no rows".format(files[0].path.parent))
+        raise SelectionError("the input under {} has no rows".format(source.root))
     scores = np.empty((n_rows, len(score_cols)), dtype=np.float64)
     vectors = np.empty((n_rows, len(vector_cols)), dtype=np.float32) if vector_cols else None
     labeled = np.zeros(n_rows, dtype=bool)
     ids, offset = [], 0
     wanted = [config.id_field] + ([config.label_field] if config.label_field else []) + score_cols + vector_cols
-    for data_file, reader in zip(files, readers):
+    wanted = list(dict.fromkeys(wanted))
+    for data_file, file_columns, reader in zip(source.files, source.file_columns, readers):
+        file_start = offset
         for group in range(reader.num_row_groups):
             try:
-                table = reader.read_row_group(group, columns=list(dict.fromkeys(wanted)))
+                table = reader.read_row_group(group, columns=_stored(wanted, file_columns))
             except Exception as error:
                 raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
+            table = _with_ranges(table, file_columns, np.arange(table.num_rows) + (offset - file_start), wanted)
             rows = slice(offset, offset + table.num_rows)
             for j, name in enumerate(score_cols):
                 scores[rows, j] = table.column(name).to_numpy()
@@ -1237,7 +1728,8 @@ def pool_from_parquet(files: Sequence[DataFile], config: SelectionConfig) -> Poo
                 vectors[rows, j] = table.column(name).to_numpy()
             ids.append(table.column(config.id_field).to_pandas())
             if config.label_field:
-                labeled[rows] = labeled_mask(table.select([config.label_field]).to_pandas(), config.label_field)
+                labels = pd.DataFrame({config.label_field: table.column(config.label_field).to_pandas()})
+                labeled[rows] = labeled_mask(labels, config.label_field)
             offset += table.num_rows
     _check_ids(pd.concat(ids, ignore_index=True), config.id_field)
     del ids
@@ -1481,10 +1973,19 @@ def resolve_output_format(requested: Optional[str], input_format: str) -> str:
 
 
 def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    temporary = path.with_name("." + path.name + ".tmp")
+    # A fresh temporary name (never an existing file), renamed over a path that _prepare_outputs cleared.
+    try:
+        handle, temporary_name = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=str(path.parent))
+        os.close(handle)
+    except OSError as error:
+        raise SelectionError("cannot write to the output folder {}: {}".format(
+            path.parent, error.strerror or _one_line(error))) from None
+    temporary = Path(temporary_name)
     try:
         write(temporary)
         os.replace(str(temporary), str(path))
+    except OSError as error:
+        raise SelectionError("cannot write {}: {}".format(path, error.strerror or _one_line(error))) from None
     finally:
         if temporary.exists():
             temporary.unlink()
@@ -1537,43 +2038,115 @@ def save_selection_metadata(metadata: Dict[str, Any], metadata_dir: str) -> str:
     return str(path)
 
 
-def _result_files(samples_dir: Path, metadata_dir: Path) -> List[Path]:
-    names = [samples_dir / "{}.{}".format(SAMPLES_BASENAME, fmt) for fmt in OUTPUT_FORMATS]
-    names.append(metadata_dir / METADATA_FILENAME)
-    for folder in (samples_dir, metadata_dir):
-        names += [folder / SUCCESS_MARKER, folder / FAILURE_MARKER]
-    return names
+RESULT_NAMES = tuple("{}.{}".format(SAMPLES_BASENAME, fmt) for fmt in OUTPUT_FORMATS) + (METADATA_FILENAME,)
 
 
-def _clear_results(samples_dir: Path, metadata_dir: Path) -> None:
-    for path in _result_files(samples_dir, metadata_dir):
-        if path.exists():
+def _real(path: Path) -> str:
+    return os.path.realpath(str(path))
+
+
+def check_folders_apart(input_dir: Path, samples_dir: Path, metadata_dir: Path) -> None:
+    """Refuse output folders that equal, contain or lie inside the input folder, or equal each other.
+
+    Paths are compared after resolving links, so the step can neither write into its input nor read its
+    own output back.
+    """
+    source = _real(input_dir)
+    for channel, folder in ((SAMPLES_CHANNEL, samples_dir), (METADATA_CHANNEL, metadata_dir)):
+        target = _real(folder)
+        if _is_within(target, source) or _is_within(source, target):
+            raise SelectionError("output folder {} ({}) overlaps the input folder {}: the step never writes into "
+                                 "its input nor reads its output; use separate folders".format(
+                                     folder, channel, input_dir))
+    if _real(samples_dir) == _real(metadata_dir):
+        raise SelectionError("the output folders {} and {} are the same folder; give each channel its own".format(
+            SAMPLES_CHANNEL, METADATA_CHANNEL))
+
+
+def _ours(folder: Path) -> List[Path]:
+    """Result files in ``folder`` that an earlier run provably wrote: those its ``_SUCCESS`` lists."""
+    marker = folder / SUCCESS_MARKER
+    if not marker.is_file():
+        return []
+    listed = marker.read_text(encoding="utf-8").splitlines()
+    return [folder / name for name in listed if name in RESULT_NAMES and (folder / name).is_file()]
+
+
+def _remove_ours(folder: Path, written: Iterable[Path] = ()) -> None:
+    """Remove from ``folder`` this run's files, an earlier run's listed results, and both markers."""
+    for path in list(written) + _ours(folder) + [folder / SUCCESS_MARKER, folder / FAILURE_MARKER]:
+        if path.parent == folder and (path.is_file() or path.is_symlink()):
             path.unlink()
 
 
 def _prepare_outputs(samples_dir: Path, metadata_dir: Path) -> None:
-    """Create the output folders and remove this step's results of an earlier run from them."""
+    """Create the output folders and remove an earlier run's results from them, and nothing else.
+
+    A result name (selected_samples.*, selection_metadata.json) that no earlier ``_SUCCESS`` lists was
+    not provably written by this step: it is left alone and the run stops.
+    """
+    folders = (samples_dir, metadata_dir)
     try:
-        for folder in (samples_dir, metadata_dir):
+        for folder in folders:
+            if folder.exists() and not folder.is_dir():
+                raise SelectionError("output path {} exists and is not a folder".format(folder))
             folder.mkdir(parents=True, exist_ok=True)
-        _clear_results(samples_dir, metadata_dir)
+        for folder in folders:
+            proven = {path.name for path in _ours(folder)}
+            foreign = [name for name in RESULT_NAMES if (folder / name).exists() and name not in proven]
+            if foreign:
+                raise SelectionError("output folder {} already holds {}, which no _SUCCESS of this step lists: it "
+                                     "is left untouched; remove it or choose an empty folder".format(
+                                         folder, foreign[0]))
+        for folder in folders:
+            _remove_ours(folder)
+            if not os.access(str(folder), os.W_OK):
+                raise PermissionError(errno.EACCES, "Permission denied", str(folder))
     except OSError as error:
-        raise SelectionError("cannot write to the output folders: {}".format(_one_line(error))) from None
+        raise SelectionError("cannot write to the output folder {}: {}".format(
+            error.filename or "", error.strerror or _one_line(error))) from None
 
 
-def _record_failure(samples_dir: Path, metadata_dir: Path, error: BaseException) -> None:
-    """Leave only ``_FAILURE`` (the one-line reason) in both output folders."""
+def _output_folders(output_paths: Any) -> List[Path]:
+    """The output folders that ``output_paths`` names usably (no error when it does not)."""
+    if not isinstance(output_paths, Mapping):
+        return []
+    folders = [output_paths.get(channel) for channel in (SAMPLES_CHANNEL, METADATA_CHANNEL)]
+    return [Path(folder) for folder in folders if isinstance(folder, (str, os.PathLike)) and str(folder)]
+
+
+def _input_folder(input_paths: Any) -> Optional[Path]:
+    folder = input_paths.get(INPUT_CHANNEL) if isinstance(input_paths, Mapping) else None
+    return Path(folder) if isinstance(folder, (str, os.PathLike)) and str(folder) else None
+
+
+def _record_failure(folders: Sequence[Path], input_dir: Optional[Path], error: BaseException,
+                    written: Iterable[Path] = ()) -> None:
+    """Leave ``_FAILURE`` (the one-line reason) and none of this step's results in every output folder
+    that can be written, except folders inside the input, which the step never writes to."""
+    written = list(written)
+    for folder in dict.fromkeys(folders):
+        if input_dir is not None and _is_within(_real(folder), _real(input_dir)):
+            continue
+        try:
+            if folder.exists() and not folder.is_dir():
+                continue
+            folder.mkdir(parents=True, exist_ok=True)
+            _remove_ours(folder, written)
+            (folder / FAILURE_MARKER).write_text(_one_line(error) + "\n", encoding="utf-8")
+        except OSError as marker_error:
+            logger.warning("Could not write %s in %s: %s", FAILURE_MARKER, folder, _one_line(marker_error))
+
+
+def _mark_success(folder: Path, written: Sequence[Path]) -> Path:
+    """``_SUCCESS`` listing the files this run wrote in ``folder``, so a later run may remove exactly those."""
+    names = [path.name for path in written if path.parent == folder]
+    marker = folder / SUCCESS_MARKER
     try:
-        _clear_results(samples_dir, metadata_dir)
-        _mark((samples_dir, metadata_dir), FAILURE_MARKER, _one_line(error) + "\n")
-    except OSError as marker_error:
-        logger.warning("Could not write %s: %s", FAILURE_MARKER, _one_line(marker_error))
-
-
-def _mark(folders: Iterable[Path], marker: str, text: str) -> None:
-    for folder in folders:
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / marker).write_text(text, encoding="utf-8")
+        marker.write_text("".join(name + "\n" for name in names), encoding="utf-8")
+    except OSError as error:
+        raise SelectionError("cannot write {}: {}".format(marker, error.strerror or _one_line(error))) from None
+    return marker
 
 
 def _library_versions() -> Dict[str, Optional[str]]:
@@ -1583,62 +2156,72 @@ def _library_versions() -> Dict[str, Optional[str]]:
 
 
 def _job_type(job_args: Any) -> str:
-    job_type = getattr(job_args, "job_type", None)
+    """``job_type`` from an argparse Namespace or a mapping."""
+    if isinstance(job_args, (str, bytes)):
+        raise SelectionError("job_args must be an argparse.Namespace or a mapping holding job_type, got the {} {!r}"
+                             .format(type(job_args).__name__, job_args))
+    job_type = job_args.get("job_type") if isinstance(job_args, Mapping) else getattr(job_args, "job_type", None)
     if not isinstance(job_type, str) or not job_type.strip():
         raise SelectionError("--job_type is required, e.g. --job_type ssl_selection or active_learning_selection")
     return job_type.strip()
 
 
-def _channel(paths: Mapping[str, str], key: str, kind: str) -> Path:
-    if not paths or not paths.get(key):
+def _channel(paths: Any, key: str, kind: str) -> Path:
+    if not isinstance(paths, Mapping):
+        raise SelectionError("{} paths must be a mapping of channel names to folders, not {}".format(
+            kind, type(paths).__name__))
+    value = paths.get(key)
+    if not value:
         raise SelectionError("{} path {!r} is missing".format(kind, key))
-    return Path(paths[key])
+    if not isinstance(value, (str, os.PathLike)):
+        raise SelectionError("{} path {!r} must be a string or a path, not {}".format(kind, key, type(value).__name__))
+    return Path(value)
 
 
-def _select(input_dir: Path, config: SelectionConfig) -> Tuple[SelectionResult, List[DataFile], str, str]:
-    """Read the prediction table under ``input_dir`` and run the selection; also returns the files read,
-    the input format and the output format."""
-    files = discover_data_files(input_dir)
-    columns = common_columns(files)
-    _check_columns_exist(columns, config, files[0].path)
-    formats = {data_file.fmt for data_file in files}
-    input_format = formats.pop() if len(formats) == 1 else "mixed"
-    output_format = resolve_output_format(config.output_format, input_format)
-    logger.info("Reading %d %s file(s) from %s", len(files), input_format, input_dir)
-    if input_format == "parquet":
-        result = run_selection(pool_from_parquet(files, config), config,
-                               lambda positions: read_rows_at(files, positions, columns))
+def _select(source: InputTable, config: SelectionConfig) -> Tuple[SelectionResult, str]:
+    """Read the prediction table of ``source`` and run the selection; also returns the output format."""
+    output_format = resolve_output_format(config.output_format, source.fmt)
+    logger.info("Reading %d %s file(s) from %s", len(source.files), source.fmt, source.root)
+    if source.fmt == "parquet":
+        result = run_selection(pool_from_parquet(source, config), config,
+                               lambda positions: read_rows_at(source, positions))
     else:
-        df, _ = load_inference_data(str(input_dir), config.id_field)
-        result = run_selection(pool_from_frame(df, config), config,
+        df = read_input_table(source)
+        _check_ids(df[config.id_field], config.id_field)
+        result = run_selection(pool_from_frame(df, config, index_columns=source.index_columns), config,
                                lambda positions: df.iloc[positions].reset_index(drop=True))
-    return result, files, input_format, output_format
+    return result, output_format
 
 
 def main(
-    input_paths: Dict[str, str],
-    output_paths: Dict[str, str],
-    environ_vars: Dict[str, Optional[str]],
-    job_args: argparse.Namespace,
+    input_paths: Mapping[str, str],
+    output_paths: Mapping[str, str],
+    environ_vars: Mapping[str, Any],
+    job_args: Any,
 ) -> Dict[str, Any]:
     """Select rows from the prediction table in ``input_paths["evaluation_data"]``.
 
     Writes ``selected_samples/selected_samples.<fmt>`` and ``selection_metadata/selection_metadata.json``
-    atomically, then ``_SUCCESS`` in both folders, and returns the metadata. On any error both folders
-    are left with only ``_FAILURE`` (holding the one-line reason) and the error is re-raised;
-    expected errors are ``SelectionError``.
+    atomically, then ``_SUCCESS`` (listing them) in both folders, and returns the metadata. This is the
+    failure boundary: on any error every output folder that can be written is left with only
+    ``_FAILURE`` (holding the one-line reason), nothing outside this step's own files is touched, and
+    the error is re-raised; expected errors are ``SelectionError``. ``environ_vars`` values are strings
+    (ints and floats are read through ``str``); ``job_args`` is a Namespace or a mapping.
     """
     started = time.time()
-    samples_dir = _channel(output_paths, SAMPLES_CHANNEL, "output")
-    metadata_dir = _channel(output_paths, METADATA_CHANNEL, "output")
-    _prepare_outputs(samples_dir, metadata_dir)
+    written: List[Path] = []
     try:
+        samples_dir = _channel(output_paths, SAMPLES_CHANNEL, "output")
+        metadata_dir = _channel(output_paths, METADATA_CHANNEL, "output")
+        input_dir = _channel(input_paths, INPUT_CHANNEL, "input")
+        check_folders_apart(input_dir, samples_dir, metadata_dir)
         config = parse_environment(environ_vars)
         job_type = _job_type(job_args)
-        input_dir = _channel(input_paths, INPUT_CHANNEL, "input")
+        _prepare_outputs(samples_dir, metadata_dir)
         logger.info("Strategy %s (use case %s, job type %s)", config.selection_strategy, config.use_case, job_type)
-        result, files, input_format, output_format = _select(input_dir, config)
-        output_file = save_selected_samples(result.rows, str(samples_dir), output_format)
+        source = scan_input(input_dir, config, forbidden=(samples_dir, metadata_dir))
+        result, output_format = _select(source, config)
+        written.append(Path(save_selected_samples(result.rows, str(samples_dir), output_format)))
         metadata = {
             "strategy": config.selection_strategy,
             "use_case": config.use_case,
@@ -1646,17 +2229,18 @@ def main(
             "config": config._asdict(),
             **result.counts,
             "output_format": output_format,
-            "output_file": os.path.relpath(output_file, str(samples_dir)),
-            "input_files": [os.path.relpath(str(f.path), str(input_dir)) for f in files],
-            "details": dict(result.details, input_format=input_format),
+            "output_file": os.path.relpath(str(written[0]), str(samples_dir)),
+            "input_files": [os.path.relpath(str(f.path), str(input_dir)) for f in source.files],
+            "details": dict(result.details, input_format=source.fmt),
             "library_versions": _library_versions(),
             "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
         metadata["elapsed_seconds"] = round(time.time() - started, 3)
-        save_selection_metadata(metadata, str(metadata_dir))
-        _mark((samples_dir, metadata_dir), SUCCESS_MARKER, "")
+        written.append(Path(save_selection_metadata(metadata, str(metadata_dir))))
+        for folder in (samples_dir, metadata_dir):
+            written.append(_mark_success(folder, written))
     except BaseException as error:
-        _record_failure(samples_dir, metadata_dir, error)
+        _record_failure(_output_folders(output_paths), _input_folder(input_paths), error, written)
         raise
     logger.info("Selected %d of %d candidates (pool of %d) with %s in %.2fs", metadata["selected_count"],
                 metadata["candidate_count"], metadata["pool_size"], config.selection_strategy,
@@ -1664,8 +2248,16 @@ def main(
     return metadata
 
 
+class _ArgumentParser(argparse.ArgumentParser):
+    """Reports a bad command line as a SelectionError, so it gets ``_FAILURE`` like any other bad input."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise SelectionError("bad command line: {}".format(message))
+
+
 def build_argument_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _ArgumentParser(
+        allow_abbrev=False,
         description="Select rows from a prediction table for pseudo-labeling (ssl) or human labeling "
                     "(active learning). Configuration comes from environment variables; see ENV_VARS.")
     parser.add_argument("--job_type", help="job type recorded in the metadata, e.g. ssl_selection")
@@ -1674,6 +2266,20 @@ def build_argument_parser() -> argparse.ArgumentParser:
     for channel, path in CONTAINER_OUTPUT_PATHS.items():
         parser.add_argument("--" + channel, default=path, help="output folder (default: %(default)s)")
     return parser
+
+
+def _paths_despite_errors(argv: Optional[Sequence[str]]) -> Dict[str, str]:
+    """The channel folders of a command line that failed to parse: every ``--channel value`` found."""
+    tokens = list(sys.argv[1:] if argv is None else argv)
+    paths = dict(CONTAINER_INPUT_PATHS, **CONTAINER_OUTPUT_PATHS)
+    for position, token in enumerate(tokens):
+        for channel in paths:
+            flag = "--" + channel
+            if token.startswith(flag + "="):
+                paths[channel] = token[len(flag) + 1:]
+            elif token == flag and position + 1 < len(tokens) and not tokens[position + 1].startswith("--"):
+                paths[channel] = tokens[position + 1]
+    return paths
 
 
 def _configure_logging() -> None:
@@ -1686,8 +2292,15 @@ def _configure_logging() -> None:
 
 def cli(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str]] = None) -> int:
     """Command-line entry point; returns the process exit code (0 success, 1 failure)."""
-    args = build_argument_parser().parse_args(argv)
     _configure_logging()
+    parser = build_argument_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SelectionError as error:
+        paths = _paths_despite_errors(argv)
+        _record_failure(_output_folders(paths), _input_folder(paths), error)
+        logger.error("%s", _one_line(error))
+        return 1
     environ = os.environ if environ is None else environ
     environ_vars = {var.name: environ.get(var.name) for var in ENV_VARS}
     input_paths = {INPUT_CHANNEL: getattr(args, INPUT_CHANNEL)}
