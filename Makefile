@@ -7,8 +7,8 @@ CONSTRAINTS := tools/constraints.txt
 # builds .venv-sdk2 for the other major.
 SDK_MAJOR := 3
 
-.PHONY: venv constraints test test-main test-legacy test-sdk-other environment-legacy environment-sdk-other \
-	demo bench evaluate pipeline docs clean
+.PHONY: venv constraints test test-main test-legacy test-labeling test-sdk-other environment-legacy \
+	environment-labeling environment-sdk-other demo bench evaluate pipeline docs clean
 
 venv: $(STAMP)
 
@@ -31,12 +31,13 @@ constraints:
 	mv $(CONSTRAINTS).new $(CONSTRAINTS)
 	rm -rf .venv-resolve
 
-# Every test target. Building the two extra environments is mostly waiting for downloads, so it runs beside
-# the main tests; their own tests follow. (.venv is built first: two editable installs at once would both
-# write src/*.egg-info.)
+# Every test target. Building the three extra environments is mostly waiting for downloads, so it runs
+# beside the main tests; their own tests follow. (.venv is built first: two editable installs at once would
+# both write src/*.egg-info.)
 test: $(STAMP)
-	$(MAKE) --no-print-directory -j3 --output-sync=target test-main environment-legacy environment-sdk-other
-	$(MAKE) --no-print-directory test-legacy test-sdk-other
+	$(MAKE) --no-print-directory -j4 --output-sync=target test-main environment-legacy environment-labeling \
+		environment-sdk-other
+	$(MAKE) --no-print-directory test-legacy test-labeling test-sdk-other
 
 test-main: $(STAMP)
 	SDK_EXPECTED_MAJOR=$(SDK_MAJOR) $(PY) -m pytest -q
@@ -45,12 +46,19 @@ test-main: $(STAMP)
 test-legacy:
 	bash tools/legacy_env.sh test
 
+# The Label Studio tasks against a real Label Studio server (label-studio in .venv-labeling, on 127.0.0.1).
+test-labeling: $(STAMP)
+	bash tools/labeling_env.sh test
+
 # The SageMaker-SDK tests (marker "sdk") again under SDK v2, and v2's pipeline definition against v3's.
 test-sdk-other: $(STAMP)
 	bash tools/sdk_env.sh test
 
 environment-legacy:
 	bash tools/legacy_env.sh build
+
+environment-labeling:
+	bash tools/labeling_env.sh build
 
 environment-sdk-other:
 	bash tools/sdk_env.sh build
@@ -72,4 +80,4 @@ docs: $(STAMP)
 	$(PY) tests/script/test_errors.py
 
 clean:
-	rm -rf $(VENV) .venv-legacy .venv-sdk2 .pytest_cache .hypothesis build src/*.egg-info
+	rm -rf $(VENV) .venv-legacy .venv-labeling .venv-sdk2 .pytest_cache .hypothesis build src/*.egg-info

@@ -7,7 +7,8 @@ examples/data/digits_predictions/ and writes to demo_output/<run>/selected_sampl
   precision is measured against examples/data/digits_truth.csv (the truth of unlabeled rows is never in
   the prediction table);
 * ``active_learning_badge``: 20 rows for a human to label, chosen by BADGE from the model's probabilities and
-  hidden-layer embeddings.
+  hidden-layer embeddings, also written as Label Studio tasks (demo_output/active_learning_badge/labeling_tasks):
+  the table gets a ``picture`` column first, each 8x8 digit drawn in characters, for annotators to look at.
 """
 
 import argparse
@@ -36,30 +37,55 @@ RUNS: Dict[str, Dict[str, str]] = {
         "USE_CASE": "active_learning",
         "LABEL_FIELD": "label",
         "BATCH_SIZE": "20",
+        "LABELING_FORMAT": "label_studio",
+        "LABELING_DATA_FIELD": "picture",
     },
 }
+PICTURE_SHADES = " .:-=+*#%@"  # pixel values 0..16, light to dark
+PIXEL_MAX = 16
 JOB_TYPES = {"ssl": "ssl_selection", "active_learning": "active_learning_selection"}
 
 
-def run_selection(name: str, environ: Dict[str, str], output_dir: Path) -> dict:
+def draw_digit(pixels) -> str:
+    """One 8x8 digit as 8 lines of characters, each pixel two characters wide."""
+    shades = [PICTURE_SHADES[round(value / PIXEL_MAX * (len(PICTURE_SHADES) - 1))] * 2 for value in pixels]
+    return "\n".join("".join(shades[row * 8:(row + 1) * 8]) for row in range(8))
+
+
+def predictions_with_pictures(output_dir: Path) -> Path:
+    """The committed prediction table plus a ``picture`` column, written under ``output_dir``; returns its folder."""
+    table = pd.read_csv(PREDICTIONS_DIR / "predictions.csv", dtype={"id": str})
+    pixels = table[[f"pix_{i}" for i in range(64)]].to_numpy()
+    pictures = pd.Series([draw_digit(row) for row in pixels], index=table.index, name="picture")
+    table = pd.concat([table, pictures], axis=1)  # one concat: the 108-column frame would fragment
+    folder = output_dir / "digits_with_pictures"
+    folder.mkdir(parents=True, exist_ok=True)
+    table.to_csv(folder / "predictions.csv", index=False)
+    return folder
+
+
+def run_selection(name: str, environ: Dict[str, str], output_dir: Path, input_dir: Path = PREDICTIONS_DIR) -> dict:
     """Run the script once; return its metadata plus the paths and the selected rows."""
-    outputs = {
-        script.SAMPLES_CHANNEL: str(output_dir / name / script.SAMPLES_CHANNEL),
-        script.METADATA_CHANNEL: str(output_dir / name / script.METADATA_CHANNEL),
-    }
+    channels = [script.SAMPLES_CHANNEL, script.METADATA_CHANNEL]
+    if environ.get("LABELING_FORMAT", "none") != "none":
+        channels.append(script.LABELING_CHANNEL)
+    outputs = {channel: str(output_dir / name / channel) for channel in channels}
     metadata = script.main(
-        {script.INPUT_CHANNEL: str(PREDICTIONS_DIR)},
+        {script.INPUT_CHANNEL: str(input_dir)},
         outputs,
         environ,
         argparse.Namespace(job_type=JOB_TYPES[environ["USE_CASE"]]),
     )
     samples_path = Path(outputs[script.SAMPLES_CHANNEL]) / metadata["output_file"]
-    return {
+    result = {
         "metadata": metadata,
         "samples_path": samples_path,
         "metadata_path": Path(outputs[script.METADATA_CHANNEL]) / script.METADATA_FILENAME,
         "selected": pd.read_csv(samples_path),
     }
+    if script.LABELING_CHANNEL in outputs:
+        result["labeling_dir"] = Path(outputs[script.LABELING_CHANNEL])
+    return result
 
 
 def pseudo_label_precision(selected: pd.DataFrame) -> float:
@@ -79,7 +105,9 @@ def model_error_rate(rows: pd.DataFrame) -> float:
 
 
 def run_demo(output_dir: Path = DEFAULT_OUTPUT_DIR) -> Dict[str, dict]:
-    results = {name: run_selection(name, environ, Path(output_dir)) for name, environ in RUNS.items()}
+    output_dir = Path(output_dir)
+    inputs = {"ssl_confidence_threshold": PREDICTIONS_DIR, "active_learning_badge": predictions_with_pictures(output_dir)}
+    results = {name: run_selection(name, environ, output_dir, inputs[name]) for name, environ in RUNS.items()}
     results["ssl_confidence_threshold"]["precision"] = pseudo_label_precision(
         results["ssl_confidence_threshold"]["selected"]
     )
@@ -109,6 +137,14 @@ def summary_lines(results: Dict[str, dict]) -> List[str]:
             lines.append(f"  the model is wrong on {selected_rate:.0%} of the selected rows "
                          f"(on {pool_rate:.0%} of all unlabeled rows): worth a human label")
         lines += [f"  samples:  {result['samples_path']}", f"  metadata: {result['metadata_path']}"]
+        if "labeling_dir" in result:
+            tasks = result["labeling_dir"] / script.LABEL_STUDIO_TASKS
+            lines += [
+                f"  Label Studio tasks: {tasks} (the model's guess as a prediction)",
+                f"  labeling config:    {result['labeling_dir'] / script.LABEL_STUDIO_CONFIG}",
+                "  after labeling, export JSON from Label Studio and read the labels back with",
+                f"    python -m active_sampling.labeling label-studio export.json --tasks {tasks} --output labels.csv",
+            ]
     return lines
 
 

@@ -106,9 +106,17 @@ def test_builder_environment_covers_every_required_variable_and_nothing_else():
 
 
 def test_builder_sends_every_variable_once_all_values_are_set():
-    environment = builder(label_field="label", score_field="score", output_format="parquet").environment_variables()
+    environment = builder(label_field="label", score_field="score", output_format="parquet",
+                          labeling_format="label_studio", labeling_data_field="text").environment_variables()
     assert list(environment) == [var.name for var in script.ENV_VARS]
 
 
 def test_builder_arguments_are_the_contracts():
     assert list(builder().argument_values()) == list(CONTRACT.expected_arguments)
+
+
+def test_builder_declares_every_contract_output_once_labeling_tasks_are_asked_for():
+    with_tasks = builder(labeling_format="ground_truth", labeling_data_field="text").output_names()
+    assert with_tasks == list(CONTRACT.expected_output_paths)
+    assert builder().output_names() == [name for name in CONTRACT.expected_output_paths
+                                        if name != script.LABELING_CHANNEL]

@@ -76,6 +76,14 @@ def test_demo_writes_both_selections_and_a_summary(tmp_path, capsys):
         assert len(selected) == metadata["selected_count"] > 0
         assert not committed_labeled & set(selected["id"])
         assert sum(metadata["selected_per_class"].values()) == len(selected)
+    tasks_path = tmp_path / "active_learning_badge" / "labeling_tasks" / "label_studio_tasks.json"
+    tasks = json.loads(tasks_path.read_text())
+    badge = pd.read_csv(tmp_path / "active_learning_badge" / "selected_samples" / "selected_samples.csv")
+    assert str(tasks_path) in printed
+    assert [task["data"]["id"] for task in tasks] == badge["id"].astype(str).tolist()
+    assert all(len(task["data"]["picture"].split("\n")) == 8 for task in tasks)
+    config = (tmp_path / "active_learning_badge" / "labeling_tasks" / "label_studio_config.xml").read_text()
+    assert [f'<Choice value="{digit}"/>' in config for digit in range(10)] == [True] * 10
     ssl = pd.read_csv(tmp_path / "ssl_confidence_threshold" / "selected_samples" / "selected_samples.csv")
     assert ssl["confidence"].min() >= 0.9
     assert len(pd.read_csv(tmp_path / "active_learning_badge" / "selected_samples" / "selected_samples.csv")) == 20

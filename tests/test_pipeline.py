@@ -47,7 +47,7 @@ def test_selection_step_definition(definition):
         "SELECTION_STRATEGY": "badge", "USE_CASE": "active_learning", "ID_FIELD": "id", "LABEL_FIELD": "label",
         "SCORE_FIELD_PREFIX": "prob_class_", "EMBEDDING_FIELD_PREFIX": "emb_", "RANDOM_SEED": "42",
         "CONFIDENCE_THRESHOLD": "0.9", "MAX_SAMPLES": "0", "K_PER_CLASS": "100", "UNCERTAINTY_MODE": "margin",
-        "BATCH_SIZE": "64", "METRIC": "euclidean",
+        "BATCH_SIZE": "64", "METRIC": "euclidean", "LABELING_FORMAT": "none",
     }
     assert selection["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}
     assert selection["DependsOn"] == ["XGBoostModelInference"]
@@ -63,7 +63,9 @@ def test_selection_channels_and_resolved_input(definition):
         "Get": "Steps.XGBoostModelInference.ProcessingOutputConfig.Outputs['eval_output'].S3Output.S3Uri"}
     assert inputs["code"]["S3Uri"].startswith(f"s3://{BUCKET}/{config.pipeline_name}/code/")
     outputs = {item["OutputName"]: item["S3Output"] for item in arguments["ProcessingOutputConfig"]["Outputs"]}
-    assert {name: output["LocalPath"] for name, output in outputs.items()} == script.CONTAINER_OUTPUT_PATHS
+    # Without a labeling_format the optional labeling_tasks output is not declared.
+    written = {name: path for name, path in script.CONTAINER_OUTPUT_PATHS.items() if name != script.LABELING_CHANNEL}
+    assert {name: output["LocalPath"] for name, output in outputs.items()} == written
     for name, output in outputs.items():
         assert output["S3Uri"] == f"{config.pipeline_s3_loc}/active-sample-selection/active_learning_selection/{name}"
 

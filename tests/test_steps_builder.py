@@ -80,3 +80,33 @@ def test_builder_refuses_another_config_type():
     other = ProcessingStepConfigBase(**BASE_FIELDS)
     with pytest.raises(TypeError, match="needs an ActiveSampleSelectionConfig, got ProcessingStepConfigBase"):
         ActiveSampleSelectionStepBuilder(other)
+
+
+def test_labeling_tasks_output_only_with_a_labeling_format(s3, pipeline_session):
+    def output_names(made, **kwargs):
+        arguments = create(pipeline_session, made, **kwargs).arguments
+        return {item["OutputName"]: item["S3Output"] for item in arguments["ProcessingOutputConfig"]["Outputs"]}
+
+    assert set(output_names(config())) == {"selected_samples", "selection_metadata"}
+    made = config(labeling_format="label_studio", labeling_data_field="text", job_type="round_3")
+    outputs = output_names(made)
+    assert set(outputs) == {"selected_samples", "selection_metadata", "labeling_tasks"}
+    assert outputs["labeling_tasks"]["LocalPath"] == "/opt/ml/processing/output/labeling_tasks"
+    assert outputs["labeling_tasks"]["S3Uri"] == (
+        f"{made.pipeline_s3_loc}/active-sample-selection/round_3/labeling_tasks")
+    environment = create(pipeline_session, made).arguments["Environment"]
+    assert (environment["LABELING_FORMAT"], environment["LABELING_DATA_FIELD"]) == ("label_studio", "text")
+    with pytest.raises(ValueError, match=r"no output named \['labeling_tasks'\]"):
+        create(pipeline_session, config(), outputs={"labeling_tasks": "s3://elsewhere/tasks"})
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"labeling_format": "ground_truth"}, "labeling_format=ground_truth needs labeling_data_field=<column>"),
+    ({"labeling_data_field": "text"}, "labeling_data_field='text' is set but labeling_format=none"),
+    ({"labeling_format": "label_studio", "labeling_data_field": "text", "selection_strategy": "top_k_per_class"},
+     "labeling_format=label_studio is not allowed with selection_strategy=top_k_per_class"),
+    ({"labeling_format": "label_studio", "labeling_data_field": "my text"}, "cannot be a Label Studio variable"),
+])
+def test_config_refuses_labeling_settings_the_script_would_refuse(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        config(**overrides)

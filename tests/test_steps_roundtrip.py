@@ -22,6 +22,7 @@ USE_CASE_STRATEGIES = {
     "auto": script.STRATEGIES,
 }
 COLUMN_NAMES = st.from_regex(r"[A-Za-z_][A-Za-z0-9_ .-]{0,12}", fullmatch=True)
+LABEL_STUDIO_NAMES = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,12}", fullmatch=True)
 
 
 def value_strategy(var):
@@ -41,6 +42,13 @@ def value_strategy(var):
 def selection_values(draw):
     values = {var.field: draw(value_strategy(var)) for var in script.ENV_VARS}
     values["selection_strategy"] = draw(st.sampled_from(USE_CASE_STRATEGIES[values["use_case"]]))
+    # Labeling tasks go with active-learning strategies and need the column annotators see.
+    if values["labeling_format"] == "none" or values["selection_strategy"] in script.SSL_STRATEGIES:
+        values.update(labeling_format="none", labeling_data_field=None)
+    else:
+        values["labeling_data_field"] = draw(LABEL_STUDIO_NAMES)
+        if values["id_field"] in script.GROUND_TRUTH_SOURCE_KEYS:
+            values["id_field"] = "id"
     return values
 
 

@@ -62,7 +62,8 @@ def write_table(table, folder, fmt="csv", name="predictions"):
 
 
 RESULT_NAMES = ("selected_samples.csv", "selected_samples.tsv", "selected_samples.parquet", "selection_metadata.json",
-                "_SUCCESS")
+                "ground_truth.manifest", "ground_truth_label_categories.json", "label_studio_tasks.json",
+                "label_studio_config.xml", "_SUCCESS")
 
 
 class Run:
@@ -73,12 +74,14 @@ class Run:
         self.input_dir = self.root / "input"
         self.samples_dir = self.root / "out" / "selected_samples"
         self.metadata_dir = self.root / "out" / "selection_metadata"
+        self.labeling_dir = self.root / "out" / "labeling_tasks"
         self.input_dir.mkdir(parents=True, exist_ok=True)
         self.extra_args = []
 
     def paths(self):
         return ({"evaluation_data": str(self.input_dir)},
-                {"selected_samples": str(self.samples_dir), "selection_metadata": str(self.metadata_dir)})
+                {"selected_samples": str(self.samples_dir), "selection_metadata": str(self.metadata_dir),
+                 "labeling_tasks": str(self.labeling_dir)})
 
     def main(self, environ, job_type="test_selection"):
         input_paths, output_paths = self.paths()
@@ -86,7 +89,7 @@ class Run:
 
     def cli_args(self, job_type="test_selection"):
         args = ["--evaluation_data", str(self.input_dir), "--selected_samples", str(self.samples_dir),
-                "--selection_metadata", str(self.metadata_dir)]
+                "--selection_metadata", str(self.metadata_dir), "--labeling_tasks", str(self.labeling_dir)]
         return args + (["--job_type", job_type] if job_type else []) + self.extra_args
 
     def selected(self):
@@ -102,8 +105,9 @@ class Run:
 
     def result_files(self):
         """This step's result files, success markers and temporary files left in the output folders."""
-        return sorted(p.name for folder in (self.samples_dir, self.metadata_dir) if folder.exists()
-                      for p in folder.iterdir() if p.name in RESULT_NAMES or p.name.endswith(".tmp"))
+        return sorted(p.name for folder in (self.samples_dir, self.metadata_dir, self.labeling_dir)
+                      if folder.exists() for p in folder.iterdir()
+                      if p.name in RESULT_NAMES or p.name.endswith(".tmp"))
 
 
 @pytest.fixture

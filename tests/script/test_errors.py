@@ -40,6 +40,15 @@ def inf_in_embedding():
     return table
 
 
+def texts(*values):
+    """A prediction table whose ``text`` column repeats ``values`` (the column annotators see)."""
+    return with_column(text=[values[i % len(values)] for i in range(20)])
+
+
+LABEL_STUDIO = {"LABELING_FORMAT": "label_studio", "LABELING_DATA_FIELD": "text"}
+GROUND_TRUTH = {"LABELING_FORMAT": "ground_truth", "LABELING_DATA_FIELD": "text"}
+
+
 def missing_folder(run):
     run.input_dir.rmdir()
     return dict(BASE_ENV)
@@ -279,6 +288,36 @@ CATALOGUE = [
      "look like percentages"),
     ("one-class-twice", "prob_class_01 and prob_class_1 both name class 1",
      table_input(one_class_twice()), "both name class 1"),
+    ("labeling-format-unknown", "LABELING_FORMAT=cvat",
+     table_input(texts("a"), LABELING_FORMAT="cvat"), "LABELING_FORMAT='cvat' is not allowed"),
+    ("labeling-field-unset", "LABELING_FORMAT set without LABELING_DATA_FIELD",
+     table_input(texts("a"), LABELING_FORMAT="label_studio"), "needs LABELING_DATA_FIELD=<column>"),
+    ("labeling-field-without-format", "LABELING_DATA_FIELD set with LABELING_FORMAT unset",
+     table_input(texts("a"), LABELING_DATA_FIELD="text"), "is set but LABELING_FORMAT=none"),
+    ("labeling-with-ssl-strategy", "labeling tasks asked of an SSL strategy",
+     table_input(texts("a"), SELECTION_STRATEGY="confidence_threshold", **GROUND_TRUTH),
+     "LABELING_FORMAT=ground_truth is not allowed with SELECTION_STRATEGY=confidence_threshold"),
+    ("labeling-field-missing", "LABELING_DATA_FIELD names a column that is not there",
+     table_input(**GROUND_TRUTH), "LABELING_DATA_FIELD column 'text' not found"),
+    ("label-studio-field-name", "LABELING_DATA_FIELD not usable as a Label Studio $variable",
+     table_input(with_column(**{"the text": "a"}), LABELING_FORMAT="label_studio", LABELING_DATA_FIELD="the text"),
+     "cannot be a Label Studio variable"),
+    ("ground-truth-reserved-id", "ID_FIELD=source with LABELING_FORMAT=ground_truth",
+     table_input(texts("a"), ID_FIELD="source", **GROUND_TRUTH), "ID_FIELD='source' cannot be a Ground Truth"),
+    ("labeling-text-empty", "a selected row without a text to show",
+     table_input(texts(np.nan), **LABEL_STUDIO), "LABELING_DATA_FIELD column 'text' is empty in the selected row 1"),
+    ("labeling-text-number", "the shown column of a parquet table holds numbers",
+     table_input(texts(1.5), fmt="parquet", **LABEL_STUDIO), "holds the number 1.5 in the selected row 1"),
+    ("labeling-texts-and-uris", "the shown column mixes texts and URIs",
+     table_input(texts("a text", "s3://bucket/object.txt"), **GROUND_TRUTH), "mixes texts and URIs"),
+    ("labeling-uri-scheme", "an ftp:// URI",
+     table_input(texts("ftp://host/object.png"), **LABEL_STUDIO), "expected s3:// or https://"),
+    ("ground-truth-https", "Ground Truth given https:// URIs",
+     table_input(texts("https://example.com/a.png"), **GROUND_TRUTH), "Ground Truth reads objects from S3 only"),
+    ("ground-truth-bad-bucket", "an s3:// URI whose bucket is not a bucket name",
+     table_input(texts("s3://My_Bucket/a.png"), **GROUND_TRUTH), "is not an s3://bucket/key URI"),
+    ("ground-truth-text-too-long", "a text over Ground Truth's 20,000 characters",
+     table_input(texts("x" * 20001), **GROUND_TRUTH), "has 20001 characters; Ground Truth accepts at most 20000"),
 ]
 
 
@@ -296,7 +335,10 @@ def test_bad_input_fails_cleanly(run, script, caplog, case_id, what, setup, mess
     errors = [record for record in caplog.records if record.levelname == "ERROR"]
     assert len(errors) == 1 and "\n" not in errors[0].getMessage()
     assert message in errors[0].getMessage()
-    for folder in (run.samples_dir, run.metadata_dir):
+    folders = [run.samples_dir, run.metadata_dir]
+    if env.get("LABELING_FORMAT", "none") != "none":
+        folders.append(run.labeling_dir)
+    for folder in folders:
         reason = (folder / "_FAILURE").read_text()
         assert message in reason and reason.count("\n") == 1
     assert run.result_files() == []

@@ -223,15 +223,20 @@ class ProcessingStepBuilderBase:
             ))
         return processing_inputs
 
+    def output_names(self) -> List[str]:
+        """The spec's outputs this configuration writes; all of them unless a subclass leaves optional ones out."""
+        return list(self.spec.outputs)
+
     def processing_outputs(self, outputs: Mapping[str, Any]) -> list:
-        self._reject_unknown("output", outputs, self.spec.outputs)
+        written = self.output_names()
+        self._reject_unknown("output", outputs, {name: self.spec.outputs[name] for name in written})
         return [
             sdk.processing_output(
                 name,
                 self.contract.expected_output_paths[name],
                 outputs.get(name, self.default_output_destination(name)),
             )
-            for name in self.spec.outputs
+            for name in written
         ]
 
     def _reject_unknown(self, kind: str, given: Mapping[str, Any], known: Mapping[str, Any]) -> None:

@@ -12,8 +12,10 @@ Two use cases share one contract:
   ``badge`` (k-means++ seeding on gradient embeddings, Ash et al. 2020) pick rows worth a human label.
 
 Run in the container as ``python active_sample_selection.py --job_type ssl_selection`` with the
-environment variables listed in ``ENV_VARS``; locally, the three channels can be pointed at folders with
-``--evaluation_data``, ``--selected_samples`` and ``--selection_metadata``. Tests call ``main``.
+environment variables listed in ``ENV_VARS``; locally, the channels can be pointed at folders with
+``--evaluation_data``, ``--selected_samples``, ``--selection_metadata`` and ``--labeling_tasks``. Tests call
+``main``. With ``LABELING_FORMAT`` set, an active-learning selection is also written as labeling tasks: a
+SageMaker Ground Truth input manifest or a Label Studio tasks file with its labeling configuration.
 """
 
 import argparse
@@ -24,6 +26,7 @@ import gzip
 import json
 import logging
 import math
+import numbers
 import os
 import platform
 import re
@@ -34,6 +37,7 @@ import time
 import traceback
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from xml.sax.saxutils import quoteattr
 
 import numpy as np
 import pandas as pd
@@ -44,14 +48,17 @@ USE_CASES = ("ssl", "active_learning", "auto")
 UNCERTAINTY_MODES = ("margin", "entropy", "least_confidence")
 METRICS = ("euclidean", "cosine")
 OUTPUT_FORMATS = ("csv", "tsv", "parquet")
+LABELING_FORMATS = ("none", "ground_truth", "label_studio")
 
 INPUT_CHANNEL = "evaluation_data"
 SAMPLES_CHANNEL = "selected_samples"
 METADATA_CHANNEL = "selection_metadata"
+LABELING_CHANNEL = "labeling_tasks"  # optional: used only with a LABELING_FORMAT
 CONTAINER_INPUT_PATHS = {INPUT_CHANNEL: "/opt/ml/processing/input/evaluation_data"}
 CONTAINER_OUTPUT_PATHS = {
     SAMPLES_CHANNEL: "/opt/ml/processing/output/selected_samples",
     METADATA_CHANNEL: "/opt/ml/processing/output/selection_metadata",
+    LABELING_CHANNEL: "/opt/ml/processing/output/labeling_tasks",
 }
 JOB_ARGUMENTS = ("job_type",)
 
@@ -142,6 +149,13 @@ def _declare_env_vars(strategy_names: Sequence[str]) -> Tuple[EnvVar, ...]:
                "uncertainty, diversity, badge: number of rows to select.", minimum=1),
         EnvVar("METRIC", "metric", "choice", "euclidean",
                "diversity, badge: distance between embeddings.", choices=METRICS),
+        EnvVar("LABELING_FORMAT", "labeling_format", "choice", "none",
+               "Also write the active-learning selection as labeling tasks into labeling_tasks: a SageMaker "
+               "Ground Truth input manifest, or Label Studio tasks with their labeling configuration.",
+               choices=LABELING_FORMATS),
+        EnvVar("LABELING_DATA_FIELD", "labeling_data_field", "str", "",
+               "Column annotators see: a text, or an s3:// or https:// URI of the object to label. "
+               "Required with a LABELING_FORMAT."),
     )
 
 
@@ -166,6 +180,8 @@ class SelectionConfig(NamedTuple):
     uncertainty_mode: str
     batch_size: int
     metric: str
+    labeling_format: str
+    labeling_data_field: Optional[str]
 
 
 def _allowed_text(var: EnvVar) -> str:
@@ -257,7 +273,35 @@ def parse_environment(environ_vars: Mapping[str, Any]) -> SelectionConfig:
         values[var.field] = None if raw == "" else _parse_env_value(var, raw)
     config = SelectionConfig(**values)
     validate_strategy_for_use_case(config.selection_strategy, config.use_case)
+    validate_labeling_settings(config.labeling_format, config.labeling_data_field,
+                               strategy=config.selection_strategy, id_field=config.id_field)
     return config
+
+
+def validate_labeling_settings(labeling_format: str, field: Optional[str], *, strategy: str, id_field: str) -> None:
+    """LABELING_DATA_FIELD goes with a LABELING_FORMAT, and only active-learning selections become tasks.
+
+    Raises ``SelectionError`` naming the variable and the fix.
+    """
+    if labeling_format == "none":
+        if field:
+            raise SelectionError("LABELING_DATA_FIELD={!r} is set but LABELING_FORMAT=none: set LABELING_FORMAT="
+                                 "ground_truth or LABELING_FORMAT=label_studio, or unset it".format(field))
+        return
+    if not field:
+        raise SelectionError("LABELING_FORMAT={} needs LABELING_DATA_FIELD=<column>: the column annotators see "
+                             "(a text, or an s3:// or https:// URI of the object to label)".format(labeling_format))
+    if strategy_for(strategy).use_case != "active_learning":
+        raise SelectionError(
+            "LABELING_FORMAT={} is not allowed with SELECTION_STRATEGY={}: it picks rows whose predictions become "
+            "pseudo-labels, not rows for humans to label; use one of {} or LABELING_FORMAT=none".format(
+                labeling_format, strategy, ", ".join(ACTIVE_LEARNING_STRATEGIES)))
+    if labeling_format == "label_studio" and not _LABEL_STUDIO_NAME.fullmatch(field):
+        raise SelectionError("LABELING_DATA_FIELD={!r} cannot be a Label Studio variable ($name): with "
+                             "LABELING_FORMAT=label_studio it must be letters, digits and _".format(field))
+    if labeling_format == "ground_truth" and (id_field in GROUND_TRUTH_SOURCE_KEYS or id_field.startswith("$")):
+        raise SelectionError("ID_FIELD={!r} cannot be a Ground Truth manifest attribute: it is reserved for the "
+                             "object (source, source-ref) or starts with $".format(id_field))
 
 
 class DataFile(NamedTuple):
@@ -1608,7 +1652,8 @@ def _require_columns(columns: Sequence[str], wanted: Iterable[Tuple[str, Optiona
 
 
 def _check_columns_exist(columns: Sequence[str], config: SelectionConfig, where: Any = None) -> None:
-    _require_columns(columns, [("ID_FIELD", config.id_field), ("LABEL_FIELD", config.label_field)], where)
+    _require_columns(columns, [("ID_FIELD", config.id_field), ("LABEL_FIELD", config.label_field),
+                               ("LABELING_DATA_FIELD", config.labeling_data_field)], where)
 
 
 def _non_feature_columns(columns: Sequence[str], config: SelectionConfig, score_cols: Sequence[str],
@@ -1848,12 +1893,21 @@ def predicted_classes(probabilities: np.ndarray, classes: Sequence[Any]) -> np.n
     return np.asarray(classes, dtype=object)[probabilities.argmax(axis=1)]
 
 
+class Predictions(NamedTuple):
+    """The model's guess for each selected row: its top class and that class's probability."""
+
+    classes: Tuple[Any, ...]  # every class, in score-column order
+    labels: np.ndarray  # (n_selected,) object: the top class of each row
+    confidence: np.ndarray  # (n_selected,) float64: its probability
+
+
 class SelectionResult(NamedTuple):
     """What a selection produced: the output rows and the facts the metadata reports."""
 
     rows: pd.DataFrame  # selected rows in rank order, with the output columns
     counts: Dict[str, Any]  # pool_size, labeled_count, candidate_count, selected_count, selected_per_class, ...
     details: Dict[str, Any]  # score columns and how they were read, classes, vector columns
+    predictions: Optional[Predictions] = None  # the model's guess for the same rows (labeling tasks show it)
 
 
 def run_selection(pool: Pool, config: SelectionConfig,
@@ -1870,7 +1924,8 @@ def run_selection(pool: Pool, config: SelectionConfig,
     classes = pool.classes
     del pool
     rows = annotate(fetch_rows(selection.indices), chosen, classes, selection.scores, config.selection_strategy)
-    return SelectionResult(rows, counts, details)
+    predictions = Predictions(tuple(classes), predicted_classes(chosen, classes), chosen.max(axis=1))
+    return SelectionResult(rows, counts, details, predictions)
 
 
 def _selection_facts(pool: Pool, selection: Selection, chosen: np.ndarray) -> Tuple[Dict[str, Any], Dict[str, Any]]:
@@ -1898,6 +1953,183 @@ def _score_summary(scores: np.ndarray) -> Dict[str, Optional[float]]:
         return {"min": None, "median": None, "max": None}
     values = np.asarray(scores, dtype=np.float64)
     return {"min": float(values.min()), "median": float(np.median(values)), "max": float(values.max())}
+
+
+# Labeling tasks: an active-learning selection as a SageMaker Ground Truth input manifest or as Label Studio
+# tasks. Pure functions: they take the annotated rows, the model's predictions and the settings, and return
+# the files' text; main writes them into the labeling_tasks channel.
+
+GROUND_TRUTH_MANIFEST = "ground_truth.manifest"
+GROUND_TRUTH_CATEGORIES = "ground_truth_label_categories.json"
+LABEL_STUDIO_TASKS = "label_studio_tasks.json"
+LABEL_STUDIO_CONFIG = "label_studio_config.xml"
+LABELING_FILES = {"ground_truth": (GROUND_TRUTH_MANIFEST, GROUND_TRUTH_CATEGORIES),
+                  "label_studio": (LABEL_STUDIO_TASKS, LABEL_STUDIO_CONFIG)}
+PREDICTED_LABEL = "predicted_label"  # manifest attributes of the model's guess
+PREDICTED_CONFIDENCE = "predicted_confidence"
+LABEL_STUDIO_CHOICES = "label"  # name of the <Choices> control: from_name of predictions and answers
+LABEL_STUDIO_OBJECTS = {"text": ("Text", "text"), "uri": ("Image", "image")}  # data kind -> (tag, name)
+MODEL_VERSION_PREFIX = "active_sampling/"
+# Ground Truth's input manifest rules (Developer Guide, "Input manifest files"): one JSON object per line of at
+# most 100,000 characters, no attribute over 20,000, no attribute name starting with $, exactly one of
+# source (the text itself) and source-ref (an S3 object).
+GROUND_TRUTH_SOURCE_KEYS = ("source", "source-ref")
+GROUND_TRUTH_MAX_LINE_CHARS = 100000
+GROUND_TRUTH_MAX_ATTRIBUTE_CHARS = 20000
+GROUND_TRUTH_CATEGORIES_VERSION = "2018-11-28"
+S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/\S.*")  # bucket naming rules, then a key
+_URI_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_URI_SCHEMES = ("s3://", "https://")
+_LABEL_STUDIO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_KIND_NAMES = {"text": "a text", "uri": "a URI"}
+
+
+class LabelingTask(NamedTuple):
+    """One selected row as a task, with JSON-ready values."""
+
+    row_id: Any
+    shown: str  # LABELING_DATA_FIELD: the text, or the URI of the object
+    rank: int
+    score: float
+    predicted: str
+    confidence: float
+
+
+def _json_scalar(value: Any) -> Any:
+    value = value.item() if isinstance(value, np.generic) else value
+    return value if isinstance(value, (str, int, float)) else str(value)
+
+
+def _row_name(task: LabelingTask, id_field: str) -> str:
+    return "selected row {} ({}={!r})".format(task.rank, id_field, task.row_id)
+
+
+def labeling_tasks(rows: pd.DataFrame, predictions: Predictions, config: SelectionConfig) -> List[LabelingTask]:
+    """One task per selected row, in rank order; each shown value must be a non-blank text.
+
+    ``rows`` are the annotated selected rows (``annotate``), ``predictions`` the model's guess for them.
+    """
+    field = config.labeling_data_field
+    tasks = [LabelingTask(_json_scalar(row_id), shown, int(rank), float(score), str(predicted), float(confidence))
+             for row_id, shown, rank, score, predicted, confidence in zip(
+                 rows[config.id_field], rows[field], rows[SELECTION_RANK], rows[SELECTION_SCORE],
+                 predictions.labels, predictions.confidence)]
+    for task in tasks:
+        if isinstance(task.shown, str) and task.shown.strip():
+            continue
+        if isinstance(task.shown, str) or _is_missing(task.shown):
+            what = "is empty"
+        else:
+            what = "holds {} {}".format("the number" if isinstance(task.shown, numbers.Number) else "the value",
+                                        task.shown)
+        raise SelectionError("LABELING_DATA_FIELD column {!r} {} in the {}: expected a text or an s3:// or "
+                             "https:// URI".format(field, what, _row_name(task, config.id_field)))
+    return tasks
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or bool(pd.isna(value))
+
+
+def labeling_data_kind(tasks: Sequence[LabelingTask], config: SelectionConfig) -> str:
+    """``"uri"`` when every shown value is an s3:// or https:// URI, ``"text"`` when none looks like a URI."""
+    kinds = ["uri" if _URI_SCHEME.match(task.shown) else "text" for task in tasks]
+    for task, kind in zip(tasks, kinds):
+        if kind != kinds[0]:
+            raise SelectionError("LABELING_DATA_FIELD column {!r} mixes texts and URIs: the {} is {}, the {} {}"
+                                 .format(config.labeling_data_field, _row_name(tasks[0], config.id_field),
+                                         _KIND_NAMES[kinds[0]], _row_name(task, config.id_field), _KIND_NAMES[kind]))
+        if kind == "uri" and not task.shown.lower().startswith(_URI_SCHEMES):
+            raise SelectionError("LABELING_DATA_FIELD value {!r} of the {} is a URI that labeling tools cannot "
+                                 "fetch: expected s3:// or https://".format(task.shown, _row_name(task, config.id_field)))
+    return kinds[0] if kinds else "text"
+
+
+def ground_truth_manifest_lines(tasks: Sequence[LabelingTask], kind: str, config: SelectionConfig) -> List[str]:
+    """Ground Truth input manifest lines: ``source`` (a text) or ``source-ref`` (an S3 URI), then the id, rank,
+    score and the model's prediction as extra attributes; every line checked against Ground Truth's limits."""
+    key = "source-ref" if kind == "uri" else "source"
+    lines = []
+    for task in tasks:
+        where = _row_name(task, config.id_field)
+        if kind == "uri" and not S3_URI.fullmatch(task.shown):
+            raise SelectionError("Ground Truth reads objects from S3 only: LABELING_DATA_FIELD value {!r} of the {} "
+                                 "is not an s3://bucket/key URI".format(task.shown, where))
+        if len(task.shown) > GROUND_TRUTH_MAX_ATTRIBUTE_CHARS:
+            raise SelectionError("LABELING_DATA_FIELD value of the {} has {} characters; Ground Truth accepts at "
+                                 "most {} in one attribute".format(where, len(task.shown),
+                                                                  GROUND_TRUTH_MAX_ATTRIBUTE_CHARS))
+        entry = {key: task.shown, config.id_field: task.row_id, SELECTION_RANK: task.rank,
+                 SELECTION_SCORE: task.score, PREDICTED_LABEL: task.predicted, PREDICTED_CONFIDENCE: task.confidence}
+        line = json.dumps(entry, ensure_ascii=False, allow_nan=False)
+        if len(line) > GROUND_TRUTH_MAX_LINE_CHARS:
+            raise SelectionError("the Ground Truth manifest line of the {} has {} characters; Ground Truth accepts "
+                                 "at most {}".format(where, len(line), GROUND_TRUTH_MAX_LINE_CHARS))
+        lines.append(line)
+    return lines
+
+
+def ground_truth_label_categories(classes: Sequence[Any]) -> Dict[str, Any]:
+    """The label category configuration of a classification job (``LabelCategoryConfigS3Uri``)."""
+    return {"document-version": GROUND_TRUTH_CATEGORIES_VERSION, "labels": [{"label": str(c)} for c in classes]}
+
+
+def label_studio_tasks(tasks: Sequence[LabelingTask], kind: str, config: SelectionConfig) -> List[Dict[str, Any]]:
+    """Label Studio tasks: ``data`` holds the shown field, the id, rank and score; the model's top class and its
+    probability are a prediction, so annotators start from the model's guess."""
+    object_name = LABEL_STUDIO_OBJECTS[kind][1]
+    model_version = MODEL_VERSION_PREFIX + config.selection_strategy
+    return [{
+        "data": {config.labeling_data_field: task.shown, config.id_field: task.row_id, SELECTION_RANK: task.rank,
+                 SELECTION_SCORE: task.score},
+        "predictions": [{
+            "model_version": model_version,
+            "score": task.confidence,
+            "result": [{"from_name": LABEL_STUDIO_CHOICES, "to_name": object_name, "type": "choices",
+                        "value": {"choices": [task.predicted]}}],
+        }],
+    } for task in tasks]
+
+
+def label_studio_config(classes: Sequence[Any], kind: str, data_field: str) -> str:
+    """The labeling configuration matching ``label_studio_tasks``: the shown field (a Text, or an Image for
+    URIs) and one single-choice control with the classes of the score columns."""
+    tag, name = LABEL_STUDIO_OBJECTS[kind]
+    choices = "".join("    <Choice value={}/>\n".format(quoteattr(str(label))) for label in classes)
+    return ('<View>\n  <{tag} name="{name}" value="${field}"/>\n'
+            '  <Choices name="{control}" toName="{name}" choice="single" showInline="true">\n{choices}'
+            '  </Choices>\n</View>\n').format(tag=tag, name=name, field=data_field, control=LABEL_STUDIO_CHOICES,
+                                             choices=choices)
+
+
+def labeling_files(rows: pd.DataFrame, predictions: Predictions, config: SelectionConfig) -> Dict[str, str]:
+    """The labeling_tasks channel's files for ``config.labeling_format`` (file name -> text)."""
+    tasks = labeling_tasks(rows, predictions, config)
+    kind = labeling_data_kind(tasks, config)
+    if config.labeling_format == "ground_truth":
+        lines = ground_truth_manifest_lines(tasks, kind, config)
+        return {GROUND_TRUTH_MANIFEST: "".join(line + "\n" for line in lines),
+                GROUND_TRUTH_CATEGORIES: json.dumps(ground_truth_label_categories(predictions.classes), indent=2,
+                                                    ensure_ascii=False) + "\n"}
+    if config.labeling_format == "label_studio":
+        # One task per line: a JSON list that Label Studio imports as it is, and that reads and diffs well.
+        lines = [json.dumps(task, ensure_ascii=False, allow_nan=False)
+                 for task in label_studio_tasks(tasks, kind, config)]
+        return {LABEL_STUDIO_TASKS: "[\n" + ",\n".join(lines) + "\n]\n",
+                LABEL_STUDIO_CONFIG: label_studio_config(predictions.classes, kind, config.labeling_data_field)}
+    raise SelectionError("LABELING_FORMAT={!r} writes no tasks".format(config.labeling_format))
+
+
+def save_labeling_files(files: Mapping[str, str], labeling_dir: Path) -> List[str]:
+    """Write each file atomically into ``labeling_dir``; return their paths."""
+    labeling_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, text in files.items():
+        path = labeling_dir / name
+        _write_atomically(path, lambda target, text=text: target.write_text(text, encoding="utf-8"))
+        paths.append(str(path))
+    logger.info("Wrote labeling tasks to %s: %s", labeling_dir, ", ".join(files))
+    return paths
 
 
 # Keys of select_samples' strategy_config that are not SelectionConfig fields, or are its own parameters.
@@ -2038,29 +2270,36 @@ def save_selection_metadata(metadata: Dict[str, Any], metadata_dir: str) -> str:
     return str(path)
 
 
-RESULT_NAMES = tuple("{}.{}".format(SAMPLES_BASENAME, fmt) for fmt in OUTPUT_FORMATS) + (METADATA_FILENAME,)
+RESULT_NAMES = (tuple("{}.{}".format(SAMPLES_BASENAME, fmt) for fmt in OUTPUT_FORMATS) + (METADATA_FILENAME,)
+                + tuple(name for names in LABELING_FILES.values() for name in names))
 
 
 def _real(path: Path) -> str:
     return os.path.realpath(str(path))
 
 
-def check_folders_apart(input_dir: Path, samples_dir: Path, metadata_dir: Path) -> None:
+def check_folders_apart(input_dir: Path, samples_dir: Path, metadata_dir: Path,
+                        labeling_dir: Optional[Path] = None) -> None:
     """Refuse output folders that equal, contain or lie inside the input folder, or equal each other.
 
     Paths are compared after resolving links, so the step can neither write into its input nor read its
-    own output back.
+    own output back. ``labeling_dir`` is checked too when this run writes labeling tasks.
     """
     source = _real(input_dir)
-    for channel, folder in ((SAMPLES_CHANNEL, samples_dir), (METADATA_CHANNEL, metadata_dir)):
+    outputs = [(SAMPLES_CHANNEL, samples_dir), (METADATA_CHANNEL, metadata_dir)]
+    if labeling_dir is not None:
+        outputs.append((LABELING_CHANNEL, labeling_dir))
+    for channel, folder in outputs:
         target = _real(folder)
         if _is_within(target, source) or _is_within(source, target):
             raise SelectionError("output folder {} ({}) overlaps the input folder {}: the step never writes into "
                                  "its input nor reads its output; use separate folders".format(
                                      folder, channel, input_dir))
-    if _real(samples_dir) == _real(metadata_dir):
-        raise SelectionError("the output folders {} and {} are the same folder; give each channel its own".format(
-            SAMPLES_CHANNEL, METADATA_CHANNEL))
+    for position, (channel, folder) in enumerate(outputs):
+        for other_channel, other in outputs[position + 1:]:
+            if _real(folder) == _real(other):
+                raise SelectionError("the output folders {} and {} are the same folder; give each channel its "
+                                     "own".format(channel, other_channel))
 
 
 def _ours(folder: Path) -> List[Path]:
@@ -2079,13 +2318,13 @@ def _remove_ours(folder: Path, written: Iterable[Path] = ()) -> None:
             path.unlink()
 
 
-def _prepare_outputs(samples_dir: Path, metadata_dir: Path) -> None:
+def _prepare_outputs(samples_dir: Path, metadata_dir: Path, labeling_dir: Optional[Path] = None) -> None:
     """Create the output folders and remove an earlier run's results from them, and nothing else.
 
-    A result name (selected_samples.*, selection_metadata.json) that no earlier ``_SUCCESS`` lists was
-    not provably written by this step: it is left alone and the run stops.
+    A result name (selected_samples.*, selection_metadata.json, the labeling tasks files) that no earlier
+    ``_SUCCESS`` lists was not provably written by this step: it is left alone and the run stops.
     """
-    folders = (samples_dir, metadata_dir)
+    folders = _present(samples_dir, metadata_dir, labeling_dir)
     try:
         for folder in folders:
             if folder.exists() and not folder.is_dir():
@@ -2105,6 +2344,10 @@ def _prepare_outputs(samples_dir: Path, metadata_dir: Path) -> None:
     except OSError as error:
         raise SelectionError("cannot write to the output folder {}: {}".format(
             error.filename or "", error.strerror or _one_line(error))) from None
+
+
+def _present(*folders: Optional[Path]) -> Tuple[Path, ...]:
+    return tuple(folder for folder in folders if folder is not None)
 
 
 def _output_folders(output_paths: Any) -> List[Path]:
@@ -2178,6 +2421,23 @@ def _channel(paths: Any, key: str, kind: str) -> Path:
     return Path(value)
 
 
+def _labeling_channel(output_paths: Any, environ_vars: Any) -> Optional[Path]:
+    """The labeling_tasks folder when this run may write tasks: its path is given and LABELING_FORMAT is set to
+    something other than none. Read raw, before the variables are parsed and without raising, so that a
+    failure is recorded there too."""
+    raw = environ_vars.get("LABELING_FORMAT") if isinstance(environ_vars, Mapping) else None
+    requested = "" if raw is None else str(raw).strip().lower()
+    folder = output_paths.get(LABELING_CHANNEL) if isinstance(output_paths, Mapping) else None
+    usable = isinstance(folder, (str, os.PathLike)) and str(folder) != ""
+    return Path(folder) if usable and requested not in ("", "none") else None
+
+
+def _check_labeling_channel(config: SelectionConfig, labeling_dir: Optional[Path]) -> None:
+    if config.labeling_format != "none" and labeling_dir is None:
+        raise SelectionError("LABELING_FORMAT={} needs the output path {!r} (--{} on the command line)".format(
+            config.labeling_format, LABELING_CHANNEL, LABELING_CHANNEL))
+
+
 def _select(source: InputTable, config: SelectionConfig) -> Tuple[SelectionResult, str]:
     """Read the prediction table of ``source`` and run the selection; also returns the output format."""
     output_format = resolve_output_format(config.output_format, source.fmt)
@@ -2193,6 +2453,18 @@ def _select(source: InputTable, config: SelectionConfig) -> Tuple[SelectionResul
     return result, output_format
 
 
+def _write_labeling_tasks(result: SelectionResult, config: SelectionConfig,
+                          labeling_dir: Optional[Path]) -> Tuple[List[Path], Dict[str, Any]]:
+    """Write the tasks when LABELING_FORMAT asks for them; return their paths and the metadata's ``labeling``
+    entry (nothing when there are no tasks)."""
+    if config.labeling_format == "none" or labeling_dir is None:
+        return [], {}
+    files = labeling_files(result.rows, result.predictions, config)
+    paths = [Path(path) for path in save_labeling_files(files, labeling_dir)]
+    return paths, {"labeling": {"format": config.labeling_format, "task_count": int(len(result.rows)),
+                                "files": sorted(files)}}
+
+
 def main(
     input_paths: Mapping[str, str],
     output_paths: Mapping[str, str],
@@ -2202,7 +2474,8 @@ def main(
     """Select rows from the prediction table in ``input_paths["evaluation_data"]``.
 
     Writes ``selected_samples/selected_samples.<fmt>`` and ``selection_metadata/selection_metadata.json``
-    atomically, then ``_SUCCESS`` (listing them) in both folders, and returns the metadata. This is the
+    atomically (with ``LABELING_FORMAT`` also the tasks files in ``labeling_tasks``), then ``_SUCCESS``
+    (listing them) in every folder, and returns the metadata. This is the
     failure boundary: on any error every output folder that can be written is left with only
     ``_FAILURE`` (holding the one-line reason), nothing outside this step's own files is touched, and
     the error is re-raised; expected errors are ``SelectionError``. ``environ_vars`` values are strings
@@ -2210,18 +2483,22 @@ def main(
     """
     started = time.time()
     written: List[Path] = []
+    labeling_dir = _labeling_channel(output_paths, environ_vars)
     try:
         samples_dir = _channel(output_paths, SAMPLES_CHANNEL, "output")
         metadata_dir = _channel(output_paths, METADATA_CHANNEL, "output")
         input_dir = _channel(input_paths, INPUT_CHANNEL, "input")
-        check_folders_apart(input_dir, samples_dir, metadata_dir)
+        check_folders_apart(input_dir, samples_dir, metadata_dir, labeling_dir)
         config = parse_environment(environ_vars)
+        _check_labeling_channel(config, labeling_dir)
         job_type = _job_type(job_args)
-        _prepare_outputs(samples_dir, metadata_dir)
+        _prepare_outputs(samples_dir, metadata_dir, labeling_dir)
         logger.info("Strategy %s (use case %s, job type %s)", config.selection_strategy, config.use_case, job_type)
-        source = scan_input(input_dir, config, forbidden=(samples_dir, metadata_dir))
+        source = scan_input(input_dir, config, forbidden=_present(samples_dir, metadata_dir, labeling_dir))
         result, output_format = _select(source, config)
         written.append(Path(save_selected_samples(result.rows, str(samples_dir), output_format)))
+        tasks_written, labeling = _write_labeling_tasks(result, config, labeling_dir)
+        written += tasks_written
         metadata = {
             "strategy": config.selection_strategy,
             "use_case": config.use_case,
@@ -2232,15 +2509,17 @@ def main(
             "output_file": os.path.relpath(str(written[0]), str(samples_dir)),
             "input_files": [os.path.relpath(str(f.path), str(input_dir)) for f in source.files],
             "details": dict(result.details, input_format=source.fmt),
+            **labeling,
             "library_versions": _library_versions(),
             "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
         metadata["elapsed_seconds"] = round(time.time() - started, 3)
         written.append(Path(save_selection_metadata(metadata, str(metadata_dir))))
-        for folder in (samples_dir, metadata_dir):
+        for folder in _present(samples_dir, metadata_dir, labeling_dir):
             written.append(_mark_success(folder, written))
     except BaseException as error:
-        _record_failure(_output_folders(output_paths), _input_folder(input_paths), error, written)
+        folders = _output_folders(output_paths) + list(_present(labeling_dir))
+        _record_failure(folders, _input_folder(input_paths), error, written)
         raise
     logger.info("Selected %d of %d candidates (pool of %d) with %s in %.2fs", metadata["selected_count"],
                 metadata["candidate_count"], metadata["pool_size"], config.selection_strategy,

@@ -1,6 +1,6 @@
 """Builder of the ActiveSampleSelection ProcessingStep (SageMaker scikit-learn image)."""
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from ..core.builder import ProcessingStepBuilderBase
 from ..scripts import active_sample_selection as script
@@ -37,4 +37,9 @@ class ActiveSampleSelectionStepBuilder(ProcessingStepBuilderBase):
 
     def argument_values(self) -> Dict[str, Any]:
         return {"job_type": self.job_type()}
+
+    def output_names(self) -> List[str]:
+        """Every output of the spec; labeling_tasks only when the config sets a labeling_format."""
+        return [name for name in self.spec.outputs
+                if name != script.LABELING_CHANNEL or self.config.writes_labeling_tasks]
 

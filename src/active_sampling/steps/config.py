@@ -23,6 +23,7 @@ UseCase = Literal[script.USE_CASES]  # type: ignore[valid-type]
 UncertaintyMode = Literal[script.UNCERTAINTY_MODES]  # type: ignore[valid-type]
 Metric = Literal[script.METRICS]  # type: ignore[valid-type]
 OutputFormat = Literal[script.OUTPUT_FORMATS]  # type: ignore[valid-type]
+LabelingFormat = Literal[script.LABELING_FORMATS]  # type: ignore[valid-type]
 
 _OPTIONAL_TEXT_FIELDS = tuple(var.field for var in script.ENV_VARS if var.default == "")
 
@@ -76,6 +77,8 @@ class ActiveSampleSelectionConfig(ProcessingStepConfigBase):
     uncertainty_mode: UncertaintyMode = env_field("UNCERTAINTY_MODE")
     batch_size: int = env_field("BATCH_SIZE")
     metric: Metric = env_field("METRIC")
+    labeling_format: LabelingFormat = env_field("LABELING_FORMAT")
+    labeling_data_field: Optional[str] = env_field("LABELING_DATA_FIELD")
 
     job_type: Optional[str] = Field(
         None,
@@ -113,6 +116,20 @@ class ActiveSampleSelectionConfig(ProcessingStepConfigBase):
         except script.SelectionError as error:
             raise ValueError(_in_config_terms(str(error))) from None
         return self
+
+    @model_validator(mode="after")
+    def _labeling_settings_fit(self) -> "ActiveSampleSelectionConfig":
+        try:
+            script.validate_labeling_settings(self.labeling_format, self.labeling_data_field,
+                                              strategy=self.selection_strategy, id_field=self.id_field)
+        except script.SelectionError as error:
+            raise ValueError(_in_config_terms(str(error))) from None
+        return self
+
+    @property
+    def writes_labeling_tasks(self) -> bool:
+        """Whether the step writes the labeling_tasks output (a labeling_format other than none)."""
+        return self.labeling_format != "none"
 
     @property
     def script_path(self) -> str:

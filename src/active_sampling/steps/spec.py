@@ -76,5 +76,15 @@ ACTIVE_SAMPLE_SELECTION_SPEC = StepSpecification(
             aliases=["metadata", "selection_info", "sampling_metadata"],
             description="selection_metadata.json: configuration, counts, score summary and timestamp.",
         ),
+        script.LABELING_CHANNEL: OutputSpec(
+            logical_name=script.LABELING_CHANNEL,
+            output_type=DependencyType.PROCESSING_OUTPUT,
+            property_path=processing_output_property_path(script.LABELING_CHANNEL),
+            data_type="S3Uri",
+            aliases=["labeling_jobs", "annotation_tasks", "human_labeling_input", "input_manifest"],
+            description="Only with labeling_format set: the selection as labeling tasks, a SageMaker Ground Truth "
+                        "input manifest (ground_truth.manifest, ground_truth_label_categories.json) or Label Studio "
+                        "tasks (label_studio_tasks.json, label_studio_config.xml).",
+        ),
     },
 )
