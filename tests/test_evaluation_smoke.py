@@ -7,7 +7,9 @@ from pydantic import ValidationError
 
 from active_sampling.evaluation import EvaluationConfig, run_evaluation, write_report
 from active_sampling.evaluation.__main__ import main as evaluation_cli
-from active_sampling.evaluation.report import area_under_curve, per_seed_metrics
+from active_sampling.evaluation.config import HYBRID_STRATEGIES
+from active_sampling.evaluation.models import fit_model, load_dataset
+from active_sampling.evaluation.report import area_under_curve, head_to_head, per_seed_metrics
 from active_sampling.evaluation.simulation import initial_labeled_set
 
 TINY = dict(datasets=("wine",), models=("logistic_regression",), strategies=("random", "margin"), seeds=1,
@@ -92,3 +94,43 @@ def test_random_baseline_is_required():
 def test_cli_rejects_unknown_strategy_without_running(capsys):
     assert evaluation_cli(["--strategies", "random", "coin_flip", "--no-figures"]) == 2
     assert "coin_flip" in capsys.readouterr().err
+
+
+def test_head_to_head_calls_wins_ties_and_losses_by_two_standard_errors():
+    # Paired differences per seed: a = +0.02, +0.03, +0.04 (mean 0.03, se 0.0058): wins;
+    # b = +0.05, -0.04, +0.02 (mean 0.01, se 0.026): ties; c = -0.01, -0.01, -0.02: loses.
+    reference = [0.80, 0.70, 0.90]
+    offsets = {"a": [0.02, 0.03, 0.04], "b": [0.05, -0.04, 0.02], "c": [-0.01, -0.01, -0.02]}
+    rows = [{"dataset": "d", "model": "m", "strategy": "ref", "seed": seed, "aulc": value}
+            for seed, value in enumerate(reference)]
+    rows += [{"dataset": "d", "model": "m", "strategy": name, "seed": seed, "aulc": reference[seed] + offset}
+             for name, values in offsets.items() for seed, offset in enumerate(values)]
+    duels = head_to_head(pd.DataFrame(rows), ["a", "b", "c", "absent"], ["ref"]).set_index("strategy")
+    assert duels["verdict"].to_dict() == {"a": "wins", "b": "ties", "c": "loses"}
+    assert duels.loc["a", "difference"] == "+0.030 ± 0.010"
+
+
+def test_pendigits_is_the_whole_uci_set_shipped_offline():
+    X, y = load_dataset("pendigits")
+    assert X.shape == (10992, 16)
+    assert np.bincount(y).tolist() == [1143, 1143, 1144, 1055, 1144, 1055, 1056, 1142, 1055, 1055]
+    assert X.min() == 0 and X.max() == 100
+
+
+def test_mlp_embedding_is_the_input_of_its_softmax_layer():
+    X, y = load_dataset("wine")
+    model = fit_model("mlp", X[::3], y[::3], X, n_classes=3, seed=0)
+    hidden = model.embed(X)
+    assert hidden.shape == (len(X), 64) and (hidden >= 0).all()
+    # A softmax layer on the embedding must reproduce predict_proba: refit the same output layer by hand.
+    probabilities = model.predict_proba(X)
+    logits = np.log(probabilities)
+    centered = logits - logits.mean(axis=1, keepdims=True)
+    solution, *_ = np.linalg.lstsq(np.c_[hidden, np.ones(len(X))], centered, rcond=None)
+    assert np.allclose(np.c_[hidden, np.ones(len(X))] @ solution, centered, atol=1e-6)
+
+
+def test_every_hybrid_configuration_runs_through_the_script():
+    results = run_evaluation(EvaluationConfig(**dict(TINY, strategies=("random",) + HYBRID_STRATEGIES), run_ssl=False))
+    assert set(results.curves["strategy"]) == {"random", *HYBRID_STRATEGIES}
+    assert results.script_calls == len(HYBRID_STRATEGIES) * results.config.setting("wine").rounds

@@ -47,7 +47,8 @@ def test_selection_step_definition(definition):
         "SELECTION_STRATEGY": "badge", "USE_CASE": "active_learning", "ID_FIELD": "id", "LABEL_FIELD": "label",
         "SCORE_FIELD_PREFIX": "prob_class_", "EMBEDDING_FIELD_PREFIX": "emb_", "RANDOM_SEED": "42",
         "CONFIDENCE_THRESHOLD": "0.9", "MAX_SAMPLES": "0", "K_PER_CLASS": "100", "UNCERTAINTY_MODE": "margin",
-        "BATCH_SIZE": "64", "METRIC": "euclidean", "LABELING_FORMAT": "none",
+        "BATCH_SIZE": "64", "METRIC": "euclidean", "DIVERSITY_METHOD": "kcenter", "UNCERTAINTY_PREFILTER": "0",
+        "LABELING_FORMAT": "none",
     }
     assert selection["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}
     assert selection["DependsOn"] == ["XGBoostModelInference"]

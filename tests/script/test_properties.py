@@ -41,6 +41,8 @@ def configs(draw):
         "CONFIDENCE_THRESHOLD": str(draw(st.sampled_from([0.5, 0.6, 0.75, 1.0]))),
         "UNCERTAINTY_MODE": draw(st.sampled_from(script.UNCERTAINTY_MODES)),
         "METRIC": draw(st.sampled_from(script.METRICS)),
+        "DIVERSITY_METHOD": draw(st.sampled_from(script.DIVERSITY_METHODS)),
+        "UNCERTAINTY_PREFILTER": str(draw(st.sampled_from([0, 0, 1, 3]))),
         "RANDOM_SEED": str(draw(st.integers(0, 1000))),
     }
     return script.parse_environment(env)

@@ -23,7 +23,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--datasets", nargs="+", default=list(defaults.datasets))
     parser.add_argument("--models", nargs="+", default=list(defaults.models))
     parser.add_argument("--strategies", nargs="+", default=list(defaults.strategies))
-    parser.add_argument("--seeds", type=int, default=defaults.seeds, help="number of seeds (0..N-1)")
+    parser.add_argument("--seeds", type=int, default=defaults.seeds,
+                        help="number of seeds (0..N-1) for every data set (default: each data set's own)")
     parser.add_argument("--rounds", type=int, default=None, help="override every data set's number of rounds")
     parser.add_argument("--workers", type=int, default=defaults.workers)
     parser.add_argument("--no-ssl", action="store_true", help="skip the semi-supervised study")
@@ -46,7 +47,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"evaluating {len(config.jobs)} jobs with {config.workers} worker(s)", flush=True)
     results = run_evaluation(config, progress=lambda message: print(message, flush=True))
     path = write_report(results, args.output_dir, command, figures=not args.no_figures)
-    print(f"wrote {path} ({results.wall_seconds / 60:.1f} min)")
+    print(f"wrote {path} ({results.wall_seconds / 60:.1f} min wall, {results.cpu_seconds / 60:.1f} CPU-min)")
     return 0
 
 

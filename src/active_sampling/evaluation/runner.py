@@ -19,6 +19,7 @@ class EvaluationResults(NamedTuple):
     ssl: pd.DataFrame
     wall_seconds: float
     script_calls: int
+    cpu_seconds: float  # summed over the jobs: what the run costs on an otherwise idle machine
 
 
 def run_evaluation(config: EvaluationConfig, progress: Optional[Callable[[str], None]] = None) -> EvaluationResults:
@@ -29,16 +30,18 @@ def run_evaluation(config: EvaluationConfig, progress: Optional[Callable[[str], 
     curves: List[dict] = []
     ssl: List[dict] = []
     calls = 0
+    cpu_seconds = 0.0
     for done, output in enumerate(_map(run_job, jobs, config.workers), start=1):
         curves += output.curves
         ssl += output.ssl
         calls += output.script_calls
+        cpu_seconds += output.cpu_seconds
         if progress:
             progress(f"{done}/{len(jobs)} jobs done, {time.perf_counter() - started:.0f} s")
     order = {name: i for i, name in enumerate(config.datasets + config.models + config.strategies)}
     curves_df = _sorted(pd.DataFrame(curves), ["dataset", "model", "strategy", "seed", "round"], order)
     ssl_df = _sorted(pd.DataFrame(ssl), ["dataset", "model", "seed"], order) if ssl else pd.DataFrame()
-    return EvaluationResults(config, curves_df, ssl_df, time.perf_counter() - started, calls)
+    return EvaluationResults(config, curves_df, ssl_df, time.perf_counter() - started, calls, cpu_seconds)
 
 
 def _sorted(frame: pd.DataFrame, columns: List[str], order: Dict[str, int]) -> pd.DataFrame:

@@ -10,6 +10,7 @@ strategy). The test split is never written to any table.
 import argparse
 import logging
 import tempfile
+import time
 from pathlib import Path
 from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -18,7 +19,7 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
 
-from active_sampling.evaluation.config import RANDOM, Job
+from active_sampling.evaluation.config import RANDOM, STRATEGY_ENVIRONMENTS, Job
 from active_sampling.evaluation.models import FittedModel, fit_model, load_dataset
 from active_sampling.scripts import active_sample_selection as script
 
@@ -78,9 +79,7 @@ def initial_labeled_set(y_pool: np.ndarray, size: int, rng: np.random.Generator)
 
 def strategy_environment(strategy: str) -> Dict[str, str]:
     """The script's environment for one harness strategy name (uncertainty modes are named by their mode)."""
-    if strategy in script.UNCERTAINTY_MODES:
-        return {"SELECTION_STRATEGY": "uncertainty", "UNCERTAINTY_MODE": strategy}
-    return {"SELECTION_STRATEGY": strategy}
+    return dict(STRATEGY_ENVIRONMENTS[strategy])
 
 
 def ssl_methods(thresholds: Sequence[float], k_per_class: int) -> Iterator[Tuple[str, Dict[str, str]]]:
@@ -118,17 +117,19 @@ class JobOutput(NamedTuple):
     curves: List[dict]
     ssl: List[dict]
     script_calls: int
+    cpu_seconds: float  # CPU time of the worker process on this job
 
 
 def run_job(job: Job) -> JobOutput:
     """Learning curves of every strategy, and the SSL measurements, for one data set, model and seed."""
+    started = time.process_time()
     logging.getLogger(script.logger.name).setLevel(logging.WARNING)
     data = _Data(job)
     with tempfile.TemporaryDirectory(prefix="active_sampling_eval_") as tmp:
         runner = ScriptRunner(Path(tmp))
         curves = _learning_curves(data, runner)
         ssl = _ssl_study(data, runner) if job.run_ssl else []
-    return JobOutput(curves, ssl, runner.calls)
+    return JobOutput(curves, ssl, runner.calls, time.process_time() - started)
 
 
 def _learning_curves(data: _Data, runner: ScriptRunner) -> List[dict]:

@@ -8,8 +8,9 @@ Two use cases share one contract:
 
 * semi-supervised learning ("ssl"): ``confidence_threshold`` and ``top_k_per_class`` pick rows whose
   prediction is confident enough to be used as a pseudo-label;
-* active learning: ``uncertainty``, ``diversity`` (k-center greedy core-set, Sener & Savarese 2018) and
-  ``badge`` (k-means++ seeding on gradient embeddings, Ash et al. 2020) pick rows worth a human label.
+* active learning: ``uncertainty``, ``diversity`` (k-center greedy core-set, Sener & Savarese 2018, or the
+  rows nearest k-means centroids; optionally among the most uncertain rows only, the hybrid of Zhdanov 2019)
+  and ``badge`` (k-means++ seeding on gradient embeddings, Ash et al. 2020) pick rows worth a human label.
 
 Run in the container as ``python active_sample_selection.py --job_type ssl_selection`` with the
 environment variables listed in ``ENV_VARS``; locally, the channels can be pointed at folders with
@@ -47,6 +48,7 @@ logger = logging.getLogger("active_sample_selection")
 USE_CASES = ("ssl", "active_learning", "auto")
 UNCERTAINTY_MODES = ("margin", "entropy", "least_confidence")
 METRICS = ("euclidean", "cosine")
+DIVERSITY_METHODS = ("kcenter", "kmeans")
 OUTPUT_FORMATS = ("csv", "tsv", "parquet")
 LABELING_FORMATS = ("none", "ground_truth", "label_studio")
 
@@ -136,7 +138,7 @@ def _declare_env_vars(strategy_names: Sequence[str]) -> Tuple[EnvVar, ...]:
         EnvVar("OUTPUT_FORMAT", "output_format", "choice", "",
                "Format of selected_samples; unset: the input's format.", choices=OUTPUT_FORMATS),
         EnvVar("RANDOM_SEED", "random_seed", "int", "42",
-               "Seed of badge's k-means++ sampling.", minimum=0, maximum=MAX_SEED),
+               "Seed of badge's k-means++ sampling and of diversity's k-means.", minimum=0, maximum=MAX_SEED),
         EnvVar("CONFIDENCE_THRESHOLD", "confidence_threshold", "float", "0.9",
                "confidence_threshold: minimum max-probability of a selected row.", minimum=0.5, maximum=1.0),
         EnvVar("MAX_SAMPLES", "max_samples", "int", "0",
@@ -144,11 +146,17 @@ def _declare_env_vars(strategy_names: Sequence[str]) -> Tuple[EnvVar, ...]:
         EnvVar("K_PER_CLASS", "k_per_class", "int", "100",
                "top_k_per_class: rows kept per predicted class.", minimum=1),
         EnvVar("UNCERTAINTY_MODE", "uncertainty_mode", "choice", "margin",
-               "uncertainty: how uncertainty is measured.", choices=UNCERTAINTY_MODES),
+               "uncertainty, and diversity's pre-filter: how uncertainty is measured.", choices=UNCERTAINTY_MODES),
         EnvVar("BATCH_SIZE", "batch_size", "int", "32",
                "uncertainty, diversity, badge: number of rows to select.", minimum=1),
         EnvVar("METRIC", "metric", "choice", "euclidean",
                "diversity, badge: distance between embeddings.", choices=METRICS),
+        EnvVar("DIVERSITY_METHOD", "diversity_method", "choice", "kcenter",
+               "diversity: kcenter (greedy farthest-first from the labeled rows) or kmeans (k-means with "
+               "BATCH_SIZE clusters, the row nearest each centroid).", choices=DIVERSITY_METHODS),
+        EnvVar("UNCERTAINTY_PREFILTER", "uncertainty_prefilter", "int", "0",
+               "diversity: choose among the UNCERTAINTY_PREFILTER x BATCH_SIZE most uncertain candidates by "
+               "UNCERTAINTY_MODE only (the uncertain-and-diverse hybrid; 0 = all candidates).", minimum=0),
         EnvVar("LABELING_FORMAT", "labeling_format", "choice", "none",
                "Also write the active-learning selection as labeling tasks into labeling_tasks: a SageMaker "
                "Ground Truth input manifest, or Label Studio tasks with their labeling configuration.",
@@ -180,6 +188,8 @@ class SelectionConfig(NamedTuple):
     uncertainty_mode: str
     batch_size: int
     metric: str
+    diversity_method: str
+    uncertainty_prefilter: int
     labeling_format: str
     labeling_data_field: Optional[str]
 
@@ -1438,31 +1448,66 @@ def _distance_from_squared(d2: np.ndarray, metric: str) -> np.ndarray:
 
 
 class DiversitySampler(_Sampler):
-    """k-center greedy core-set selection over embeddings (active learning); see ``k_center_greedy``.
+    """Diverse rows by embedding (active learning): k-center greedy (``k_center_greedy``) or the row nearest
+    each k-means centroid (``kmeans_representatives``).
+
+    With ``uncertainty_prefilter`` = beta > 0 it is the uncertain-and-diverse hybrid (Zhdanov 2019; seed 004):
+    only the beta x batch_size most uncertain candidates by ``uncertainty_mode`` are considered
+    (``uncertainty_prefilter``); k-center still starts from the labeled rows.
 
     Parameters
     ----------
     metric : {"euclidean", "cosine"}, default="euclidean"
-    random_seed : int, default=42
-        Unused: the traversal is deterministic (it starts from the labeled rows or the candidates' mean).
-        Kept for the seeds' signature.
+    random_seed : int or None, default=42
+        Seed of the k-means++ start of ``method="kmeans"``; k-center is deterministic (it starts from the
+        labeled rows or the candidates' mean).
+    method : {"kcenter", "kmeans"}, default="kcenter"
+    uncertainty_prefilter : int, default=0
+        beta; 0 considers every candidate.
+    uncertainty_mode : {"margin", "entropy", "least_confidence"}, default="margin"
+        The pre-filter's uncertainty measure; see ``uncertainty_scores``.
     """
 
-    def __init__(self, metric: str = "euclidean", random_seed: Optional[int] = 42):
+    def __init__(self, metric: str = "euclidean", random_seed: Optional[int] = 42, method: str = "kcenter",
+                 uncertainty_prefilter: int = 0, uncertainty_mode: str = "margin"):
         self.metric = _choice("metric", metric, METRICS)
         self.random_seed = random_seed
+        self.method = _choice("method", method, DIVERSITY_METHODS)
+        self.uncertainty_prefilter = _positive_int("uncertainty_prefilter", uncertainty_prefilter, 0)
+        self.uncertainty_mode = _choice("uncertainty_mode", uncertainty_mode, UNCERTAINTY_MODES)
 
     def select(self, candidates: Candidates, batch_size: int) -> Selection:
-        indices, distances = k_center_greedy(candidates.embeddings, batch_size,
-                                             initial_centers=candidates.labeled_embeddings, metric=self.metric,
-                                             copy=False)
-        return Selection(indices, distances)
+        kept = self._prefilter(candidates.probabilities, batch_size, candidates.embeddings.shape[0])
+        embeddings = candidates.embeddings if kept is None else candidates.embeddings[kept]
+        if self.method == "kmeans":
+            indices, scores = kmeans_representatives(embeddings, batch_size, metric=self.metric,
+                                                     random_state=self.random_seed, copy=False)
+        else:
+            indices, scores = k_center_greedy(embeddings, batch_size, initial_centers=candidates.labeled_embeddings,
+                                              metric=self.metric, copy=False)
+        return Selection(indices if kept is None else kept[indices], scores)
+
+    def _prefilter(self, probabilities: Optional[np.ndarray], batch_size: int, n_rows: int) -> Optional[np.ndarray]:
+        """The kept candidates' positions, or None when every candidate stays."""
+        if self.uncertainty_prefilter == 0:
+            return None
+        if probabilities is None:
+            raise ValueError("uncertainty_prefilter needs the candidates' probabilities")
+        n_keep = self.uncertainty_prefilter * batch_size
+        if n_keep >= n_rows:
+            logger.info("Uncertainty pre-filter keeps all %d candidates (%d x BATCH_SIZE=%d)", n_rows,
+                        self.uncertainty_prefilter, batch_size)
+            return None
+        logger.info("Uncertainty pre-filter: the %d most uncertain of %d candidates by %s (%d x BATCH_SIZE=%d)",
+                    n_keep, n_rows, self.uncertainty_mode, self.uncertainty_prefilter, batch_size)
+        return uncertainty_prefilter(probabilities, n_keep, mode=self.uncertainty_mode)
 
     def select_batch(self, embeddings: Any, batch_size: int, indices: Any = None, *,
-                     labeled_embeddings: Any = None) -> np.ndarray:
+                     labeled_embeddings: Any = None, probabilities: Any = None) -> np.ndarray:
         """Positions (or entries of ``indices``) of the picks in order.
 
-        ``labeled_embeddings`` (shape (m, d)), the already-labeled rows, are the initial centers.
+        ``labeled_embeddings`` (shape (m, d)), the already-labeled rows, are k-center's initial centers;
+        ``probabilities`` (shape (n, n_classes)) are needed when ``uncertainty_prefilter`` > 0.
         """
         matrix = np.array(_as_matrix(embeddings, "embeddings", np.float32))  # select() centers it in place
         labeled = None if labeled_embeddings is None or len(labeled_embeddings) == 0 else _as_matrix(
@@ -1470,7 +1515,11 @@ class DiversitySampler(_Sampler):
         if labeled is not None and labeled.shape[1] != matrix.shape[1]:
             raise ValueError("labeled_embeddings have {} columns, embeddings {}".format(labeled.shape[1],
                                                                                       matrix.shape[1]))
-        candidates = Candidates(None, matrix, labeled)
+        scores = None if probabilities is None else _as_matrix(probabilities, "probabilities", np.float64)
+        if scores is not None and scores.shape[0] != matrix.shape[0]:
+            raise ValueError("embeddings and probabilities have different row counts: {} and {}".format(
+                matrix.shape[0], scores.shape[0]))
+        candidates = Candidates(scores, matrix, labeled)
         return self._select_among(candidates, _positive_int("batch_size", batch_size, 1), indices)
 
     def _compute_distances(self, X: Any, Y: Any) -> np.ndarray:
@@ -1482,6 +1531,194 @@ class DiversitySampler(_Sampler):
             return 1.0 - X @ Y.T
         d2 = np.einsum("ij,ij->i", X, X)[:, None] - 2.0 * (X @ Y.T) + np.einsum("ij,ij->i", Y, Y)[None, :]
         return np.sqrt(np.maximum(d2, 0.0))
+
+
+def uncertainty_prefilter(probabilities: Any, n_keep: int, *, mode: str = "margin") -> np.ndarray:
+    """Positions of the ``n_keep`` most uncertain rows, in ascending order (the hybrid's pre-filter).
+
+    The rows are those ``top_k_indices(uncertainty_scores(probabilities, mode), n_keep)`` ranks first, so
+    ties at the cut go to the earlier row as everywhere else; they are returned sorted so that a
+    selection run on the kept rows breaks its own ties in input order too. ``n_keep`` at least the row
+    count keeps every row. A top-k, so it shards exactly: the top ``n_keep`` of the union of shards is the
+    top ``n_keep`` of the shards' own top ``n_keep``.
+
+    Parameters
+    ----------
+    probabilities : array-like of shape (n_rows, n_classes)
+        Class probabilities of the candidates.
+    n_keep : int
+        Rows to keep, ``UNCERTAINTY_PREFILTER * BATCH_SIZE``; at least 1.
+    mode : {"margin", "entropy", "least_confidence"}, default="margin"
+        The uncertainty measure of ``uncertainty_scores``.
+
+    Returns
+    -------
+    kept : ndarray of shape (min(n_keep, n_rows),), dtype int64
+    """
+    if int(n_keep) < 1:
+        raise ValueError("n_keep must be at least 1, got {}".format(n_keep))
+    probabilities = _as_matrix(probabilities, "probabilities", np.float64)
+    return np.sort(top_k_indices(uncertainty_scores(probabilities, mode), int(n_keep)))
+
+
+def kmeans_representatives(
+    X: Any, n_select: int, *, metric: str = "euclidean", random_state: Any = None, max_iter: int = 100,
+    tol: float = 1e-4, copy: bool = True
+) -> Tuple[np.ndarray, np.ndarray]:
+    """k-means with ``n_select`` clusters; the row nearest each centroid (seed 004, Zhdanov 2019).
+
+    Lloyd's algorithm from a k-means++ start (the first center drawn uniformly, each next one with
+    probability proportional to its squared distance to the nearest center so far), one initialization.
+    It stops when no row changes cluster, when the centers move less than ``tol`` times the mean
+    per-feature variance of X (scikit-learn's rule), or after ``max_iter`` iterations. A cluster that
+    empties is moved to the row farthest from its center. Each cluster then contributes its member
+    nearest its centroid (ties to the lower index), so the picks are distinct rows. Only when X has
+    fewer distinct rows than ``n_select`` do clusters stay empty; the missing picks are then the
+    unpicked rows farthest from their centroid (logged), which duplicate earlier picks.
+
+    Works in float32 on a centered copy of X (``copy=False`` centers a float32 C-contiguous X in place,
+    as in ``k_center_greedy``); distances to the k centers are computed in blocks of at
+    most 2**24 entries, so the extra memory beyond that copy is O(n + k * n_features). Each iteration
+    costs O(n * k * n_features): meant for the pre-filtered candidates of the hybrid (a few times the
+    batch size), not for a whole pool of millions of rows. ``metric="cosine"`` clusters the unit-length
+    rows (spherical k-means with euclidean centroids).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_rows, n_features)
+        Embeddings of the rows to choose from.
+    n_select : int
+        Clusters, hence picks; more than n_rows selects every row.
+    metric : {"euclidean", "cosine"}, default="euclidean"
+    random_state : int, numpy Generator or None, default=None
+        Seed of the k-means++ draws; the same seed gives the same picks.
+    max_iter : int, default=100
+        Lloyd iterations at most; at least 1.
+    tol : float, default=1e-4
+        Relative tolerance on the squared center shift; at least 0.
+    copy : bool, default=True
+        Work on a copy of X rather than overwrite it.
+
+    Returns
+    -------
+    indices : ndarray of shape (min(n_select, n_rows),), dtype int64
+        Picked rows, the one standing for the largest cluster first (ties to the lower row index).
+    cluster_sizes : ndarray of shape (min(n_select, n_rows),), dtype float64
+        Rows in each pick's cluster (0 for a fill-in pick).
+    """
+    if metric not in METRICS:
+        raise ValueError("metric must be one of {}, got {!r}".format(METRICS, metric))
+    if int(max_iter) < 1:
+        raise ValueError("max_iter must be at least 1, got {}".format(max_iter))
+    if not float(tol) >= 0.0:
+        raise ValueError("tol must be at least 0, got {}".format(tol))
+    X = _as_matrix(X, "X", np.float32)
+    if copy or not X.flags.writeable:
+        X = X.copy()
+    n_rows = X.shape[0]
+    n_select = max(0, min(int(n_select), n_rows))
+    if n_select >= n_rows:
+        return np.arange(n_rows, dtype=np.int64), np.ones(n_rows, dtype=np.float64)
+    if metric == "cosine":
+        X = _normalize_rows(X)
+    X -= X.mean(axis=0, dtype=np.float64).astype(np.float32)
+    rng = np.random.default_rng(random_state)
+    centers = X[_kmeans_plusplus(X, n_select, rng)]
+    shift_tolerance = float(tol) * float(np.mean(np.var(X, axis=0, dtype=np.float64)))
+    labels = None
+    for _ in range(int(max_iter)):
+        new_labels, d2 = _assign_to_centers(X, centers)
+        if labels is not None and np.array_equal(new_labels, labels):
+            break
+        labels = new_labels
+        new_centers = _cluster_means(X, labels, centers, d2)
+        shift = float(np.sum((new_centers.astype(np.float64) - centers) ** 2))
+        centers = new_centers
+        if shift <= shift_tolerance:
+            break
+    labels, d2 = _assign_to_centers(X, centers)
+    return _nearest_to_each_centroid(labels, d2, n_select)
+
+
+def _kmeans_plusplus(X: np.ndarray, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means++ seeding: row positions of the initial centers (distinct while rows are distinct)."""
+    n_rows = X.shape[0]
+    sq_norms = np.einsum("ij,ij->i", X, X)
+    nearest = _NearestCenter(sq_norms, np.full(n_rows, np.inf, dtype=np.float32))
+    chosen = np.empty(n_clusters, dtype=np.int64)
+    dots = np.empty(n_rows, dtype=np.float32)
+    pick = _draw_proportional(np.ones(n_rows), rng)
+    for position in range(n_clusters):
+        chosen[position] = pick
+        np.dot(X, X[pick], out=dots)
+        nearest.add(dots, pick)
+        nearest.d2[pick] = 0.0
+        pick = _draw_proportional(nearest.d2, rng)
+        if pick < 0:  # every row duplicates a center: the rest start on unused rows, in order
+            rest = np.setdiff1d(np.arange(n_rows), chosen[:position + 1], assume_unique=True)
+            chosen[position + 1:] = rest[:n_clusters - position - 1]
+            break
+    return chosen
+
+
+def _assign_to_centers(X: np.ndarray, centers: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Nearest center of every row (ties to the lower center) and the squared distance to it, in blocks."""
+    center_sq = np.einsum("ij,ij->i", centers, centers)
+    block_rows = max(1, (1 << 24) // centers.shape[0])
+    labels = np.empty(X.shape[0], dtype=np.int64)
+    d2 = np.empty(X.shape[0], dtype=np.float32)
+    for start in range(0, X.shape[0], block_rows):
+        block = X[start:start + block_rows]
+        distances = block @ centers.T
+        distances *= -2
+        distances += np.einsum("ij,ij->i", block, block)[:, None]
+        distances += center_sq[None, :]
+        nearest = np.argmin(distances, axis=1)
+        labels[start:start + block_rows] = nearest
+        d2[start:start + block_rows] = distances[np.arange(block.shape[0]), nearest]
+    np.maximum(d2, 0, out=d2)
+    return labels, d2
+
+
+def _cluster_means(X: np.ndarray, labels: np.ndarray, centers: np.ndarray, d2: np.ndarray) -> np.ndarray:
+    """Mean of each cluster's rows; an empty cluster moves to the farthest row from its center not yet used."""
+    n_clusters = centers.shape[0]
+    counts = np.bincount(labels, minlength=n_clusters)
+    sums = np.zeros(centers.shape, dtype=np.float64)
+    block_rows = max(1, (1 << 24) // n_clusters)
+    for start in range(0, X.shape[0], block_rows):
+        block_labels = labels[start:start + block_rows]
+        one_hot = (block_labels[:, None] == np.arange(n_clusters)[None, :]).astype(np.float32)
+        sums += one_hot.T @ X[start:start + block_rows]
+    means = np.array(centers, dtype=np.float32, copy=True)
+    filled = counts > 0
+    means[filled] = (sums[filled] / counts[filled, None]).astype(np.float32)
+    empty = np.flatnonzero(~filled)
+    if empty.size:
+        farthest = top_k_indices(d2, empty.size)
+        movable = farthest[d2[farthest] > 0.0]
+        means[empty[:movable.size]] = X[movable]
+    return means
+
+
+def _nearest_to_each_centroid(labels: np.ndarray, d2: np.ndarray, n_select: int) -> Tuple[np.ndarray, np.ndarray]:
+    """One row per non-empty cluster (its member nearest the centroid), largest cluster first; fill-ins after."""
+    order = np.lexsort((np.arange(labels.shape[0]), d2, labels))  # by cluster, then distance, then row
+    first_of_cluster = np.ones(order.shape[0], dtype=bool)
+    first_of_cluster[1:] = labels[order[1:]] != labels[order[:-1]]
+    picks = order[first_of_cluster]
+    sizes = np.bincount(labels)[labels[picks]].astype(np.float64)
+    ranked = np.lexsort((picks, -sizes))
+    picks, sizes = picks[ranked], sizes[ranked]
+    missing = n_select - picks.size
+    if missing > 0:
+        unpicked = np.setdiff1d(np.arange(labels.shape[0]), picks, assume_unique=True)
+        fill = unpicked[top_k_indices(d2[unpicked], missing)]
+        logger.warning("k-means: only %d distinct clusters among %d rows; the remaining %d picks are the rows "
+                       "farthest from their centroid", picks.size, labels.shape[0], missing)
+        picks = np.concatenate([picks, fill])
+        sizes = np.concatenate([sizes, np.zeros(missing)])
+    return picks.astype(np.int64), sizes
 
 
 def _prediction_residuals(probabilities: np.ndarray) -> np.ndarray:
@@ -1808,7 +2045,8 @@ STRATEGY_TABLE = (
     Strategy("uncertainty", UncertaintySampler, "active_learning", needs_embeddings=False, batched=True,
              settings={"uncertainty_mode": "strategy"}),
     Strategy("diversity", DiversitySampler, "active_learning", needs_embeddings=True, batched=True,
-             settings={"metric": "metric"}),
+             settings={"metric": "metric", "random_seed": "random_seed", "diversity_method": "method",
+                       "uncertainty_prefilter": "uncertainty_prefilter", "uncertainty_mode": "uncertainty_mode"}),
     Strategy("badge", BADGESampler, "active_learning", needs_embeddings=True, batched=True,
              settings={"metric": "metric", "random_seed": "random_seed"}),
 )
@@ -2175,8 +2413,8 @@ def select_samples(df: pd.DataFrame, strategy: str, batch_size: int,
     strategy_config : mapping, optional
         Settings by ``SelectionConfig`` field name, as seed 001's ``main`` builds them
         (``confidence_threshold``, ``max_samples``, ``k_per_class``, ``uncertainty_mode``, ``metric``,
-        ``random_seed``, ``feature_columns``) plus ``label_field``, ``score_field``, ``score_field_prefix``,
-        ``embedding_field_prefix`` and ``use_case``.
+        ``random_seed``, ``feature_columns``) plus ``diversity_method``, ``uncertainty_prefilter``,
+        ``label_field``, ``score_field``, ``score_field_prefix``, ``embedding_field_prefix`` and ``use_case``.
     id_field : str, default="id"
 
     Returns

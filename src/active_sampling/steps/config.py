@@ -22,6 +22,7 @@ Strategy = Literal[script.STRATEGIES]  # type: ignore[valid-type]
 UseCase = Literal[script.USE_CASES]  # type: ignore[valid-type]
 UncertaintyMode = Literal[script.UNCERTAINTY_MODES]  # type: ignore[valid-type]
 Metric = Literal[script.METRICS]  # type: ignore[valid-type]
+DiversityMethod = Literal[script.DIVERSITY_METHODS]  # type: ignore[valid-type]
 OutputFormat = Literal[script.OUTPUT_FORMATS]  # type: ignore[valid-type]
 LabelingFormat = Literal[script.LABELING_FORMATS]  # type: ignore[valid-type]
 
@@ -77,6 +78,8 @@ class ActiveSampleSelectionConfig(ProcessingStepConfigBase):
     uncertainty_mode: UncertaintyMode = env_field("UNCERTAINTY_MODE")
     batch_size: int = env_field("BATCH_SIZE")
     metric: Metric = env_field("METRIC")
+    diversity_method: DiversityMethod = env_field("DIVERSITY_METHOD")
+    uncertainty_prefilter: int = env_field("UNCERTAINTY_PREFILTER")
     labeling_format: LabelingFormat = env_field("LABELING_FORMAT")
     labeling_data_field: Optional[str] = env_field("LABELING_DATA_FIELD")
 
