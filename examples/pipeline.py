@@ -28,7 +28,13 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Optional, Sequence
 
+import boto3
+
 os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+# SageMaker SDK v3 creates a boto3 client when its workflow module is imported, so some region must be
+# known before the imports below; the pipeline itself is described in --region.
+if boto3.session.Session().region_name is None:
+    os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
 
 from active_sampling.core import (
     DependencySpec,
@@ -145,7 +151,6 @@ def build_pipeline(config: ActiveSampleSelectionConfig, session, work_dir: str, 
 
 def _offline(stack: ExitStack, bucket: str, region: str) -> None:
     """Fake credentials and an in-memory S3 (moto) that receives the code uploads."""
-    import boto3
     from moto import mock_aws
 
     for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
@@ -169,13 +174,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--offline", action="store_true", help="no AWS: fake credentials and moto S3")
     parser.add_argument("--shards", type=int, default=None,
                         help="run the selection sharded: default number of shard instances")
+    parser.add_argument("--work-dir", help="folder for the stand-in steps' script (default: a temporary one); "
+                        "the code's S3 key hashes its path")
     args = parser.parse_args(argv)
     config = example_config(args.bucket, args.role, args.region, args.strategy, args.use_case)
+    sdk.disable_telemetry()
     with ExitStack() as stack:
         if args.offline:
             _offline(stack, config.bucket, config.aws_region)
         session = sdk.pipeline_session(config.aws_region, config.bucket)
-        work_dir = stack.enter_context(tempfile.TemporaryDirectory())
+        work_dir = args.work_dir or stack.enter_context(tempfile.TemporaryDirectory())
         pipeline = build_pipeline(config, session, work_dir, args.shards)
         print(pipeline.definition())
     return 0

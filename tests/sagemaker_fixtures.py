@@ -1,7 +1,8 @@
 """Offline SageMaker fixtures: fake credentials, an in-memory S3 (moto) and a PipelineSession.
 
 Import the fixtures into a test module (``from sagemaker_fixtures import aws_env, pipeline_session``)
-to use them; nothing here reaches AWS.
+to use them; nothing here reaches AWS. tests/conftest.py sets the region and fake credentials before
+the SDK is imported, and turns the SDK's telemetry off.
 """
 
 import os

@@ -22,6 +22,8 @@ from active_sampling.steps import (
 )
 from active_sampling.steps.builder import ActiveSampleSelectionStepBuilder
 
+pytestmark = pytest.mark.sdk
+
 FIELDS = ActiveSampleSelectionConfig.model_fields
 _NONE = type(None)
 _KIND_TYPES = {"int": int, "float": float, "str": str}

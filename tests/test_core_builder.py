@@ -16,6 +16,8 @@ from active_sampling.core import (
 from active_sampling.core import sdk
 from active_sampling.core.builder import ProcessingStepBuilderBase, kebab_case, spec_of
 
+pytestmark = pytest.mark.sdk
+
 
 def make_spec(step_type, inputs, outputs, aliases=None, sources=(), keywords=(), required=()):
     """A processing-step spec with one contract path per channel."""
@@ -48,7 +50,7 @@ class Config(ProcessingStepConfigBase):
 
 
 class Builder(ProcessingStepBuilderBase):
-    """The base class as it is: its own SKLearnProcessor."""
+    """The base class as it is: a ScriptProcessor on the scikit-learn image."""
 
 
 @pytest.fixture
@@ -185,3 +187,24 @@ def test_missing_script_names_the_config_fields(config, pipeline_session):
     config.processing_entry_point = "absent.py"
     with pytest.raises(ValueError, match="absent.py does not exist; check processing_source_dir and processing_entry_point"):
         build(config, SELECT, pipeline_session, inputs={"predictions": "s3://b/p"})
+
+
+class ShardingBuilder(Builder):
+    """What a sharded step's builder overrides: its input split across instances, their count a parameter."""
+
+    def input_distribution(self, logical_name):
+        return sdk.SHARDED_BY_S3_KEY
+
+    def instance_count(self):
+        return sdk.ParameterInteger(name="ShardCount", default_value=3)
+
+
+def test_builders_choose_the_input_distribution_and_the_instance_count(config, s3, pipeline_session):
+    plain = request(build(config, SELECT, pipeline_session, inputs={"predictions": "s3://b/p"}))
+    sharded = request(ShardingBuilder(config, SELECT, sagemaker_session=pipeline_session).create_step(
+        inputs={"predictions": "s3://b/p"}))
+    for arguments, distribution in ((plain, "FullyReplicated"), (sharded, "ShardedByS3Key")):
+        (data_input,) = [item for item in arguments["ProcessingInputs"] if item["InputName"] == "predictions"]
+        assert data_input["S3Input"]["S3DataDistributionType"] == distribution
+    assert plain["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 1
+    assert sharded["ProcessingResources"]["ClusterConfig"]["InstanceCount"].expr == {"Get": "Parameters.ShardCount"}

@@ -9,6 +9,8 @@ from sagemaker_fixtures import BUCKET, REGION, ROLE, aws_env, pipeline_session, 
 
 from active_sampling.scripts import active_sample_selection as script
 
+pytestmark = pytest.mark.sdk
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "pipeline.py"
 
 

@@ -9,6 +9,8 @@ from active_sampling.scripts import active_sample_selection as script
 from active_sampling.steps import ActiveSampleSelectionConfig
 from active_sampling.steps.builder import ActiveSampleSelectionStepBuilder
 
+pytestmark = pytest.mark.sdk
+
 
 def config(**overrides):
     return ActiveSampleSelectionConfig(**{**BASE_FIELDS, "selection_strategy": "uncertainty", **overrides})

@@ -14,6 +14,8 @@ from active_sampling.scripts import active_sample_selection as script
 from active_sampling.steps import ActiveSampleSelectionConfig
 from active_sampling.steps.builder import ActiveSampleSelectionStepBuilder
 
+pytestmark = pytest.mark.sdk
+
 USE_CASE_STRATEGIES = {
     "ssl": script.SSL_STRATEGIES,
     "active_learning": script.ACTIVE_LEARNING_STRATEGIES,

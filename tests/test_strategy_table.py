@@ -14,6 +14,8 @@ from active_sampling.scripts import active_sample_selection as script
 from active_sampling.steps import ActiveSampleSelectionConfig
 from active_sampling.steps.builder import ActiveSampleSelectionStepBuilder
 
+pytestmark = pytest.mark.sdk
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 CONFIG_DOC = (ROOT / "docs" / "config.md").read_text()

@@ -87,8 +87,9 @@ def resolve_dependency(dependency: DependencySpec, steps: Sequence[Any]) -> Opti
 class ProcessingStepBuilderBase:
     """Builds one ProcessingStep from a config whose script is described by ``spec.script_contract``.
 
-    The processor is an SKLearnProcessor on the config's framework version (the SageMaker scikit-learn
-    image); subclasses may override ``_create_processor``. Everything else (environment, arguments,
+    The processor is a ScriptProcessor running ``python3`` on the SageMaker scikit-learn image of the
+    config's framework version (what SDK v2's SKLearnProcessor runs); subclasses may override
+    ``image_uri`` or ``_create_processor``. Everything else (environment, arguments,
     channels, names, caching, dependency resolution) follows from the spec, the contract and the config.
     """
 
@@ -193,10 +194,19 @@ class ProcessingStepBuilderBase:
                 resolved[dependency.logical_name] = value
         return resolved
 
-    def processing_inputs(self, inputs: Mapping[str, Any], distribution: Optional[str] = None) -> list:
-        """The job's input channels; ``distribution`` (e.g. "ShardedByS3Key") applies to every one."""
+    def input_distribution(self, logical_name: str) -> str:
+        """How an input reaches several instances: every instance gets all of it (FullyReplicated).
+
+        A builder whose script reads a share of its input overrides this with ``sdk.SHARDED_BY_S3_KEY``.
+        """
+        return sdk.FULLY_REPLICATED
+
+    def instance_count(self) -> Any:
+        """Number of processing instances: an int, or a ``sdk.ParameterInteger`` set per execution."""
+        return self.config.processing_instance_count
+
+    def processing_inputs(self, inputs: Mapping[str, Any]) -> list:
         self._reject_unknown("input", inputs, self.spec.dependencies)
-        options = {} if distribution is None else {"s3_data_distribution_type": distribution}
         processing_inputs = []
         for dependency in self.spec.dependencies.values():
             name = dependency.logical_name
@@ -207,9 +217,9 @@ class ProcessingStepBuilderBase:
                         f"or a dependency step whose specification offers '{name}'"
                     )
                 continue
-            processing_inputs.append(sdk.ProcessingInput(
-                input_name=name, source=inputs[name], destination=self.contract.expected_input_paths[name],
-                **options,
+            processing_inputs.append(sdk.processing_input(
+                name, inputs[name], self.contract.expected_input_paths[name],
+                distribution=self.input_distribution(name),
             ))
         return processing_inputs
 
@@ -221,10 +231,10 @@ class ProcessingStepBuilderBase:
         written = self.output_names()
         self._reject_unknown("output", outputs, {name: self.spec.outputs[name] for name in written})
         return [
-            sdk.ProcessingOutput(
-                output_name=name,
-                source=self.contract.expected_output_paths[name],
-                destination=outputs.get(name, self.default_output_destination(name)),
+            sdk.processing_output(
+                name,
+                self.contract.expected_output_paths[name],
+                outputs.get(name, self.default_output_destination(name)),
             )
             for name in written
         ]
@@ -243,13 +253,20 @@ class ProcessingStepBuilderBase:
             )
         return str(path)
 
-    def _create_processor(self, instance_count: Optional[Any] = None):
-        """The processor; ``instance_count`` (an int or a pipeline parameter) overrides the config's."""
-        return sdk.SKLearnProcessor(
-            framework_version=self.config.processing_framework_version,
+    def image_uri(self) -> str:
+        """The SageMaker scikit-learn image of the config's framework version, in the session's region."""
+        return sdk.sklearn_image_uri(
+            self.config.processing_framework_version,
+            region=self.pipeline_session().boto_region_name,
+            instance_type=self.config.effective_instance_type,
+        )
+
+    def _create_processor(self):
+        return sdk.script_processor(
+            image_uri=self.image_uri(),
             role=self.role,
             instance_type=self.config.effective_instance_type,
-            instance_count=self.config.processing_instance_count if instance_count is None else instance_count,
+            instance_count=self.instance_count(),
             volume_size_in_gb=self.config.processing_volume_size,
             base_job_name=self.base_job_name(),
             sagemaker_session=self.pipeline_session(),
@@ -262,21 +279,13 @@ class ProcessingStepBuilderBase:
         outputs: Optional[Mapping[str, Any]] = None,
         dependencies: Optional[Sequence[Any]] = None,
         enable_caching: bool = True,
-        *,
-        instance_count: Optional[Any] = None,
-        input_distribution: Optional[str] = None,
     ):
-        """A ProcessingStep; inputs not given explicitly are resolved from ``dependencies``.
-
-        ``instance_count`` (an int or a pipeline parameter) overrides the config's instance count and
-        ``input_distribution`` the S3 data distribution of the inputs (SageMaker's default: every
-        instance gets every object).
-        """
+        """A ProcessingStep; inputs not given explicitly are resolved from ``dependencies``."""
         dependencies = list(dependencies or [])
         explicit = dict(inputs or {})
         resolved = self.resolve_inputs(dependencies, skip=explicit)
         run_arguments = dict(
-            inputs=self.processing_inputs({**resolved, **explicit}, input_distribution),
+            inputs=self.processing_inputs({**resolved, **explicit}),
             outputs=self.processing_outputs(dict(outputs or {})),
             arguments=self.job_arguments(),
         )
@@ -285,7 +294,7 @@ class ProcessingStepBuilderBase:
             run_arguments["code"] = code
         step = sdk.ProcessingStep(
             name=self.step_name(),
-            step_args=self._create_processor(instance_count).run(**run_arguments),
+            step_args=self._create_processor().run(**run_arguments),
             depends_on=dependencies or None,
             cache_config=self.cache_config(enable_caching),
         )

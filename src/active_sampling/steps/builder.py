@@ -10,7 +10,7 @@ from .spec import ACTIVE_SAMPLE_SELECTION_SPEC
 
 
 class ActiveSampleSelectionStepBuilder(ProcessingStepBuilderBase):
-    """Creates the ProcessingStep that runs active_sample_selection.py on an SKLearnProcessor.
+    """Creates the ProcessingStep that runs active_sample_selection.py on the SageMaker scikit-learn image.
 
     ``create_sharded_steps(shard_count, ...)`` creates instead a shard step on ``shard_count`` instances
     and the one-instance merge step that reads its output (docs/scaling.md).
@@ -32,6 +32,7 @@ class ActiveSampleSelectionStepBuilder(ProcessingStepBuilderBase):
             )
         super().__init__(config, ACTIVE_SAMPLE_SELECTION_SPEC, sagemaker_session=sagemaker_session, role=role)
         self.config: ActiveSampleSelectionConfig = config
+        self.shard_count: Optional[Any] = None  # set by create_sharded_steps on its shard step's builder
 
     def _config_field(self, env_var: str) -> str:
         return script.ENV_VARS_BY_NAME[env_var].field
@@ -47,6 +48,16 @@ class ActiveSampleSelectionStepBuilder(ProcessingStepBuilderBase):
         return [name for name in self.spec.outputs
                 if name != script.LABELING_CHANNEL or self.config.writes_labeling_tasks]
 
+    def input_distribution(self, logical_name: str) -> str:
+        """A shard step's instances each read a share of the input files (ShardedByS3Key)."""
+        if self.config.selection_role == "shard" and logical_name == script.INPUT_CHANNEL:
+            return sdk.SHARDED_BY_S3_KEY
+        return super().input_distribution(logical_name)
+
+    def instance_count(self) -> Any:
+        """The config's instance count, or the shard count ``create_sharded_steps`` gave a shard step."""
+        return super().instance_count() if self.shard_count is None else self.shard_count
+
     def step_name(self) -> str:
         """As for any step; a shard step adds "-shard" (its merge keeps the plain name)."""
         name = super().step_name()
@@ -58,15 +69,18 @@ class ActiveSampleSelectionStepBuilder(ProcessingStepBuilderBase):
         base, _, name = super().default_output_destination(logical_name).rpartition("/")
         return f"{base}/shards/{name}"
 
-    def with_role(self, role: str) -> "ActiveSampleSelectionStepBuilder":
-        """A builder for the same selection in another SELECTION_ROLE (a merge runs on one instance)."""
+    def with_role(self, role: str, shard_count: Optional[Any] = None) -> "ActiveSampleSelectionStepBuilder":
+        """A builder for the same selection in another SELECTION_ROLE (a merge runs on one instance; a
+        shard step on ``shard_count`` instances, an int or a pipeline parameter)."""
         update: Dict[str, Any] = {"selection_role": role}
         if role == "shard":  # labeling tasks come from the merge's selection only
             update.update(labeling_format="none", labeling_data_field=None)
         else:
             update["processing_instance_count"] = 1
-        config = self.config.model_copy(update=update)
-        return ActiveSampleSelectionStepBuilder(config, sagemaker_session=self.session, role=self.role)
+        builder = ActiveSampleSelectionStepBuilder(self.config.model_copy(update=update), sagemaker_session=self.session,
+                                                   role=self.role)
+        builder.shard_count = shard_count
+        return builder
 
     def create_sharded_steps(
         self,
@@ -91,9 +105,8 @@ class ActiveSampleSelectionStepBuilder(ProcessingStepBuilderBase):
         unsupported = script.sharding_unsupported(script.parse_environment(self.environment_variables()))
         if unsupported:
             raise ValueError(unsupported)
-        shard = self.with_role("shard").create_step(
+        shard = self.with_role("shard", shard_count).create_step(
             inputs=inputs, dependencies=dependencies, enable_caching=enable_caching,
-            instance_count=shard_count, input_distribution="ShardedByS3Key",
         )
         shard_output = shard.properties.ProcessingOutputConfig.Outputs[script.SAMPLES_CHANNEL].S3Output.S3Uri
         merge = self.with_role("merge").create_step(
