@@ -17,6 +17,11 @@ environment variables listed in ``ENV_VARS``; locally, the channels can be point
 ``--evaluation_data``, ``--selected_samples``, ``--selection_metadata`` and ``--labeling_tasks``. Tests call
 ``main``. With ``LABELING_FORMAT`` set, an active-learning selection is also written as labeling tasks: a
 SageMaker Ground Truth input manifest or a Label Studio tasks file with its labeling configuration.
+
+The file reads in the order the data flows: constants; settings (``ENV_VARS``, ``parse_environment``);
+loading; scores and pool; samplers; engine (``STRATEGY_TABLE``, ``run_selection``); sharding; labeling
+tasks; writing; ``main`` and the command line. ``ENV_VARS`` is declared in the settings section and built
+once the strategy table exists, since its SELECTION_STRATEGY choices are the table's names.
 """
 
 import argparse
@@ -45,6 +50,9 @@ import numpy as np
 import pandas as pd
 
 logger = logging.getLogger("active_sample_selection")
+
+
+# ---- Constants and errors ------------------------------------------------------------------------------------
 
 USE_CASES = ("ssl", "active_learning", "auto")
 UNCERTAINTY_MODES = ("margin", "entropy", "least_confidence")
@@ -99,6 +107,18 @@ class SelectionError(ValueError):
 class NoDataFilesError(SelectionError, FileNotFoundError):
     """The input folder holds no data files (also a ``FileNotFoundError``, as seed 000 specifies)."""
 
+
+def _one_line(error: Any) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _preview(names: Sequence[Any], limit: int = 8) -> str:
+    names = list(names)
+    shown = ", ".join(str(name) for name in names[:limit])
+    return shown + (" ... ({} in all)".format(len(names)) if len(names) > limit else "")
+
+
+# ---- Settings: the environment variables, parsed and checked before any data is read -------------------------
 
 class EnvVar(NamedTuple):
     """One environment variable of the script contract.
@@ -328,6 +348,8 @@ def validate_labeling_settings(labeling_format: str, field: Optional[str], *, st
         raise SelectionError("ID_FIELD={!r} cannot be a Ground Truth manifest attribute: it is reserved for the "
                              "object (source, source-ref) or starts with $".format(id_field))
 
+
+# ---- Loading: every data file under the input, read as written -----------------------------------------------
 
 class DataFile(NamedTuple):
     path: Path
@@ -829,6 +851,8 @@ def read_rows_at(source: InputTable, positions: np.ndarray) -> pd.DataFrame:
     return rows.iloc[inverse].reset_index(drop=True)
 
 
+# ---- Scores and pool: probabilities, embeddings and labeled rows as arrays -----------------------------------
+
 def extract_score_columns(
     columns: Any, score_field: Optional[str] = None, score_prefix: str = "prob_class_"
 ) -> List[str]:
@@ -1081,6 +1105,164 @@ def labeled_mask(df: pd.DataFrame, label_field: Optional[str]) -> np.ndarray:
         filled = filled & labels.astype(str).str.strip().ne("").to_numpy()
     return filled
 
+
+def output_columns(strategy: str) -> Tuple[str, ...]:
+    """The columns ``strategy`` appends to the selected rows."""
+    if strategy_for(strategy).use_case == "ssl":
+        return OUTPUT_COLUMNS
+    return SELECTION_SCORE, SELECTION_RANK, DATA_SOURCE
+
+
+def _check_no_output_columns(columns: Iterable[str], strategy: str) -> None:
+    clashes = [name for name in output_columns(strategy) if name in set(columns)]
+    if clashes:
+        raise SelectionError("input already has column(s) {} that {} writes; rename or drop them".format(
+            ", ".join(clashes), strategy))
+
+
+def _require_columns(columns: Sequence[str], wanted: Iterable[Tuple[str, Optional[str]]], where: Any = None) -> None:
+    """Each (variable, column) of ``wanted`` whose column is set must be among ``columns``."""
+    for var_name, column in wanted:
+        if column and column not in columns:
+            near = [name for name in columns if name.strip().lower() == column.strip().lower()]
+            raise SelectionError("{} column {!r} not found{}; {}".format(
+                var_name, column, " in {}".format(where) if where else "",
+                "there is {!r} (names are exact: case and spaces count)".format(near[0]) if near
+                else "columns are: " + _preview(columns)))
+
+
+def _check_columns_exist(columns: Sequence[str], config: SelectionConfig, where: Any = None) -> None:
+    _require_columns(columns, [("ID_FIELD", config.id_field), ("LABEL_FIELD", config.label_field),
+                               ("LABELING_DATA_FIELD", config.labeling_data_field)], where)
+
+
+def _non_feature_columns(columns: Sequence[str], config: SelectionConfig, score_cols: Sequence[str],
+                         index_columns: Iterable[str] = ()) -> List[str]:
+    reserved = set(score_cols) | set(OUTPUT_COLUMNS) | set(LLM_SCORE_COLUMNS) | set(RULESET_SCORE_COLUMNS)
+    reserved |= {config.id_field, config.label_field or ""} | set(index_columns)
+    return [name for name in columns if name in reserved or name.startswith(config.score_field_prefix)]
+
+
+def _embedding_matrix(df: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    text = [name for name in columns if not pd.api.types.is_numeric_dtype(df[name])]
+    if not text:
+        return df[list(columns)].to_numpy(dtype=np.float32)
+    matrix = np.empty((len(df), len(columns)), dtype=np.float32)
+    for j, name in enumerate(columns):
+        numbers = _text_as_numbers(df[name]) if name in text else df[name].to_numpy(dtype=np.float64)
+        if numbers is None:
+            _check_numeric(df, [name], "embedding/feature")
+        matrix[:, j] = numbers
+    return matrix
+
+
+class Pool(NamedTuple):
+    """What selection reads from the prediction table, as arrays with one row per input row."""
+
+    probabilities: np.ndarray  # (n, n_classes) float64
+    classes: List[Any]  # class of each probability column
+    labeled: np.ndarray  # (n,) bool: LABEL_FIELD filled, never a candidate
+    vectors: Optional[np.ndarray]  # (n, d) float32 for the strategies that need embeddings, else None
+    score_columns: List[str]
+    score_interpretation: str  # how the score columns were read, e.g. "probabilities"
+    vector_columns: List[str]
+    vector_source: Optional[str]  # "embedding columns", "feature columns" or "numeric feature columns"
+
+
+def _plan_columns(columns: Sequence[str], is_number: Callable[[str], bool], config: SelectionConfig,
+                  feature_columns: Optional[Sequence[str]] = None,
+                  index_columns: Iterable[str] = ()) -> Tuple[List[str], List[str], Optional[str]]:
+    """Score columns, vector columns (empty unless the strategy needs them) and the vectors' source."""
+    _check_columns_exist(columns, config)
+    _check_no_output_columns(columns, config.selection_strategy)
+    score_cols = extract_score_columns(columns, config.score_field, config.score_field_prefix)
+    class_labels(score_cols, config.score_field_prefix)  # two columns of one class fail here, before any read
+    if not strategy_for(config.selection_strategy).needs_embeddings:
+        return score_cols, [], None
+    excluded = _non_feature_columns(columns, config, score_cols, index_columns)
+    vector_cols, source = embedding_columns(columns, config.embedding_field_prefix, excluded, is_number,
+                                            feature_columns=feature_columns)
+    return score_cols, vector_cols, source
+
+
+def _make_pool(scored: Tuple[np.ndarray, str], score_cols: List[str], labeled: np.ndarray,
+               vectors: Optional[np.ndarray], vector_cols: List[str], vector_source: Optional[str],
+               config: SelectionConfig) -> Pool:
+    probabilities, score_kind = scored
+    if vectors is not None:
+        _check_finite(vectors, vector_cols, "embedding/feature columns")
+    return Pool(probabilities, class_labels(score_cols, config.score_field_prefix), labeled, vectors, score_cols,
+                score_kind, vector_cols, vector_source)
+
+
+def pool_from_frame(df: pd.DataFrame, config: SelectionConfig,
+                    feature_columns: Optional[Sequence[str]] = None, index_columns: Iterable[str] = ()) -> Pool:
+    """The selection arrays of an in-memory prediction table.
+
+    ``feature_columns``, when given, are the vectors of diversity and badge if the table has no
+    EMBEDDING_FIELD_PREFIX columns (seed 001's ``strategy_config["feature_columns"]``); ``index_columns``
+    (a parquet file's named pandas index) are never features.
+    """
+    columns = [str(name) for name in df.columns]
+    score_cols, vector_cols, vector_source = _plan_columns(columns, lambda name: _is_feature(df[name]), config,
+                                                           feature_columns, index_columns)
+    scored = probabilities_from_frame(df, score_cols)
+    vectors = _embedding_matrix(df, vector_cols) if vector_cols else None
+    return _make_pool(scored, score_cols, labeled_mask(df, config.label_field), vectors, vector_cols,
+                      vector_source, config)
+
+
+def pool_from_parquet(source: InputTable, config: SelectionConfig) -> Pool:
+    """The selection arrays of parquet files, filled one row group at a time.
+
+    Only the id, label, score and vector columns are read, straight into preallocated arrays, so
+    memory stays near the arrays themselves instead of an Arrow table plus a DataFrame plus copies.
+    """
+    import pyarrow.parquet as pq
+
+    is_number = {name: source.kinds.get(name) in ("integer", "float") for name in source.columns}
+    score_cols, vector_cols, vector_source = _plan_columns(source.columns, is_number.__getitem__, config,
+                                                           source.index_columns)
+    for names, what in ((score_cols, "score"), (vector_cols, "embedding/feature")):
+        text = [name for name in names if not is_number[name]]
+        if text:
+            raise SelectionError("{} column {!r} must hold numbers, but its parquet type is {}".format(
+                what, text[0], source.arrow_types[text[0]]))
+    readers = [pq.ParquetFile(str(data_file.path)) for data_file in source.files]
+    n_rows = sum(reader.metadata.num_rows for reader in readers)
+    if n_rows == 0:
+        raise SelectionError("the input under {} has no rows".format(source.root))
+    scores = np.empty((n_rows, len(score_cols)), dtype=np.float64)
+    vectors = np.empty((n_rows, len(vector_cols)), dtype=np.float32) if vector_cols else None
+    labeled = np.zeros(n_rows, dtype=bool)
+    ids, offset = [], 0
+    wanted = [config.id_field] + ([config.label_field] if config.label_field else []) + score_cols + vector_cols
+    wanted = list(dict.fromkeys(wanted))
+    for data_file, file_columns, reader in zip(source.files, source.file_columns, readers):
+        file_start = offset
+        for group in range(reader.num_row_groups):
+            try:
+                table = reader.read_row_group(group, columns=_stored(wanted, file_columns))
+            except Exception as error:
+                raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
+            table = _with_ranges(table, file_columns, np.arange(table.num_rows) + (offset - file_start), wanted)
+            rows = slice(offset, offset + table.num_rows)
+            for j, name in enumerate(score_cols):
+                scores[rows, j] = table.column(name).to_numpy()
+            for j, name in enumerate(vector_cols):
+                vectors[rows, j] = table.column(name).to_numpy()
+            ids.append(table.column(config.id_field).to_pandas())
+            if config.label_field:
+                labels = pd.DataFrame({config.label_field: table.column(config.label_field).to_pandas()})
+                labeled[rows] = labeled_mask(labels, config.label_field)
+            offset += table.num_rows
+    _check_ids(pd.concat(ids, ignore_index=True), config.id_field)
+    del ids
+    return _make_pool(scores_to_probabilities(scores, score_cols), score_cols, labeled, vectors, vector_cols,
+                      vector_source, config)
+
+
+# ---- Samplers: pure functions of arrays, and the five sampler classes ----------------------------------------
 
 def _as_matrix(values: Any, name: str, dtype: Any) -> np.ndarray:
     matrix = np.ascontiguousarray(values, dtype=dtype)
@@ -1880,171 +2062,7 @@ class BADGESampler(_Sampler):
         return self._select_among(candidates, _positive_int("batch_size", batch_size, 1), indices)
 
 
-def _one_line(error: Any) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
-
-
-def _preview(names: Sequence[Any], limit: int = 8) -> str:
-    names = list(names)
-    shown = ", ".join(str(name) for name in names[:limit])
-    return shown + (" ... ({} in all)".format(len(names)) if len(names) > limit else "")
-
-
-def output_columns(strategy: str) -> Tuple[str, ...]:
-    """The columns ``strategy`` appends to the selected rows."""
-    if strategy_for(strategy).use_case == "ssl":
-        return OUTPUT_COLUMNS
-    return SELECTION_SCORE, SELECTION_RANK, DATA_SOURCE
-
-
-def _check_no_output_columns(columns: Iterable[str], strategy: str) -> None:
-    clashes = [name for name in output_columns(strategy) if name in set(columns)]
-    if clashes:
-        raise SelectionError("input already has column(s) {} that {} writes; rename or drop them".format(
-            ", ".join(clashes), strategy))
-
-
-def _require_columns(columns: Sequence[str], wanted: Iterable[Tuple[str, Optional[str]]], where: Any = None) -> None:
-    """Each (variable, column) of ``wanted`` whose column is set must be among ``columns``."""
-    for var_name, column in wanted:
-        if column and column not in columns:
-            near = [name for name in columns if name.strip().lower() == column.strip().lower()]
-            raise SelectionError("{} column {!r} not found{}; {}".format(
-                var_name, column, " in {}".format(where) if where else "",
-                "there is {!r} (names are exact: case and spaces count)".format(near[0]) if near
-                else "columns are: " + _preview(columns)))
-
-
-def _check_columns_exist(columns: Sequence[str], config: SelectionConfig, where: Any = None) -> None:
-    _require_columns(columns, [("ID_FIELD", config.id_field), ("LABEL_FIELD", config.label_field),
-                               ("LABELING_DATA_FIELD", config.labeling_data_field)], where)
-
-
-def _non_feature_columns(columns: Sequence[str], config: SelectionConfig, score_cols: Sequence[str],
-                         index_columns: Iterable[str] = ()) -> List[str]:
-    reserved = set(score_cols) | set(OUTPUT_COLUMNS) | set(LLM_SCORE_COLUMNS) | set(RULESET_SCORE_COLUMNS)
-    reserved |= {config.id_field, config.label_field or ""} | set(index_columns)
-    return [name for name in columns if name in reserved or name.startswith(config.score_field_prefix)]
-
-
-def _embedding_matrix(df: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
-    text = [name for name in columns if not pd.api.types.is_numeric_dtype(df[name])]
-    if not text:
-        return df[list(columns)].to_numpy(dtype=np.float32)
-    matrix = np.empty((len(df), len(columns)), dtype=np.float32)
-    for j, name in enumerate(columns):
-        numbers = _text_as_numbers(df[name]) if name in text else df[name].to_numpy(dtype=np.float64)
-        if numbers is None:
-            _check_numeric(df, [name], "embedding/feature")
-        matrix[:, j] = numbers
-    return matrix
-
-
-class Pool(NamedTuple):
-    """What selection reads from the prediction table, as arrays with one row per input row."""
-
-    probabilities: np.ndarray  # (n, n_classes) float64
-    classes: List[Any]  # class of each probability column
-    labeled: np.ndarray  # (n,) bool: LABEL_FIELD filled, never a candidate
-    vectors: Optional[np.ndarray]  # (n, d) float32 for the strategies that need embeddings, else None
-    score_columns: List[str]
-    score_interpretation: str  # how the score columns were read, e.g. "probabilities"
-    vector_columns: List[str]
-    vector_source: Optional[str]  # "embedding columns", "feature columns" or "numeric feature columns"
-
-
-def _plan_columns(columns: Sequence[str], is_number: Callable[[str], bool], config: SelectionConfig,
-                  feature_columns: Optional[Sequence[str]] = None,
-                  index_columns: Iterable[str] = ()) -> Tuple[List[str], List[str], Optional[str]]:
-    """Score columns, vector columns (empty unless the strategy needs them) and the vectors' source."""
-    _check_columns_exist(columns, config)
-    _check_no_output_columns(columns, config.selection_strategy)
-    score_cols = extract_score_columns(columns, config.score_field, config.score_field_prefix)
-    class_labels(score_cols, config.score_field_prefix)  # two columns of one class fail here, before any read
-    if not strategy_for(config.selection_strategy).needs_embeddings:
-        return score_cols, [], None
-    excluded = _non_feature_columns(columns, config, score_cols, index_columns)
-    vector_cols, source = embedding_columns(columns, config.embedding_field_prefix, excluded, is_number,
-                                            feature_columns=feature_columns)
-    return score_cols, vector_cols, source
-
-
-def _make_pool(scored: Tuple[np.ndarray, str], score_cols: List[str], labeled: np.ndarray,
-               vectors: Optional[np.ndarray], vector_cols: List[str], vector_source: Optional[str],
-               config: SelectionConfig) -> Pool:
-    probabilities, score_kind = scored
-    if vectors is not None:
-        _check_finite(vectors, vector_cols, "embedding/feature columns")
-    return Pool(probabilities, class_labels(score_cols, config.score_field_prefix), labeled, vectors, score_cols,
-                score_kind, vector_cols, vector_source)
-
-
-def pool_from_frame(df: pd.DataFrame, config: SelectionConfig,
-                    feature_columns: Optional[Sequence[str]] = None, index_columns: Iterable[str] = ()) -> Pool:
-    """The selection arrays of an in-memory prediction table.
-
-    ``feature_columns``, when given, are the vectors of diversity and badge if the table has no
-    EMBEDDING_FIELD_PREFIX columns (seed 001's ``strategy_config["feature_columns"]``); ``index_columns``
-    (a parquet file's named pandas index) are never features.
-    """
-    columns = [str(name) for name in df.columns]
-    score_cols, vector_cols, vector_source = _plan_columns(columns, lambda name: _is_feature(df[name]), config,
-                                                           feature_columns, index_columns)
-    scored = probabilities_from_frame(df, score_cols)
-    vectors = _embedding_matrix(df, vector_cols) if vector_cols else None
-    return _make_pool(scored, score_cols, labeled_mask(df, config.label_field), vectors, vector_cols,
-                      vector_source, config)
-
-
-def pool_from_parquet(source: InputTable, config: SelectionConfig) -> Pool:
-    """The selection arrays of parquet files, filled one row group at a time.
-
-    Only the id, label, score and vector columns are read, straight into preallocated arrays, so
-    memory stays near the arrays themselves instead of an Arrow table plus a DataFrame plus copies.
-    """
-    import pyarrow.parquet as pq
-
-    is_number = {name: source.kinds.get(name) in ("integer", "float") for name in source.columns}
-    score_cols, vector_cols, vector_source = _plan_columns(source.columns, is_number.__getitem__, config,
-                                                           source.index_columns)
-    for names, what in ((score_cols, "score"), (vector_cols, "embedding/feature")):
-        text = [name for name in names if not is_number[name]]
-        if text:
-            raise SelectionError("{} column {!r} must hold numbers, but its parquet type is {}".format(
-                what, text[0], source.arrow_types[text[0]]))
-    readers = [pq.ParquetFile(str(data_file.path)) for data_file in source.files]
-    n_rows = sum(reader.metadata.num_rows for reader in readers)
-    if n_rows == 0:
-        raise SelectionError("the input under {} has no rows".format(source.root))
-    scores = np.empty((n_rows, len(score_cols)), dtype=np.float64)
-    vectors = np.empty((n_rows, len(vector_cols)), dtype=np.float32) if vector_cols else None
-    labeled = np.zeros(n_rows, dtype=bool)
-    ids, offset = [], 0
-    wanted = [config.id_field] + ([config.label_field] if config.label_field else []) + score_cols + vector_cols
-    wanted = list(dict.fromkeys(wanted))
-    for data_file, file_columns, reader in zip(source.files, source.file_columns, readers):
-        file_start = offset
-        for group in range(reader.num_row_groups):
-            try:
-                table = reader.read_row_group(group, columns=_stored(wanted, file_columns))
-            except Exception as error:
-                raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
-            table = _with_ranges(table, file_columns, np.arange(table.num_rows) + (offset - file_start), wanted)
-            rows = slice(offset, offset + table.num_rows)
-            for j, name in enumerate(score_cols):
-                scores[rows, j] = table.column(name).to_numpy()
-            for j, name in enumerate(vector_cols):
-                vectors[rows, j] = table.column(name).to_numpy()
-            ids.append(table.column(config.id_field).to_pandas())
-            if config.label_field:
-                labels = pd.DataFrame({config.label_field: table.column(config.label_field).to_pandas()})
-                labeled[rows] = labeled_mask(labels, config.label_field)
-            offset += table.num_rows
-    _check_ids(pd.concat(ids, ignore_index=True), config.id_field)
-    del ids
-    return _make_pool(scores_to_probabilities(scores, score_cols), score_cols, labeled, vectors, vector_cols,
-                      vector_source, config)
-
+# ---- Engine: the strategy table and the one path from pool to annotated rows ---------------------------------
 
 class Strategy(NamedTuple):
     """One row of ``STRATEGY_TABLE``: how a SELECTION_STRATEGY value is run."""
@@ -2223,183 +2241,6 @@ def _score_summary(scores: np.ndarray) -> Dict[str, Optional[float]]:
     return {"min": float(values.min()), "median": float(np.median(values)), "max": float(values.max())}
 
 
-# Labeling tasks: an active-learning selection as a SageMaker Ground Truth input manifest or as Label Studio
-# tasks. Pure functions: they take the annotated rows, the model's predictions and the settings, and return
-# the files' text; main writes them into the labeling_tasks channel.
-
-GROUND_TRUTH_MANIFEST = "ground_truth.manifest"
-GROUND_TRUTH_CATEGORIES = "ground_truth_label_categories.json"
-LABEL_STUDIO_TASKS = "label_studio_tasks.json"
-LABEL_STUDIO_CONFIG = "label_studio_config.xml"
-LABELING_FILES = {"ground_truth": (GROUND_TRUTH_MANIFEST, GROUND_TRUTH_CATEGORIES),
-                  "label_studio": (LABEL_STUDIO_TASKS, LABEL_STUDIO_CONFIG)}
-PREDICTED_LABEL = "predicted_label"  # manifest attributes of the model's guess
-PREDICTED_CONFIDENCE = "predicted_confidence"
-LABEL_STUDIO_CHOICES = "label"  # name of the <Choices> control: from_name of predictions and answers
-LABEL_STUDIO_OBJECTS = {"text": ("Text", "text"), "uri": ("Image", "image")}  # data kind -> (tag, name)
-MODEL_VERSION_PREFIX = "active_sampling/"
-# Ground Truth's input manifest rules (Developer Guide, "Input manifest files"): one JSON object per line of at
-# most 100,000 characters, no attribute over 20,000, no attribute name starting with $, exactly one of
-# source (the text itself) and source-ref (an S3 object).
-GROUND_TRUTH_SOURCE_KEYS = ("source", "source-ref")
-GROUND_TRUTH_MAX_LINE_CHARS = 100000
-GROUND_TRUTH_MAX_ATTRIBUTE_CHARS = 20000
-GROUND_TRUTH_CATEGORIES_VERSION = "2018-11-28"
-S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/\S.*")  # bucket naming rules, then a key
-_URI_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
-_URI_SCHEMES = ("s3://", "https://")
-_LABEL_STUDIO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_KIND_NAMES = {"text": "a text", "uri": "a URI"}
-
-
-class LabelingTask(NamedTuple):
-    """One selected row as a task, with JSON-ready values."""
-
-    row_id: Any
-    shown: str  # LABELING_DATA_FIELD: the text, or the URI of the object
-    rank: int
-    score: float
-    predicted: str
-    confidence: float
-
-
-def _json_scalar(value: Any) -> Any:
-    value = value.item() if isinstance(value, np.generic) else value
-    return value if isinstance(value, (str, int, float)) else str(value)
-
-
-def _row_name(task: LabelingTask, id_field: str) -> str:
-    return "selected row {} ({}={!r})".format(task.rank, id_field, task.row_id)
-
-
-def labeling_tasks(rows: pd.DataFrame, predictions: Predictions, config: SelectionConfig) -> List[LabelingTask]:
-    """One task per selected row, in rank order; each shown value must be a non-blank text.
-
-    ``rows`` are the annotated selected rows (``annotate``), ``predictions`` the model's guess for them.
-    """
-    field = config.labeling_data_field
-    tasks = [LabelingTask(_json_scalar(row_id), shown, int(rank), float(score), str(predicted), float(confidence))
-             for row_id, shown, rank, score, predicted, confidence in zip(
-                 rows[config.id_field], rows[field], rows[SELECTION_RANK], rows[SELECTION_SCORE],
-                 predictions.labels, predictions.confidence)]
-    for task in tasks:
-        if isinstance(task.shown, str) and task.shown.strip():
-            continue
-        if isinstance(task.shown, str) or _is_missing(task.shown):
-            what = "is empty"
-        else:
-            what = "holds {} {}".format("the number" if isinstance(task.shown, numbers.Number) else "the value",
-                                        task.shown)
-        raise SelectionError("LABELING_DATA_FIELD column {!r} {} in the {}: expected a text or an s3:// or "
-                             "https:// URI".format(field, what, _row_name(task, config.id_field)))
-    return tasks
-
-
-def _is_missing(value: Any) -> bool:
-    return value is None or bool(pd.isna(value))
-
-
-def labeling_data_kind(tasks: Sequence[LabelingTask], config: SelectionConfig) -> str:
-    """``"uri"`` when every shown value is an s3:// or https:// URI, ``"text"`` when none looks like a URI."""
-    kinds = ["uri" if _URI_SCHEME.match(task.shown) else "text" for task in tasks]
-    for task, kind in zip(tasks, kinds):
-        if kind != kinds[0]:
-            raise SelectionError("LABELING_DATA_FIELD column {!r} mixes texts and URIs: the {} is {}, the {} {}"
-                                 .format(config.labeling_data_field, _row_name(tasks[0], config.id_field),
-                                         _KIND_NAMES[kinds[0]], _row_name(task, config.id_field), _KIND_NAMES[kind]))
-        if kind == "uri" and not task.shown.lower().startswith(_URI_SCHEMES):
-            raise SelectionError("LABELING_DATA_FIELD value {!r} of the {} is a URI that labeling tools cannot "
-                                 "fetch: expected s3:// or https://".format(task.shown, _row_name(task, config.id_field)))
-    return kinds[0] if kinds else "text"
-
-
-def ground_truth_manifest_lines(tasks: Sequence[LabelingTask], kind: str, config: SelectionConfig) -> List[str]:
-    """Ground Truth input manifest lines: ``source`` (a text) or ``source-ref`` (an S3 URI), then the id, rank,
-    score and the model's prediction as extra attributes; every line checked against Ground Truth's limits."""
-    key = "source-ref" if kind == "uri" else "source"
-    lines = []
-    for task in tasks:
-        where = _row_name(task, config.id_field)
-        if kind == "uri" and not S3_URI.fullmatch(task.shown):
-            raise SelectionError("Ground Truth reads objects from S3 only: LABELING_DATA_FIELD value {!r} of the {} "
-                                 "is not an s3://bucket/key URI".format(task.shown, where))
-        if len(task.shown) > GROUND_TRUTH_MAX_ATTRIBUTE_CHARS:
-            raise SelectionError("LABELING_DATA_FIELD value of the {} has {} characters; Ground Truth accepts at "
-                                 "most {} in one attribute".format(where, len(task.shown),
-                                                                  GROUND_TRUTH_MAX_ATTRIBUTE_CHARS))
-        entry = {key: task.shown, config.id_field: task.row_id, SELECTION_RANK: task.rank,
-                 SELECTION_SCORE: task.score, PREDICTED_LABEL: task.predicted, PREDICTED_CONFIDENCE: task.confidence}
-        line = json.dumps(entry, ensure_ascii=False, allow_nan=False)
-        if len(line) > GROUND_TRUTH_MAX_LINE_CHARS:
-            raise SelectionError("the Ground Truth manifest line of the {} has {} characters; Ground Truth accepts "
-                                 "at most {}".format(where, len(line), GROUND_TRUTH_MAX_LINE_CHARS))
-        lines.append(line)
-    return lines
-
-
-def ground_truth_label_categories(classes: Sequence[Any]) -> Dict[str, Any]:
-    """The label category configuration of a classification job (``LabelCategoryConfigS3Uri``)."""
-    return {"document-version": GROUND_TRUTH_CATEGORIES_VERSION, "labels": [{"label": str(c)} for c in classes]}
-
-
-def label_studio_tasks(tasks: Sequence[LabelingTask], kind: str, config: SelectionConfig) -> List[Dict[str, Any]]:
-    """Label Studio tasks: ``data`` holds the shown field, the id, rank and score; the model's top class and its
-    probability are a prediction, so annotators start from the model's guess."""
-    object_name = LABEL_STUDIO_OBJECTS[kind][1]
-    model_version = MODEL_VERSION_PREFIX + config.selection_strategy
-    return [{
-        "data": {config.labeling_data_field: task.shown, config.id_field: task.row_id, SELECTION_RANK: task.rank,
-                 SELECTION_SCORE: task.score},
-        "predictions": [{
-            "model_version": model_version,
-            "score": task.confidence,
-            "result": [{"from_name": LABEL_STUDIO_CHOICES, "to_name": object_name, "type": "choices",
-                        "value": {"choices": [task.predicted]}}],
-        }],
-    } for task in tasks]
-
-
-def label_studio_config(classes: Sequence[Any], kind: str, data_field: str) -> str:
-    """The labeling configuration matching ``label_studio_tasks``: the shown field (a Text, or an Image for
-    URIs) and one single-choice control with the classes of the score columns."""
-    tag, name = LABEL_STUDIO_OBJECTS[kind]
-    choices = "".join("    <Choice value={}/>\n".format(quoteattr(str(label))) for label in classes)
-    return ('<View>\n  <{tag} name="{name}" value="${field}"/>\n'
-            '  <Choices name="{control}" toName="{name}" choice="single" showInline="true">\n{choices}'
-            '  </Choices>\n</View>\n').format(tag=tag, name=name, field=data_field, control=LABEL_STUDIO_CHOICES,
-                                             choices=choices)
-
-
-def labeling_files(rows: pd.DataFrame, predictions: Predictions, config: SelectionConfig) -> Dict[str, str]:
-    """The labeling_tasks channel's files for ``config.labeling_format`` (file name -> text)."""
-    tasks = labeling_tasks(rows, predictions, config)
-    kind = labeling_data_kind(tasks, config)
-    if config.labeling_format == "ground_truth":
-        lines = ground_truth_manifest_lines(tasks, kind, config)
-        return {GROUND_TRUTH_MANIFEST: "".join(line + "\n" for line in lines),
-                GROUND_TRUTH_CATEGORIES: json.dumps(ground_truth_label_categories(predictions.classes), indent=2,
-                                                    ensure_ascii=False) + "\n"}
-    if config.labeling_format == "label_studio":
-        # One task per line: a JSON list that Label Studio imports as it is, and that reads and diffs well.
-        lines = [json.dumps(task, ensure_ascii=False, allow_nan=False)
-                 for task in label_studio_tasks(tasks, kind, config)]
-        return {LABEL_STUDIO_TASKS: "[\n" + ",\n".join(lines) + "\n]\n",
-                LABEL_STUDIO_CONFIG: label_studio_config(predictions.classes, kind, config.labeling_data_field)}
-    raise SelectionError("LABELING_FORMAT={!r} writes no tasks".format(config.labeling_format))
-
-
-def save_labeling_files(files: Mapping[str, str], labeling_dir: Path) -> List[str]:
-    """Write each file atomically into ``labeling_dir``; return their paths."""
-    labeling_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, text in files.items():
-        path = labeling_dir / name
-        _write_atomically(path, lambda target, text=text: target.write_text(text, encoding="utf-8"))
-        paths.append(str(path))
-    logger.info("Wrote labeling tasks to %s: %s", labeling_dir, ", ".join(files))
-    return paths
-
-
 # Keys of select_samples' strategy_config that are not SelectionConfig fields, or are its own parameters.
 _SEED_ONLY_KEYS = ("feature_columns",)
 _PARAMETER_FIELDS = ("selection_strategy", "batch_size", "id_field")
@@ -2462,268 +2303,9 @@ def select_samples(df: pd.DataFrame, strategy: str, batch_size: int,
                          lambda positions: df.iloc[positions]).rows
 
 
-def resolve_output_format(requested: Optional[str], input_format: str) -> str:
-    """OUTPUT_FORMAT when set, else the input's format (an error for inputs of mixed formats)."""
-    if requested:
-        return requested
-    if input_format not in OUTPUT_FORMATS:
-        raise SelectionError("input files come in different formats; set OUTPUT_FORMAT to one of {}".format(
-            ", ".join(OUTPUT_FORMATS)))
-    return input_format
-
-
-def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    # A fresh temporary name (never an existing file), renamed over a path that _prepare_outputs cleared.
-    try:
-        handle, temporary_name = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=str(path.parent))
-        os.close(handle)
-    except OSError as error:
-        raise SelectionError("cannot write to the output folder {}: {}".format(
-            path.parent, error.strerror or _one_line(error))) from None
-    temporary = Path(temporary_name)
-    try:
-        write(temporary)
-        os.replace(str(temporary), str(path))
-    except OSError as error:
-        raise SelectionError("cannot write {}: {}".format(path, error.strerror or _one_line(error))) from None
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-
-
-def save_selected_samples(selected_df: pd.DataFrame, output_dir: str, output_format: str = "csv",
-                          metadata: Optional[Dict[str, Any]] = None) -> str:
-    """Write ``selected_samples.<output_format>`` atomically (temporary name, then rename); return its path.
-
-    ``metadata``, when given, is also written next to it as ``selection_metadata.json`` (seed 001).
-    ``output_format`` is case-insensitive.
-    """
-    output_format = str(output_format).lower()
-    if output_format not in OUTPUT_FORMATS:
-        raise SelectionError("unsupported output format {!r}: expected one of {}".format(
-            output_format, ", ".join(OUTPUT_FORMATS)))
-    path = Path(output_dir) / "{}.{}".format(SAMPLES_BASENAME, output_format)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame = selected_df.reset_index(drop=True)
-    if output_format == "parquet":
-        _write_atomically(path, lambda target: frame.to_parquet(str(target), index=False))
-    else:
-        _write_atomically(path, lambda target: frame.to_csv(str(target), sep=_SEPARATORS[output_format],
-                                                            index=False))
-    logger.info("Wrote %d selected rows to %s", len(frame), path)
-    if metadata is not None:
-        save_selection_metadata(metadata, output_dir)
-    return str(path)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError("not JSON serializable: {!r}".format(value))
-
-
-def save_selection_metadata(metadata: Dict[str, Any], metadata_dir: str) -> str:
-    """Write ``selection_metadata.json`` atomically."""
-    path = Path(metadata_dir) / METADATA_FILENAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(metadata, indent=2, default=_json_default, allow_nan=False)
-    _write_atomically(path, lambda target: target.write_text(text + "\n", encoding="utf-8"))
-    logger.info("Wrote selection metadata to %s", path)
-    return str(path)
-
-
-RESULT_NAMES = (tuple("{}.{}".format(SAMPLES_BASENAME, fmt) for fmt in OUTPUT_FORMATS) + (METADATA_FILENAME,)
-                + tuple(name for names in LABELING_FILES.values() for name in names))
-
-
-def _real(path: Path) -> str:
-    return os.path.realpath(str(path))
-
-
-def check_folders_apart(input_dir: Path, samples_dir: Path, metadata_dir: Path,
-                        labeling_dir: Optional[Path] = None) -> None:
-    """Refuse output folders that equal, contain or lie inside the input folder, or equal each other.
-
-    Paths are compared after resolving links, so the step can neither write into its input nor read its
-    own output back. ``labeling_dir`` is checked too when this run writes labeling tasks.
-    """
-    source = _real(input_dir)
-    outputs = [(SAMPLES_CHANNEL, samples_dir), (METADATA_CHANNEL, metadata_dir)]
-    if labeling_dir is not None:
-        outputs.append((LABELING_CHANNEL, labeling_dir))
-    for channel, folder in outputs:
-        target = _real(folder)
-        if _is_within(target, source) or _is_within(source, target):
-            raise SelectionError("output folder {} ({}) overlaps the input folder {}: the step never writes into "
-                                 "its input nor reads its output; use separate folders".format(
-                                     folder, channel, input_dir))
-    for position, (channel, folder) in enumerate(outputs):
-        for other_channel, other in outputs[position + 1:]:
-            if _real(folder) == _real(other):
-                raise SelectionError("the output folders {} and {} are the same folder; give each channel its "
-                                     "own".format(channel, other_channel))
-
-
-def _ours(folder: Path) -> List[Path]:
-    """Result files in ``folder`` that an earlier run provably wrote: those its ``_SUCCESS`` lists."""
-    marker = folder / SUCCESS_MARKER
-    if not marker.is_file():
-        return []
-    listed = marker.read_text(encoding="utf-8").splitlines()
-    return [folder / name for name in listed if name in RESULT_NAMES and (folder / name).is_file()]
-
-
-def _remove_ours(folder: Path, written: Iterable[Path] = ()) -> None:
-    """Remove from ``folder`` this run's files, an earlier run's listed results, and both markers."""
-    for path in list(written) + _ours(folder) + [folder / SUCCESS_MARKER, folder / FAILURE_MARKER]:
-        if path.parent == folder and (path.is_file() or path.is_symlink()):
-            path.unlink()
-
-
-def _prepare_outputs(samples_dir: Path, metadata_dir: Path, labeling_dir: Optional[Path] = None) -> None:
-    """Create the output folders and remove an earlier run's results from them, and nothing else.
-
-    A result name (selected_samples.*, selection_metadata.json, the labeling tasks files) that no earlier
-    ``_SUCCESS`` lists was not provably written by this step: it is left alone and the run stops.
-    """
-    folders = _present(samples_dir, metadata_dir, labeling_dir)
-    try:
-        for folder in folders:
-            if folder.exists() and not folder.is_dir():
-                raise SelectionError("output path {} exists and is not a folder".format(folder))
-            folder.mkdir(parents=True, exist_ok=True)
-        for folder in folders:
-            proven = {path.name for path in _ours(folder)}
-            foreign = [name for name in RESULT_NAMES if (folder / name).exists() and name not in proven]
-            if foreign:
-                raise SelectionError("output folder {} already holds {}, which no _SUCCESS of this step lists: it "
-                                     "is left untouched; remove it or choose an empty folder".format(
-                                         folder, foreign[0]))
-        for folder in folders:
-            _remove_ours(folder)
-            if not os.access(str(folder), os.W_OK):
-                raise PermissionError(errno.EACCES, "Permission denied", str(folder))
-    except OSError as error:
-        raise SelectionError("cannot write to the output folder {}: {}".format(
-            error.filename or "", error.strerror or _one_line(error))) from None
-
-
-def _present(*folders: Optional[Path]) -> Tuple[Path, ...]:
-    return tuple(folder for folder in folders if folder is not None)
-
-
-def _output_folders(output_paths: Any) -> List[Path]:
-    """The output folders that ``output_paths`` names usably (no error when it does not)."""
-    if not isinstance(output_paths, Mapping):
-        return []
-    folders = [output_paths.get(channel) for channel in (SAMPLES_CHANNEL, METADATA_CHANNEL)]
-    return [Path(folder) for folder in folders if isinstance(folder, (str, os.PathLike)) and str(folder)]
-
-
-def _input_folder(input_paths: Any) -> Optional[Path]:
-    folder = input_paths.get(INPUT_CHANNEL) if isinstance(input_paths, Mapping) else None
-    return Path(folder) if isinstance(folder, (str, os.PathLike)) and str(folder) else None
-
-
-def _record_failure(folders: Sequence[Path], input_dir: Optional[Path], error: BaseException,
-                    written: Iterable[Path] = ()) -> None:
-    """Leave ``_FAILURE`` (the one-line reason) and none of this step's results in every output folder
-    that can be written, except folders inside the input, which the step never writes to."""
-    written = list(written)
-    for folder in dict.fromkeys(folders):
-        if input_dir is not None and _is_within(_real(folder), _real(input_dir)):
-            continue
-        try:
-            if folder.exists() and not folder.is_dir():
-                continue
-            folder.mkdir(parents=True, exist_ok=True)
-            _remove_ours(folder, written)
-            (folder / FAILURE_MARKER).write_text(_one_line(error) + "\n", encoding="utf-8")
-        except OSError as marker_error:
-            logger.warning("Could not write %s in %s: %s", FAILURE_MARKER, folder, _one_line(marker_error))
-
-
-def _mark_success(folder: Path, written: Sequence[Path]) -> Path:
-    """``_SUCCESS`` listing the files this run wrote in ``folder``, so a later run may remove exactly those."""
-    names = [path.name for path in written if path.parent == folder]
-    marker = folder / SUCCESS_MARKER
-    try:
-        marker.write_text("".join(name + "\n" for name in names), encoding="utf-8")
-    except OSError as error:
-        raise SelectionError("cannot write {}: {}".format(marker, error.strerror or _one_line(error))) from None
-    return marker
-
-
-def _library_versions() -> Dict[str, Optional[str]]:
-    arrow = sys.modules.get("pyarrow")
-    return {"python": platform.python_version(), "numpy": np.__version__, "pandas": pd.__version__,
-            "pyarrow": getattr(arrow, "__version__", None)}
-
-
-def _job_type(job_args: Any) -> str:
-    """``job_type`` from an argparse Namespace or a mapping."""
-    if isinstance(job_args, (str, bytes)):
-        raise SelectionError("job_args must be an argparse.Namespace or a mapping holding job_type, got the {} {!r}"
-                             .format(type(job_args).__name__, job_args))
-    job_type = job_args.get("job_type") if isinstance(job_args, Mapping) else getattr(job_args, "job_type", None)
-    if not isinstance(job_type, str) or not job_type.strip():
-        raise SelectionError("--job_type is required, e.g. --job_type ssl_selection or active_learning_selection")
-    return job_type.strip()
-
-
-def _channel(paths: Any, key: str, kind: str) -> Path:
-    if not isinstance(paths, Mapping):
-        raise SelectionError("{} paths must be a mapping of channel names to folders, not {}".format(
-            kind, type(paths).__name__))
-    value = paths.get(key)
-    if not value:
-        raise SelectionError("{} path {!r} is missing".format(kind, key))
-    if not isinstance(value, (str, os.PathLike)):
-        raise SelectionError("{} path {!r} must be a string or a path, not {}".format(kind, key, type(value).__name__))
-    return Path(value)
-
-
-def _labeling_channel(output_paths: Any, environ_vars: Any) -> Optional[Path]:
-    """The labeling_tasks folder when this run may write tasks: its path is given and LABELING_FORMAT is set to
-    something other than none. Read raw, before the variables are parsed and without raising, so that a
-    failure is recorded there too."""
-    raw = environ_vars.get("LABELING_FORMAT") if isinstance(environ_vars, Mapping) else None
-    requested = "" if raw is None else str(raw).strip().lower()
-    folder = output_paths.get(LABELING_CHANNEL) if isinstance(output_paths, Mapping) else None
-    usable = isinstance(folder, (str, os.PathLike)) and str(folder) != ""
-    return Path(folder) if usable and requested not in ("", "none") else None
-
-
-def _check_labeling_channel(config: SelectionConfig, labeling_dir: Optional[Path]) -> None:
-    if config.labeling_format != "none" and labeling_dir is None:
-        raise SelectionError("LABELING_FORMAT={} needs the output path {!r} (--{} on the command line)".format(
-            config.labeling_format, LABELING_CHANNEL, LABELING_CHANNEL))
-
-
-def _select(source: InputTable, config: SelectionConfig) -> Tuple[SelectionResult, str]:
-    """Read the prediction table of ``source`` and run the selection; also returns the output format."""
-    output_format = resolve_output_format(config.output_format, source.fmt)
-    logger.info("Reading %d %s file(s) from %s", len(source.files), source.fmt, source.root)
-    if source.fmt == "parquet":
-        result = run_selection(pool_from_parquet(source, config), config,
-                               lambda positions: read_rows_at(source, positions))
-    else:
-        df = read_input_table(source)
-        _check_ids(df[config.id_field], config.id_field)
-        result = run_selection(pool_from_frame(df, config, index_columns=source.index_columns), config,
-                               lambda positions: df.iloc[positions].reset_index(drop=True))
-    return result, output_format
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Sharding: SELECTION_ROLE=shard on each instance of a multi-instance job (input ShardedByS3Key), then
-# SELECTION_ROLE=merge on one instance over all shards' outputs. See docs/scaling.md.
+# ---- Sharding: SELECTION_ROLE=shard on each instance, merge on one -------------------------------------------
+# A multi-instance job (input ShardedByS3Key) runs the shards; one instance merges their outputs. See
+# docs/scaling.md.
 
 SHARD_FORMAT = "active-sampling-shard/1"
 SHARD_PREFIX = "shard-"
@@ -3502,6 +3084,446 @@ def _merge_strategy(config: SelectionConfig, pool: MergedPool, outputs: Sequence
         "oversampling": config.oversampling,
         "represented_rows": int(pool.weights.sum()),
     }
+
+
+# ---- Labeling tasks: the selection as a Ground Truth manifest or Label Studio tasks --------------------------
+# Pure functions: they take the annotated rows, the model's predictions and the settings, and return the
+# files' text; main writes them into the labeling_tasks channel.
+
+GROUND_TRUTH_MANIFEST = "ground_truth.manifest"
+GROUND_TRUTH_CATEGORIES = "ground_truth_label_categories.json"
+LABEL_STUDIO_TASKS = "label_studio_tasks.json"
+LABEL_STUDIO_CONFIG = "label_studio_config.xml"
+LABELING_FILES = {"ground_truth": (GROUND_TRUTH_MANIFEST, GROUND_TRUTH_CATEGORIES),
+                  "label_studio": (LABEL_STUDIO_TASKS, LABEL_STUDIO_CONFIG)}
+PREDICTED_LABEL = "predicted_label"  # manifest attributes of the model's guess
+PREDICTED_CONFIDENCE = "predicted_confidence"
+LABEL_STUDIO_CHOICES = "label"  # name of the <Choices> control: from_name of predictions and answers
+LABEL_STUDIO_OBJECTS = {"text": ("Text", "text"), "uri": ("Image", "image")}  # data kind -> (tag, name)
+MODEL_VERSION_PREFIX = "active_sampling/"
+# Ground Truth's input manifest rules (Developer Guide, "Input manifest files"): one JSON object per line of at
+# most 100,000 characters, no attribute over 20,000, no attribute name starting with $, exactly one of
+# source (the text itself) and source-ref (an S3 object).
+GROUND_TRUTH_SOURCE_KEYS = ("source", "source-ref")
+GROUND_TRUTH_MAX_LINE_CHARS = 100000
+GROUND_TRUTH_MAX_ATTRIBUTE_CHARS = 20000
+GROUND_TRUTH_CATEGORIES_VERSION = "2018-11-28"
+S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/\S.*")  # bucket naming rules, then a key
+_URI_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_URI_SCHEMES = ("s3://", "https://")
+_LABEL_STUDIO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_KIND_NAMES = {"text": "a text", "uri": "a URI"}
+
+
+class LabelingTask(NamedTuple):
+    """One selected row as a task, with JSON-ready values."""
+
+    row_id: Any
+    shown: str  # LABELING_DATA_FIELD: the text, or the URI of the object
+    rank: int
+    score: float
+    predicted: str
+    confidence: float
+
+
+def _json_scalar(value: Any) -> Any:
+    value = value.item() if isinstance(value, np.generic) else value
+    return value if isinstance(value, (str, int, float)) else str(value)
+
+
+def _row_name(task: LabelingTask, id_field: str) -> str:
+    return "selected row {} ({}={!r})".format(task.rank, id_field, task.row_id)
+
+
+def labeling_tasks(rows: pd.DataFrame, predictions: Predictions, config: SelectionConfig) -> List[LabelingTask]:
+    """One task per selected row, in rank order; each shown value must be a non-blank text.
+
+    ``rows`` are the annotated selected rows (``annotate``), ``predictions`` the model's guess for them.
+    """
+    field = config.labeling_data_field
+    tasks = [LabelingTask(_json_scalar(row_id), shown, int(rank), float(score), str(predicted), float(confidence))
+             for row_id, shown, rank, score, predicted, confidence in zip(
+                 rows[config.id_field], rows[field], rows[SELECTION_RANK], rows[SELECTION_SCORE],
+                 predictions.labels, predictions.confidence)]
+    for task in tasks:
+        if isinstance(task.shown, str) and task.shown.strip():
+            continue
+        if isinstance(task.shown, str) or _is_missing(task.shown):
+            what = "is empty"
+        else:
+            what = "holds {} {}".format("the number" if isinstance(task.shown, numbers.Number) else "the value",
+                                        task.shown)
+        raise SelectionError("LABELING_DATA_FIELD column {!r} {} in the {}: expected a text or an s3:// or "
+                             "https:// URI".format(field, what, _row_name(task, config.id_field)))
+    return tasks
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or bool(pd.isna(value))
+
+
+def labeling_data_kind(tasks: Sequence[LabelingTask], config: SelectionConfig) -> str:
+    """``"uri"`` when every shown value is an s3:// or https:// URI, ``"text"`` when none looks like a URI."""
+    kinds = ["uri" if _URI_SCHEME.match(task.shown) else "text" for task in tasks]
+    for task, kind in zip(tasks, kinds):
+        if kind != kinds[0]:
+            raise SelectionError("LABELING_DATA_FIELD column {!r} mixes texts and URIs: the {} is {}, the {} {}"
+                                 .format(config.labeling_data_field, _row_name(tasks[0], config.id_field),
+                                         _KIND_NAMES[kinds[0]], _row_name(task, config.id_field), _KIND_NAMES[kind]))
+        if kind == "uri" and not task.shown.lower().startswith(_URI_SCHEMES):
+            raise SelectionError("LABELING_DATA_FIELD value {!r} of the {} is a URI that labeling tools cannot "
+                                 "fetch: expected s3:// or https://".format(task.shown, _row_name(task, config.id_field)))
+    return kinds[0] if kinds else "text"
+
+
+def ground_truth_manifest_lines(tasks: Sequence[LabelingTask], kind: str, config: SelectionConfig) -> List[str]:
+    """Ground Truth input manifest lines: ``source`` (a text) or ``source-ref`` (an S3 URI), then the id, rank,
+    score and the model's prediction as extra attributes; every line checked against Ground Truth's limits."""
+    key = "source-ref" if kind == "uri" else "source"
+    lines = []
+    for task in tasks:
+        where = _row_name(task, config.id_field)
+        if kind == "uri" and not S3_URI.fullmatch(task.shown):
+            raise SelectionError("Ground Truth reads objects from S3 only: LABELING_DATA_FIELD value {!r} of the {} "
+                                 "is not an s3://bucket/key URI".format(task.shown, where))
+        if len(task.shown) > GROUND_TRUTH_MAX_ATTRIBUTE_CHARS:
+            raise SelectionError("LABELING_DATA_FIELD value of the {} has {} characters; Ground Truth accepts at "
+                                 "most {} in one attribute".format(where, len(task.shown),
+                                                                  GROUND_TRUTH_MAX_ATTRIBUTE_CHARS))
+        entry = {key: task.shown, config.id_field: task.row_id, SELECTION_RANK: task.rank,
+                 SELECTION_SCORE: task.score, PREDICTED_LABEL: task.predicted, PREDICTED_CONFIDENCE: task.confidence}
+        line = json.dumps(entry, ensure_ascii=False, allow_nan=False)
+        if len(line) > GROUND_TRUTH_MAX_LINE_CHARS:
+            raise SelectionError("the Ground Truth manifest line of the {} has {} characters; Ground Truth accepts "
+                                 "at most {}".format(where, len(line), GROUND_TRUTH_MAX_LINE_CHARS))
+        lines.append(line)
+    return lines
+
+
+def ground_truth_label_categories(classes: Sequence[Any]) -> Dict[str, Any]:
+    """The label category configuration of a classification job (``LabelCategoryConfigS3Uri``)."""
+    return {"document-version": GROUND_TRUTH_CATEGORIES_VERSION, "labels": [{"label": str(c)} for c in classes]}
+
+
+def label_studio_tasks(tasks: Sequence[LabelingTask], kind: str, config: SelectionConfig) -> List[Dict[str, Any]]:
+    """Label Studio tasks: ``data`` holds the shown field, the id, rank and score; the model's top class and its
+    probability are a prediction, so annotators start from the model's guess."""
+    object_name = LABEL_STUDIO_OBJECTS[kind][1]
+    model_version = MODEL_VERSION_PREFIX + config.selection_strategy
+    return [{
+        "data": {config.labeling_data_field: task.shown, config.id_field: task.row_id, SELECTION_RANK: task.rank,
+                 SELECTION_SCORE: task.score},
+        "predictions": [{
+            "model_version": model_version,
+            "score": task.confidence,
+            "result": [{"from_name": LABEL_STUDIO_CHOICES, "to_name": object_name, "type": "choices",
+                        "value": {"choices": [task.predicted]}}],
+        }],
+    } for task in tasks]
+
+
+def label_studio_config(classes: Sequence[Any], kind: str, data_field: str) -> str:
+    """The labeling configuration matching ``label_studio_tasks``: the shown field (a Text, or an Image for
+    URIs) and one single-choice control with the classes of the score columns."""
+    tag, name = LABEL_STUDIO_OBJECTS[kind]
+    choices = "".join("    <Choice value={}/>\n".format(quoteattr(str(label))) for label in classes)
+    return ('<View>\n  <{tag} name="{name}" value="${field}"/>\n'
+            '  <Choices name="{control}" toName="{name}" choice="single" showInline="true">\n{choices}'
+            '  </Choices>\n</View>\n').format(tag=tag, name=name, field=data_field, control=LABEL_STUDIO_CHOICES,
+                                             choices=choices)
+
+
+def labeling_files(rows: pd.DataFrame, predictions: Predictions, config: SelectionConfig) -> Dict[str, str]:
+    """The labeling_tasks channel's files for ``config.labeling_format`` (file name -> text)."""
+    tasks = labeling_tasks(rows, predictions, config)
+    kind = labeling_data_kind(tasks, config)
+    if config.labeling_format == "ground_truth":
+        lines = ground_truth_manifest_lines(tasks, kind, config)
+        return {GROUND_TRUTH_MANIFEST: "".join(line + "\n" for line in lines),
+                GROUND_TRUTH_CATEGORIES: json.dumps(ground_truth_label_categories(predictions.classes), indent=2,
+                                                    ensure_ascii=False) + "\n"}
+    if config.labeling_format == "label_studio":
+        # One task per line: a JSON list that Label Studio imports as it is, and that reads and diffs well.
+        lines = [json.dumps(task, ensure_ascii=False, allow_nan=False)
+                 for task in label_studio_tasks(tasks, kind, config)]
+        return {LABEL_STUDIO_TASKS: "[\n" + ",\n".join(lines) + "\n]\n",
+                LABEL_STUDIO_CONFIG: label_studio_config(predictions.classes, kind, config.labeling_data_field)}
+    raise SelectionError("LABELING_FORMAT={!r} writes no tasks".format(config.labeling_format))
+
+
+def save_labeling_files(files: Mapping[str, str], labeling_dir: Path) -> List[str]:
+    """Write each file atomically into ``labeling_dir``; return their paths."""
+    labeling_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, text in files.items():
+        path = labeling_dir / name
+        _write_atomically(path, lambda target, text=text: target.write_text(text, encoding="utf-8"))
+        paths.append(str(path))
+    logger.info("Wrote labeling tasks to %s: %s", labeling_dir, ", ".join(files))
+    return paths
+
+
+# ---- Writing: result files, markers and the output folders' ownership ----------------------------------------
+
+def resolve_output_format(requested: Optional[str], input_format: str) -> str:
+    """OUTPUT_FORMAT when set, else the input's format (an error for inputs of mixed formats)."""
+    if requested:
+        return requested
+    if input_format not in OUTPUT_FORMATS:
+        raise SelectionError("input files come in different formats; set OUTPUT_FORMAT to one of {}".format(
+            ", ".join(OUTPUT_FORMATS)))
+    return input_format
+
+
+def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    # A fresh temporary name (never an existing file), renamed over a path that _prepare_outputs cleared.
+    try:
+        handle, temporary_name = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=str(path.parent))
+        os.close(handle)
+    except OSError as error:
+        raise SelectionError("cannot write to the output folder {}: {}".format(
+            path.parent, error.strerror or _one_line(error))) from None
+    temporary = Path(temporary_name)
+    try:
+        write(temporary)
+        os.replace(str(temporary), str(path))
+    except OSError as error:
+        raise SelectionError("cannot write {}: {}".format(path, error.strerror or _one_line(error))) from None
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
+def save_selected_samples(selected_df: pd.DataFrame, output_dir: str, output_format: str = "csv",
+                          metadata: Optional[Dict[str, Any]] = None) -> str:
+    """Write ``selected_samples.<output_format>`` atomically (temporary name, then rename); return its path.
+
+    ``metadata``, when given, is also written next to it as ``selection_metadata.json`` (seed 001).
+    ``output_format`` is case-insensitive.
+    """
+    output_format = str(output_format).lower()
+    if output_format not in OUTPUT_FORMATS:
+        raise SelectionError("unsupported output format {!r}: expected one of {}".format(
+            output_format, ", ".join(OUTPUT_FORMATS)))
+    path = Path(output_dir) / "{}.{}".format(SAMPLES_BASENAME, output_format)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame = selected_df.reset_index(drop=True)
+    if output_format == "parquet":
+        _write_atomically(path, lambda target: frame.to_parquet(str(target), index=False))
+    else:
+        _write_atomically(path, lambda target: frame.to_csv(str(target), sep=_SEPARATORS[output_format],
+                                                            index=False))
+    logger.info("Wrote %d selected rows to %s", len(frame), path)
+    if metadata is not None:
+        save_selection_metadata(metadata, output_dir)
+    return str(path)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError("not JSON serializable: {!r}".format(value))
+
+
+def save_selection_metadata(metadata: Dict[str, Any], metadata_dir: str) -> str:
+    """Write ``selection_metadata.json`` atomically."""
+    path = Path(metadata_dir) / METADATA_FILENAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(metadata, indent=2, default=_json_default, allow_nan=False)
+    _write_atomically(path, lambda target: target.write_text(text + "\n", encoding="utf-8"))
+    logger.info("Wrote selection metadata to %s", path)
+    return str(path)
+
+
+RESULT_NAMES = (tuple("{}.{}".format(SAMPLES_BASENAME, fmt) for fmt in OUTPUT_FORMATS) + (METADATA_FILENAME,)
+                + tuple(name for names in LABELING_FILES.values() for name in names))
+
+
+def _real(path: Path) -> str:
+    return os.path.realpath(str(path))
+
+
+def check_folders_apart(input_dir: Path, samples_dir: Path, metadata_dir: Path,
+                        labeling_dir: Optional[Path] = None) -> None:
+    """Refuse output folders that equal, contain or lie inside the input folder, or equal each other.
+
+    Paths are compared after resolving links, so the step can neither write into its input nor read its
+    own output back. ``labeling_dir`` is checked too when this run writes labeling tasks.
+    """
+    source = _real(input_dir)
+    outputs = [(SAMPLES_CHANNEL, samples_dir), (METADATA_CHANNEL, metadata_dir)]
+    if labeling_dir is not None:
+        outputs.append((LABELING_CHANNEL, labeling_dir))
+    for channel, folder in outputs:
+        target = _real(folder)
+        if _is_within(target, source) or _is_within(source, target):
+            raise SelectionError("output folder {} ({}) overlaps the input folder {}: the step never writes into "
+                                 "its input nor reads its output; use separate folders".format(
+                                     folder, channel, input_dir))
+    for position, (channel, folder) in enumerate(outputs):
+        for other_channel, other in outputs[position + 1:]:
+            if _real(folder) == _real(other):
+                raise SelectionError("the output folders {} and {} are the same folder; give each channel its "
+                                     "own".format(channel, other_channel))
+
+
+def _ours(folder: Path) -> List[Path]:
+    """Result files in ``folder`` that an earlier run provably wrote: those its ``_SUCCESS`` lists."""
+    marker = folder / SUCCESS_MARKER
+    if not marker.is_file():
+        return []
+    listed = marker.read_text(encoding="utf-8").splitlines()
+    return [folder / name for name in listed if name in RESULT_NAMES and (folder / name).is_file()]
+
+
+def _remove_ours(folder: Path, written: Iterable[Path] = ()) -> None:
+    """Remove from ``folder`` this run's files, an earlier run's listed results, and both markers."""
+    for path in list(written) + _ours(folder) + [folder / SUCCESS_MARKER, folder / FAILURE_MARKER]:
+        if path.parent == folder and (path.is_file() or path.is_symlink()):
+            path.unlink()
+
+
+def _prepare_outputs(samples_dir: Path, metadata_dir: Path, labeling_dir: Optional[Path] = None) -> None:
+    """Create the output folders and remove an earlier run's results from them, and nothing else.
+
+    A result name (selected_samples.*, selection_metadata.json, the labeling tasks files) that no earlier
+    ``_SUCCESS`` lists was not provably written by this step: it is left alone and the run stops.
+    """
+    folders = _present(samples_dir, metadata_dir, labeling_dir)
+    try:
+        for folder in folders:
+            if folder.exists() and not folder.is_dir():
+                raise SelectionError("output path {} exists and is not a folder".format(folder))
+            folder.mkdir(parents=True, exist_ok=True)
+        for folder in folders:
+            proven = {path.name for path in _ours(folder)}
+            foreign = [name for name in RESULT_NAMES if (folder / name).exists() and name not in proven]
+            if foreign:
+                raise SelectionError("output folder {} already holds {}, which no _SUCCESS of this step lists: it "
+                                     "is left untouched; remove it or choose an empty folder".format(
+                                         folder, foreign[0]))
+        for folder in folders:
+            _remove_ours(folder)
+            if not os.access(str(folder), os.W_OK):
+                raise PermissionError(errno.EACCES, "Permission denied", str(folder))
+    except OSError as error:
+        raise SelectionError("cannot write to the output folder {}: {}".format(
+            error.filename or "", error.strerror or _one_line(error))) from None
+
+
+def _present(*folders: Optional[Path]) -> Tuple[Path, ...]:
+    return tuple(folder for folder in folders if folder is not None)
+
+
+def _output_folders(output_paths: Any) -> List[Path]:
+    """The output folders that ``output_paths`` names usably (no error when it does not)."""
+    if not isinstance(output_paths, Mapping):
+        return []
+    folders = [output_paths.get(channel) for channel in (SAMPLES_CHANNEL, METADATA_CHANNEL)]
+    return [Path(folder) for folder in folders if isinstance(folder, (str, os.PathLike)) and str(folder)]
+
+
+def _input_folder(input_paths: Any) -> Optional[Path]:
+    folder = input_paths.get(INPUT_CHANNEL) if isinstance(input_paths, Mapping) else None
+    return Path(folder) if isinstance(folder, (str, os.PathLike)) and str(folder) else None
+
+
+def _record_failure(folders: Sequence[Path], input_dir: Optional[Path], error: BaseException,
+                    written: Iterable[Path] = ()) -> None:
+    """Leave ``_FAILURE`` (the one-line reason) and none of this step's results in every output folder
+    that can be written, except folders inside the input, which the step never writes to."""
+    written = list(written)
+    for folder in dict.fromkeys(folders):
+        if input_dir is not None and _is_within(_real(folder), _real(input_dir)):
+            continue
+        try:
+            if folder.exists() and not folder.is_dir():
+                continue
+            folder.mkdir(parents=True, exist_ok=True)
+            _remove_ours(folder, written)
+            (folder / FAILURE_MARKER).write_text(_one_line(error) + "\n", encoding="utf-8")
+        except OSError as marker_error:
+            logger.warning("Could not write %s in %s: %s", FAILURE_MARKER, folder, _one_line(marker_error))
+
+
+def _mark_success(folder: Path, written: Sequence[Path]) -> Path:
+    """``_SUCCESS`` listing the files this run wrote in ``folder``, so a later run may remove exactly those."""
+    names = [path.name for path in written if path.parent == folder]
+    marker = folder / SUCCESS_MARKER
+    try:
+        marker.write_text("".join(name + "\n" for name in names), encoding="utf-8")
+    except OSError as error:
+        raise SelectionError("cannot write {}: {}".format(marker, error.strerror or _one_line(error))) from None
+    return marker
+
+
+# ---- main and the command line -------------------------------------------------------------------------------
+
+def _library_versions() -> Dict[str, Optional[str]]:
+    arrow = sys.modules.get("pyarrow")
+    return {"python": platform.python_version(), "numpy": np.__version__, "pandas": pd.__version__,
+            "pyarrow": getattr(arrow, "__version__", None)}
+
+
+def _job_type(job_args: Any) -> str:
+    """``job_type`` from an argparse Namespace or a mapping."""
+    if isinstance(job_args, (str, bytes)):
+        raise SelectionError("job_args must be an argparse.Namespace or a mapping holding job_type, got the {} {!r}"
+                             .format(type(job_args).__name__, job_args))
+    job_type = job_args.get("job_type") if isinstance(job_args, Mapping) else getattr(job_args, "job_type", None)
+    if not isinstance(job_type, str) or not job_type.strip():
+        raise SelectionError("--job_type is required, e.g. --job_type ssl_selection or active_learning_selection")
+    return job_type.strip()
+
+
+def _channel(paths: Any, key: str, kind: str) -> Path:
+    if not isinstance(paths, Mapping):
+        raise SelectionError("{} paths must be a mapping of channel names to folders, not {}".format(
+            kind, type(paths).__name__))
+    value = paths.get(key)
+    if not value:
+        raise SelectionError("{} path {!r} is missing".format(kind, key))
+    if not isinstance(value, (str, os.PathLike)):
+        raise SelectionError("{} path {!r} must be a string or a path, not {}".format(kind, key, type(value).__name__))
+    return Path(value)
+
+
+def _labeling_channel(output_paths: Any, environ_vars: Any) -> Optional[Path]:
+    """The labeling_tasks folder when this run may write tasks: its path is given and LABELING_FORMAT is set to
+    something other than none. Read raw, before the variables are parsed and without raising, so that a
+    failure is recorded there too."""
+    raw = environ_vars.get("LABELING_FORMAT") if isinstance(environ_vars, Mapping) else None
+    requested = "" if raw is None else str(raw).strip().lower()
+    folder = output_paths.get(LABELING_CHANNEL) if isinstance(output_paths, Mapping) else None
+    usable = isinstance(folder, (str, os.PathLike)) and str(folder) != ""
+    return Path(folder) if usable and requested not in ("", "none") else None
+
+
+def _check_labeling_channel(config: SelectionConfig, labeling_dir: Optional[Path]) -> None:
+    if config.labeling_format != "none" and labeling_dir is None:
+        raise SelectionError("LABELING_FORMAT={} needs the output path {!r} (--{} on the command line)".format(
+            config.labeling_format, LABELING_CHANNEL, LABELING_CHANNEL))
+
+
+def _select(source: InputTable, config: SelectionConfig) -> Tuple[SelectionResult, str]:
+    """Read the prediction table of ``source`` and run the selection; also returns the output format."""
+    output_format = resolve_output_format(config.output_format, source.fmt)
+    logger.info("Reading %d %s file(s) from %s", len(source.files), source.fmt, source.root)
+    if source.fmt == "parquet":
+        result = run_selection(pool_from_parquet(source, config), config,
+                               lambda positions: read_rows_at(source, positions))
+    else:
+        df = read_input_table(source)
+        _check_ids(df[config.id_field], config.id_field)
+        result = run_selection(pool_from_frame(df, config, index_columns=source.index_columns), config,
+                               lambda positions: df.iloc[positions].reset_index(drop=True))
+    return result, output_format
 
 
 def _write_labeling_tasks(result: SelectionResult, config: SelectionConfig,
