@@ -21,41 +21,20 @@ readonly TEST_PATH="tests/labeling_server"
 # One server version with every dependency pinned: its API and export format are what the test checks.
 readonly REQUIREMENTS_FILE="$REPO_ROOT/tools/labeling_requirements.txt"
 
-say() { echo "labeling_env: $*"; }
-
-not_run() {
-    echo
-    echo "LABELING CHECK NOT RUN: $*"
-    echo
-    if [[ "${LABELING_REQUIRED:-0}" == "1" ]]; then
-        exit 1
-    fi
-    exit 0
-}
-
-is_supported_python() {
-    [[ -n "$1" ]] && "$1" -c "import sys; sys.exit(not (3, 10) <= sys.version_info[:2] < (4, 0))" >/dev/null 2>&1
-}
+readonly ENV_NAME="labeling_env" CHECK_NAME="LABELING" REQUIRED_VAR="LABELING_REQUIRED"
+# shellcheck source=tools/env_lib.sh
+source "$REPO_ROOT/tools/env_lib.sh"
+readonly SUPPORTED="(3, 10) <= v < (4, 0)"
 
 # Python 3.11 first, the version tools/labeling_requirements.txt was frozen with; then any other >= 3.10.
 # Candidates are run once before they are trusted: a pyenv shim exists even for a version that is not selected.
 find_python() {
-    local candidate root
-    local candidates=("${LABELING_PYTHON:-}")
-    root="$(pyenv root 2>/dev/null)" || root="${PYENV_ROOT:-$HOME/.pyenv}"
-    while IFS= read -r candidate; do
-        candidates+=("$candidate")
-    done < <(printf '%s\n' "$root"/versions/3.11.*/bin/python3.11 | sort -V -r)
-    for candidate in python3.11 python3.12 python3.10 python3.13 python3; do
-        candidates+=("$(command -v "$candidate" 2>/dev/null)")
+    local candidates=("${LABELING_PYTHON:-}") name
+    mapfile -t -O 1 candidates < <(pyenv_pythons 3.11)
+    for name in python3.11 python3.12 python3.10 python3.13 python3; do
+        candidates+=("$(command -v "$name" 2>/dev/null)")
     done
-    for candidate in "${candidates[@]}"; do
-        if is_supported_python "$candidate"; then
-            echo "$candidate"
-            return 0
-        fi
-    done
-    return 1
+    first_python "$SUPPORTED" "${candidates[@]}"
 }
 
 requirement_list() {
@@ -63,22 +42,8 @@ requirement_list() {
 }
 
 venv_is_current() {
-    is_supported_python "$VENV/bin/python" && [[ -x "$VENV/bin/label-studio" ]] && [[ -f "$STAMP" ]] \
+    python_satisfies "$SUPPORTED" "$VENV/bin/python" && [[ -x "$VENV/bin/label-studio" ]] && [[ -f "$STAMP" ]] \
         && [[ "$(cat "$STAMP")" == "$(requirement_list)" ]]
-}
-
-# pip's own noise about this machine's optional local indexes is dropped; everything else is shown on failure.
-pip_install() {
-    local log
-    log="$(mktemp)"
-    if "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --timeout 60 --retries 2 \
-        --requirement "$REQUIREMENTS_FILE" >"$log" 2>&1; then
-        rm -f "$log"
-        return 0
-    fi
-    grep -v "^WARNING: Location '.*' is ignored" "$log" >&2
-    rm -f "$log"
-    return 1
 }
 
 build_venv() {
@@ -96,7 +61,7 @@ build_venv() {
         rm -rf "$VENV"
         not_run "could not create .venv-labeling with $python"
     fi
-    if ! pip_install; then
+    if ! venv_pip_install --requirement "$REQUIREMENTS_FILE"; then
         rm -rf "$VENV"
         not_run "pip could not install tools/labeling_requirements.txt into .venv-labeling (errors above)"
     fi
@@ -113,13 +78,4 @@ run_tests() {
     LABEL_STUDIO_BIN="$VENV/bin/label-studio" "$TEST_PYTHON" -m pytest -q "$TEST_PATH" -p no:cacheprovider "$@"
 }
 
-main() {
-    unset PYTHONPATH PYTHONHOME
-    case "${1:-}" in
-        build) build_venv ;;
-        test) shift; run_tests "$@" ;;
-        *) echo "usage: bash tools/labeling_env.sh {build|test [pytest args]}" >&2; exit 2 ;;
-    esac
-}
-
-main "$@"
+dispatch "$@"

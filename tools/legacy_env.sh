@@ -25,39 +25,14 @@ readonly REQUIREMENTS=(
     hypothesis==6.141.1
 )
 
-say() { echo "legacy_env: $*"; }
+readonly ENV_NAME="legacy_env" CHECK_NAME="LEGACY" REQUIRED_VAR="LEGACY_REQUIRED"
+# shellcheck source=tools/env_lib.sh
+source "$REPO_ROOT/tools/env_lib.sh"
 
-# Prints the reason, then exits 0 (or 1 with LEGACY_REQUIRED=1): a missing interpreter is not a test failure.
-not_run() {
-    echo
-    echo "LEGACY CHECK NOT RUN: $*"
-    echo
-    if [[ "${LEGACY_REQUIRED:-0}" == "1" ]]; then
-        exit 1
-    fi
-    exit 0
-}
-
-is_python39() {
-    [[ -n "$1" ]] && "$1" -c "import sys; sys.exit(sys.version_info[:2] != (3, 9))" >/dev/null 2>&1
-}
-
-# A pyenv shim named python3.9 exists even when 3.9 is not the selected version, and then fails when run,
-# so every candidate is run once before it is trusted.
 find_python39() {
-    local candidate root
     local candidates=("${LEGACY_PYTHON:-}" "$(command -v "python$PYTHON_VERSION" 2>/dev/null)")
-    root="$(pyenv root 2>/dev/null)" || root="${PYENV_ROOT:-$HOME/.pyenv}"
-    while IFS= read -r candidate; do
-        candidates+=("$candidate")
-    done < <(printf '%s\n' "$root/versions/$PYTHON_VERSION".*/bin/python"$PYTHON_VERSION" | sort -V -r)
-    for candidate in "${candidates[@]}"; do
-        if is_python39 "$candidate"; then
-            echo "$candidate"
-            return 0
-        fi
-    done
-    return 1
+    mapfile -t -O "${#candidates[@]}" candidates < <(pyenv_pythons "$PYTHON_VERSION")
+    first_python "v == (3, 9)" "${candidates[@]}"
 }
 
 requirement_list() {
@@ -65,21 +40,7 @@ requirement_list() {
 }
 
 venv_is_current() {
-    is_python39 "$VENV/bin/python" && [[ -f "$STAMP" ]] && [[ "$(cat "$STAMP")" == "$(requirement_list)" ]]
-}
-
-# pip's own noise about this machine's optional local indexes is dropped; everything else is shown on failure.
-pip_install() {
-    local log
-    log="$(mktemp)"
-    if "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --timeout 60 --retries 2 \
-        "${REQUIREMENTS[@]}" >"$log" 2>&1; then
-        rm -f "$log"
-        return 0
-    fi
-    grep -v "^WARNING: Location '.*' is ignored" "$log" >&2
-    rm -f "$log"
-    return 1
+    python_satisfies "v == (3, 9)" "$VENV/bin/python" && [[ -f "$STAMP" ]] && [[ "$(cat "$STAMP")" == "$(requirement_list)" ]]
 }
 
 build_venv() {
@@ -96,7 +57,7 @@ build_venv() {
         rm -rf "$VENV"
         not_run "could not create .venv-legacy with $python"
     fi
-    if ! pip_install; then
+    if ! venv_pip_install "${REQUIREMENTS[@]}"; then
         rm -rf "$VENV"
         not_run "pip could not install ${REQUIREMENTS[*]} into .venv-legacy (errors above)"
     fi
@@ -130,14 +91,4 @@ run_tests() {
     "$VENV/bin/python" -m pytest -q "$TEST_PATH" -p no:cacheprovider "$@"
 }
 
-main() {
-    # Nothing from another interpreter's environment may leak into the legacy one.
-    unset PYTHONPATH PYTHONHOME
-    case "${1:-}" in
-        build) build_venv ;;
-        test) shift; run_tests "$@" ;;
-        *) echo "usage: bash tools/legacy_env.sh {build|test [pytest args]}" >&2; exit 2 ;;
-    esac
-}
-
-main "$@"
+dispatch "$@"

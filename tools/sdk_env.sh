@@ -20,32 +20,20 @@ readonly SDK_MAJOR=2
 readonly EXTRAS="sdk-tests,sdk2"
 readonly PEER_PYTHON="$REPO_ROOT/.venv/bin/python"
 
-say() { echo "sdk_env: $*"; }
+readonly ENV_NAME="sdk_env"
+# shellcheck source=tools/env_lib.sh
+source "$REPO_ROOT/tools/env_lib.sh"
+
 fail() { echo "sdk_env: $*" >&2; exit 1; }
 
-is_python39() {
-    [[ -n "$1" ]] && "$1" -c "import sys; sys.exit(sys.version_info[:2] != (3, 9))" >/dev/null 2>&1
-}
-
-# A pyenv shim named python3.9 exists even when 3.9 is not installed, so each candidate is run once first.
 find_python() {
-    local candidate root
-    local candidates=("$(command -v python3.9 2>/dev/null)")
     if [[ -n "${SDK_PYTHON:-}" ]]; then
         echo "$SDK_PYTHON"
         return 0
     fi
-    root="$(pyenv root 2>/dev/null)" || root="${PYENV_ROOT:-$HOME/.pyenv}"
-    while IFS= read -r candidate; do
-        candidates+=("$candidate")
-    done < <(printf '%s\n' "$root"/versions/3.9.*/bin/python3.9 | sort -V -r)
-    for candidate in "${candidates[@]}"; do
-        if is_python39 "$candidate"; then
-            echo "$candidate"
-            return 0
-        fi
-    done
-    command -v python3
+    local candidates=("$(command -v python3.9 2>/dev/null)")
+    mapfile -t -O 1 candidates < <(pyenv_pythons 3.9)
+    first_python "v == (3, 9)" "${candidates[@]}" || command -v python3
 }
 
 # What the environment was built from: the interpreter, its version and pyproject.toml.
@@ -56,7 +44,7 @@ fingerprint() {
 }
 
 build_venv() {
-    local python log
+    local python
     python="$(find_python)" || fail "no Python interpreter found"
     if [[ -f "$STAMP" ]] && [[ "$(cat "$STAMP")" == "$(fingerprint "$python")" ]]; then
         return 0
@@ -64,16 +52,11 @@ build_venv() {
     say "building .venv-sdk2 with $python: pip install -e '.[$EXTRAS]'"
     rm -rf "$VENV"
     "$python" -m venv "$VENV" || fail "could not create .venv-sdk2 with $python"
-    log="$(mktemp)"
     # --no-compile: the tests import a small part of the SDK; byte-compiling all of it costs a minute of CPU.
-    if ! "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-compile --timeout 60 \
-        --retries 2 -e "$REPO_ROOT[$EXTRAS]" >"$log" 2>&1; then
-        grep -v "^WARNING: Location '.*' is ignored" "$log" >&2
-        rm -f "$log"
+    if ! venv_pip_install --no-compile -e "$REPO_ROOT[$EXTRAS]"; then
         rm -rf "$VENV"
         fail "pip could not install '.[$EXTRAS]' into .venv-sdk2 (errors above)"
     fi
-    rm -f "$log"
     fingerprint "$python" >"$STAMP"
 }
 
@@ -90,14 +73,4 @@ print('sdk_env: python %s, sagemaker %s' % (sys.version.split()[0], version('sag
         "$VENV/bin/python" -m pytest -q -m sdk -p no:cacheprovider "${modules[@]}" "$@"
 }
 
-main() {
-    # Nothing from another interpreter's environment may leak into this one.
-    unset PYTHONPATH PYTHONHOME
-    case "${1:-}" in
-        build) build_venv ;;
-        test) shift; run_tests "$@" ;;
-        *) echo "usage: bash tools/sdk_env.sh {build|test [pytest args]}" >&2; exit 2 ;;
-    esac
-}
-
-main "$@"
+dispatch "$@"
