@@ -2113,25 +2113,33 @@ class ExactTopK(ShardRule):
         return Selection(indices, pool.scores[indices]), {"guarantee": "exact"}
 
 
-class TwoRoundKCenter(ShardRule):
-    """Shards send OVERSAMPLING x BATCH_SIZE k-center picks and the covering radius they leave; the merge
-    runs k-center over them from every shard's labeled rows (or the mean of all candidates)."""
+class DiversitySharding(ShardRule):
+    """diversity sharded, by its settings.
+
+    With UNCERTAINTY_PREFILTER = beta > 0 (the hybrid) the sampler chooses among the beta x BATCH_SIZE most
+    uncertain candidates: a top-k, so each shard sends its own top beta x BATCH_SIZE, the merge keeps the top
+    beta x BATCH_SIZE of their union in input order and runs the sampler on exactly the rows a single run
+    would (exact, for kcenter and kmeans). Without it, kcenter runs in two rounds: shards send
+    OVERSAMPLING x BATCH_SIZE k-center picks and the covering radius they leave, the merge runs k-center over
+    them from every shard's labeled rows (or the mean of all candidates).
+    """
 
     sends_labeled_vectors = True
 
     def unsupported(self, config: "SelectionConfig") -> Optional[str]:
-        if config.diversity_method != "kcenter":
-            return "DIVERSITY_METHOD={} cannot be sharded yet: use kcenter or SELECTION_ROLE=single".format(
-                config.diversity_method)
-        if config.uncertainty_prefilter:
-            return "UNCERTAINTY_PREFILTER={} cannot be sharded yet: use 0 or SELECTION_ROLE=single".format(
-                config.uncertainty_prefilter)
+        if not config.uncertainty_prefilter and config.diversity_method != "kcenter":
+            return ("DIVERSITY_METHOD={} cannot be sharded yet without UNCERTAINTY_PREFILTER: use kcenter, a "
+                    "pre-filter, or SELECTION_ROLE=single".format(config.diversity_method))
         return None
 
     def shard_facts(self, candidates: Candidates) -> Dict[str, Any]:
         return {"candidate_vector_sum": candidates.embeddings.sum(axis=0, dtype=np.float64)}
 
     def send(self, config: "SelectionConfig", candidates: Candidates, seed: Any) -> "ShardPicks":
+        if config.uncertainty_prefilter:
+            scores = uncertainty_scores(candidates.probabilities, config.uncertainty_mode)
+            indices = top_k_indices(scores, _prefilter_size(config))
+            return ShardPicks(indices, scores[indices], np.ones(indices.size, np.int64), None)
         indices, distances, radius = k_center_with_radius(
             candidates.embeddings, shard_pick_count(config), initial_centers=candidates.labeled_embeddings,
             metric=config.metric)
@@ -2140,6 +2148,8 @@ class TwoRoundKCenter(ShardRule):
     def merge(self, config: "SelectionConfig", pool: "MergedPool",
               outputs: Sequence["ShardOutput"]) -> Tuple[Selection, Dict[str, Any]]:
         labeled, mean = _merge_centers(outputs, pool.vectors.shape[1])
+        if config.uncertainty_prefilter:
+            return self._merge_prefiltered(config, pool, labeled), {"guarantee": "exact"}
         indices, distances, radius = k_center_with_radius(pool.vectors, config.batch_size, initial_centers=labeled,
                                                           mean=mean, metric=config.metric)
         shard_radii = [output.manifest["covering_radius_chord"] for output in outputs
@@ -2152,6 +2162,22 @@ class TwoRoundKCenter(ShardRule):
             "merge_radius": _from_chord(radius, config.metric),
             "covering_radius_bound": covering_radius_bound(shard_radii, radius, config.metric),
         }
+
+    @staticmethod
+    def _merge_prefiltered(config: "SelectionConfig", pool: "MergedPool", labeled: Optional[np.ndarray]) -> Selection:
+        """The sampler on the pool's top beta x BATCH_SIZE (by the shards' uncertainty scores), in input order.
+
+        A shard with fewer candidates than that sent them all, so when the union is no larger, it is every
+        candidate and the sampler's own pre-filter would keep all of them too.
+        """
+        n_keep = _prefilter_size(config)
+        kept = np.sort(merge_ranked(pool.scores, (pool.file_rank, pool.row), n_keep))
+        logger.info("Uncertainty pre-filter: the %d most uncertain of the %d rows the shards sent, by %s "
+                    "(%d x BATCH_SIZE=%d)", kept.size, pool.scores.size, config.uncertainty_mode,
+                    config.uncertainty_prefilter, config.batch_size)
+        candidates = Candidates(pool.probabilities[kept], pool.vectors[kept], labeled)
+        selection = make_sampler(config._replace(uncertainty_prefilter=0)).select(candidates, config.batch_size)
+        return Selection(kept[selection.indices], selection.scores)
 
 
 class WeightedD2(ShardRule):
@@ -2207,7 +2233,7 @@ STRATEGY_TABLE = (
     Strategy("diversity", DiversitySampler, "active_learning", needs_embeddings=True, batched=True,
              settings={"metric": "metric", "random_seed": "random_seed", "diversity_method": "method",
                        "uncertainty_prefilter": "uncertainty_prefilter", "uncertainty_mode": "uncertainty_mode"},
-             sharding=TwoRoundKCenter()),
+             sharding=DiversitySharding()),
     Strategy("badge", BADGESampler, "active_learning", needs_embeddings=True, batched=True,
              settings={"metric": "metric", "random_seed": "random_seed"}, sharding=WeightedD2()),
 )
@@ -2514,6 +2540,11 @@ def shard_seed(random_seed: int, hosts: Sequence[str], host: str) -> List[int]:
 def shard_pick_count(config: SelectionConfig) -> int:
     """Candidates a diversity or badge shard sends: OVERSAMPLING x BATCH_SIZE."""
     return config.oversampling * config.batch_size
+
+
+def _prefilter_size(config: SelectionConfig) -> int:
+    """Candidates the hybrid's uncertainty pre-filter keeps: UNCERTAINTY_PREFILTER x BATCH_SIZE."""
+    return config.uncertainty_prefilter * config.batch_size
 
 
 def _chord(distance: float, metric: str) -> float:
