@@ -343,14 +343,14 @@ def test_validate_strategy_for_use_case():
 
 # --- the strategy table: every row wired from the environment to the output --------------------------------
 
-def _other_value(var):
-    """A valid value of ``var`` that differs from its default."""
+def _other_value(var, current):
+    """A valid value of ``var`` that differs from ``current``, the value it takes when unset."""
     if var.choices:
-        return next(choice for choice in var.choices if choice != var.default)
+        return next(choice for choice in var.choices if choice != current)
     if var.kind == "int":
-        return str(int(var.default) + 3)
+        return str(int(current) + 3)
     low, high = var.minimum, var.maximum
-    return str((float(var.default) + high) / 2 if high is not None else float(var.default) * 2)
+    return str((float(current) + high) / 2 if high is not None else float(current) * 2)
 
 
 def _env(strategy, **extra):
@@ -363,11 +363,11 @@ def test_every_setting_of_a_row_reaches_its_sampler(row):
     assert set(row.reads) <= set(fields)
     for field, keyword in row.settings.items():
         var = fields[field]
-        config = script.parse_environment(_env(row.name, **{var.name: _other_value(var)}))
+        unset = getattr(script.parse_environment(_env(row.name)), field)
+        config = script.parse_environment(_env(row.name, **{var.name: _other_value(var, unset)}))
         sampler = script.make_sampler(config)
         assert type(sampler) is row.sampler
-        assert getattr(sampler, keyword) == getattr(config, field) != script.parse_environment(
-            _env(row.name)).__getattribute__(field)
+        assert getattr(sampler, keyword) == getattr(config, field) != unset
 
 
 @pytest.mark.parametrize("row", script.STRATEGY_TABLE, ids=lambda row: row.name)

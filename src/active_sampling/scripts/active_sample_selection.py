@@ -30,6 +30,7 @@ import datetime
 import errno
 import hashlib
 import gzip
+import inspect
 import json
 import logging
 import math
@@ -183,12 +184,14 @@ def _declare_env_vars(strategy_names: Sequence[str]) -> Tuple[EnvVar, ...]:
         EnvVar("RESOURCE_CONFIG_PATH", "resource_config_path", "str", RESOURCE_CONFIG_PATH,
                "SageMaker's resource config (current_host, hosts), read by shard and merge; local runs point it "
                "at their own file."),
-        EnvVar("DIVERSITY_METHOD", "diversity_method", "choice", "kcenter",
-               "diversity: kcenter (greedy farthest-first from the labeled rows) or kmeans (k-means with "
-               "BATCH_SIZE clusters, the row nearest each centroid).", choices=DIVERSITY_METHODS),
-        EnvVar("UNCERTAINTY_PREFILTER", "uncertainty_prefilter", "int", "0",
-               "diversity: choose among the UNCERTAINTY_PREFILTER x BATCH_SIZE most uncertain candidates by "
-               "UNCERTAINTY_MODE only (the uncertain-and-diverse hybrid; 0 = all candidates).", minimum=0),
+        EnvVar("DIVERSITY_METHOD", "diversity_method", "choice", "",
+               "diversity, hybrid: kcenter (greedy farthest-first from the labeled rows) or kmeans (k-means with "
+               "BATCH_SIZE clusters, the row nearest each centroid). Unset: the strategy's own, kcenter for "
+               "diversity and kmeans for hybrid.", choices=DIVERSITY_METHODS),
+        EnvVar("UNCERTAINTY_PREFILTER", "uncertainty_prefilter", "int", "",
+               "diversity, hybrid: choose among the UNCERTAINTY_PREFILTER x BATCH_SIZE most uncertain candidates "
+               "by UNCERTAINTY_MODE only (0 = all candidates). Unset: the strategy's own, 0 for diversity and 3 "
+               "for hybrid.", minimum=0),
         EnvVar("LABELING_FORMAT", "labeling_format", "choice", "none",
                "Also write the active-learning selection as labeling tasks into labeling_tasks: a SageMaker "
                "Ground Truth input manifest, or Label Studio tasks with their labeling configuration.",
@@ -223,8 +226,8 @@ class SelectionConfig(NamedTuple):
     selection_role: str
     oversampling: int
     resource_config_path: str
-    diversity_method: str
-    uncertainty_prefilter: int
+    diversity_method: Optional[str]
+    uncertainty_prefilter: Optional[int]
     labeling_format: str
     labeling_data_field: Optional[str]
 
@@ -316,11 +319,24 @@ def parse_environment(environ_vars: Mapping[str, Any]) -> SelectionConfig:
                 raise SelectionError("{} is required: expected {}".format(var.name, _allowed_text(var)))
             raw = var.default
         values[var.field] = None if raw == "" else _parse_env_value(var, raw)
-    config = SelectionConfig(**values)
+    config = with_strategy_defaults(SelectionConfig(**values))
     validate_strategy_for_use_case(config.selection_strategy, config.use_case)
     validate_labeling_settings(config.labeling_format, config.labeling_data_field,
                                strategy=config.selection_strategy, id_field=config.id_field)
     return config
+
+
+def with_strategy_defaults(config: SelectionConfig) -> SelectionConfig:
+    """``config`` with each unset setting its strategy reads filled in with its sampler's own default.
+
+    The sampler classes' constructor defaults are the strategies' defaults: ``hybrid`` and ``diversity``
+    share DIVERSITY_METHOD and UNCERTAINTY_PREFILTER but default to kmeans behind beta = 3 and to plain kcenter.
+    """
+    strategy = strategy_for(config.selection_strategy)
+    defaults = inspect.signature(strategy.sampler).parameters
+    unset = {field: defaults[keyword].default for field, keyword in strategy.settings.items()
+             if getattr(config, field) is None}
+    return config._replace(**unset) if unset else config
 
 
 def validate_labeling_settings(labeling_format: str, field: Optional[str], *, strategy: str, id_field: str) -> None:
@@ -1297,13 +1313,14 @@ class Selection(NamedTuple):
 
 
 class _Progress:
-    """Logs a long loop's progress about every 10% or every 10 seconds."""
+    """Logs a long loop's progress about every 10% or every 10 seconds (only the latter with ``by_time``:
+    for loops such as Lloyd's iterations that usually stop long before ``total``)."""
 
-    def __init__(self, label: str, total: int, min_total: int = 50):
-        self.label, self.total = label, total
+    def __init__(self, label: str, total: int, min_total: int = 50, unit: str = "picks", by_time: bool = False):
+        self.label, self.total, self.unit, self.by_time = label, total, unit, by_time
         self.enabled = total >= min_total
         self.start = self.last = time.time()
-        self.next_fraction = 0.1
+        self.next_fraction = math.inf if by_time else 0.1
 
     def update(self, done: int) -> None:
         if not self.enabled:
@@ -1312,11 +1329,14 @@ class _Progress:
         if done / self.total < self.next_fraction and now - self.last < 10.0:
             return
         self.last = now
-        self.next_fraction = math.floor(done / self.total * 10 + 1) / 10
         elapsed = now - self.start
+        if self.by_time:
+            logger.info("%s: %d of at most %d %s, %.1fs elapsed", self.label, done, self.total, self.unit, elapsed)
+            return
+        self.next_fraction = math.floor(done / self.total * 10 + 1) / 10
         remaining = elapsed / done * (self.total - done) if done else float("nan")
-        logger.info("%s: %d/%d picks, %.1fs elapsed, ~%.1fs remaining", self.label, done, self.total, elapsed,
-                    remaining)
+        logger.info("%s: %d/%d %s, %.1fs elapsed, ~%.1fs remaining", self.label, done, self.total, self.unit,
+                    elapsed, remaining)
 
 
 _DUPLICATE_TOLERANCE = 1e-5
@@ -1730,6 +1750,19 @@ class DiversitySampler(_Sampler):
         return np.sqrt(np.maximum(d2, 0.0))
 
 
+class HybridSampler(DiversitySampler):
+    """The uncertain-and-diverse hybrid: ``DiversitySampler`` with k-means behind a beta = 3 pre-filter.
+
+    The row nearest each of ``batch_size`` k-means centroids among the 3 x batch_size most uncertain
+    candidates (Zhdanov 2019); every parameter as in ``DiversitySampler``, only the defaults differ.
+    """
+
+    def __init__(self, metric: str = "euclidean", random_seed: Optional[int] = 42, method: str = "kmeans",
+                 uncertainty_prefilter: int = 3, uncertainty_mode: str = "margin"):
+        super().__init__(metric=metric, random_seed=random_seed, method=method,
+                         uncertainty_prefilter=uncertainty_prefilter, uncertainty_mode=uncertainty_mode)
+
+
 def uncertainty_prefilter(probabilities: Any, n_keep: int, *, mode: str = "margin") -> np.ndarray:
     """Positions of the ``n_keep`` most uncertain rows, in ascending order (the hybrid's pre-filter).
 
@@ -1823,7 +1856,11 @@ def kmeans_representatives(
     centers = X[_kmeans_plusplus(X, n_select, rng)]
     shift_tolerance = float(tol) * float(np.mean(np.var(X, axis=0, dtype=np.float64)))
     labels = None
-    for _ in range(int(max_iter)):
+    progress = _Progress("k-means ({} rows, {} clusters)".format(n_rows, n_select), int(max_iter), min_total=1,
+                         unit="iterations", by_time=True)
+    for iteration in range(int(max_iter)):
+        if iteration:
+            progress.update(iteration)
         new_labels, d2 = _assign_to_centers(X, centers)
         if labels is not None and np.array_equal(new_labels, labels):
             break
@@ -1845,7 +1882,9 @@ def _kmeans_plusplus(X: np.ndarray, n_clusters: int, rng: np.random.Generator) -
     chosen = np.empty(n_clusters, dtype=np.int64)
     dots = np.empty(n_rows, dtype=np.float32)
     pick = _draw_proportional(np.ones(n_rows), rng)
+    progress = _Progress("k-means++ start", n_clusters)
     for position in range(n_clusters):
+        progress.update(position)
         chosen[position] = pick
         np.dot(X, X[pick], out=dots)
         nearest.add(dots, pick)
@@ -2236,6 +2275,10 @@ STRATEGY_TABLE = (
              sharding=DiversitySharding()),
     Strategy("badge", BADGESampler, "active_learning", needs_embeddings=True, batched=True,
              settings={"metric": "metric", "random_seed": "random_seed"}, sharding=WeightedD2()),
+    Strategy("hybrid", HybridSampler, "active_learning", needs_embeddings=True, batched=True,
+             settings={"metric": "metric", "random_seed": "random_seed", "diversity_method": "method",
+                       "uncertainty_prefilter": "uncertainty_prefilter", "uncertainty_mode": "uncertainty_mode"},
+             sharding=DiversitySharding()),
 )
 STRATEGIES_BY_NAME = {strategy.name: strategy for strategy in STRATEGY_TABLE}
 STRATEGIES = tuple(STRATEGIES_BY_NAME)
