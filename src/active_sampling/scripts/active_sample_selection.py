@@ -44,7 +44,7 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Collection, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
@@ -391,18 +391,23 @@ def _is_within(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
-def _check_outside(path: Path, forbidden: Sequence[str]) -> None:
+def _check_outside(path: Path, forbidden: Sequence[str], skipped: Collection[str] = ()) -> None:
+    """A path that leads into an output folder, or to a folder holding one that the walk does not skip, is an error."""
     real = os.path.realpath(str(path))
     for other in forbidden:
-        if _is_within(real, other) or _is_within(other, real):
+        if _is_within(real, other) or (_is_within(other, real) and other not in skipped):
             raise SelectionError("input {} leads to the output folder {}: the step never reads its own output".format(
                 path, other))
 
 
-def _walk(folder: Path, relative: Tuple[str, ...], seen: set,
-          forbidden: Sequence[str]) -> Iterable[Tuple[Path, Tuple[str, ...]]]:
-    """Every file below ``folder``, links followed, in sorted path order; unreadable entries are errors."""
-    _check_outside(folder, forbidden)
+def _walk(folder: Path, relative: Tuple[str, ...], seen: set, forbidden: Sequence[str],
+          skipped: Collection[str] = ()) -> Iterable[Tuple[Path, Tuple[str, ...]]]:
+    """Every file below ``folder``, links followed, in sorted path order; unreadable entries are errors.
+
+    ``skipped`` are the output folders inside the input: passed over where they stand (reached through
+    a link they are an error, like any other output folder).
+    """
+    _check_outside(folder, forbidden, skipped)
     try:
         entries = sorted(os.listdir(str(folder)))
     except OSError as error:
@@ -422,7 +427,10 @@ def _walk(folder: Path, relative: Tuple[str, ...], seen: set,
             continue
         seen.add(key)
         if stat.S_ISDIR(status.st_mode):
-            yield from _walk(path, relative + (name,), seen, forbidden)
+            if os.path.realpath(str(path)) in skipped and not os.path.islink(str(path)):
+                logger.info("Not reading %s: it is an output folder of this step", path)
+                continue
+            yield from _walk(path, relative + (name,), seen, forbidden, skipped)
         else:
             _check_outside(path, forbidden)
             yield path, relative + (name,)
@@ -432,14 +440,16 @@ def discover_data_files(root: Path, forbidden: Sequence[Path] = ()) -> List[Data
     """Data files below ``root`` in sorted path order; hidden and ``_``-prefixed names are not data.
 
     Links are followed (each file or folder is read once); a folder or link that cannot be read is an
-    error, and so is a path that leads into one of the ``forbidden`` (output) folders.
+    error, and so is a path that leads into one of the ``forbidden`` (output) folders. Output folders
+    inside ``root`` (``check_folders_apart`` allows them) are not read.
     """
     if not root.is_dir():
         raise SelectionError("input folder {} does not exist or is not a folder".format(root))
     real_forbidden = [os.path.realpath(str(folder)) for folder in forbidden]
+    inside = {folder for folder in real_forbidden if _is_within(folder, _real(root)) and folder != _real(root)}
     seen = {(os.stat(str(root)).st_dev, os.stat(str(root)).st_ino)}
     found, ignored = [], []
-    for path, relative in _walk(root, (), seen, real_forbidden):
+    for path, relative in _walk(root, (), seen, real_forbidden, inside):
         fmt = _data_format(path)
         if fmt is None and _UNREADABLE_DATA.search(path.name.lower()):
             raise SelectionError("cannot read {}: a table in a form this step does not read (supported: {})".format(
@@ -3103,9 +3113,11 @@ class MergeResult(NamedTuple):
     sharding: Dict[str, Any]
 
 
-def merge_select(input_dir: Path, config: SelectionConfig) -> MergeResult:
-    """The merge role: check all shards, then select from their candidates as a single run would."""
-    outputs = read_shard_outputs(input_dir)
+def merge_select(input_dir: Path, config: SelectionConfig, skipped: Sequence[Path] = ()) -> MergeResult:
+    """The merge role: check all shards, then select from their candidates as a single run would.
+
+    ``skipped``: the output folders, never read (they may lie inside ``input_dir``)."""
+    outputs = read_shard_outputs(input_dir, skipped)
     hosts = check_shard_manifests([output.manifest for output in outputs], config)
     outputs = sorted(outputs, key=lambda output: hosts.index(output.manifest["host"]))
     manifests = [output.manifest for output in outputs]
@@ -3446,26 +3458,58 @@ def _real(path: Path) -> str:
 
 def check_folders_apart(input_dir: Path, samples_dir: Path, metadata_dir: Path,
                         labeling_dir: Optional[Path] = None) -> None:
-    """Refuse output folders that equal, contain or lie inside the input folder, or equal each other.
+    """Refuse output folders that equal or contain the input folder, or equal each other; an output folder
+    inside the input must hold nothing but this step's own files.
 
     Paths are compared after resolving links, so the step can neither write into its input nor read its
-    own output back. ``labeling_dir`` is checked too when this run writes labeling tasks.
+    own output back: the input walk skips the output folders inside the input (pytest's ``tmp_path`` with
+    the outputs in ``tmp_path / "output"``). ``labeling_dir`` is checked too when this run writes labeling
+    tasks.
     """
     source = _real(input_dir)
     outputs = [(SAMPLES_CHANNEL, samples_dir), (METADATA_CHANNEL, metadata_dir)]
     if labeling_dir is not None:
         outputs.append((LABELING_CHANNEL, labeling_dir))
+    real_outputs = {_real(folder) for _, folder in outputs}
     for channel, folder in outputs:
         target = _real(folder)
-        if _is_within(target, source) or _is_within(source, target):
-            raise SelectionError("output folder {} ({}) overlaps the input folder {}: the step never writes into "
-                                 "its input nor reads its output; use separate folders".format(
-                                     folder, channel, input_dir))
+        if _is_within(source, target):
+            problem = "it is the input folder" if target == source else "it contains the input folder"
+        elif _is_within(target, source):
+            problem = _input_files_in_output(folder, real_outputs)
+        else:
+            problem = None
+        if problem:
+            raise SelectionError("output folder {} ({}) overlaps the input folder {}: {}; the step never writes into "
+                                 "its input nor reads its output".format(folder, channel, input_dir, problem))
     for position, (channel, folder) in enumerate(outputs):
         for other_channel, other in outputs[position + 1:]:
             if _real(folder) == _real(other):
                 raise SelectionError("the output folders {} and {} are the same folder; give each channel its "
                                      "own".format(channel, other_channel))
+
+
+def _input_files_in_output(folder: Path, outputs: Collection[str]) -> Optional[str]:
+    """Why the output ``folder`` inside the input is input too, or None when it holds only this step's files:
+    the markers, the result files its ``_SUCCESS`` lists, dot-files (temporary names) and other output folders."""
+    try:
+        if not os.path.lexists(str(folder)):
+            return None
+        if not folder.is_dir():
+            return "it lies inside the input and is not a folder"
+        marker = folder / SUCCESS_MARKER
+        listed = set(marker.read_text(encoding="utf-8").splitlines()) if marker.is_file() else set()
+        for name in sorted(os.listdir(str(folder))):
+            path = folder / name
+            if name in (SUCCESS_MARKER, FAILURE_MARKER) or name.startswith(".") or _real(path) in outputs:
+                continue
+            ours = name in listed and (name in RESULT_NAMES or name.startswith(SHARD_PREFIX))
+            if not (ours and path.is_file() and not path.is_symlink()):
+                return ("it lies inside the input and holds {}, which no _SUCCESS of this step lists: choose an "
+                        "empty folder".format(name))
+    except OSError as error:
+        return "it lies inside the input and cannot be listed ({})".format(error.strerror or _one_line(error))
+    return None
 
 
 def _ours(folder: Path) -> List[Path]:
@@ -3530,12 +3574,13 @@ def _input_folder(input_paths: Any) -> Optional[Path]:
 
 
 def _record_failure(folders: Sequence[Path], input_dir: Optional[Path], error: BaseException,
-                    written: Iterable[Path] = ()) -> None:
+                    written: Iterable[Path] = (), folders_checked: bool = False) -> None:
     """Leave ``_FAILURE`` (the one-line reason) and none of this step's results in every output folder
-    that can be written, except folders inside the input, which the step never writes to."""
+    that can be written. Folders inside the input are written only once ``check_folders_apart`` accepted
+    them (``folders_checked``): before that, or when it refused them, nothing is written in the input tree."""
     written = list(written)
     for folder in dict.fromkeys(folders):
-        if input_dir is not None and _is_within(_real(folder), _real(input_dir)):
+        if not folders_checked and input_dir is not None and _is_within(_real(folder), _real(input_dir)):
             continue
         try:
             if folder.exists() and not folder.is_dir():
@@ -3654,11 +3699,13 @@ def main(
     started = time.time()
     written: List[Path] = []
     labeling_dir = _labeling_channel(output_paths, environ_vars)
+    folders_checked = False
     try:
         samples_dir = _channel(output_paths, SAMPLES_CHANNEL, "output")
         metadata_dir = _channel(output_paths, METADATA_CHANNEL, "output")
         input_dir = _channel(input_paths, INPUT_CHANNEL, "input")
         check_folders_apart(input_dir, samples_dir, metadata_dir, labeling_dir)
+        folders_checked = True
         config = parse_environment(environ_vars)
         _check_labeling_channel(config, labeling_dir)
         job_type = _job_type(job_args)
@@ -3674,7 +3721,8 @@ def main(
             return manifest
         sharding = None
         if config.selection_role == "merge":
-            result, input_files, input_format, output_format, sharding = merge_select(input_dir, config)
+            result, input_files, input_format, output_format, sharding = merge_select(
+                input_dir, config, skipped=_present(samples_dir, metadata_dir, labeling_dir))
         else:
             source = scan_input(input_dir, config, forbidden=_present(samples_dir, metadata_dir, labeling_dir))
             result, output_format = _select(source, config)
@@ -3705,7 +3753,7 @@ def main(
             written.append(_mark_success(folder, written))
     except BaseException as error:
         folders = _output_folders(output_paths) + list(_present(labeling_dir))
-        _record_failure(folders, _input_folder(input_paths), error, written)
+        _record_failure(folders, _input_folder(input_paths), error, written, folders_checked)
         raise
     logger.info("Selected %d of %d candidates (pool of %d) with %s in %.2fs", metadata["selected_count"],
                 metadata["candidate_count"], metadata["pool_size"], config.selection_strategy,
@@ -3747,6 +3795,15 @@ def _paths_despite_errors(argv: Optional[Sequence[str]]) -> Dict[str, str]:
     return paths
 
 
+def _folders_are_apart(paths: Mapping[str, str]) -> bool:
+    """Whether ``check_folders_apart`` accepts the input and output folders of ``paths`` (no error raised)."""
+    try:
+        check_folders_apart(Path(paths[INPUT_CHANNEL]), Path(paths[SAMPLES_CHANNEL]), Path(paths[METADATA_CHANNEL]))
+    except SelectionError:
+        return False
+    return True
+
+
 def _configure_logging() -> None:
     root = logging.getLogger()
     if not root.handlers:
@@ -3763,7 +3820,8 @@ def cli(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str
         args = parser.parse_args(argv)
     except SelectionError as error:
         paths = _paths_despite_errors(argv)
-        _record_failure(_output_folders(paths), _input_folder(paths), error)
+        _record_failure(_output_folders(paths), _input_folder(paths), error,
+                        folders_checked=_folders_are_apart(paths))
         logger.error("%s", _one_line(error))
         return 1
     environ = os.environ if environ is None else environ
