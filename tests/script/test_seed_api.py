@@ -286,6 +286,15 @@ def test_diversity_hybrid_with_indices():
     assert sorted(picks.tolist()) == [3, 5]
 
 
+def test_diversity_kmeans_with_indices_as_labels_of_shuffled_rows():
+    # Two far-apart clusters of three points; k-means with two clusters takes the member nearest each centroid
+    # (1 and 101), the larger cluster first and equal sizes by the lower row. Rows arrive shuffled, with labels.
+    values = np.array([100.0, 0.0, 2.0, 101.0, 1.0, 102.0])
+    labels = np.array(["p100", "p0", "p2", "p101", "p1", "p102"])
+    picks = DiversitySampler(method="kmeans", random_seed=3).select_batch(values[:, None], 2, indices=labels)
+    assert picks.tolist() == ["p101", "p1"]
+
+
 @pytest.mark.parametrize("name", SAMPLER_NAMES)
 @pytest.mark.parametrize("length", [5, 7, 0])
 def test_indices_of_the_wrong_length_is_a_value_error_naming_both(name, length):
