@@ -124,8 +124,9 @@ def test_select_batch_runs_the_hybrid_on_a_subset_with_its_indices(script):
     assert sorted(picks.tolist()) == [3, 5]
 
 
-@pytest.mark.parametrize("bad, match", [(dict(method="dbscan"), "method"), (dict(uncertainty_prefilter=-1),
-                                        "uncertainty_prefilter"), (dict(uncertainty_mode="variance"), "uncertainty_mode")])
+@pytest.mark.parametrize("bad, match", [(dict(method="dbscan"), "method"),
+                                        (dict(uncertainty_prefilter=-1), "uncertainty_prefilter"),
+                                        (dict(uncertainty_mode="variance"), "uncertainty_mode")])
 def test_diversity_sampler_rejects_bad_settings_when_used(script, bad, match):
     sampler = script.DiversitySampler(**bad)
     with pytest.raises(ValueError, match=match):

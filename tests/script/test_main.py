@@ -375,3 +375,42 @@ def test_a_link_in_the_input_to_an_output_folder_inside_it_is_refused(script, tm
     (tmp_path / "earlier").symlink_to(output_paths["selected_samples"], target_is_directory=True)
     with pytest.raises(ValueError, match="leads to the output folder"):
         script.main(input_paths, output_paths, {"SELECTION_STRATEGY": "uncertainty"}, argparse.Namespace(job_type="t"))
+
+
+def test_shards_and_the_merge_with_their_outputs_inside_their_inputs(script, tmp_path):
+    from sharding import resource_config, run_main as run_in, upload
+
+    table = prediction_table(n=30, seed=4)
+    halves = [table.iloc[:15], table.iloc[15:]]
+    hosts = ["algo-1", "algo-2"]
+    env = {"SELECTION_STRATEGY": "uncertainty", "BATCH_SIZE": "4", "UNCERTAINTY_MODE": "least_confidence"}
+    uploaded = []
+    for host, half in zip(hosts, halves):
+        shard = tmp_path / host
+        write_table(half, shard, "parquet")
+        config = resource_config(tmp_path / "config" / host, host, hosts)
+        for _ in range(2):  # the second shard run must not read the first one's pieces and manifest
+            manifest = run_in(shard, shard / "out", dict(env, SELECTION_ROLE="shard", RESOURCE_CONFIG_PATH=str(config)))
+            assert manifest["pool_size"] == 15 and manifest["input_files"] == ["predictions.parquet"]
+        uploaded.append(shard / "out" / "selected_samples")
+    prefix = tmp_path / "prefix"
+    upload(uploaded, prefix)
+    for _ in range(2):
+        metadata = run_in(prefix, prefix / "merged", dict(env, SELECTION_ROLE="merge"))
+        assert metadata["pool_size"] == 30
+        selected = pd.read_parquet(str(prefix / "merged" / "selected_samples" / "selected_samples.parquet"))
+        assert selected["id"].tolist() == least_confident_ids(table, 4)
+
+
+def test_a_bad_command_line_leaves_failure_in_accepted_outputs_inside_the_input(script, tmp_path):
+    write_table(prediction_table(n=12), tmp_path)
+    args = ["--job_type", "t", "--evaluation_data", str(tmp_path), "--selected_samples", str(tmp_path / "out" / "s"),
+            "--selection_metadata", str(tmp_path / "out" / "m"), "--jobtype", "x"]
+    assert script.cli(args, environ={"SELECTION_STRATEGY": "uncertainty"}) == 1
+    for name in ("s", "m"):
+        assert "bad command line" in (tmp_path / "out" / name / "_FAILURE").read_text()
+    # but not when an output folder is the input itself
+    args[args.index(str(tmp_path / "out" / "s"))] = str(tmp_path)
+    (tmp_path / "out" / "m" / "_FAILURE").unlink()
+    assert script.cli(args, environ={"SELECTION_STRATEGY": "uncertainty"}) == 1
+    assert not (tmp_path / "_FAILURE").exists() and not (tmp_path / "out" / "m" / "_FAILURE").exists()

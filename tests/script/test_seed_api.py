@@ -329,7 +329,8 @@ def uses(sampler):
 
 
 BAD_PARAMETERS = [
-    (ConfidenceThresholdSampler, "confidence_threshold", 1.5), (ConfidenceThresholdSampler, "confidence_threshold", -0.1),
+    (ConfidenceThresholdSampler, "confidence_threshold", 1.5),
+    (ConfidenceThresholdSampler, "confidence_threshold", -0.1),
     (ConfidenceThresholdSampler, "confidence_threshold", float("nan")),
     (ConfidenceThresholdSampler, "confidence_threshold", "0.8"), (ConfidenceThresholdSampler, "max_samples", -1),
     (ConfidenceThresholdSampler, "max_samples", 2.5), (ConfidenceThresholdSampler, "random_seed", -1),

@@ -1491,7 +1491,7 @@ class ConfidenceThresholdSampler(_Sampler):
         Minimum top-class probability, in [0, 1].
     max_samples : int, default=0
         Keep at most this many, the most confident; 0 keeps every qualifying row.
-    random_seed : int, default=42
+    random_seed : int >= 0 or None, default=42
         Unused: the selection is deterministic (ties go to the lower row). Kept for the seeds' signature.
     """
 
@@ -1522,7 +1522,7 @@ class TopKPerClassSampler(_Sampler):
     Parameters
     ----------
     k_per_class : int, default=100
-    random_seed : int, default=42
+    random_seed : int >= 0 or None, default=42
         Unused: the selection is deterministic (ties go to the lower row). Kept for the seeds' signature.
     """
 
@@ -1576,7 +1576,7 @@ class UncertaintySampler(_Sampler):
     ----------
     strategy : {"margin", "entropy", "least_confidence"}, default="margin"
         How uncertainty is measured; see ``uncertainty_scores``.
-    random_seed : int, default=42
+    random_seed : int >= 0 or None, default=42
         Unused: the selection is deterministic (ties go to the lower row). Kept for the seeds' signature.
     """
 
@@ -3498,7 +3498,7 @@ def _input_files_in_output(folder: Path, outputs: Collection[str]) -> Optional[s
         if not folder.is_dir():
             return "it lies inside the input and is not a folder"
         marker = folder / SUCCESS_MARKER
-        listed = set(marker.read_text(encoding="utf-8").splitlines()) if marker.is_file() else set()
+        listed = set(marker.read_text(encoding="utf-8", errors="replace").splitlines()) if marker.is_file() else set()
         for name in sorted(os.listdir(str(folder))):
             path = folder / name
             if name in (SUCCESS_MARKER, FAILURE_MARKER) or name.startswith(".") or _real(path) in outputs:
