@@ -114,20 +114,23 @@ def test_prefilter_needs_probabilities(script):
         script.DiversitySampler(uncertainty_prefilter=2).select_batch(np.zeros((10, 2)), 2)
 
 
-def test_select_batch_runs_the_hybrid_among_given_indices(script):
-    # The seeds' API: choose among rows 2..6 only; the pre-filter keeps the 2 most uncertain of those (3 and 5).
+def test_select_batch_runs_the_hybrid_on_a_subset_with_its_indices(script):
+    # The seeds' API: rows 2..6 passed with their positions; the pre-filter keeps the 2 most uncertain (3 and 5).
     X = np.arange(16.0).reshape(8, 2)
     p = probs([0.5, 0.5], [0.5, 0.5], [0.9, 0.1], [0.55, 0.45], [0.8, 0.2], [0.6, 0.4], [0.95, 0.05], [0.5, 0.5])
+    rows = np.array([2, 3, 4, 5, 6])
     picks = script.DiversitySampler(method="kmeans", uncertainty_prefilter=1).select_batch(
-        X, 2, indices=np.array([2, 3, 4, 5, 6]), probabilities=p)
+        X[rows], 2, indices=rows, probabilities=p[rows])
     assert sorted(picks.tolist()) == [3, 5]
 
 
-@pytest.mark.parametrize("bad, match", [(dict(method="dbscan"), "method"), (dict(uncertainty_prefilter=-1),
-                                        "uncertainty_prefilter"), (dict(uncertainty_mode="variance"), "uncertainty_mode")])
-def test_diversity_sampler_rejects_bad_settings(script, bad, match):
+@pytest.mark.parametrize("bad, match", [(dict(method="dbscan"), "method"),
+                                        (dict(uncertainty_prefilter=-1), "uncertainty_prefilter"),
+                                        (dict(uncertainty_mode="variance"), "uncertainty_mode")])
+def test_diversity_sampler_rejects_bad_settings_when_used(script, bad, match):
+    sampler = script.DiversitySampler(**bad)
     with pytest.raises(ValueError, match=match):
-        script.DiversitySampler(**bad)
+        sampler.select_batch(np.zeros((4, 2)), 2, probabilities=probs(*[[0.5, 0.5]] * 4))
 
 
 # --- k-means representatives ------------------------------------------------------------------------------

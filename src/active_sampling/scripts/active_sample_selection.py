@@ -44,7 +44,7 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Collection, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
@@ -406,18 +406,23 @@ def _is_within(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
-def _check_outside(path: Path, forbidden: Sequence[str]) -> None:
+def _check_outside(path: Path, forbidden: Sequence[str], skipped: Collection[str] = ()) -> None:
+    """A path that leads into an output folder, or to a folder holding one that the walk does not skip, is an error."""
     real = os.path.realpath(str(path))
     for other in forbidden:
-        if _is_within(real, other) or _is_within(other, real):
+        if _is_within(real, other) or (_is_within(other, real) and other not in skipped):
             raise SelectionError("input {} leads to the output folder {}: the step never reads its own output".format(
                 path, other))
 
 
-def _walk(folder: Path, relative: Tuple[str, ...], seen: set,
-          forbidden: Sequence[str]) -> Iterable[Tuple[Path, Tuple[str, ...]]]:
-    """Every file below ``folder``, links followed, in sorted path order; unreadable entries are errors."""
-    _check_outside(folder, forbidden)
+def _walk(folder: Path, relative: Tuple[str, ...], seen: set, forbidden: Sequence[str],
+          skipped: Collection[str] = ()) -> Iterable[Tuple[Path, Tuple[str, ...]]]:
+    """Every file below ``folder``, links followed, in sorted path order; unreadable entries are errors.
+
+    ``skipped`` are the output folders inside the input: passed over where they stand (reached through
+    a link they are an error, like any other output folder).
+    """
+    _check_outside(folder, forbidden, skipped)
     try:
         entries = sorted(os.listdir(str(folder)))
     except OSError as error:
@@ -437,7 +442,10 @@ def _walk(folder: Path, relative: Tuple[str, ...], seen: set,
             continue
         seen.add(key)
         if stat.S_ISDIR(status.st_mode):
-            yield from _walk(path, relative + (name,), seen, forbidden)
+            if os.path.realpath(str(path)) in skipped and not os.path.islink(str(path)):
+                logger.info("Not reading %s: it is an output folder of this step", path)
+                continue
+            yield from _walk(path, relative + (name,), seen, forbidden, skipped)
         else:
             _check_outside(path, forbidden)
             yield path, relative + (name,)
@@ -447,14 +455,16 @@ def discover_data_files(root: Path, forbidden: Sequence[Path] = ()) -> List[Data
     """Data files below ``root`` in sorted path order; hidden and ``_``-prefixed names are not data.
 
     Links are followed (each file or folder is read once); a folder or link that cannot be read is an
-    error, and so is a path that leads into one of the ``forbidden`` (output) folders.
+    error, and so is a path that leads into one of the ``forbidden`` (output) folders. Output folders
+    inside ``root`` (``check_folders_apart`` allows them) are not read.
     """
     if not root.is_dir():
         raise SelectionError("input folder {} does not exist or is not a folder".format(root))
     real_forbidden = [os.path.realpath(str(folder)) for folder in forbidden]
+    inside = {folder for folder in real_forbidden if _is_within(folder, _real(root)) and folder != _real(root)}
     seen = {(os.stat(str(root)).st_dev, os.stat(str(root)).st_ino)}
     found, ignored = [], []
-    for path, relative in _walk(root, (), seen, real_forbidden):
+    for path, relative in _walk(root, (), seen, real_forbidden, inside):
         fmt = _data_format(path)
         if fmt is None and _UNREADABLE_DATA.search(path.name.lower()):
             raise SelectionError("cannot read {}: a table in a form this step does not read (supported: {})".format(
@@ -1003,19 +1013,27 @@ def _clip_to_unit_range(values: np.ndarray, score_cols: Sequence[str]) -> np.nda
     return values
 
 
-def normalize_scores_to_probabilities(df: pd.DataFrame, score_cols: Sequence[str], *,
-                                      score_prefix: str = "prob_class_") -> pd.DataFrame:
-    """A copy of ``df`` with standardized ``prob_class_<class>`` probability columns (seed 000).
+def normalize_scores_to_probabilities(df: pd.DataFrame, score_cols: Sequence[str]) -> pd.DataFrame:
+    """A copy of ``df`` with probability columns ``prob_class_0``, ``prob_class_1``, ... by position (seed 001).
 
-    The scores are read as in ``probabilities_from_frame``; the class of each column is its suffix
-    after ``score_prefix`` (0 and 1 for a single score column). Existing ``prob_class_<class>`` columns
-    are replaced; every other column is kept as it is. ``attrs["score_interpretation"]`` says how the
-    scores were read.
+    The scores are read as in ``probabilities_from_frame``; ``prob_class_<i>`` holds the probability of
+    ``score_cols[i]`` (a single score column p becomes ``prob_class_0`` = 1 - p and ``prob_class_1`` = p).
+    Existing columns of those names are replaced where they stand; every other column is kept as it is.
+    Of several score columns, one named ``prob_class_<x>`` must be the x-th (``prob_class_1`` second):
+    anything else (out of order, a gap, a class name) is a ``ValueError``, since its probability would land in
+    another class's column. ``attrs["score_interpretation"]`` says how the scores were read.
     """
+    score_cols = list(score_cols)
+    for position, name in enumerate(score_cols if len(score_cols) > 1 else []):
+        if str(name).startswith("prob_class_") and name != "prob_class_{}".format(position):
+            raise ValueError("score_cols lists {!r} at position {}: the outputs are named by position "
+                             "(prob_class_<i> holds score_cols[i]), so it would become prob_class_{}; list "
+                             "prob_class_0, prob_class_1, ... in that order or rename the columns".format(
+                                 name, position, position))
     probabilities, interpretation = probabilities_from_frame(df, score_cols)
     result = df.copy()
-    for j, label in enumerate(class_labels(score_cols, score_prefix)):
-        result["prob_class_{}".format(label)] = probabilities[:, j]  # replaced in place when present
+    for position in range(probabilities.shape[1]):
+        result["prob_class_{}".format(position)] = probabilities[:, position]
     result.attrs["score_interpretation"] = interpretation
     return result
 
@@ -1350,21 +1368,24 @@ class Candidates(NamedTuple):
     labeled_embeddings: Optional[np.ndarray] = None  # (m, d) float32: the labeled rows, diversity's first centers
 
 
-def _candidate_rows(indices: Any, n_rows: int) -> Optional[np.ndarray]:
-    """``indices`` checked as distinct row positions in [0, n_rows), or None (all rows)."""
+def _row_ids(indices: Any, n_rows: int, what: str) -> Optional[np.ndarray]:
+    """``indices`` as the ids of the ``n_rows`` rows passed in, one entry per row, or None (ids are positions).
+
+    Any values are ids (global positions, row labels); a list or Series of texts keeps its very objects.
+    """
     if indices is None:
         return None
-    rows = np.asarray(indices)
-    if rows.ndim != 1 or (rows.size and not np.issubdtype(rows.dtype, np.integer)):
-        raise ValueError("indices must be a 1-D array of integer row positions, got {} of shape {}".format(
-            rows.dtype, rows.shape))
-    rows = rows.astype(np.int64)
-    if rows.size and (rows.min() < 0 or rows.max() >= n_rows):
-        raise ValueError("indices must lie in [0, {}), got values from {} to {}".format(n_rows, rows.min(),
-                                                                                       rows.max()))
-    if np.unique(rows).size != rows.size:
-        raise ValueError("indices must not repeat a row")
-    return rows
+    ids = np.asarray(indices)
+    if ids.ndim != 1:
+        raise ValueError("indices must be 1-D, one id per row of {}, got shape {}".format(what, ids.shape))
+    if ids.dtype.kind in "US" and not isinstance(indices, np.ndarray):
+        ids = np.empty(ids.shape[0], dtype=object)  # np.asarray would turn [7, "a"] into ["7", "a"]
+        ids[:] = list(indices)
+    if ids.shape[0] != n_rows:
+        raise ValueError("indices has {} entries but {} has {} rows: indices carries one id per row of the array "
+                         "passed in (e.g. select_batch(P[mask], ..., indices=np.flatnonzero(mask)))".format(
+                             ids.shape[0], what, n_rows))
+    return ids
 
 
 def _positive_int(name: str, value: Any, minimum: int) -> int:
@@ -1374,33 +1395,63 @@ def _positive_int(name: str, value: Any, minimum: int) -> int:
 
 
 def _choice(name: str, value: Any, allowed: Sequence[str]) -> str:
-    if value not in allowed:
+    if not isinstance(value, str) or value not in allowed:
         raise ValueError("{} must be one of {}, got {!r}".format(name, ", ".join(allowed), value))
     return value
+
+
+def _unit_number(name: str, value: Any) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
+        raise ValueError("{} must be a number in [0, 1], got {!r}".format(name, value))
+    return float(value)
+
+
+def _seed(value: Any) -> Optional[int]:
+    if value is None:
+        return None
+    return _positive_int("random_seed", value, 0)
 
 
 class _Sampler:
     """What the five samplers share.
 
+    ``__init__`` only stores the parameters (scikit-learn's convention, so ``get_params``, ``set_params`` and
+    ``clone``-style code work); they are checked when the sampler is used, and a bad one is a ``ValueError``.
     ``select(candidates, batch_size)`` is what the engine runs: it trusts its (already validated) arrays,
     may overwrite ``candidates.embeddings`` and returns the picks in rank order with their scores.
     ``select_batch`` is the seeds' API: it validates its arrays, never modifies them, and returns row
-    positions, or entries of ``indices`` when given (the sampler then chooses among those rows only).
+    positions, or with ``indices`` (one id per row passed in) ``indices[chosen]``.
     """
+
+    def get_params(self, deep: bool = True) -> Dict[str, Any]:
+        """The constructor's parameters as stored (``deep`` is accepted for scikit-learn's sake)."""
+        names = [name for name in inspect.signature(type(self).__init__).parameters if name != "self"]
+        return {name: getattr(self, name) for name in names}
+
+    def set_params(self, **params: Any) -> "_Sampler":
+        """Store new parameter values (checked when the sampler is next used); returns the sampler."""
+        known = self.get_params()
+        for name, value in params.items():
+            if name not in known:
+                raise ValueError("{} has no parameter {!r}: expected one of {}".format(
+                    type(self).__name__, name, ", ".join(known)))
+            setattr(self, name, value)
+        return self
+
+    def _check_params(self) -> None:
+        """Raise ``ValueError`` naming the first invalid parameter."""
+        _seed(self.random_seed)
 
     def select(self, candidates: Candidates, batch_size: int) -> Selection:
         raise NotImplementedError
 
     def _select_among(self, candidates: Candidates, batch_size: int, indices: Any) -> np.ndarray:
-        n_rows = next(len(array) for array in candidates[:2] if array is not None)
-        rows = _candidate_rows(indices, n_rows)
-        if rows is None:
-            return self.select(candidates, batch_size).indices
-        if rows.size == 0:
-            return rows
-        subset = Candidates(*(None if array is None else array[rows] for array in candidates[:2]),
-                            candidates.labeled_embeddings)
-        return rows[self.select(subset, batch_size).indices]
+        if candidates.probabilities is not None:
+            ids = _row_ids(indices, candidates.probabilities.shape[0], "probabilities")
+        else:
+            ids = _row_ids(indices, candidates.embeddings.shape[0], "embeddings")
+        chosen = self.select(candidates, batch_size).indices
+        return chosen if ids is None else ids[chosen]
 
 
 def confidence_threshold_selection(probabilities: np.ndarray, threshold: float, max_samples: int = 0) -> Selection:
@@ -1459,22 +1510,28 @@ class ConfidenceThresholdSampler(_Sampler):
         Minimum top-class probability, in [0, 1].
     max_samples : int, default=0
         Keep at most this many, the most confident; 0 keeps every qualifying row.
-    random_seed : int, default=42
+    random_seed : int >= 0 or None, default=42
         Unused: the selection is deterministic (ties go to the lower row). Kept for the seeds' signature.
     """
 
     def __init__(self, confidence_threshold: float = 0.9, max_samples: int = 0, random_seed: Optional[int] = 42):
-        if not 0.0 <= float(confidence_threshold) <= 1.0:
-            raise ValueError("confidence_threshold must lie in [0, 1], got {!r}".format(confidence_threshold))
-        self.confidence_threshold = float(confidence_threshold)
-        self.max_samples = _positive_int("max_samples", max_samples, 0)
+        self.confidence_threshold = confidence_threshold
+        self.max_samples = max_samples
         self.random_seed = random_seed
 
+    def _check_params(self) -> None:
+        _unit_number("confidence_threshold", self.confidence_threshold)
+        _positive_int("max_samples", self.max_samples, 0)
+        _seed(self.random_seed)
+
     def select(self, candidates: Candidates, batch_size: Optional[int] = None) -> Selection:
-        return confidence_threshold_selection(candidates.probabilities, self.confidence_threshold, self.max_samples)
+        self._check_params()
+        return confidence_threshold_selection(candidates.probabilities, float(self.confidence_threshold),
+                                              int(self.max_samples))
 
     def select_batch(self, probabilities: Any, indices: Any = None) -> np.ndarray:
-        """Positions (or entries of ``indices``) of the selected rows, most confident first."""
+        """Positions (or ``indices[chosen]``) of the selected rows, most confident first."""
+        self._check_params()
         return self._select_among(Candidates(_as_matrix(probabilities, "probabilities", np.float64)), 0, indices)
 
 
@@ -1484,19 +1541,25 @@ class TopKPerClassSampler(_Sampler):
     Parameters
     ----------
     k_per_class : int, default=100
-    random_seed : int, default=42
+    random_seed : int >= 0 or None, default=42
         Unused: the selection is deterministic (ties go to the lower row). Kept for the seeds' signature.
     """
 
     def __init__(self, k_per_class: int = 100, random_seed: Optional[int] = 42):
-        self.k_per_class = _positive_int("k_per_class", k_per_class, 1)
+        self.k_per_class = k_per_class
         self.random_seed = random_seed
 
+    def _check_params(self) -> None:
+        _positive_int("k_per_class", self.k_per_class, 1)
+        _seed(self.random_seed)
+
     def select(self, candidates: Candidates, batch_size: Optional[int] = None) -> Selection:
-        return top_k_per_class_selection(candidates.probabilities, self.k_per_class)
+        self._check_params()
+        return top_k_per_class_selection(candidates.probabilities, int(self.k_per_class))
 
     def select_batch(self, probabilities: Any, indices: Any = None) -> np.ndarray:
-        """Positions (or entries of ``indices``) of the selected rows, most confident first."""
+        """Positions (or ``indices[chosen]``) of the selected rows, most confident first."""
+        self._check_params()
         return self._select_among(Candidates(_as_matrix(probabilities, "probabilities", np.float64)), 0, indices)
 
 
@@ -1532,25 +1595,32 @@ class UncertaintySampler(_Sampler):
     ----------
     strategy : {"margin", "entropy", "least_confidence"}, default="margin"
         How uncertainty is measured; see ``uncertainty_scores``.
-    random_seed : int, default=42
+    random_seed : int >= 0 or None, default=42
         Unused: the selection is deterministic (ties go to the lower row). Kept for the seeds' signature.
     """
 
     def __init__(self, strategy: str = "margin", random_seed: Optional[int] = 42):
-        self.strategy = _choice("strategy", strategy, UNCERTAINTY_MODES)
+        self.strategy = strategy
         self.random_seed = random_seed
+
+    def _check_params(self) -> None:
+        _choice("strategy", self.strategy, UNCERTAINTY_MODES)
+        _seed(self.random_seed)
 
     def compute_scores(self, probabilities: Any) -> np.ndarray:
         """Uncertainty of each row, shape (n_rows,); higher is more uncertain."""
+        self._check_params()
         return uncertainty_scores(_as_matrix(probabilities, "probabilities", np.float64), self.strategy)
 
     def select(self, candidates: Candidates, batch_size: int) -> Selection:
+        self._check_params()
         scores = uncertainty_scores(candidates.probabilities, self.strategy)
         chosen = top_k_indices(scores, batch_size)
         return Selection(chosen, scores[chosen])
 
     def select_batch(self, probabilities: Any, batch_size: int, indices: Any = None) -> np.ndarray:
-        """Positions (or entries of ``indices``) of the ``batch_size`` most uncertain rows, most uncertain first."""
+        """Positions (or ``indices[chosen]``) of the ``batch_size`` most uncertain rows, most uncertain first."""
+        self._check_params()
         candidates = Candidates(_as_matrix(probabilities, "probabilities", np.float64))
         return self._select_among(candidates, _positive_int("batch_size", batch_size, 1), indices)
 
@@ -1687,13 +1757,21 @@ class DiversitySampler(_Sampler):
 
     def __init__(self, metric: str = "euclidean", random_seed: Optional[int] = 42, method: str = "kcenter",
                  uncertainty_prefilter: int = 0, uncertainty_mode: str = "margin"):
-        self.metric = _choice("metric", metric, METRICS)
+        self.metric = metric
         self.random_seed = random_seed
-        self.method = _choice("method", method, DIVERSITY_METHODS)
-        self.uncertainty_prefilter = _positive_int("uncertainty_prefilter", uncertainty_prefilter, 0)
-        self.uncertainty_mode = _choice("uncertainty_mode", uncertainty_mode, UNCERTAINTY_MODES)
+        self.method = method
+        self.uncertainty_prefilter = uncertainty_prefilter
+        self.uncertainty_mode = uncertainty_mode
+
+    def _check_params(self) -> None:
+        _choice("metric", self.metric, METRICS)
+        _seed(self.random_seed)
+        _choice("method", self.method, DIVERSITY_METHODS)
+        _positive_int("uncertainty_prefilter", self.uncertainty_prefilter, 0)
+        _choice("uncertainty_mode", self.uncertainty_mode, UNCERTAINTY_MODES)
 
     def select(self, candidates: Candidates, batch_size: int) -> Selection:
+        self._check_params()
         kept = self._prefilter(candidates.probabilities, batch_size, candidates.embeddings.shape[0])
         embeddings = candidates.embeddings if kept is None else candidates.embeddings[kept]
         if self.method == "kmeans":
@@ -1710,7 +1788,7 @@ class DiversitySampler(_Sampler):
             return None
         if probabilities is None:
             raise ValueError("uncertainty_prefilter needs the candidates' probabilities")
-        n_keep = self.uncertainty_prefilter * batch_size
+        n_keep = int(self.uncertainty_prefilter) * batch_size
         if n_keep >= n_rows:
             logger.info("Uncertainty pre-filter keeps all %d candidates (%d x BATCH_SIZE=%d)", n_rows,
                         self.uncertainty_prefilter, batch_size)
@@ -1721,11 +1799,13 @@ class DiversitySampler(_Sampler):
 
     def select_batch(self, embeddings: Any, batch_size: int, indices: Any = None, *,
                      labeled_embeddings: Any = None, probabilities: Any = None) -> np.ndarray:
-        """Positions (or entries of ``indices``) of the picks in order.
+        """Positions (or ``indices[chosen]``) of the picks in order.
 
-        ``labeled_embeddings`` (shape (m, d)), the already-labeled rows, are k-center's initial centers;
+        ``indices`` has one id per row of ``embeddings``. ``labeled_embeddings`` (shape (m, d)), the
+        already-labeled rows, are k-center's initial centers (never picked, and not counted by ``indices``);
         ``probabilities`` (shape (n, n_classes)) are needed when ``uncertainty_prefilter`` > 0.
         """
+        self._check_params()
         matrix = np.array(_as_matrix(embeddings, "embeddings", np.float32))  # select() centers it in place
         labeled = None if labeled_embeddings is None or len(labeled_embeddings) == 0 else _as_matrix(
             labeled_embeddings, "labeled_embeddings", np.float32)
@@ -1741,6 +1821,7 @@ class DiversitySampler(_Sampler):
 
     def _compute_distances(self, X: Any, Y: Any) -> np.ndarray:
         """Distances between the rows of X (n, d) and Y (m, d) as an (n, m) array: euclidean or 1 - cosine."""
+        self._check_params()
         X = _as_matrix(X, "X", np.float64)
         Y = _as_matrix(Y, "Y", np.float64)
         if self.metric == "cosine":
@@ -2078,20 +2159,27 @@ class BADGESampler(_Sampler):
     """
 
     def __init__(self, metric: str = "euclidean", random_seed: Optional[int] = 42):
-        self.metric = _choice("metric", metric, METRICS)
+        self.metric = metric
         self.random_seed = random_seed
+
+    def _check_params(self) -> None:
+        _choice("metric", self.metric, METRICS)
+        _seed(self.random_seed)
 
     def compute_gradient_embeddings(self, features: Any, probabilities: Any) -> np.ndarray:
         """The (n_rows, n_classes * n_features) gradient embeddings; for small inputs (selection never builds it)."""
+        self._check_params()
         return gradient_embeddings(features, probabilities)
 
     def select(self, candidates: Candidates, batch_size: int) -> Selection:
+        self._check_params()
         indices, distances = badge_kmeanspp(candidates.embeddings, candidates.probabilities, batch_size,
                                             metric=self.metric, random_state=self.random_seed)
         return Selection(indices, distances)
 
     def select_batch(self, features: Any, probabilities: Any, batch_size: int, indices: Any = None) -> np.ndarray:
-        """Positions (or entries of ``indices``) of the picks in order."""
+        """Positions (or ``indices[chosen]``, one id per row of ``features``) of the picks in order."""
+        self._check_params()
         matrix = _as_matrix(features, "features", np.float32)
         probabilities = _as_matrix(probabilities, "probabilities", np.float64)
         if matrix.shape[0] != probabilities.shape[0]:
@@ -2478,14 +2566,26 @@ def select_samples(df: pd.DataFrame, strategy: str, batch_size: int,
     DataFrame
         The selected rows of ``df`` (its index kept) in rank order with ``selection_score``,
         ``selection_rank`` and ``data_source`` appended (SSL strategies also ``pseudo_label`` and
-        ``confidence``). Rows whose label field is filled are never selected.
+        ``confidence``). Rows whose label field is filled are never selected. With nothing to choose from
+        (no rows, or every row labeled, logged as a warning) it is empty but has those columns; the
+        columns are checked all the same. (The pipeline step instead fails on an empty pool.)
     """
     config = config_from_settings(strategy, batch_size, strategy_config, id_field)
     _require_columns([str(name) for name in df.columns], [("ID_FIELD", config.id_field)])
     _check_ids(df[config.id_field], config.id_field)
     feature_columns = (strategy_config or {}).get("feature_columns")
-    return run_selection(pool_from_frame(df, config, feature_columns), config,
-                         lambda positions: df.iloc[positions]).rows
+    pool = pool_from_frame(df, config, feature_columns)
+    if pool.labeled.all():
+        return _nothing_selected(df, pool, config)
+    return run_selection(pool, config, lambda positions: df.iloc[positions]).rows
+
+
+def _nothing_selected(df: pd.DataFrame, pool: Pool, config: SelectionConfig) -> pd.DataFrame:
+    """``select_samples``' answer for a frame without candidates: no rows, the output columns."""
+    if len(df):
+        logger.warning("select_samples: no candidate rows: all %d rows have label_field %r filled; nothing selected",
+                       len(df), config.label_field)
+    return annotate(df.iloc[:0], pool.probabilities[:0], pool.classes, np.empty(0), config.selection_strategy)
 
 
 # ---- Sharding: SELECTION_ROLE=shard on each instance, merge on one -------------------------------------------
@@ -2884,13 +2984,17 @@ class ShardOutput(NamedTuple):
     folder: Path
 
 
-def read_shard_outputs(root: Path) -> List[ShardOutput]:
-    """Every shard manifest under the merge's input folder, in path order."""
+def read_shard_outputs(root: Path, skipped: Sequence[Path] = ()) -> List[ShardOutput]:
+    """Every shard manifest under the merge's input folder, in path order, except in the ``skipped`` (output)
+    folders."""
     if not root.is_dir():
         raise SelectionError("input folder {} does not exist or is not a folder".format(root))
     outputs = []
+    skipped_real = [_real(folder) for folder in skipped]
     for path in sorted(root.rglob(SHARD_PREFIX + "*.json")):
         if any(part.startswith((".", "_")) for part in path.relative_to(root).parts):
+            continue
+        if any(_is_within(_real(path.parent), folder) for folder in skipped_real):
             continue
         try:
             manifest = json.loads(path.read_text(encoding="utf-8"))
@@ -3168,9 +3272,11 @@ class MergeResult(NamedTuple):
     sharding: Dict[str, Any]
 
 
-def merge_select(input_dir: Path, config: SelectionConfig) -> MergeResult:
-    """The merge role: check all shards, then select from their candidates as a single run would."""
-    outputs = read_shard_outputs(input_dir)
+def merge_select(input_dir: Path, config: SelectionConfig, skipped: Sequence[Path] = ()) -> MergeResult:
+    """The merge role: check all shards, then select from their candidates as a single run would.
+
+    ``skipped``: the output folders, never read (they may lie inside ``input_dir``)."""
+    outputs = read_shard_outputs(input_dir, skipped)
     hosts = check_shard_manifests([output.manifest for output in outputs], config)
     outputs = sorted(outputs, key=lambda output: hosts.index(output.manifest["host"]))
     manifests = [output.manifest for output in outputs]
@@ -3482,26 +3588,58 @@ def _real(path: Path) -> str:
 
 def check_folders_apart(input_dir: Path, samples_dir: Path, metadata_dir: Path,
                         labeling_dir: Optional[Path] = None) -> None:
-    """Refuse output folders that equal, contain or lie inside the input folder, or equal each other.
+    """Refuse output folders that equal or contain the input folder, or equal each other; an output folder
+    inside the input must hold nothing but this step's own files.
 
     Paths are compared after resolving links, so the step can neither write into its input nor read its
-    own output back. ``labeling_dir`` is checked too when this run writes labeling tasks.
+    own output back: the input walk skips the output folders inside the input (pytest's ``tmp_path`` with
+    the outputs in ``tmp_path / "output"``). ``labeling_dir`` is checked too when this run writes labeling
+    tasks.
     """
     source = _real(input_dir)
     outputs = [(SAMPLES_CHANNEL, samples_dir), (METADATA_CHANNEL, metadata_dir)]
     if labeling_dir is not None:
         outputs.append((LABELING_CHANNEL, labeling_dir))
+    real_outputs = {_real(folder) for _, folder in outputs}
     for channel, folder in outputs:
         target = _real(folder)
-        if _is_within(target, source) or _is_within(source, target):
-            raise SelectionError("output folder {} ({}) overlaps the input folder {}: the step never writes into "
-                                 "its input nor reads its output; use separate folders".format(
-                                     folder, channel, input_dir))
+        if _is_within(source, target):
+            problem = "it is the input folder" if target == source else "it contains the input folder"
+        elif _is_within(target, source):
+            problem = _input_files_in_output(folder, real_outputs)
+        else:
+            problem = None
+        if problem:
+            raise SelectionError("output folder {} ({}) overlaps the input folder {}: {}; the step never writes into "
+                                 "its input nor reads its output".format(folder, channel, input_dir, problem))
     for position, (channel, folder) in enumerate(outputs):
         for other_channel, other in outputs[position + 1:]:
             if _real(folder) == _real(other):
                 raise SelectionError("the output folders {} and {} are the same folder; give each channel its "
                                      "own".format(channel, other_channel))
+
+
+def _input_files_in_output(folder: Path, outputs: Collection[str]) -> Optional[str]:
+    """Why the output ``folder`` inside the input is input too, or None when it holds only this step's files:
+    the markers, the result files its ``_SUCCESS`` lists, dot-files (temporary names) and other output folders."""
+    try:
+        if not os.path.lexists(str(folder)):
+            return None
+        if not folder.is_dir():
+            return "it lies inside the input and is not a folder"
+        marker = folder / SUCCESS_MARKER
+        listed = set(marker.read_text(encoding="utf-8", errors="replace").splitlines()) if marker.is_file() else set()
+        for name in sorted(os.listdir(str(folder))):
+            path = folder / name
+            if name in (SUCCESS_MARKER, FAILURE_MARKER) or name.startswith(".") or _real(path) in outputs:
+                continue
+            ours = name in listed and (name in RESULT_NAMES or name.startswith(SHARD_PREFIX))
+            if not (ours and path.is_file() and not path.is_symlink()):
+                return ("it lies inside the input and holds {}, which no _SUCCESS of this step lists: choose an "
+                        "empty folder".format(name))
+    except OSError as error:
+        return "it lies inside the input and cannot be listed ({})".format(error.strerror or _one_line(error))
+    return None
 
 
 def _ours(folder: Path) -> List[Path]:
@@ -3566,12 +3704,13 @@ def _input_folder(input_paths: Any) -> Optional[Path]:
 
 
 def _record_failure(folders: Sequence[Path], input_dir: Optional[Path], error: BaseException,
-                    written: Iterable[Path] = ()) -> None:
+                    written: Iterable[Path] = (), folders_checked: bool = False) -> None:
     """Leave ``_FAILURE`` (the one-line reason) and none of this step's results in every output folder
-    that can be written, except folders inside the input, which the step never writes to."""
+    that can be written. Folders inside the input are written only once ``check_folders_apart`` accepted
+    them (``folders_checked``): before that, or when it refused them, nothing is written in the input tree."""
     written = list(written)
     for folder in dict.fromkeys(folders):
-        if input_dir is not None and _is_within(_real(folder), _real(input_dir)):
+        if not folders_checked and input_dir is not None and _is_within(_real(folder), _real(input_dir)):
             continue
         try:
             if folder.exists() and not folder.is_dir():
@@ -3690,11 +3829,13 @@ def main(
     started = time.time()
     written: List[Path] = []
     labeling_dir = _labeling_channel(output_paths, environ_vars)
+    folders_checked = False
     try:
         samples_dir = _channel(output_paths, SAMPLES_CHANNEL, "output")
         metadata_dir = _channel(output_paths, METADATA_CHANNEL, "output")
         input_dir = _channel(input_paths, INPUT_CHANNEL, "input")
         check_folders_apart(input_dir, samples_dir, metadata_dir, labeling_dir)
+        folders_checked = True
         config = parse_environment(environ_vars)
         _check_labeling_channel(config, labeling_dir)
         job_type = _job_type(job_args)
@@ -3710,7 +3851,8 @@ def main(
             return manifest
         sharding = None
         if config.selection_role == "merge":
-            result, input_files, input_format, output_format, sharding = merge_select(input_dir, config)
+            result, input_files, input_format, output_format, sharding = merge_select(
+                input_dir, config, skipped=_present(samples_dir, metadata_dir, labeling_dir))
         else:
             source = scan_input(input_dir, config, forbidden=_present(samples_dir, metadata_dir, labeling_dir))
             result, output_format = _select(source, config)
@@ -3741,7 +3883,7 @@ def main(
             written.append(_mark_success(folder, written))
     except BaseException as error:
         folders = _output_folders(output_paths) + list(_present(labeling_dir))
-        _record_failure(folders, _input_folder(input_paths), error, written)
+        _record_failure(folders, _input_folder(input_paths), error, written, folders_checked)
         raise
     logger.info("Selected %d of %d candidates (pool of %d) with %s in %.2fs", metadata["selected_count"],
                 metadata["candidate_count"], metadata["pool_size"], config.selection_strategy,
@@ -3783,6 +3925,15 @@ def _paths_despite_errors(argv: Optional[Sequence[str]]) -> Dict[str, str]:
     return paths
 
 
+def _folders_are_apart(paths: Mapping[str, str]) -> bool:
+    """Whether ``check_folders_apart`` accepts the input and output folders of ``paths`` (no error raised)."""
+    try:
+        check_folders_apart(Path(paths[INPUT_CHANNEL]), Path(paths[SAMPLES_CHANNEL]), Path(paths[METADATA_CHANNEL]))
+    except SelectionError:
+        return False
+    return True
+
+
 def _configure_logging() -> None:
     root = logging.getLogger()
     if not root.handlers:
@@ -3799,7 +3950,8 @@ def cli(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str
         args = parser.parse_args(argv)
     except SelectionError as error:
         paths = _paths_despite_errors(argv)
-        _record_failure(_output_folders(paths), _input_folder(paths), error)
+        _record_failure(_output_folders(paths), _input_folder(paths), error,
+                        folders_checked=_folders_are_apart(paths))
         logger.error("%s", _one_line(error))
         return 1
     environ = os.environ if environ is None else environ
