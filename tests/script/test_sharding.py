@@ -435,13 +435,35 @@ def test_merge_writes_the_labeling_tasks_a_single_run_writes(tmp_path):
     assert tasks["merge"] == tasks["single"]
 
 
-@pytest.mark.parametrize("role", ["shard", "merge"])
-def test_kmeans_diversity_without_the_prefilter_is_refused(small_pool, tmp_path, role):
-    env = dict(SELECTION_STRATEGY="diversity", LABEL_FIELD="label", SELECTION_ROLE=role, DIVERSITY_METHOD="kmeans",
-               RESOURCE_CONFIG_PATH=str(sim.resource_config(tmp_path, "algo-1", ["algo-1"])))
-    with pytest.raises(sim.script.SelectionError, match="DIVERSITY_METHOD=kmeans cannot be sharded yet without "
-                                                        "UNCERTAINTY_PREFILTER"):
-        sim.run_main(small_pool[0], tmp_path / "out", env)
+def kmeans_cost(table, selected_ids):
+    """k-means cost of the candidates with the selected rows as centers: sum of squared distances (float64)."""
+    vectors = table.filter(like="emb_").to_numpy(dtype=np.float32).astype(np.float64)
+    rows = vectors[table["label"].isna().to_numpy()]
+    centers = vectors[table["id"].isin(selected_ids).to_numpy()]
+    d2 = (rows ** 2).sum(1)[:, None] + (centers ** 2).sum(1)[None, :] - 2 * rows @ centers.T
+    return float(np.maximum(d2.min(axis=1), 0).sum())
+
+
+@pytest.mark.parametrize("n_shards", [3, 8])
+def test_kmeans_without_prefilter_shards_by_weighted_representatives(tmp_path, n_shards):
+    table = mixture(n=3000, seed=4)
+    parts = np.array_split(np.arange(len(table)), 16)
+    relatives = sim.write_parts([table.iloc[p].reset_index(drop=True) for p in parts], tmp_path / "pool")
+    ratios = []
+    for seed in range(5):
+        env = dict(SELECTION_STRATEGY="diversity", DIVERSITY_METHOD="kmeans", LABEL_FIELD="label", BATCH_SIZE="25",
+                   RANDOM_SEED=str(seed))
+        root = tmp_path / "seed{}".format(seed)
+        single_metadata, single_out = sim.single(tmp_path / "pool", root, env)
+        metadata, merged_out = sim.sharded(tmp_path / "pool", relatives, root, n_shards, env)
+        merged = sim.selected_frame(merged_out)
+        assert merged["id"].is_unique and len(merged) == 25
+        assert not table.set_index("id").loc[merged["id"], "label"].notna().any()
+        # Each pick's score is the number of candidates its cluster stands for; together, every candidate.
+        assert metadata["sharding"]["represented_rows"] == single_metadata["candidate_count"]
+        assert merged["selection_score"].sum() == single_metadata["candidate_count"]
+        ratios.append(kmeans_cost(table, merged["id"]) / kmeans_cost(table, sim.selected_frame(single_out)["id"]))
+    assert np.mean(ratios) <= 1.10, ratios
 
 
 # Five probability levels: the rows kept (beta x BATCH_SIZE of about 340 candidates) span more than one

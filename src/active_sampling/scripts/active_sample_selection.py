@@ -1874,7 +1874,7 @@ def uncertainty_prefilter(probabilities: Any, n_keep: int, *, mode: str = "margi
 
 def kmeans_representatives(
     X: Any, n_select: int, *, metric: str = "euclidean", random_state: Any = None, max_iter: int = 100,
-    tol: float = 1e-4, copy: bool = True
+    tol: float = 1e-4, copy: bool = True, sample_weight: Any = None
 ) -> Tuple[np.ndarray, np.ndarray]:
     """k-means with ``n_select`` clusters; the row nearest each centroid (seed 004, Zhdanov 2019).
 
@@ -1909,13 +1909,17 @@ def kmeans_representatives(
         Relative tolerance on the squared center shift; at least 0.
     copy : bool, default=True
         Work on a copy of X rather than overwrite it.
+    sample_weight : array-like of shape (n_rows,) or None, default=None
+        Non-negative weight of each row (a sharded merge passes how many rows each shard's pick stands
+        for): k-means++ draws by weight x D^2, centroids are weighted means, the tolerance uses the weighted
+        variance, and cluster sizes are weight sums. None weighs every row 1 (the unweighted algorithm).
 
     Returns
     -------
     indices : ndarray of shape (min(n_select, n_rows),), dtype int64
         Picked rows, the one standing for the largest cluster first (ties to the lower row index).
     cluster_sizes : ndarray of shape (min(n_select, n_rows),), dtype float64
-        Rows in each pick's cluster (0 for a fill-in pick).
+        Rows (weights) in each pick's cluster (0 for a fill-in pick).
     """
     if metric not in METRICS:
         raise ValueError("metric must be one of {}, got {!r}".format(METRICS, metric))
@@ -1924,18 +1928,24 @@ def kmeans_representatives(
     if not float(tol) >= 0.0:
         raise ValueError("tol must be at least 0, got {}".format(tol))
     X = _as_matrix(X, "X", np.float32)
+    weights = None if sample_weight is None else _sample_weights(sample_weight, X.shape[0])
     if copy or not X.flags.writeable:
         X = X.copy()
     n_rows = X.shape[0]
     n_select = max(0, min(int(n_select), n_rows))
     if n_select >= n_rows:
-        return np.arange(n_rows, dtype=np.int64), np.ones(n_rows, dtype=np.float64)
+        return np.arange(n_rows, dtype=np.int64), np.ones(n_rows) if weights is None else weights.copy()
     if metric == "cosine":
         X = _normalize_rows(X)
     X -= X.mean(axis=0, dtype=np.float64).astype(np.float32)
     rng = np.random.default_rng(random_state)
-    centers = X[_kmeans_plusplus(X, n_select, rng)]
-    shift_tolerance = float(tol) * float(np.mean(np.var(X, axis=0, dtype=np.float64)))
+    centers = X[_kmeans_plusplus(X, n_select, rng, weights)]
+    if weights is None:
+        variance = np.var(X, axis=0, dtype=np.float64)
+    else:
+        weighted_mean = np.average(X, axis=0, weights=weights)
+        variance = np.average((X - weighted_mean) ** 2, axis=0, weights=weights)
+    shift_tolerance = float(tol) * float(np.mean(variance))
     labels = None
     progress = _Progress("k-means ({} rows, {} clusters)".format(n_rows, n_select), int(max_iter), min_total=1,
                          unit="iterations", by_time=True)
@@ -1946,23 +1956,27 @@ def kmeans_representatives(
         if labels is not None and np.array_equal(new_labels, labels):
             break
         labels = new_labels
-        new_centers = _cluster_means(X, labels, centers, d2)
+        new_centers = _cluster_means(X, labels, centers, d2, weights)
         shift = float(np.sum((new_centers.astype(np.float64) - centers) ** 2))
         centers = new_centers
         if shift <= shift_tolerance:
             break
     labels, d2 = _assign_to_centers(X, centers)
-    return _nearest_to_each_centroid(labels, d2, n_select)
+    return _nearest_to_each_centroid(labels, d2, n_select, weights)
 
 
-def _kmeans_plusplus(X: np.ndarray, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
-    """k-means++ seeding: row positions of the initial centers (distinct while rows are distinct)."""
+def _kmeans_plusplus(X: np.ndarray, n_clusters: int, rng: np.random.Generator,
+                     weights: Optional[np.ndarray] = None) -> np.ndarray:
+    """k-means++ seeding: row positions of the initial centers (distinct while rows are distinct).
+
+    With ``weights`` each draw is proportional to weight x D^2 (the first to the weight alone).
+    """
     n_rows = X.shape[0]
     sq_norms = np.einsum("ij,ij->i", X, X)
     nearest = _NearestCenter(sq_norms, np.full(n_rows, np.inf, dtype=np.float32))
     chosen = np.empty(n_clusters, dtype=np.int64)
     dots = np.empty(n_rows, dtype=np.float32)
-    pick = _draw_proportional(np.ones(n_rows), rng)
+    pick = _draw_proportional(np.ones(n_rows) if weights is None else weights, rng)
     progress = _Progress("k-means++ start", n_clusters)
     for position in range(n_clusters):
         progress.update(position)
@@ -1970,8 +1984,8 @@ def _kmeans_plusplus(X: np.ndarray, n_clusters: int, rng: np.random.Generator) -
         np.dot(X, X[pick], out=dots)
         nearest.add(dots, pick)
         nearest.d2[pick] = 0.0
-        pick = _draw_proportional(nearest.d2, rng)
-        if pick < 0:  # every row duplicates a center: the rest start on unused rows, in order
+        pick = _draw_proportional(nearest.d2 if weights is None else nearest.d2 * weights, rng)
+        if pick < 0:  # every (weighted) row duplicates a center: the rest start on unused rows, in order
             rest = np.setdiff1d(np.arange(n_rows), chosen[:position + 1], assume_unique=True)
             chosen[position + 1:] = rest[:n_clusters - position - 1]
             break
@@ -1997,15 +2011,19 @@ def _assign_to_centers(X: np.ndarray, centers: np.ndarray) -> Tuple[np.ndarray, 
     return labels, d2
 
 
-def _cluster_means(X: np.ndarray, labels: np.ndarray, centers: np.ndarray, d2: np.ndarray) -> np.ndarray:
-    """Mean of each cluster's rows; an empty cluster moves to the farthest row from its center not yet used."""
+def _cluster_means(X: np.ndarray, labels: np.ndarray, centers: np.ndarray, d2: np.ndarray,
+                   weights: Optional[np.ndarray] = None) -> np.ndarray:
+    """(Weighted) mean of each cluster's rows; an empty cluster (no weight) moves to the farthest row from its
+    center not yet used."""
     n_clusters = centers.shape[0]
-    counts = np.bincount(labels, minlength=n_clusters)
+    counts = np.bincount(labels, weights=weights, minlength=n_clusters)
     sums = np.zeros(centers.shape, dtype=np.float64)
     block_rows = max(1, (1 << 24) // n_clusters)
     for start in range(0, X.shape[0], block_rows):
         block_labels = labels[start:start + block_rows]
         one_hot = (block_labels[:, None] == np.arange(n_clusters)[None, :]).astype(np.float32)
+        if weights is not None:
+            one_hot *= weights[start:start + block_rows, None].astype(np.float32)
         sums += one_hot.T @ X[start:start + block_rows]
     means = np.array(centers, dtype=np.float32, copy=True)
     filled = counts > 0
@@ -2018,13 +2036,15 @@ def _cluster_means(X: np.ndarray, labels: np.ndarray, centers: np.ndarray, d2: n
     return means
 
 
-def _nearest_to_each_centroid(labels: np.ndarray, d2: np.ndarray, n_select: int) -> Tuple[np.ndarray, np.ndarray]:
-    """One row per non-empty cluster (its member nearest the centroid), largest cluster first; fill-ins after."""
+def _nearest_to_each_centroid(labels: np.ndarray, d2: np.ndarray, n_select: int,
+                              weights: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """One row per non-empty cluster (its member nearest the centroid), largest cluster (by weight) first;
+    fill-ins after."""
     order = np.lexsort((np.arange(labels.shape[0]), d2, labels))  # by cluster, then distance, then row
     first_of_cluster = np.ones(order.shape[0], dtype=bool)
     first_of_cluster[1:] = labels[order[1:]] != labels[order[:-1]]
     picks = order[first_of_cluster]
-    sizes = np.bincount(labels)[labels[picks]].astype(np.float64)
+    sizes = np.bincount(labels, weights=weights)[labels[picks]].astype(np.float64)
     ranked = np.lexsort((picks, -sizes))
     picks, sizes = picks[ranked], sizes[ranked]
     missing = n_select - picks.size
@@ -2248,16 +2268,12 @@ class DiversitySharding(ShardRule):
     beta x BATCH_SIZE of their union in input order and runs the sampler on exactly the rows a single run
     would (exact, for kcenter and kmeans). Without it, kcenter runs in two rounds: shards send
     OVERSAMPLING x BATCH_SIZE k-center picks and the covering radius they leave, the merge runs k-center over
-    them from every shard's labeled rows (or the mean of all candidates).
+    them from every shard's labeled rows (or the mean of all candidates). kmeans without it shards by weighted
+    representatives: each shard sends the rows nearest its OVERSAMPLING x BATCH_SIZE k-means centroids, each
+    weighted by its cluster's size, and the merge runs weighted k-means over them.
     """
 
     sends_labeled_vectors = True
-
-    def unsupported(self, config: "SelectionConfig") -> Optional[str]:
-        if not config.uncertainty_prefilter and config.diversity_method != "kcenter":
-            return ("DIVERSITY_METHOD={} cannot be sharded yet without UNCERTAINTY_PREFILTER: use kcenter, a "
-                    "pre-filter, or SELECTION_ROLE=single".format(config.diversity_method))
-        return None
 
     def shard_facts(self, candidates: Candidates) -> Dict[str, Any]:
         return {"candidate_vector_sum": candidates.embeddings.sum(axis=0, dtype=np.float64)}
@@ -2267,6 +2283,10 @@ class DiversitySharding(ShardRule):
             scores = uncertainty_scores(candidates.probabilities, config.uncertainty_mode)
             indices = top_k_indices(scores, _prefilter_size(config))
             return ShardPicks(indices, scores[indices], np.ones(indices.size, np.int64), None)
+        if config.diversity_method == "kmeans":
+            indices, sizes = kmeans_representatives(candidates.embeddings, shard_pick_count(config),
+                                                    metric=config.metric, random_state=seed)
+            return ShardPicks(indices, sizes, sizes.astype(np.int64), None)
         indices, distances, radius = k_center_with_radius(
             candidates.embeddings, shard_pick_count(config), initial_centers=candidates.labeled_embeddings,
             metric=config.metric)
@@ -2277,6 +2297,16 @@ class DiversitySharding(ShardRule):
         labeled, mean = _merge_centers(outputs, pool.vectors.shape[1])
         if config.uncertainty_prefilter:
             return self._merge_prefiltered(config, pool, labeled), {"guarantee": "exact"}
+        if config.diversity_method == "kmeans":
+            indices, sizes = kmeans_representatives(pool.vectors, config.batch_size, metric=config.metric,
+                                                    random_state=config.random_seed, sample_weight=pool.weights)
+            return Selection(indices, sizes), {
+                "guarantee": "weighted k-means over the shards' k-means representatives, each weighted by the "
+                             "rows of its cluster (one-pass merge of Guha et al., Clustering Data Streams, 2003); "
+                             "scores are the rows each pick stands for",
+                "oversampling": config.oversampling,
+                "represented_rows": int(pool.weights.sum()),
+            }
         indices, distances, radius = k_center_with_radius(pool.vectors, config.batch_size, initial_centers=labeled,
                                                           mean=mean, metric=config.metric)
         shard_radii = [output.manifest["covering_radius_chord"] for output in outputs
