@@ -109,6 +109,12 @@ class NoDataFilesError(SelectionError, FileNotFoundError):
     """The input folder holds no data files (also a ``FileNotFoundError``, as seed 000 specifies)."""
 
 
+def _all_finite(values: np.ndarray) -> bool:
+    """Whether every entry is finite, checked in row blocks: no boolean temporary of the whole array."""
+    block = max(1, _CHUNK_ROWS // 8)
+    return all(np.isfinite(values[start:start + block]).all() for start in range(0, values.shape[0], block))
+
+
 def _one_line(error: Any) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
@@ -956,7 +962,7 @@ def _check_numeric(df: pd.DataFrame, columns: Sequence[str], what: str, where: A
 
 
 def _check_finite(values: np.ndarray, names: Sequence[str], what: str) -> None:
-    if all(np.isfinite(values[start:start + _CHUNK_ROWS]).all() for start in range(0, values.shape[0], _CHUNK_ROWS)):
+    if _all_finite(values):
         return
     bad = ~np.isfinite(values)
     if bad.any():
@@ -1299,10 +1305,11 @@ def pool_from_parquet(source: InputTable, config: SelectionConfig) -> Pool:
 # ---- Samplers: pure functions of arrays, and the five sampler classes ----------------------------------------
 
 def _as_matrix(values: Any, name: str, dtype: Any) -> np.ndarray:
+    """``values`` as a C-contiguous 2-D array of ``dtype`` (a view when it already is one), checked finite."""
     matrix = np.ascontiguousarray(values, dtype=dtype)
     if matrix.ndim != 2 or matrix.shape[0] == 0 or matrix.shape[1] == 0:
         raise ValueError("{} must be a non-empty 2-D array, got shape {}".format(name, matrix.shape))
-    if not np.isfinite(matrix).all():
+    if not _all_finite(matrix):
         raise ValueError("{} contains NaN or inf".format(name))
     return matrix
 
@@ -1806,7 +1813,9 @@ class DiversitySampler(_Sampler):
         ``probabilities`` (shape (n, n_classes)) are needed when ``uncertainty_prefilter`` > 0.
         """
         self._check_params()
-        matrix = np.array(_as_matrix(embeddings, "embeddings", np.float32))  # select() centers it in place
+        matrix = _as_matrix(embeddings, "embeddings", np.float32)
+        if np.may_share_memory(matrix, embeddings):  # select() centers it in place: never the caller's array
+            matrix = matrix.copy()
         labeled = None if labeled_embeddings is None or len(labeled_embeddings) == 0 else _as_matrix(
             labeled_embeddings, "labeled_embeddings", np.float32)
         if labeled is not None and labeled.shape[1] != matrix.shape[1]:
