@@ -3539,9 +3539,9 @@ def class_mix_svg(pool_per_class: Mapping[str, int], selected_per_class: Mapping
         body.append(_bar(left, y + 13, width * (n_selected / selected if selected else 0.0) / widest, 10,
                          "selected", "class {}: {} of {} selected ({})".format(label, n_selected, selected,
                                                                                _percent(n_selected, selected))))
-        body.append(_text(left + width + 8, y + 15, "{} vs {}".format(_percent(n_pool, candidates),
-                                                                      _percent(n_selected, selected))))
-    return _svg(left + width + 140, 30 + row * len(shown), "class mix of candidates and selected rows", body)
+        body.append(_text(left + width + 8, y + 15, "{} of the selected, {} of the candidates".format(
+            _percent(n_selected, selected), _percent(n_pool, candidates))))
+    return _svg(left + width + 260, 30 + row * len(shown), "class mix of candidates and selected rows", body)
 
 
 def confidence_svg(histogram: Mapping[str, Any], threshold: Optional[float]) -> str:
