@@ -174,7 +174,7 @@ def test_projection_is_the_principal_component_projection(script):
         signs = np.sign((drawing[name] * expected).sum(axis=0))  # a component's sign is arbitrary
         np.testing.assert_allclose(drawing[name] * signs, expected, atol=1e-6)
     spread = np.concatenate([[30.0, 20.0], np.linspace(5.0, 0.1, 598)])
-    wide = rng.normal(size=(400, 600)) * spread  # more than 256 wide: the subspace-iteration path
+    wide = rng.normal(size=(400, 600)) * spread  # more than 512 wide: the subspace-iteration path
     wide_drawing = script.projection(wide, np.zeros(400, dtype=bool), np.arange(3))
     wide_reference = decomposition.PCA(n_components=2).fit_transform(wide)
     signs = np.sign((wide_drawing["candidates"] * wide_reference).sum(axis=0))

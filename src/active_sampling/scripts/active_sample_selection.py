@@ -3410,13 +3410,14 @@ def _evenly(rows: np.ndarray, limit: int) -> np.ndarray:
 
 def _principal_axes(X: np.ndarray) -> np.ndarray:
     """The first two principal directions of the centered ``X`` (n, d), as a (d, 2) matrix."""
-    if min(X.shape) <= 256:
-        axes = np.linalg.svd(X, full_matrices=False)[2][:2].T
+    if X.shape[1] <= 512:  # eigenvectors of the small covariance matrix, largest first
+        axes = np.linalg.eigh(X.T @ X)[1][:, ::-1][:, :2]
     else:  # subspace iteration: the top two of a wide matrix without its full SVD
         basis = np.random.default_rng(0).standard_normal((X.shape[1], 10))
         for _ in range(6):
             basis = np.linalg.qr(X.T @ (X @ basis))[0]
-        axes = basis @ np.linalg.svd(X @ basis, full_matrices=False)[2][:2].T
+        reduced = X @ basis
+        axes = basis @ np.linalg.eigh(reduced.T @ reduced)[1][:, ::-1][:, :2]
     return np.pad(axes, ((0, 0), (0, 2 - axes.shape[1])))
 
 
