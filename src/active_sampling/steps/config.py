@@ -82,8 +82,8 @@ class ActiveSampleSelectionConfig(ProcessingStepConfigBase):
     selection_role: SelectionRole = env_field("SELECTION_ROLE")
     oversampling: int = env_field("OVERSAMPLING")
     resource_config_path: str = env_field("RESOURCE_CONFIG_PATH")
-    diversity_method: DiversityMethod = env_field("DIVERSITY_METHOD")
-    uncertainty_prefilter: int = env_field("UNCERTAINTY_PREFILTER")
+    diversity_method: Optional[DiversityMethod] = env_field("DIVERSITY_METHOD")
+    uncertainty_prefilter: Optional[int] = env_field("UNCERTAINTY_PREFILTER")
     labeling_format: LabelingFormat = env_field("LABELING_FORMAT")
     labeling_data_field: Optional[str] = env_field("LABELING_DATA_FIELD")
 
