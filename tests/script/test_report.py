@@ -134,6 +134,8 @@ def test_active_learning_output_has_the_model_guess_and_the_summary_its_confiden
     ("uncertainty", {"uncertainty_mode", "batch_size"}),
     ("diversity", {"metric", "random_seed", "diversity_method", "uncertainty_prefilter", "uncertainty_mode",
                    "batch_size", "embedding_field_prefix"}),
+    ("hybrid", {"metric", "random_seed", "diversity_method", "uncertainty_prefilter", "uncertainty_mode",
+                "batch_size", "embedding_field_prefix"}),
     ("badge", {"metric", "random_seed", "batch_size", "embedding_field_prefix"}),
 ])
 def test_metadata_lists_only_the_settings_the_strategy_read(script, strategy, own):
