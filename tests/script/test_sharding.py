@@ -23,7 +23,9 @@ EXACT_CASES = {
     "confidence_threshold_all": dict(SELECTION_STRATEGY="confidence_threshold", CONFIDENCE_THRESHOLD="0.6"),
 }
 COMPARED_METADATA = ("strategy", "pool_size", "labeled_count", "candidate_count", "selected_count",
-                     "selected_per_class", "selection_score", "output_format", "output_file", "input_files", "details")
+                     "selected_per_class", "selection_score", "output_format", "output_file", "input_files", "details",
+                     "pool_per_class", "confidence_mean", "confidence_histogram", "threshold_coverage",
+                     "label_agreement")
 
 
 def tied_parts(n_files=10, rows=40, seed=0):
@@ -56,8 +58,9 @@ def test_exact_strategies_match_a_single_run_byte_for_byte(tied_pool, tmp_path, 
     merged_metadata, merged_out = sim.sharded(pool_dir, relatives, tmp_path, n_shards, env)
     single_bytes = sim.selected_file(single_out).read_bytes()
     assert sim.selected_file(merged_out).read_bytes() == single_bytes
-    assert {key: merged_metadata[key] for key in COMPARED_METADATA} == \
-        {key: single_metadata[key] for key in COMPARED_METADATA}
+    assert {key: merged_metadata.get(key) for key in COMPARED_METADATA} == \
+        {key: single_metadata.get(key) for key in COMPARED_METADATA}
+    assert "label_agreement" in single_metadata and ("threshold_coverage" in single_metadata) == (case[0] != "u")
     scores = sim.selected_frame(single_out)["selection_score"]
     assert scores.duplicated().any(), "the case must contain ties to test their order"
     sharding = merged_metadata["sharding"]
@@ -486,7 +489,7 @@ def test_the_hybrid_shards_exactly(tied_pool, tmp_path, case, n_shards):
     single_metadata, single_out = sim.single(pool_dir, tmp_path, env)
     merged_metadata, merged_out = sim.sharded(pool_dir, relatives, tmp_path, n_shards, env)
     assert sim.selected_file(merged_out).read_bytes() == sim.selected_file(single_out).read_bytes()
-    assert {key: merged_metadata[key] for key in COMPARED_METADATA} == \
-        {key: single_metadata[key] for key in COMPARED_METADATA}
+    assert {key: merged_metadata.get(key) for key in COMPARED_METADATA} == \
+        {key: single_metadata.get(key) for key in COMPARED_METADATA}
     assert merged_metadata["sharding"]["guarantee"] == "exact"
     assert len(sim.selected_frame(single_out)) == int(env["BATCH_SIZE"])
