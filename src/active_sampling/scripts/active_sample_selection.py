@@ -3463,7 +3463,8 @@ def stopping_block(counts: StoppingCounts, labeled_count: int, config: Selection
     """The metadata's ``stopping`` block: the figures, each enabled criterion that is met, and should_stop."""
     kappa = cohen_kappa(counts.confusion) if counts.confusion is not None else None
     common = int(counts.confusion.sum()) if counts.confusion is not None else 0
-    mean = counts.uncertainty_sum / counts.candidate_count if counts.candidate_count else None
+    # Rounded to 12 significant digits: shards sum in another order than a single run, a few ulps apart.
+    mean = float("{:.12g}".format(counts.uncertainty_sum / counts.candidate_count)) if counts.candidate_count else None
     reasons = []
     if config.stop_agreement > 0 and kappa is not None and kappa >= config.stop_agreement:
         reasons.append("STOP_AGREEMENT: prediction_agreement {:.6g} >= {}".format(kappa, _plain(config.stop_agreement)))
