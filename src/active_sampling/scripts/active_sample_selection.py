@@ -3919,9 +3919,8 @@ def build_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--" + INPUT_CHANNEL, default=CONTAINER_INPUT_PATHS[INPUT_CHANNEL],
                         help="folder with the prediction table (default: %(default)s)")
     for channel in OPTIONAL_INPUT_CHANNELS:
-        parser.add_argument("--" + channel, default=None,
-                            help="optional input folder (default: {} when it exists)".format(
-                                CONTAINER_INPUT_PATHS[channel]))
+        parser.add_argument("--" + channel, default=CONTAINER_INPUT_PATHS[channel],
+                            help="optional input folder (default: %(default)s, read when it exists)")
     for channel, path in CONTAINER_OUTPUT_PATHS.items():
         parser.add_argument("--" + channel, default=path, help="output folder (default: %(default)s)")
     return parser
@@ -3942,14 +3941,12 @@ def _paths_despite_errors(argv: Optional[Sequence[str]]) -> Dict[str, str]:
 
 
 def _command_line_inputs(args: argparse.Namespace) -> Dict[str, str]:
-    """Input folders of a parsed command line; an optional channel not given is read from its container path
-    when that exists (SageMaker mounts only the inputs a job was given)."""
+    """Input folders of a parsed command line; an optional channel left at its container path is read only
+    when that folder exists (SageMaker mounts only the inputs a job was given)."""
     paths = {INPUT_CHANNEL: getattr(args, INPUT_CHANNEL)}
     for channel in OPTIONAL_INPUT_CHANNELS:
         given = getattr(args, channel)
-        if given is None and os.path.isdir(CONTAINER_INPUT_PATHS[channel]):
-            given = CONTAINER_INPUT_PATHS[channel]
-        if given is not None:
+        if given != CONTAINER_INPUT_PATHS[channel] or os.path.isdir(given):
             paths[channel] = given
     return paths
 

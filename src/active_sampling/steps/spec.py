@@ -1,4 +1,5 @@
-"""Step specification of ActiveSampleSelection: one prediction table in, selected rows and metadata out."""
+"""Step specification of ActiveSampleSelection: one prediction table in (and optionally last round's), selected
+rows and metadata out."""
 
 from ..core.spec import (
     DependencySpec,
@@ -48,6 +49,16 @@ ACTIVE_SAMPLE_SELECTION_SPEC = StepSpecification(
             data_type="S3Uri",
             description="Model predictions with per-class probability (or score) columns.",
         ),
+        script.PREVIOUS_CHANNEL: DependencySpec(
+            logical_name=script.PREVIOUS_CHANNEL,
+            dependency_type=DependencyType.PROCESSING_OUTPUT,
+            required=False,
+            explicit_only=True,
+            data_type="S3Uri",
+            description="Optional, only from inputs=: last round's prediction table (same columns as "
+                        "evaluation_data), for the stopping block's agreement. Never wired from an upstream "
+                        "step of the same execution, whose predictions are this round's.",
+        ),
     },
     outputs={
         script.SAMPLES_CHANNEL: OutputSpec(
@@ -74,7 +85,8 @@ ACTIVE_SAMPLE_SELECTION_SPEC = StepSpecification(
             property_path=processing_output_property_path(script.METADATA_CHANNEL),
             data_type="S3Uri",
             aliases=["metadata", "selection_info", "sampling_metadata"],
-            description="selection_metadata.json: configuration, counts, score summary and timestamp.",
+            description="selection_metadata.json: configuration, counts, score summary, the stopping block and "
+                        "timestamp (the step's PropertyFile SelectionMetadata).",
         ),
         script.LABELING_CHANNEL: OutputSpec(
             logical_name=script.LABELING_CHANNEL,
