@@ -38,11 +38,20 @@ def normalized(definition):
     """
     document = copy.deepcopy(definition)
     assert document.pop("MlflowConfig", None) is None
-    for step in document["Steps"]:
+    for step in _processing_steps(document["Steps"]):
         for channel in step["Arguments"]["ProcessingInputs"]:
             if channel["InputName"] == "code":
                 channel.setdefault("AppManaged", False)
     return document
+
+
+def _processing_steps(steps):
+    """The processing steps of a definition, those inside a ConditionStep's branches included."""
+    for step in steps:
+        if step.get("Type") == "Condition":
+            yield from _processing_steps(step["Arguments"]["IfSteps"] + step["Arguments"]["ElseSteps"])
+        elif "ProcessingInputs" in step.get("Arguments", {}):
+            yield step
 
 
 def own_definition(work_dir, capsys):

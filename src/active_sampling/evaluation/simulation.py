@@ -21,6 +21,7 @@ from sklearn.model_selection import train_test_split
 
 from active_sampling.evaluation.config import RANDOM, STRATEGY_ENVIRONMENTS, Job
 from active_sampling.evaluation.models import FittedModel, fit_model, load_dataset
+from active_sampling.evaluation.stopping import round_agreement
 from active_sampling.scripts import active_sample_selection as script
 
 ID_COLUMN = "id"
@@ -141,11 +142,15 @@ def _learning_curves(data: _Data, runner: ScriptRunner) -> List[dict]:
         labeled = list(initial)
         model = initial_model
         random_rng = np.random.default_rng([job.seed, _RANDOM_STREAM])
+        previous_probabilities = None
         for round_index in range(setting.rounds + 1):
             if round_index > 0:
                 model = data.fit(labeled)
+            probabilities = model.predict_proba(data.X_pool)  # agreement with the previous round's model
             records.append({"dataset": job.dataset, "model": job.model, "strategy": strategy, "seed": job.seed,
-                            "round": round_index, "labels": len(labeled), **data.score(model)})
+                            "round": round_index, "labels": len(labeled), **data.score(model),
+                            "agreement": round_agreement(previous_probabilities, probabilities, labeled)})
+            previous_probabilities = probabilities
             if round_index < setting.rounds:
                 labeled += _next_batch(strategy, model, labeled, data, runner, round_index, random_rng)
     return records
