@@ -93,6 +93,7 @@ __all__ = [
     "ScriptProcessor",
     "Step",
     "disable_telemetry",
+    "EXECUTION_ID",
     "execution_prefix",
     "json_get",
     "property_file",
