@@ -54,7 +54,8 @@ def stop_points(curves: pd.DataFrame, threshold: float = STOP_AGREEMENT) -> pd.D
     ``accuracy_cost`` (final minus stop accuracy).
     """
     rows = []
-    for key, curve in curves.sort_values("round").groupby(CURVE, sort=False):
+    for key, curve in curves.groupby(CURVE, sort=False):  # in the run's configuration order
+        curve = curve.sort_values("round")
         reached = curve[curve["agreement"] >= threshold]
         final = curve.iloc[-1]
         stop = reached.iloc[0] if len(reached) else final
