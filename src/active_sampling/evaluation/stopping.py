@@ -27,6 +27,9 @@ STUDY_THRESHOLDS = (0.95, 0.98, STOP_AGREEMENT)
 CURVE = ["dataset", "model", "strategy", "seed"]
 SECTION_START = "<!-- stopping: written by python -m active_sampling.evaluation.stopping or make evaluate -->"
 SECTION_END = "<!-- end of stopping -->"
+BUDGET_CAVEAT = ("Each curve ends with its data set's labeling budget: a curve that has not stopped by then might "
+                 "stop later, and the cost is measured against the budget's last round, not against a model trained "
+                 "on the whole pool.")
 
 
 def round_agreement(previous_probabilities: Optional[np.ndarray], probabilities: np.ndarray,
@@ -139,7 +142,7 @@ def stopping_section(curves: pd.DataFrame, command: str, note: str = "") -> List
         f"round whose agreement reaches `STOP_AGREEMENT={STOP_AGREEMENT:g}` (the default): that round's model is "
         "the one kept, and the rounds after it are the labels saved. The cost is the final round's test accuracy "
         "minus the accuracy at the stop (positive: accuracy left on the table); a curve that never stops saves "
-        "nothing and costs nothing.",
+        "nothing and costs nothing. " + BUDGET_CAVEAT,
         "",
         f"Measured with `{command}`{note}.",
         "",
