@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from active_sampling.evaluation import EvaluationConfig, run_evaluation
+from active_sampling.evaluation import EvaluationConfig, run_evaluation, write_report
 from active_sampling.evaluation.stopping import (
     SECTION_END, SECTION_START, round_agreement, stop_points, stopping_section, write_section)
 
@@ -58,7 +58,7 @@ def test_section_replaces_only_its_own_lines(tmp_path):
     assert "stopped 1" in text
 
 
-def test_simulation_records_the_agreement_of_every_round_after_the_first():
+def test_simulation_records_the_agreement_of_every_round_after_the_first(tmp_path):
     results = run_evaluation(EvaluationConfig(datasets=("wine",), models=("logistic_regression",),
                                               strategies=("random", "margin"), seeds=1, rounds=2, run_ssl=False,
                                               workers=1))
@@ -66,3 +66,5 @@ def test_simulation_records_the_agreement_of_every_round_after_the_first():
     assert curves.loc[curves["round"] == 0, "agreement"].isna().all()
     later = curves.loc[curves["round"] > 0, "agreement"]
     assert later.notna().all() and later.between(-1.0, 1.0).all()
+    text = write_report(results, tmp_path, "make evaluate", figures=False).read_text()
+    assert text.count(SECTION_START) == 1 and text.count(SECTION_END) == 1  # the full report writes it too

@@ -12,7 +12,6 @@ from active_sampling.evaluation.models import GRADIENT_BOOSTING_DEPTH, GRADIENT_
 from active_sampling.evaluation.models import MLP_ALPHA, MLP_HIDDEN_UNITS, load_dataset
 from active_sampling.evaluation.runner import EvaluationResults
 from active_sampling.evaluation.simulation import TOP_K_POOL_SHARE
-from active_sampling.evaluation.stopping import stopping_section
 
 PAIR = ["dataset", "model"]
 SIGNIFICANCE_SE = 2.0
@@ -239,6 +238,9 @@ def write_report(results: EvaluationResults, output_dir: Path, command: str, fig
             plot_ssl(results.ssl, figure_dir / "ssl_precision_coverage.png")
         lines += _ssl_section(results.ssl, figures)
     if "agreement" in results.curves:
+        # Imported here, not with the package, so that `python -m active_sampling.evaluation.stopping` loads it once.
+        from active_sampling.evaluation.stopping import stopping_section
+
         lines += [""] + stopping_section(results.curves, command)
     path = output_dir / "evaluation.md"
     path.write_text("\n".join(lines) + "\n")

@@ -21,7 +21,6 @@ from sklearn.model_selection import train_test_split
 
 from active_sampling.evaluation.config import RANDOM, STRATEGY_ENVIRONMENTS, Job
 from active_sampling.evaluation.models import FittedModel, fit_model, load_dataset
-from active_sampling.evaluation.stopping import round_agreement
 from active_sampling.scripts import active_sample_selection as script
 
 ID_COLUMN = "id"
@@ -134,6 +133,9 @@ def run_job(job: Job) -> JobOutput:
 
 
 def _learning_curves(data: _Data, runner: ScriptRunner) -> List[dict]:
+    # Imported here, not with the package, so that `python -m active_sampling.evaluation.stopping` loads it once.
+    from active_sampling.evaluation.stopping import round_agreement
+
     job, setting = data.job, data.job.setting
     initial = initial_labeled_set(data.y_pool, setting.initial_size, np.random.default_rng([job.seed]))
     initial_model = data.fit(initial)
