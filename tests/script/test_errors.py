@@ -56,7 +56,7 @@ def missing_folder(run):
 
 def only_markers(run):
     (run.input_dir / "_SUCCESS").write_text("")
-    (run.input_dir / "readme.txt").write_text("no data here")
+    (run.input_dir / ".readme.txt").write_text("no data here")
     return dict(BASE_ENV)
 
 
@@ -215,7 +215,7 @@ CATALOGUE = [
      table_input(RANDOM_SEED="-1"), "RANDOM_SEED='-1' is out of range"),
     ("input-folder-missing", "the evaluation_data folder does not exist",
      missing_folder, "does not exist"),
-    ("no-data-files", "the folder holds only _SUCCESS and a text file",
+    ("no-data-files", "the folder holds only _SUCCESS and a hidden file",
      only_markers, "no data files"),
     ("no-rows", "a CSV with a header and no rows",
      header_only, "has no rows"),
