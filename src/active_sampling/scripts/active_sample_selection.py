@@ -942,7 +942,8 @@ def _read_csv(data_file: DataFile, file_columns: FileColumns, source: InputTable
         raise SelectionError("cannot read the header of {} unambiguously: pandas reads {}".format(
             data_file.path, _preview(list(frame.columns))))
     if len(frame):
-        _check_numeric(frame, source.numbers, "", where=data_file.path)
+        numbers = [name for name in source.numbers if not _holds_arrays(frame[name])]  # JSON arrays stay text
+        _check_numeric(frame, numbers, "", where=data_file.path)
     return _in_column_order(frame, source.columns)
 
 
@@ -3241,7 +3242,10 @@ def _read_merged_pool(outputs: Sequence[ShardOutput], config: SelectionConfig, n
     piece_row = np.concatenate([np.arange(p.num_rows) for p in pieces])[order]
     probabilities = np.column_stack([gather(SHARD_PROBABILITY + str(j), np.float64) for j in range(n_classes)])
     vectors = None
-    if vector_columns:
+    if vector_columns and _is_list(pieces[0].schema.field(vector_columns[0]).type):  # EMBEDDING_FIELD
+        vectors = np.concatenate([_arrow_matrix(piece.column(vector_columns[0]), vector_columns[0], np.float32, 0)
+                                  for piece in pieces])[order]
+    elif vector_columns:
         vectors = np.column_stack([gather(name, np.float32) for name in vector_columns])[order]
     ids = pd.concat([p.select([config.id_field]).to_pandas()[config.id_field] for p in pieces], ignore_index=True)
     return MergedPool(ids.iloc[order].reset_index(drop=True), probabilities[order],
