@@ -589,3 +589,81 @@ def test_a_crash_while_writing_a_result_leaves_no_success_marker(run, victim):
     run.main(environ)
     assert not list(Path(run.root / "out").rglob("*.partial0.tmp"))
     assert ids_of(run) == ["d", "b"]
+
+
+# ---- round trip: list cells and JSON Lines come out exactly as they went in ------------------------------------
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+from test_hostile import WORDS  # noqa: E402
+
+FINITE = st.floats(allow_nan=False, allow_infinity=False)
+FLOAT32 = st.floats(width=32, allow_nan=False, allow_infinity=False)
+
+
+@st.composite
+def tables_with_lists(draw):
+    fmt = draw(st.sampled_from(["parquet", "jsonl", "csv"]))
+    out = draw(st.sampled_from(["parquet", "csv", "tsv"]))
+    n = draw(st.integers(1, 8))
+    if fmt != "csv" and draw(st.booleans()):
+        ids = draw(st.lists(st.integers(-2**63, 2**63 - 1), min_size=n, max_size=n, unique=True))
+    else:
+        ids = draw(st.lists(WORDS.filter(lambda word: word.strip()), min_size=n, max_size=n, unique=True))
+    width32 = fmt == "parquet" and draw(st.booleans())
+    element = FLOAT32 if width32 else FINITE
+    cells = draw(st.lists(st.one_of(st.none(), st.lists(element, min_size=1, max_size=4)), min_size=n, max_size=n))
+    thousandths = draw(st.lists(st.integers(0, 1000), min_size=n, max_size=n))
+    return fmt, out, ids, cells, width32, thousandths
+
+
+def write_lists(folder, fmt, ids, cells, width32, thousandths):
+    p0 = [t / 1000 for t in thousandths]
+    p1 = [(1000 - t) / 1000 for t in thousandths]
+    if fmt == "parquet":
+        element = pa.float32() if width32 else pa.float64()
+        pq.write_table(pa.table({"id": ids, "prob_class_0": p0, "prob_class_1": p1,
+                                 "vec": pa.array(cells, type=pa.list_(element))}), str(folder / "part-00000"))
+    elif fmt == "jsonl":
+        write(folder / "p.jsonl.out", json_lines({"id": i, "prob_class_0": a, "prob_class_1": b, "vec": c}
+                                                 for i, a, b, c in zip(ids, p0, p1, cells)))
+    else:
+        pd.DataFrame({"id": ids, "prob_class_0": p0, "prob_class_1": p1,
+                      "vec": [json.dumps(c) if c is not None else "" for c in cells]}).to_csv(
+            str(folder / "p.csv"), index=False)
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tables_with_lists())
+def test_list_cells_and_json_lines_come_out_exactly_as_they_went_in(tmp_path_factory, case):
+    import conftest
+
+    fmt, out, ids, cells, width32, thousandths = case
+    run = conftest.Run(tmp_path_factory.mktemp("lists"))
+    write_lists(run.input_dir, fmt, ids, cells, width32, thousandths)
+    run_main(run, conftest.script_module, dict(UNCERTAINTY, BATCH_SIZE="100", OUTPUT_FORMAT=out))
+    path = run.samples_dir / "selected_samples.{}".format(out)
+    if out == "parquet":
+        written = pq.read_table(str(path))
+        ids_out, cells_out = written.column("id").to_pylist(), written.column("vec").to_pylist()
+        if fmt == "parquet":
+            assert written.schema.field("vec").type == pa.list_(pa.float32() if width32 else pa.float64())
+    else:
+        written = pd.read_csv(str(path), sep="\t" if out == "tsv" else ",", dtype=str, keep_default_na=False)
+        ids_out, cells_out = written["id"].tolist(), written["vec"].tolist()
+    key = (lambda i: i) if out == "parquet" else str
+    assert sorted(ids_out, key=repr) == sorted((key(i) for i in ids), key=repr)
+    got = dict(zip(ids_out, cells_out))
+    if fmt == "csv":  # a CSV cell is text: written back byte for byte, in CSV and in parquet
+        assert got == {key(i): json.dumps(c) if c is not None else "" for i, c in zip(ids, cells)}
+        return
+    if out != "parquet":
+        got = {i: json.loads(text) if text else None for i, text in got.items()}
+    for i, cell in zip(ids, cells):
+        value = got[key(i)]
+        if cell is None:
+            assert value is None
+        elif width32:
+            assert np.array_equal(np.array(value, dtype=np.float32), np.array(cell, dtype=np.float32))
+        else:
+            assert value == cell and [repr(v) for v in value] == [repr(v) for v in cell]

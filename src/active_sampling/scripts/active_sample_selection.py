@@ -3650,11 +3650,13 @@ def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def save_selected_samples(selected_df: pd.DataFrame, output_dir: str, output_format: str = "csv",
-                          metadata: Optional[Dict[str, Any]] = None) -> str:
+                          metadata: Optional[Dict[str, Any]] = None,
+                          arrow_types: Optional[Mapping[str, Any]] = None) -> str:
     """Write ``selected_samples.<output_format>`` atomically (temporary name, then rename); return its path.
 
     ``metadata``, when given, is also written next to it as ``selection_metadata.json`` (seed 001).
-    ``output_format`` is case-insensitive.
+    ``output_format`` is case-insensitive. ``arrow_types`` (the input's, for parquet output) keep the type
+    of a column whose selected cells are all missing, which pandas alone would write as null.
     """
     output_format = str(output_format).lower()
     if output_format not in OUTPUT_FORMATS:
@@ -3664,7 +3666,7 @@ def save_selected_samples(selected_df: pd.DataFrame, output_dir: str, output_for
     path.parent.mkdir(parents=True, exist_ok=True)
     frame = selected_df.reset_index(drop=True)
     if output_format == "parquet":
-        _write_atomically(path, lambda target: frame.to_parquet(str(target), index=False))
+        _write_atomically(path, lambda target: _write_arrow(_typed_table(frame, arrow_types or {}), target))
     else:
         frame = _with_json_cells(frame)
         _write_atomically(path, lambda target: frame.to_csv(str(target), sep=_SEPARATORS[output_format],
@@ -3673,6 +3675,18 @@ def save_selected_samples(selected_df: pd.DataFrame, output_dir: str, output_for
     if metadata is not None:
         save_selection_metadata(metadata, output_dir)
     return str(path)
+
+
+def _typed_table(frame: pd.DataFrame, arrow_types: Mapping[str, Any]) -> Any:
+    """``frame`` as an Arrow table; columns pandas can only call null take their input type."""
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    for position, field in enumerate(table.schema):
+        if pa.types.is_null(field.type) and field.name in arrow_types:
+            table = table.set_column(position, pa.field(field.name, arrow_types[field.name]),
+                                     pa.nulls(table.num_rows, arrow_types[field.name]))
+    return table
 
 
 def _is_container(value: Any) -> bool:
@@ -4061,15 +4075,16 @@ def main(
             for folder in _present(samples_dir, metadata_dir, labeling_dir):
                 written.append(_mark_success(folder, written))
             return manifest
-        sharding = None
+        sharding, arrow_types = None, {}
         if config.selection_role == "merge":
             result, input_files, input_format, output_format, sharding = merge_select(input_dir, config)
         else:
             source = scan_input(input_dir, config, forbidden=_present(samples_dir, metadata_dir, labeling_dir))
             result, output_format = _select(source, config)
             input_files = [os.path.relpath(str(f.path), str(input_dir)) for f in source.files]
-            input_format = source.fmt
-        written.append(Path(save_selected_samples(result.rows, str(samples_dir), output_format)))
+            input_format, arrow_types = source.fmt, source.arrow_types
+        written.append(Path(save_selected_samples(result.rows, str(samples_dir), output_format,
+                                                  arrow_types=arrow_types)))
         tasks_written, labeling = _write_labeling_tasks(result, config, labeling_dir)
         written += tasks_written
         metadata = {
