@@ -132,6 +132,14 @@ def test_batch_transform_json_lines_with_an_array_of_probabilities(run, script):
     assert run.metadata()["details"]["classes"] == ["0", "1"]
 
 
+def test_json_lines_with_an_array_of_scores_and_score_field_unset_names_the_setting(run, script, caplog):
+    objects = [{"id": key, "probabilities": [p, round(1 - p, 10)]} for key, p in P0.items()]
+    write(run.input_dir / "predictions.jsonl", json_lines(objects))
+    message = fails(run, script, caplog, UNCERTAINTY, "no score columns found")
+    assert message.endswith("column 'probabilities' holds arrays: SCORE_FIELD=probabilities reads it as one score "
+                            "per class")
+
+
 def test_json_lines_joined_with_the_input_reads_the_nested_output(run, script):
     # join_source=Input for JSON: the input object with the model's output under "SageMakerOutput".
     objects = [{"id": key, "text": "t-" + key, "SageMakerOutput": {"predictions": [p, round(1 - p, 10)]}}

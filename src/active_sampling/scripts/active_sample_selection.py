@@ -1480,7 +1480,14 @@ def _plan_columns(columns: Sequence[str], is_number: Callable[[str], bool], conf
     _check_columns_exist(columns, config)
     _check_no_output_columns(columns, config.selection_strategy)
     _warn_of_unnamed_labels(columns, config)
-    score_cols = extract_score_columns(columns, config.score_field, config.score_field_prefix)
+    try:
+        score_cols = extract_score_columns(columns, config.score_field, config.score_field_prefix)
+    except SelectionError as error:
+        arrays = [name for name in columns if is_array(name)]
+        if config.score_field or not arrays:
+            raise
+        raise SelectionError("{}; column {!r} holds arrays: SCORE_FIELD={} reads it as one score per class".format(
+            error, arrays[0], arrays[0])) from None
     score_array = bool(config.score_field) and is_array(config.score_field)
     if not score_array:
         class_labels(score_cols, config.score_field_prefix)  # two columns of one class fail here, before any read
