@@ -397,7 +397,6 @@ def arrays_data(case):
     (the embedding a list<float32>, the probabilities a list<double>); values rounded to 4 decimals, so both
     formats hold the same numbers. Also returns the bytes of each table decoded (Arrow ``nbytes``)."""
     import pyarrow as pa
-    import pyarrow.json as pj
     import pyarrow.parquet as pq
 
     rows, D = case["rows"], case["D"]
@@ -425,8 +424,14 @@ def arrays_data(case):
                     pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32) * 2),
                                              pa.array(probabilities.ravel())),
                     pa.ListArray.from_arrays(offsets, pa.array(embedding.astype(np.float32).ravel()))], schema=schema))
-        sizes = {"jsonl": pj.read_json(str(jsonl)).nbytes, "parquet": pq.read_table(str(parquet)).nbytes,
-                 "jsonl_file": jsonl.stat().st_size, "parquet_file": parquet.stat().st_size}
+        # Decoded in a child process: a measured process started later by this one would otherwise inherit its
+        # peak RSS (Linux carries the parent's high-water mark across fork and exec into ru_maxrss).
+        decode = ("import json, sys, pyarrow.json as pj, pyarrow.parquet as pq; print(json.dumps("
+                  "[pj.read_json(sys.argv[1]).nbytes, pq.read_table(sys.argv[2]).nbytes]))")
+        decoded = json.loads(subprocess.run([sys.executable, "-c", decode, str(jsonl), str(parquet)], check=True,
+                                            capture_output=True, text=True).stdout)
+        sizes = {"jsonl": decoded[0], "parquet": decoded[1], "jsonl_file": jsonl.stat().st_size,
+                 "parquet_file": parquet.stat().st_size}
         sizes_path.write_text(json.dumps(sizes))
     return {"jsonl": jsonl.parent, "parquet": parquet.parent}, json.loads(sizes_path.read_text())
 
