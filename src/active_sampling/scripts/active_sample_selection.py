@@ -630,25 +630,104 @@ def _csv_header(data_file: DataFile, csv_columns: Sequence[str] = ()) -> Tuple[L
     return first, second is not None, True
 
 
-def _json_lines_table(data_file: DataFile) -> Optional[Any]:
-    """A JSON Lines file as an Arrow table, objects' fields flattened to ``outer.inner`` columns (None: no lines).
+_JSON_CHUNK_BYTES = 1 << 24  # lines are parsed this many bytes at a time to learn the columns' types
 
-    Arrays become list columns; one object per line, anything else is an error naming the file.
+
+def _json_chunks(data_file: DataFile) -> Iterable[bytes]:
+    """The file's bytes in pieces of whole lines (about ``_JSON_CHUNK_BYTES`` each), a byte order mark removed."""
+    opener = gzip.open if data_file.path.name.lower().endswith(".gz") else open
+    with opener(str(data_file.path), "rb") as handle:
+        rest = b""
+        while True:
+            block = handle.read(_JSON_CHUNK_BYTES)
+            if not block:
+                break
+            if not rest and block.startswith(b"\xef\xbb\xbf"):
+                block = block[3:]
+            block = rest + block
+            cut = block.rfind(b"\n") + 1
+            if cut == 0:
+                rest = block
+                continue
+            yield block[:cut]
+            rest = block[cut:]
+        if rest.strip():
+            yield rest
+
+
+def _unify_json_types(a: Any, b: Any, name: str, path: Path) -> Any:
+    """The one type a JSON field has when one part of the file gives ``a`` and another ``b``: null gives way,
+    integers and floats make floats (as Arrow does within one read), lists and objects unify element-wise."""
+    import pyarrow as pa
+
+    if a == b or pa.types.is_null(b):
+        return a
+    if pa.types.is_null(a):
+        return b
+    if {_arrow_kind(a), _arrow_kind(b)} == {"integer", "float"}:
+        return pa.float64()
+    if pa.types.is_list(a) and pa.types.is_list(b):
+        return pa.list_(_unify_json_types(a.value_type, b.value_type, name, path))
+    if pa.types.is_struct(a) and pa.types.is_struct(b):
+        fields = {field.name: field.type for field in a}
+        for field in b:
+            fields[field.name] = (_unify_json_types(fields[field.name], field.type, name + "." + field.name, path)
+                                  if field.name in fields else field.type)
+        return pa.struct(list(fields.items()))
+    raise SelectionError("cannot read {}: field {!r} is {} in some lines and {} in others".format(path, name, a, b))
+
+
+def _json_lines_schema(data_file: DataFile) -> Tuple[Optional[Any], int]:
+    """The file's Arrow schema (fields in first-seen order; None: no lines) and its number of lines.
+
+    Learnt a chunk at a time: Arrow's type inference holds about three times the file in memory, a read
+    with the schema about once. One object per line; anything else is an error naming the file.
     """
+    import io
+
+    import pyarrow as pa
     import pyarrow.json as pj
 
     opener = gzip.open if data_file.path.name.lower().endswith(".gz") else open
     with opener(str(data_file.path), "rb") as handle:
         head = handle.read(1 << 16).lstrip(b"\xef\xbb\xbf \t\r\n")
     if not head:
-        return None
+        return None, 0
     if not head.startswith(b"{"):
         raise SelectionError("{} is not JSON Lines: it starts with {!r}, and JSON Lines holds one object ({{...}}) per "
                              "line".format(data_file.path, head[:1].decode("latin-1")))
-    table = pj.read_json(str(data_file.path))
+    fields: Dict[str, Any] = {}
+    rows = 0
+    for chunk in _json_chunks(data_file):
+        table = pj.read_json(io.BytesIO(chunk))
+        rows += table.num_rows
+        for field in table.schema:
+            fields[field.name] = (_unify_json_types(fields[field.name], field.type, field.name, data_file.path)
+                                  if field.name in fields else field.type)
+    return (pa.schema(list(fields.items())) if fields else None), rows
+
+
+def _flattened(table: Any) -> Any:
+    """``table`` with every object field as ``outer.inner`` columns."""
     while any(_is_struct(field.type) for field in table.schema):
         table = table.flatten()
     return table
+
+
+def _json_lines_table(data_file: DataFile) -> Optional[Any]:
+    """A JSON Lines file as an Arrow table (None: no lines): arrays are list columns, objects' fields
+    ``outer.inner`` columns, each field of the one type ``_json_lines_schema`` found."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    schema, _ = _json_lines_schema(data_file)
+    if schema is None:
+        return None
+    options = pj.ParseOptions(explicit_schema=schema)
+    return _flattened(pa.concat_tables([pj.read_json(io.BytesIO(chunk), parse_options=options)
+                                        for chunk in _json_chunks(data_file)]))
 
 
 def _is_struct(arrow_type: Any) -> bool:
@@ -658,11 +737,12 @@ def _is_struct(arrow_type: Any) -> bool:
 
 
 def _json_lines_columns(data_file: DataFile) -> FileColumns:
-    table = _json_lines_table(data_file)
-    if table is None:
+    """What a JSON Lines file declares, learnt without holding its table: the flattened columns and types."""
+    schema, rows = _json_lines_schema(data_file)
+    if schema is None:
         return FileColumns([], {}, 0, [], {})
-    return FileColumns(list(table.column_names), {field.name: field.type for field in table.schema},
-                       table.num_rows, [], {})
+    flat = _flattened(schema.empty_table()).schema
+    return FileColumns(list(flat.names), {field.name: field.type for field in flat}, rows, [], {})
 
 
 def _parquet_columns(data_file: DataFile) -> FileColumns:
@@ -896,10 +976,35 @@ def _arrow_to_pandas(table: Any) -> pd.DataFrame:
     table = table.replace_schema_metadata(None)
     columns = {}
     for name, column in zip(table.column_names, table.columns):
+        if (_is_list(column.type) and _arrow_kind(column.type.value_type) in ("integer", "float")
+                and not any(chunk.values.null_count for chunk in column.chunks)):
+            columns[name] = pd.Series(_list_cells(column), dtype=object)
+            continue
         single = pa.table({name: column})
         with_nulls = pa.types.is_integer(column.type) and column.null_count > 0
         columns[name] = single.to_pandas(types_mapper=nullable.get if with_nulls else None)[name]
     return pd.DataFrame(columns, columns=table.column_names)
+
+
+def _list_cells(column: Any) -> np.ndarray:
+    """A list column of numbers as an object array of numpy arrays that view the Arrow buffers (no copy of the
+    values, which a wide embedding column would double); missing lists are None."""
+    import pyarrow as pa
+
+    cells = np.empty(len(column), dtype=object)
+    start = 0
+    for chunk in column.chunks:
+        values = chunk.values.to_numpy(zero_copy_only=False)  # the whole child array: offsets index into it
+        if pa.types.is_fixed_size_list(chunk.type):
+            size = chunk.type.list_size
+            offsets = list(range(chunk.offset * size, (chunk.offset + len(chunk) + 1) * size, size))
+        else:
+            offsets = chunk.offsets.to_numpy().tolist()
+        missing = chunk.is_null().to_numpy(zero_copy_only=False) if chunk.null_count else None
+        for row in range(len(chunk)):
+            cells[start + row] = None if missing is not None and missing[row] else values[offsets[row]:offsets[row + 1]]
+        start += len(chunk)
+    return cells
 
 
 def _unified(table: Any, source: InputTable) -> Any:
@@ -1325,10 +1430,14 @@ def _array_matrix(column: pd.Series, name: str, dtype: Any) -> np.ndarray:
     cells = [_cell_values(value, name, row) for row, value in enumerate(column)]
     lengths = np.fromiter((len(cell) for cell in cells), dtype=np.int64, count=len(cells))
     _check_lengths(lengths, name)
+    matrix = np.empty((len(cells), int(lengths[0]) if lengths.size else 0), dtype=dtype)
     try:
-        return np.array(cells, dtype=dtype).reshape(len(cells), int(lengths[0]) if lengths.size else 0)
+        for row, cell in enumerate(cells):  # row by row: no second copy of the whole table
+            matrix[row] = cell
     except (TypeError, ValueError):
-        raise SelectionError("array column {!r} must hold arrays of numbers".format(name)) from None
+        raise SelectionError("array column {!r} must hold arrays of numbers, but row {} holds {!r}".format(
+            name, row + 1, cell)) from None
+    return matrix
 
 
 def _check_lengths(lengths: np.ndarray, name: str, offset: int = 0) -> None:
@@ -3366,6 +3475,7 @@ class MergeResult(NamedTuple):
     input_format: str
     output_format: str
     sharding: Dict[str, Any]
+    arrow_types: Dict[str, Any] = {}  # parquet input: each column's agreed Arrow type, as a single run has them
 
 
 def merge_select(input_dir: Path, config: SelectionConfig) -> MergeResult:
@@ -3387,8 +3497,8 @@ def merge_select(input_dir: Path, config: SelectionConfig) -> MergeResult:
     selection, sharding = _merge_strategy(config, pool, outputs, counts["candidate_count"])
     chosen = pool.probabilities[selection.indices]
     counts.update(_selected_counts(chosen, first["classes"], selection.scores))
-    rows = _merged_rows(pool, selection.indices, first_shard["columns"],
-                        _agreed_schema(with_rows, first_shard["columns"]), _merged_dtypes(with_rows))
+    schema = _agreed_schema(with_rows, first_shard["columns"])
+    rows = _merged_rows(pool, selection.indices, first_shard["columns"], schema, _merged_dtypes(with_rows))
     rows = annotate(rows, chosen, first["classes"], selection.scores, config.selection_strategy)
     vectors = {} if not first["vector_columns"] else {"vector_columns": len(first["vector_columns"]),
                                                         "vector_source": first["vector_source"]}
@@ -3405,7 +3515,8 @@ def merge_select(input_dir: Path, config: SelectionConfig) -> MergeResult:
     predictions = Predictions(tuple(first["classes"]), predicted_classes(chosen, first["classes"]),
                               chosen.max(axis=1))
     return MergeResult(SelectionResult(rows, counts, details, predictions), input_files, input_format,
-                       resolve_output_format(config.output_format, input_format), sharding)
+                       resolve_output_format(config.output_format, input_format), sharding,
+                       {} if schema is None else {field.name: field.type for field in schema})
 
 
 def _merge_strategy(config: SelectionConfig, pool: MergedPool, outputs: Sequence[ShardOutput],
@@ -4084,7 +4195,7 @@ def main(
             return manifest
         sharding, arrow_types = None, {}
         if config.selection_role == "merge":
-            result, input_files, input_format, output_format, sharding = merge_select(input_dir, config)
+            result, input_files, input_format, output_format, sharding, arrow_types = merge_select(input_dir, config)
         else:
             source = scan_input(input_dir, config, forbidden=_present(samples_dir, metadata_dir, labeling_dir))
             result, output_format = _select(source, config)
