@@ -175,6 +175,30 @@ def test_json_lines_whose_column_changes_type_fails_naming_the_file(run, script,
     assert str(run.input_dir / "p.jsonl") in message
 
 
+def test_json_lines_read_in_small_chunks_give_the_same_rows_and_types(run, script, monkeypatch):
+    # 64-byte chunks: each line is its own chunk, so the types are unified across chunks: a null, then an
+    # integer, then a float make a float column; a field missing from early lines is filled with nulls.
+    monkeypatch.setattr(script, "_JSON_CHUNK_BYTES", 64)
+    objects = [{"id": key, "probabilities": [p, round(1 - p, 10)], "w": w}
+               for (key, p), w in zip(P0.items(), [None, 3, 2.5, 4, None])]
+    objects[4]["late"] = "x"
+    write(run.input_dir / "p.jsonl", json_lines(objects))
+    assert run_cli(run, script, dict(UNCERTAINTY, BATCH_SIZE="3", SCORE_FIELD="probabilities")) == 0
+    written = pq.read_table(str(run.samples_dir / "selected_samples.parquet"))
+    assert written.column("id").to_pylist() == UNCERTAIN_THREE
+    assert written.schema.field("w").type == pa.float64()
+    assert written.column("w").to_pylist() == [4.0, 3.0, None]
+    assert written.column("late").to_pylist() == [None, None, "x"]
+
+
+def test_a_json_field_that_changes_type_between_chunks_fails_naming_it(run, script, caplog, monkeypatch):
+    monkeypatch.setattr(script, "_JSON_CHUNK_BYTES", 64)
+    write(run.input_dir / "p.jsonl", json_lines([{"id": "a", "prob_class_0": 0.5, "prob_class_1": 0.5, "n": 1},
+                                                 {"id": "b", "prob_class_0": 0.5, "prob_class_1": 0.5, "n": "x"}]))
+    fails(run, script, caplog, UNCERTAINTY, "cannot read {}: field 'n' is int64 in some lines and string in "
+                                            "others".format(run.input_dir / "p.jsonl"))
+
+
 def test_duplicate_ids_in_json_lines_fail(run, script, caplog):
     write(run.input_dir / "p.jsonl", json_lines([{"id": 1, "prob_class_0": 0.5, "prob_class_1": 0.5},
                                                  {"id": 1, "prob_class_0": 0.2, "prob_class_1": 0.8}]))
