@@ -7,7 +7,6 @@ Every case checks exact ids and values (worked out by hand in the comments) or t
 """
 
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import pytest
 
 from conftest import SCRIPT_PATH
 from sharding import run_merge, run_shards, single, selected_frame, upload
-from test_hostile import assert_failed, fails, run_cli, run_main
+from test_hostile import fails, run_cli, run_main
 
 UNCERTAINTY = {"SELECTION_STRATEGY": "uncertainty"}
 HEADER = "id,prob_class_0,prob_class_1"

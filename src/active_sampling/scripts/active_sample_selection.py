@@ -434,7 +434,6 @@ _NOT_DATA = re.compile(r"(_SUCCESS|_FAILURE|_committed_.*|_started_.*|_metadata|
 _JSON_LINES_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".json", ".json.gz")
 _BATCH_TRANSFORM_SUFFIX = ".out"  # Batch Transform names each output after its input: part-0.csv.out
 _PARQUET_MAGIC = b"PAR1"
-_READ_FORMATS = ("csv", "tsv", "parquet", "jsonl")
 _OTHER_FORMATS_HINT = (".csv, .tsv (also .gz), .parquet, .pq, .jsonl, .json (JSON Lines), Batch Transform .out, "
                        "and parquet of any name")
 
@@ -582,6 +581,7 @@ class FileColumns(NamedTuple):
     index_columns: List[str]  # parquet: named pandas index columns
     ranges: Dict[str, Tuple[int, int]]  # parquet: named RangeIndex kept only as metadata -> (start, step)
     has_header: bool = True  # csv: False when the names come from CSV_COLUMNS
+    json_schema: Any = None  # JSON Lines: the (nested) Arrow schema the file is read with
 
 
 def _open_text(data_file: DataFile) -> Any:
@@ -714,15 +714,16 @@ def _flattened(table: Any) -> Any:
     return table
 
 
-def _json_lines_table(data_file: DataFile) -> Optional[Any]:
+def _json_lines_table(data_file: DataFile, schema: Any = None) -> Optional[Any]:
     """A JSON Lines file as an Arrow table (None: no lines): arrays are list columns, objects' fields
-    ``outer.inner`` columns, each field of the one type ``_json_lines_schema`` found."""
+    ``outer.inner`` columns, each field of the one type ``_json_lines_schema`` finds (or ``schema``)."""
     import io
 
     import pyarrow as pa
     import pyarrow.json as pj
 
-    schema, _ = _json_lines_schema(data_file)
+    if schema is None:
+        schema, _ = _json_lines_schema(data_file)
     if schema is None:
         return None
     options = pj.ParseOptions(explicit_schema=schema)
@@ -742,7 +743,8 @@ def _json_lines_columns(data_file: DataFile) -> FileColumns:
     if schema is None:
         return FileColumns([], {}, 0, [], {})
     flat = _flattened(schema.empty_table()).schema
-    return FileColumns(list(flat.names), {field.name: field.type for field in flat}, rows, [], {})
+    return FileColumns(list(flat.names), {field.name: field.type for field in flat}, rows, [], {},
+                       json_schema=schema)
 
 
 def _parquet_columns(data_file: DataFile) -> FileColumns:
@@ -1025,7 +1027,7 @@ def _read_file(data_file: DataFile, file_columns: FileColumns, source: InputTabl
             table = _with_ranges(table, file_columns, np.arange(table.num_rows), source.columns)
             return _arrow_to_pandas(_unified(table, source))
         if data_file.fmt == "jsonl":
-            return _arrow_to_pandas(_unified(_json_lines_table(data_file), source))
+            return _arrow_to_pandas(_unified(_json_lines_table(data_file, file_columns.json_schema), source))
         frame = _read_csv(data_file, file_columns, source)
     except SelectionError:
         raise
