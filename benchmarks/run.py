@@ -58,6 +58,7 @@ FULL = {
     ],
     "uncertainty": [dict(name="uncertainty_10m", rows=10_000_000, C=10, batch=1000)],
     "sharded": [dict(name="sharded_kcenter_10m", N=10_000_000, D=128, k=1000, shards=8, files=32)],
+    "arrays": [dict(name="arrays_1m", rows=1_000_000, D=128, k=10)],
 }
 QUICK = {
     "kcenter": [
@@ -71,6 +72,7 @@ QUICK = {
     ],
     "uncertainty": [dict(name="uncertainty_500k", rows=500_000, C=10, batch=1000)],
     "sharded": [dict(name="sharded_kcenter_200k", N=200_000, D=32, k=50, shards=4, files=16)],
+    "arrays": [dict(name="arrays_50k", rows=50_000, D=128, k=10)],
 }
 
 
@@ -390,7 +392,118 @@ def _selected_ids(out_dir):
     return pq.read_table(path, columns=["id"]).column("id").to_pylist()
 
 
-RUNNERS = {"kcenter": run_kcenter, "badge": run_badge, "uncertainty": run_uncertainty, "sharded": run_sharded}
+def arrays_data(case):
+    """The same table twice: JSON Lines (id, "probabilities": [p, 1 - p], "embedding": [D values]) and parquet
+    (the embedding a list<float32>, the probabilities a list<double>); values rounded to 4 decimals, so both
+    formats hold the same numbers. Also returns the bytes of each table decoded (Arrow ``nbytes``)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows, D = case["rows"], case["D"]
+    folder = DATA_DIR / f"arrays_{rows}x{D}"
+    jsonl, parquet = folder / "jsonl" / "predictions.jsonl", folder / "parquet" / "predictions.parquet"
+    sizes_path = folder / "decoded_bytes.json"
+    if not sizes_path.exists():
+        for path in (jsonl, parquet):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(17)
+        schema = pa.schema([("id", pa.int64()), ("probabilities", pa.list_(pa.float64())),
+                            ("embedding", pa.list_(pa.float32()))])
+        with open(jsonl, "w") as text, pq.ParquetWriter(parquet, schema) as writer:
+            for start in range(0, rows, 50_000):
+                n = min(50_000, rows - start)
+                embedding = rng.standard_normal((n, D)).round(4)
+                p = rng.random(n).round(4)
+                probabilities = np.column_stack([p, (1 - p).round(4)])
+                for i, (row, pair) in enumerate(zip(embedding.tolist(), probabilities.tolist())):
+                    text.write('{"id":%d,"probabilities":[%r,%r],"embedding":[%s]}\n' % (
+                        start + i, pair[0], pair[1], ",".join(map(repr, row))))
+                offsets = pa.array(np.arange(n + 1, dtype=np.int32) * D)
+                writer.write_table(pa.Table.from_arrays([
+                    pa.array(np.arange(start, start + n, dtype=np.int64)),
+                    pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32) * 2),
+                                             pa.array(probabilities.ravel())),
+                    pa.ListArray.from_arrays(offsets, pa.array(embedding.astype(np.float32).ravel()))], schema=schema))
+        # Decoded in a child process: a measured process started later by this one would otherwise inherit its
+        # peak RSS (Linux carries the parent's high-water mark across fork and exec into ru_maxrss).
+        decode = ("import json, sys, pyarrow.json as pj, pyarrow.parquet as pq; print(json.dumps("
+                  "[pj.read_json(sys.argv[1]).nbytes, pq.read_table(sys.argv[2]).nbytes]))")
+        decoded = json.loads(subprocess.run([sys.executable, "-c", decode, str(jsonl), str(parquet)], check=True,
+                                            capture_output=True, text=True).stdout)
+        sizes = {"jsonl": decoded[0], "parquet": decoded[1], "jsonl_file": jsonl.stat().st_size,
+                 "parquet_file": parquet.stat().st_size}
+        sizes_path.write_text(json.dumps(sizes))
+    return {"jsonl": jsonl.parent, "parquet": parquet.parent}, json.loads(sizes_path.read_text())
+
+
+def run_arrays(case, log_dir):
+    """diversity (k-center, k picks) through the command line with EMBEDDING_FIELD and an array SCORE_FIELD, on
+    JSON Lines and on parquet list columns: peak RSS against the decoded table, and the same picks from both."""
+    inputs, sizes = arrays_data(case)
+    runs, picks = {}, {}
+    env = dict(SELECTION_STRATEGY="diversity", BATCH_SIZE=str(case["k"]), EMBEDDING_FIELD="embedding",
+               SCORE_FIELD="probabilities", OUTPUT_FORMAT="parquet")
+    for fmt, input_dir in inputs.items():
+        out_dir = DATA_DIR / f"arrays_output_{fmt}"
+        shutil.rmtree(out_dir, ignore_errors=True)
+        print(f"  {case['name']}: {fmt}", flush=True)
+        runs[fmt] = _script_run(input_dir, out_dir, env, str(log_dir / f"{case['name']}_{fmt}.log"))
+        runs[fmt]["decoded_bytes"] = sizes[fmt]
+        runs[fmt]["file_bytes"] = sizes[fmt + "_file"]
+        picks[fmt] = _selected_ids(out_dir)
+    return dict(case, kind="arrays", runs=runs, same_picks=picks["jsonl"] == picks["parquet"],
+                picks=picks["parquet"])
+
+
+ARRAYS_MEMORY_FACTOR = 3.0
+ARRAYS_START = "<!-- arrays: written by benchmarks/run.py --only arrays -->"
+ARRAYS_END = "<!-- end of arrays -->"
+
+
+def _arrays_checks(r):
+    checks = []
+    for fmt, run in r["runs"].items():
+        ratio = run["process_peak_bytes"] / run["decoded_bytes"]
+        checks.append((f"{r['name']} {fmt}: command-line peak RSS", f"{_gb(run['process_peak_bytes'])} "
+                       f"({ratio:.2f}x decoded table {_gb(run['decoded_bytes'])})",
+                       f"<= {ARRAYS_MEMORY_FACTOR:g}x decoded table", ratio <= ARRAYS_MEMORY_FACTOR))
+    checks.append((f"{r['name']}: same picks from JSON Lines and parquet", "yes" if r["same_picks"] else "no",
+                   "yes", r["same_picks"]))
+    return checks
+
+
+def write_arrays_section(results, path, mode):
+    """Replace (or append) the arrays section of ``path``; the rest of the report is left as it is."""
+    checks = [check for r in results for check in _arrays_checks(r)]
+    lines = [ARRAYS_START, "## Reading JSON Lines and list columns", "",
+             "diversity (k-center) through the command line with `EMBEDDING_FIELD=embedding` and "
+             "`SCORE_FIELD=probabilities` (an array of 2), on one table written twice: JSON Lines and parquet "
+             "(`list<float32>` embedding). The picks are few, so reading dominates. *decoded table*: the Arrow "
+             "table's `nbytes` (JSON numbers decode as float64). Reproduce with:", "", "```",
+             ".venv/bin/python benchmarks/run.py --only arrays" + (" --quick" if mode == "quick" else ""), "```",
+             "", "| target | measured | required | result |", "|---|---|---|---|"]
+    lines += [f"| {d} | {m} | {req} | {'PASS' if ok else 'FAIL'} |" for d, m, req, ok in checks]
+    lines += ["", "| case | format | file | wall time | process peak RSS |", "|---|---|---|---|---|"]
+    for r in results:
+        for fmt, run in r["runs"].items():
+            lines.append(f"| {r['name']} rows={r['rows']:,} D={r['D']} k={r['k']} | {fmt} | "
+                         f"{_gb(run['file_bytes'])} | {_seconds(run['seconds'])} | "
+                         f"{_gb(run['process_peak_bytes'])} |")
+    lines += ["", "Measured " + ", ".join(sorted({r["measured_at"] for r in results})) + " at commit "
+              + ", ".join(sorted({r.get("commit", "unknown") for r in results})) + ".", ARRAYS_END]
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if ARRAYS_START in text:
+        before, rest = text.split(ARRAYS_START)
+        text = before + "\n".join(lines) + rest.split(ARRAYS_END)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return checks
+
+
+RUNNERS = {"kcenter": run_kcenter, "badge": run_badge, "uncertainty": run_uncertainty, "sharded": run_sharded,
+           "arrays": run_arrays}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -607,6 +720,9 @@ def write_report(results, path, mode):
     lines += [f"* {fact}" for fact in _machine(results)]
     lines += [f"* Measured {when[0]}" + (f" to {when[-1]}" if len(when) > 1 else "")
               + f"; repository at commit {commits}", ""]
+    if path.exists() and ARRAYS_START in path.read_text():  # kept: written by its own family
+        kept = path.read_text().split(ARRAYS_START)[1].split(ARRAYS_END)[0]
+        lines += [ARRAYS_START + kept + ARRAYS_END, ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
     return checks
@@ -657,8 +773,11 @@ def main(argv=None):
     results = [json.loads((result_dir / f"{n}.json").read_text()) for n in names
                if (result_dir / f"{n}.json").exists()]
     report = DOC if mode == "full" else RESULTS_DIR / "quick.md"
-    general = [r for r in results if r["kind"] != "sharded"]
+    general = [r for r in results if r["kind"] not in ("sharded", "arrays")]
     checks = write_report(general, report, mode) if general else []
+    arrays = [r for r in results if r["kind"] == "arrays"]
+    if arrays:
+        checks += write_arrays_section(arrays, report, mode)
     sharded = [r for r in results if r["kind"] == "sharded"]
     if sharded:
         sharded_report = SHARDED_DOC if mode == "full" else RESULTS_DIR / "quick_sharded.md"

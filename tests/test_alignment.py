@@ -115,10 +115,19 @@ def test_builder_environment_covers_every_required_variable_and_nothing_else():
 
 
 def test_builder_sends_every_variable_once_all_values_are_set():
-    environment = builder(label_field="label", score_field="score", output_format="parquet",
-                          labeling_format="label_studio", labeling_data_field="text", diversity_method="kmeans",
-                          uncertainty_prefilter=2).environment_variables()
-    assert list(environment) == [var.name for var in script.ENV_VARS]
+    # EMBEDDING_FIELD and FEATURE_COLUMNS exclude each other: each is set in one of two configs.
+    common = dict(label_field="label", score_field="score", output_format="parquet", csv_columns="id,score",
+                  labeling_format="label_studio", labeling_data_field="text", diversity_method="kmeans",
+                  uncertainty_prefilter=2)
+    with_field = list(builder(embedding_field="embedding", **common).environment_variables())
+    with_features = list(builder(feature_columns="f1,f2", **common).environment_variables())
+    assert with_field == [var.name for var in script.ENV_VARS if var.name != "FEATURE_COLUMNS"]
+    assert with_features == [var.name for var in script.ENV_VARS if var.name != "EMBEDDING_FIELD"]
+
+
+def test_config_refuses_embedding_field_with_feature_columns():
+    with pytest.raises(ValueError, match="both choose the embeddings"):
+        builder(embedding_field="embedding", feature_columns="f1")
 
 
 def test_builder_arguments_are_the_contracts():

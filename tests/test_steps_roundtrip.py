@@ -49,6 +49,11 @@ def selection_values(draw):
         values["labeling_data_field"] = draw(LABEL_STUDIO_NAMES)
         if values["id_field"] in script.GROUND_TRUTH_SOURCE_KEYS:
             values["id_field"] = "id"
+    # EMBEDDING_FIELD and FEATURE_COLUMNS exclude each other; LABEL_FIELD=none means "no labels" (parsed as "").
+    if values["embedding_field"] and values["feature_columns"]:
+        values[draw(st.sampled_from(["embedding_field", "feature_columns"]))] = None
+    if values["label_field"] and values["label_field"].strip().lower() == script.NO_LABELS:
+        values["label_field"] = "label"
     return values
 
 

@@ -56,7 +56,7 @@ def missing_folder(run):
 
 def only_markers(run):
     (run.input_dir / "_SUCCESS").write_text("")
-    (run.input_dir / "readme.txt").write_text("no data here")
+    (run.input_dir / ".readme.txt").write_text("no data here")
     return dict(BASE_ENV)
 
 
@@ -210,6 +210,43 @@ def one_class_twice():
     return table.rename(columns={"prob_class_2": "prob_class_01"})
 
 
+def beside_a_table(name, text):
+    def setup(run):
+        write_table(prediction_table(n=20), run.input_dir)
+        target = run.input_dir / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        return dict(BASE_ENV)
+    return setup
+
+
+def file_only(name, text, **env):
+    def setup(run):
+        (run.input_dir / name).write_text(text)
+        return dict(BASE_ENV, **env)
+    return setup
+
+
+def parquet_table(table, **env):
+    def setup(run):
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, str(run.input_dir / "predictions.parquet"))
+        return dict(BASE_ENV, **env)
+    return setup
+
+
+def with_arrays(embeddings):
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(prediction_table(n=4, dim=0).drop(columns=["label"]), preserve_index=False)
+    return table.append_column("embedding", pa.array(embeddings, type=pa.list_(pa.float32())))
+
+
+HEADERLESS = "a,0.2,0.8\nb,0.5,0.5\n"
+DIVERSITY = {"SELECTION_STRATEGY": "diversity"}
+
+
 # (case id, what is wrong, setup, words the one-line message must contain)
 CATALOGUE = [
     ("strategy-missing", "SELECTION_STRATEGY unset",
@@ -246,7 +283,7 @@ CATALOGUE = [
      table_input(RANDOM_SEED="-1"), "RANDOM_SEED='-1' is out of range"),
     ("input-folder-missing", "the evaluation_data folder does not exist",
      missing_folder, "does not exist"),
-    ("no-data-files", "the folder holds only _SUCCESS and a text file",
+    ("no-data-files", "the folder holds only _SUCCESS and a hidden file",
      only_markers, "no data files"),
     ("no-rows", "a CSV with a header and no rows",
      header_only, "has no rows"),
@@ -312,6 +349,32 @@ CATALOGUE = [
      link_into_output, "leads to the output folder"),
     ("unreadable-compression", "a part compressed with bzip2",
      bz2_part, "a table in a form this step does not read"),
+    ("not-a-table", "a text file beside the data",
+     beside_a_table("notes.txt", "hello"), "not a table this step reads"),
+    ("underscore-folder", "Spark's _temporary folder in the input",
+     beside_a_table("_temporary/0/part-1.csv", "id\n"), "a folder whose name starts with _"),
+    ("json-document", "a .json file holding one JSON array, not JSON Lines",
+     file_only("predictions.json", '[{"id": "a"}]'), "is not JSON Lines"),
+    ("csv-without-header", "Batch Transform CSV output (no header) and CSV_COLUMNS unset",
+     file_only("part-0.csv.out", HEADERLESS), "set CSV_COLUMNS to the column names"),
+    ("csv-columns-count", "CSV_COLUMNS names fewer columns than the lines have",
+     file_only("part-0.csv.out", HEADERLESS, CSV_COLUMNS="id,prob_class_0"), "but CSV_COLUMNS names 2 columns"),
+    ("csv-columns-repeated", "CSV_COLUMNS names a column twice",
+     file_only("part-0.csv.out", HEADERLESS, CSV_COLUMNS="id,p,p"), "CSV_COLUMNS names p more than once"),
+    ("lone-class-column", "prob_class_0 is the only score column",
+     table_input(prediction_table(n=20, n_classes=1)), "is the only column starting with SCORE_FIELD_PREFIX"),
+    ("array-column-not-named", "diversity on a table with an array column and EMBEDDING_FIELD unset",
+     parquet_table(with_arrays([[0.0, 1.0]] * 4), **DIVERSITY), "set EMBEDDING_FIELD=embedding"),
+    ("embedding-field-not-array", "EMBEDDING_FIELD names a column of numbers",
+     table_input(SELECTION_STRATEGY="diversity", EMBEDDING_FIELD="feature_a"), "does not hold arrays"),
+    ("ragged-arrays", "embedding arrays of different lengths",
+     parquet_table(with_arrays([[0.0, 1.0], [0.0, 1.0], [0.0], [1.0, 1.0]]), EMBEDDING_FIELD="embedding",
+                   **DIVERSITY), "holds arrays of different lengths: row 1 has 2 values, row 3 has 1"),
+    ("embedding-field-and-features", "EMBEDDING_FIELD and FEATURE_COLUMNS both set",
+     table_input(SELECTION_STRATEGY="diversity", EMBEDDING_FIELD="e", FEATURE_COLUMNS="feature_a"),
+     "both choose the embeddings"),
+    ("feature-column-missing", "FEATURE_COLUMNS names a column that is not there",
+     table_input(SELECTION_STRATEGY="diversity", FEATURE_COLUMNS="feature_a,f9"), "FEATURE_COLUMNS column 'f9'"),
     ("mixed-scores", "one row of logits in a table of probabilities",
      table_input(one_logit_row()), "mix probabilities and other scores: 19 of 20 rows"),
     ("single-score-mixed", "one value of 1.2 in a single probability column",

@@ -102,7 +102,8 @@ def test_reads_part_files_recursively_in_sorted_order_and_ignores_markers(run):
     gz_source = write_table(table.iloc[:0], run.root / "scratch")
     (run.input_dir / "_SUCCESS").write_text("")
     (run.input_dir / ".hidden.csv").write_text("garbage")
-    (run.input_dir / "notes.txt").write_text("not data")
+    (run.input_dir / "_committed_1234").write_text("{}")
+    (run.input_dir / ".part-00000.csv.crc").write_bytes(b"crc")
     metadata = run.main({"SELECTION_STRATEGY": "uncertainty", "BATCH_SIZE": "30"})
     assert metadata["input_files"] == ["a/part-00000.csv", "b/part-00001.csv"]
     assert metadata["pool_size"] == 30

@@ -41,7 +41,8 @@ for bin_, count in {8: 1, 11: 1, 16: 1, 17: 1, 18: 1, 19: 2}.items():
     HISTOGRAM[bin_] = count
 GENERAL_SETTINGS = {"selection_strategy", "use_case", "id_field", "label_field", "score_field", "score_field_prefix",
                     "output_format", "selection_role", "labeling_format",
-                    "stop_agreement", "stop_max_labeled", "stop_max_uncertainty"}  # every run's stopping block
+                    "stop_agreement", "stop_max_labeled", "stop_max_uncertainty",  # every run's stopping block
+                    "csv_columns"}
 
 
 class Marks(HTMLParser):
@@ -134,10 +135,10 @@ def test_active_learning_output_has_the_model_guess_and_the_summary_its_confiden
     ("top_k_per_class", {"k_per_class"}),
     ("uncertainty", {"uncertainty_mode", "batch_size"}),
     ("diversity", {"metric", "random_seed", "diversity_method", "uncertainty_prefilter", "uncertainty_mode",
-                   "batch_size", "embedding_field_prefix"}),
+                   "batch_size", "embedding_field_prefix", "embedding_field", "feature_columns"}),
     ("hybrid", {"metric", "random_seed", "diversity_method", "uncertainty_prefilter", "uncertainty_mode",
-                "batch_size", "embedding_field_prefix"}),
-    ("badge", {"metric", "random_seed", "batch_size", "embedding_field_prefix"}),
+                "batch_size", "embedding_field_prefix", "embedding_field", "feature_columns"}),
+    ("badge", {"metric", "random_seed", "batch_size", "embedding_field_prefix", "embedding_field", "feature_columns"}),
 ])
 def test_metadata_lists_only_the_settings_the_strategy_read(script, strategy, own):
     config = script.parse_environment({"SELECTION_STRATEGY": strategy})

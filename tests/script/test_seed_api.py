@@ -472,7 +472,7 @@ def test_load_inference_data_returns_the_table_and_its_format(tmp_path):
 
 
 def test_load_inference_data_without_data_files_is_a_file_not_found_error(tmp_path):
-    (tmp_path / "notes.txt").write_text("no data here")
+    (tmp_path / "_SUCCESS").write_text("")
     with pytest.raises(FileNotFoundError, match="no data files"):
         script.load_inference_data(str(tmp_path), "id")
 

@@ -170,13 +170,25 @@ def _declare_env_vars(strategy_names: Sequence[str]) -> Tuple[EnvVar, ...]:
         EnvVar("ID_FIELD", "id_field", "str", "id", "Column holding a unique id per row."),
         EnvVar("LABEL_FIELD", "label_field", "str", "",
                "Column holding known labels; rows where it is filled are never selected "
-               "(and are the initial centers for diversity). Unset: no row is labeled."),
+               "(and are the initial centers for diversity). Unset: no row is labeled, with a warning when a "
+               "column looks like labels (label, labels, y, target); none: no row is labeled, silently."),
         EnvVar("SCORE_FIELD", "score_field", "str", "",
-               "One score column to use (a probability of the positive class, or a logit)."),
+               "One score column to use (a probability of the positive class, or a logit), or an array column "
+               "holding one score per class (a JSON Lines \"probabilities\": [..] field, a parquet list)."),
         EnvVar("SCORE_FIELD_PREFIX", "score_field_prefix", "str", "prob_class_",
                "Prefix of the per-class score columns, used when SCORE_FIELD is unset."),
         EnvVar("EMBEDDING_FIELD_PREFIX", "embedding_field_prefix", "str", "emb_",
                "Prefix of the embedding columns used by diversity and badge."),
+        EnvVar("EMBEDDING_FIELD", "embedding_field", "str", "",
+               "diversity, badge: one array column holding each row's embedding (a parquet list, a JSON Lines "
+               "array, a CSV cell holding a JSON array); used instead of the EMBEDDING_FIELD_PREFIX columns."),
+        EnvVar("FEATURE_COLUMNS", "feature_columns", "str", "",
+               "diversity, badge: the columns to use as embeddings, comma-separated; used instead of the "
+               "EMBEDDING_FIELD_PREFIX columns. Unset and no such columns: every numeric column, with a warning."),
+        EnvVar("CSV_COLUMNS", "csv_columns", "str", "",
+               "Column names of CSV/TSV files without a header (Batch Transform output; with "
+               "join_source=Input the input's columns, then the model's), comma-separated. A file whose first "
+               "line is exactly these names has it as its header."),
         EnvVar("OUTPUT_FORMAT", "output_format", "choice", "",
                "Format of selected_samples; unset: the input's format.", choices=OUTPUT_FORMATS),
         EnvVar("RANDOM_SEED", "random_seed", "int", "42",
@@ -243,6 +255,9 @@ class SelectionConfig(NamedTuple):
     score_field: Optional[str]
     score_field_prefix: str
     embedding_field_prefix: str
+    embedding_field: Optional[str]
+    feature_columns: Optional[str]
+    csv_columns: Optional[str]
     output_format: Optional[str]
     random_seed: int
     confidence_threshold: float
@@ -261,6 +276,22 @@ class SelectionConfig(NamedTuple):
     stop_agreement: float
     stop_max_labeled: int
     stop_max_uncertainty: float
+
+    @property
+    def feature_column_names(self) -> List[str]:
+        return _name_list(self.feature_columns)
+
+    @property
+    def csv_column_names(self) -> List[str]:
+        return _name_list(self.csv_columns)
+
+
+NO_LABELS = "none"  # LABEL_FIELD=none: the table has no labels (parsed to "", which no column can be named)
+
+
+def _name_list(text: Optional[str]) -> List[str]:
+    """Comma-separated column names, spaces around each removed."""
+    return [name.strip() for name in text.split(",")] if text else []
 
 
 def _allowed_text(var: EnvVar) -> str:
@@ -350,7 +381,10 @@ def parse_environment(environ_vars: Mapping[str, Any]) -> SelectionConfig:
                 raise SelectionError("{} is required: expected {}".format(var.name, _allowed_text(var)))
             raw = var.default
         values[var.field] = None if raw == "" else _parse_env_value(var, raw)
+    if values["label_field"] is not None and values["label_field"].strip().lower() == NO_LABELS:
+        values["label_field"] = ""
     config = with_strategy_defaults(SelectionConfig(**values))
+    validate_column_settings(config)
     validate_strategy_for_use_case(config.selection_strategy, config.use_case)
     validate_labeling_settings(config.labeling_format, config.labeling_data_field,
                                strategy=config.selection_strategy, id_field=config.id_field)
@@ -368,6 +402,21 @@ def with_strategy_defaults(config: SelectionConfig) -> SelectionConfig:
     unset = {field: defaults[keyword].default for field, keyword in strategy.settings.items()
              if getattr(config, field) is None}
     return config._replace(**unset) if unset else config
+
+
+def validate_column_settings(config: SelectionConfig) -> None:
+    """EMBEDDING_FIELD and FEATURE_COLUMNS each choose the embeddings: one of them at most; lists of names
+    without blanks or repeats."""
+    if config.embedding_field and config.feature_columns:
+        raise SelectionError("EMBEDDING_FIELD={!r} and FEATURE_COLUMNS={!r} both choose the embeddings: set one of "
+                             "them".format(config.embedding_field, config.feature_columns))
+    for var_name, names in (("FEATURE_COLUMNS", config.feature_column_names),
+                            ("CSV_COLUMNS", config.csv_column_names)):
+        if any(not name for name in names):
+            raise SelectionError("{} has an empty name: expected column names separated by commas".format(var_name))
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise SelectionError("{} names {} more than once".format(var_name, _preview(repeated)))
 
 
 def validate_labeling_settings(labeling_format: str, field: Optional[str], *, strategy: str, id_field: str) -> None:
@@ -406,6 +455,7 @@ class DataFile(NamedTuple):
 _DATA_SUFFIXES = ((".csv", "csv"), (".csv.gz", "csv"), (".tsv", "tsv"), (".tsv.gz", "tsv"),
                   (".parquet", "parquet"), (".pq", "parquet"))
 _SEPARATORS = {"csv": ",", "tsv": "\t"}
+_TYPED_FORMATS = ("parquet", "jsonl")  # formats whose files declare column types (Arrow types)
 # pandas before 3 parses some decimals 1 ulp off (1.1.3 reads 0.007 as 0.006999999999999999) unless asked for
 # round-trip parsing; pandas 3 parses exactly and deprecates the option.
 _EXACT_FLOATS = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
@@ -421,6 +471,68 @@ def _data_format(path: Path) -> Optional[str]:
         if name.endswith(suffix):
             return fmt
     return None
+
+
+# What the walk skips, and only this: job markers (Spark/Hadoop _SUCCESS, Databricks _committed_*/_started_*,
+# this step's _FAILURE), parquet summary files (_metadata, _common_metadata: schemas, no rows of their own),
+# Hadoop .crc checksum sidecars and hidden (dot) files and folders. Every other file is read or is an error.
+_NOT_DATA = re.compile(r"(_SUCCESS|_FAILURE|_committed_.*|_started_.*|_metadata|_common_metadata|\..*|.*\.crc)\Z",
+                       re.DOTALL)
+_JSON_LINES_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".json", ".json.gz")
+_BATCH_TRANSFORM_SUFFIX = ".out"  # Batch Transform names each output after its input: part-0.csv.out
+_PARQUET_MAGIC = b"PAR1"
+_OTHER_FORMATS_HINT = (".csv, .tsv (also .gz), .parquet, .pq, .jsonl, .json (JSON Lines), Batch Transform .out, "
+                       "and parquet of any name")
+
+
+def _is_not_data(name: str) -> bool:
+    return bool(_NOT_DATA.match(name))
+
+
+def _first_bytes(path: Path, count: int = 4096) -> bytes:
+    try:
+        with open(str(path), "rb") as handle:
+            return handle.read(count)
+    except OSError as error:
+        raise SelectionError("cannot read {}: {}".format(path, error.strerror or _one_line(error))) from None
+
+
+def _format_from_content(path: Path) -> Optional[str]:
+    """parquet by its magic bytes, JSON Lines by a first '{', otherwise None."""
+    head = _first_bytes(path)
+    if head.startswith(_PARQUET_MAGIC):
+        return "parquet"
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    return "jsonl" if text.startswith(b"{") else None
+
+
+def file_format(path: Path) -> str:
+    """How one input file is read: "csv", "tsv", "parquet" or "jsonl"; anything else is an error naming it.
+
+    By name first (.csv, .tsv, .parquet, .pq, .jsonl, .json; a Batch Transform ``.out`` by the name it
+    extends, e.g. part-0.csv.out); a ``.out`` of another name is parquet by its magic bytes, JSON Lines when
+    it starts with '{', otherwise CSV; a file of any other name is read only when it is parquet (Spark part
+    files without an extension).
+    """
+    name = path.name.lower()
+    batch_transform = name.endswith(_BATCH_TRANSFORM_SUFFIX)
+    inner = Path(path.name[:-len(_BATCH_TRANSFORM_SUFFIX)]) if batch_transform else path
+    by_name = _data_format(inner)
+    if by_name is None and inner.name.lower().endswith(_JSON_LINES_SUFFIXES):
+        by_name = "jsonl"
+    if by_name is None and _UNREADABLE_DATA.search(inner.name.lower()):
+        raise SelectionError("cannot read {}: a table in a form this step does not read (it reads {})".format(
+            path, _OTHER_FORMATS_HINT))
+    if by_name is not None:
+        return by_name
+    by_content = _format_from_content(path)
+    if by_content is not None:
+        return by_content
+    if batch_transform:
+        return "csv"
+    raise SelectionError("cannot read {}: not a table this step reads (it reads {}); only markers, .crc sidecars "
+                         "and hidden files are skipped, so move this file out of the input".format(
+                             path, _OTHER_FORMATS_HINT))
 
 
 def _detect_file_format(file_path: Any) -> str:
@@ -447,8 +559,9 @@ def _check_outside(path: Path, forbidden: Sequence[str], skipped: Collection[str
 
 
 def _walk(folder: Path, relative: Tuple[str, ...], seen: set, forbidden: Sequence[str],
-          skipped: Collection[str] = ()) -> Iterable[Tuple[Path, Tuple[str, ...]]]:
-    """Every file below ``folder``, links followed, in sorted path order; unreadable entries are errors.
+          skipped: Collection[str] = ()) -> Iterable[Tuple[Path, Optional[Tuple[str, ...]]]]:
+    """Every file below ``folder``, links followed, in sorted path order, with its path relative to the input
+    (None for a name that is provably not data, see ``_NOT_DATA``); unreadable entries are errors.
 
     ``skipped`` are the output folders inside the input: passed over where they stand (reached through
     a link they are an error, like any other output folder).
@@ -459,9 +572,10 @@ def _walk(folder: Path, relative: Tuple[str, ...], seen: set, forbidden: Sequenc
     except OSError as error:
         raise SelectionError("cannot read input folder {}: {}".format(folder, error.strerror or error)) from None
     for name in entries:
-        if name.startswith((".", "_")):
-            continue
         path = folder / name
+        if _is_not_data(name):
+            yield path, None
+            continue
         try:
             status = os.stat(str(path))
         except OSError as error:
@@ -476,6 +590,9 @@ def _walk(folder: Path, relative: Tuple[str, ...], seen: set, forbidden: Sequenc
             if os.path.realpath(str(path)) in skipped and not os.path.islink(str(path)):
                 logger.info("Not reading %s: it is an output folder of this step", path)
                 continue
+            if name.startswith("_"):
+                raise SelectionError("cannot read {}: a folder whose name starts with _ holds a job's uncommitted or "
+                                     "private output (Spark's _temporary); remove it from the input".format(path))
             yield from _walk(path, relative + (name,), seen, forbidden, skipped)
         else:
             _check_outside(path, forbidden)
@@ -483,33 +600,32 @@ def _walk(folder: Path, relative: Tuple[str, ...], seen: set, forbidden: Sequenc
 
 
 def discover_data_files(root: Path, forbidden: Sequence[Path] = ()) -> List[DataFile]:
-    """Data files below ``root`` in sorted path order; hidden and ``_``-prefixed names are not data.
+    """Data files below ``root`` in sorted path order, each with the format it is read in (``file_format``).
 
-    Links are followed (each file or folder is read once); a folder or link that cannot be read is an
-    error, and so is a path that leads into one of the ``forbidden`` (output) folders. Output folders
-    inside ``root`` (``check_folders_apart`` allows them) are not read.
+    Only the names ``_NOT_DATA`` describes are skipped (counted in the log); any other file is read, or
+    the run fails naming it. Links are followed (each file or folder is read once); a folder or link that
+    cannot be read is an error, and so is a path that leads into one of the ``forbidden`` (output) folders.
+    Output folders inside ``root`` (``check_folders_apart`` allows them) are not read.
     """
     if not root.is_dir():
         raise SelectionError("input folder {} does not exist or is not a folder".format(root))
     real_forbidden = [os.path.realpath(str(folder)) for folder in forbidden]
     inside = {folder for folder in real_forbidden if _is_within(folder, _real(root)) and folder != _real(root)}
     seen = {(os.stat(str(root)).st_dev, os.stat(str(root)).st_ino)}
-    found, ignored = [], []
+    found, skipped = [], []
     for path, relative in _walk(root, (), seen, real_forbidden, inside):
-        fmt = _data_format(path)
-        if fmt is None and _UNREADABLE_DATA.search(path.name.lower()):
-            raise SelectionError("cannot read {}: a table in a form this step does not read (supported: {})".format(
-                path, ", ".join(suffix for suffix, _ in _DATA_SUFFIXES)))
-        if fmt is None:
-            ignored.append("/".join(relative))
+        if relative is None:
+            skipped.append(os.path.relpath(str(path), str(root)))
         elif not os.path.isfile(str(path)):
             raise SelectionError("cannot read {}: not a regular file".format(path))
         else:
-            found.append(DataFile(path, fmt))
-    if ignored:
-        logger.info("Ignoring %d non-data file(s) in %s: %s", len(ignored), root, ", ".join(ignored[:5]))
+            found.append(DataFile(path, file_format(path)))
+    if skipped:
+        logger.info("Skipped %d file(s) that are not data (markers, .crc sidecars, hidden files) in %s: %s",
+                    len(skipped), root, _preview(skipped, 5))
     if not found:
-        raise NoDataFilesError("no data files (.csv, .tsv, .parquet, .csv.gz, .tsv.gz) found under {}".format(root))
+        raise NoDataFilesError("no data files under {}: it holds only markers, .crc sidecars and hidden files ({} "
+                               "skipped)".format(root, len(skipped)))
     return found
 
 
@@ -521,6 +637,8 @@ class FileColumns(NamedTuple):
     rows: Optional[int]  # parquet: its row count; csv: unknown (0 when it holds no data row)
     index_columns: List[str]  # parquet: named pandas index columns
     ranges: Dict[str, Tuple[int, int]]  # parquet: named RangeIndex kept only as metadata -> (start, step)
+    has_header: bool = True  # csv: False when the names come from CSV_COLUMNS
+    json_schema: Any = None  # JSON Lines: the (nested) Arrow schema the file is read with
 
 
 def _open_text(data_file: DataFile) -> Any:
@@ -529,23 +647,161 @@ def _open_text(data_file: DataFile) -> Any:
     return open(str(data_file.path), "r", encoding="utf-8-sig", newline="")
 
 
-def _csv_header(data_file: DataFile) -> Tuple[List[str], bool]:
-    """The header of a csv/tsv file, read with the csv module before pandas can rename anything, and
-    whether a data row follows it."""
+_NUMBER_TEXT = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*\Z")
+
+
+def _csv_header(data_file: DataFile, csv_columns: Sequence[str] = ()) -> Tuple[List[str], bool, bool]:
+    """The column names of a csv/tsv file, whether a data row follows them, and whether the file has a header.
+
+    The first line is read with the csv module before pandas can rename anything. It is the header unless
+    CSV_COLUMNS names the columns: then it is the header only when it is exactly those names, and a data
+    row otherwise (with as many fields). Without CSV_COLUMNS, a first line holding a number is a data row
+    of a file without a header: an error asking for CSV_COLUMNS, never a header made of data.
+    """
     with _open_text(data_file) as handle:
         reader = csv.reader(handle, delimiter=_SEPARATORS[data_file.fmt])
-        header = next(reader, None)
-        first_row = next((row for row in reader if row), None)  # pandas skips blank lines too
-    if not header:
-        return [], False  # a file with no bytes: an empty partition
-    blank = [position for position, name in enumerate(header, 1) if not name.strip()]
+        first = next(reader, None)
+        second = next((row for row in reader if row), None)  # pandas skips blank lines too
+    if not first:
+        return [], False, True  # a file with no bytes: an empty partition
+    if csv_columns:
+        names = list(csv_columns)
+        if first == names:
+            return names, second is not None, True
+        if len(first) != len(names):
+            raise SelectionError("{}: its first line has {} fields but CSV_COLUMNS names {} columns (and it is not "
+                                 "the header CSV_COLUMNS names)".format(data_file.path, len(first), len(names)))
+        return names, True, False
+    numbers = [cell for cell in first if _NUMBER_TEXT.match(cell)]
+    if numbers:
+        raise SelectionError("{}: its first line holds the number {!r}, so it is a data row, not a header (Batch "
+                             "Transform writes CSV without one): set CSV_COLUMNS to the column names, "
+                             "comma-separated".format(data_file.path, numbers[0]))
+    blank = [position for position, name in enumerate(first, 1) if not name.strip()]
     if blank:
         raise SelectionError("{}: column {} of the header has no name (an index written by to_csv, or a trailing "
                              "separator?)".format(data_file.path, blank[0]))
-    if first_row is not None and len(first_row) > len(header):
+    if second is not None and len(second) > len(first):
         raise SelectionError("{}: the first data row has {} fields but the header has {} (a trailing separator?)"
-                             .format(data_file.path, len(first_row), len(header)))
-    return header, first_row is not None
+                             .format(data_file.path, len(second), len(first)))
+    return first, second is not None, True
+
+
+_JSON_CHUNK_BYTES = 1 << 24  # lines are parsed this many bytes at a time to learn the columns' types
+
+
+def _json_chunks(data_file: DataFile) -> Iterable[bytes]:
+    """The file's bytes in pieces of whole lines (about ``_JSON_CHUNK_BYTES`` each), a byte order mark removed."""
+    opener = gzip.open if data_file.path.name.lower().endswith(".gz") else open
+    with opener(str(data_file.path), "rb") as handle:
+        rest = b""
+        while True:
+            block = handle.read(_JSON_CHUNK_BYTES)
+            if not block:
+                break
+            if not rest and block.startswith(b"\xef\xbb\xbf"):
+                block = block[3:]
+            block = rest + block
+            cut = block.rfind(b"\n") + 1
+            if cut == 0:
+                rest = block
+                continue
+            yield block[:cut]
+            rest = block[cut:]
+        if rest.strip():
+            yield rest
+
+
+def _unify_json_types(a: Any, b: Any, name: str, path: Path) -> Any:
+    """The one type a JSON field has when one part of the file gives ``a`` and another ``b``: null gives way,
+    integers and floats make floats (as Arrow does within one read), lists and objects unify element-wise."""
+    import pyarrow as pa
+
+    if a == b or pa.types.is_null(b):
+        return a
+    if pa.types.is_null(a):
+        return b
+    if {_arrow_kind(a), _arrow_kind(b)} == {"integer", "float"}:
+        return pa.float64()
+    if pa.types.is_list(a) and pa.types.is_list(b):
+        return pa.list_(_unify_json_types(a.value_type, b.value_type, name, path))
+    if pa.types.is_struct(a) and pa.types.is_struct(b):
+        fields = {field.name: field.type for field in a}
+        for field in b:
+            fields[field.name] = (_unify_json_types(fields[field.name], field.type, name + "." + field.name, path)
+                                  if field.name in fields else field.type)
+        return pa.struct(list(fields.items()))
+    raise SelectionError("cannot read {}: field {!r} is {} in some lines and {} in others".format(path, name, a, b))
+
+
+def _json_lines_schema(data_file: DataFile) -> Tuple[Optional[Any], int]:
+    """The file's Arrow schema (fields in first-seen order; None: no lines) and its number of lines.
+
+    Learnt a chunk at a time: Arrow's type inference holds about three times the file in memory, a read
+    with the schema about once. One object per line; anything else is an error naming the file.
+    """
+    import io
+
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    opener = gzip.open if data_file.path.name.lower().endswith(".gz") else open
+    with opener(str(data_file.path), "rb") as handle:
+        head = handle.read(1 << 16).lstrip(b"\xef\xbb\xbf \t\r\n")
+    if not head:
+        return None, 0
+    if not head.startswith(b"{"):
+        raise SelectionError("{} is not JSON Lines: it starts with {!r}, and JSON Lines holds one object ({{...}}) per "
+                             "line".format(data_file.path, head[:1].decode("latin-1")))
+    fields: Dict[str, Any] = {}
+    rows = 0
+    for chunk in _json_chunks(data_file):
+        table = pj.read_json(io.BytesIO(chunk))
+        rows += table.num_rows
+        for field in table.schema:
+            fields[field.name] = (_unify_json_types(fields[field.name], field.type, field.name, data_file.path)
+                                  if field.name in fields else field.type)
+    return (pa.schema(list(fields.items())) if fields else None), rows
+
+
+def _flattened(table: Any) -> Any:
+    """``table`` with every object field as ``outer.inner`` columns."""
+    while any(_is_struct(field.type) for field in table.schema):
+        table = table.flatten()
+    return table
+
+
+def _json_lines_table(data_file: DataFile, schema: Any = None) -> Optional[Any]:
+    """A JSON Lines file as an Arrow table (None: no lines): arrays are list columns, objects' fields
+    ``outer.inner`` columns, each field of the one type ``_json_lines_schema`` finds (or ``schema``)."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    if schema is None:
+        schema, _ = _json_lines_schema(data_file)
+    if schema is None:
+        return None
+    options = pj.ParseOptions(explicit_schema=schema)
+    return _flattened(pa.concat_tables([pj.read_json(io.BytesIO(chunk), parse_options=options)
+                                        for chunk in _json_chunks(data_file)]))
+
+
+def _is_struct(arrow_type: Any) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_struct(arrow_type)
+
+
+def _json_lines_columns(data_file: DataFile) -> FileColumns:
+    """What a JSON Lines file declares, learnt without holding its table: the flattened columns and types."""
+    schema, rows = _json_lines_schema(data_file)
+    if schema is None:
+        return FileColumns([], {}, 0, [], {})
+    flat = _flattened(schema.empty_table()).schema
+    return FileColumns(list(flat.names), {field.name: field.type for field in flat}, rows, [], {},
+                       json_schema=schema)
 
 
 def _parquet_columns(data_file: DataFile) -> FileColumns:
@@ -589,13 +845,16 @@ def _with_ranges(table: Any, file_columns: FileColumns, row_numbers: np.ndarray,
     return table.select(list(columns))
 
 
-def read_file_columns(data_file: DataFile) -> FileColumns:
+def read_file_columns(data_file: DataFile, csv_columns: Sequence[str] = ()) -> FileColumns:
+    """What ``data_file`` declares: its columns, and their types where the format has them."""
     try:
         if data_file.fmt == "parquet":
             found = _parquet_columns(data_file)
+        elif data_file.fmt == "jsonl":
+            found = _json_lines_columns(data_file)
         else:
-            header, has_rows = _csv_header(data_file)
-            found = FileColumns(header, {}, None if has_rows else 0, [], {})
+            header, has_rows, has_header = _csv_header(data_file, csv_columns)
+            found = FileColumns(header, {}, None if has_rows else 0, [], {}, has_header)
     except SelectionError:
         raise
     except Exception as error:
@@ -640,7 +899,16 @@ def _arrow_kind(arrow_type: Any) -> Optional[str]:
         return "text"
     if pa.types.is_boolean(arrow_type):
         return "bool"
+    if _is_list(arrow_type):
+        return "array"
     return str(arrow_type)
+
+
+def _is_list(arrow_type: Any) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type) or pa.types.is_fixed_size_list(
+        arrow_type)
 
 
 class InputTable(NamedTuple):
@@ -683,7 +951,7 @@ def scan_input(root: Path, config: SelectionConfig, forbidden: Sequence[Path] = 
     float mix, except in the id and label columns). Parts without rows are left out: they impose nothing.
     """
     files = discover_data_files(root, forbidden)
-    found = [read_file_columns(data_file) for data_file in files]
+    found = [read_file_columns(data_file, config.csv_column_names) for data_file in files]
     empty = [data_file for data_file, columns in zip(files, found) if columns.rows == 0]
     if len(empty) == len(files):
         raise SelectionError("the input under {} has no rows".format(root))
@@ -701,13 +969,13 @@ def scan_input(root: Path, config: SelectionConfig, forbidden: Sequence[Path] = 
     required, parsed = numeric_columns(columns, config)
     strict = {config.id_field, config.label_field}
     # In a mix of csv and parquet parts, a column that parquet types as numbers is read as numbers from csv.
-    typed = {name for data_file, file_columns in zip(files, found) if data_file.fmt == "parquet"
+    typed = {name for data_file, file_columns in zip(files, found) if data_file.fmt in _TYPED_FORMATS
              for name in columns if _arrow_kind(file_columns.arrow_types[name]) in ("integer", "float")} - strict
     as_numbers = set(parsed) | typed
     declared: Dict[str, List[Tuple[str, DataFile]]] = {name: [] for name in columns}
     for data_file, file_columns in zip(files, found):
         for name in columns:
-            kind = _arrow_kind(file_columns.arrow_types[name]) if data_file.fmt == "parquet" else (
+            kind = _arrow_kind(file_columns.arrow_types[name]) if data_file.fmt in _TYPED_FORMATS else (
                 None if name in as_numbers else "text")
             if kind is not None:
                 declared[name].append((kind, data_file))
@@ -735,7 +1003,7 @@ def _agreed_arrow_types(files: Sequence[DataFile], found: Sequence[FileColumns],
                         kinds: Mapping[str, Optional[str]]) -> Dict[str, Any]:
     import pyarrow as pa
 
-    parquet = [(f, c) for f, c in zip(files, found) if f.fmt == "parquet"]
+    parquet = [(f, c) for f, c in zip(files, found) if f.fmt in _TYPED_FORMATS]
     if not parquet:
         return {}
     agreed = {}
@@ -767,10 +1035,35 @@ def _arrow_to_pandas(table: Any) -> pd.DataFrame:
     table = table.replace_schema_metadata(None)
     columns = {}
     for name, column in zip(table.column_names, table.columns):
+        if (_is_list(column.type) and _arrow_kind(column.type.value_type) in ("integer", "float")
+                and not any(chunk.values.null_count for chunk in column.chunks)):
+            columns[name] = pd.Series(_list_cells(column), dtype=object)
+            continue
         single = pa.table({name: column})
         with_nulls = pa.types.is_integer(column.type) and column.null_count > 0
         columns[name] = single.to_pandas(types_mapper=nullable.get if with_nulls else None)[name]
     return pd.DataFrame(columns, columns=table.column_names)
+
+
+def _list_cells(column: Any) -> np.ndarray:
+    """A list column of numbers as an object array of numpy arrays that view the Arrow buffers (no copy of the
+    values, which a wide embedding column would double); missing lists are None."""
+    import pyarrow as pa
+
+    cells = np.empty(len(column), dtype=object)
+    start = 0
+    for chunk in column.chunks:
+        values = chunk.values.to_numpy(zero_copy_only=False)  # the whole child array: offsets index into it
+        if pa.types.is_fixed_size_list(chunk.type):
+            size = chunk.type.list_size
+            offsets = list(range(chunk.offset * size, (chunk.offset + len(chunk) + 1) * size, size))
+        else:
+            offsets = chunk.offsets.to_numpy().tolist()
+        missing = chunk.is_null().to_numpy(zero_copy_only=False) if chunk.null_count else None
+        for row in range(len(chunk)):
+            cells[start + row] = None if missing is not None and missing[row] else values[offsets[row]:offsets[row + 1]]
+        start += len(chunk)
+    return cells
 
 
 def _unified(table: Any, source: InputTable) -> Any:
@@ -790,7 +1083,9 @@ def _read_file(data_file: DataFile, file_columns: FileColumns, source: InputTabl
             table = pq.read_table(str(data_file.path), columns=_stored(source.columns, file_columns))
             table = _with_ranges(table, file_columns, np.arange(table.num_rows), source.columns)
             return _arrow_to_pandas(_unified(table, source))
-        frame = _read_csv(data_file, source)
+        if data_file.fmt == "jsonl":
+            return _arrow_to_pandas(_unified(_json_lines_table(data_file, file_columns.json_schema), source))
+        frame = _read_csv(data_file, file_columns, source)
     except SelectionError:
         raise
     except Exception as error:
@@ -798,19 +1093,21 @@ def _read_file(data_file: DataFile, file_columns: FileColumns, source: InputTabl
     return frame
 
 
-def _read_csv(data_file: DataFile, source: InputTable) -> pd.DataFrame:
+def _read_csv(data_file: DataFile, file_columns: FileColumns, source: InputTable) -> pd.DataFrame:
     """A csv/tsv file with its text columns exactly as written (no NA words) and its number columns parsed."""
-    header, _ = _csv_header(data_file)
+    header = file_columns.names
     text = [name for name in header if source.kinds.get(name) == "text"]
     parsed = [name for name in header if name not in text]
+    names = {} if file_columns.has_header else {"header": None, "names": header, "index_col": False}
     frame = pd.read_csv(data_file.path, sep=_SEPARATORS[data_file.fmt], dtype={name: object for name in text},
                         keep_default_na=False, na_values={name: [""] for name in parsed}, low_memory=False,
-                        **_EXACT_FLOATS)
+                        **names, **_EXACT_FLOATS)
     if list(frame.columns) != header:
         raise SelectionError("cannot read the header of {} unambiguously: pandas reads {}".format(
             data_file.path, _preview(list(frame.columns))))
     if len(frame):
-        _check_numeric(frame, source.numbers, "", where=data_file.path)
+        numbers = [name for name in source.numbers if not _holds_arrays(frame[name])]  # JSON arrays stay text
+        _check_numeric(frame, numbers, "", where=data_file.path)
     return _in_column_order(frame, source.columns)
 
 
@@ -925,6 +1222,12 @@ def extract_score_columns(
                 score_field, _preview(names)))
         return [score_field]
     prefixed = [name for name in names if name.startswith(score_prefix) and len(name) > len(score_prefix)]
+    if len(prefixed) == 1:
+        raise SelectionError(
+            "{!r} is the only column starting with SCORE_FIELD_PREFIX={!r}: one per-class column cannot say what "
+            "the other classes score; give a column per class (e.g. {}0 and {}1), or set SCORE_FIELD={} to read it "
+            "as the probability of class 1 (classes 0 and 1)".format(
+                prefixed[0], score_prefix, score_prefix, score_prefix, prefixed[0]))
     if prefixed:
         return sorted(prefixed, key=lambda name: _class_sort_key(name[len(score_prefix):]))
     for family in (LLM_SCORE_COLUMNS, RULESET_SCORE_COLUMNS):
@@ -1112,13 +1415,15 @@ def scores_to_probabilities(values: np.ndarray, score_cols: Sequence[str]) -> Tu
 
 def embedding_columns(
     columns: Sequence[str], prefix: str, excluded: Iterable[str], is_number: Callable[[str], bool],
-    feature_columns: Optional[Sequence[str]] = None,
+    feature_columns: Optional[Sequence[str]] = None, is_array: Callable[[str], bool] = lambda name: False,
 ) -> Tuple[List[str], str]:
     """Columns that describe each row for distance computations, and where they came from.
 
     The ``prefix`` columns when there are any; otherwise ``feature_columns`` when given (they must
     exist); otherwise every column that ``is_number`` accepts (numeric, not boolean) and that is not
-    excluded (the id, label, score and output columns).
+    excluded (the id, label, score and output columns), with a warning naming them. A column that
+    ``is_array`` accepts (arrays in its cells) is never passed over for those: it is an error naming it
+    and EMBEDDING_FIELD.
     """
     embedded = [name for name in columns if name.startswith(prefix)]
     if embedded:
@@ -1127,13 +1432,109 @@ def embedding_columns(
         _require_columns(columns, [("feature_columns", name) for name in feature_columns])
         return list(feature_columns), "feature columns"
     skip = set(excluded)
+    arrays = [name for name in columns if name not in skip and is_array(name)]
+    if arrays:
+        raise SelectionError("column {!r} holds arrays and no column starts with EMBEDDING_FIELD_PREFIX={!r}: set "
+                             "EMBEDDING_FIELD={} to use it as the embeddings (or FEATURE_COLUMNS to name other "
+                             "columns); numeric columns are never used in its place".format(arrays[0], prefix,
+                                                                                            arrays[0]))
     features = [name for name in columns if name not in skip and is_number(name)]
     if not features:
         raise SelectionError("diversity and badge need embeddings: no columns start with EMBEDDING_FIELD_PREFIX={!r} "
                              "and no numeric feature columns were found".format(prefix))
-    logger.info("No %s* columns: using %d numeric feature column(s) instead: %s", prefix, len(features),
-                _preview(features))
+    logger.warning("No %s* columns: using the %d numeric column(s) %s as embeddings; set EMBEDDING_FIELD, "
+                   "FEATURE_COLUMNS or EMBEDDING_FIELD_PREFIX to choose them", prefix, len(features),
+                   ", ".join(features))
     return features, "numeric feature columns"
+
+
+LIKELY_LABEL_COLUMNS = ("label", "labels", "y", "target")
+
+
+def _warn_of_unnamed_labels(columns: Sequence[str], config: SelectionConfig) -> None:
+    """A column named like labels while LABEL_FIELD is unset: every row is a candidate, perhaps wrongly."""
+    if config.label_field is not None:
+        return
+    likely = [name for name in columns if name.strip().lower() in LIKELY_LABEL_COLUMNS]
+    if likely:
+        logger.warning("Column %r looks like labels but LABEL_FIELD is unset, so no row counts as labeled and "
+                       "every row may be selected; set LABEL_FIELD=%s, or LABEL_FIELD=%s to say there are no "
+                       "labels", likely[0], likely[0], NO_LABELS)
+
+
+def _is_array_cell(value: Any) -> bool:
+    return isinstance(value, (list, tuple, np.ndarray))
+
+
+def _holds_arrays(column: pd.Series) -> bool:
+    """True when the first filled cell is an array, or text that is a JSON array (a CSV cell)."""
+    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        return False
+    for value in column:
+        if _is_array_cell(value):
+            return True
+        if isinstance(value, str) and value.strip():
+            text = value.strip()
+            return text.startswith("[") and text.endswith("]")
+    return False
+
+
+def _cell_values(value: Any, name: str, row: int) -> Any:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise SelectionError("array column {!r} holds {!r} in row {}: not a JSON array".format(
+                name, value[:40], row + 1)) from None
+    if not _is_array_cell(value):
+        raise SelectionError("array column {!r} is empty or not an array in row {} ({!r})".format(name, row + 1,
+                                                                                                  value))
+    return value
+
+
+def _array_matrix(column: pd.Series, name: str, dtype: Any) -> np.ndarray:
+    """An array column (arrays, or JSON text in CSV cells) as an (n, d) matrix; ragged or text is an error."""
+    cells = [_cell_values(value, name, row) for row, value in enumerate(column)]
+    lengths = np.fromiter((len(cell) for cell in cells), dtype=np.int64, count=len(cells))
+    _check_lengths(lengths, name)
+    matrix = np.empty((len(cells), int(lengths[0]) if lengths.size else 0), dtype=dtype)
+    try:
+        for row, cell in enumerate(cells):  # row by row: no second copy of the whole table
+            matrix[row] = cell
+    except (TypeError, ValueError):
+        raise SelectionError("array column {!r} must hold arrays of numbers, but row {} holds {!r}".format(
+            name, row + 1, cell)) from None
+    return matrix
+
+
+def _check_lengths(lengths: np.ndarray, name: str, offset: int = 0) -> None:
+    if lengths.size and (lengths != lengths[0]).any():
+        other = int(np.flatnonzero(lengths != lengths[0])[0])
+        raise SelectionError("array column {!r} holds arrays of different lengths: row {} has {} values, row {} has "
+                             "{}".format(name, offset + 1, int(lengths[0]), offset + other + 1, int(lengths[other])))
+    if lengths.size and lengths[0] == 0:
+        raise SelectionError("array column {!r} holds empty arrays".format(name))
+
+
+def _arrow_matrix(column: Any, name: str, dtype: Any, offset: int) -> np.ndarray:
+    """An Arrow list column (one row group) as an (n, d) matrix; nulls and ragged rows are errors."""
+    import pyarrow as pa
+
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if column.null_count:
+        row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+        raise SelectionError("array column {!r} is empty in row {}".format(name, offset + row + 1))
+    if pa.types.is_fixed_size_list(column.type):
+        width = column.type.list_size
+        values = column.flatten()
+    else:
+        lengths = np.diff(column.offsets.to_numpy())
+        _check_lengths(lengths, name, offset)
+        width = int(lengths[0]) if lengths.size else 0
+        values = column.flatten()
+    if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)):
+        raise SelectionError("array column {!r} must hold arrays of numbers, not {}".format(name, column.type))
+    return values.to_numpy(zero_copy_only=False).astype(dtype, copy=False).reshape(len(column), width)
 
 
 def _blank(values: pd.Series) -> np.ndarray:
@@ -1198,7 +1599,9 @@ def _require_columns(columns: Sequence[str], wanted: Iterable[Tuple[str, Optiona
 
 def _check_columns_exist(columns: Sequence[str], config: SelectionConfig, where: Any = None) -> None:
     _require_columns(columns, [("ID_FIELD", config.id_field), ("LABEL_FIELD", config.label_field),
-                               ("LABELING_DATA_FIELD", config.labeling_data_field)], where)
+                               ("LABELING_DATA_FIELD", config.labeling_data_field),
+                               ("EMBEDDING_FIELD", config.embedding_field)]
+                     + [("FEATURE_COLUMNS", name) for name in config.feature_column_names], where)
 
 
 def _non_feature_columns(columns: Sequence[str], config: SelectionConfig, score_cols: Sequence[str],
@@ -1209,7 +1612,9 @@ def _non_feature_columns(columns: Sequence[str], config: SelectionConfig, score_
     return [name for name in columns if name in reserved or name.startswith(config.score_field_prefix)]
 
 
-def _embedding_matrix(df: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+def _embedding_matrix(df: pd.DataFrame, columns: Sequence[str], arrays: bool = False) -> np.ndarray:
+    if arrays:
+        return _array_matrix(df[columns[0]], columns[0], np.float32)
     text = [name for name in columns if not pd.api.types.is_numeric_dtype(df[name])]
     if not text:
         return df[list(columns)].to_numpy(dtype=np.float32)
@@ -1237,30 +1642,68 @@ class Pool(NamedTuple):
     ids: Optional[pd.Series] = None  # (n,) the ID_FIELD values in row order, when the reader keeps them
 
 
+class ColumnPlan(NamedTuple):
+    """Which columns selection reads: scores, vectors, and whether each of those is one array column."""
+
+    score_columns: List[str]
+    vector_columns: List[str]  # empty unless the strategy needs embeddings
+    vector_source: Optional[str]
+    score_array: bool  # SCORE_FIELD names an array column: one score per class
+    vector_array: bool  # EMBEDDING_FIELD: one array column
+
+
 def _plan_columns(columns: Sequence[str], is_number: Callable[[str], bool], config: SelectionConfig,
-                  feature_columns: Optional[Sequence[str]] = None,
-                  index_columns: Iterable[str] = ()) -> Tuple[List[str], List[str], Optional[str]]:
-    """Score columns, vector columns (empty unless the strategy needs them) and the vectors' source."""
+                  feature_columns: Optional[Sequence[str]] = None, index_columns: Iterable[str] = (),
+                  is_array: Callable[[str], bool] = lambda name: False) -> ColumnPlan:
+    """The columns every reading path takes scores and vectors from, and the warnings about defaults."""
     _check_columns_exist(columns, config)
     _check_no_output_columns(columns, config.selection_strategy)
-    score_cols = extract_score_columns(columns, config.score_field, config.score_field_prefix)
-    class_labels(score_cols, config.score_field_prefix)  # two columns of one class fail here, before any read
+    _warn_of_unnamed_labels(columns, config)
+    try:
+        score_cols = extract_score_columns(columns, config.score_field, config.score_field_prefix)
+    except SelectionError as error:
+        arrays = [name for name in columns if is_array(name)]
+        if config.score_field or not arrays:
+            raise
+        raise SelectionError("{}; column {!r} holds arrays: SCORE_FIELD={} reads it as one score per class".format(
+            error, arrays[0], arrays[0])) from None
+    score_array = bool(config.score_field) and is_array(config.score_field)
+    if not score_array:
+        class_labels(score_cols, config.score_field_prefix)  # two columns of one class fail here, before any read
     if not strategy_for(config.selection_strategy).needs_embeddings:
-        return score_cols, [], None
+        return ColumnPlan(score_cols, [], None, score_array, False)
+    if config.embedding_field:
+        if not is_array(config.embedding_field):
+            raise SelectionError("EMBEDDING_FIELD column {!r} does not hold arrays: name an array column (a parquet "
+                                 "list, a JSON Lines array, a CSV cell holding a JSON array), or use "
+                                 "FEATURE_COLUMNS for ordinary columns".format(config.embedding_field))
+        return ColumnPlan(score_cols, [config.embedding_field], "embedding field", score_array, True)
+    if config.feature_columns:
+        return ColumnPlan(score_cols, config.feature_column_names, "feature columns", score_array, False)
     excluded = _non_feature_columns(columns, config, score_cols, index_columns)
     vector_cols, source = embedding_columns(columns, config.embedding_field_prefix, excluded, is_number,
-                                            feature_columns=feature_columns)
-    return score_cols, vector_cols, source
+                                            feature_columns=feature_columns, is_array=is_array)
+    return ColumnPlan(score_cols, vector_cols, source, score_array, False)
 
 
-def _make_pool(scored: Tuple[np.ndarray, str], score_cols: List[str], labeled: np.ndarray,
-               vectors: Optional[np.ndarray], vector_cols: List[str], vector_source: Optional[str],
+def _score_names(plan: ColumnPlan, width: int) -> List[str]:
+    """Names of the score matrix's columns: an array column's element k is ``name[k]``."""
+    if plan.score_array:
+        return ["{}[{}]".format(plan.score_columns[0], k) for k in range(width)]
+    return plan.score_columns
+
+
+def _make_pool(scores: np.ndarray, plan: ColumnPlan, labeled: np.ndarray, vectors: Optional[np.ndarray],
                config: SelectionConfig, known_labels: Optional[np.ndarray] = None) -> Pool:
-    probabilities, score_kind = scored
+    probabilities, score_kind = scores_to_probabilities(scores, _score_names(plan, scores.shape[1]))
     if vectors is not None:
-        _check_finite(vectors, vector_cols, "embedding/feature columns")
-    return Pool(probabilities, class_labels(score_cols, config.score_field_prefix), labeled, vectors, score_cols,
-                score_kind, vector_cols, vector_source, known_labels)
+        names = (["{}[{}]".format(plan.vector_columns[0], j) for j in range(vectors.shape[1])] if plan.vector_array
+                 else plan.vector_columns)
+        _check_finite(vectors, names, "embedding/feature columns")
+    classes = list(range(probabilities.shape[1])) if plan.score_array else class_labels(
+        plan.score_columns, config.score_field_prefix)
+    return Pool(probabilities, classes, labeled, vectors, plan.score_columns, score_kind, plan.vector_columns,
+                plan.vector_source, known_labels)
 
 
 def pool_from_frame(df: pd.DataFrame, config: SelectionConfig,
@@ -1272,13 +1715,17 @@ def pool_from_frame(df: pd.DataFrame, config: SelectionConfig,
     (a parquet file's named pandas index) are never features.
     """
     columns = [str(name) for name in df.columns]
-    score_cols, vector_cols, vector_source = _plan_columns(columns, lambda name: _is_feature(df[name]), config,
-                                                           feature_columns, index_columns)
-    scored = probabilities_from_frame(df, score_cols)
-    vectors = _embedding_matrix(df, vector_cols) if vector_cols else None
+    plan = _plan_columns(columns, lambda name: not _holds_arrays(df[name]) and _is_feature(df[name]), config,
+                         feature_columns, index_columns, is_array=lambda name: _holds_arrays(df[name]))
+    if plan.score_array:
+        scores = _array_matrix(df[plan.score_columns[0]], plan.score_columns[0], np.float64)
+    else:
+        _check_numeric(df, plan.score_columns, "score")
+        scores = df[list(plan.score_columns)].to_numpy(dtype=np.float64, copy=True)
+    vectors = _embedding_matrix(df, plan.vector_columns, plan.vector_array) if plan.vector_columns else None
     labeled = labeled_mask(df, config.label_field)
     known = label_texts(df[config.label_field][labeled]) if config.label_field else None
-    pool = _make_pool(scored, score_cols, labeled, vectors, vector_cols, vector_source, config, known)
+    pool = _make_pool(scores, plan, labeled, vectors, config, known)
     return pool._replace(ids=df[config.id_field]) if config.id_field in df.columns else pool
 
 
@@ -1292,10 +1739,12 @@ def pool_from_parquet(source: InputTable, config: SelectionConfig, keep_ids: boo
     import pyarrow.parquet as pq
 
     is_number = {name: source.kinds.get(name) in ("integer", "float") for name in source.columns}
-    score_cols, vector_cols, vector_source = _plan_columns(source.columns, is_number.__getitem__, config,
-                                                           source.index_columns)
+    is_array = {name: source.kinds.get(name) == "array" for name in source.columns}
+    plan = _plan_columns(source.columns, is_number.__getitem__, config, index_columns=source.index_columns,
+                         is_array=is_array.__getitem__)
+    score_cols, vector_cols = plan.score_columns, plan.vector_columns
     for names, what in ((score_cols, "score"), (vector_cols, "embedding/feature")):
-        text = [name for name in names if not is_number[name]]
+        text = [name for name in names if not (is_number[name] or is_array[name])]
         if text:
             raise SelectionError("{} column {!r} must hold numbers, but its parquet type is {}".format(
                 what, text[0], source.arrow_types[text[0]]))
@@ -1303,8 +1752,8 @@ def pool_from_parquet(source: InputTable, config: SelectionConfig, keep_ids: boo
     n_rows = sum(reader.metadata.num_rows for reader in readers)
     if n_rows == 0:
         raise SelectionError("the input under {} has no rows".format(source.root))
-    scores = np.empty((n_rows, len(score_cols)), dtype=np.float64)
-    vectors = np.empty((n_rows, len(vector_cols)), dtype=np.float32) if vector_cols else None
+    scores = None if plan.score_array else np.empty((n_rows, len(score_cols)), dtype=np.float64)
+    vectors = None if plan.vector_array or not vector_cols else np.empty((n_rows, len(vector_cols)), dtype=np.float32)
     labeled = np.zeros(n_rows, dtype=bool)
     ids, known, offset = [], [], 0
     wanted = [config.id_field] + ([config.label_field] if config.label_field else []) + score_cols + vector_cols
@@ -1318,10 +1767,19 @@ def pool_from_parquet(source: InputTable, config: SelectionConfig, keep_ids: boo
                 raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
             table = _with_ranges(table, file_columns, np.arange(table.num_rows) + (offset - file_start), wanted)
             rows = slice(offset, offset + table.num_rows)
-            for j, name in enumerate(score_cols):
-                scores[rows, j] = table.column(name).to_numpy()
-            for j, name in enumerate(vector_cols):
-                vectors[rows, j] = table.column(name).to_numpy()
+            if plan.score_array:
+                scores = _fill_rows(scores, n_rows, rows, _arrow_matrix(table.column(score_cols[0]), score_cols[0],
+                                                                        np.float64, offset), score_cols[0])
+            else:
+                for j, name in enumerate(score_cols):
+                    scores[rows, j] = table.column(name).to_numpy()
+            if plan.vector_array:
+                vectors = _fill_rows(vectors, n_rows, rows, _arrow_matrix(table.column(vector_cols[0]),
+                                                                          vector_cols[0], np.float32, offset),
+                                     vector_cols[0])
+            else:
+                for j, name in enumerate(vector_cols):
+                    vectors[rows, j] = table.column(name).to_numpy()
             ids.append(table.column(config.id_field).to_pandas())
             if config.label_field:
                 labels = pd.DataFrame({config.label_field: table.column(config.label_field).to_pandas()})
@@ -1331,9 +1789,19 @@ def pool_from_parquet(source: InputTable, config: SelectionConfig, keep_ids: boo
     all_ids = pd.concat(ids, ignore_index=True)
     del ids
     _check_ids(all_ids, config.id_field)
-    pool = _make_pool(scores_to_probabilities(scores, score_cols), score_cols, labeled, vectors, vector_cols,
-                      vector_source, config, np.concatenate(known) if config.label_field else None)
+    pool = _make_pool(scores, plan, labeled, vectors, config, np.concatenate(known) if config.label_field else None)
     return pool._replace(ids=all_ids) if keep_ids else pool
+
+
+def _fill_rows(target: Optional[np.ndarray], n_rows: int, rows: slice, block: np.ndarray, name: str) -> np.ndarray:
+    """``target`` (allocated on the first block, as wide as it) with ``block`` in ``rows``."""
+    if target is None:
+        target = np.empty((n_rows, block.shape[1]), dtype=block.dtype)
+    elif block.shape[1] != target.shape[1]:
+        raise SelectionError("array column {!r} holds arrays of different lengths: {} values in row 1, {} in row "
+                             "{}".format(name, target.shape[1], block.shape[1], rows.start + 1))
+    target[rows] = block
+    return target
 
 
 # ---- Samplers: pure functions of arrays, and the five sampler classes ----------------------------------------
@@ -2618,8 +3086,9 @@ def config_from_settings(strategy: str, batch_size: int, strategy_config: Option
     # SSL strategies select every qualifying row: their batch_size is not read (and may be 0 or None).
     batched = strategy_for(strategy).batched
     settings.update(selection_strategy=strategy, batch_size=batch_size if batched else None, id_field=id_field)
-    environ = {var.name: None if settings.get(var.field) is None else str(settings[var.field])
-               for var in ENV_VARS}
+    # The seed's feature_columns (a list) keeps its own meaning, see select_samples; FEATURE_COLUMNS is the env's.
+    environ = {var.name: None if settings.get(var.field) is None or var.field in _SEED_ONLY_KEYS
+               else str(settings[var.field]) for var in ENV_VARS}
     return parse_environment(environ)
 
 
@@ -2886,7 +3355,7 @@ def _shard_input(root: Path, config: SelectionConfig, forbidden: Sequence[Path])
             files = discover_data_files(root, forbidden)
         except NoDataFilesError:
             pass
-    if not files or all(read_file_columns(data_file).rows == 0 for data_file in files):
+    if not files or all(read_file_columns(data_file, config.csv_column_names).rows == 0 for data_file in files):
         logger.info("This shard received no rows under %s: it sends no candidates", root)
         return None
     return scan_input(root, config, forbidden)
@@ -3244,7 +3713,10 @@ def _read_merged_pool(outputs: Sequence[ShardOutput], config: SelectionConfig, n
     piece_row = np.concatenate([np.arange(p.num_rows) for p in pieces])[order]
     probabilities = np.column_stack([gather(SHARD_PROBABILITY + str(j), np.float64) for j in range(n_classes)])
     vectors = None
-    if vector_columns:
+    if vector_columns and _is_list(pieces[0].schema.field(vector_columns[0]).type):  # EMBEDDING_FIELD
+        vectors = np.concatenate([_arrow_matrix(piece.column(vector_columns[0]), vector_columns[0], np.float32, 0)
+                                  for piece in pieces])[order]
+    elif vector_columns:
         vectors = np.column_stack([gather(name, np.float32) for name in vector_columns])[order]
     ids = pd.concat([p.select([config.id_field]).to_pandas()[config.id_field] for p in pieces], ignore_index=True)
     return MergedPool(ids.iloc[order].reset_index(drop=True), probabilities[order],
@@ -3358,6 +3830,7 @@ class MergeResult(NamedTuple):
     input_format: str
     output_format: str
     sharding: Dict[str, Any]
+    arrow_types: Dict[str, Any] = {}  # parquet input: each column's agreed Arrow type, as a single run has them
 
 
 def merge_select(input_dir: Path, config: SelectionConfig, skipped: Sequence[Path] = ()) -> MergeResult:
@@ -3381,10 +3854,10 @@ def merge_select(input_dir: Path, config: SelectionConfig, skipped: Sequence[Pat
     selection, sharding = _merge_strategy(config, pool, outputs, counts["candidate_count"])
     chosen = pool.probabilities[selection.indices]
     counts.update(_selected_counts(chosen, first["classes"], selection.scores))
+    schema = _agreed_schema(with_rows, first_shard["columns"])
+    rows = _merged_rows(pool, selection.indices, first_shard["columns"], schema, _merged_dtypes(with_rows))
     counts.update(summary_fields(add_pool_facts([manifest["pool_facts"] for manifest in with_rows]), chosen,
                                  strategy_for(config.selection_strategy).use_case))
-    rows = _merged_rows(pool, selection.indices, first_shard["columns"],
-                        _agreed_schema(with_rows, first_shard["columns"]), _merged_dtypes(with_rows))
     rows = annotate(rows, chosen, first["classes"], selection.scores, config.selection_strategy)
     vectors = {} if not first["vector_columns"] else {"vector_columns": len(first["vector_columns"]),
                                                         "vector_source": first["vector_source"]}
@@ -3406,8 +3879,8 @@ def merge_select(input_dir: Path, config: SelectionConfig, skipped: Sequence[Pat
                        note="; sharded run: the candidates are the rows the shards sent to the merge")
     stopping = merged_stopping_counts([manifest["stopping"] for manifest in with_rows])
     return MergeResult(SelectionResult(rows, counts, details, predictions, drawing, stopping), input_files,
-                       input_format,
-                       resolve_output_format(config.output_format, input_format), sharding)
+                       input_format, resolve_output_format(config.output_format, input_format), sharding,
+                       {} if schema is None else {field.name: field.type for field in schema})
 
 
 def _merge_strategy(config: SelectionConfig, pool: MergedPool, outputs: Sequence[ShardOutput],
@@ -3613,7 +4086,7 @@ def settings_read(config: SelectionConfig) -> Dict[str, Any]:
     strategy = strategy_for(config.selection_strategy)
     unread = {field for row in STRATEGY_TABLE for field in row.reads} - set(strategy.reads)
     if not strategy.needs_embeddings:
-        unread.add("embedding_field_prefix")
+        unread |= {"embedding_field_prefix", "embedding_field", "feature_columns"}
     if config.selection_role == "single":
         unread |= {"oversampling", "resource_config_path"}
     if config.labeling_format == "none":
@@ -4157,6 +4630,8 @@ def resolve_output_format(requested: Optional[str], input_format: str) -> str:
     """OUTPUT_FORMAT when set, else the input's format (an error for inputs of mixed formats)."""
     if requested:
         return requested
+    if input_format == "jsonl":
+        return "parquet"  # keeps arrays and number types as they are; CSV_COLUMNS-style text would not
     if input_format not in OUTPUT_FORMATS:
         raise SelectionError("input files come in different formats; set OUTPUT_FORMAT to one of {}".format(
             ", ".join(OUTPUT_FORMATS)))
@@ -4183,11 +4658,13 @@ def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def save_selected_samples(selected_df: pd.DataFrame, output_dir: str, output_format: str = "csv",
-                          metadata: Optional[Dict[str, Any]] = None) -> str:
+                          metadata: Optional[Dict[str, Any]] = None,
+                          arrow_types: Optional[Mapping[str, Any]] = None) -> str:
     """Write ``selected_samples.<output_format>`` atomically (temporary name, then rename); return its path.
 
     ``metadata``, when given, is also written next to it as ``selection_metadata.json`` (seed 001).
-    ``output_format`` is case-insensitive.
+    ``output_format`` is case-insensitive. ``arrow_types`` (the input's, for parquet output) keep the type
+    of a column whose selected cells are all missing, which pandas alone would write as null.
     """
     output_format = str(output_format).lower()
     if output_format not in OUTPUT_FORMATS:
@@ -4197,14 +4674,63 @@ def save_selected_samples(selected_df: pd.DataFrame, output_dir: str, output_for
     path.parent.mkdir(parents=True, exist_ok=True)
     frame = selected_df.reset_index(drop=True)
     if output_format == "parquet":
-        _write_atomically(path, lambda target: frame.to_parquet(str(target), index=False))
+        _write_atomically(path, lambda target: _write_arrow(_typed_table(frame, arrow_types or {}), target))
     else:
+        frame = _with_json_cells(frame)
         _write_atomically(path, lambda target: frame.to_csv(str(target), sep=_SEPARATORS[output_format],
                                                             index=False))
     logger.info("Wrote %d selected rows to %s", len(frame), path)
     if metadata is not None:
         save_selection_metadata(metadata, output_dir)
     return str(path)
+
+
+def _typed_table(frame: pd.DataFrame, arrow_types: Mapping[str, Any]) -> Any:
+    """``frame`` as an Arrow table; columns pandas can only call null take their input type."""
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    for position, field in enumerate(table.schema):
+        if pa.types.is_null(field.type) and field.name in arrow_types:
+            table = table.set_column(position, pa.field(field.name, arrow_types[field.name]),
+                                     pa.nulls(table.num_rows, arrow_types[field.name]))
+    return table
+
+
+def _is_container(value: Any) -> bool:
+    return isinstance(value, (list, tuple, dict, np.ndarray))
+
+
+def _json_ready(value: Any) -> Any:
+    """``value`` as plain Python for ``json.dumps``: float32 elements by their shortest float32 text (0.689,
+    not 0.6890000104904175), float64 by Python's round-trip repr, arrays inside arrays as lists."""
+    if isinstance(value, np.ndarray):
+        if value.dtype == np.float32:
+            return [float(str(element)) for element in value.ravel()] if value.ndim == 1 else [
+                _json_ready(row) for row in value]
+        return [_json_ready(element) for element in value.tolist()]
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(element) for element in value]
+    if isinstance(value, dict):
+        return {str(key): _json_ready(element) for key, element in value.items()}
+    if isinstance(value, np.float32):
+        return float(str(value))
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _with_json_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every array or object cell as exact JSON text, the one way a CSV/TSV cell holds it."""
+    containers = [name for name in frame.columns if frame[name].dtype == object
+                  and frame[name].map(_is_container).any()]
+    if not containers:
+        return frame
+    frame = frame.copy()
+    for name in containers:
+        frame[name] = frame[name].map(lambda value: json.dumps(_json_ready(value), separators=(",", ":"))
+                                      if _is_container(value) else value)
+    return frame
 
 
 def _json_default(value: Any) -> Any:
@@ -4317,6 +4843,95 @@ def _remove_ours(folder: Path, written: Iterable[Path] = ()) -> None:
             path.unlink()
 
 
+# _write_atomically's temporary names: "." + the final name + "." + mkstemp's 8 random characters + ".tmp".
+_OWN_TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp\Z")
+LOCK_NAME = ".active_sample_selection.lock"
+
+
+def _is_own_temporary(name: str) -> bool:
+    """A temporary file this step writes (and a run killed while writing leaves behind)."""
+    match = _OWN_TEMPORARY.match(name)
+    return bool(match) and (match.group("name") in RESULT_NAMES or match.group("name").startswith(SHARD_PREFIX))
+
+
+class FolderInUseError(SelectionError):
+    """Another run of this step holds an output folder: this run touches nothing in it."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__("output folder {} is in use by another run of this step (it holds {}): wait for that run to "
+                         "finish, or give this run its own folders".format(folder, LOCK_NAME))
+        self.folder = folder
+
+
+def _lock_folder(folder: Path) -> Optional[int]:
+    """An exclusive lock on ``folder`` (a descriptor to ``_unlock_folder``); the kernel releases it when the
+    process dies, so a killed run never blocks the next. None where the system has no ``flock``."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        return None
+    path = str(folder / LOCK_NAME)
+    while True:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(descriptor)
+            raise FolderInUseError(folder) from None
+        try:
+            current = os.stat(path).st_ino == os.fstat(descriptor).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:  # else the run that held it removed the file in between: lock the one there now
+            return descriptor
+        os.close(descriptor)
+
+
+def _unlock_folder(folder: Path, descriptor: Optional[int]) -> None:
+    if descriptor is None:
+        return
+    try:
+        os.unlink(str(folder / LOCK_NAME))  # before releasing it: no later run can lock a removed file
+    except OSError:
+        pass
+    os.close(descriptor)
+
+
+def claim_output_folders(folders: Sequence[Path]) -> List[Tuple[Path, Optional[int]]]:
+    """Create the output folders and lock each for this run: one writer per folder at a time.
+
+    A folder that another run holds is a ``FolderInUseError`` (the locks taken so far are released).
+    """
+    claimed: List[Tuple[Path, Optional[int]]] = []
+    try:
+        for folder in dict.fromkeys(folders):
+            if folder.exists() and not folder.is_dir():
+                raise SelectionError("output path {} exists and is not a folder".format(folder))
+            folder.mkdir(parents=True, exist_ok=True)
+            claimed.append((folder, _lock_folder(folder)))
+    except OSError as error:
+        release_output_folders(claimed)
+        raise SelectionError("cannot write to the output folder {}: {}".format(
+            error.filename or "", error.strerror or _one_line(error))) from None
+    except BaseException:
+        release_output_folders(claimed)
+        raise
+    return claimed
+
+
+def release_output_folders(claimed: Sequence[Tuple[Path, Optional[int]]]) -> None:
+    for folder, descriptor in claimed:
+        _unlock_folder(folder, descriptor)
+
+
+def _remove_own_temporaries(folder: Path) -> None:
+    """Remove this step's temporary files that a killed run left in ``folder`` (held by this run)."""
+    for name in sorted(os.listdir(str(folder))):
+        if _is_own_temporary(name) and (folder / name).is_file():
+            logger.info("Removing %s, left by a run of this step that did not finish", folder / name)
+            (folder / name).unlink()
+
+
 def _prepare_outputs(samples_dir: Path, metadata_dir: Path, labeling_dir: Optional[Path] = None) -> None:
     """Create the output folders and remove an earlier run's results from them, and nothing else.
 
@@ -4338,6 +4953,7 @@ def _prepare_outputs(samples_dir: Path, metadata_dir: Path, labeling_dir: Option
                                          folder, foreign[0]))
         for folder in folders:
             _remove_ours(folder)
+            _remove_own_temporaries(folder)
             if not os.access(str(folder), os.W_OK):
                 raise PermissionError(errno.EACCES, "Permission denied", str(folder))
     except OSError as error:
@@ -4447,6 +5063,12 @@ def _check_optional_inputs_apart(inputs: Mapping[str, Path], outputs: Sequence[P
                                          output, folder, channel))
 
 
+def _optional_inputs(input_paths: Any) -> Dict[str, Path]:
+    """The optional input folders this run was given, by channel."""
+    folders = {channel: _optional_input(input_paths, channel) for channel in OPTIONAL_INPUT_CHANNELS}
+    return {channel: folder for channel, folder in folders.items() if folder is not None}
+
+
 def _outside_optional_inputs(folders: Sequence[Path], input_paths: Any) -> List[Path]:
     """``folders`` without those inside a named optional input folder, where no _FAILURE may be written."""
     inputs = [input_paths.get(channel) for channel in OPTIONAL_INPUT_CHANNELS] if isinstance(
@@ -4535,6 +5157,7 @@ def main(
     """
     started = time.time()
     written: List[Path] = []
+    claimed: List[Tuple[Path, Optional[int]]] = []
     labeling_dir = _labeling_channel(output_paths, environ_vars)
     folders_checked = False
     try:
@@ -4542,7 +5165,9 @@ def main(
         metadata_dir = _channel(output_paths, METADATA_CHANNEL, "output")
         input_dir = _channel(input_paths, INPUT_CHANNEL, "input")
         check_folders_apart(input_dir, samples_dir, metadata_dir, labeling_dir)
-        folders_checked = True
+        _check_optional_inputs_apart(_optional_inputs(input_paths), _present(samples_dir, metadata_dir, labeling_dir))
+        folders_checked = True  # before any output folder is created (claimed)
+        claimed = claim_output_folders(_present(samples_dir, metadata_dir, labeling_dir))
         config = parse_environment(environ_vars)
         _check_labeling_channel(config, labeling_dir)
         job_type = _job_type(job_args)
@@ -4558,16 +5183,17 @@ def main(
             for folder in _present(samples_dir, metadata_dir, labeling_dir):
                 written.append(_mark_success(folder, written))
             return manifest
-        sharding = None
+        sharding, arrow_types = None, {}
         if config.selection_role == "merge":
-            result, input_files, input_format, output_format, sharding = merge_select(
+            result, input_files, input_format, output_format, sharding, arrow_types = merge_select(
                 input_dir, config, skipped=_present(samples_dir, metadata_dir, labeling_dir))
         else:
             source = scan_input(input_dir, config, forbidden=_present(samples_dir, metadata_dir, labeling_dir))
             result, output_format = _select(source, config, previous)
             input_files = [os.path.relpath(str(f.path), str(input_dir)) for f in source.files]
-            input_format = source.fmt
-        written.append(Path(save_selected_samples(result.rows, str(samples_dir), output_format)))
+            input_format, arrow_types = source.fmt, source.arrow_types
+        written.append(Path(save_selected_samples(result.rows, str(samples_dir), output_format,
+                                                  arrow_types=arrow_types)))
         tasks_written, labeling = _write_labeling_tasks(result, config, labeling_dir)
         written += tasks_written
         metadata = {
@@ -4594,8 +5220,12 @@ def main(
             written.append(_mark_success(folder, written))
     except BaseException as error:
         folders = _outside_optional_inputs(_output_folders(output_paths) + list(_present(labeling_dir)), input_paths)
+        if isinstance(error, FolderInUseError):  # only the folders this run holds are its to mark
+            folders = [folder for folder, _ in claimed]
         _record_failure(folders, _input_folder(input_paths), error, written, folders_checked)
         raise
+    finally:
+        release_output_folders(claimed)
     logger.info("Selected %d of %d candidates (pool of %d) with %s in %.2fs", metadata["selected_count"],
                 metadata["candidate_count"], metadata["pool_size"], config.selection_strategy,
                 metadata["elapsed_seconds"])

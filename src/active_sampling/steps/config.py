@@ -71,6 +71,9 @@ class ActiveSampleSelectionConfig(ProcessingStepConfigBase):
     score_field: Optional[str] = env_field("SCORE_FIELD")
     score_field_prefix: str = env_field("SCORE_FIELD_PREFIX")
     embedding_field_prefix: str = env_field("EMBEDDING_FIELD_PREFIX")
+    embedding_field: Optional[str] = env_field("EMBEDDING_FIELD")
+    feature_columns: Optional[str] = env_field("FEATURE_COLUMNS")
+    csv_columns: Optional[str] = env_field("CSV_COLUMNS")
     output_format: Optional[OutputFormat] = env_field("OUTPUT_FORMAT")
     random_seed: int = env_field("RANDOM_SEED")
     confidence_threshold: float = env_field("CONFIDENCE_THRESHOLD")
@@ -129,6 +132,13 @@ class ActiveSampleSelectionConfig(ProcessingStepConfigBase):
                 f"ActiveSampleSelectionStepBuilder(config).create_sharded_steps(shard_count="
                 f"{self.processing_instance_count}) (docs/scaling.md)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _one_source_of_embeddings(self) -> "ActiveSampleSelectionConfig":
+        if self.embedding_field and self.feature_columns:
+            raise ValueError(f"embedding_field={self.embedding_field!r} and feature_columns={self.feature_columns!r} "
+                             "both choose the embeddings: set one of them")
         return self
 
     @model_validator(mode="after")
