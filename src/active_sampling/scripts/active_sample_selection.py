@@ -1180,8 +1180,10 @@ def given_class_positions(labels: pd.Series, labeled: np.ndarray, classes: Seque
     unknown = positions[codes] < 0
     if unknown.any():
         first = int(rows[np.flatnonzero(unknown)[0]])
+        value = labels.iloc[first]
         raise SelectionError("LABEL_FIELD {!r} holds {!r} in {}, which names none of the score columns' classes "
-                             "({})".format(label_field, labels.iloc[first], locate(first), _preview(classes)))
+                             "({})".format(label_field, value.item() if isinstance(value, np.generic) else value,
+                                           locate(first), _preview(classes)))
     given[rows] = positions[codes]
     return given
 
@@ -1347,7 +1349,7 @@ def pool_from_parquet(source: InputTable, config: SelectionConfig) -> Pool:
                 vectors[rows, j] = table.column(name).to_numpy()
             ids.append(table.column(config.id_field).to_pandas())
             if config.label_field:
-                labels = pd.DataFrame({config.label_field: table.column(config.label_field).to_pandas()})
+                labels = _arrow_to_pandas(table.select([config.label_field]))  # integers with nulls stay exact
                 labeled[rows] = labeled_mask(labels, config.label_field)
                 if given is not None:
                     first_row = offset - file_start
