@@ -164,7 +164,7 @@ def test_main_selects_cleanlabs_first_batch_size_rows(tmp_path, stable_cleanlab)
     flagged, ranked = reference(stable_cleanlab, labels[labeled], probabilities[labeled])
     selected = pd.read_parquet(tmp_path / "s" / "selected_samples.parquet")
     assert selected["id"].tolist() == table["id"][labeled].to_numpy()[ranked[:12]].tolist()
-    assert metadata["label_review"]["flagged_count"] == int(flagged.sum()) > 12
+    assert metadata["review"]["flagged_count"] == int(flagged.sum()) > 12
     assert selected["suggested_label"].tolist() == [classes[j] for j in probabilities[labeled][ranked[:12]].argmax(1)]
 
 

@@ -66,7 +66,7 @@ def test_main_reviews_labeled_rows_only_and_keeps_the_given_label_byte_for_byte(
     assert [row[8] for row in rows] == ["1", "0", "0", "1"]  # the model's top class
     assert [float(row[5]) for row in rows] == pytest.approx([0.7, 0.6, 0.2, 0.2])
     assert metadata["candidate_count"] == 6 and metadata["labeled_count"] == 6 and metadata["pool_size"] == 8
-    assert metadata["label_review"] == {"method": "self_confidence", "labeled_rows": 6}
+    assert metadata["review"] == {"method": "self_confidence", "labeled_rows": 6}
 
 
 def test_main_confident_learning_reports_flags_and_estimated_share(run, script):
@@ -75,7 +75,7 @@ def test_main_confident_learning_reports_flags_and_estimated_share(run, script):
     selected = run.selected()
     assert selected["id"].tolist() == ["r2"]
     assert selected["suggested_label"].tolist() == [1]
-    review = metadata["label_review"]
+    review = metadata["review"]
     assert review["flagged_count"] == 1 and review["estimated_issue_share"] == pytest.approx(1 / 6)
     assert review["thresholds"] == pytest.approx([2 / 3, 0.7])
     assert metadata["selected_count"] == 1
@@ -203,3 +203,38 @@ def test_other_strategies_write_no_given_label(run, script):
     tasks = json.loads((run.labeling_dir / "label_studio_tasks.json").read_text())
     assert "given_label" not in tasks[0]["data"] and "suggested_label" not in run.selected().columns
     assert "Given label" not in (run.labeling_dir / "label_studio_config.xml").read_text()
+
+
+def noisy_parts(n_files=6, rows=40, seed=4):
+    """Part files with labels on 60% of the rows, a fifth of them wrong, and probabilities on a coarse grid
+    (ties in every score)."""
+    rng = np.random.default_rng(seed)
+    table = prediction_table(n=n_files * rows, n_classes=3, seed=seed)
+    levels = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.45, 0.45, 0.1], [0.6, 0.3, 0.1], [0.3, 0.1, 0.6]])
+    chosen = levels[rng.integers(0, len(levels), size=len(table))]
+    for c in range(3):
+        table["prob_class_{}".format(c)] = chosen[:, c]
+    top = chosen.argmax(axis=1)
+    wrong = rng.random(len(table)) < 0.2
+    labels = np.where(wrong, (top + rng.integers(1, 3, size=len(table))) % 3, top).astype(str)
+    table["label"] = pd.Series(np.where(rng.random(len(table)) < 0.6, labels, None), dtype=object)
+    return [table.iloc[i * rows:(i + 1) * rows].reset_index(drop=True) for i in range(n_files)]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+@pytest.mark.parametrize("method", ["confident_learning", "self_confidence"])
+@pytest.mark.parametrize("n_shards", [1, 3, 7])
+def test_sharded_label_review_matches_a_single_run_byte_for_byte(tmp_path, fmt, method, n_shards):
+    import sharding as sim
+
+    pool_dir = tmp_path / "pool"
+    relatives = sim.write_parts(noisy_parts(), pool_dir, fmt)
+    env = review_env(REVIEW_METHOD=method, BATCH_SIZE="15")
+    single_metadata, single_out = sim.single(pool_dir, tmp_path, env)
+    merged_metadata, merged_out = sim.sharded(pool_dir, relatives, tmp_path, n_shards, env)
+    assert sim.selected_file(merged_out).read_bytes() == sim.selected_file(single_out).read_bytes()
+    for key in ("pool_size", "labeled_count", "candidate_count", "selected_count", "review"):
+        assert merged_metadata[key] == single_metadata[key], key
+    assert merged_metadata["sharding"]["guarantee"].startswith("exact")
+    selected = sim.selected_frame(single_out)
+    assert len(selected) == 15 and selected["selection_score"].duplicated().any()

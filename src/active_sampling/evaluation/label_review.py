@@ -71,7 +71,7 @@ def review_with_the_step(probabilities: np.ndarray, labels: np.ndarray, method: 
                             "BATCH_SIZE": str(batch_size)},
                            {"job_type": "label_review_evaluation"})
     selected = pd.read_csv(samples_dir / "selected_samples.csv")
-    return {"ids": selected["id"].to_numpy(), "facts": metadata["label_review"]}
+    return {"ids": selected["id"].to_numpy(), "facts": metadata["review"]}
 
 
 def run_study(datasets: Sequence[str] = DATASETS, noise_rates: Sequence[float] = NOISE_RATES, seeds: int = SEEDS,
@@ -173,7 +173,7 @@ def section(results: pd.DataFrame, command: str, seconds: float) -> str:
         "",
         _markdown(summary_table(results)),
         "",
-        "What the metadata reports (`label_review.flagged_count`, `label_review.estimated_issue_share`, the "
+        "What the metadata reports (`review.flagged_count`, `review.estimated_issue_share`, the "
         "off-diagonal share of the calibrated confident joint) against the truth:",
         "",
         _markdown(estimate_table(results)),

@@ -2553,6 +2553,34 @@ class WeightedD2(ShardRule):
         }
 
 
+class LabeledRowsReview(ShardRule):
+    """label_review, exactly: its thresholds and confident joint need every labeled row of the pool, so with
+    confident_learning each shard sends all its labeled rows and the merge runs it over all of them (the same
+    rows in the same order as a single run: the same flags, bit for bit). With self_confidence, a per-row
+    score, each shard sends its own first BATCH_SIZE; the global first BATCH_SIZE are among them."""
+
+    def send(self, config: "SelectionConfig", candidates: Candidates, seed: Any) -> "ShardPicks":
+        confidence = self_confidence(candidates.probabilities, candidates.labels)
+        if config.review_method == "self_confidence":
+            indices = top_k_indices(-confidence, config.batch_size)
+        else:
+            indices = np.arange(confidence.size)
+        return ShardPicks(indices, 1.0 - confidence[indices], np.ones(indices.size, np.int64), None)
+
+    def merge(self, config: "SelectionConfig", pool: "MergedPool",
+              outputs: Sequence["ShardOutput"]) -> Tuple[Selection, Dict[str, Any]]:
+        classes = next(output.manifest["details"]["classes"] for output in outputs if output.manifest["pool_size"])
+        stored = [_arrow_to_pandas(piece.select([config.label_field]))[config.label_field] for piece in pool.pieces]
+        offsets = np.concatenate([[0], np.cumsum([len(labels) for labels in stored])])[:-1]
+        labels = pd.concat(stored, ignore_index=True).iloc[offsets[pool.piece] + pool.piece_row]
+        given = given_class_positions(labels.reset_index(drop=True), np.ones(len(labels), dtype=bool), classes,
+                                      config.label_field)
+        selection = label_review_selection(pool.probabilities, given, config.batch_size, config.review_method)
+        facts = dict(selection.facts, labeled_rows=sum(int(output.manifest["labeled_count"]) for output in outputs))
+        sent = "every labeled row" if config.review_method == "confident_learning" else "its first BATCH_SIZE"
+        return selection._replace(facts=facts), {"guarantee": "exact: each shard sends {}".format(sent)}
+
+
 class Strategy(NamedTuple):
     """One row of ``STRATEGY_TABLE``: how a SELECTION_STRATEGY value is run."""
 
@@ -2588,7 +2616,7 @@ STRATEGY_TABLE = (
     Strategy("badge", BADGESampler, "active_learning", needs_embeddings=True, batched=True,
              settings={"metric": "metric", "random_seed": "random_seed"}, sharding=WeightedD2()),
     Strategy("label_review", LabelReviewSampler, "active_learning", needs_embeddings=False, batched=True,
-             settings={"review_method": "method"}, sharding=None, candidates="labeled"),
+             settings={"review_method": "method"}, sharding=LabeledRowsReview(), candidates="labeled"),
 )
 STRATEGIES_BY_NAME = {strategy.name: strategy for strategy in STRATEGY_TABLE}
 STRATEGIES = tuple(STRATEGIES_BY_NAME)
@@ -2624,12 +2652,8 @@ def select_from_pool(pool: Pool, config: SelectionConfig) -> Selection:
     strategy = strategy_for(config.selection_strategy)
     rows = np.flatnonzero(pool.labeled if strategy.candidates == "labeled" else ~pool.labeled)
     n_rows = pool.labeled.shape[0]
-    if rows.size == 0 and strategy.candidates == "labeled":
-        raise SelectionError("no candidate rows: none of the {} rows has LABEL_FIELD {!r} filled, and {} selects "
-                             "among the labeled rows only".format(n_rows, config.label_field, strategy.name))
     if rows.size == 0:
-        raise SelectionError("no candidate rows: all {} rows have LABEL_FIELD {!r} filled".format(
-            n_rows, config.label_field))
+        raise no_candidates_error(strategy, n_rows, config.label_field)
     n_labeled = int(pool.labeled.sum())
     logger.info("Scores from %s read as %s; %d rows, %d labeled, %d candidates", _preview(pool.score_columns),
                 pool.score_interpretation, n_rows, n_labeled, rows.size)
@@ -2638,6 +2662,13 @@ def select_from_pool(pool: Pool, config: SelectionConfig) -> Selection:
                     rows.size)
     selection = make_sampler(config).select(_candidates(pool, rows, strategy), config.batch_size)
     return selection._replace(indices=rows[selection.indices])
+
+
+def no_candidates_error(strategy: Strategy, n_rows: int, label_field: Optional[str]) -> SelectionError:
+    if strategy.candidates == "labeled":
+        return SelectionError("no candidate rows: none of the {} rows has LABEL_FIELD {!r} filled, and {} selects "
+                              "among the labeled rows only".format(n_rows, label_field, strategy.name))
+    return SelectionError("no candidate rows: all {} rows have LABEL_FIELD {!r} filled".format(n_rows, label_field))
 
 
 def _candidates(pool: Pool, rows: np.ndarray, strategy: Strategy) -> Candidates:
@@ -2715,7 +2746,7 @@ def run_selection(pool: Pool, config: SelectionConfig,
     return SelectionResult(rows, counts, details, predictions)
 
 
-REVIEW_FACTS = "label_review"  # the metadata entry of a strategy's own facts (Selection.facts)
+REVIEW_FACTS = "review"  # the metadata entry of a strategy's own facts (Selection.facts)
 
 
 def _selection_facts(pool: Pool, selection: Selection, chosen: np.ndarray) -> Tuple[Dict[str, Any], Dict[str, Any]]:
@@ -3151,16 +3182,18 @@ def _shard_select(source: InputTable, config: SelectionConfig,
         df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         df.index = pd.RangeIndex(len(df))
         _check_ids(df[config.id_field], config.id_field)
-        pool = pool_from_frame(df, config, index_columns=source.index_columns)
-    rule = strategy_for(config.selection_strategy).sharding
-    candidates = np.flatnonzero(~pool.labeled)
+        pool = pool_from_frame(df, config, index_columns=source.index_columns,
+                               locate=row_locator(source.files, row_counts))
+    strategy = strategy_for(config.selection_strategy)
+    rule = strategy.sharding
+    candidates = np.flatnonzero(pool.labeled if strategy.candidates == "labeled" else ~pool.labeled)
     vectors = labeled_vectors = None
     if pool.vectors is not None:
         vectors = pool.vectors[candidates]
         if rule.sends_labeled_vectors and candidates.size < pool.labeled.size:
             labeled_vectors = pool.vectors[pool.labeled]
     probabilities = pool.probabilities[candidates]
-    own = Candidates(probabilities, vectors, labeled_vectors)
+    own = Candidates(probabilities, vectors, labeled_vectors, None if pool.given is None else pool.given[candidates])
     manifest = {
         "input_files": relative, "input_format": source.fmt, "columns": source.columns, "kinds": source.kinds,
         "arrow_schema": _schema_text(source), "pool_size": int(pool.labeled.size),
@@ -3500,13 +3533,14 @@ def merge_select(input_dir: Path, config: SelectionConfig) -> MergeResult:
     counts = {key: sum(manifest[key] for manifest in manifests)
               for key in ("pool_size", "labeled_count", "candidate_count")}
     if counts["candidate_count"] == 0:
-        raise SelectionError("no candidate rows: all {} rows have LABEL_FIELD {!r} filled".format(
-            counts["pool_size"], config.label_field))
+        raise no_candidates_error(strategy_for(config.selection_strategy), counts["pool_size"], config.label_field)
     pool = _read_merged_pool(outputs, config, len(first["classes"]), first["vector_columns"])
     _check_ids(pool.ids, config.id_field)
     selection, sharding = _merge_strategy(config, pool, outputs, counts["candidate_count"])
     chosen = pool.probabilities[selection.indices]
     counts.update(_selected_counts(chosen, first["classes"], selection.scores))
+    if selection.facts:
+        counts[REVIEW_FACTS] = selection.facts
     rows = _merged_rows(pool, selection.indices, first_shard["columns"],
                         _agreed_schema(with_rows, first_shard["columns"]), _merged_dtypes(with_rows))
     rows = annotate(rows, chosen, first["classes"], selection.scores, config.selection_strategy)
