@@ -160,7 +160,7 @@ def section(results: pd.DataFrame, command: str, seconds: float) -> str:
         command,
         "```",
         "",
-        "Each data set gets {} and {} label noise (that share of the rows moved to another class, uniformly), "
+        "Each data set gets {} label noise (that share of the rows moved to another class, uniformly), "
         "{} seeds each. A logistic regression (standardized features) gives every row out-of-sample "
         "probabilities by {}-fold cross-validation on the noisy labels; the prediction table (id, "
         "`prob_class_*`, the noisy label) goes through the entry script's `main` with "
@@ -169,7 +169,7 @@ def section(results: pd.DataFrame, command: str, seconds: float) -> str:
         "number of flipped rows. `random` reviews as many rows drawn uniformly (its expected precision is the "
         "noise rate). `confident_learning` selects fewer rows than `BATCH_SIZE` when it flags fewer; "
         "`selected` is the mean count. Means ± standard deviations over the seeds.".format(
-            *("{:.0%}".format(rate) for rate in sorted(results["noise"].unique())), seeds, FOLDS),
+            " and ".join("{:.0%}".format(rate) for rate in sorted(results["noise"].unique())), seeds, FOLDS),
         "",
         _markdown(summary_table(results)),
         "",
