@@ -158,7 +158,7 @@ def test_the_sampler_validates_at_use_and_returns_ids(script):
     ids = np.array(["a", "b", "c", "d", "e", "f"])
     assert sampler.select_batch(HAND_P, HAND_LABELS, 2, indices=ids).tolist() == ["c", "f"]
     assert sampler.select_batch(HAND_P, HAND_LABELS, 2).tolist() == [2, 5]
-    with pytest.raises(ValueError, match="one id per row: 6 rows but indices of shape"):
+    with pytest.raises(ValueError, match="indices has 2 entries but probabilities has 6 rows"):
         sampler.select_batch(HAND_P, HAND_LABELS, 2, indices=[0, 1])
     with pytest.raises(ValueError, match=r"class positions in \[0, 2\)"):
         sampler.select_batch(HAND_P, np.array([0, 0, 0, 1, 1, 2]), 2)
@@ -238,3 +238,12 @@ def test_sharded_label_review_matches_a_single_run_byte_for_byte(tmp_path, fmt, 
     assert merged_metadata["sharding"]["guarantee"].startswith("exact")
     selected = sim.selected_frame(single_out)
     assert len(selected) == 15 and selected["selection_score"].duplicated().any()
+
+
+def test_select_samples_without_labeled_rows_returns_an_empty_frame(script, caplog):
+    table = hand_table().assign(label="")
+    result = script.select_samples(table, "label_review", 3, {"label_field": "label"})
+    assert len(result) == 0 and list(result.columns)[-4:] == ["selection_score", "selection_rank", "data_source",
+                                                              "suggested_label"]
+    assert any("none of the 8 rows has label_field 'label' filled" in record.getMessage()
+               for record in caplog.records)
