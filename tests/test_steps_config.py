@@ -50,7 +50,13 @@ def test_active_learning_refuses_ssl_strategies(strategy):
 ])
 def test_fitting_strategies_are_accepted(use_case, strategies):
     for strategy in strategies:
-        assert config(selection_strategy=strategy, use_case=use_case).selection_strategy == strategy
+        assert config(selection_strategy=strategy, use_case=use_case, label_field="label").selection_strategy == strategy
+
+
+def test_label_review_needs_the_label_field():
+    text = error_text(selection_strategy="label_review")
+    assert "label_field=<column>" in text and "LABEL_FIELD" not in text
+    assert config(selection_strategy="label_review", label_field="label").review_method == "confident_learning"
 
 
 def test_missing_essential_fields_are_named():

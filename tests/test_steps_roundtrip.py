@@ -42,6 +42,8 @@ def value_strategy(var):
 def selection_values(draw):
     values = {var.field: draw(value_strategy(var)) for var in script.ENV_VARS}
     values["selection_strategy"] = draw(st.sampled_from(USE_CASE_STRATEGIES[values["use_case"]]))
+    if script.strategy_for(values["selection_strategy"]).candidates == "labeled" and not values["label_field"]:
+        values["label_field"] = "label"  # a strategy that reviews labels needs their column
     # Labeling tasks go with active-learning strategies and need the column annotators see.
     if values["labeling_format"] == "none" or values["selection_strategy"] in script.SSL_STRATEGIES:
         values.update(labeling_format="none", labeling_data_field=None)

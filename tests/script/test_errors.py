@@ -426,6 +426,19 @@ CATALOGUE = [
      with_previous(prediction_table(n=20), SELECTION_ROLE="merge"), "give it to the shard step, not to the merge"),
     ("stop-agreement-above-one", "STOP_AGREEMENT=1.5",
      table_input(STOP_AGREEMENT="1.5"), "STOP_AGREEMENT='1.5' is out of range: expected a number from 0 to 1"),
+    ("review-method-unknown", "REVIEW_METHOD=margin",
+     table_input(REVIEW_METHOD="margin"), "REVIEW_METHOD='margin' is not allowed"),
+    ("label-review-without-label-field", "label_review with LABEL_FIELD unset",
+     table_input(SELECTION_STRATEGY="label_review"), "reviews labeled rows and needs LABEL_FIELD=<column>"),
+    ("label-review-no-labels", "label_review when no row has a label",
+     table_input(SELECTION_STRATEGY="label_review", LABEL_FIELD="label"),
+     "none of the 20 rows has LABEL_FIELD 'label' filled, and label_review selects among the labeled rows only"),
+    ("label-review-unknown-label", "a label that names none of the score columns' classes",
+     table_input(with_column(label=["0", "1", "2", "cat"] * 5), SELECTION_STRATEGY="label_review",
+                 LABEL_FIELD="label"), "LABEL_FIELD 'label' holds 'cat' in row 4 of"),
+    ("label-review-unknown-label-parquet", "an integer label beyond the classes, in parquet",
+     table_input(with_column(label=[0, 1, 2, 3] * 5), fmt="parquet", SELECTION_STRATEGY="label_review",
+                 LABEL_FIELD="label"), "LABEL_FIELD 'label' holds 3 in row 4 of"),
 ]
 
 

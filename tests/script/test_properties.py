@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from conftest import script_module as script
@@ -26,7 +27,8 @@ def pools(draw):
     labeled = rng.random(n) < draw(st.sampled_from([0.0, 0.3]))
     if labeled.all():
         labeled[0] = False
-    table["label"] = pd.Series(np.where(labeled, "y", None), dtype=object)
+    given = rng.integers(0, n_classes, size=n).astype(str)  # a class name: label_review reads it
+    table["label"] = pd.Series(np.where(labeled, given, None), dtype=object)
     return table
 
 
@@ -44,6 +46,7 @@ def configs(draw):
         "DIVERSITY_METHOD": draw(st.sampled_from(script.DIVERSITY_METHODS)),
         "UNCERTAINTY_PREFILTER": str(draw(st.sampled_from([0, 0, 1, 3]))),
         "RANDOM_SEED": str(draw(st.integers(0, 1000))),
+        "REVIEW_METHOD": draw(st.sampled_from(script.REVIEW_METHODS)),
     }
     return script.parse_environment(env)
 
@@ -57,6 +60,9 @@ def expected_size(config, table, candidates):
     if config.selection_strategy == "top_k_per_class":
         counts = np.bincount(probabilities.argmax(axis=1), minlength=probabilities.shape[1])
         return int(np.minimum(counts, config.k_per_class).sum())
+    if script.strategy_for(config.selection_strategy).candidates == "labeled" \
+            and config.review_method == "confident_learning":
+        return None  # at most BATCH_SIZE: only the flagged rows (tests/test_label_review_cleanlab.py)
     return min(config.batch_size, len(candidates))
 
 
@@ -73,13 +79,19 @@ def as_strategy_config(config):
 @settings(max_examples=150, deadline=None)
 @given(pools(), configs())
 def test_selection_is_well_formed(table, config):
+    reviews_labels = script.strategy_for(config.selection_strategy).candidates == "labeled"
+    candidates = table.index[table["label"].notna() if reviews_labels else table["label"].isna()]
+    if len(candidates) == 0:
+        with pytest.raises(script.SelectionError, match="no candidate rows"):
+            run(table, config)
+        return
     result = run(table, config)
     selected = result.rows
-    candidates = table.index[table["label"].isna()]
 
     assert set(selected.index) <= set(candidates)
     assert selected["id"].is_unique
-    assert len(selected) == expected_size(config, table, candidates)
+    size = expected_size(config, table, candidates)
+    assert len(selected) == size if size is not None else len(selected) <= min(config.batch_size, len(candidates))
     assert selected["selection_rank"].tolist() == list(range(1, len(selected) + 1))
     assert np.isfinite(selected["selection_score"]).all()
     assert result.counts["candidate_count"] == len(candidates)

@@ -103,3 +103,10 @@ def test_no_code_outside_the_table_decides_by_a_strategy_name():
                 and _strategy_names_in(node.value):
             offenders.append((node.lineno, "collection of strategy names"))
     assert offenders == []
+
+
+def test_no_two_top_level_definitions_share_a_name():
+    """A second def of the same name silently replaces the first (two sections each wrote a helper)."""
+    tree = ast.parse(SCRIPT_PATH.read_text(encoding="utf-8"))
+    names = [node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))]
+    assert sorted({name for name in names if names.count(name) > 1}) == []

@@ -3,11 +3,13 @@
 import argparse
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import List, Optional
 
 from pydantic import ValidationError
 
+from active_sampling.evaluation import label_review
 from active_sampling.evaluation.config import EvaluationConfig
 from active_sampling.evaluation.report import write_report
 from active_sampling.evaluation.runner import run_evaluation
@@ -29,6 +31,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=defaults.workers)
     parser.add_argument("--no-ssl", action="store_true", help="skip the semi-supervised study")
     parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures (no matplotlib needed)")
+    parser.add_argument("--no-label-review", action="store_true",
+                        help="skip the label-review study (active_sampling.evaluation.label_review)")
     return parser.parse_args(argv)
 
 
@@ -48,6 +52,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     results = run_evaluation(config, progress=lambda message: print(message, flush=True))
     path = write_report(results, args.output_dir, command, figures=not args.no_figures)
     print(f"wrote {path} ({results.wall_seconds / 60:.1f} min wall, {results.cpu_seconds / 60:.1f} CPU-min)")
+    if not args.no_label_review:
+        started = time.time()
+        reviewed = label_review.run_study(progress=lambda message: print(message, flush=True))
+        label_review.write_section(path, reviewed, label_review.DEFAULT_COMMAND, time.time() - started)
+        print(f"wrote the label-review section of {path}")
     return 0
 
 

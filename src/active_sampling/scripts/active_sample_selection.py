@@ -64,6 +64,7 @@ DIVERSITY_METHODS = ("kcenter", "kmeans")
 OUTPUT_FORMATS = ("csv", "tsv", "parquet")
 SELECTION_ROLES = ("single", "shard", "merge")
 LABELING_FORMATS = ("none", "ground_truth", "label_studio")
+REVIEW_METHODS = ("confident_learning", "self_confidence")
 
 INPUT_CHANNEL = "evaluation_data"
 SAMPLES_CHANNEL = "selected_samples"
@@ -104,6 +105,7 @@ PREDICTED_CONFIDENCE = "predicted_confidence"
 ACTIVE_LEARNING_OUTPUT_COLUMNS = (SELECTION_SCORE, SELECTION_RANK, DATA_SOURCE, PREDICTED_LABEL, PREDICTED_CONFIDENCE)
 DATA_SOURCE_SSL = "pseudo_labeled"
 DATA_SOURCE_ACTIVE_LEARNING = "active_learning"
+SUGGESTED_LABEL = "suggested_label"  # strategies that review labeled rows: the model's top class
 
 PROBABILITY_SUM_TOLERANCE = 1e-3
 PROBABILITY_RANGE_TOLERANCE = 1e-6  # probabilities this far outside [0, 1] are rounding noise, clipped
@@ -170,8 +172,9 @@ def _declare_env_vars(strategy_names: Sequence[str]) -> Tuple[EnvVar, ...]:
         EnvVar("ID_FIELD", "id_field", "str", "id", "Column holding a unique id per row."),
         EnvVar("LABEL_FIELD", "label_field", "str", "",
                "Column holding known labels; rows where it is filled are never selected "
-               "(and are the initial centers for diversity). Unset: no row is labeled, with a warning when a "
-               "column looks like labels (label, labels, y, target); none: no row is labeled, silently."),
+               "(and are the initial centers for diversity), except by label_review, which selects among them "
+               "only. Unset: no row is labeled, with a warning when a column looks like labels (label, labels, "
+               "y, target); none: no row is labeled, silently."),
         EnvVar("SCORE_FIELD", "score_field", "str", "",
                "One score column to use (a probability of the positive class, or a logit), or an array column "
                "holding one score per class (a JSON Lines \"probabilities\": [..] field, a parquet list)."),
@@ -202,7 +205,7 @@ def _declare_env_vars(strategy_names: Sequence[str]) -> Tuple[EnvVar, ...]:
         EnvVar("UNCERTAINTY_MODE", "uncertainty_mode", "choice", "margin",
                "uncertainty, and diversity's pre-filter: how uncertainty is measured.", choices=UNCERTAINTY_MODES),
         EnvVar("BATCH_SIZE", "batch_size", "int", "32",
-               "uncertainty, diversity, badge: number of rows to select.", minimum=1),
+               "uncertainty, diversity, badge, label_review: number of rows to select.", minimum=1),
         EnvVar("METRIC", "metric", "choice", "euclidean",
                "diversity, badge: distance between embeddings.", choices=METRICS),
         EnvVar("SELECTION_ROLE", "selection_role", "choice", "single",
@@ -239,6 +242,10 @@ def _declare_env_vars(strategy_names: Sequence[str]) -> Tuple[EnvVar, ...]:
         EnvVar("STOP_MAX_UNCERTAINTY", "stop_max_uncertainty", "float", "0",
                "Stopping signal: should_stop once every candidate's margin uncertainty 1 - (p1 - p2) is below "
                "it (0 = off).", minimum=0.0, maximum=1.0),
+        EnvVar("REVIEW_METHOD", "review_method", "choice", "confident_learning",
+               "label_review: confident_learning (the labeled rows confident learning flags, prune by noise "
+               "rate, lowest probability of the given label first) or self_confidence (every labeled row, "
+               "lowest probability of the given label first).", choices=REVIEW_METHODS),
     )
 
 
@@ -276,6 +283,7 @@ class SelectionConfig(NamedTuple):
     stop_agreement: float
     stop_max_labeled: int
     stop_max_uncertainty: float
+    review_method: str
 
     @property
     def feature_column_names(self) -> List[str]:
@@ -388,7 +396,15 @@ def parse_environment(environ_vars: Mapping[str, Any]) -> SelectionConfig:
     validate_strategy_for_use_case(config.selection_strategy, config.use_case)
     validate_labeling_settings(config.labeling_format, config.labeling_data_field,
                                strategy=config.selection_strategy, id_field=config.id_field)
+    validate_label_settings(config.selection_strategy, config.label_field)
     return config
+
+
+def validate_label_settings(strategy: str, label_field: Optional[str]) -> None:
+    """A strategy that selects among the labeled rows needs LABEL_FIELD; raises ``SelectionError``."""
+    if strategy_for(strategy).candidates == "labeled" and not label_field:
+        raise SelectionError("SELECTION_STRATEGY={} reviews labeled rows and needs LABEL_FIELD=<column>: the column "
+                             "holding the given labels".format(strategy))
 
 
 def with_strategy_defaults(config: SelectionConfig) -> SelectionConfig:
@@ -1126,6 +1142,11 @@ def load_inference_data(inference_data_dir: Any, id_field: str = "id",
 
 def read_input_table(source: InputTable) -> pd.DataFrame:
     """Every file of ``source`` as one table; header-only parts add no rows."""
+    return _read_input_rows(source)[0]
+
+
+def _read_input_rows(source: InputTable) -> Tuple[pd.DataFrame, List[int]]:
+    """``read_input_table`` and the number of rows each file of ``source`` gave, in file order."""
     frames = [_read_file(data_file, file_columns, source)
               for data_file, file_columns in zip(source.files, source.file_columns)]
     filled = [frame for frame in frames if len(frame)] or frames[:1]
@@ -1133,7 +1154,17 @@ def read_input_table(source: InputTable) -> pd.DataFrame:
     table.index = pd.RangeIndex(len(table))
     if len(table) == 0:
         raise SelectionError("the input under {} has no rows".format(source.root))
-    return table
+    return table, [len(frame) for frame in frames]
+
+
+def row_locator(files: Sequence[DataFile], row_counts: Sequence[int]) -> Callable[[int], str]:
+    """Names the file and the row (1 = its first data row) of a position in the files' concatenated rows."""
+    starts = np.concatenate([[0], np.cumsum(row_counts, dtype=np.int64)])
+
+    def locate(position: int) -> str:
+        index = int(np.searchsorted(starts, position, side="right")) - 1
+        return "row {} of {}".format(int(position - starts[index]) + 1, files[index].path)
+    return locate
 
 
 def _in_column_order(frame: pd.DataFrame, order: List[str]) -> pd.DataFrame:
@@ -1572,11 +1603,63 @@ def labeled_mask(df: pd.DataFrame, label_field: Optional[str]) -> np.ndarray:
     return filled
 
 
+def _table_row(position: int) -> str:
+    return "row {} of the table".format(position + 1)
+
+
+_CLASS_NUMBER_TEXT = re.compile(r"[0-9]+(?:\.0*)?")  # 3, 03, 3.0: a number naming an integer class
+
+
+def _class_key(value: Any, integer_classes: bool) -> Any:
+    """What a label cell names: an int for integer classes (3, 3.0, "3", " 03 ", "3.0"), else the stripped text;
+    None when it cannot name a class of that kind (a bool, 2.5, "3.5", "x" for integer classes)."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, numbers.Integral):
+        return int(value) if integer_classes else str(int(value))
+    if isinstance(value, numbers.Real):
+        return int(value) if integer_classes and math.isfinite(value) and float(value).is_integer() else None
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if not integer_classes:
+        return text
+    return int(text.split(".")[0]) if _CLASS_NUMBER_TEXT.fullmatch(text) else None
+
+
+def given_class_positions(labels: pd.Series, labeled: np.ndarray, classes: Sequence[Any], label_field: str,
+                          locate: Callable[[int], str] = _table_row) -> np.ndarray:
+    """The class position (in score-column order) of each labeled row's label; -1 for unlabeled rows.
+
+    Integer classes match integer-valued numbers and their text (``3``, ``3.0``, ``"03"``); text classes
+    match the stripped text exactly. A label that names no class is a ``SelectionError`` naming the value
+    and, through ``locate`` (row position -> text), the file and the row.
+    """
+    given = np.full(len(labels), -1, dtype=np.int64)
+    rows = np.flatnonzero(labeled)
+    if rows.size == 0:
+        return given
+    codes, uniques = pd.factorize(labels.iloc[rows])
+    integer_classes = all(isinstance(label, int) for label in classes)
+    lookup = {label if integer_classes else str(label): position for position, label in enumerate(classes)}
+    positions = np.array([lookup.get(_class_key(value, integer_classes), -1) for value in uniques], dtype=np.int64)
+    unknown = positions[codes] < 0
+    if unknown.any():
+        first = int(rows[np.flatnonzero(unknown)[0]])
+        value = labels.iloc[first]
+        raise SelectionError("LABEL_FIELD {!r} holds {!r} in {}, which names none of the score columns' classes "
+                             "({})".format(label_field, value.item() if isinstance(value, np.generic) else value,
+                                           locate(first), _preview(classes)))
+    given[rows] = positions[codes]
+    return given
+
+
 def output_columns(strategy: str) -> Tuple[str, ...]:
     """The columns ``strategy`` appends to the selected rows."""
-    if strategy_for(strategy).use_case == "ssl":
+    row = strategy_for(strategy)
+    if row.use_case == "ssl":
         return OUTPUT_COLUMNS
-    return ACTIVE_LEARNING_OUTPUT_COLUMNS
+    return ACTIVE_LEARNING_OUTPUT_COLUMNS + ((SUGGESTED_LABEL,) if row.candidates == "labeled" else ())
 
 
 def _check_no_output_columns(columns: Iterable[str], strategy: str) -> None:
@@ -1640,6 +1723,7 @@ class Pool(NamedTuple):
     vector_source: Optional[str]  # "embedding columns", "feature columns" or "numeric feature columns"
     known_labels: Optional[np.ndarray] = None  # (n_labeled,) object: label_texts of the labeled rows, in row order
     ids: Optional[pd.Series] = None  # (n,) the ID_FIELD values in row order, when the reader keeps them
+    given: Optional[np.ndarray] = None  # (n,) int64: class position of each label, -1 unlabeled; label_review only
 
 
 class ColumnPlan(NamedTuple):
@@ -1706,13 +1790,19 @@ def _make_pool(scores: np.ndarray, plan: ColumnPlan, labeled: np.ndarray, vector
                 plan.vector_source, known_labels)
 
 
+def _reviews_labels(config: SelectionConfig) -> bool:
+    return strategy_for(config.selection_strategy).candidates == "labeled"
+
+
 def pool_from_frame(df: pd.DataFrame, config: SelectionConfig,
-                    feature_columns: Optional[Sequence[str]] = None, index_columns: Iterable[str] = ()) -> Pool:
+                    feature_columns: Optional[Sequence[str]] = None, index_columns: Iterable[str] = (),
+                    locate: Callable[[int], str] = _table_row) -> Pool:
     """The selection arrays of an in-memory prediction table.
 
     ``feature_columns``, when given, are the vectors of diversity and badge if the table has no
     EMBEDDING_FIELD_PREFIX columns (seed 001's ``strategy_config["feature_columns"]``); ``index_columns``
-    (a parquet file's named pandas index) are never features.
+    (a parquet file's named pandas index) are never features. ``locate`` names the file and row of a
+    position in error messages.
     """
     columns = [str(name) for name in df.columns]
     plan = _plan_columns(columns, lambda name: not _holds_arrays(df[name]) and _is_feature(df[name]), config,
@@ -1726,6 +1816,9 @@ def pool_from_frame(df: pd.DataFrame, config: SelectionConfig,
     labeled = labeled_mask(df, config.label_field)
     known = label_texts(df[config.label_field][labeled]) if config.label_field else None
     pool = _make_pool(scores, plan, labeled, vectors, config, known)
+    if _reviews_labels(config):
+        pool = pool._replace(given=given_class_positions(df[config.label_field], labeled, pool.classes,
+                                                         config.label_field, locate))
     return pool._replace(ids=df[config.id_field]) if config.id_field in df.columns else pool
 
 
@@ -1755,6 +1848,8 @@ def pool_from_parquet(source: InputTable, config: SelectionConfig, keep_ids: boo
     scores = None if plan.score_array else np.empty((n_rows, len(score_cols)), dtype=np.float64)
     vectors = None if plan.vector_array or not vector_cols else np.empty((n_rows, len(vector_cols)), dtype=np.float32)
     labeled = np.zeros(n_rows, dtype=bool)
+    given = np.full(n_rows, -1, dtype=np.int64) if _reviews_labels(config) else None
+    classes = None if plan.score_array else class_labels(score_cols, config.score_field_prefix)
     ids, known, offset = [], [], 0
     wanted = [config.id_field] + ([config.label_field] if config.label_field else []) + score_cols + vector_cols
     wanted = list(dict.fromkeys(wanted))
@@ -1782,15 +1877,21 @@ def pool_from_parquet(source: InputTable, config: SelectionConfig, keep_ids: boo
                     vectors[rows, j] = table.column(name).to_numpy()
             ids.append(table.column(config.id_field).to_pandas())
             if config.label_field:
-                labels = pd.DataFrame({config.label_field: table.column(config.label_field).to_pandas()})
+                labels = _arrow_to_pandas(table.select([config.label_field]))  # integers with nulls stay exact
                 labeled[rows] = labeled_mask(labels, config.label_field)
                 known.append(label_texts(labels[config.label_field][labeled[rows]]))
+                if given is not None:
+                    first_row = offset - file_start
+                    given[rows] = given_class_positions(
+                        labels[config.label_field], labeled[rows],
+                        list(range(scores.shape[1])) if classes is None else classes, config.label_field,
+                        lambda position: "row {} of {}".format(first_row + position + 1, data_file.path))
             offset += table.num_rows
     all_ids = pd.concat(ids, ignore_index=True)
     del ids
     _check_ids(all_ids, config.id_field)
     pool = _make_pool(scores, plan, labeled, vectors, config, np.concatenate(known) if config.label_field else None)
-    return pool._replace(ids=all_ids) if keep_ids else pool
+    return pool._replace(ids=all_ids if keep_ids else None, given=given)
 
 
 def _fill_rows(target: Optional[np.ndarray], n_rows: int, rows: slice, block: np.ndarray, name: str) -> np.ndarray:
@@ -1837,6 +1938,7 @@ class Selection(NamedTuple):
 
     indices: np.ndarray
     scores: np.ndarray
+    facts: Optional[Dict[str, Any]] = None  # what the strategy reports in the metadata (label_review)
 
 
 class _Progress:
@@ -1875,6 +1977,7 @@ class Candidates(NamedTuple):
     probabilities: Optional[np.ndarray]  # (n, n_classes) float64
     embeddings: Optional[np.ndarray] = None  # (n, d) float32, for the strategies that need them
     labeled_embeddings: Optional[np.ndarray] = None  # (m, d) float32: the labeled rows, diversity's first centers
+    labels: Optional[np.ndarray] = None  # (n,) int64: class positions of the given labels (label_review)
 
 
 def _row_ids(indices: Any, n_rows: int, what: str) -> Optional[np.ndarray]:
@@ -2720,6 +2823,268 @@ class BADGESampler(_Sampler):
         return self._select_among(candidates, _positive_int("batch_size", batch_size, 1), indices)
 
 
+# Label review: the labeled rows whose given label the model doubts. Confident learning as cleanlab's
+# find_label_issues(labels, pred_probs, filter_by="prune_by_noise_rate") computes it, with its defaults
+# (frac_noise=1, min_examples_per_class=1, single-label), step for step so that the flagged rows agree.
+_CL_TOLERANCE = 1e-6  # a probability this far below a class's threshold still counts as confident in it
+_CL_MIN_THRESHOLD = 2e-6
+_CL_ABSENT_THRESHOLD = 2.0  # the threshold of a class no row is labeled with: no probability reaches it
+_CL_MIN_EXAMPLES_PER_CLASS = 1  # a given class with this many rows or fewer is never pruned
+
+
+class LabelIssues(NamedTuple):
+    """What confident learning found among the labeled rows."""
+
+    flagged: np.ndarray  # (n,) bool: the rows whose given label is a likely issue
+    thresholds: np.ndarray  # (n_classes,) t_j: mean probability of class j over the rows labeled j
+    joint: np.ndarray  # (n_classes, n_classes) int64: the calibrated confident joint, [given, true]
+
+    @property
+    def estimated_issue_share(self) -> float:
+        """The off-diagonal share of the calibrated confident joint: the estimated share of wrong labels."""
+        total = int(self.joint.sum())
+        return float(total - int(np.trace(self.joint))) / total if total else 0.0
+
+
+def self_confidence(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """p[given label] of every row, shape (n_rows,)."""
+    return probabilities[np.arange(labels.shape[0]), labels]
+
+
+def _rows_by_class(labels: np.ndarray, n_classes: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Row positions grouped by label (increasing within a class) and each class's [start, stop) bounds."""
+    order = np.argsort(labels, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=n_classes))])
+    return order, bounds
+
+
+def confident_thresholds(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per-class thresholds t_j = mean p_j over the rows labeled j, at least 2e-6; 2.0 for a class no row has.
+
+    Parameters
+    ----------
+    probabilities : ndarray of shape (n_rows, n_classes)
+    labels : ndarray of shape (n_rows,)
+        Class positions of the given labels, in [0, n_classes).
+
+    Returns
+    -------
+    ndarray of shape (n_classes,)
+    """
+    n_classes = probabilities.shape[1]
+    thresholds = np.full(n_classes, _CL_ABSENT_THRESHOLD)
+    order, bounds = _rows_by_class(labels, n_classes)
+    for k in np.flatnonzero(np.diff(bounds)):
+        thresholds[k] = probabilities[order[bounds[k]:bounds[k + 1]], k].mean()
+    return np.maximum(thresholds, _CL_MIN_THRESHOLD)
+
+
+def confident_counts(probabilities: np.ndarray, labels: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """The confident joint before calibration: counts[i, j] of rows labeled i whose true class is guessed j.
+
+    A row's guess is the one class whose probability reaches its threshold (within 1e-6), or its top class
+    when several do; a row that reaches none is not counted. Counts of disjoint row sets add up.
+    """
+    n_classes = probabilities.shape[1]
+    counts = np.zeros(n_classes * n_classes, dtype=np.int64)
+    cutoffs = thresholds - _CL_TOLERANCE
+    for start in range(0, probabilities.shape[0], _CHUNK_ROWS):
+        block = probabilities[start:start + _CHUNK_ROWS]
+        confident = block >= cutoffs
+        n_confident = confident.sum(axis=1)
+        guess = np.where(n_confident > 1, block.argmax(axis=1), confident.argmax(axis=1))
+        counted = n_confident > 0
+        pairs = labels[start:start + _CHUNK_ROWS][counted] * n_classes + guess[counted]
+        counts += np.bincount(pairs, minlength=n_classes * n_classes)
+    return counts.reshape(n_classes, n_classes)
+
+
+def _round_preserving_sum(values: np.ndarray) -> np.ndarray:
+    """``values`` rounded to integers whose sum is the rounded sum of ``values``: the largest rounding errors
+    are moved by one (ties to the later entry when rounding up, the earlier when rounding down)."""
+    floats = np.asarray(values, dtype=np.float64)
+    ints = floats.round()
+    target = np.sum(floats).round()
+    total = np.sum(ints).round()
+    while abs(total - target) > _CL_TOLERANCE:
+        step = -1 if target - total < 0 else 1
+        changes = min(int(abs(np.round(target - total))), floats.size)
+        ints[np.argsort(floats - ints, kind="stable")[::-step][:changes]] += step
+        total = np.sum(ints).round()
+    return ints.astype(np.int64)
+
+
+def calibrate_confident_joint(counts: np.ndarray, label_counts: np.ndarray) -> np.ndarray:
+    """The confident joint calibrated so that row i sums to the rows labeled i and the whole to their number.
+
+    The diagonal is raised to at least 1 first; each row is rounded to integers preserving its total.
+    """
+    # Column-major, as cleanlab builds it: the layout fixes the order of np.sum's additions, and so the last
+    # bit of the calibrated counts that the rounding sees.
+    joint = np.array(counts, dtype=np.int64, order="F")
+    np.fill_diagonal(joint, np.maximum(joint.diagonal(), 1))
+    calibrated = (joint.T / np.clip(joint.sum(axis=1), 1e-100, None) * label_counts).T
+    calibrated = calibrated / np.clip(np.sum(calibrated), 1e-100, None) * label_counts.sum()
+    return np.array([_round_preserving_sum(row) for row in calibrated], dtype=np.int64)
+
+
+def prune_counts(joint: np.ndarray) -> np.ndarray:
+    """How many rows to prune: prune[j, k] rows labeled k whose true class is j (the joint transposed).
+
+    Each given class keeps at least one row: a zero diagonal entry becomes 1, taken evenly from the class's
+    non-zero off-diagonal counts, which are then truncated to integers.
+    """
+    matrix = joint.T
+    diagonal = matrix.diagonal()
+    kept = np.maximum(diagonal, _CL_MIN_EXAMPLES_PER_CLASS)
+    per_column = np.maximum(np.count_nonzero(matrix, axis=0) - 1.0, 1.0)
+    pruned = matrix - (kept - diagonal) / per_column
+    pruned[pruned < 0] = 0
+    np.fill_diagonal(pruned, kept)
+    return pruned.astype(np.int64)
+
+
+def prune_by_noise_rate(probabilities: np.ndarray, labels: np.ndarray, prune: np.ndarray) -> np.ndarray:
+    """For every given class k and other class j, flag the prune[j, k] rows labeled k with the largest margin
+    p_j - p_k (ties to the earlier row); classes with at most one row are left alone.
+
+    Returns
+    -------
+    ndarray of shape (n_rows,), bool
+    """
+    n_classes = probabilities.shape[1]
+    flagged = np.zeros(labels.shape[0], dtype=bool)
+    order, bounds = _rows_by_class(labels, n_classes)
+    for k in range(n_classes):
+        rows = order[bounds[k]:bounds[k + 1]]
+        if rows.size <= _CL_MIN_EXAMPLES_PER_CLASS:
+            continue
+        block = probabilities[rows]
+        for j in np.flatnonzero(prune[:, k]):
+            if j != k:
+                flagged[rows[top_k_indices(block[:, j] - block[:, k], int(prune[j, k]))]] = True
+    return flagged
+
+
+def _predicts_given(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Rows whose given label is the top class once it gets 1e-6 extra (earlier classes win exact ties)."""
+    nudged = probabilities.copy()
+    nudged[np.arange(labels.shape[0]), labels] += _CL_TOLERANCE
+    return nudged.argmax(axis=1) == labels
+
+
+def find_label_issues(probabilities: np.ndarray, labels: np.ndarray) -> LabelIssues:
+    """Confident learning with pruning by noise rate (Northcutt, Jiang & Chuang, JAIR 2021).
+
+    Equal to ``cleanlab.filter.find_label_issues(labels, probabilities, filter_by="prune_by_noise_rate")``:
+    per-class thresholds, the confident joint, calibrated, pruning counts that keep a row per class, the
+    prune_by_noise_rate rule, then the rows the model predicts as given (within 1e-6) are unflagged.
+
+    Parameters
+    ----------
+    probabilities : ndarray of shape (n_rows, n_classes)
+        Out-of-sample predicted probabilities of the labeled rows.
+    labels : ndarray of shape (n_rows,)
+        Class positions of the given labels, in [0, n_classes).
+
+    Returns
+    -------
+    LabelIssues
+    """
+    thresholds = confident_thresholds(probabilities, labels)
+    label_counts = np.bincount(labels, minlength=probabilities.shape[1])
+    joint = calibrate_confident_joint(confident_counts(probabilities, labels, thresholds), label_counts)
+    flagged = prune_by_noise_rate(probabilities, labels, prune_counts(joint))
+    rows = np.flatnonzero(flagged)
+    flagged[rows[_predicts_given(probabilities[rows], labels[rows])]] = False
+    return LabelIssues(flagged, thresholds, joint)
+
+
+def label_review_selection(probabilities: np.ndarray, labels: np.ndarray, batch_size: int,
+                           method: str = "confident_learning") -> Selection:
+    """The first ``batch_size`` labeled rows to review, lowest probability of the given label first.
+
+    ``confident_learning`` ranks only the rows ``find_label_issues`` flags (fewer than ``batch_size`` when
+    fewer are flagged); ``self_confidence`` ranks every row. Ties go to the earlier row.
+
+    Returns
+    -------
+    Selection
+        Row indices in rank order, their score 1 - p[given label], and ``facts`` for the metadata.
+    """
+    confidence = self_confidence(probabilities, labels)
+    facts: Dict[str, Any] = {"method": method, "labeled_rows": int(labels.shape[0])}
+    if method == "self_confidence":
+        chosen = top_k_indices(-confidence, batch_size)
+    else:
+        issues = find_label_issues(probabilities, labels)
+        rows = np.flatnonzero(issues.flagged)
+        chosen = rows[np.lexsort((rows, confidence[rows]))][:batch_size]
+        facts.update(flagged_count=int(rows.size), estimated_issue_share=issues.estimated_issue_share,
+                     thresholds=[float(t) for t in issues.thresholds])
+        if np.unique(labels).size < 2:
+            logger.warning("Every labeled row has the same given label: confident learning needs two classes "
+                           "among the labels to flag any; none flagged")
+        logger.info("Confident learning flagged %d of %d labeled rows (estimated share of label issues %.3f)",
+                    rows.size, labels.shape[0], issues.estimated_issue_share)
+    return Selection(chosen, 1.0 - confidence[chosen], facts)
+
+
+def _class_positions(labels: Any, n_rows: int, n_classes: int) -> np.ndarray:
+    positions = np.asarray(labels)
+    if positions.shape != (n_rows,) or (positions.size and not np.issubdtype(positions.dtype, np.integer)):
+        raise ValueError("labels must be a 1-D array of {} integer class positions, got {} of shape {}".format(
+            n_rows, positions.dtype, positions.shape))
+    positions = positions.astype(np.int64)
+    if positions.size and (positions.min() < 0 or positions.max() >= n_classes):
+        raise ValueError("labels must be class positions in [0, {}), got values from {} to {}".format(
+            n_classes, positions.min(), positions.max()))
+    return positions
+
+
+class LabelReviewSampler(_Sampler):
+    """The labeled rows whose given label the model doubts most, for humans to check again (active learning).
+
+    Parameters
+    ----------
+    method : {"confident_learning", "self_confidence"}, default="confident_learning"
+        ``confident_learning``: only the rows confident learning flags (``find_label_issues``);
+        ``self_confidence``: every labeled row. Both rank by p[given label], lowest first.
+    random_seed : int, default=42
+        Unused: the selection is deterministic (ties go to the lower row). Kept for the samplers' signature.
+    """
+
+    def __init__(self, method: str = "confident_learning", random_seed: Optional[int] = 42):
+        self.method = method
+        self.random_seed = random_seed
+
+    def _checked(self, probabilities: Any, labels: Any) -> Tuple[np.ndarray, np.ndarray]:
+        _choice("method", self.method, REVIEW_METHODS)
+        matrix = _as_matrix(probabilities, "probabilities", np.float64)
+        return matrix, _class_positions(labels, matrix.shape[0], matrix.shape[1])
+
+    def compute_scores(self, probabilities: Any, labels: Any) -> np.ndarray:
+        """1 - p[given label] of each row, shape (n_rows,); higher is more doubtful."""
+        return 1.0 - self_confidence(*self._checked(probabilities, labels))
+
+    def find_label_issues(self, probabilities: Any, labels: Any) -> np.ndarray:
+        """Confident learning's flags, shape (n_rows,) bool (see ``find_label_issues``)."""
+        return find_label_issues(*self._checked(probabilities, labels)).flagged
+
+    def select(self, candidates: Candidates, batch_size: int) -> Selection:
+        _choice("method", self.method, REVIEW_METHODS)
+        return label_review_selection(candidates.probabilities, candidates.labels, batch_size, self.method)
+
+    def select_batch(self, probabilities: Any, labels: Any, batch_size: int, indices: Any = None) -> np.ndarray:
+        """Positions of the rows to review in rank order, or ``indices[chosen]`` when ``indices`` (one id per
+        row) is given. ``labels`` are the given labels' class positions, one per row."""
+        matrix, positions = self._checked(probabilities, labels)
+        ids = _row_ids(indices, matrix.shape[0], "probabilities")
+        chosen = label_review_selection(matrix, positions, _positive_int("batch_size", batch_size, 1),
+                                        self.method).indices
+        return chosen if ids is None else ids[chosen]
+
+
 # ---- Engine: the strategy table and the one path from pool to annotated rows ---------------------------------
 
 class ShardRule:
@@ -2871,6 +3236,34 @@ class WeightedD2(ShardRule):
         }
 
 
+class LabeledRowsReview(ShardRule):
+    """label_review, exactly: its thresholds and confident joint need every labeled row of the pool, so with
+    confident_learning each shard sends all its labeled rows and the merge runs it over all of them (the same
+    rows in the same order as a single run: the same flags, bit for bit). With self_confidence, a per-row
+    score, each shard sends its own first BATCH_SIZE; the global first BATCH_SIZE are among them."""
+
+    def send(self, config: "SelectionConfig", candidates: Candidates, seed: Any) -> "ShardPicks":
+        confidence = self_confidence(candidates.probabilities, candidates.labels)
+        if config.review_method == "self_confidence":
+            indices = top_k_indices(-confidence, config.batch_size)
+        else:
+            indices = np.arange(confidence.size)
+        return ShardPicks(indices, 1.0 - confidence[indices], np.ones(indices.size, np.int64), None)
+
+    def merge(self, config: "SelectionConfig", pool: "MergedPool",
+              outputs: Sequence["ShardOutput"]) -> Tuple[Selection, Dict[str, Any]]:
+        classes = next(output.manifest["details"]["classes"] for output in outputs if output.manifest["pool_size"])
+        stored = [_arrow_to_pandas(piece.select([config.label_field]))[config.label_field] for piece in pool.pieces]
+        offsets = np.concatenate([[0], np.cumsum([len(labels) for labels in stored])])[:-1]
+        labels = pd.concat(stored, ignore_index=True).iloc[offsets[pool.piece] + pool.piece_row]
+        given = given_class_positions(labels.reset_index(drop=True), np.ones(len(labels), dtype=bool), classes,
+                                      config.label_field)
+        selection = label_review_selection(pool.probabilities, given, config.batch_size, config.review_method)
+        facts = dict(selection.facts, labeled_rows=sum(int(output.manifest["labeled_count"]) for output in outputs))
+        sent = "every labeled row" if config.review_method == "confident_learning" else "its first BATCH_SIZE"
+        return selection._replace(facts=facts), {"guarantee": "exact: each shard sends {}".format(sent)}
+
+
 class Strategy(NamedTuple):
     """One row of ``STRATEGY_TABLE``: how a SELECTION_STRATEGY value is run."""
 
@@ -2881,6 +3274,7 @@ class Strategy(NamedTuple):
     batched: bool  # selects BATCH_SIZE rows
     settings: Mapping[str, str]  # SelectionConfig field -> keyword of the sampler's constructor
     sharding: Optional[ShardRule]  # how it runs with SELECTION_ROLE=shard and merge; None: refused
+    candidates: str = "unlabeled"  # the rows it selects among: "unlabeled", or "labeled" (it reviews labels)
 
     @property
     def reads(self) -> Tuple[str, ...]:
@@ -2908,6 +3302,8 @@ STRATEGY_TABLE = (
              settings={"metric": "metric", "random_seed": "random_seed", "diversity_method": "method",
                        "uncertainty_prefilter": "uncertainty_prefilter", "uncertainty_mode": "uncertainty_mode"},
              sharding=DiversitySharding()),
+    Strategy("label_review", LabelReviewSampler, "active_learning", needs_embeddings=False, batched=True,
+             settings={"review_method": "method"}, sharding=LabeledRowsReview(), candidates="labeled"),
 )
 STRATEGIES_BY_NAME = {strategy.name: strategy for strategy in STRATEGY_TABLE}
 STRATEGIES = tuple(STRATEGIES_BY_NAME)
@@ -2934,29 +3330,44 @@ def make_sampler(config: SelectionConfig) -> _Sampler:
 
 
 def select_from_pool(pool: Pool, config: SelectionConfig) -> Selection:
-    """Run the configured strategy over the pool's candidates (rows without a label).
+    """Run the configured strategy over the pool's candidates (rows without a label; the labeled rows for a
+    strategy that reviews labels).
 
     Returns the selected rows' positions in the pool, in rank order, with their selection scores.
     The pool's vectors may be overwritten (diversity centers them in place).
     """
     strategy = strategy_for(config.selection_strategy)
-    rows = np.flatnonzero(~pool.labeled)
+    rows = np.flatnonzero(candidate_mask(pool, strategy))
     n_rows = pool.labeled.shape[0]
     if rows.size == 0:
-        raise SelectionError("no candidate rows: all {} rows have LABEL_FIELD {!r} filled".format(
-            n_rows, config.label_field))
+        raise no_candidates_error(strategy, n_rows, config.label_field)
+    n_labeled = int(pool.labeled.sum())
     logger.info("Scores from %s read as %s; %d rows, %d labeled, %d candidates", _preview(pool.score_columns),
-                pool.score_interpretation, n_rows, n_rows - rows.size, rows.size)
+                pool.score_interpretation, n_rows, n_labeled, rows.size)
     if strategy.batched and config.batch_size >= rows.size:
         logger.info("BATCH_SIZE=%d is not smaller than the %d candidates: selecting them all", config.batch_size,
                     rows.size)
     selection = make_sampler(config).select(_candidates(pool, rows, strategy), config.batch_size)
-    return Selection(rows[selection.indices], selection.scores)
+    return selection._replace(indices=rows[selection.indices])
+
+
+def candidate_mask(pool: Pool, strategy: Strategy) -> np.ndarray:
+    """The rows ``strategy`` selects among: the unlabeled ones, or the labeled ones for a strategy reviewing labels."""
+    return pool.labeled if strategy.candidates == "labeled" else ~pool.labeled
+
+
+def no_candidates_error(strategy: Strategy, n_rows: int, label_field: Optional[str]) -> SelectionError:
+    if strategy.candidates == "labeled":
+        return SelectionError("no candidate rows: none of the {} rows has LABEL_FIELD {!r} filled, and {} selects "
+                              "among the labeled rows only".format(n_rows, label_field, strategy.name))
+    return SelectionError("no candidate rows: all {} rows have LABEL_FIELD {!r} filled".format(n_rows, label_field))
 
 
 def _candidates(pool: Pool, rows: np.ndarray, strategy: Strategy) -> Candidates:
     every_row = rows.size == pool.labeled.shape[0]
     probabilities = pool.probabilities if every_row else pool.probabilities[rows]
+    if pool.given is not None:
+        return Candidates(probabilities, labels=pool.given[rows])
     if pool.vectors is None:
         return Candidates(probabilities)
     embeddings = pool.vectors if every_row else pool.vectors[rows]
@@ -2970,7 +3381,8 @@ def annotate(rows: pd.DataFrame, probabilities: np.ndarray, classes: Sequence[An
 
     ``probabilities`` (shape (n_selected, n_classes)) and ``scores`` belong to the same rows. Every
     strategy adds selection_score, selection_rank and data_source; SSL strategies also pseudo_label
-    and confidence, active-learning strategies the same guess as predicted_label and predicted_confidence.
+    and confidence, active-learning strategies the same guess as predicted_label and predicted_confidence;
+    strategies that review labeled rows repeat it as suggested_label, the name label review gives it.
     """
     is_ssl = strategy_for(strategy).use_case == "ssl"
     added = {
@@ -2981,6 +3393,8 @@ def annotate(rows: pd.DataFrame, probabilities: np.ndarray, classes: Sequence[An
     label_column, confidence_column = (PSEUDO_LABEL, CONFIDENCE) if is_ssl else (PREDICTED_LABEL, PREDICTED_CONFIDENCE)
     added[label_column] = pd.Series(predicted_classes(probabilities, classes), index=rows.index).infer_objects()
     added[confidence_column] = probabilities.max(axis=1)
+    if SUGGESTED_LABEL in output_columns(strategy):
+        added[SUGGESTED_LABEL] = added[PREDICTED_LABEL]
     # One concat rather than a column at a time: wide inputs would otherwise fragment the frame.
     return pd.concat([rows, pd.DataFrame(added, index=rows.index)], axis=1)
 
@@ -3033,12 +3447,18 @@ def run_selection(pool: Pool, config: SelectionConfig,
     return SelectionResult(rows, counts, details, predictions, drawing, stopping)
 
 
+REVIEW_FACTS = "review"  # the metadata entry of a strategy's own facts (Selection.facts)
+
+
 def _selection_facts(pool: Pool, selection: Selection, chosen: np.ndarray) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     n_rows = int(pool.labeled.shape[0])
     labeled = int(pool.labeled.sum())
     classes = [str(label) for label in pool.classes]
-    counts = {"pool_size": n_rows, "labeled_count": labeled, "candidate_count": n_rows - labeled,
+    counts = {"pool_size": n_rows, "labeled_count": labeled,
+              "candidate_count": labeled if pool.given is not None else n_rows - labeled,
               **_selected_counts(chosen, pool.classes, selection.scores)}
+    if selection.facts:
+        counts[REVIEW_FACTS] = selection.facts
     vectors = {} if pool.vectors is None else {"vector_columns": len(pool.vector_columns),
                                                 "vector_source": pool.vector_source}
     details = {"score_columns": pool.score_columns, "score_interpretation": pool.score_interpretation, **vectors,
@@ -3125,7 +3545,7 @@ def select_samples(df: pd.DataFrame, strategy: str, batch_size: int,
     _check_ids(df[config.id_field], config.id_field)
     feature_columns = (strategy_config or {}).get("feature_columns")
     pool = pool_from_frame(df, config, feature_columns)
-    if pool.labeled.all():
+    if not candidate_mask(pool, strategy_for(config.selection_strategy)).any():
         return _nothing_selected(df, pool, config)
     return run_selection(pool, config, lambda positions: df.iloc[positions]).rows
 
@@ -3133,8 +3553,8 @@ def select_samples(df: pd.DataFrame, strategy: str, batch_size: int,
 def _nothing_selected(df: pd.DataFrame, pool: Pool, config: SelectionConfig) -> pd.DataFrame:
     """``select_samples``' answer for a frame without candidates: no rows, the output columns."""
     if len(df):
-        logger.warning("select_samples: no candidate rows: all %d rows have label_field %r filled; nothing selected",
-                       len(df), config.label_field)
+        reason = no_candidates_error(strategy_for(config.selection_strategy), len(df), config.label_field)
+        logger.warning("select_samples: %s; nothing selected", str(reason).replace("LABEL_FIELD", "label_field"))
     return annotate(df.iloc[:0], pool.probabilities[:0], pool.classes, np.empty(0), config.selection_strategy)
 
 
@@ -3485,16 +3905,18 @@ def _shard_select(source: InputTable, config: SelectionConfig, resources: Resour
         df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         df.index = pd.RangeIndex(len(df))
         _check_ids(df[config.id_field], config.id_field)
-        pool = pool_from_frame(df, config, index_columns=source.index_columns)
-    rule = strategy_for(config.selection_strategy).sharding
-    candidates = np.flatnonzero(~pool.labeled)
+        pool = pool_from_frame(df, config, index_columns=source.index_columns,
+                               locate=row_locator(source.files, row_counts))
+    strategy = strategy_for(config.selection_strategy)
+    rule = strategy.sharding
+    candidates = np.flatnonzero(pool.labeled if strategy.candidates == "labeled" else ~pool.labeled)
     vectors = labeled_vectors = None
     if pool.vectors is not None:
         vectors = pool.vectors[candidates]
         if rule.sends_labeled_vectors and candidates.size < pool.labeled.size:
             labeled_vectors = pool.vectors[pool.labeled]
     probabilities = pool.probabilities[candidates]
-    own = Candidates(probabilities, vectors, labeled_vectors)
+    own = Candidates(probabilities, vectors, labeled_vectors, None if pool.given is None else pool.given[candidates])
     manifest = {
         "input_files": relative, "input_format": source.fmt, "columns": source.columns, "kinds": source.kinds,
         "arrow_schema": _schema_text(source), "pool_size": int(pool.labeled.size),
@@ -3847,13 +4269,14 @@ def merge_select(input_dir: Path, config: SelectionConfig, skipped: Sequence[Pat
     counts = {key: sum(manifest[key] for manifest in manifests)
               for key in ("pool_size", "labeled_count", "candidate_count")}
     if counts["candidate_count"] == 0:
-        raise SelectionError("no candidate rows: all {} rows have LABEL_FIELD {!r} filled".format(
-            counts["pool_size"], config.label_field))
+        raise no_candidates_error(strategy_for(config.selection_strategy), counts["pool_size"], config.label_field)
     pool = _read_merged_pool(outputs, config, len(first["classes"]), first["vector_columns"])
     _check_ids(pool.ids, config.id_field)
     selection, sharding = _merge_strategy(config, pool, outputs, counts["candidate_count"])
     chosen = pool.probabilities[selection.indices]
     counts.update(_selected_counts(chosen, first["classes"], selection.scores))
+    if selection.facts:
+        counts[REVIEW_FACTS] = selection.facts
     schema = _agreed_schema(with_rows, first_shard["columns"])
     rows = _merged_rows(pool, selection.indices, first_shard["columns"], schema, _merged_dtypes(with_rows))
     counts.update(summary_fields(add_pool_facts([manifest["pool_facts"] for manifest in with_rows]), chosen,
@@ -3902,6 +4325,7 @@ LABEL_STUDIO_TASKS = "label_studio_tasks.json"
 LABEL_STUDIO_CONFIG = "label_studio_config.xml"
 LABELING_FILES = {"ground_truth": (GROUND_TRUTH_MANIFEST, GROUND_TRUTH_CATEGORIES),
                   "label_studio": (LABEL_STUDIO_TASKS, LABEL_STUDIO_CONFIG)}
+GIVEN_LABEL = "given_label"  # strategies that review labeled rows: the label under review, as the input holds it
 LABEL_STUDIO_CHOICES = "label"  # name of the <Choices> control: from_name of predictions and answers
 LABEL_STUDIO_OBJECTS = {"text": ("Text", "text"), "uri": ("Image", "image")}  # data kind -> (tag, name)
 MODEL_VERSION_PREFIX = "active_sampling/"
@@ -3928,6 +4352,7 @@ class LabelingTask(NamedTuple):
     score: float
     predicted: str
     confidence: float
+    given: Any = None  # the label under review (strategies that review labeled rows), else None
 
 
 def _json_scalar(value: Any) -> Any:
@@ -3945,10 +4370,12 @@ def labeling_tasks(rows: pd.DataFrame, predictions: Predictions, config: Selecti
     ``rows`` are the annotated selected rows (``annotate``), ``predictions`` the model's guess for them.
     """
     field = config.labeling_data_field
-    tasks = [LabelingTask(_json_scalar(row_id), shown, int(rank), float(score), str(predicted), float(confidence))
-             for row_id, shown, rank, score, predicted, confidence in zip(
+    given = rows[config.label_field].map(_json_scalar) if _reviews_labels(config) else [None] * len(rows)
+    tasks = [LabelingTask(_json_scalar(row_id), shown, int(rank), float(score), str(predicted), float(confidence),
+                          label)
+             for row_id, shown, rank, score, predicted, confidence, label in zip(
                  rows[config.id_field], rows[field], rows[SELECTION_RANK], rows[SELECTION_SCORE],
-                 predictions.labels, predictions.confidence)]
+                 predictions.labels, predictions.confidence, given)]
     for task in tasks:
         if isinstance(task.shown, str) and task.shown.strip():
             continue
@@ -3996,6 +4423,8 @@ def ground_truth_manifest_lines(tasks: Sequence[LabelingTask], kind: str, config
                                                                   GROUND_TRUTH_MAX_ATTRIBUTE_CHARS))
         entry = {key: task.shown, config.id_field: task.row_id, SELECTION_RANK: task.rank,
                  SELECTION_SCORE: task.score, PREDICTED_LABEL: task.predicted, PREDICTED_CONFIDENCE: task.confidence}
+        if task.given is not None:
+            entry[GIVEN_LABEL] = task.given
         line = json.dumps(entry, ensure_ascii=False, allow_nan=False)
         if len(line) > GROUND_TRUTH_MAX_LINE_CHARS:
             raise SelectionError("the Ground Truth manifest line of the {} has {} characters; Ground Truth accepts "
@@ -4016,7 +4445,7 @@ def label_studio_tasks(tasks: Sequence[LabelingTask], kind: str, config: Selecti
     model_version = MODEL_VERSION_PREFIX + config.selection_strategy
     return [{
         "data": {config.labeling_data_field: task.shown, config.id_field: task.row_id, SELECTION_RANK: task.rank,
-                 SELECTION_SCORE: task.score},
+                 SELECTION_SCORE: task.score, **({} if task.given is None else {GIVEN_LABEL: task.given})},
         "predictions": [{
             "model_version": model_version,
             "score": task.confidence,
@@ -4026,15 +4455,17 @@ def label_studio_tasks(tasks: Sequence[LabelingTask], kind: str, config: Selecti
     } for task in tasks]
 
 
-def label_studio_config(classes: Sequence[Any], kind: str, data_field: str) -> str:
+def label_studio_config(classes: Sequence[Any], kind: str, data_field: str, *, shows_given: bool = False) -> str:
     """The labeling configuration matching ``label_studio_tasks``: the shown field (a Text, or an Image for
-    URIs) and one single-choice control with the classes of the score columns."""
+    URIs) and one single-choice control with the classes of the score columns; with ``shows_given``, a header
+    above them with the label under review (the model's suggestion is the preselected choice)."""
     tag, name = LABEL_STUDIO_OBJECTS[kind]
     choices = "".join("    <Choice value={}/>\n".format(quoteattr(str(label))) for label in classes)
-    return ('<View>\n  <{tag} name="{name}" value="${field}"/>\n'
+    header = '  <Header value="Given label: ${}"/>\n'.format(GIVEN_LABEL) if shows_given else ""
+    return ('<View>\n{header}  <{tag} name="{name}" value="${field}"/>\n'
             '  <Choices name="{control}" toName="{name}" choice="single" showInline="true">\n{choices}'
-            '  </Choices>\n</View>\n').format(tag=tag, name=name, field=data_field, control=LABEL_STUDIO_CHOICES,
-                                             choices=choices)
+            '  </Choices>\n</View>\n').format(header=header, tag=tag, name=name, field=data_field,
+                                             control=LABEL_STUDIO_CHOICES, choices=choices)
 
 
 def labeling_files(rows: pd.DataFrame, predictions: Predictions, config: SelectionConfig) -> Dict[str, str]:
@@ -4051,7 +4482,8 @@ def labeling_files(rows: pd.DataFrame, predictions: Predictions, config: Selecti
         lines = [json.dumps(task, ensure_ascii=False, allow_nan=False)
                  for task in label_studio_tasks(tasks, kind, config)]
         return {LABEL_STUDIO_TASKS: "[\n" + ",\n".join(lines) + "\n]\n",
-                LABEL_STUDIO_CONFIG: label_studio_config(predictions.classes, kind, config.labeling_data_field)}
+                LABEL_STUDIO_CONFIG: label_studio_config(predictions.classes, kind, config.labeling_data_field,
+                                                         shows_given=_reviews_labels(config))}
     raise SelectionError("LABELING_FORMAT={!r} writes no tasks".format(config.labeling_format))
 
 
@@ -4265,8 +4697,9 @@ def summary_lines(metadata: Mapping[str, Any]) -> List[str]:
                          _percent(agreement["agreeing"], agreement["compared"])))
     means = metadata["confidence_mean"]
     if metadata["use_case"] != "ssl" and means["selected"] is not None:
-        lines.append("Mean confidence (top-class probability): {:.3f} on the selected rows vs {:.3f} on the "
-                     "candidates".format(means["selected"], means["candidates"]))
+        versus = "" if means["candidates"] is None else " vs {:.3f} on the candidates".format(means["candidates"])
+        lines.append("Mean confidence (top-class probability): {:.3f} on the selected rows{}".format(
+            means["selected"], versus))
     return lines
 
 
@@ -4478,7 +4911,7 @@ def read_previous_predictions(folder: Path, config: SelectionConfig,
     return PredictedClasses(pool.ids.reset_index(drop=True), list(pool.classes), pool.probabilities.argmax(axis=1))
 
 
-def _class_positions(previous_classes: Sequence[Any], classes: Sequence[Any]) -> np.ndarray:
+def _previous_class_positions(previous_classes: Sequence[Any], classes: Sequence[Any]) -> np.ndarray:
     """Position among ``classes`` of each previous class (matched by name); other class sets are an error."""
     names = [str(label) for label in classes]
     previous_names = [str(label) for label in previous_classes]
@@ -4512,7 +4945,7 @@ def agreement_confusion(previous: PredictedClasses, ids: pd.Series, predicted: n
         Entry [i, j]: common rows predicted ``classes[i]`` last round and ``classes[j]`` now.
     """
     n_classes = len(classes)
-    previous_in_current = _class_positions(previous.classes, classes)[previous.predicted]
+    previous_in_current = _previous_class_positions(previous.classes, classes)[previous.predicted]
     rows = np.flatnonzero(candidates)
     where = pd.Index(previous.ids).get_indexer(pd.Index(ids.iloc[rows] if len(rows) < len(ids) else ids))
     found = where >= 0
@@ -5115,10 +5548,11 @@ def _select(source: InputTable, config: SelectionConfig,
         result = run_selection(pool_from_parquet(source, config, keep_ids=previous is not None), config,
                                lambda positions: read_rows_at(source, positions), previous)
     else:
-        df = read_input_table(source)
+        df, row_counts = _read_input_rows(source)
         _check_ids(df[config.id_field], config.id_field)
-        result = run_selection(pool_from_frame(df, config, index_columns=source.index_columns), config,
-                               lambda positions: df.iloc[positions].reset_index(drop=True), previous)
+        result = run_selection(pool_from_frame(df, config, index_columns=source.index_columns,
+                                               locate=row_locator(source.files, row_counts)),
+                               config, lambda positions: df.iloc[positions].reset_index(drop=True), previous)
     return result, output_format
 
 

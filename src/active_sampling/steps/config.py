@@ -26,6 +26,7 @@ DiversityMethod = Literal[script.DIVERSITY_METHODS]  # type: ignore[valid-type]
 OutputFormat = Literal[script.OUTPUT_FORMATS]  # type: ignore[valid-type]
 SelectionRole = Literal[script.SELECTION_ROLES]  # type: ignore[valid-type]
 LabelingFormat = Literal[script.LABELING_FORMATS]  # type: ignore[valid-type]
+ReviewMethod = Literal[script.REVIEW_METHODS]  # type: ignore[valid-type]
 
 _OPTIONAL_TEXT_FIELDS = tuple(var.field for var in script.ENV_VARS if var.default == "")
 
@@ -92,6 +93,7 @@ class ActiveSampleSelectionConfig(ProcessingStepConfigBase):
     stop_agreement: float = env_field("STOP_AGREEMENT")
     stop_max_labeled: int = env_field("STOP_MAX_LABELED")
     stop_max_uncertainty: float = env_field("STOP_MAX_UNCERTAINTY")
+    review_method: ReviewMethod = env_field("REVIEW_METHOD")
 
     job_type: Optional[str] = Field(
         None,
@@ -154,6 +156,14 @@ class ActiveSampleSelectionConfig(ProcessingStepConfigBase):
         try:
             script.validate_labeling_settings(self.labeling_format, self.labeling_data_field,
                                               strategy=self.selection_strategy, id_field=self.id_field)
+        except script.SelectionError as error:
+            raise ValueError(_in_config_terms(str(error))) from None
+        return self
+
+    @model_validator(mode="after")
+    def _label_field_for_label_review(self) -> "ActiveSampleSelectionConfig":
+        try:
+            script.validate_label_settings(self.selection_strategy, self.label_field)
         except script.SelectionError as error:
             raise ValueError(_in_config_terms(str(error))) from None
         return self
