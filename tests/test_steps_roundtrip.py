@@ -49,6 +49,10 @@ def selection_values(draw):
         values["labeling_data_field"] = draw(LABEL_STUDIO_NAMES)
         if values["id_field"] in script.GROUND_TRUTH_SOURCE_KEYS:
             values["id_field"] = "id"
+    # A committee needs two or more distinct member prefixes.
+    if script.strategy_for(values["selection_strategy"]).needs_members:
+        values["committee_prefixes"] = ",".join(draw(st.lists(LABEL_STUDIO_NAMES, min_size=2, max_size=4,
+                                                              unique=True)))
     return values
 
 

@@ -61,6 +61,7 @@ DIVERSITY_METHODS = ("kcenter", "kmeans")
 OUTPUT_FORMATS = ("csv", "tsv", "parquet")
 SELECTION_ROLES = ("single", "shard", "merge")
 LABELING_FORMATS = ("none", "ground_truth", "label_studio")
+DISAGREEMENTS = ("vote_entropy", "consensus_entropy", "bald")
 
 INPUT_CHANNEL = "evaluation_data"
 SAMPLES_CHANNEL = "selected_samples"
@@ -196,6 +197,14 @@ def _declare_env_vars(strategy_names: Sequence[str]) -> Tuple[EnvVar, ...]:
         EnvVar("LABELING_DATA_FIELD", "labeling_data_field", "str", "",
                "Column annotators see: a text, or an s3:// or https:// URI of the object to label. "
                "Required with a LABELING_FORMAT."),
+        EnvVar("COMMITTEE_PREFIXES", "committee_prefixes", "str", "",
+               "committee: comma-separated column prefixes, one per member (at least 2), e.g. "
+               "m0_prob_class_,m1_prob_class_; member j's columns are <prefix_j><class>, read like the score "
+               "columns. Required by committee."),
+        EnvVar("DISAGREEMENT", "disagreement", "choice", "bald",
+               "committee: vote_entropy (entropy of the members' votes), consensus_entropy (entropy of the mean "
+               "of their probabilities) or bald (mutual information: that entropy minus the members' mean "
+               "entropy).", choices=DISAGREEMENTS),
     )
 
 
@@ -227,6 +236,8 @@ class SelectionConfig(NamedTuple):
     uncertainty_prefilter: int
     labeling_format: str
     labeling_data_field: Optional[str]
+    committee_prefixes: Optional[str]
+    disagreement: str
 
 
 def _allowed_text(var: EnvVar) -> str:
@@ -320,6 +331,7 @@ def parse_environment(environ_vars: Mapping[str, Any]) -> SelectionConfig:
     validate_strategy_for_use_case(config.selection_strategy, config.use_case)
     validate_labeling_settings(config.labeling_format, config.labeling_data_field,
                                strategy=config.selection_strategy, id_field=config.id_field)
+    validate_committee_settings(config.selection_strategy, config.committee_prefixes)
     return config
 
 
@@ -347,6 +359,34 @@ def validate_labeling_settings(labeling_format: str, field: Optional[str], *, st
     if labeling_format == "ground_truth" and (id_field in GROUND_TRUTH_SOURCE_KEYS or id_field.startswith("$")):
         raise SelectionError("ID_FIELD={!r} cannot be a Ground Truth manifest attribute: it is reserved for the "
                              "object (source, source-ref) or starts with $".format(id_field))
+
+
+def committee_prefixes(text: Optional[str]) -> Tuple[str, ...]:
+    """COMMITTEE_PREFIXES as its prefixes, in order: comma-separated, spaces around each one removed."""
+    return tuple(prefix.strip() for prefix in text.split(",")) if text else ()
+
+
+def validate_committee_settings(strategy: str, prefixes_text: Optional[str]) -> None:
+    """A strategy that reads committee members needs COMMITTEE_PREFIXES: two or more distinct prefixes.
+
+    Raises ``SelectionError`` naming the variable and the fix.
+    """
+    if not strategy_for(strategy).needs_members:
+        return
+    if not prefixes_text:
+        raise SelectionError("SELECTION_STRATEGY={} needs COMMITTEE_PREFIXES=<prefix>,<prefix>[,...]: the column "
+                             "prefix of each committee member, e.g. m0_prob_class_,m1_prob_class_".format(strategy))
+    prefixes = committee_prefixes(prefixes_text)
+    if not all(prefixes):
+        raise SelectionError("COMMITTEE_PREFIXES={!r} has an empty entry: give one column prefix per member, "
+                             "separated by commas".format(prefixes_text))
+    if len(prefixes) < 2:
+        raise SelectionError("COMMITTEE_PREFIXES={!r} names one member: a committee needs at least 2, since its "
+                             "score is their disagreement".format(prefixes_text))
+    repeated = sorted({prefix for prefix in prefixes if prefixes.count(prefix) > 1})
+    if repeated:
+        raise SelectionError("COMMITTEE_PREFIXES={!r} names {!r} more than once: each member needs its own "
+                             "prefix".format(prefixes_text, repeated[0]))
 
 
 # ---- Loading: every data file under the input, read as written -----------------------------------------------
@@ -605,7 +645,7 @@ def numeric_columns(columns: Sequence[str], config: SelectionConfig) -> Tuple[Li
     embeddings when the strategy uses them), and all such candidates (the embeddings always, to keep wide
     tables small). Every other csv column is text."""
     try:
-        scores = extract_score_columns(columns, config.score_field, config.score_field_prefix)
+        scores = planned_score_columns(columns, config)
     except SelectionError:
         scores = []  # reported when the columns are planned, after the table is known to be readable
     text = {config.id_field, config.label_field}
@@ -1045,6 +1085,86 @@ def scores_to_probabilities(values: np.ndarray, score_cols: Sequence[str]) -> Tu
     return values, "logits (softmax)"
 
 
+class Committee(NamedTuple):
+    """The committee members' score columns, as COMMITTEE_PREFIXES names them."""
+
+    prefixes: Tuple[str, ...]
+    columns: List[List[str]]  # per member, in class order
+    classes: List[Any]  # every member's classes, in that order
+
+
+def committee_columns(columns: Sequence[str], prefixes: Sequence[str]) -> Committee:
+    """Each member's score columns: those starting with its prefix, ordered by class as the score columns are.
+
+    Every member must have columns, no column may belong to two members, and every member must have the
+    same classes (its column suffixes; 0 and 1 for a single column). Raises ``SelectionError`` naming the
+    member.
+    """
+    names = list(columns)
+    members = []
+    for prefix in prefixes:
+        own = [name for name in names if name.startswith(prefix) and len(name) > len(prefix)]
+        if not own:
+            raise SelectionError("COMMITTEE_PREFIXES member {!r} has no columns: none start with it; columns are: "
+                                 "{}".format(prefix, _preview(names)))
+        members.append(sorted(own, key=lambda name, cut=len(prefix): _class_sort_key(name[cut:])))
+    owner: Dict[str, str] = {}
+    for prefix, own in zip(prefixes, members):
+        for name in own:
+            if name in owner:
+                raise SelectionError("column {!r} starts with two COMMITTEE_PREFIXES, {!r} and {!r}: make the "
+                                     "prefixes distinct".format(name, owner[name], prefix))
+            owner[name] = prefix
+    classes = [class_labels(own, prefix) for prefix, own in zip(prefixes, members)]
+    for prefix, own in zip(prefixes[1:], classes[1:]):
+        if own != classes[0]:
+            raise SelectionError("committee member {!r} has classes {} but member {!r} has {}: every member needs "
+                                 "the same classes".format(prefix, _preview(own), prefixes[0], _preview(classes[0])))
+    return Committee(tuple(prefixes), members, classes[0])
+
+
+def planned_score_columns(columns: Sequence[str], config: SelectionConfig) -> List[str]:
+    """The score columns the configured strategy reads: every committee member's, member after member, for a
+    strategy that reads members; otherwise the score columns of ``extract_score_columns``."""
+    if strategy_for(config.selection_strategy).needs_members:
+        committee = committee_columns(columns, committee_prefixes(config.committee_prefixes))
+        return [name for own in committee.columns for name in own]
+    return extract_score_columns(columns, config.score_field, config.score_field_prefix)
+
+
+class Scores(NamedTuple):
+    """The score columns read as probabilities."""
+
+    probabilities: np.ndarray  # (n, n_classes): the model's, or the committee members' mean (the consensus)
+    interpretation: str
+    classes: List[Any]
+    members: Optional[np.ndarray] = None  # (n_members, n, n_classes) for the strategies that read members
+
+
+def read_scores(values: np.ndarray, score_cols: Sequence[str], config: SelectionConfig) -> Scores:
+    """``values`` (n, len(score_cols)) float64, which may be overwritten, as the configured strategy reads them.
+
+    A strategy that reads committee members gets each member's block read by the rules of
+    ``scores_to_probabilities`` on its own, and their mean as its probabilities.
+    """
+    if not strategy_for(config.selection_strategy).needs_members:
+        probabilities, interpretation = scores_to_probabilities(values, score_cols)
+        return Scores(probabilities, interpretation, class_labels(score_cols, config.score_field_prefix))
+    committee = committee_columns(score_cols, committee_prefixes(config.committee_prefixes))
+    members = np.empty((len(committee.columns), values.shape[0], len(committee.classes)), dtype=np.float64)
+    kinds, start = [], 0
+    for j, own in enumerate(committee.columns):
+        block = np.array(values[:, start:start + len(own)], dtype=np.float64)
+        members[j], kind = scores_to_probabilities(block, own)
+        kinds.append(kind)
+        start += len(own)
+    if len(set(kinds)) == 1:
+        interpretation = "{} ({} committee members)".format(kinds[0], len(kinds))
+    else:
+        interpretation = "; ".join("{}: {}".format(prefix, kind) for prefix, kind in zip(committee.prefixes, kinds))
+    return Scores(members.mean(axis=0), interpretation, committee.classes, members)
+
+
 def embedding_columns(
     columns: Sequence[str], prefix: str, excluded: Iterable[str], is_number: Callable[[str], bool],
     feature_columns: Optional[Sequence[str]] = None,
@@ -1167,6 +1287,7 @@ class Pool(NamedTuple):
     score_interpretation: str  # how the score columns were read, e.g. "probabilities"
     vector_columns: List[str]
     vector_source: Optional[str]  # "embedding columns", "feature columns" or "numeric feature columns"
+    members: Optional[np.ndarray] = None  # (n_members, n, n_classes) for the strategies that read members
 
 
 def _plan_columns(columns: Sequence[str], is_number: Callable[[str], bool], config: SelectionConfig,
@@ -1175,7 +1296,7 @@ def _plan_columns(columns: Sequence[str], is_number: Callable[[str], bool], conf
     """Score columns, vector columns (empty unless the strategy needs them) and the vectors' source."""
     _check_columns_exist(columns, config)
     _check_no_output_columns(columns, config.selection_strategy)
-    score_cols = extract_score_columns(columns, config.score_field, config.score_field_prefix)
+    score_cols = planned_score_columns(columns, config)
     class_labels(score_cols, config.score_field_prefix)  # two columns of one class fail here, before any read
     if not strategy_for(config.selection_strategy).needs_embeddings:
         return score_cols, [], None
@@ -1185,14 +1306,12 @@ def _plan_columns(columns: Sequence[str], is_number: Callable[[str], bool], conf
     return score_cols, vector_cols, source
 
 
-def _make_pool(scored: Tuple[np.ndarray, str], score_cols: List[str], labeled: np.ndarray,
-               vectors: Optional[np.ndarray], vector_cols: List[str], vector_source: Optional[str],
-               config: SelectionConfig) -> Pool:
-    probabilities, score_kind = scored
+def _make_pool(scored: Scores, score_cols: List[str], labeled: np.ndarray,
+               vectors: Optional[np.ndarray], vector_cols: List[str], vector_source: Optional[str]) -> Pool:
     if vectors is not None:
         _check_finite(vectors, vector_cols, "embedding/feature columns")
-    return Pool(probabilities, class_labels(score_cols, config.score_field_prefix), labeled, vectors, score_cols,
-                score_kind, vector_cols, vector_source)
+    return Pool(scored.probabilities, scored.classes, labeled, vectors, score_cols, scored.interpretation,
+                vector_cols, vector_source, scored.members)
 
 
 def pool_from_frame(df: pd.DataFrame, config: SelectionConfig,
@@ -1206,10 +1325,11 @@ def pool_from_frame(df: pd.DataFrame, config: SelectionConfig,
     columns = [str(name) for name in df.columns]
     score_cols, vector_cols, vector_source = _plan_columns(columns, lambda name: _is_feature(df[name]), config,
                                                            feature_columns, index_columns)
-    scored = probabilities_from_frame(df, score_cols)
+    _check_numeric(df, score_cols, "score")
+    scored = read_scores(df[score_cols].to_numpy(dtype=np.float64, copy=True), score_cols, config)
     vectors = _embedding_matrix(df, vector_cols) if vector_cols else None
     return _make_pool(scored, score_cols, labeled_mask(df, config.label_field), vectors, vector_cols,
-                      vector_source, config)
+                      vector_source)
 
 
 def pool_from_parquet(source: InputTable, config: SelectionConfig) -> Pool:
@@ -1258,8 +1378,8 @@ def pool_from_parquet(source: InputTable, config: SelectionConfig) -> Pool:
             offset += table.num_rows
     _check_ids(pd.concat(ids, ignore_index=True), config.id_field)
     del ids
-    return _make_pool(scores_to_probabilities(scores, score_cols), score_cols, labeled, vectors, vector_cols,
-                      vector_source, config)
+    return _make_pool(read_scores(scores, score_cols, config), score_cols, labeled, vectors, vector_cols,
+                      vector_source)
 
 
 # ---- Samplers: pure functions of arrays, and the five sampler classes ----------------------------------------
@@ -1328,6 +1448,7 @@ class Candidates(NamedTuple):
     probabilities: Optional[np.ndarray]  # (n, n_classes) float64
     embeddings: Optional[np.ndarray] = None  # (n, d) float32, for the strategies that need them
     labeled_embeddings: Optional[np.ndarray] = None  # (m, d) float32: the labeled rows, diversity's first centers
+    members: Optional[np.ndarray] = None  # (n_members, n, n_classes) float64, for the strategies that read them
 
 
 def _candidate_rows(indices: Any, n_rows: int) -> Optional[np.ndarray]:
@@ -2062,6 +2183,123 @@ class BADGESampler(_Sampler):
         return self._select_among(candidates, _positive_int("batch_size", batch_size, 1), indices)
 
 
+def _entropy(probabilities: np.ndarray) -> np.ndarray:
+    """Entropy (natural log, 0 log 0 = 0) over the last axis."""
+    logs = np.log(np.where(probabilities > 0.0, probabilities, 1.0))
+    logs *= probabilities
+    return -logs.sum(axis=-1)
+
+
+def _committee_disagreement(members: np.ndarray, disagreement: str) -> np.ndarray:
+    """``committee_disagreement`` on trusted input, in row blocks to bound the temporaries."""
+    n_members, n_rows, n_classes = members.shape
+    scores = np.empty(n_rows, dtype=np.float64)
+    step = max(1, _CHUNK_ROWS // n_members)
+    for start in range(0, n_rows, step):
+        block = members[:, start:start + step]
+        out = scores[start:start + step]
+        if disagreement == "vote_entropy":
+            votes = block.argmax(axis=2)  # the first of tied classes, in class order
+            shares = np.zeros((block.shape[1], n_classes), dtype=np.float64)
+            rows = np.arange(block.shape[1])
+            for member_votes in votes:
+                shares[rows, member_votes] += 1.0
+            shares /= n_members
+            out[:] = _entropy(shares)
+        elif disagreement == "consensus_entropy":
+            out[:] = _entropy(block.mean(axis=0))
+        else:
+            mutual_information = _entropy(block.mean(axis=0)) - _entropy(block).mean(axis=0)
+            np.maximum(mutual_information, 0.0, out=out)  # >= 0 exactly; rounding may leave -1e-17
+    return scores
+
+
+def _as_members(values: Any) -> np.ndarray:
+    members = np.ascontiguousarray(values, dtype=np.float64)
+    if members.ndim != 3 or 0 in members.shape:
+        raise ValueError("member_probabilities must be a non-empty 3-D array (members x rows x classes), got "
+                         "shape {}".format(members.shape))
+    if members.shape[0] < 2:
+        raise ValueError("member_probabilities has 1 member: a committee needs at least 2")
+    if not np.isfinite(members).all():
+        raise ValueError("member_probabilities contains NaN or inf")
+    sums = members.sum(axis=2)
+    if not (_in_unit_range(members).all() and (np.abs(sums - 1.0) <= PROBABILITY_SUM_TOLERANCE).all()):
+        raise ValueError("member_probabilities must hold probability rows (each in [0, 1], summing to 1 within "
+                         "{:g})".format(PROBABILITY_SUM_TOLERANCE))
+    return members
+
+
+def committee_disagreement(member_probabilities: Any, disagreement: str = "bald") -> np.ndarray:
+    """How much a committee's members disagree on each row, higher = more disagreement.
+
+    Parameters
+    ----------
+    member_probabilities : array-like of shape (n_members, n_rows, n_classes)
+        Each member's probability rows; at least 2 members.
+    disagreement : {"vote_entropy", "consensus_entropy", "bald"}, default="bald"
+        vote_entropy: entropy of the share of members voting for each class, a member voting for its
+        largest probability (the first class of a tie), Dagan & Engelson 1995. consensus_entropy: entropy
+        of the consensus, the members' mean probability row. bald: the mutual information
+        H(consensus) - mean_j H(p_j) (Houlsby et al. 2011), which equals the members' mean KL divergence
+        from the consensus. Natural logs, 0 log 0 = 0.
+
+    Returns
+    -------
+    ndarray of shape (n_rows,)
+    """
+    members = _as_members(member_probabilities)
+    return _committee_disagreement(members, _choice("disagreement", disagreement, DISAGREEMENTS))
+
+
+def _row_ids(indices: Any, n_rows: int) -> Optional[np.ndarray]:
+    """``indices`` as one id per row (any values), or None; a length other than ``n_rows`` is an error."""
+    if indices is None:
+        return None
+    ids = np.asarray(indices)
+    if ids.ndim != 1 or ids.shape[0] != n_rows:
+        raise ValueError("indices must hold one entry per row: got {} for {} rows".format(
+            ids.shape[0] if ids.ndim == 1 else "shape {}".format(ids.shape), n_rows))
+    return ids
+
+
+class CommitteeSampler(_Sampler):
+    """Query by committee: the ``batch_size`` rows its members disagree on most (active learning).
+
+    The members are any set of prediction sets for the same rows: k-fold or bagged models, or stochastic
+    passes (MC dropout) of one model. See ``committee_disagreement``.
+
+    Parameters
+    ----------
+    disagreement : {"vote_entropy", "consensus_entropy", "bald"}, default="bald"
+    random_seed : int, default=42
+        Unused: the selection is deterministic (ties go to the lower row). Kept for the seeds' signature.
+    """
+
+    def __init__(self, disagreement: str = "bald", random_seed: Optional[int] = 42):
+        self.disagreement = disagreement
+        self.random_seed = random_seed
+
+    def compute_scores(self, member_probabilities: Any) -> np.ndarray:
+        """Disagreement of each row, shape (n_rows,); higher is more disagreement."""
+        return committee_disagreement(member_probabilities, self.disagreement)
+
+    def select(self, candidates: Candidates, batch_size: int) -> Selection:
+        scores = _committee_disagreement(candidates.members, _choice("disagreement", self.disagreement,
+                                                                     DISAGREEMENTS))
+        chosen = top_k_indices(scores, batch_size)
+        return Selection(chosen, scores[chosen])
+
+    def select_batch(self, member_probabilities: Any, batch_size: int, indices: Any = None) -> np.ndarray:
+        """The ``batch_size`` rows of most disagreement, most first: positions, or their entries of ``indices``
+        (one id per row)."""
+        members = _as_members(member_probabilities)
+        batch_size = _positive_int("batch_size", batch_size, 1)
+        ids = _row_ids(indices, members.shape[1])
+        chosen = self.select(Candidates(None, members=members), batch_size).indices
+        return chosen if ids is None else ids[chosen]
+
+
 # ---- Engine: the strategy table and the one path from pool to annotated rows ---------------------------------
 
 class Strategy(NamedTuple):
@@ -2073,11 +2311,13 @@ class Strategy(NamedTuple):
     needs_embeddings: bool  # reads the EMBEDDING_FIELD_PREFIX (or feature) columns
     batched: bool  # selects BATCH_SIZE rows
     settings: Mapping[str, str]  # SelectionConfig field -> keyword of the sampler's constructor
+    needs_members: bool = False  # reads the COMMITTEE_PREFIXES members; its probabilities are their mean
 
     @property
     def reads(self) -> Tuple[str, ...]:
         """Every SelectionConfig field that changes what this strategy selects."""
-        return tuple(self.settings) + (("batch_size",) if self.batched else ())
+        members = ("committee_prefixes",) if self.needs_members else ()
+        return tuple(self.settings) + (("batch_size",) if self.batched else ()) + members
 
 
 # The strategies. Everything else (the SELECTION_STRATEGY choices, use-case rules, the step's config,
@@ -2094,6 +2334,8 @@ STRATEGY_TABLE = (
                        "uncertainty_prefilter": "uncertainty_prefilter", "uncertainty_mode": "uncertainty_mode"}),
     Strategy("badge", BADGESampler, "active_learning", needs_embeddings=True, batched=True,
              settings={"metric": "metric", "random_seed": "random_seed"}),
+    Strategy("committee", CommitteeSampler, "active_learning", needs_embeddings=False, batched=True,
+             settings={"disagreement": "disagreement"}, needs_members=True),
 )
 STRATEGIES_BY_NAME = {strategy.name: strategy for strategy in STRATEGY_TABLE}
 STRATEGIES = tuple(STRATEGIES_BY_NAME)
@@ -2143,11 +2385,12 @@ def select_from_pool(pool: Pool, config: SelectionConfig) -> Selection:
 def _candidates(pool: Pool, rows: np.ndarray, strategy: Strategy) -> Candidates:
     every_row = rows.size == pool.labeled.shape[0]
     probabilities = pool.probabilities if every_row else pool.probabilities[rows]
+    members = None if pool.members is None else (pool.members if every_row else pool.members[:, rows])
     if pool.vectors is None:
-        return Candidates(probabilities)
+        return Candidates(probabilities, members=members)
     embeddings = pool.vectors if every_row else pool.vectors[rows]
     labeled = None if every_row else pool.vectors[pool.labeled]
-    return Candidates(probabilities, embeddings, labeled)
+    return Candidates(probabilities, embeddings, labeled, members)
 
 
 def annotate(rows: pd.DataFrame, probabilities: np.ndarray, classes: Sequence[Any], scores: np.ndarray,

@@ -26,6 +26,7 @@ DiversityMethod = Literal[script.DIVERSITY_METHODS]  # type: ignore[valid-type]
 OutputFormat = Literal[script.OUTPUT_FORMATS]  # type: ignore[valid-type]
 SelectionRole = Literal[script.SELECTION_ROLES]  # type: ignore[valid-type]
 LabelingFormat = Literal[script.LABELING_FORMATS]  # type: ignore[valid-type]
+Disagreement = Literal[script.DISAGREEMENTS]  # type: ignore[valid-type]
 
 _OPTIONAL_TEXT_FIELDS = tuple(var.field for var in script.ENV_VARS if var.default == "")
 
@@ -86,6 +87,8 @@ class ActiveSampleSelectionConfig(ProcessingStepConfigBase):
     uncertainty_prefilter: int = env_field("UNCERTAINTY_PREFILTER")
     labeling_format: LabelingFormat = env_field("LABELING_FORMAT")
     labeling_data_field: Optional[str] = env_field("LABELING_DATA_FIELD")
+    committee_prefixes: Optional[str] = env_field("COMMITTEE_PREFIXES")
+    disagreement: Disagreement = env_field("DISAGREEMENT")
 
     job_type: Optional[str] = Field(
         None,
@@ -141,6 +144,14 @@ class ActiveSampleSelectionConfig(ProcessingStepConfigBase):
         try:
             script.validate_labeling_settings(self.labeling_format, self.labeling_data_field,
                                               strategy=self.selection_strategy, id_field=self.id_field)
+        except script.SelectionError as error:
+            raise ValueError(_in_config_terms(str(error))) from None
+        return self
+
+    @model_validator(mode="after")
+    def _committee_settings_fit(self) -> "ActiveSampleSelectionConfig":
+        try:
+            script.validate_committee_settings(self.selection_strategy, self.committee_prefixes)
         except script.SelectionError as error:
             raise ValueError(_in_config_terms(str(error))) from None
         return self
