@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import prediction_table, write_table
+from conftest import COMMITTEE_PREFIXES, prediction_table, with_committee, write_table
 
 BASE_ENV = {"SELECTION_STRATEGY": "uncertainty"}
 
@@ -179,6 +179,18 @@ def one_class_twice():
     return table.rename(columns={"prob_class_2": "prob_class_01"})
 
 
+def committee_table(**cell_in_row_5):
+    """A prediction table with three committee members; ``cell_in_row_5`` sets one cell of row 5 per column."""
+    table = with_committee(prediction_table(n=20))
+    for name, value in cell_in_row_5.items():
+        table.loc[5, name] = value
+    return table
+
+
+def committee(prefixes=COMMITTEE_PREFIXES):
+    return {"SELECTION_STRATEGY": "committee", "COMMITTEE_PREFIXES": prefixes}
+
+
 # (case id, what is wrong, setup, words the one-line message must contain)
 CATALOGUE = [
     ("strategy-missing", "SELECTION_STRATEGY unset",
@@ -318,6 +330,21 @@ CATALOGUE = [
      table_input(texts("s3://My_Bucket/a.png"), **GROUND_TRUTH), "is not an s3://bucket/key URI"),
     ("ground-truth-text-too-long", "a text over Ground Truth's 20,000 characters",
      table_input(texts("x" * 20001), **GROUND_TRUTH), "has 20001 characters; Ground Truth accepts at most 20000"),
+    ("committee-prefixes-unset", "SELECTION_STRATEGY=committee without COMMITTEE_PREFIXES",
+     table_input(committee_table(), SELECTION_STRATEGY="committee"), "needs COMMITTEE_PREFIXES=<prefix>,<prefix>"),
+    ("committee-one-member", "COMMITTEE_PREFIXES names one member",
+     table_input(committee_table(), **committee("m0_prob_class_")), "names one member: a committee needs at least 2"),
+    ("committee-prefix-unknown", "a COMMITTEE_PREFIXES prefix no column starts with",
+     table_input(committee_table(), **committee("m0_prob_class_,m9_prob_class_")),
+     "member 'm9_prob_class_' has no columns"),
+    ("committee-classes-differ", "members whose columns name different classes",
+     table_input(committee_table().rename(columns={"m1_prob_class_2": "m1_prob_class_7"}), **committee()),
+     "committee member 'm1_prob_class_' has classes 0, 1, 7 but member 'm0_prob_class_' has 0, 1, 2"),
+    ("committee-member-nan", "NaN in a committee member's column",
+     table_input(committee_table(m1_prob_class_0=np.nan), **committee()), "column 'm1_prob_class_0' (1 rows)"),
+    ("committee-member-mixed", "one member mixes probability and logit rows",
+     table_input(committee_table(m2_prob_class_0=3.5), **committee()),
+     "score columns m2_prob_class_0, m2_prob_class_1, m2_prob_class_2 mix probabilities and other scores"),
 ]
 
 
