@@ -277,3 +277,22 @@ def test_with_committee_fixture_gives_members_that_disagree_somewhere():
     table = with_committee(prediction_table(n=40))
     members = members_of(table, ["m0_prob_class_", "m1_prob_class_", "m2_prob_class_"], 3)
     assert (CommitteeSampler("vote_entropy").compute_scores(members) > 0).any()
+
+
+def test_every_measure_agrees_with_scipy_entropy_on_random_committees():
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(11)
+    for trial in range(100):
+        n_members, n_rows, n_classes = rng.integers(2, 8), rng.integers(1, 20), rng.integers(2, 8)
+        members = rng.dirichlet(np.full(n_classes, rng.choice([0.2, 1.0, 5.0])), size=(n_members, n_rows))
+        consensus = members.mean(axis=0)
+        votes = np.stack([np.bincount(members[:, i].argmax(axis=1), minlength=n_classes) / n_members
+                          for i in range(n_rows)])
+        expected = {
+            "vote_entropy": stats.entropy(votes, axis=1),
+            "consensus_entropy": stats.entropy(consensus, axis=1),
+            "bald": np.mean([stats.entropy(members[j], consensus, axis=1) for j in range(n_members)], axis=0),
+        }
+        for disagreement, oracle in expected.items():
+            np.testing.assert_allclose(CommitteeSampler(disagreement).compute_scores(members),
+                                       np.maximum(oracle, 0.0), rtol=1e-9, atol=1e-12, err_msg=disagreement)

@@ -10,7 +10,8 @@ Two use cases share one contract:
   prediction is confident enough to be used as a pseudo-label;
 * active learning: ``uncertainty``, ``diversity`` (k-center greedy core-set, Sener & Savarese 2018, or the
   rows nearest k-means centroids; optionally among the most uncertain rows only, the hybrid of Zhdanov 2019)
-  and ``badge`` (k-means++ seeding on gradient embeddings, Ash et al. 2020) pick rows worth a human label.
+  ``badge`` (k-means++ seeding on gradient embeddings, Ash et al. 2020) and ``committee`` (query by
+  committee over several prediction sets of the same rows) pick rows worth a human label.
 
 Run in the container as ``python active_sample_selection.py --job_type ssl_selection`` with the
 environment variables listed in ``ENV_VARS``; locally, the channels can be pointed at folders with
@@ -2636,16 +2637,18 @@ def select_samples(df: pd.DataFrame, strategy: str, batch_size: int,
     Parameters
     ----------
     df : DataFrame
-        The prediction table: an id column, score columns and, for diversity and badge, embeddings.
+        The prediction table: an id column, score columns (for committee, each member's) and, for diversity
+        and badge, embeddings.
     strategy : str
         One of ``STRATEGIES``; an unknown name is a ``ValueError`` naming it.
     batch_size : int
-        Rows to select (uncertainty, diversity, badge).
+        Rows to select (uncertainty, diversity, badge, committee).
     strategy_config : mapping, optional
         Settings by ``SelectionConfig`` field name, as seed 001's ``main`` builds them
         (``confidence_threshold``, ``max_samples``, ``k_per_class``, ``uncertainty_mode``, ``metric``,
         ``random_seed``, ``feature_columns``) plus ``diversity_method``, ``uncertainty_prefilter``,
-        ``label_field``, ``score_field``, ``score_field_prefix``, ``embedding_field_prefix`` and ``use_case``.
+        ``committee_prefixes``, ``disagreement``, ``label_field``, ``score_field``, ``score_field_prefix``,
+        ``embedding_field_prefix`` and ``use_case``.
     id_field : str, default="id"
 
     Returns
