@@ -140,10 +140,11 @@ def test_every_hybrid_configuration_runs_through_the_script():
 def test_committee_runs_through_the_script_and_dropout_only_with_the_mlp():
     config = EvaluationConfig(**dict(TINY, models=("logistic_regression", "gradient_boosting"),
                                      strategies=("random",) + COMMITTEE_STRATEGIES), run_ssl=False)
-    assert {job.strategies for job in config.jobs} == {("random", "committee_bagged")}
+    bagged = ("committee_bagged", "committee_bagged_vote")
+    assert {job.strategies for job in config.jobs} == {("random",) + bagged}
     results = run_evaluation(config)
-    assert set(results.curves["strategy"]) == {"random", "committee_bagged"}
-    assert results.script_calls == 2 * results.config.setting("wine").rounds
+    assert set(results.curves["strategy"]) == {"random", *bagged}
+    assert results.script_calls == 2 * len(bagged) * results.config.setting("wine").rounds
 
 
 def test_dropout_passes_at_rate_zero_are_the_mlp_itself_and_differ_otherwise():

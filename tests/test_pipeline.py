@@ -49,7 +49,7 @@ def test_selection_step_definition(definition):
         "CONFIDENCE_THRESHOLD": "0.9", "MAX_SAMPLES": "0", "K_PER_CLASS": "100", "UNCERTAINTY_MODE": "margin",
         "BATCH_SIZE": "64", "METRIC": "euclidean", "SELECTION_ROLE": "single", "OVERSAMPLING": "4",
         "RESOURCE_CONFIG_PATH": "/opt/ml/config/resourceconfig.json", "DIVERSITY_METHOD": "kcenter",
-        "UNCERTAINTY_PREFILTER": "0", "LABELING_FORMAT": "none",
+        "UNCERTAINTY_PREFILTER": "0", "LABELING_FORMAT": "none", "DISAGREEMENT": "bald",
     }
     assert selection["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}
     assert selection["DependsOn"] == ["XGBoostModelInference"]

@@ -33,6 +33,7 @@ _DROPOUT_STREAM = 4
 # Harness name -> (how the members are built, the script's DISAGREEMENT).
 COMMITTEES: Dict[str, Tuple[str, str]] = {
     "committee_bagged": ("bagged", "bald"),
+    "committee_bagged_vote": ("bagged", "vote_entropy"),
     "committee_dropout": ("dropout", "bald"),
 }
 # Committees that need something only some models have.

@@ -399,10 +399,11 @@ def _committee_section(metrics: pd.DataFrame, table: pd.DataFrame, pairs) -> Lis
     lines = [
         "## Query by committee against random, margin and BADGE",
         "",
-        f"`SELECTION_STRATEGY=committee` with `DISAGREEMENT=bald`. **committee_bagged**: {BAGGED_MEMBERS} copies "
+        f"`SELECTION_STRATEGY=committee`. **committee_bagged** (`DISAGREEMENT=bald`) and "
+        f"**committee_bagged_vote** (`DISAGREEMENT=vote_entropy`): {BAGGED_MEMBERS} copies "
         "of the round's model, each trained on a bootstrap resample of the labeled rows drawn within each class, "
         f"their probabilities written as `m0_prob_class_*` ... `m{BAGGED_MEMBERS - 1}_prob_class_*`. "
-        f"**committee_dropout** (MLP only): {DROPOUT_PASSES} forward passes of the round's MLP with a fresh "
+        f"**committee_dropout** (MLP only, `DISAGREEMENT=bald`): {DROPOUT_PASSES} forward passes of the round's MLP with a fresh "
         f"dropout mask (rate {DROPOUT_RATE:g}, inverted scaling) on its hidden layer. scikit-learn's "
         "`MLPClassifier` cannot train with dropout, so this is test-time dropout on a network trained without it: "
         "a perturbation committee of one model, not the approximate posterior of MC dropout, which needs dropout "
