@@ -56,8 +56,16 @@ def selection_values(draw):
     return values
 
 
+# Settings a strategy reads take its own default when unset (the hybrid: kmeans behind beta = 3).
+STRATEGY_DEFAULTS = {"diversity": {"diversity_method": "kcenter", "uncertainty_prefilter": 0},
+                     "hybrid": {"diversity_method": "kmeans", "uncertainty_prefilter": 3}}
+
+
 def typed_values(config):
-    return {var.field: getattr(config, var.field) for var in script.ENV_VARS}
+    values = {var.field: getattr(config, var.field) for var in script.ENV_VARS}
+    for field, default in STRATEGY_DEFAULTS.get(config.selection_strategy, {}).items():
+        values[field] = default if values[field] is None else values[field]
+    return values
 
 
 def environment_of(config):

@@ -157,7 +157,7 @@ def test_select_batch_returns_positions_or_the_ids_passed_in():
     unlabeled = np.array([True, False, True, True, True])
     subset = sampler.select_batch(members[:, unlabeled], 2, indices=np.flatnonzero(unlabeled))
     assert subset.tolist() == [4, 3]
-    with pytest.raises(ValueError, match="one entry per row: got 3 for 5 rows"):
+    with pytest.raises(ValueError, match="indices has 3 entries but member_probabilities has 5 rows"):
         sampler.select_batch(members, 2, indices=np.arange(3))
 
 

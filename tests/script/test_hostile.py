@@ -8,6 +8,7 @@ tree (and the ``shared`` folder that links point to) is byte-identical afterward
 
 import argparse
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -109,14 +110,26 @@ def test_output_folder_equal_to_input_is_refused_and_input_kept(run, script, cap
     assert (run.input_dir / "selected_samples.csv").exists()
 
 
-def test_output_folder_inside_input_is_refused(run, script, caplog):
+def test_output_folder_inside_input_holding_input_data_is_refused(run, script, caplog):
+    write_table(prediction_table(n=10), run.input_dir)
+    inside = run.input_dir / "out"
+    write_table(prediction_table(n=10, seed=1), inside, name="more")
+    args = ["--evaluation_data", str(run.input_dir), "--selected_samples", str(inside),
+            "--selection_metadata", str(run.metadata_dir), "--job_type", "t"]
+    code = run_cli(run, script, UNCERTAINTY, args)
+    assert_failed(run, caplog, code, "holds more.csv", folders=[run.metadata_dir], no_failure_in=[inside])
+    assert sorted(path.name for path in inside.iterdir()) == ["more.csv"]
+
+
+def test_an_empty_output_folder_inside_input_is_not_read(run, script, caplog):
     write_table(prediction_table(n=10), run.input_dir)
     inside = run.input_dir / "out"
     args = ["--evaluation_data", str(run.input_dir), "--selected_samples", str(inside),
             "--selection_metadata", str(run.metadata_dir), "--job_type", "t"]
-    code = run_cli(run, script, UNCERTAINTY, args)
-    assert_failed(run, caplog, code, "overlaps the input folder", folders=[run.metadata_dir])
-    assert not inside.exists()
+    for _ in range(2):  # the second run finds the first run's results inside the input, and skips them
+        assert script.cli(args, environ=dict(UNCERTAINTY, BATCH_SIZE="3")) == 0
+        assert json.loads((run.metadata_dir / "selection_metadata.json").read_text())["pool_size"] == 10
+    assert sorted(path.name for path in inside.iterdir()) == ["_SUCCESS", "selected_samples.csv"]
 
 
 def test_input_inside_an_output_folder_is_refused(run, script, caplog):

@@ -31,6 +31,7 @@ import datetime
 import errno
 import hashlib
 import gzip
+import inspect
 import json
 import logging
 import math
@@ -44,7 +45,7 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Collection, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
@@ -185,12 +186,14 @@ def _declare_env_vars(strategy_names: Sequence[str]) -> Tuple[EnvVar, ...]:
         EnvVar("RESOURCE_CONFIG_PATH", "resource_config_path", "str", RESOURCE_CONFIG_PATH,
                "SageMaker's resource config (current_host, hosts), read by shard and merge; local runs point it "
                "at their own file."),
-        EnvVar("DIVERSITY_METHOD", "diversity_method", "choice", "kcenter",
-               "diversity: kcenter (greedy farthest-first from the labeled rows) or kmeans (k-means with "
-               "BATCH_SIZE clusters, the row nearest each centroid).", choices=DIVERSITY_METHODS),
-        EnvVar("UNCERTAINTY_PREFILTER", "uncertainty_prefilter", "int", "0",
-               "diversity: choose among the UNCERTAINTY_PREFILTER x BATCH_SIZE most uncertain candidates by "
-               "UNCERTAINTY_MODE only (the uncertain-and-diverse hybrid; 0 = all candidates).", minimum=0),
+        EnvVar("DIVERSITY_METHOD", "diversity_method", "choice", "",
+               "diversity, hybrid: kcenter (greedy farthest-first from the labeled rows) or kmeans (k-means with "
+               "BATCH_SIZE clusters, the row nearest each centroid). Unset: the strategy's own, kcenter for "
+               "diversity and kmeans for hybrid.", choices=DIVERSITY_METHODS),
+        EnvVar("UNCERTAINTY_PREFILTER", "uncertainty_prefilter", "int", "",
+               "diversity, hybrid: choose among the UNCERTAINTY_PREFILTER x BATCH_SIZE most uncertain candidates "
+               "by UNCERTAINTY_MODE only (0 = all candidates). Unset: the strategy's own, 0 for diversity and 3 "
+               "for hybrid.", minimum=0),
         EnvVar("LABELING_FORMAT", "labeling_format", "choice", "none",
                "Also write the active-learning selection as labeling tasks into labeling_tasks: a SageMaker "
                "Ground Truth input manifest, or Label Studio tasks with their labeling configuration.",
@@ -233,8 +236,8 @@ class SelectionConfig(NamedTuple):
     selection_role: str
     oversampling: int
     resource_config_path: str
-    diversity_method: str
-    uncertainty_prefilter: int
+    diversity_method: Optional[str]
+    uncertainty_prefilter: Optional[int]
     labeling_format: str
     labeling_data_field: Optional[str]
     committee_prefixes: Optional[str]
@@ -328,12 +331,25 @@ def parse_environment(environ_vars: Mapping[str, Any]) -> SelectionConfig:
                 raise SelectionError("{} is required: expected {}".format(var.name, _allowed_text(var)))
             raw = var.default
         values[var.field] = None if raw == "" else _parse_env_value(var, raw)
-    config = SelectionConfig(**values)
+    config = with_strategy_defaults(SelectionConfig(**values))
     validate_strategy_for_use_case(config.selection_strategy, config.use_case)
     validate_labeling_settings(config.labeling_format, config.labeling_data_field,
                                strategy=config.selection_strategy, id_field=config.id_field)
     validate_committee_settings(config.selection_strategy, config.committee_prefixes)
     return config
+
+
+def with_strategy_defaults(config: SelectionConfig) -> SelectionConfig:
+    """``config`` with each unset setting its strategy reads filled in with its sampler's own default.
+
+    The sampler classes' constructor defaults are the strategies' defaults: ``hybrid`` and ``diversity``
+    share DIVERSITY_METHOD and UNCERTAINTY_PREFILTER but default to kmeans behind beta = 3 and to plain kcenter.
+    """
+    strategy = strategy_for(config.selection_strategy)
+    defaults = inspect.signature(strategy.sampler).parameters
+    unset = {field: defaults[keyword].default for field, keyword in strategy.settings.items()
+             if getattr(config, field) is None}
+    return config._replace(**unset) if unset else config
 
 
 def validate_labeling_settings(labeling_format: str, field: Optional[str], *, strategy: str, id_field: str) -> None:
@@ -431,18 +447,23 @@ def _is_within(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
-def _check_outside(path: Path, forbidden: Sequence[str]) -> None:
+def _check_outside(path: Path, forbidden: Sequence[str], skipped: Collection[str] = ()) -> None:
+    """A path that leads into an output folder, or to a folder holding one that the walk does not skip, is an error."""
     real = os.path.realpath(str(path))
     for other in forbidden:
-        if _is_within(real, other) or _is_within(other, real):
+        if _is_within(real, other) or (_is_within(other, real) and other not in skipped):
             raise SelectionError("input {} leads to the output folder {}: the step never reads its own output".format(
                 path, other))
 
 
-def _walk(folder: Path, relative: Tuple[str, ...], seen: set,
-          forbidden: Sequence[str]) -> Iterable[Tuple[Path, Tuple[str, ...]]]:
-    """Every file below ``folder``, links followed, in sorted path order; unreadable entries are errors."""
-    _check_outside(folder, forbidden)
+def _walk(folder: Path, relative: Tuple[str, ...], seen: set, forbidden: Sequence[str],
+          skipped: Collection[str] = ()) -> Iterable[Tuple[Path, Tuple[str, ...]]]:
+    """Every file below ``folder``, links followed, in sorted path order; unreadable entries are errors.
+
+    ``skipped`` are the output folders inside the input: passed over where they stand (reached through
+    a link they are an error, like any other output folder).
+    """
+    _check_outside(folder, forbidden, skipped)
     try:
         entries = sorted(os.listdir(str(folder)))
     except OSError as error:
@@ -462,7 +483,10 @@ def _walk(folder: Path, relative: Tuple[str, ...], seen: set,
             continue
         seen.add(key)
         if stat.S_ISDIR(status.st_mode):
-            yield from _walk(path, relative + (name,), seen, forbidden)
+            if os.path.realpath(str(path)) in skipped and not os.path.islink(str(path)):
+                logger.info("Not reading %s: it is an output folder of this step", path)
+                continue
+            yield from _walk(path, relative + (name,), seen, forbidden, skipped)
         else:
             _check_outside(path, forbidden)
             yield path, relative + (name,)
@@ -472,14 +496,16 @@ def discover_data_files(root: Path, forbidden: Sequence[Path] = ()) -> List[Data
     """Data files below ``root`` in sorted path order; hidden and ``_``-prefixed names are not data.
 
     Links are followed (each file or folder is read once); a folder or link that cannot be read is an
-    error, and so is a path that leads into one of the ``forbidden`` (output) folders.
+    error, and so is a path that leads into one of the ``forbidden`` (output) folders. Output folders
+    inside ``root`` (``check_folders_apart`` allows them) are not read.
     """
     if not root.is_dir():
         raise SelectionError("input folder {} does not exist or is not a folder".format(root))
     real_forbidden = [os.path.realpath(str(folder)) for folder in forbidden]
+    inside = {folder for folder in real_forbidden if _is_within(folder, _real(root)) and folder != _real(root)}
     seen = {(os.stat(str(root)).st_dev, os.stat(str(root)).st_ino)}
     found, ignored = [], []
-    for path, relative in _walk(root, (), seen, real_forbidden):
+    for path, relative in _walk(root, (), seen, real_forbidden, inside):
         fmt = _data_format(path)
         if fmt is None and _UNREADABLE_DATA.search(path.name.lower()):
             raise SelectionError("cannot read {}: a table in a form this step does not read (supported: {})".format(
@@ -1028,19 +1054,27 @@ def _clip_to_unit_range(values: np.ndarray, score_cols: Sequence[str]) -> np.nda
     return values
 
 
-def normalize_scores_to_probabilities(df: pd.DataFrame, score_cols: Sequence[str], *,
-                                      score_prefix: str = "prob_class_") -> pd.DataFrame:
-    """A copy of ``df`` with standardized ``prob_class_<class>`` probability columns (seed 000).
+def normalize_scores_to_probabilities(df: pd.DataFrame, score_cols: Sequence[str]) -> pd.DataFrame:
+    """A copy of ``df`` with probability columns ``prob_class_0``, ``prob_class_1``, ... by position (seed 001).
 
-    The scores are read as in ``probabilities_from_frame``; the class of each column is its suffix
-    after ``score_prefix`` (0 and 1 for a single score column). Existing ``prob_class_<class>`` columns
-    are replaced; every other column is kept as it is. ``attrs["score_interpretation"]`` says how the
-    scores were read.
+    The scores are read as in ``probabilities_from_frame``; ``prob_class_<i>`` holds the probability of
+    ``score_cols[i]`` (a single score column p becomes ``prob_class_0`` = 1 - p and ``prob_class_1`` = p).
+    Existing columns of those names are replaced where they stand; every other column is kept as it is.
+    Of several score columns, one named ``prob_class_<x>`` must be the x-th (``prob_class_1`` second):
+    anything else (out of order, a gap, a class name) is a ``ValueError``, since its probability would land in
+    another class's column. ``attrs["score_interpretation"]`` says how the scores were read.
     """
+    score_cols = list(score_cols)
+    for position, name in enumerate(score_cols if len(score_cols) > 1 else []):
+        if str(name).startswith("prob_class_") and name != "prob_class_{}".format(position):
+            raise ValueError("score_cols lists {!r} at position {}: the outputs are named by position "
+                             "(prob_class_<i> holds score_cols[i]), so it would become prob_class_{}; list "
+                             "prob_class_0, prob_class_1, ... in that order or rename the columns".format(
+                                 name, position, position))
     probabilities, interpretation = probabilities_from_frame(df, score_cols)
     result = df.copy()
-    for j, label in enumerate(class_labels(score_cols, score_prefix)):
-        result["prob_class_{}".format(label)] = probabilities[:, j]  # replaced in place when present
+    for position in range(probabilities.shape[1]):
+        result["prob_class_{}".format(position)] = probabilities[:, position]
     result.attrs["score_interpretation"] = interpretation
     return result
 
@@ -1418,13 +1452,14 @@ class Selection(NamedTuple):
 
 
 class _Progress:
-    """Logs a long loop's progress about every 10% or every 10 seconds."""
+    """Logs a long loop's progress about every 10% or every 10 seconds (only the latter with ``by_time``:
+    for loops such as Lloyd's iterations that usually stop long before ``total``)."""
 
-    def __init__(self, label: str, total: int, min_total: int = 50):
-        self.label, self.total = label, total
+    def __init__(self, label: str, total: int, min_total: int = 50, unit: str = "picks", by_time: bool = False):
+        self.label, self.total, self.unit, self.by_time = label, total, unit, by_time
         self.enabled = total >= min_total
         self.start = self.last = time.time()
-        self.next_fraction = 0.1
+        self.next_fraction = math.inf if by_time else 0.1
 
     def update(self, done: int) -> None:
         if not self.enabled:
@@ -1433,11 +1468,14 @@ class _Progress:
         if done / self.total < self.next_fraction and now - self.last < 10.0:
             return
         self.last = now
-        self.next_fraction = math.floor(done / self.total * 10 + 1) / 10
         elapsed = now - self.start
+        if self.by_time:
+            logger.info("%s: %d of at most %d %s, %.1fs elapsed", self.label, done, self.total, self.unit, elapsed)
+            return
+        self.next_fraction = math.floor(done / self.total * 10 + 1) / 10
         remaining = elapsed / done * (self.total - done) if done else float("nan")
-        logger.info("%s: %d/%d picks, %.1fs elapsed, ~%.1fs remaining", self.label, done, self.total, elapsed,
-                    remaining)
+        logger.info("%s: %d/%d %s, %.1fs elapsed, ~%.1fs remaining", self.label, done, self.total, self.unit,
+                    elapsed, remaining)
 
 
 _DUPLICATE_TOLERANCE = 1e-5
@@ -1452,21 +1490,24 @@ class Candidates(NamedTuple):
     members: Optional[np.ndarray] = None  # (n_members, n, n_classes) float64, for the strategies that read them
 
 
-def _candidate_rows(indices: Any, n_rows: int) -> Optional[np.ndarray]:
-    """``indices`` checked as distinct row positions in [0, n_rows), or None (all rows)."""
+def _row_ids(indices: Any, n_rows: int, what: str) -> Optional[np.ndarray]:
+    """``indices`` as the ids of the ``n_rows`` rows passed in, one entry per row, or None (ids are positions).
+
+    Any values are ids (global positions, row labels); a list or Series of texts keeps its very objects.
+    """
     if indices is None:
         return None
-    rows = np.asarray(indices)
-    if rows.ndim != 1 or (rows.size and not np.issubdtype(rows.dtype, np.integer)):
-        raise ValueError("indices must be a 1-D array of integer row positions, got {} of shape {}".format(
-            rows.dtype, rows.shape))
-    rows = rows.astype(np.int64)
-    if rows.size and (rows.min() < 0 or rows.max() >= n_rows):
-        raise ValueError("indices must lie in [0, {}), got values from {} to {}".format(n_rows, rows.min(),
-                                                                                       rows.max()))
-    if np.unique(rows).size != rows.size:
-        raise ValueError("indices must not repeat a row")
-    return rows
+    ids = np.asarray(indices)
+    if ids.ndim != 1:
+        raise ValueError("indices must be 1-D, one id per row of {}, got shape {}".format(what, ids.shape))
+    if ids.dtype.kind in "US" and not isinstance(indices, np.ndarray):
+        ids = np.empty(ids.shape[0], dtype=object)  # np.asarray would turn [7, "a"] into ["7", "a"]
+        ids[:] = list(indices)
+    if ids.shape[0] != n_rows:
+        raise ValueError("indices has {} entries but {} has {} rows: indices carries one id per row of the array "
+                         "passed in (e.g. select_batch(P[mask], ..., indices=np.flatnonzero(mask)))".format(
+                             ids.shape[0], what, n_rows))
+    return ids
 
 
 def _positive_int(name: str, value: Any, minimum: int) -> int:
@@ -1476,33 +1517,63 @@ def _positive_int(name: str, value: Any, minimum: int) -> int:
 
 
 def _choice(name: str, value: Any, allowed: Sequence[str]) -> str:
-    if value not in allowed:
+    if not isinstance(value, str) or value not in allowed:
         raise ValueError("{} must be one of {}, got {!r}".format(name, ", ".join(allowed), value))
     return value
+
+
+def _unit_number(name: str, value: Any) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
+        raise ValueError("{} must be a number in [0, 1], got {!r}".format(name, value))
+    return float(value)
+
+
+def _seed(value: Any) -> Optional[int]:
+    if value is None:
+        return None
+    return _positive_int("random_seed", value, 0)
 
 
 class _Sampler:
     """What the five samplers share.
 
+    ``__init__`` only stores the parameters (scikit-learn's convention, so ``get_params``, ``set_params`` and
+    ``clone``-style code work); they are checked when the sampler is used, and a bad one is a ``ValueError``.
     ``select(candidates, batch_size)`` is what the engine runs: it trusts its (already validated) arrays,
     may overwrite ``candidates.embeddings`` and returns the picks in rank order with their scores.
     ``select_batch`` is the seeds' API: it validates its arrays, never modifies them, and returns row
-    positions, or entries of ``indices`` when given (the sampler then chooses among those rows only).
+    positions, or with ``indices`` (one id per row passed in) ``indices[chosen]``.
     """
+
+    def get_params(self, deep: bool = True) -> Dict[str, Any]:
+        """The constructor's parameters as stored (``deep`` is accepted for scikit-learn's sake)."""
+        names = [name for name in inspect.signature(type(self).__init__).parameters if name != "self"]
+        return {name: getattr(self, name) for name in names}
+
+    def set_params(self, **params: Any) -> "_Sampler":
+        """Store new parameter values (checked when the sampler is next used); returns the sampler."""
+        known = self.get_params()
+        for name, value in params.items():
+            if name not in known:
+                raise ValueError("{} has no parameter {!r}: expected one of {}".format(
+                    type(self).__name__, name, ", ".join(known)))
+            setattr(self, name, value)
+        return self
+
+    def _check_params(self) -> None:
+        """Raise ``ValueError`` naming the first invalid parameter."""
+        _seed(self.random_seed)
 
     def select(self, candidates: Candidates, batch_size: int) -> Selection:
         raise NotImplementedError
 
     def _select_among(self, candidates: Candidates, batch_size: int, indices: Any) -> np.ndarray:
-        n_rows = next(len(array) for array in candidates[:2] if array is not None)
-        rows = _candidate_rows(indices, n_rows)
-        if rows is None:
-            return self.select(candidates, batch_size).indices
-        if rows.size == 0:
-            return rows
-        subset = Candidates(*(None if array is None else array[rows] for array in candidates[:2]),
-                            candidates.labeled_embeddings)
-        return rows[self.select(subset, batch_size).indices]
+        if candidates.probabilities is not None:
+            ids = _row_ids(indices, candidates.probabilities.shape[0], "probabilities")
+        else:
+            ids = _row_ids(indices, candidates.embeddings.shape[0], "embeddings")
+        chosen = self.select(candidates, batch_size).indices
+        return chosen if ids is None else ids[chosen]
 
 
 def confidence_threshold_selection(probabilities: np.ndarray, threshold: float, max_samples: int = 0) -> Selection:
@@ -1561,22 +1632,28 @@ class ConfidenceThresholdSampler(_Sampler):
         Minimum top-class probability, in [0, 1].
     max_samples : int, default=0
         Keep at most this many, the most confident; 0 keeps every qualifying row.
-    random_seed : int, default=42
+    random_seed : int >= 0 or None, default=42
         Unused: the selection is deterministic (ties go to the lower row). Kept for the seeds' signature.
     """
 
     def __init__(self, confidence_threshold: float = 0.9, max_samples: int = 0, random_seed: Optional[int] = 42):
-        if not 0.0 <= float(confidence_threshold) <= 1.0:
-            raise ValueError("confidence_threshold must lie in [0, 1], got {!r}".format(confidence_threshold))
-        self.confidence_threshold = float(confidence_threshold)
-        self.max_samples = _positive_int("max_samples", max_samples, 0)
+        self.confidence_threshold = confidence_threshold
+        self.max_samples = max_samples
         self.random_seed = random_seed
 
+    def _check_params(self) -> None:
+        _unit_number("confidence_threshold", self.confidence_threshold)
+        _positive_int("max_samples", self.max_samples, 0)
+        _seed(self.random_seed)
+
     def select(self, candidates: Candidates, batch_size: Optional[int] = None) -> Selection:
-        return confidence_threshold_selection(candidates.probabilities, self.confidence_threshold, self.max_samples)
+        self._check_params()
+        return confidence_threshold_selection(candidates.probabilities, float(self.confidence_threshold),
+                                              int(self.max_samples))
 
     def select_batch(self, probabilities: Any, indices: Any = None) -> np.ndarray:
-        """Positions (or entries of ``indices``) of the selected rows, most confident first."""
+        """Positions (or ``indices[chosen]``) of the selected rows, most confident first."""
+        self._check_params()
         return self._select_among(Candidates(_as_matrix(probabilities, "probabilities", np.float64)), 0, indices)
 
 
@@ -1586,19 +1663,25 @@ class TopKPerClassSampler(_Sampler):
     Parameters
     ----------
     k_per_class : int, default=100
-    random_seed : int, default=42
+    random_seed : int >= 0 or None, default=42
         Unused: the selection is deterministic (ties go to the lower row). Kept for the seeds' signature.
     """
 
     def __init__(self, k_per_class: int = 100, random_seed: Optional[int] = 42):
-        self.k_per_class = _positive_int("k_per_class", k_per_class, 1)
+        self.k_per_class = k_per_class
         self.random_seed = random_seed
 
+    def _check_params(self) -> None:
+        _positive_int("k_per_class", self.k_per_class, 1)
+        _seed(self.random_seed)
+
     def select(self, candidates: Candidates, batch_size: Optional[int] = None) -> Selection:
-        return top_k_per_class_selection(candidates.probabilities, self.k_per_class)
+        self._check_params()
+        return top_k_per_class_selection(candidates.probabilities, int(self.k_per_class))
 
     def select_batch(self, probabilities: Any, indices: Any = None) -> np.ndarray:
-        """Positions (or entries of ``indices``) of the selected rows, most confident first."""
+        """Positions (or ``indices[chosen]``) of the selected rows, most confident first."""
+        self._check_params()
         return self._select_among(Candidates(_as_matrix(probabilities, "probabilities", np.float64)), 0, indices)
 
 
@@ -1634,25 +1717,32 @@ class UncertaintySampler(_Sampler):
     ----------
     strategy : {"margin", "entropy", "least_confidence"}, default="margin"
         How uncertainty is measured; see ``uncertainty_scores``.
-    random_seed : int, default=42
+    random_seed : int >= 0 or None, default=42
         Unused: the selection is deterministic (ties go to the lower row). Kept for the seeds' signature.
     """
 
     def __init__(self, strategy: str = "margin", random_seed: Optional[int] = 42):
-        self.strategy = _choice("strategy", strategy, UNCERTAINTY_MODES)
+        self.strategy = strategy
         self.random_seed = random_seed
+
+    def _check_params(self) -> None:
+        _choice("strategy", self.strategy, UNCERTAINTY_MODES)
+        _seed(self.random_seed)
 
     def compute_scores(self, probabilities: Any) -> np.ndarray:
         """Uncertainty of each row, shape (n_rows,); higher is more uncertain."""
+        self._check_params()
         return uncertainty_scores(_as_matrix(probabilities, "probabilities", np.float64), self.strategy)
 
     def select(self, candidates: Candidates, batch_size: int) -> Selection:
+        self._check_params()
         scores = uncertainty_scores(candidates.probabilities, self.strategy)
         chosen = top_k_indices(scores, batch_size)
         return Selection(chosen, scores[chosen])
 
     def select_batch(self, probabilities: Any, batch_size: int, indices: Any = None) -> np.ndarray:
-        """Positions (or entries of ``indices``) of the ``batch_size`` most uncertain rows, most uncertain first."""
+        """Positions (or ``indices[chosen]``) of the ``batch_size`` most uncertain rows, most uncertain first."""
+        self._check_params()
         candidates = Candidates(_as_matrix(probabilities, "probabilities", np.float64))
         return self._select_among(candidates, _positive_int("batch_size", batch_size, 1), indices)
 
@@ -1789,13 +1879,21 @@ class DiversitySampler(_Sampler):
 
     def __init__(self, metric: str = "euclidean", random_seed: Optional[int] = 42, method: str = "kcenter",
                  uncertainty_prefilter: int = 0, uncertainty_mode: str = "margin"):
-        self.metric = _choice("metric", metric, METRICS)
+        self.metric = metric
         self.random_seed = random_seed
-        self.method = _choice("method", method, DIVERSITY_METHODS)
-        self.uncertainty_prefilter = _positive_int("uncertainty_prefilter", uncertainty_prefilter, 0)
-        self.uncertainty_mode = _choice("uncertainty_mode", uncertainty_mode, UNCERTAINTY_MODES)
+        self.method = method
+        self.uncertainty_prefilter = uncertainty_prefilter
+        self.uncertainty_mode = uncertainty_mode
+
+    def _check_params(self) -> None:
+        _choice("metric", self.metric, METRICS)
+        _seed(self.random_seed)
+        _choice("method", self.method, DIVERSITY_METHODS)
+        _positive_int("uncertainty_prefilter", self.uncertainty_prefilter, 0)
+        _choice("uncertainty_mode", self.uncertainty_mode, UNCERTAINTY_MODES)
 
     def select(self, candidates: Candidates, batch_size: int) -> Selection:
+        self._check_params()
         kept = self._prefilter(candidates.probabilities, batch_size, candidates.embeddings.shape[0])
         embeddings = candidates.embeddings if kept is None else candidates.embeddings[kept]
         if self.method == "kmeans":
@@ -1812,7 +1910,7 @@ class DiversitySampler(_Sampler):
             return None
         if probabilities is None:
             raise ValueError("uncertainty_prefilter needs the candidates' probabilities")
-        n_keep = self.uncertainty_prefilter * batch_size
+        n_keep = int(self.uncertainty_prefilter) * batch_size
         if n_keep >= n_rows:
             logger.info("Uncertainty pre-filter keeps all %d candidates (%d x BATCH_SIZE=%d)", n_rows,
                         self.uncertainty_prefilter, batch_size)
@@ -1823,11 +1921,13 @@ class DiversitySampler(_Sampler):
 
     def select_batch(self, embeddings: Any, batch_size: int, indices: Any = None, *,
                      labeled_embeddings: Any = None, probabilities: Any = None) -> np.ndarray:
-        """Positions (or entries of ``indices``) of the picks in order.
+        """Positions (or ``indices[chosen]``) of the picks in order.
 
-        ``labeled_embeddings`` (shape (m, d)), the already-labeled rows, are k-center's initial centers;
+        ``indices`` has one id per row of ``embeddings``. ``labeled_embeddings`` (shape (m, d)), the
+        already-labeled rows, are k-center's initial centers (never picked, and not counted by ``indices``);
         ``probabilities`` (shape (n, n_classes)) are needed when ``uncertainty_prefilter`` > 0.
         """
+        self._check_params()
         matrix = np.array(_as_matrix(embeddings, "embeddings", np.float32))  # select() centers it in place
         labeled = None if labeled_embeddings is None or len(labeled_embeddings) == 0 else _as_matrix(
             labeled_embeddings, "labeled_embeddings", np.float32)
@@ -1843,6 +1943,7 @@ class DiversitySampler(_Sampler):
 
     def _compute_distances(self, X: Any, Y: Any) -> np.ndarray:
         """Distances between the rows of X (n, d) and Y (m, d) as an (n, m) array: euclidean or 1 - cosine."""
+        self._check_params()
         X = _as_matrix(X, "X", np.float64)
         Y = _as_matrix(Y, "Y", np.float64)
         if self.metric == "cosine":
@@ -1850,6 +1951,19 @@ class DiversitySampler(_Sampler):
             return 1.0 - X @ Y.T
         d2 = np.einsum("ij,ij->i", X, X)[:, None] - 2.0 * (X @ Y.T) + np.einsum("ij,ij->i", Y, Y)[None, :]
         return np.sqrt(np.maximum(d2, 0.0))
+
+
+class HybridSampler(DiversitySampler):
+    """The uncertain-and-diverse hybrid: ``DiversitySampler`` with k-means behind a beta = 3 pre-filter.
+
+    The row nearest each of ``batch_size`` k-means centroids among the 3 x batch_size most uncertain
+    candidates (Zhdanov 2019); every parameter as in ``DiversitySampler``, only the defaults differ.
+    """
+
+    def __init__(self, metric: str = "euclidean", random_seed: Optional[int] = 42, method: str = "kmeans",
+                 uncertainty_prefilter: int = 3, uncertainty_mode: str = "margin"):
+        super().__init__(metric=metric, random_seed=random_seed, method=method,
+                         uncertainty_prefilter=uncertainty_prefilter, uncertainty_mode=uncertainty_mode)
 
 
 def uncertainty_prefilter(probabilities: Any, n_keep: int, *, mode: str = "margin") -> np.ndarray:
@@ -1945,7 +2059,11 @@ def kmeans_representatives(
     centers = X[_kmeans_plusplus(X, n_select, rng)]
     shift_tolerance = float(tol) * float(np.mean(np.var(X, axis=0, dtype=np.float64)))
     labels = None
-    for _ in range(int(max_iter)):
+    progress = _Progress("k-means ({} rows, {} clusters)".format(n_rows, n_select), int(max_iter), min_total=1,
+                         unit="iterations", by_time=True)
+    for iteration in range(int(max_iter)):
+        if iteration:
+            progress.update(iteration)
         new_labels, d2 = _assign_to_centers(X, centers)
         if labels is not None and np.array_equal(new_labels, labels):
             break
@@ -1967,7 +2085,9 @@ def _kmeans_plusplus(X: np.ndarray, n_clusters: int, rng: np.random.Generator) -
     chosen = np.empty(n_clusters, dtype=np.int64)
     dots = np.empty(n_rows, dtype=np.float32)
     pick = _draw_proportional(np.ones(n_rows), rng)
+    progress = _Progress("k-means++ start", n_clusters)
     for position in range(n_clusters):
+        progress.update(position)
         chosen[position] = pick
         np.dot(X, X[pick], out=dots)
         nearest.add(dots, pick)
@@ -2161,20 +2281,27 @@ class BADGESampler(_Sampler):
     """
 
     def __init__(self, metric: str = "euclidean", random_seed: Optional[int] = 42):
-        self.metric = _choice("metric", metric, METRICS)
+        self.metric = metric
         self.random_seed = random_seed
+
+    def _check_params(self) -> None:
+        _choice("metric", self.metric, METRICS)
+        _seed(self.random_seed)
 
     def compute_gradient_embeddings(self, features: Any, probabilities: Any) -> np.ndarray:
         """The (n_rows, n_classes * n_features) gradient embeddings; for small inputs (selection never builds it)."""
+        self._check_params()
         return gradient_embeddings(features, probabilities)
 
     def select(self, candidates: Candidates, batch_size: int) -> Selection:
+        self._check_params()
         indices, distances = badge_kmeanspp(candidates.embeddings, candidates.probabilities, batch_size,
                                             metric=self.metric, random_state=self.random_seed)
         return Selection(indices, distances)
 
     def select_batch(self, features: Any, probabilities: Any, batch_size: int, indices: Any = None) -> np.ndarray:
-        """Positions (or entries of ``indices``) of the picks in order."""
+        """Positions (or ``indices[chosen]``, one id per row of ``features``) of the picks in order."""
+        self._check_params()
         matrix = _as_matrix(features, "features", np.float32)
         probabilities = _as_matrix(probabilities, "probabilities", np.float64)
         if matrix.shape[0] != probabilities.shape[0]:
@@ -2253,17 +2380,6 @@ def committee_disagreement(member_probabilities: Any, disagreement: str = "bald"
     return _committee_disagreement(members, _choice("disagreement", disagreement, DISAGREEMENTS))
 
 
-def _row_ids(indices: Any, n_rows: int) -> Optional[np.ndarray]:
-    """``indices`` as one id per row (any values), or None; a length other than ``n_rows`` is an error."""
-    if indices is None:
-        return None
-    ids = np.asarray(indices)
-    if ids.ndim != 1 or ids.shape[0] != n_rows:
-        raise ValueError("indices must hold one entry per row: got {} for {} rows".format(
-            ids.shape[0] if ids.ndim == 1 else "shape {}".format(ids.shape), n_rows))
-    return ids
-
-
 class CommitteeSampler(_Sampler):
     """Query by committee: the ``batch_size`` rows its members disagree on most (active learning).
 
@@ -2296,7 +2412,7 @@ class CommitteeSampler(_Sampler):
         (one id per row)."""
         members = _as_members(member_probabilities)
         batch_size = _positive_int("batch_size", batch_size, 1)
-        ids = _row_ids(indices, members.shape[1])
+        ids = _row_ids(indices, members.shape[1], "member_probabilities")
         chosen = self.select(Candidates(None, members=members), batch_size).indices
         return chosen if ids is None else ids[chosen]
 
@@ -2353,25 +2469,33 @@ class ExactTopK(ShardRule):
         return Selection(indices, pool.scores[indices]), {"guarantee": "exact"}
 
 
-class TwoRoundKCenter(ShardRule):
-    """Shards send OVERSAMPLING x BATCH_SIZE k-center picks and the covering radius they leave; the merge
-    runs k-center over them from every shard's labeled rows (or the mean of all candidates)."""
+class DiversitySharding(ShardRule):
+    """diversity sharded, by its settings.
+
+    With UNCERTAINTY_PREFILTER = beta > 0 (the hybrid) the sampler chooses among the beta x BATCH_SIZE most
+    uncertain candidates: a top-k, so each shard sends its own top beta x BATCH_SIZE, the merge keeps the top
+    beta x BATCH_SIZE of their union in input order and runs the sampler on exactly the rows a single run
+    would (exact, for kcenter and kmeans). Without it, kcenter runs in two rounds: shards send
+    OVERSAMPLING x BATCH_SIZE k-center picks and the covering radius they leave, the merge runs k-center over
+    them from every shard's labeled rows (or the mean of all candidates).
+    """
 
     sends_labeled_vectors = True
 
     def unsupported(self, config: "SelectionConfig") -> Optional[str]:
-        if config.diversity_method != "kcenter":
-            return "DIVERSITY_METHOD={} cannot be sharded yet: use kcenter or SELECTION_ROLE=single".format(
-                config.diversity_method)
-        if config.uncertainty_prefilter:
-            return "UNCERTAINTY_PREFILTER={} cannot be sharded yet: use 0 or SELECTION_ROLE=single".format(
-                config.uncertainty_prefilter)
+        if not config.uncertainty_prefilter and config.diversity_method != "kcenter":
+            return ("DIVERSITY_METHOD={} cannot be sharded yet without UNCERTAINTY_PREFILTER: use kcenter, a "
+                    "pre-filter, or SELECTION_ROLE=single".format(config.diversity_method))
         return None
 
     def shard_facts(self, candidates: Candidates) -> Dict[str, Any]:
         return {"candidate_vector_sum": candidates.embeddings.sum(axis=0, dtype=np.float64)}
 
     def send(self, config: "SelectionConfig", candidates: Candidates, seed: Any) -> "ShardPicks":
+        if config.uncertainty_prefilter:
+            scores = uncertainty_scores(candidates.probabilities, config.uncertainty_mode)
+            indices = top_k_indices(scores, _prefilter_size(config))
+            return ShardPicks(indices, scores[indices], np.ones(indices.size, np.int64), None)
         indices, distances, radius = k_center_with_radius(
             candidates.embeddings, shard_pick_count(config), initial_centers=candidates.labeled_embeddings,
             metric=config.metric)
@@ -2380,6 +2504,8 @@ class TwoRoundKCenter(ShardRule):
     def merge(self, config: "SelectionConfig", pool: "MergedPool",
               outputs: Sequence["ShardOutput"]) -> Tuple[Selection, Dict[str, Any]]:
         labeled, mean = _merge_centers(outputs, pool.vectors.shape[1])
+        if config.uncertainty_prefilter:
+            return self._merge_prefiltered(config, pool, labeled), {"guarantee": "exact"}
         indices, distances, radius = k_center_with_radius(pool.vectors, config.batch_size, initial_centers=labeled,
                                                           mean=mean, metric=config.metric)
         shard_radii = [output.manifest["covering_radius_chord"] for output in outputs
@@ -2392,6 +2518,22 @@ class TwoRoundKCenter(ShardRule):
             "merge_radius": _from_chord(radius, config.metric),
             "covering_radius_bound": covering_radius_bound(shard_radii, radius, config.metric),
         }
+
+    @staticmethod
+    def _merge_prefiltered(config: "SelectionConfig", pool: "MergedPool", labeled: Optional[np.ndarray]) -> Selection:
+        """The sampler on the pool's top beta x BATCH_SIZE (by the shards' uncertainty scores), in input order.
+
+        A shard with fewer candidates than that sent them all, so when the union is no larger, it is every
+        candidate and the sampler's own pre-filter would keep all of them too.
+        """
+        n_keep = _prefilter_size(config)
+        kept = np.sort(merge_ranked(pool.scores, (pool.file_rank, pool.row), n_keep))
+        logger.info("Uncertainty pre-filter: the %d most uncertain of the %d rows the shards sent, by %s "
+                    "(%d x BATCH_SIZE=%d)", kept.size, pool.scores.size, config.uncertainty_mode,
+                    config.uncertainty_prefilter, config.batch_size)
+        candidates = Candidates(pool.probabilities[kept], pool.vectors[kept], labeled)
+        selection = make_sampler(config._replace(uncertainty_prefilter=0)).select(candidates, config.batch_size)
+        return Selection(kept[selection.indices], selection.scores)
 
 
 class WeightedD2(ShardRule):
@@ -2449,9 +2591,13 @@ STRATEGY_TABLE = (
     Strategy("diversity", DiversitySampler, "active_learning", needs_embeddings=True, batched=True,
              settings={"metric": "metric", "random_seed": "random_seed", "diversity_method": "method",
                        "uncertainty_prefilter": "uncertainty_prefilter", "uncertainty_mode": "uncertainty_mode"},
-             sharding=TwoRoundKCenter()),
+             sharding=DiversitySharding()),
     Strategy("badge", BADGESampler, "active_learning", needs_embeddings=True, batched=True,
              settings={"metric": "metric", "random_seed": "random_seed"}, sharding=WeightedD2()),
+    Strategy("hybrid", HybridSampler, "active_learning", needs_embeddings=True, batched=True,
+             settings={"metric": "metric", "random_seed": "random_seed", "diversity_method": "method",
+                       "uncertainty_prefilter": "uncertainty_prefilter", "uncertainty_mode": "uncertainty_mode"},
+             sharding=DiversitySharding()),
     Strategy("committee", CommitteeSampler, "active_learning", needs_embeddings=False, batched=True,
              settings={"disagreement": "disagreement"}, sharding=ExactTopK("batch_size"), needs_members=True),
 )
@@ -2656,14 +2802,26 @@ def select_samples(df: pd.DataFrame, strategy: str, batch_size: int,
     DataFrame
         The selected rows of ``df`` (its index kept) in rank order with ``selection_score``,
         ``selection_rank`` and ``data_source`` appended (SSL strategies also ``pseudo_label`` and
-        ``confidence``). Rows whose label field is filled are never selected.
+        ``confidence``). Rows whose label field is filled are never selected. With nothing to choose from
+        (no rows, or every row labeled, logged as a warning) it is empty but has those columns; the
+        columns are checked all the same. (The pipeline step instead fails on an empty pool.)
     """
     config = config_from_settings(strategy, batch_size, strategy_config, id_field)
     _require_columns([str(name) for name in df.columns], [("ID_FIELD", config.id_field)])
     _check_ids(df[config.id_field], config.id_field)
     feature_columns = (strategy_config or {}).get("feature_columns")
-    return run_selection(pool_from_frame(df, config, feature_columns), config,
-                         lambda positions: df.iloc[positions]).rows
+    pool = pool_from_frame(df, config, feature_columns)
+    if pool.labeled.all():
+        return _nothing_selected(df, pool, config)
+    return run_selection(pool, config, lambda positions: df.iloc[positions]).rows
+
+
+def _nothing_selected(df: pd.DataFrame, pool: Pool, config: SelectionConfig) -> pd.DataFrame:
+    """``select_samples``' answer for a frame without candidates: no rows, the output columns."""
+    if len(df):
+        logger.warning("select_samples: no candidate rows: all %d rows have label_field %r filled; nothing selected",
+                       len(df), config.label_field)
+    return annotate(df.iloc[:0], pool.probabilities[:0], pool.classes, np.empty(0), config.selection_strategy)
 
 
 # ---- Sharding: SELECTION_ROLE=shard on each instance, merge on one -------------------------------------------
@@ -2761,6 +2919,11 @@ def shard_seed(random_seed: int, hosts: Sequence[str], host: str) -> List[int]:
 def shard_pick_count(config: SelectionConfig) -> int:
     """Candidates a diversity or badge shard sends: OVERSAMPLING x BATCH_SIZE."""
     return config.oversampling * config.batch_size
+
+
+def _prefilter_size(config: SelectionConfig) -> int:
+    """Candidates the hybrid's uncertainty pre-filter keeps: UNCERTAINTY_PREFILTER x BATCH_SIZE."""
+    return config.uncertainty_prefilter * config.batch_size
 
 
 def _chord(distance: float, metric: str) -> float:
@@ -3058,13 +3221,17 @@ class ShardOutput(NamedTuple):
     folder: Path
 
 
-def read_shard_outputs(root: Path) -> List[ShardOutput]:
-    """Every shard manifest under the merge's input folder, in path order."""
+def read_shard_outputs(root: Path, skipped: Sequence[Path] = ()) -> List[ShardOutput]:
+    """Every shard manifest under the merge's input folder, in path order, except in the ``skipped`` (output)
+    folders."""
     if not root.is_dir():
         raise SelectionError("input folder {} does not exist or is not a folder".format(root))
     outputs = []
+    skipped_real = [_real(folder) for folder in skipped]
     for path in sorted(root.rglob(SHARD_PREFIX + "*.json")):
         if any(part.startswith((".", "_")) for part in path.relative_to(root).parts):
+            continue
+        if any(_is_within(_real(path.parent), folder) for folder in skipped_real):
             continue
         try:
             manifest = json.loads(path.read_text(encoding="utf-8"))
@@ -3342,9 +3509,11 @@ class MergeResult(NamedTuple):
     sharding: Dict[str, Any]
 
 
-def merge_select(input_dir: Path, config: SelectionConfig) -> MergeResult:
-    """The merge role: check all shards, then select from their candidates as a single run would."""
-    outputs = read_shard_outputs(input_dir)
+def merge_select(input_dir: Path, config: SelectionConfig, skipped: Sequence[Path] = ()) -> MergeResult:
+    """The merge role: check all shards, then select from their candidates as a single run would.
+
+    ``skipped``: the output folders, never read (they may lie inside ``input_dir``)."""
+    outputs = read_shard_outputs(input_dir, skipped)
     hosts = check_shard_manifests([output.manifest for output in outputs], config)
     outputs = sorted(outputs, key=lambda output: hosts.index(output.manifest["host"]))
     manifests = [output.manifest for output in outputs]
@@ -3656,26 +3825,58 @@ def _real(path: Path) -> str:
 
 def check_folders_apart(input_dir: Path, samples_dir: Path, metadata_dir: Path,
                         labeling_dir: Optional[Path] = None) -> None:
-    """Refuse output folders that equal, contain or lie inside the input folder, or equal each other.
+    """Refuse output folders that equal or contain the input folder, or equal each other; an output folder
+    inside the input must hold nothing but this step's own files.
 
     Paths are compared after resolving links, so the step can neither write into its input nor read its
-    own output back. ``labeling_dir`` is checked too when this run writes labeling tasks.
+    own output back: the input walk skips the output folders inside the input (pytest's ``tmp_path`` with
+    the outputs in ``tmp_path / "output"``). ``labeling_dir`` is checked too when this run writes labeling
+    tasks.
     """
     source = _real(input_dir)
     outputs = [(SAMPLES_CHANNEL, samples_dir), (METADATA_CHANNEL, metadata_dir)]
     if labeling_dir is not None:
         outputs.append((LABELING_CHANNEL, labeling_dir))
+    real_outputs = {_real(folder) for _, folder in outputs}
     for channel, folder in outputs:
         target = _real(folder)
-        if _is_within(target, source) or _is_within(source, target):
-            raise SelectionError("output folder {} ({}) overlaps the input folder {}: the step never writes into "
-                                 "its input nor reads its output; use separate folders".format(
-                                     folder, channel, input_dir))
+        if _is_within(source, target):
+            problem = "it is the input folder" if target == source else "it contains the input folder"
+        elif _is_within(target, source):
+            problem = _input_files_in_output(folder, real_outputs)
+        else:
+            problem = None
+        if problem:
+            raise SelectionError("output folder {} ({}) overlaps the input folder {}: {}; the step never writes into "
+                                 "its input nor reads its output".format(folder, channel, input_dir, problem))
     for position, (channel, folder) in enumerate(outputs):
         for other_channel, other in outputs[position + 1:]:
             if _real(folder) == _real(other):
                 raise SelectionError("the output folders {} and {} are the same folder; give each channel its "
                                      "own".format(channel, other_channel))
+
+
+def _input_files_in_output(folder: Path, outputs: Collection[str]) -> Optional[str]:
+    """Why the output ``folder`` inside the input is input too, or None when it holds only this step's files:
+    the markers, the result files its ``_SUCCESS`` lists, dot-files (temporary names) and other output folders."""
+    try:
+        if not os.path.lexists(str(folder)):
+            return None
+        if not folder.is_dir():
+            return "it lies inside the input and is not a folder"
+        marker = folder / SUCCESS_MARKER
+        listed = set(marker.read_text(encoding="utf-8", errors="replace").splitlines()) if marker.is_file() else set()
+        for name in sorted(os.listdir(str(folder))):
+            path = folder / name
+            if name in (SUCCESS_MARKER, FAILURE_MARKER) or name.startswith(".") or _real(path) in outputs:
+                continue
+            ours = name in listed and (name in RESULT_NAMES or name.startswith(SHARD_PREFIX))
+            if not (ours and path.is_file() and not path.is_symlink()):
+                return ("it lies inside the input and holds {}, which no _SUCCESS of this step lists: choose an "
+                        "empty folder".format(name))
+    except OSError as error:
+        return "it lies inside the input and cannot be listed ({})".format(error.strerror or _one_line(error))
+    return None
 
 
 def _ours(folder: Path) -> List[Path]:
@@ -3740,12 +3941,13 @@ def _input_folder(input_paths: Any) -> Optional[Path]:
 
 
 def _record_failure(folders: Sequence[Path], input_dir: Optional[Path], error: BaseException,
-                    written: Iterable[Path] = ()) -> None:
+                    written: Iterable[Path] = (), folders_checked: bool = False) -> None:
     """Leave ``_FAILURE`` (the one-line reason) and none of this step's results in every output folder
-    that can be written, except folders inside the input, which the step never writes to."""
+    that can be written. Folders inside the input are written only once ``check_folders_apart`` accepted
+    them (``folders_checked``): before that, or when it refused them, nothing is written in the input tree."""
     written = list(written)
     for folder in dict.fromkeys(folders):
-        if input_dir is not None and _is_within(_real(folder), _real(input_dir)):
+        if not folders_checked and input_dir is not None and _is_within(_real(folder), _real(input_dir)):
             continue
         try:
             if folder.exists() and not folder.is_dir():
@@ -3864,11 +4066,13 @@ def main(
     started = time.time()
     written: List[Path] = []
     labeling_dir = _labeling_channel(output_paths, environ_vars)
+    folders_checked = False
     try:
         samples_dir = _channel(output_paths, SAMPLES_CHANNEL, "output")
         metadata_dir = _channel(output_paths, METADATA_CHANNEL, "output")
         input_dir = _channel(input_paths, INPUT_CHANNEL, "input")
         check_folders_apart(input_dir, samples_dir, metadata_dir, labeling_dir)
+        folders_checked = True
         config = parse_environment(environ_vars)
         _check_labeling_channel(config, labeling_dir)
         job_type = _job_type(job_args)
@@ -3884,7 +4088,8 @@ def main(
             return manifest
         sharding = None
         if config.selection_role == "merge":
-            result, input_files, input_format, output_format, sharding = merge_select(input_dir, config)
+            result, input_files, input_format, output_format, sharding = merge_select(
+                input_dir, config, skipped=_present(samples_dir, metadata_dir, labeling_dir))
         else:
             source = scan_input(input_dir, config, forbidden=_present(samples_dir, metadata_dir, labeling_dir))
             result, output_format = _select(source, config)
@@ -3915,7 +4120,7 @@ def main(
             written.append(_mark_success(folder, written))
     except BaseException as error:
         folders = _output_folders(output_paths) + list(_present(labeling_dir))
-        _record_failure(folders, _input_folder(input_paths), error, written)
+        _record_failure(folders, _input_folder(input_paths), error, written, folders_checked)
         raise
     logger.info("Selected %d of %d candidates (pool of %d) with %s in %.2fs", metadata["selected_count"],
                 metadata["candidate_count"], metadata["pool_size"], config.selection_strategy,
@@ -3957,6 +4162,15 @@ def _paths_despite_errors(argv: Optional[Sequence[str]]) -> Dict[str, str]:
     return paths
 
 
+def _folders_are_apart(paths: Mapping[str, str]) -> bool:
+    """Whether ``check_folders_apart`` accepts the input and output folders of ``paths`` (no error raised)."""
+    try:
+        check_folders_apart(Path(paths[INPUT_CHANNEL]), Path(paths[SAMPLES_CHANNEL]), Path(paths[METADATA_CHANNEL]))
+    except SelectionError:
+        return False
+    return True
+
+
 def _configure_logging() -> None:
     root = logging.getLogger()
     if not root.handlers:
@@ -3973,7 +4187,8 @@ def cli(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str
         args = parser.parse_args(argv)
     except SelectionError as error:
         paths = _paths_despite_errors(argv)
-        _record_failure(_output_folders(paths), _input_folder(paths), error)
+        _record_failure(_output_folders(paths), _input_folder(paths), error,
+                        folders_checked=_folders_are_apart(paths))
         logger.error("%s", _one_line(error))
         return 1
     environ = os.environ if environ is None else environ
