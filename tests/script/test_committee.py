@@ -296,3 +296,19 @@ def test_every_measure_agrees_with_scipy_entropy_on_random_committees():
         for disagreement, oracle in expected.items():
             np.testing.assert_allclose(CommitteeSampler(disagreement).compute_scores(members),
                                        np.maximum(oracle, 0.0), rtol=1e-9, atol=1e-12, err_msg=disagreement)
+
+
+def test_rows_that_differ_only_in_class_order_tie_exactly_and_keep_row_order():
+    # Votes (0, 1, 2, 2) / (2, 0, 1, 1) / (1, 2, 0, 0): the same shares in another class order; then a row of
+    # full agreement. Three identical members of value p: bald must be exactly 0, not 3p/3 - p rounding.
+    p = [0.1, 0.2, 0.7]
+    votes = np.array([[0, 1, 2, 2], [2, 0, 1, 1], [1, 2, 0, 0], [1, 1, 1, 1]]).T  # row x member -> member x row
+    members = np.full((4, 4, 3), 0.05)
+    members[np.arange(4)[:, None], np.arange(4)[None, :], votes] = 0.9
+    scores = CommitteeSampler("vote_entropy").compute_scores(members)
+    assert scores[0] == scores[1] == scores[2] > 0 == scores[3]
+    assert CommitteeSampler("vote_entropy").select_batch(members, 2).tolist() == [0, 1]
+    same = np.array([[p, p[::-1], p[1:] + p[:1]]] * 3)  # 3 identical members, rows are permutations of p
+    assert CommitteeSampler("bald").compute_scores(same).tolist() == [0.0, 0.0, 0.0]
+    consensus = CommitteeSampler("consensus_entropy").compute_scores(same)
+    assert consensus[0] == consensus[1] == consensus[2]

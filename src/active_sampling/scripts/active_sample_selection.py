@@ -2311,10 +2311,15 @@ class BADGESampler(_Sampler):
         return self._select_among(candidates, _positive_int("batch_size", batch_size, 1), indices)
 
 
+_AGREEMENT_NOISE = 1e-12  # bald below this is rounding noise of members that agree: 0, so such rows tie
+
+
 def _entropy(probabilities: np.ndarray) -> np.ndarray:
-    """Entropy (natural log, 0 log 0 = 0) over the last axis."""
-    logs = np.log(np.where(probabilities > 0.0, probabilities, 1.0))
-    logs *= probabilities
+    """Entropy (natural log, 0 log 0 = 0) over the last axis, summed in sorted order so that rows holding
+    the same values in another class order get exactly the same entropy (and tie)."""
+    ordered = np.sort(probabilities, axis=-1)
+    logs = np.log(np.where(ordered > 0.0, ordered, 1.0))
+    logs *= ordered
     return -logs.sum(axis=-1)
 
 
@@ -2338,7 +2343,7 @@ def _committee_disagreement(members: np.ndarray, disagreement: str) -> np.ndarra
             out[:] = _entropy(block.mean(axis=0))
         else:
             mutual_information = _entropy(block.mean(axis=0)) - _entropy(block).mean(axis=0)
-            np.maximum(mutual_information, 0.0, out=out)  # >= 0 exactly; rounding may leave -1e-17
+            out[:] = np.where(mutual_information > _AGREEMENT_NOISE, mutual_information, 0.0)
     return scores
 
 
@@ -2370,7 +2375,8 @@ def committee_disagreement(member_probabilities: Any, disagreement: str = "bald"
         largest probability (the first class of a tie), Dagan & Engelson 1995. consensus_entropy: entropy
         of the consensus, the members' mean probability row. bald: the mutual information
         H(consensus) - mean_j H(p_j) (Houlsby et al. 2011), which equals the members' mean KL divergence
-        from the consensus. Natural logs, 0 log 0 = 0.
+        from the consensus; values below 1e-12 (rounding noise where the members agree) are 0. Natural
+        logs, 0 log 0 = 0; rows holding the same values in another class order score exactly alike.
 
     Returns
     -------
