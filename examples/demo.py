@@ -82,6 +82,7 @@ def run_selection(name: str, environ: Dict[str, str], output_dir: Path, input_di
         "metadata": metadata,
         "samples_path": samples_path,
         "metadata_path": Path(outputs[script.METADATA_CHANNEL]) / script.METADATA_FILENAME,
+        "report_path": Path(outputs[script.METADATA_CHANNEL]) / script.REPORT_FILENAME,
         "selected": pd.read_csv(samples_path),
     }
     if script.LABELING_CHANNEL in outputs:
@@ -137,7 +138,8 @@ def summary_lines(results: Dict[str, dict]) -> List[str]:
             selected_rate, pool_rate = result["error_rates"]
             lines.append(f"  the model is wrong on {selected_rate:.0%} of the selected rows "
                          f"(on {pool_rate:.0%} of all unlabeled rows): worth a human label")
-        lines += [f"  samples:  {result['samples_path']}", f"  metadata: {result['metadata_path']}"]
+        lines += [f"  samples:  {result['samples_path']}", f"  metadata: {result['metadata_path']}",
+                  f"  report:   {result['report_path']} (open it in a browser)"]
         if "labeling_dir" in result:
             tasks = result["labeling_dir"] / script.LABEL_STUDIO_TASKS
             lines += [

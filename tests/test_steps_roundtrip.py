@@ -130,7 +130,9 @@ def test_main_run_with_the_builder_environment_reports_the_config_values(tmp_pat
     metadata = script.main({script.INPUT_CHANNEL: str(input_dir)}, outputs, builder.environment_variables(), job_args)
 
     written = json.loads((tmp_path / script.METADATA_CHANNEL / script.METADATA_FILENAME).read_text())
-    assert metadata["config"] == written["config"] == typed_values(config)
+    typed = typed_values(config)
+    assert metadata["config"] == written["config"] == {field: typed[field] for field in metadata["config"]}
+    assert set(script.strategy_for(strategy).reads) <= set(metadata["config"])  # only these are strategy-specific
     assert (metadata["strategy"], metadata["job_type"]) == (strategy, "round_trip")
     assert metadata["output_file"] == f"selected_samples.{output_format}"
     assert 0 < metadata["selected_count"] <= 15

@@ -193,7 +193,7 @@ def test_a_later_run_removes_exactly_the_files_the_earlier_success_lists(run, sc
     notes = write_text(run.samples_dir / "notes.txt", "keep me\n")
     run_main(run, script, dict(UNCERTAINTY, OUTPUT_FORMAT="csv"))
     assert (run.samples_dir / "_SUCCESS").read_text() == "selected_samples.csv\n"
-    assert (run.metadata_dir / "_SUCCESS").read_text() == "selection_metadata.json\n"
+    assert (run.metadata_dir / "_SUCCESS").read_text() == "selection_metadata.json\nselection_report.html\n"
     run_main(run, script, dict(UNCERTAINTY, OUTPUT_FORMAT="parquet"))
     assert sorted(p.name for p in run.samples_dir.iterdir()) == ["_SUCCESS", "notes.txt",
                                                                  "selected_samples.parquet"]
@@ -625,10 +625,13 @@ def test_abbreviated_flags_are_not_guessed(run, script, caplog):
 
 def test_main_accepts_numbers_as_environment_values_and_a_mapping_as_job_args(run, script):
     write_table(prediction_table(n=10), run.input_dir)
-    metadata = run_main(run, script, {"SELECTION_STRATEGY": "uncertainty", "BATCH_SIZE": 3,
-                                      "RANDOM_SEED": np.int64(7), "CONFIDENCE_THRESHOLD": 0.75},
-                        job_args={"job_type": "active_learning_selection"})
-    assert metadata["config"]["batch_size"] == 3 and metadata["config"]["confidence_threshold"] == 0.75
+    environ = {"SELECTION_STRATEGY": "uncertainty", "BATCH_SIZE": 3, "RANDOM_SEED": np.int64(7),
+               "CONFIDENCE_THRESHOLD": 0.75}
+    metadata = run_main(run, script, environ, job_args={"job_type": "active_learning_selection"})
+    assert metadata["config"]["batch_size"] == 3
+    assert "confidence_threshold" not in metadata["config"]  # the metadata lists only what uncertainty reads
+    config = script.parse_environment(environ)
+    assert (config.random_seed, config.confidence_threshold) == (7, 0.75)
     assert metadata["job_type"] == "active_learning_selection"
     assert len(selected_text(run)) == 3
 

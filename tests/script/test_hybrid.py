@@ -284,3 +284,27 @@ def test_a_long_kmeans_says_how_far_it_got(script, monkeypatch, caplog):
     lines = [record.getMessage() for record in caplog.records if record.getMessage().startswith("k-means (")]
     assert lines and all("of at most 4 iterations" in line for line in lines), lines
     assert lines[0].startswith("k-means (200 rows, 5 clusters): 1 of at most 4 iterations, 11.0s elapsed"), lines
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_weighted_kmeans_is_kmeans_on_rows_repeated_by_their_weight(script, seed):
+    """Integer weights: the same clusters as the unweighted algorithm on each row repeated w times (k-means++
+    draws the same group for the same random number, weighted means are the repeated rows' means)."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(scale=10, size=(6, 3))[rng.integers(0, 6, size=80)] + rng.normal(size=(80, 3))
+    weights = rng.integers(1, 5, size=80)
+    repeated, owner = np.repeat(X, weights, axis=0), np.repeat(np.arange(80), weights)
+    picks, sizes = script.kmeans_representatives(X, 5, random_state=seed, sample_weight=weights)
+    expected_picks, expected_sizes = script.kmeans_representatives(repeated, 5, random_state=seed)
+    assert picks.tolist() == owner[expected_picks].tolist()
+    assert sizes.tolist() == expected_sizes.tolist()
+    assert sizes.sum() == weights.sum()
+
+
+def test_weights_of_one_change_nothing_and_bad_weights_are_refused(script):
+    X = np.random.default_rng(3).normal(size=(50, 4))
+    plain = script.kmeans_representatives(X, 6, random_state=2)
+    ones = script.kmeans_representatives(X, 6, random_state=2, sample_weight=np.ones(50))
+    assert plain[0].tolist() == ones[0].tolist() and plain[1].tolist() == ones[1].tolist()
+    with pytest.raises(ValueError, match="sample_weight must be 50 finite non-negative numbers"):
+        script.kmeans_representatives(X, 6, sample_weight=-np.ones(50))

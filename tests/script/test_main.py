@@ -33,10 +33,12 @@ def test_every_strategy_in_every_format(run, script, strategy, fmt):
     selected = run.selected()
     assert (run.samples_dir / "selected_samples.{}".format(fmt)).exists()
     assert sorted(p.name for p in run.samples_dir.iterdir()) == ["_SUCCESS", "selected_samples.{}".format(fmt)]
-    assert sorted(p.name for p in run.metadata_dir.iterdir()) == ["_SUCCESS", "selection_metadata.json"]
+    assert sorted(p.name for p in run.metadata_dir.iterdir()) == ["_SUCCESS", "selection_metadata.json",
+                                                                  "selection_report.html"]
     assert list(selected.columns[:len(table.columns)]) == list(table.columns)
     extra = ["selection_score", "selection_rank", "data_source"] + (["pseudo_label", "confidence"]
-                                                                    if strategy in SSL else [])
+                                                                    if strategy in SSL else
+                                                                    ["predicted_label", "predicted_confidence"])
     assert list(selected.columns[len(table.columns):]) == extra
     assert selected["selection_rank"].tolist() == list(range(1, len(selected) + 1))
     assert selected["data_source"].unique().tolist() == ["pseudo_labeled" if strategy in SSL else "active_learning"]

@@ -440,7 +440,8 @@ SEED_OUTPUT_COLUMNS = ["selection_score", "selection_rank", "data_source"]  # se
 def test_select_samples_on_an_empty_frame_returns_an_empty_frame_with_the_output_columns(strategy):
     empty = prediction_table(n=10).iloc[:0]
     selected = script.select_samples(empty, strategy, batch_size=5, strategy_config={})
-    extra = ["pseudo_label", "confidence"] if strategy in ("confidence_threshold", "top_k_per_class") else []
+    extra = (["pseudo_label", "confidence"] if strategy in ("confidence_threshold", "top_k_per_class")
+             else ["predicted_label", "predicted_confidence"])
     assert isinstance(selected, pd.DataFrame) and len(selected) == 0
     assert list(selected.columns) == list(empty.columns) + SEED_OUTPUT_COLUMNS + extra
 
@@ -455,7 +456,8 @@ def test_select_samples_with_every_row_labeled_selects_nothing(caplog):
     table = prediction_table(n=10)
     table["label"] = "cat"
     selected = script.select_samples(table, "uncertainty", 3, {"label_field": "label"})
-    assert len(selected) == 0 and list(selected.columns) == list(table.columns) + SEED_OUTPUT_COLUMNS
+    assert len(selected) == 0 and list(selected.columns) == list(table.columns) + SEED_OUTPUT_COLUMNS + [
+        "predicted_label", "predicted_confidence"]
     assert any(record.levelname == "WARNING" and "all 10 rows" in record.getMessage() for record in caplog.records)
 
 

@@ -31,6 +31,7 @@ import datetime
 import errno
 import hashlib
 import gzip
+import html
 import inspect
 import json
 import logging
@@ -92,6 +93,9 @@ DATA_SOURCE = "data_source"
 PSEUDO_LABEL = "pseudo_label"
 CONFIDENCE = "confidence"
 OUTPUT_COLUMNS = (SELECTION_SCORE, SELECTION_RANK, DATA_SOURCE, PSEUDO_LABEL, CONFIDENCE)
+PREDICTED_LABEL = "predicted_label"  # active learning's model guess: an output column and a manifest attribute
+PREDICTED_CONFIDENCE = "predicted_confidence"
+ACTIVE_LEARNING_OUTPUT_COLUMNS = (SELECTION_SCORE, SELECTION_RANK, DATA_SOURCE, PREDICTED_LABEL, PREDICTED_CONFIDENCE)
 DATA_SOURCE_SSL = "pseudo_labeled"
 DATA_SOURCE_ACTIVE_LEARNING = "active_learning"
 
@@ -109,6 +113,12 @@ class SelectionError(ValueError):
 
 class NoDataFilesError(SelectionError, FileNotFoundError):
     """The input folder holds no data files (also a ``FileNotFoundError``, as seed 000 specifies)."""
+
+
+def _all_finite(values: np.ndarray) -> bool:
+    """Whether every entry is finite, checked in row blocks: no boolean temporary of the whole array."""
+    block = max(1, _CHUNK_ROWS // 8)
+    return all(np.isfinite(values[start:start + block]).all() for start in range(0, values.shape[0], block))
 
 
 def _one_line(error: Any) -> str:
@@ -997,7 +1007,7 @@ def _check_numeric(df: pd.DataFrame, columns: Sequence[str], what: str, where: A
 
 
 def _check_finite(values: np.ndarray, names: Sequence[str], what: str) -> None:
-    if all(np.isfinite(values[start:start + _CHUNK_ROWS]).all() for start in range(0, values.shape[0], _CHUNK_ROWS)):
+    if _all_finite(values):
         return
     bad = ~np.isfinite(values)
     if bad.any():
@@ -1265,7 +1275,7 @@ def output_columns(strategy: str) -> Tuple[str, ...]:
     """The columns ``strategy`` appends to the selected rows."""
     if strategy_for(strategy).use_case == "ssl":
         return OUTPUT_COLUMNS
-    return SELECTION_SCORE, SELECTION_RANK, DATA_SOURCE
+    return ACTIVE_LEARNING_OUTPUT_COLUMNS
 
 
 def _check_no_output_columns(columns: Iterable[str], strategy: str) -> None:
@@ -1293,7 +1303,8 @@ def _check_columns_exist(columns: Sequence[str], config: SelectionConfig, where:
 
 def _non_feature_columns(columns: Sequence[str], config: SelectionConfig, score_cols: Sequence[str],
                          index_columns: Iterable[str] = ()) -> List[str]:
-    reserved = set(score_cols) | set(OUTPUT_COLUMNS) | set(LLM_SCORE_COLUMNS) | set(RULESET_SCORE_COLUMNS)
+    reserved = set(score_cols) | set(OUTPUT_COLUMNS) | set(ACTIVE_LEARNING_OUTPUT_COLUMNS)
+    reserved |= set(LLM_SCORE_COLUMNS) | set(RULESET_SCORE_COLUMNS)
     reserved |= {config.id_field, config.label_field or ""} | set(index_columns)
     return [name for name in columns if name in reserved or name.startswith(config.score_field_prefix)]
 
@@ -1322,6 +1333,7 @@ class Pool(NamedTuple):
     score_interpretation: str  # how the score columns were read, e.g. "probabilities"
     vector_columns: List[str]
     vector_source: Optional[str]  # "embedding columns", "feature columns" or "numeric feature columns"
+    known_labels: Optional[np.ndarray] = None  # (n_labeled,) object: label_texts of the labeled rows, in row order
     members: Optional[np.ndarray] = None  # (n_members, n, n_classes) for the strategies that read members
 
 
@@ -1342,11 +1354,12 @@ def _plan_columns(columns: Sequence[str], is_number: Callable[[str], bool], conf
 
 
 def _make_pool(scored: Scores, score_cols: List[str], labeled: np.ndarray,
-               vectors: Optional[np.ndarray], vector_cols: List[str], vector_source: Optional[str]) -> Pool:
+               vectors: Optional[np.ndarray], vector_cols: List[str], vector_source: Optional[str],
+               known_labels: Optional[np.ndarray] = None) -> Pool:
     if vectors is not None:
         _check_finite(vectors, vector_cols, "embedding/feature columns")
     return Pool(scored.probabilities, scored.classes, labeled, vectors, score_cols, scored.interpretation,
-                vector_cols, vector_source, scored.members)
+                vector_cols, vector_source, known_labels, scored.members)
 
 
 def pool_from_frame(df: pd.DataFrame, config: SelectionConfig,
@@ -1363,8 +1376,9 @@ def pool_from_frame(df: pd.DataFrame, config: SelectionConfig,
     _check_numeric(df, score_cols, "score")
     scored = read_scores(df[score_cols].to_numpy(dtype=np.float64, copy=True), score_cols, config)
     vectors = _embedding_matrix(df, vector_cols) if vector_cols else None
-    return _make_pool(scored, score_cols, labeled_mask(df, config.label_field), vectors, vector_cols,
-                      vector_source)
+    labeled = labeled_mask(df, config.label_field)
+    known = label_texts(df[config.label_field][labeled]) if config.label_field else None
+    return _make_pool(scored, score_cols, labeled, vectors, vector_cols, vector_source, known)
 
 
 def pool_from_parquet(source: InputTable, config: SelectionConfig) -> Pool:
@@ -1390,7 +1404,7 @@ def pool_from_parquet(source: InputTable, config: SelectionConfig) -> Pool:
     scores = np.empty((n_rows, len(score_cols)), dtype=np.float64)
     vectors = np.empty((n_rows, len(vector_cols)), dtype=np.float32) if vector_cols else None
     labeled = np.zeros(n_rows, dtype=bool)
-    ids, offset = [], 0
+    ids, known, offset = [], [], 0
     wanted = [config.id_field] + ([config.label_field] if config.label_field else []) + score_cols + vector_cols
     wanted = list(dict.fromkeys(wanted))
     for data_file, file_columns, reader in zip(source.files, source.file_columns, readers):
@@ -1410,20 +1424,22 @@ def pool_from_parquet(source: InputTable, config: SelectionConfig) -> Pool:
             if config.label_field:
                 labels = pd.DataFrame({config.label_field: table.column(config.label_field).to_pandas()})
                 labeled[rows] = labeled_mask(labels, config.label_field)
+                known.append(label_texts(labels[config.label_field][labeled[rows]]))
             offset += table.num_rows
     _check_ids(pd.concat(ids, ignore_index=True), config.id_field)
     del ids
     return _make_pool(read_scores(scores, score_cols, config), score_cols, labeled, vectors, vector_cols,
-                      vector_source)
+                      vector_source, np.concatenate(known) if config.label_field else None)
 
 
 # ---- Samplers: pure functions of arrays, and the five sampler classes ----------------------------------------
 
 def _as_matrix(values: Any, name: str, dtype: Any) -> np.ndarray:
+    """``values`` as a C-contiguous 2-D array of ``dtype`` (a view when it already is one), checked finite."""
     matrix = np.ascontiguousarray(values, dtype=dtype)
     if matrix.ndim != 2 or matrix.shape[0] == 0 or matrix.shape[1] == 0:
         raise ValueError("{} must be a non-empty 2-D array, got shape {}".format(name, matrix.shape))
-    if not np.isfinite(matrix).all():
+    if not _all_finite(matrix):
         raise ValueError("{} contains NaN or inf".format(name))
     return matrix
 
@@ -1928,7 +1944,9 @@ class DiversitySampler(_Sampler):
         ``probabilities`` (shape (n, n_classes)) are needed when ``uncertainty_prefilter`` > 0.
         """
         self._check_params()
-        matrix = np.array(_as_matrix(embeddings, "embeddings", np.float32))  # select() centers it in place
+        matrix = _as_matrix(embeddings, "embeddings", np.float32)
+        if np.may_share_memory(matrix, embeddings):  # select() centers it in place: never the caller's array
+            matrix = matrix.copy()
         labeled = None if labeled_embeddings is None or len(labeled_embeddings) == 0 else _as_matrix(
             labeled_embeddings, "labeled_embeddings", np.float32)
         if labeled is not None and labeled.shape[1] != matrix.shape[1]:
@@ -1996,7 +2014,7 @@ def uncertainty_prefilter(probabilities: Any, n_keep: int, *, mode: str = "margi
 
 def kmeans_representatives(
     X: Any, n_select: int, *, metric: str = "euclidean", random_state: Any = None, max_iter: int = 100,
-    tol: float = 1e-4, copy: bool = True
+    tol: float = 1e-4, copy: bool = True, sample_weight: Any = None
 ) -> Tuple[np.ndarray, np.ndarray]:
     """k-means with ``n_select`` clusters; the row nearest each centroid (seed 004, Zhdanov 2019).
 
@@ -2031,13 +2049,17 @@ def kmeans_representatives(
         Relative tolerance on the squared center shift; at least 0.
     copy : bool, default=True
         Work on a copy of X rather than overwrite it.
+    sample_weight : array-like of shape (n_rows,) or None, default=None
+        Non-negative weight of each row (a sharded merge passes how many rows each shard's pick stands
+        for): k-means++ draws by weight x D^2, centroids are weighted means, the tolerance uses the weighted
+        variance, and cluster sizes are weight sums. None weighs every row 1 (the unweighted algorithm).
 
     Returns
     -------
     indices : ndarray of shape (min(n_select, n_rows),), dtype int64
         Picked rows, the one standing for the largest cluster first (ties to the lower row index).
     cluster_sizes : ndarray of shape (min(n_select, n_rows),), dtype float64
-        Rows in each pick's cluster (0 for a fill-in pick).
+        Rows (weights) in each pick's cluster (0 for a fill-in pick).
     """
     if metric not in METRICS:
         raise ValueError("metric must be one of {}, got {!r}".format(METRICS, metric))
@@ -2046,18 +2068,24 @@ def kmeans_representatives(
     if not float(tol) >= 0.0:
         raise ValueError("tol must be at least 0, got {}".format(tol))
     X = _as_matrix(X, "X", np.float32)
+    weights = None if sample_weight is None else _sample_weights(sample_weight, X.shape[0])
     if copy or not X.flags.writeable:
         X = X.copy()
     n_rows = X.shape[0]
     n_select = max(0, min(int(n_select), n_rows))
     if n_select >= n_rows:
-        return np.arange(n_rows, dtype=np.int64), np.ones(n_rows, dtype=np.float64)
+        return np.arange(n_rows, dtype=np.int64), np.ones(n_rows) if weights is None else weights.copy()
     if metric == "cosine":
         X = _normalize_rows(X)
     X -= X.mean(axis=0, dtype=np.float64).astype(np.float32)
     rng = np.random.default_rng(random_state)
-    centers = X[_kmeans_plusplus(X, n_select, rng)]
-    shift_tolerance = float(tol) * float(np.mean(np.var(X, axis=0, dtype=np.float64)))
+    centers = X[_kmeans_plusplus(X, n_select, rng, weights)]
+    if weights is None:
+        variance = np.var(X, axis=0, dtype=np.float64)
+    else:
+        weighted_mean = np.average(X, axis=0, weights=weights)
+        variance = np.average((X - weighted_mean) ** 2, axis=0, weights=weights)
+    shift_tolerance = float(tol) * float(np.mean(variance))
     labels = None
     progress = _Progress("k-means ({} rows, {} clusters)".format(n_rows, n_select), int(max_iter), min_total=1,
                          unit="iterations", by_time=True)
@@ -2068,23 +2096,27 @@ def kmeans_representatives(
         if labels is not None and np.array_equal(new_labels, labels):
             break
         labels = new_labels
-        new_centers = _cluster_means(X, labels, centers, d2)
+        new_centers = _cluster_means(X, labels, centers, d2, weights)
         shift = float(np.sum((new_centers.astype(np.float64) - centers) ** 2))
         centers = new_centers
         if shift <= shift_tolerance:
             break
     labels, d2 = _assign_to_centers(X, centers)
-    return _nearest_to_each_centroid(labels, d2, n_select)
+    return _nearest_to_each_centroid(labels, d2, n_select, weights)
 
 
-def _kmeans_plusplus(X: np.ndarray, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
-    """k-means++ seeding: row positions of the initial centers (distinct while rows are distinct)."""
+def _kmeans_plusplus(X: np.ndarray, n_clusters: int, rng: np.random.Generator,
+                     weights: Optional[np.ndarray] = None) -> np.ndarray:
+    """k-means++ seeding: row positions of the initial centers (distinct while rows are distinct).
+
+    With ``weights`` each draw is proportional to weight x D^2 (the first to the weight alone).
+    """
     n_rows = X.shape[0]
     sq_norms = np.einsum("ij,ij->i", X, X)
     nearest = _NearestCenter(sq_norms, np.full(n_rows, np.inf, dtype=np.float32))
     chosen = np.empty(n_clusters, dtype=np.int64)
     dots = np.empty(n_rows, dtype=np.float32)
-    pick = _draw_proportional(np.ones(n_rows), rng)
+    pick = _draw_proportional(np.ones(n_rows) if weights is None else weights, rng)
     progress = _Progress("k-means++ start", n_clusters)
     for position in range(n_clusters):
         progress.update(position)
@@ -2092,8 +2124,8 @@ def _kmeans_plusplus(X: np.ndarray, n_clusters: int, rng: np.random.Generator) -
         np.dot(X, X[pick], out=dots)
         nearest.add(dots, pick)
         nearest.d2[pick] = 0.0
-        pick = _draw_proportional(nearest.d2, rng)
-        if pick < 0:  # every row duplicates a center: the rest start on unused rows, in order
+        pick = _draw_proportional(nearest.d2 if weights is None else nearest.d2 * weights, rng)
+        if pick < 0:  # every (weighted) row duplicates a center: the rest start on unused rows, in order
             rest = np.setdiff1d(np.arange(n_rows), chosen[:position + 1], assume_unique=True)
             chosen[position + 1:] = rest[:n_clusters - position - 1]
             break
@@ -2119,15 +2151,19 @@ def _assign_to_centers(X: np.ndarray, centers: np.ndarray) -> Tuple[np.ndarray, 
     return labels, d2
 
 
-def _cluster_means(X: np.ndarray, labels: np.ndarray, centers: np.ndarray, d2: np.ndarray) -> np.ndarray:
-    """Mean of each cluster's rows; an empty cluster moves to the farthest row from its center not yet used."""
+def _cluster_means(X: np.ndarray, labels: np.ndarray, centers: np.ndarray, d2: np.ndarray,
+                   weights: Optional[np.ndarray] = None) -> np.ndarray:
+    """(Weighted) mean of each cluster's rows; an empty cluster (no weight) moves to the farthest row from its
+    center not yet used."""
     n_clusters = centers.shape[0]
-    counts = np.bincount(labels, minlength=n_clusters)
+    counts = np.bincount(labels, weights=weights, minlength=n_clusters)
     sums = np.zeros(centers.shape, dtype=np.float64)
     block_rows = max(1, (1 << 24) // n_clusters)
     for start in range(0, X.shape[0], block_rows):
         block_labels = labels[start:start + block_rows]
         one_hot = (block_labels[:, None] == np.arange(n_clusters)[None, :]).astype(np.float32)
+        if weights is not None:
+            one_hot *= weights[start:start + block_rows, None].astype(np.float32)
         sums += one_hot.T @ X[start:start + block_rows]
     means = np.array(centers, dtype=np.float32, copy=True)
     filled = counts > 0
@@ -2140,13 +2176,15 @@ def _cluster_means(X: np.ndarray, labels: np.ndarray, centers: np.ndarray, d2: n
     return means
 
 
-def _nearest_to_each_centroid(labels: np.ndarray, d2: np.ndarray, n_select: int) -> Tuple[np.ndarray, np.ndarray]:
-    """One row per non-empty cluster (its member nearest the centroid), largest cluster first; fill-ins after."""
+def _nearest_to_each_centroid(labels: np.ndarray, d2: np.ndarray, n_select: int,
+                              weights: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """One row per non-empty cluster (its member nearest the centroid), largest cluster (by weight) first;
+    fill-ins after."""
     order = np.lexsort((np.arange(labels.shape[0]), d2, labels))  # by cluster, then distance, then row
     first_of_cluster = np.ones(order.shape[0], dtype=bool)
     first_of_cluster[1:] = labels[order[1:]] != labels[order[:-1]]
     picks = order[first_of_cluster]
-    sizes = np.bincount(labels)[labels[picks]].astype(np.float64)
+    sizes = np.bincount(labels, weights=weights)[labels[picks]].astype(np.float64)
     ranked = np.lexsort((picks, -sizes))
     picks, sizes = picks[ranked], sizes[ranked]
     missing = n_select - picks.size
@@ -2483,16 +2521,12 @@ class DiversitySharding(ShardRule):
     beta x BATCH_SIZE of their union in input order and runs the sampler on exactly the rows a single run
     would (exact, for kcenter and kmeans). Without it, kcenter runs in two rounds: shards send
     OVERSAMPLING x BATCH_SIZE k-center picks and the covering radius they leave, the merge runs k-center over
-    them from every shard's labeled rows (or the mean of all candidates).
+    them from every shard's labeled rows (or the mean of all candidates). kmeans without it shards by weighted
+    representatives: each shard sends the rows nearest its OVERSAMPLING x BATCH_SIZE k-means centroids, each
+    weighted by its cluster's size, and the merge runs weighted k-means over them.
     """
 
     sends_labeled_vectors = True
-
-    def unsupported(self, config: "SelectionConfig") -> Optional[str]:
-        if not config.uncertainty_prefilter and config.diversity_method != "kcenter":
-            return ("DIVERSITY_METHOD={} cannot be sharded yet without UNCERTAINTY_PREFILTER: use kcenter, a "
-                    "pre-filter, or SELECTION_ROLE=single".format(config.diversity_method))
-        return None
 
     def shard_facts(self, candidates: Candidates) -> Dict[str, Any]:
         return {"candidate_vector_sum": candidates.embeddings.sum(axis=0, dtype=np.float64)}
@@ -2502,6 +2536,10 @@ class DiversitySharding(ShardRule):
             scores = uncertainty_scores(candidates.probabilities, config.uncertainty_mode)
             indices = top_k_indices(scores, _prefilter_size(config))
             return ShardPicks(indices, scores[indices], np.ones(indices.size, np.int64), None)
+        if config.diversity_method == "kmeans":
+            indices, sizes = kmeans_representatives(candidates.embeddings, shard_pick_count(config),
+                                                    metric=config.metric, random_state=seed)
+            return ShardPicks(indices, sizes, sizes.astype(np.int64), None)
         indices, distances, radius = k_center_with_radius(
             candidates.embeddings, shard_pick_count(config), initial_centers=candidates.labeled_embeddings,
             metric=config.metric)
@@ -2512,6 +2550,16 @@ class DiversitySharding(ShardRule):
         labeled, mean = _merge_centers(outputs, pool.vectors.shape[1])
         if config.uncertainty_prefilter:
             return self._merge_prefiltered(config, pool, labeled), {"guarantee": "exact"}
+        if config.diversity_method == "kmeans":
+            indices, sizes = kmeans_representatives(pool.vectors, config.batch_size, metric=config.metric,
+                                                    random_state=config.random_seed, sample_weight=pool.weights)
+            return Selection(indices, sizes), {
+                "guarantee": "weighted k-means over the shards' k-means representatives, each weighted by the "
+                             "rows of its cluster (one-pass merge of Guha et al., Clustering Data Streams, 2003); "
+                             "scores are the rows each pick stands for",
+                "oversampling": config.oversampling,
+                "represented_rows": int(pool.weights.sum()),
+            }
         indices, distances, radius = k_center_with_radius(pool.vectors, config.batch_size, initial_centers=labeled,
                                                           mean=mean, metric=config.metric)
         shard_radii = [output.manifest["covering_radius_chord"] for output in outputs
@@ -2669,7 +2717,7 @@ def annotate(rows: pd.DataFrame, probabilities: np.ndarray, classes: Sequence[An
 
     ``probabilities`` (shape (n_selected, n_classes)) and ``scores`` belong to the same rows. Every
     strategy adds selection_score, selection_rank and data_source; SSL strategies also pseudo_label
-    and confidence.
+    and confidence, active-learning strategies the same guess as predicted_label and predicted_confidence.
     """
     is_ssl = strategy_for(strategy).use_case == "ssl"
     added = {
@@ -2677,9 +2725,9 @@ def annotate(rows: pd.DataFrame, probabilities: np.ndarray, classes: Sequence[An
         SELECTION_RANK: np.arange(1, len(rows) + 1, dtype=np.int64),
         DATA_SOURCE: np.full(len(rows), DATA_SOURCE_SSL if is_ssl else DATA_SOURCE_ACTIVE_LEARNING, dtype=object),
     }
-    if is_ssl:
-        added[PSEUDO_LABEL] = pd.Series(predicted_classes(probabilities, classes), index=rows.index).infer_objects()
-        added[CONFIDENCE] = probabilities.max(axis=1)
+    label_column, confidence_column = (PSEUDO_LABEL, CONFIDENCE) if is_ssl else (PREDICTED_LABEL, PREDICTED_CONFIDENCE)
+    added[label_column] = pd.Series(predicted_classes(probabilities, classes), index=rows.index).infer_objects()
+    added[confidence_column] = probabilities.max(axis=1)
     # One concat rather than a column at a time: wide inputs would otherwise fragment the frame.
     return pd.concat([rows, pd.DataFrame(added, index=rows.index)], axis=1)
 
@@ -2704,6 +2752,7 @@ class SelectionResult(NamedTuple):
     counts: Dict[str, Any]  # pool_size, labeled_count, candidate_count, selected_count, selected_per_class, ...
     details: Dict[str, Any]  # score columns and how they were read, classes, vector columns
     predictions: Optional[Predictions] = None  # the model's guess for the same rows (labeling tasks show it)
+    drawing: Optional[Dict[str, Any]] = None  # the report's 2-D projection (strategies that read embeddings)
 
 
 def run_selection(pool: Pool, config: SelectionConfig,
@@ -2717,11 +2766,14 @@ def run_selection(pool: Pool, config: SelectionConfig,
     selection = select_from_pool(pool, config)
     chosen = pool.probabilities[selection.indices]
     counts, details = _selection_facts(pool, selection, chosen)
+    facts = pool_facts(pool.probabilities, pool.labeled, pool.classes, pool.known_labels, coverage_thresholds(config))
+    counts = dict(counts, **summary_fields(facts, chosen, strategy_for(config.selection_strategy).use_case))
+    drawing = None if pool.vectors is None else projection(pool.vectors, pool.labeled, selection.indices)
     classes = pool.classes
     del pool
     rows = annotate(fetch_rows(selection.indices), chosen, classes, selection.scores, config.selection_strategy)
     predictions = Predictions(tuple(classes), predicted_classes(chosen, classes), chosen.max(axis=1))
-    return SelectionResult(rows, counts, details, predictions)
+    return SelectionResult(rows, counts, details, predictions, drawing)
 
 
 def _selection_facts(pool: Pool, selection: Selection, chosen: np.ndarray) -> Tuple[Dict[str, Any], Dict[str, Any]]:
@@ -3192,6 +3244,8 @@ def _shard_select(source: InputTable, config: SelectionConfig,
         "details": {"score_columns": pool.score_columns, "score_interpretation": pool.score_interpretation,
                     "vector_columns": pool.vector_columns or None, "vector_source": pool.vector_source,
                     "classes": pool.classes},
+        "pool_facts": pool_facts(pool.probabilities, pool.labeled, pool.classes, pool.known_labels,
+                                 coverage_thresholds(config)),
     }
     if candidates.size:
         manifest.update(rule.shard_facts(own))
@@ -3536,6 +3590,8 @@ def merge_select(input_dir: Path, config: SelectionConfig, skipped: Sequence[Pat
     selection, sharding = _merge_strategy(config, pool, outputs, counts["candidate_count"])
     chosen = pool.probabilities[selection.indices]
     counts.update(_selected_counts(chosen, first["classes"], selection.scores))
+    counts.update(summary_fields(add_pool_facts([manifest["pool_facts"] for manifest in with_rows]), chosen,
+                                 strategy_for(config.selection_strategy).use_case))
     rows = _merged_rows(pool, selection.indices, first_shard["columns"],
                         _agreed_schema(with_rows, first_shard["columns"]), _merged_dtypes(with_rows))
     rows = annotate(rows, chosen, first["classes"], selection.scores, config.selection_strategy)
@@ -3553,7 +3609,11 @@ def merge_select(input_dir: Path, config: SelectionConfig, skipped: Sequence[Pat
         merged_candidates=int(len(pool.ids)))
     predictions = Predictions(tuple(first["classes"]), predicted_classes(chosen, first["classes"]),
                               chosen.max(axis=1))
-    return MergeResult(SelectionResult(rows, counts, details, predictions), input_files, input_format,
+    drawing = None
+    if pool.vectors is not None:
+        drawing = dict(projection(pool.vectors, np.zeros(len(pool.ids), dtype=bool), selection.indices),
+                       note="; sharded run: the candidates are the rows the shards sent to the merge")
+    return MergeResult(SelectionResult(rows, counts, details, predictions, drawing), input_files, input_format,
                        resolve_output_format(config.output_format, input_format), sharding)
 
 
@@ -3576,8 +3636,6 @@ LABEL_STUDIO_TASKS = "label_studio_tasks.json"
 LABEL_STUDIO_CONFIG = "label_studio_config.xml"
 LABELING_FILES = {"ground_truth": (GROUND_TRUTH_MANIFEST, GROUND_TRUTH_CATEGORIES),
                   "label_studio": (LABEL_STUDIO_TASKS, LABEL_STUDIO_CONFIG)}
-PREDICTED_LABEL = "predicted_label"  # manifest attributes of the model's guess
-PREDICTED_CONFIDENCE = "predicted_confidence"
 LABEL_STUDIO_CHOICES = "label"  # name of the <Choices> control: from_name of predictions and answers
 LABEL_STUDIO_OBJECTS = {"text": ("Text", "text"), "uri": ("Image", "image")}  # data kind -> (tag, name)
 MODEL_VERSION_PREFIX = "active_sampling/"
@@ -3743,6 +3801,365 @@ def save_labeling_files(files: Mapping[str, str], labeling_dir: Path) -> List[st
     return paths
 
 
+# ---- Summary and report: the facts people look at, as log lines and a self-contained HTML page -----------------
+# Pure functions returning values or text; main writes the page. The facts over the pool are additive counts,
+# so shards compute them on their rows and the merge adds them up to what a single run reports.
+
+REPORT_FILENAME = "selection_report.html"
+CONFIDENCE_BINS = 20  # histogram bins of the top-class probability over [0, 1]
+COVERAGE_THRESHOLDS = (0.8, 0.9, 0.95, 0.99)  # SSL: candidates at or above each, beside CONFIDENCE_THRESHOLD
+PROJECTION_POINTS = 2000  # at most this many candidates, picks and labeled rows each drawn in the projection
+REPORT_CLASSES = 40  # classes drawn in the class-mix chart (the largest); the rest are counted in a note
+LOG_CLASSES = 20  # classes named in the per-class log line
+
+
+def settings_read(config: SelectionConfig) -> Dict[str, Any]:
+    """The settings this run read: every general one and its strategy's own (``Strategy.reads``), without
+    other strategies' settings, the embedding prefix when no embeddings are read, the sharding settings of
+    a single run or the labeling data field when no tasks are written."""
+    strategy = strategy_for(config.selection_strategy)
+    unread = {field for row in STRATEGY_TABLE for field in row.reads} - set(strategy.reads)
+    if not strategy.needs_embeddings:
+        unread.add("embedding_field_prefix")
+    if config.selection_role == "single":
+        unread |= {"oversampling", "resource_config_path"}
+    if config.labeling_format == "none":
+        unread.add("labeling_data_field")
+    return {field: value for field, value in config._asdict().items() if field not in unread}
+
+
+def coverage_thresholds(config: SelectionConfig) -> Tuple[float, ...]:
+    """Confidence levels whose candidate counts an SSL run reports (none for active learning)."""
+    strategy = strategy_for(config.selection_strategy)
+    if strategy.use_case != "ssl":
+        return ()
+    used = (config.confidence_threshold,) if ENV_VARS_BY_NAME["CONFIDENCE_THRESHOLD"].field in strategy.reads else ()
+    return tuple(sorted(set(COVERAGE_THRESHOLDS + used)))
+
+
+def label_texts(labels: pd.Series) -> np.ndarray:
+    """Labels (or class names) as text that compares equal when the values do: stripped, and a whole number in
+    any spelling ("3.0" of a csv column with gaps, 3.0, " 3") as its integer digits. Used only to compare."""
+    text = labels.astype(str).str.strip()
+    values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
+    whole = np.isfinite(values) & (np.abs(values) < 2.0 ** 53) & (values == np.floor(values))
+    canonical = text.to_numpy(dtype=object)
+    canonical[whole] = values[whole].astype(np.int64).astype(str).astype(object)
+    return canonical
+
+
+def _confidence_bins(confidence: np.ndarray) -> np.ndarray:
+    return np.clip((confidence * CONFIDENCE_BINS).astype(np.int64), 0, CONFIDENCE_BINS - 1)
+
+
+def pool_facts(probabilities: np.ndarray, labeled: np.ndarray, classes: Sequence[Any],
+               known_labels: Optional[np.ndarray], thresholds: Sequence[float]) -> Dict[str, Any]:
+    """Additive counts over a pool: the candidates' predicted classes, confidence histogram, confidence sum
+    and rows at or above each threshold, and how many labeled rows the model's guess agrees with.
+
+    ``known_labels`` holds ``label_texts`` of the labeled rows in row order (None: no LABEL_FIELD).
+    """
+    per_class = np.zeros(len(classes), dtype=np.int64)
+    histogram = np.zeros(CONFIDENCE_BINS, dtype=np.int64)
+    coverage = np.zeros(len(thresholds), dtype=np.int64)
+    confidence_sum, guesses = 0.0, []
+    for start in range(0, labeled.shape[0], _CHUNK_ROWS):
+        block = probabilities[start:start + _CHUNK_ROWS]
+        is_candidate = ~labeled[start:start + _CHUNK_ROWS]
+        top = block.argmax(axis=1)
+        confidence = block[np.arange(block.shape[0]), top][is_candidate]
+        per_class += np.bincount(top[is_candidate], minlength=len(classes))
+        histogram += np.bincount(_confidence_bins(confidence), minlength=CONFIDENCE_BINS)
+        coverage += np.array([np.count_nonzero(confidence >= t) for t in thresholds], dtype=np.int64)
+        confidence_sum += float(confidence.sum())
+        guesses.append(top[~is_candidate])
+    facts = {"pool_per_class": {str(label): int(n) for label, n in zip(classes, per_class)},
+             "confidence_histogram": histogram.tolist(), "confidence_sum": confidence_sum,
+             "threshold_coverage": {_plain(t): int(n) for t, n in zip(thresholds, coverage)}}
+    if known_labels is not None and known_labels.size:
+        names = label_texts(pd.Series([str(label) for label in classes], dtype=object))
+        agreeing = int(np.count_nonzero(names[np.concatenate(guesses)] == known_labels))
+        facts["label_agreement"] = {"compared": int(known_labels.size), "agreeing": agreeing}
+    return facts
+
+
+def add_pool_facts(parts: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
+    """``pool_facts`` of the union of the pools that ``parts`` describe (the shards' counts added up)."""
+    def add(a: Any, b: Any) -> Any:
+        if a is None or b is None:
+            return b if a is None else a
+        if isinstance(a, Mapping):
+            return {key: add(a.get(key), b.get(key)) for key in dict.fromkeys(list(a) + list(b))}
+        if isinstance(a, list):
+            return [x + y for x, y in zip(a, b)]
+        return a + b
+
+    total = None
+    for part in parts:
+        total = add(total, part)
+    return dict(total or {})
+
+
+def summary_fields(facts: Mapping[str, Any], chosen: np.ndarray, use_case: str) -> Dict[str, Any]:
+    """The metadata's summary fields from a pool's ``pool_facts`` and the selected rows' probabilities."""
+    candidates = sum(facts["pool_per_class"].values())
+    confidence = chosen.max(axis=1) if chosen.size else np.empty(0)
+    fields = {
+        "pool_per_class": dict(facts["pool_per_class"]),
+        "confidence_mean": {
+            "candidates": round(facts["confidence_sum"] / candidates, 6) if candidates else None,
+            "selected": round(float(confidence.mean()), 6) if confidence.size else None},
+        "confidence_histogram": {
+            "bin_width": 1.0 / CONFIDENCE_BINS, "candidates": list(facts["confidence_histogram"]),
+            "selected": np.bincount(_confidence_bins(confidence), minlength=CONFIDENCE_BINS).tolist()},
+    }
+    if use_case == "ssl":
+        fields["threshold_coverage"] = dict(facts["threshold_coverage"])
+    agreement = facts.get("label_agreement")
+    if agreement:
+        fields["label_agreement"] = dict(agreement, share=round(agreement["agreeing"] / agreement["compared"], 6))
+    return fields
+
+
+def _evenly(rows: np.ndarray, limit: int) -> np.ndarray:
+    """At most ``limit`` of ``rows``, evenly spaced (deterministic, keeps the first and the last)."""
+    if rows.size <= limit:
+        return rows
+    return rows[np.linspace(0, rows.size - 1, limit).round().astype(np.int64)]
+
+
+def _principal_axes(X: np.ndarray) -> np.ndarray:
+    """The first two principal directions of the centered ``X`` (n, d), as a (d, 2) matrix."""
+    if X.shape[1] <= 512:  # eigenvectors of the small covariance matrix, largest first
+        axes = np.linalg.eigh(X.T @ X)[1][:, ::-1][:, :2]
+    else:  # subspace iteration: the top two of a wide matrix without its full SVD
+        basis = np.random.default_rng(0).standard_normal((X.shape[1], 10))
+        for _ in range(6):
+            basis = np.linalg.qr(X.T @ (X @ basis))[0]
+        reduced = X @ basis
+        axes = basis @ np.linalg.eigh(reduced.T @ reduced)[1][:, ::-1][:, :2]
+    return np.pad(axes, ((0, 0), (0, 2 - axes.shape[1])))
+
+
+def projection(vectors: np.ndarray, labeled: np.ndarray, picks: np.ndarray,
+               limit: int = PROJECTION_POINTS) -> Dict[str, Any]:
+    """A 2-D PCA of an evenly spaced sample of the candidate rows, and the picks and labeled rows on its axes.
+
+    ``vectors`` (n, d) are what the strategy measured distances on; ``picks`` are positions in them.
+    Returns the drawn points (each at most ``limit``) and how many rows each set has in all.
+    """
+    candidates = np.flatnonzero(~labeled)
+    sample = _evenly(candidates, limit)
+    X = vectors[sample].astype(np.float64)
+    mean = X.mean(axis=0)
+    axes = _principal_axes(X - mean)
+
+    def project(rows: np.ndarray) -> np.ndarray:
+        return (vectors[rows].astype(np.float64) - mean) @ axes
+
+    return {"candidates": project(sample), "candidate_count": int(candidates.size),
+            "picks": project(_evenly(np.asarray(picks), limit)), "pick_count": int(len(picks)),
+            "labeled": project(_evenly(np.flatnonzero(labeled), limit)), "labeled_count": int(labeled.sum())}
+
+
+def _largest(per_class: Mapping[str, int], limit: int) -> List[str]:
+    """Every class in its order when there are at most ``limit``, else the ``limit`` largest."""
+    if len(per_class) <= limit:
+        return list(per_class)
+    return sorted(per_class, key=lambda label: -per_class[label])[:limit]
+
+
+def _percent(part: float, whole: float) -> str:
+    return "{:.1f} %".format(100.0 * part / whole) if whole else "n/a"
+
+
+def summary_lines(metadata: Mapping[str, Any]) -> List[str]:
+    """The run's summary as log lines: counts, class mix, and the SSL coverage or the active-learning confidence."""
+    candidates, selected = metadata["candidate_count"], metadata["selected_count"]
+    lines = ["Pool {} rows: {} labeled, {} candidates; selected {} ({} of the candidates)".format(
+        metadata["pool_size"], metadata["labeled_count"], candidates, selected, _percent(selected, candidates))]
+    pool_per_class = metadata["pool_per_class"]
+    shown = _largest(pool_per_class, LOG_CLASSES)
+    mix = "; ".join("{}: {} vs {} ({} vs {} rows)".format(
+        label, _percent(metadata["selected_per_class"][label], selected), _percent(pool_per_class[label], candidates),
+        metadata["selected_per_class"][label], pool_per_class[label]) for label in shown)
+    hidden = len(pool_per_class) - len(shown)
+    more = " ... and {} more classes".format(hidden) if hidden else ""
+    lines.append("Per predicted class, share of the selected vs of the candidates: " + mix + more)
+    threshold = metadata["config"].get("confidence_threshold")
+    if "threshold_coverage" in metadata:
+        lines.append("Candidates at or above a confidence of " + "; ".join("{}: {} ({}){}".format(
+            level, count, _percent(count, candidates), " (CONFIDENCE_THRESHOLD)" if float(level) == threshold else "")
+            for level, count in metadata["threshold_coverage"].items()))
+    agreement = metadata.get("label_agreement")
+    if agreement:
+        lines.append("The model's guess equals LABEL_FIELD {!r} on {} of {} labeled rows ({}); labeled rows are "
+                     "usually training rows, so this overstates its accuracy on the candidates".format(
+                         metadata["config"]["label_field"], agreement["agreeing"], agreement["compared"],
+                         _percent(agreement["agreeing"], agreement["compared"])))
+    means = metadata["confidence_mean"]
+    if metadata["use_case"] != "ssl" and means["selected"] is not None:
+        lines.append("Mean confidence (top-class probability): {:.3f} on the selected rows vs {:.3f} on the "
+                     "candidates".format(means["selected"], means["candidates"]))
+    return lines
+
+
+# The page: inline SVG and CSS only, every text escaped. Marks carry a class naming what they draw.
+_REPORT_STYLE = (
+    "body{font-family:sans-serif;margin:24px;color:#222;max-width:1100px}"
+    "table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
+    "th{background:#f3f3f3}.num{text-align:right}.note{color:#666;font-size:90%}"
+    "svg{border:1px solid #ddd;background:#fff;margin:6px 0}svg text{font-size:11px;fill:#333}"
+    ".pool{fill:#9aa5b1}.selected{fill:#d9480f}.labeled{fill:#2b8a3e}"
+    ".threshold{stroke:#1c7ed6;stroke-width:2;stroke-dasharray:5,3}"
+)
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
+    def cell(tag: str, value: Any) -> str:
+        numeric = isinstance(value, numbers.Number) and not isinstance(value, bool)
+        return "<{0}{1}>{2}</{0}>".format(tag, ' class="num"' if numeric else "", _e(value))
+    head = "<tr>" + "".join(cell("th", name) for name in header) + "</tr>"
+    return "<table>" + head + "".join("<tr>" + "".join(cell("td", v) for v in row) + "</tr>" for row in rows) \
+        + "</table>"
+
+
+def _svg(width: int, height: int, label: str, body: List[str]) -> str:
+    return '<svg xmlns="http://www.w3.org/2000/svg" width="{0}" height="{1}" viewBox="0 0 {0} {1}" role="img" ' \
+        'aria-label="{2}">{3}</svg>'.format(width, height, _e(label), "".join(body))
+
+
+def _bar(x: float, y: float, width: float, height: float, kind: str, title: str) -> str:
+    return '<rect class="{}" x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{:.1f}"><title>{}</title></rect>'.format(
+        kind, x, y, max(width, 0.0), max(height, 0.0), _e(title))
+
+
+def _text(x: float, y: float, text: Any, anchor: str = "start") -> str:
+    return '<text x="{:.1f}" y="{:.1f}" text-anchor="{}">{}</text>'.format(x, y, anchor, _e(text))
+
+
+def class_mix_svg(pool_per_class: Mapping[str, int], selected_per_class: Mapping[str, int]) -> str:
+    """Horizontal bars: each class's share of the candidates (grey) and of the selected rows (orange)."""
+    candidates, selected = sum(pool_per_class.values()), sum(selected_per_class.values())
+    shown = _largest(pool_per_class, REPORT_CLASSES)
+    shares = [(label, pool_per_class[label], selected_per_class.get(label, 0)) for label in shown]
+    row, left, width = 26, 150, 420
+    widest = max([n / candidates for _, n, _ in shares if candidates]
+                 + [n / selected for _, _, n in shares if selected] + [1e-12])
+    body = []
+    for i, (label, n_pool, n_selected) in enumerate(shares):
+        y = 20 + i * row
+        body.append(_text(left - 6, y + 15, str(label)[:24], "end"))
+        body.append(_bar(left, y + 2, width * (n_pool / candidates if candidates else 0.0) / widest, 10, "pool",
+                         "class {}: {} of {} candidates ({})".format(label, n_pool, candidates,
+                                                                     _percent(n_pool, candidates))))
+        body.append(_bar(left, y + 13, width * (n_selected / selected if selected else 0.0) / widest, 10,
+                         "selected", "class {}: {} of {} selected ({})".format(label, n_selected, selected,
+                                                                               _percent(n_selected, selected))))
+        body.append(_text(left + width + 8, y + 15, "{} of the selected, {} of the candidates".format(
+            _percent(n_selected, selected), _percent(n_pool, candidates))))
+    return _svg(left + width + 260, 30 + row * len(shown), "class mix of candidates and selected rows", body)
+
+
+def confidence_svg(histogram: Mapping[str, Any], threshold: Optional[float]) -> str:
+    """The candidates' top-class probability histogram (grey) and the selected rows' (orange), each as a share
+    of its own total, with the threshold as a dashed line."""
+    left, top, width, height = 50, 16, 600, 200
+    series = [("pool", histogram["candidates"], 0.0), ("selected", histogram["selected"], 0.5)]
+    step = width / CONFIDENCE_BINS
+    body = ['<line x1="{0}" y1="{1}" x2="{2}" y2="{1}" stroke="#888"/>'.format(left, top + height, left + width)]
+    tallest = max([count / max(sum(counts), 1) for _, counts, _ in series for count in counts] + [1e-12])
+    for kind, counts, offset in series:
+        total = sum(counts)
+        for i, count in enumerate(counts):
+            if count:
+                bar = height * (count / total) / tallest
+                body.append(_bar(left + (i + offset) * step + 1, top + height - bar, step / 2 - 1, bar, kind,
+                                 "{} rows with confidence in [{:.2f}, {:.2f}): {} ({})".format(
+                                     "candidate" if kind == "pool" else "selected", i / CONFIDENCE_BINS,
+                                     (i + 1) / CONFIDENCE_BINS, count, _percent(count, total))))
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        body.append(_text(left + tick * width, top + height + 16, _plain(tick), "middle"))
+    body.append(_text(left + width / 2, top + height + 34, "top-class probability (confidence)", "middle"))
+    if threshold is not None:
+        x = left + threshold * width
+        body.append('<line class="threshold" x1="{0:.1f}" y1="{1}" x2="{0:.1f}" y2="{2}"><title>threshold {3}'
+                    '</title></line>'.format(x, top - 6, top + height, _e(threshold)))
+        body.append(_text(x - 4, top + 8, "threshold {}".format(_plain(threshold)), "end"))
+    return _svg(left + width + 20, top + height + 44, "confidence histogram", body)
+
+
+def projection_svg(drawing: Mapping[str, Any]) -> str:
+    """Scatter of the projection: candidates grey, labeled rows green, picks orange (drawn last, on top)."""
+    size, margin = 520, 14
+    layers = [("pool", drawing["candidates"], 1.6), ("labeled", drawing["labeled"], 2.4),
+              ("selected", drawing["picks"], 3.4)]
+    points = np.vstack([xy for _, xy, _ in layers if len(xy)] or [np.zeros((1, 2))])
+    low, high = points.min(axis=0), points.max(axis=0)
+    scale = (size - 2 * margin) / np.where(high > low, high - low, 1.0)
+    body = []
+    for kind, xy, radius in layers:
+        for x, y in (np.asarray(xy, dtype=np.float64).reshape(-1, 2) - low) * scale + margin:
+            body.append('<circle class="{}" cx="{:.1f}" cy="{:.1f}" r="{}"/>'.format(kind, x, size - y, radius))
+    return _svg(size, size, "2-D projection of the embeddings", body)
+
+
+def _legend(kind: str, text: str) -> str:
+    return '<span><svg width="12" height="12"><rect class="{}" width="12" height="12"/></svg> {}</span> '.format(
+        kind, _e(text))
+
+
+def selection_report_html(metadata: Mapping[str, Any], drawing: Optional[Mapping[str, Any]] = None) -> str:
+    """The selection report: one self-contained HTML page (no script, no network) of ``metadata`` and, for
+    the embedding strategies, the ``projection`` drawing. Its size is bounded whatever the pool's."""
+    config = metadata["config"]
+    threshold = config.get("confidence_threshold")
+    counts = [("pool rows", metadata["pool_size"]), ("labeled rows (never selected)", metadata["labeled_count"]),
+              ("candidates", metadata["candidate_count"]), ("selected", metadata["selected_count"])]
+    parts = [
+        "<h1>Selection report: {} ({})</h1>".format(_e(metadata["strategy"]), _e(metadata["use_case"])),
+        '<p class="note">job type {}, written {} by active_sample_selection.py; the numbers are in '
+        "selection_metadata.json beside this file.</p>".format(_e(metadata["job_type"]), _e(metadata["timestamp"])),
+        "<h2>Summary</h2><ul>" + "".join("<li>{}</li>".format(_e(line)) for line in summary_lines(metadata))
+        + "</ul>",
+        "<h2>Counts</h2>" + _table(counts, ("", "rows")),
+        "<h2>Class mix: candidates vs selected</h2>"
+        + _legend("pool", "share of the candidates") + _legend("selected", "share of the selected rows")
+        + "<br>" + class_mix_svg(metadata["pool_per_class"], metadata["selected_per_class"]),
+    ]
+    if len(metadata["pool_per_class"]) > REPORT_CLASSES:
+        parts.append('<p class="note">The {} largest of {} predicted classes are drawn.</p>'.format(
+            REPORT_CLASSES, len(metadata["pool_per_class"])))
+    parts.append("<h2>Model confidence of the candidates and the selected rows</h2>"
+                 + _legend("pool", "candidates") + _legend("selected", "selected rows") + "<br>"
+                 + confidence_svg(metadata["confidence_histogram"],
+                                  threshold if metadata["use_case"] == "ssl" else None))
+    if drawing is not None:
+        parts.append("<h2>Embeddings: 2-D projection (PCA)</h2>"
+                     + _legend("pool", "candidates") + _legend("labeled", "labeled rows")
+                     + _legend("selected", "selected rows") + "<br>" + projection_svg(drawing)
+                     + '<p class="note">{} of {} candidates, {} of {} selected and {} of {} labeled rows drawn '
+                     "(evenly spaced samples); axes: the first two principal components of the drawn candidates"
+                     "{}.</p>".format(len(drawing["candidates"]), drawing["candidate_count"], len(drawing["picks"]),
+                                      drawing["pick_count"], len(drawing["labeled"]), drawing["labeled_count"],
+                                      drawing.get("note", "")))
+    sharding = metadata.get("sharding")
+    if sharding:
+        shards = [(s["host"], s["pool_size"], s["candidate_count"], s["forwarded_count"]) for s in sharding["shards"]]
+        parts.append("<h2>Shards</h2>" + _table(shards, ("host", "pool rows", "candidates", "sent to the merge"))
+                     + '<p class="note">merge chose from {} rows; {}.</p>'.format(
+                         sharding["merged_candidates"], _e(sharding["guarantee"])))
+    parts.append("<h2>Settings read</h2>" + _table(sorted(config.items()), ("setting", "value")))
+    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; style-src \'unsafe-inline\'">'
+            "<title>Selection report: {}</title><style>{}</style></head><body>\n{}\n</body></html>\n").format(
+                _e(metadata["strategy"]), _REPORT_STYLE, "\n".join(parts))
+
+
 # ---- Writing: result files, markers and the output folders' ownership ----------------------------------------
 
 def resolve_output_format(requested: Optional[str], input_format: str) -> str:
@@ -3821,7 +4238,15 @@ def save_selection_metadata(metadata: Dict[str, Any], metadata_dir: str) -> str:
     return str(path)
 
 
+def save_selection_report(text: str, metadata_dir: str) -> str:
+    """Write ``selection_report.html`` atomically; return its path."""
+    path = Path(metadata_dir) / REPORT_FILENAME
+    _write_atomically(path, lambda target: target.write_text(text, encoding="utf-8"))
+    return str(path)
+
+
 RESULT_NAMES = (tuple("{}.{}".format(SAMPLES_BASENAME, fmt) for fmt in OUTPUT_FORMATS) + (METADATA_FILENAME,)
+                + (REPORT_FILENAME,)
                 + tuple(name for names in LABELING_FILES.values() for name in names))
 
 
@@ -4108,7 +4533,7 @@ def main(
             "strategy": config.selection_strategy,
             "use_case": config.use_case,
             "job_type": job_type,
-            "config": config._asdict(),
+            "config": settings_read(config),
             **result.counts,
             "output_format": output_format,
             "output_file": os.path.relpath(str(written[0]), str(samples_dir)),
@@ -4122,6 +4547,7 @@ def main(
             metadata["sharding"] = sharding
         metadata["elapsed_seconds"] = round(time.time() - started, 3)
         written.append(Path(save_selection_metadata(metadata, str(metadata_dir))))
+        written.append(Path(save_selection_report(selection_report_html(metadata, result.drawing), str(metadata_dir))))
         for folder in _present(samples_dir, metadata_dir, labeling_dir):
             written.append(_mark_success(folder, written))
     except BaseException as error:
@@ -4131,6 +4557,9 @@ def main(
     logger.info("Selected %d of %d candidates (pool of %d) with %s in %.2fs", metadata["selected_count"],
                 metadata["candidate_count"], metadata["pool_size"], config.selection_strategy,
                 metadata["elapsed_seconds"])
+    for line in summary_lines(metadata):
+        logger.info("%s", line)
+    logger.info("Selection report: %s", metadata_dir / REPORT_FILENAME)
     return metadata
 
 
