@@ -312,3 +312,12 @@ def test_rows_that_differ_only_in_class_order_tie_exactly_and_keep_row_order():
     assert CommitteeSampler("bald").compute_scores(same).tolist() == [0.0, 0.0, 0.0]
     consensus = CommitteeSampler("consensus_entropy").compute_scores(same)
     assert consensus[0] == consensus[1] == consensus[2]
+
+
+def test_metadata_lists_the_committee_settings_and_not_the_score_columns_it_does_not_read():
+    config = script.parse_environment({"SELECTION_STRATEGY": "committee", "COMMITTEE_PREFIXES": "a_,b_"})
+    read = set(script.settings_read(config))
+    assert {"committee_prefixes", "disagreement", "batch_size", "label_field", "id_field"} <= read
+    assert not read & {"score_field", "score_field_prefix", "embedding_field_prefix", "uncertainty_mode", "metric"}
+    other = script.parse_environment({"SELECTION_STRATEGY": "uncertainty"})
+    assert not set(script.settings_read(other)) & {"committee_prefixes", "disagreement"}

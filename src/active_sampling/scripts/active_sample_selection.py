@@ -3821,6 +3821,8 @@ def settings_read(config: SelectionConfig) -> Dict[str, Any]:
     unread = {field for row in STRATEGY_TABLE for field in row.reads} - set(strategy.reads)
     if not strategy.needs_embeddings:
         unread.add("embedding_field_prefix")
+    if strategy.needs_members:  # its scores are the members' columns
+        unread |= {"score_field", "score_field_prefix"}
     if config.selection_role == "single":
         unread |= {"oversampling", "resource_config_path"}
     if config.labeling_format == "none":
