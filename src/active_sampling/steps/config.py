@@ -87,6 +87,9 @@ class ActiveSampleSelectionConfig(ProcessingStepConfigBase):
     uncertainty_prefilter: Optional[int] = env_field("UNCERTAINTY_PREFILTER")
     labeling_format: LabelingFormat = env_field("LABELING_FORMAT")
     labeling_data_field: Optional[str] = env_field("LABELING_DATA_FIELD")
+    stop_agreement: float = env_field("STOP_AGREEMENT")
+    stop_max_labeled: int = env_field("STOP_MAX_LABELED")
+    stop_max_uncertainty: float = env_field("STOP_MAX_UNCERTAINTY")
     committee_prefixes: Optional[str] = env_field("COMMITTEE_PREFIXES")
     disagreement: Disagreement = env_field("DISAGREEMENT")
 
