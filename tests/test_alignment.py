@@ -118,7 +118,7 @@ def test_builder_sends_every_variable_once_all_values_are_set():
     # EMBEDDING_FIELD and FEATURE_COLUMNS exclude each other: each is set in one of two configs.
     common = dict(label_field="label", score_field="score", output_format="parquet", csv_columns="id,score",
                   labeling_format="label_studio", labeling_data_field="text", diversity_method="kmeans",
-                  uncertainty_prefilter=2)
+                  uncertainty_prefilter=2, committee_prefixes="m0_,m1_")
     with_field = list(builder(embedding_field="embedding", **common).environment_variables())
     with_features = list(builder(feature_columns="f1,f2", **common).environment_variables())
     assert with_field == [var.name for var in script.ENV_VARS if var.name != "FEATURE_COLUMNS"]

@@ -7,7 +7,8 @@ from pydantic import ValidationError
 
 from active_sampling.evaluation import EvaluationConfig, run_evaluation, write_report
 from active_sampling.evaluation.__main__ import main as evaluation_cli
-from active_sampling.evaluation.config import HYBRID_STRATEGIES
+from active_sampling.evaluation.committee import dropout_members, stratified_bootstrap
+from active_sampling.evaluation.config import COMMITTEE_STRATEGIES, HYBRID_STRATEGIES
 from active_sampling.evaluation.models import fit_model, load_dataset
 from active_sampling.evaluation.report import area_under_curve, head_to_head, per_seed_metrics
 from active_sampling.evaluation.simulation import initial_labeled_set
@@ -134,3 +135,34 @@ def test_every_hybrid_configuration_runs_through_the_script():
     results = run_evaluation(EvaluationConfig(**dict(TINY, strategies=("random",) + HYBRID_STRATEGIES), run_ssl=False))
     assert set(results.curves["strategy"]) == {"random", *HYBRID_STRATEGIES}
     assert results.script_calls == len(HYBRID_STRATEGIES) * results.config.setting("wine").rounds
+
+
+def test_committee_runs_through_the_script_and_dropout_only_with_the_mlp():
+    config = EvaluationConfig(**dict(TINY, models=("logistic_regression", "gradient_boosting"),
+                                     strategies=("random",) + COMMITTEE_STRATEGIES), run_ssl=False)
+    bagged = ("committee_bagged", "committee_bagged_vote")
+    assert {job.strategies for job in config.jobs} == {("random",) + bagged}
+    results = run_evaluation(config)
+    assert set(results.curves["strategy"]) == {"random", *bagged}
+    assert results.script_calls == 2 * len(bagged) * results.config.setting("wine").rounds
+
+
+def test_dropout_passes_at_rate_zero_are_the_mlp_itself_and_differ_otherwise():
+    X, y = load_dataset("breast_cancer")
+    model = fit_model("mlp", X[::4], y[::4], X, n_classes=2, seed=0)  # two classes: one logistic output unit
+    rng = np.random.default_rng(0)
+    np.testing.assert_allclose(model.hidden_passes(X, rng, 0.0), model.predict_proba(X), rtol=1e-10, atol=1e-12)
+    members = dropout_members(model, X, rng, n_passes=4, rate=0.2)
+    assert members.shape == (4, len(X), 2) and np.allclose(members.sum(axis=2), 1.0)
+    assert not np.allclose(members[0], members[1])
+    X, y = load_dataset("wine")
+    model = fit_model("mlp", X[::3], y[::3], X, n_classes=3, seed=0)  # softmax output
+    np.testing.assert_allclose(model.hidden_passes(X, rng, 0.0), model.predict_proba(X), rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="needs the mlp"):
+        dropout_members(fit_model("logistic_regression", X, y, X, 3, 0), X, rng)
+
+
+def test_bagged_members_resample_within_each_class():
+    y = np.array([0, 0, 0, 1, 1, 2])
+    rows = stratified_bootstrap(y, np.random.default_rng(1))
+    assert np.bincount(y[rows]).tolist() == [3, 2, 1]

@@ -78,6 +78,7 @@ def test_selection_step_definition(definition):
         "RESOURCE_CONFIG_PATH": "/opt/ml/config/resourceconfig.json", "LABELING_FORMAT": "none",
         "STOP_AGREEMENT": "0.99", "STOP_MAX_LABELED": "0", "STOP_MAX_UNCERTAINTY": "0.0",
         "REVIEW_METHOD": "confident_learning",
+        "DISAGREEMENT": "bald",
     }
     assert selection["CacheConfig"] == {"Enabled": False, "ExpireAfter": "P30D"}
     assert arguments["ProcessingResources"]["ClusterConfig"]["VolumeSizeInGB"] == 30

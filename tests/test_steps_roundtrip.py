@@ -56,6 +56,10 @@ def selection_values(draw):
         values[draw(st.sampled_from(["embedding_field", "feature_columns"]))] = None
     if values["label_field"] and values["label_field"].strip().lower() == script.NO_LABELS:
         values["label_field"] = "label"
+    # A committee needs two or more distinct member prefixes.
+    if script.strategy_for(values["selection_strategy"]).needs_members:
+        values["committee_prefixes"] = ",".join(draw(st.lists(LABEL_STUDIO_NAMES, min_size=2, max_size=4,
+                                                              unique=True)))
     return values
 
 

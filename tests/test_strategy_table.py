@@ -30,8 +30,9 @@ def readme_table_row(first_cell):
 
 @pytest.mark.parametrize("row", script.STRATEGY_TABLE, ids=lambda row: row.name)
 def test_the_step_config_accepts_the_strategy_and_forwards_its_settings(row):
+    # label_review needs label_field; committee_prefixes is read only by the rows that need members.
     config = ActiveSampleSelectionConfig(**BASE_FIELDS, selection_strategy=row.name, use_case=row.use_case,
-                                         label_field="label")
+                                         label_field="label", committee_prefixes="m0_prob_class_,m1_prob_class_")
     environment = ActiveSampleSelectionStepBuilder(config).environment_variables()
     parsed = script.parse_environment(environment)
     assert script.make_sampler(parsed).__class__ is row.sampler

@@ -50,6 +50,23 @@ def prediction_table(n=60, n_classes=3, dim=4, labeled_fraction=0.0, seed=0):
     return table
 
 
+COMMITTEE_PREFIXES = "m0_prob_class_,m1_prob_class_,m2_prob_class_"
+
+
+def with_committee(table, n_members=3, seed=1, concentration=2.0):
+    """``table`` with ``n_members`` committee members' columns m<j>_prob_class_<c>, each a noisy copy of its
+    prob_class_* rows (so the members agree on some rows and not on others)."""
+    rng = np.random.default_rng(seed)
+    classes = [name[len("prob_class_"):] for name in table.columns if name.startswith("prob_class_")]
+    base = table[["prob_class_" + c for c in classes]].to_numpy(dtype=np.float64)
+    table = table.copy()
+    for j in range(n_members):
+        member = np.array([rng.dirichlet(concentration * row * len(classes) + 0.05) for row in base])
+        for k, c in enumerate(classes):
+            table["m{}_prob_class_{}".format(j, c)] = member[:, k]
+    return table
+
+
 def write_table(table, folder, fmt="csv", name="predictions"):
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

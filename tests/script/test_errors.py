@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import prediction_table, write_table
+from conftest import COMMITTEE_PREFIXES, prediction_table, with_committee, write_table
 
 BASE_ENV = {"SELECTION_STRATEGY": "uncertainty"}
 
@@ -247,6 +247,18 @@ HEADERLESS = "a,0.2,0.8\nb,0.5,0.5\n"
 DIVERSITY = {"SELECTION_STRATEGY": "diversity"}
 
 
+def committee_table(**cell_in_row_5):
+    """A prediction table with three committee members; ``cell_in_row_5`` sets one cell of row 5 per column."""
+    table = with_committee(prediction_table(n=20))
+    for name, value in cell_in_row_5.items():
+        table.loc[5, name] = value
+    return table
+
+
+def committee(prefixes=COMMITTEE_PREFIXES):
+    return {"SELECTION_STRATEGY": "committee", "COMMITTEE_PREFIXES": prefixes}
+
+
 # (case id, what is wrong, setup, words the one-line message must contain)
 CATALOGUE = [
     ("strategy-missing", "SELECTION_STRATEGY unset",
@@ -439,6 +451,21 @@ CATALOGUE = [
     ("label-review-unknown-label-parquet", "an integer label beyond the classes, in parquet",
      table_input(with_column(label=[0, 1, 2, 3] * 5), fmt="parquet", SELECTION_STRATEGY="label_review",
                  LABEL_FIELD="label"), "LABEL_FIELD 'label' holds 3 in row 4 of"),
+    ("committee-prefixes-unset", "SELECTION_STRATEGY=committee without COMMITTEE_PREFIXES",
+     table_input(committee_table(), SELECTION_STRATEGY="committee"), "needs COMMITTEE_PREFIXES=<prefix>,<prefix>"),
+    ("committee-one-member", "COMMITTEE_PREFIXES names one member",
+     table_input(committee_table(), **committee("m0_prob_class_")), "names one member: a committee needs at least 2"),
+    ("committee-prefix-unknown", "a COMMITTEE_PREFIXES prefix no column starts with",
+     table_input(committee_table(), **committee("m0_prob_class_,m9_prob_class_")),
+     "member 'm9_prob_class_' has no columns"),
+    ("committee-classes-differ", "members whose columns name different classes",
+     table_input(committee_table().rename(columns={"m1_prob_class_2": "m1_prob_class_7"}), **committee()),
+     "committee member 'm1_prob_class_' has classes 0, 1, 7 but member 'm0_prob_class_' has 0, 1, 2"),
+    ("committee-member-nan", "NaN in a committee member's column",
+     table_input(committee_table(m1_prob_class_0=np.nan), **committee()), "column 'm1_prob_class_0' (1 rows)"),
+    ("committee-member-mixed", "one member mixes probability and logit rows",
+     table_input(committee_table(m2_prob_class_0=3.5), **committee()),
+     "score columns m2_prob_class_0, m2_prob_class_1, m2_prob_class_2 mix probabilities and other scores"),
 ]
 
 

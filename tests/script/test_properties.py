@@ -24,6 +24,13 @@ def pools(draw):
         table["prob_class_{}".format(c)] = probabilities[:, c]
     for d in range(dim):
         table["emb_{}".format(d)] = rng.integers(-2, 3, size=n).astype(float)
+    # Two committee members: the model itself and a coarse second opinion (ties and full agreement are common).
+    other = rng.integers(0, 3, size=(n, n_classes)).astype(float)
+    other[other.sum(axis=1) == 0, -1] = 1.0
+    other /= other.sum(axis=1, keepdims=True)
+    for c in range(n_classes):
+        table["m0_p{}".format(c)] = probabilities[:, c]
+        table["m1_p{}".format(c)] = other[:, c]
     labeled = rng.random(n) < draw(st.sampled_from([0.0, 0.3]))
     if labeled.all():
         labeled[0] = False
@@ -47,6 +54,8 @@ def configs(draw):
         "UNCERTAINTY_PREFILTER": str(draw(st.sampled_from([0, 0, 1, 3]))),
         "RANDOM_SEED": str(draw(st.integers(0, 1000))),
         "REVIEW_METHOD": draw(st.sampled_from(script.REVIEW_METHODS)),
+        "COMMITTEE_PREFIXES": "m0_p,m1_p",
+        "DISAGREEMENT": draw(st.sampled_from(script.DISAGREEMENTS)),
     }
     return script.parse_environment(env)
 

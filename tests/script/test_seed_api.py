@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import prediction_table, script_module as script, write_table
+from conftest import COMMITTEE_PREFIXES, prediction_table, script_module as script, with_committee, write_table
 
 ConfidenceThresholdSampler = script.ConfidenceThresholdSampler
 TopKPerClassSampler = script.TopKPerClassSampler
@@ -587,7 +587,9 @@ def _other_value(var, current):
 
 
 def _env(strategy, **extra):
-    return {"SELECTION_STRATEGY": strategy, "LABEL_FIELD": "label", "BATCH_SIZE": "7", **extra}
+    # COMMITTEE_PREFIXES is read only by the rows that need members; the others ignore it.
+    return {"SELECTION_STRATEGY": strategy, "LABEL_FIELD": "label", "BATCH_SIZE": "7",
+            "COMMITTEE_PREFIXES": COMMITTEE_PREFIXES, **extra}
 
 
 @pytest.mark.parametrize("row", script.STRATEGY_TABLE, ids=lambda row: row.name)
@@ -605,7 +607,7 @@ def test_every_setting_of_a_row_reaches_its_sampler(row):
 
 @pytest.mark.parametrize("row", script.STRATEGY_TABLE, ids=lambda row: row.name)
 def test_every_row_runs_end_to_end_through_main(row, tmp_path):
-    table = prediction_table(n=60, labeled_fraction=0.2, seed=5)
+    table = with_committee(prediction_table(n=60, labeled_fraction=0.2, seed=5))
     write_table(table, tmp_path / "in", "csv")
     # The labels here are the model's top class: confident learning would flag none of them.
     env = _env(row.name, CONFIDENCE_THRESHOLD="0.5", K_PER_CLASS="4", REVIEW_METHOD="self_confidence")

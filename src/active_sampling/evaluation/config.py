@@ -4,6 +4,7 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from active_sampling.evaluation.committee import COMMITTEES, committee_environment, runs_with
 from active_sampling.scripts import active_sample_selection as script
 
 RANDOM = "random"
@@ -20,13 +21,16 @@ def hybrid_name(method: str, beta: int) -> str:
 STRATEGY_ENVIRONMENTS: Dict[str, Dict[str, str]] = {
     **{mode: {"SELECTION_STRATEGY": "uncertainty", "UNCERTAINTY_MODE": mode} for mode in script.UNCERTAINTY_MODES},
     **{name: {"SELECTION_STRATEGY": name}
-       for name in script.ACTIVE_LEARNING_STRATEGIES if name != "uncertainty"},
+       for name in script.ACTIVE_LEARNING_STRATEGIES
+       if name != "uncertainty" and not script.strategy_for(name).needs_members},
     **{hybrid_name(method, beta): {"SELECTION_STRATEGY": "diversity", "DIVERSITY_METHOD": method,
                                    "UNCERTAINTY_PREFILTER": str(beta)}
        for beta in HYBRID_BETAS for method in HYBRID_METHODS},
+    **{name: committee_environment(name) for name in COMMITTEES},
 }
 ACTIVE_LEARNING_STRATEGIES: Tuple[str, ...] = (RANDOM,) + tuple(STRATEGY_ENVIRONMENTS)
 HYBRID_STRATEGIES = tuple(name for name in ACTIVE_LEARNING_STRATEGIES if name.startswith("hybrid_"))
+COMMITTEE_STRATEGIES = tuple(COMMITTEES)
 DATASETS = ("digits", "breast_cancer", "wine", "pendigits")
 MODELS = ("logistic_regression", "gradient_boosting", "mlp")
 SMALL_SET_MODELS = ("logistic_regression", "gradient_boosting")
@@ -131,7 +135,9 @@ class EvaluationConfig(BaseModel):
     @property
     def jobs(self) -> List[Job]:
         return [
-            Job(dataset, model, seed, self.setting(dataset), self.strategies, self.ssl_thresholds, self.run_ssl)
+            Job(dataset, model, seed, self.setting(dataset),
+                tuple(strategy for strategy in self.strategies if runs_with(strategy, model)), self.ssl_thresholds,
+                self.run_ssl)
             for dataset in self.datasets
             for model in self.models_of(dataset)
             for seed in range(self.setting(dataset).seeds)

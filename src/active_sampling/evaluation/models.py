@@ -3,7 +3,7 @@
 import importlib.util
 import warnings
 from pathlib import Path
-from typing import Callable, NamedTuple, Tuple
+from typing import Callable, NamedTuple, Optional, Tuple
 
 import numpy as np
 from scipy import sparse
@@ -59,6 +59,8 @@ class FittedModel(NamedTuple):
     predict_proba: Callable[[np.ndarray], np.ndarray]
     embed: Callable[[np.ndarray], np.ndarray]
     predict: Callable[[np.ndarray], np.ndarray]
+    # (X, rng, rate) -> probabilities of one pass with a random dropout mask on the hidden layer (mlp only)
+    hidden_passes: Optional[Callable[[np.ndarray, np.random.Generator, float], np.ndarray]] = None
 
 
 def fit_model(name: str, X: np.ndarray, y: np.ndarray, X_pool: np.ndarray, n_classes: int, seed: int) -> FittedModel:
@@ -106,10 +108,24 @@ def _fit_mlp(X, y, X_pool, n_classes, seed) -> FittedModel:
     def embed(Z: np.ndarray) -> np.ndarray:
         return np.maximum(scaler.transform(Z) @ model.coefs_[0] + model.intercepts_[0], 0.0)
 
+    def hidden_passes(Z: np.ndarray, rng: np.random.Generator, rate: float) -> np.ndarray:
+        hidden = embed(Z) * (rng.random((len(Z), MLP_HIDDEN_UNITS)) >= rate) / (1.0 - rate)
+        logits = hidden @ model.coefs_[1] + model.intercepts_[1]
+        if model.out_activation_ == "logistic":  # two classes: one output unit
+            positive = 1.0 / (1.0 + np.exp(-logits[:, 0]))
+            known = np.column_stack([1.0 - positive, positive])
+        else:
+            known = np.exp(logits - logits.max(axis=1, keepdims=True))
+            known /= known.sum(axis=1, keepdims=True)
+        probabilities = np.zeros((len(Z), n_classes))
+        probabilities[:, model.classes_] = known
+        return probabilities
+
     return FittedModel(
         predict_proba=lambda Z: _full_probabilities(model, scaler.transform(Z), n_classes),
         embed=embed,
         predict=lambda Z: model.predict(scaler.transform(Z)),
+        hidden_passes=hidden_passes,
     )
 
 

@@ -7,7 +7,8 @@ from typing import List, Optional
 import numpy as np
 import pandas as pd
 
-from active_sampling.evaluation.config import HYBRID_STRATEGIES, RANDOM, EvaluationConfig
+from active_sampling.evaluation.committee import BAGGED_MEMBERS, DROPOUT_PASSES, DROPOUT_RATE
+from active_sampling.evaluation.config import COMMITTEE_STRATEGIES, HYBRID_STRATEGIES, RANDOM, EvaluationConfig
 from active_sampling.evaluation.models import GRADIENT_BOOSTING_DEPTH, GRADIENT_BOOSTING_STAGES, LEAF_EMBEDDING_DIM
 from active_sampling.evaluation.models import MLP_ALPHA, MLP_HIDDEN_UNITS, load_dataset
 from active_sampling.evaluation.runner import EvaluationResults
@@ -16,6 +17,7 @@ from active_sampling.evaluation.simulation import TOP_K_POOL_SHARE
 PAIR = ["dataset", "model"]
 SIGNIFICANCE_SE = 2.0
 HYBRID_REFERENCES = ("margin", "badge")
+COMMITTEE_REFERENCES = (RANDOM, "margin", "badge")
 _AGAINST_RANDOM = {"wins": "better than random", "ties": "no clear difference", "loses": "WORSE than random"}
 
 
@@ -228,6 +230,7 @@ def write_report(results: EvaluationResults, output_dir: Path, command: str, fig
     table = strategy_table(metrics)
     pairs = results.curves[PAIR].drop_duplicates().to_records(index=False).tolist()
     lines = _intro(results, command) + _summary(table, pairs) + _hybrid_section(metrics, pairs)
+    lines += _committee_section(metrics, table, pairs)
     for dataset, model in pairs:
         figure = f"al_{dataset}_{model}.png"
         if figures:
@@ -351,7 +354,7 @@ def _summary(table: pd.DataFrame, pairs) -> List[str]:
     lines = [
         "## Summary: AULC difference with random (accuracy, mean ± std over seeds)",
         "",
-        markdown_table(wide.reindex(challengers["strategy"].drop_duplicates()), index=True),
+        markdown_table(wide.reindex(challengers["strategy"].drop_duplicates()).fillna("—"), index=True),
         "",
         "Verdicts per strategy over the data set / model pairs:",
         "",
@@ -391,6 +394,47 @@ def _hybrid_section(metrics: pd.DataFrame, pairs) -> List[str]:
         lines.append(f"* **{strategy}** vs {reference}: wins on {where.get('wins', 'none')}; "
                      f"loses on {where.get('loses', 'none')}.")
     return lines + [""]
+
+
+def _committee_section(metrics: pd.DataFrame, table: pd.DataFrame, pairs) -> List[str]:
+    """The committees against random, margin and BADGE (paired by seed), with their label savings."""
+    duels = head_to_head(metrics, COMMITTEE_STRATEGIES, COMMITTEE_REFERENCES)
+    if duels.empty:
+        return []
+    lines = [
+        "## Query by committee against random, margin and BADGE",
+        "",
+        f"`SELECTION_STRATEGY=committee`. **committee_bagged** (`DISAGREEMENT=bald`) and "
+        f"**committee_bagged_vote** (`DISAGREEMENT=vote_entropy`): {BAGGED_MEMBERS} copies "
+        "of the round's model, each trained on a bootstrap resample of the labeled rows drawn within each class, "
+        f"their probabilities written as `m0_prob_class_*` ... `m{BAGGED_MEMBERS - 1}_prob_class_*`. "
+        f"**committee_dropout** (MLP only, `DISAGREEMENT=bald`): {DROPOUT_PASSES} forward passes of the round's MLP with a fresh "
+        f"dropout mask (rate {DROPOUT_RATE:g}, inverted scaling) on its hidden layer. scikit-learn's "
+        "`MLPClassifier` cannot train with dropout, so this is test-time dropout on a network trained without it: "
+        "a perturbation committee of one model, not the approximate posterior of MC dropout, which needs dropout "
+        "in training too. The round's own model (all labeled rows) is the one scored, as for every strategy. "
+        "Paired AULC difference (committee minus the reference, same seed, mean ± std over seeds); **wins** "
+        f"beyond {SIGNIFICANCE_SE:g} standard errors, **loses** as far below, **ties** otherwise.",
+        "",
+    ]
+    for reference, group in duels.groupby("reference", sort=False):
+        cells = group.assign(cell=group["difference"] + " (" + group["verdict"] + ")")
+        wide = cells.pivot(index="strategy", columns=PAIR, values="cell")
+        wide = wide[[pair for pair in pairs if pair in wide.columns]]
+        wide.columns = [f"{d} / {m}" for d, m in wide.columns]
+        lines += [f"Against **{reference}**:", "",
+                  markdown_table(wide.reindex(group["strategy"].drop_duplicates()).fillna("—"), index=True), ""]
+    counts = duels.groupby(["strategy", "reference"], sort=False)["verdict"].value_counts().unstack(fill_value=0)
+    counts = counts.reindex(columns=[c for c in ("wins", "ties", "loses", "n/a (1 seed)") if c in counts.columns])
+    lines += ["Verdicts over the data set / model pairs:", "", markdown_table(counts, index=True), ""]
+    shown = table[table["strategy"].isin((RANDOM, "margin", "badge") + COMMITTEE_STRATEGIES)]
+    savings = shown.assign(cell=shown["label_savings"] + " (" + shown["reached"] + ")")
+    wide = savings.pivot(index="strategy", columns=PAIR, values="cell")
+    wide = wide[[pair for pair in pairs if pair in wide.columns]]
+    wide.columns = [f"{d} / {m}" for d, m in wide.columns]
+    lines += ["Label savings against random's final budget (seeds that reached random's final accuracy):", "",
+              markdown_table(wide.reindex(shown["strategy"].drop_duplicates()).fillna("—"), index=True), ""]
+    return lines
 
 
 def _findings(challengers: pd.DataFrame) -> List[str]:

@@ -19,6 +19,7 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
 
+from active_sampling.evaluation.committee import COMMITTEES, committee_members, with_members
 from active_sampling.evaluation.config import RANDOM, STRATEGY_ENVIRONMENTS, Job
 from active_sampling.evaluation.models import FittedModel, fit_model, load_dataset
 from active_sampling.scripts import active_sample_selection as script
@@ -171,6 +172,10 @@ def _next_batch(strategy, model, labeled, data, runner, round_index, random_rng)
         "RANDOM_SEED": str(data.job.seed * 1000 + round_index),
     }
     table = prediction_table(model, data.X_pool, known_labels(data.y_pool, labeled))
+    if strategy in COMMITTEES:
+        members = committee_members(strategy, data.job.model, model, data.X_pool[labeled], data.y_pool[labeled],
+                                    data.X_pool, data.n_classes, (data.job.seed, round_index))
+        table, environ["COMMITTEE_PREFIXES"] = with_members(table, members)
     selected = runner.select(table, environ, job_type="active_learning_selection")
     chosen = [int(i) for i in selected[ID_COLUMN]]
     _check_selection(chosen, unlabeled, batch_size, f"{data.job.dataset}/{data.job.model}/{strategy}")

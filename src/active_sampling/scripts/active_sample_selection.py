@@ -10,7 +10,8 @@ Two use cases share one contract:
   prediction is confident enough to be used as a pseudo-label;
 * active learning: ``uncertainty``, ``diversity`` (k-center greedy core-set, Sener & Savarese 2018, or the
   rows nearest k-means centroids; optionally among the most uncertain rows only, the hybrid of Zhdanov 2019)
-  and ``badge`` (k-means++ seeding on gradient embeddings, Ash et al. 2020) pick rows worth a human label.
+  ``badge`` (k-means++ seeding on gradient embeddings, Ash et al. 2020) and ``committee`` (query by
+  committee over several prediction sets of the same rows) pick rows worth a human label.
 
 Run in the container as ``python active_sample_selection.py --job_type ssl_selection`` with the
 environment variables listed in ``ENV_VARS``; locally, the channels can be pointed at folders with
@@ -65,6 +66,7 @@ OUTPUT_FORMATS = ("csv", "tsv", "parquet")
 SELECTION_ROLES = ("single", "shard", "merge")
 LABELING_FORMATS = ("none", "ground_truth", "label_studio")
 REVIEW_METHODS = ("confident_learning", "self_confidence")
+DISAGREEMENTS = ("vote_entropy", "consensus_entropy", "bald")
 
 INPUT_CHANNEL = "evaluation_data"
 SAMPLES_CHANNEL = "selected_samples"
@@ -246,6 +248,14 @@ def _declare_env_vars(strategy_names: Sequence[str]) -> Tuple[EnvVar, ...]:
                "label_review: confident_learning (the labeled rows confident learning flags, prune by noise "
                "rate, lowest probability of the given label first) or self_confidence (every labeled row, "
                "lowest probability of the given label first).", choices=REVIEW_METHODS),
+        EnvVar("COMMITTEE_PREFIXES", "committee_prefixes", "str", "",
+               "committee: comma-separated column prefixes, one per member (at least 2), e.g. "
+               "m0_prob_class_,m1_prob_class_; member j's columns are <prefix_j><class>, read like the score "
+               "columns. Required by committee."),
+        EnvVar("DISAGREEMENT", "disagreement", "choice", "bald",
+               "committee: vote_entropy (entropy of the members' votes), consensus_entropy (entropy of the mean "
+               "of their probabilities) or bald (mutual information: that entropy minus the members' mean "
+               "entropy).", choices=DISAGREEMENTS),
     )
 
 
@@ -284,6 +294,8 @@ class SelectionConfig(NamedTuple):
     stop_max_labeled: int
     stop_max_uncertainty: float
     review_method: str
+    committee_prefixes: Optional[str]
+    disagreement: str
 
     @property
     def feature_column_names(self) -> List[str]:
@@ -397,6 +409,7 @@ def parse_environment(environ_vars: Mapping[str, Any]) -> SelectionConfig:
     validate_labeling_settings(config.labeling_format, config.labeling_data_field,
                                strategy=config.selection_strategy, id_field=config.id_field)
     validate_label_settings(config.selection_strategy, config.label_field)
+    validate_committee_settings(config.selection_strategy, config.committee_prefixes)
     return config
 
 
@@ -459,6 +472,34 @@ def validate_labeling_settings(labeling_format: str, field: Optional[str], *, st
     if labeling_format == "ground_truth" and (id_field in GROUND_TRUTH_SOURCE_KEYS or id_field.startswith("$")):
         raise SelectionError("ID_FIELD={!r} cannot be a Ground Truth manifest attribute: it is reserved for the "
                              "object (source, source-ref) or starts with $".format(id_field))
+
+
+def committee_prefixes(text: Optional[str]) -> Tuple[str, ...]:
+    """COMMITTEE_PREFIXES as its prefixes, in order: comma-separated, spaces around each one removed."""
+    return tuple(prefix.strip() for prefix in text.split(",")) if text else ()
+
+
+def validate_committee_settings(strategy: str, prefixes_text: Optional[str]) -> None:
+    """A strategy that reads committee members needs COMMITTEE_PREFIXES: two or more distinct prefixes.
+
+    Raises ``SelectionError`` naming the variable and the fix.
+    """
+    if not strategy_for(strategy).needs_members:
+        return
+    if not prefixes_text:
+        raise SelectionError("SELECTION_STRATEGY={} needs COMMITTEE_PREFIXES=<prefix>,<prefix>[,...]: the column "
+                             "prefix of each committee member, e.g. m0_prob_class_,m1_prob_class_".format(strategy))
+    prefixes = committee_prefixes(prefixes_text)
+    if not all(prefixes):
+        raise SelectionError("COMMITTEE_PREFIXES={!r} has an empty entry: give one column prefix per member, "
+                             "separated by commas".format(prefixes_text))
+    if len(prefixes) < 2:
+        raise SelectionError("COMMITTEE_PREFIXES={!r} names one member: a committee needs at least 2, since its "
+                             "score is their disagreement".format(prefixes_text))
+    repeated = sorted({prefix for prefix in prefixes if prefixes.count(prefix) > 1})
+    if repeated:
+        raise SelectionError("COMMITTEE_PREFIXES={!r} names {!r} more than once: each member needs its own "
+                             "prefix".format(prefixes_text, repeated[0]))
 
 
 # ---- Loading: every data file under the input, read as written -----------------------------------------------
@@ -946,7 +987,7 @@ def numeric_columns(columns: Sequence[str], config: SelectionConfig) -> Tuple[Li
     embeddings when the strategy uses them), and all such candidates (the embeddings always, to keep wide
     tables small). Every other csv column is text."""
     try:
-        scores = extract_score_columns(columns, config.score_field, config.score_field_prefix)
+        scores = planned_score_columns(columns, config)
     except SelectionError:
         scores = []  # reported when the columns are planned, after the table is known to be readable
     text = {config.id_field, config.label_field}
@@ -1444,6 +1485,86 @@ def scores_to_probabilities(values: np.ndarray, score_cols: Sequence[str]) -> Tu
     return values, "logits (softmax)"
 
 
+class Committee(NamedTuple):
+    """The committee members' score columns, as COMMITTEE_PREFIXES names them."""
+
+    prefixes: Tuple[str, ...]
+    columns: List[List[str]]  # per member, in class order
+    classes: List[Any]  # every member's classes, in that order
+
+
+def committee_columns(columns: Sequence[str], prefixes: Sequence[str]) -> Committee:
+    """Each member's score columns: those starting with its prefix, ordered by class as the score columns are.
+
+    Every member must have columns, no column may belong to two members, and every member must have the
+    same classes (its column suffixes; 0 and 1 for a single column). Raises ``SelectionError`` naming the
+    member.
+    """
+    names = list(columns)
+    members = []
+    for prefix in prefixes:
+        own = [name for name in names if name.startswith(prefix) and len(name) > len(prefix)]
+        if not own:
+            raise SelectionError("COMMITTEE_PREFIXES member {!r} has no columns: none start with it; columns are: "
+                                 "{}".format(prefix, _preview(names)))
+        members.append(sorted(own, key=lambda name, cut=len(prefix): _class_sort_key(name[cut:])))
+    owner: Dict[str, str] = {}
+    for prefix, own in zip(prefixes, members):
+        for name in own:
+            if name in owner:
+                raise SelectionError("column {!r} starts with two COMMITTEE_PREFIXES, {!r} and {!r}: make the "
+                                     "prefixes distinct".format(name, owner[name], prefix))
+            owner[name] = prefix
+    classes = [class_labels(own, prefix) for prefix, own in zip(prefixes, members)]
+    for prefix, own in zip(prefixes[1:], classes[1:]):
+        if own != classes[0]:
+            raise SelectionError("committee member {!r} has classes {} but member {!r} has {}: every member needs "
+                                 "the same classes".format(prefix, _preview(own), prefixes[0], _preview(classes[0])))
+    return Committee(tuple(prefixes), members, classes[0])
+
+
+def planned_score_columns(columns: Sequence[str], config: SelectionConfig) -> List[str]:
+    """The score columns the configured strategy reads: every committee member's, member after member, for a
+    strategy that reads members; otherwise the score columns of ``extract_score_columns``."""
+    if strategy_for(config.selection_strategy).needs_members:
+        committee = committee_columns(columns, committee_prefixes(config.committee_prefixes))
+        return [name for own in committee.columns for name in own]
+    return extract_score_columns(columns, config.score_field, config.score_field_prefix)
+
+
+class Scores(NamedTuple):
+    """The score columns read as probabilities."""
+
+    probabilities: np.ndarray  # (n, n_classes): the model's, or the committee members' mean (the consensus)
+    interpretation: str
+    classes: List[Any]
+    members: Optional[np.ndarray] = None  # (n_members, n, n_classes) for the strategies that read members
+
+
+def read_scores(values: np.ndarray, score_cols: Sequence[str], config: SelectionConfig) -> Scores:
+    """``values`` (n, len(score_cols)) float64, which may be overwritten, as the configured strategy reads them.
+
+    A strategy that reads committee members gets each member's block read by the rules of
+    ``scores_to_probabilities`` on its own, and their mean as its probabilities.
+    """
+    if not strategy_for(config.selection_strategy).needs_members:
+        probabilities, interpretation = scores_to_probabilities(values, score_cols)
+        return Scores(probabilities, interpretation, class_labels(score_cols, config.score_field_prefix))
+    committee = committee_columns(score_cols, committee_prefixes(config.committee_prefixes))
+    members = np.empty((len(committee.columns), values.shape[0], len(committee.classes)), dtype=np.float64)
+    kinds, start = [], 0
+    for j, own in enumerate(committee.columns):
+        block = np.array(values[:, start:start + len(own)], dtype=np.float64)
+        members[j], kind = scores_to_probabilities(block, own)
+        kinds.append(kind)
+        start += len(own)
+    if len(set(kinds)) == 1:
+        interpretation = "{} ({} committee members)".format(kinds[0], len(kinds))
+    else:
+        interpretation = "; ".join("{}: {}".format(prefix, kind) for prefix, kind in zip(committee.prefixes, kinds))
+    return Scores(members.mean(axis=0), interpretation, committee.classes, members)
+
+
 def embedding_columns(
     columns: Sequence[str], prefix: str, excluded: Iterable[str], is_number: Callable[[str], bool],
     feature_columns: Optional[Sequence[str]] = None, is_array: Callable[[str], bool] = lambda name: False,
@@ -1724,6 +1845,7 @@ class Pool(NamedTuple):
     known_labels: Optional[np.ndarray] = None  # (n_labeled,) object: label_texts of the labeled rows, in row order
     ids: Optional[pd.Series] = None  # (n,) the ID_FIELD values in row order, when the reader keeps them
     given: Optional[np.ndarray] = None  # (n,) int64: class position of each label, -1 unlabeled; label_review only
+    members: Optional[np.ndarray] = None  # (n_members, n, n_classes) for the strategies that read members
 
 
 class ColumnPlan(NamedTuple):
@@ -1744,7 +1866,7 @@ def _plan_columns(columns: Sequence[str], is_number: Callable[[str], bool], conf
     _check_no_output_columns(columns, config.selection_strategy)
     _warn_of_unnamed_labels(columns, config)
     try:
-        score_cols = extract_score_columns(columns, config.score_field, config.score_field_prefix)
+        score_cols = planned_score_columns(columns, config)
     except SelectionError as error:
         arrays = [name for name in columns if is_array(name)]
         if config.score_field or not arrays:
@@ -1779,15 +1901,17 @@ def _score_names(plan: ColumnPlan, width: int) -> List[str]:
 
 def _make_pool(scores: np.ndarray, plan: ColumnPlan, labeled: np.ndarray, vectors: Optional[np.ndarray],
                config: SelectionConfig, known_labels: Optional[np.ndarray] = None) -> Pool:
-    probabilities, score_kind = scores_to_probabilities(scores, _score_names(plan, scores.shape[1]))
+    if plan.score_array:
+        probabilities, score_kind = scores_to_probabilities(scores, _score_names(plan, scores.shape[1]))
+        scored = Scores(probabilities, score_kind, list(range(probabilities.shape[1])))
+    else:
+        scored = read_scores(scores, plan.score_columns, config)
     if vectors is not None:
         names = (["{}[{}]".format(plan.vector_columns[0], j) for j in range(vectors.shape[1])] if plan.vector_array
                  else plan.vector_columns)
         _check_finite(vectors, names, "embedding/feature columns")
-    classes = list(range(probabilities.shape[1])) if plan.score_array else class_labels(
-        plan.score_columns, config.score_field_prefix)
-    return Pool(probabilities, classes, labeled, vectors, plan.score_columns, score_kind, plan.vector_columns,
-                plan.vector_source, known_labels)
+    return Pool(scored.probabilities, scored.classes, labeled, vectors, plan.score_columns, scored.interpretation,
+                plan.vector_columns, plan.vector_source, known_labels=known_labels, members=scored.members)
 
 
 def _reviews_labels(config: SelectionConfig) -> bool:
@@ -1978,6 +2102,7 @@ class Candidates(NamedTuple):
     embeddings: Optional[np.ndarray] = None  # (n, d) float32, for the strategies that need them
     labeled_embeddings: Optional[np.ndarray] = None  # (m, d) float32: the labeled rows, diversity's first centers
     labels: Optional[np.ndarray] = None  # (n,) int64: class positions of the given labels (label_review)
+    members: Optional[np.ndarray] = None  # (n_members, n, n_classes) float64, for the strategies that read them
 
 
 def _row_ids(indices: Any, n_rows: int, what: str) -> Optional[np.ndarray]:
@@ -3085,6 +3210,118 @@ class LabelReviewSampler(_Sampler):
         return chosen if ids is None else ids[chosen]
 
 
+_AGREEMENT_NOISE = 1e-12  # bald below this is rounding noise of members that agree: 0, so such rows tie
+
+
+def _entropy(probabilities: np.ndarray) -> np.ndarray:
+    """Entropy (natural log, 0 log 0 = 0) over the last axis, summed in sorted order so that rows holding
+    the same values in another class order get exactly the same entropy (and tie)."""
+    ordered = np.sort(probabilities, axis=-1)
+    logs = np.log(np.where(ordered > 0.0, ordered, 1.0))
+    logs *= ordered
+    return -logs.sum(axis=-1)
+
+
+def _committee_disagreement(members: np.ndarray, disagreement: str) -> np.ndarray:
+    """``committee_disagreement`` on trusted input, in row blocks to bound the temporaries."""
+    n_members, n_rows, n_classes = members.shape
+    scores = np.empty(n_rows, dtype=np.float64)
+    step = max(1, _CHUNK_ROWS // n_members)
+    for start in range(0, n_rows, step):
+        block = members[:, start:start + step]
+        out = scores[start:start + step]
+        if disagreement == "vote_entropy":
+            votes = block.argmax(axis=2)  # the first of tied classes, in class order
+            shares = np.zeros((block.shape[1], n_classes), dtype=np.float64)
+            rows = np.arange(block.shape[1])
+            for member_votes in votes:
+                shares[rows, member_votes] += 1.0
+            shares /= n_members
+            out[:] = _entropy(shares)
+        elif disagreement == "consensus_entropy":
+            out[:] = _entropy(block.mean(axis=0))
+        else:
+            mutual_information = _entropy(block.mean(axis=0)) - _entropy(block).mean(axis=0)
+            out[:] = np.where(mutual_information > _AGREEMENT_NOISE, mutual_information, 0.0)
+    return scores
+
+
+def _as_members(values: Any) -> np.ndarray:
+    members = np.ascontiguousarray(values, dtype=np.float64)
+    if members.ndim != 3 or 0 in members.shape:
+        raise ValueError("member_probabilities must be a non-empty 3-D array (members x rows x classes), got "
+                         "shape {}".format(members.shape))
+    if members.shape[0] < 2:
+        raise ValueError("member_probabilities has 1 member: a committee needs at least 2")
+    if not np.isfinite(members).all():
+        raise ValueError("member_probabilities contains NaN or inf")
+    sums = members.sum(axis=2)
+    if not (_in_unit_range(members).all() and (np.abs(sums - 1.0) <= PROBABILITY_SUM_TOLERANCE).all()):
+        raise ValueError("member_probabilities must hold probability rows (each in [0, 1], summing to 1 within "
+                         "{:g})".format(PROBABILITY_SUM_TOLERANCE))
+    return members
+
+
+def committee_disagreement(member_probabilities: Any, disagreement: str = "bald") -> np.ndarray:
+    """How much a committee's members disagree on each row, higher = more disagreement.
+
+    Parameters
+    ----------
+    member_probabilities : array-like of shape (n_members, n_rows, n_classes)
+        Each member's probability rows; at least 2 members.
+    disagreement : {"vote_entropy", "consensus_entropy", "bald"}, default="bald"
+        vote_entropy: entropy of the share of members voting for each class, a member voting for its
+        largest probability (the first class of a tie), Dagan & Engelson 1995. consensus_entropy: entropy
+        of the consensus, the members' mean probability row. bald: the mutual information
+        H(consensus) - mean_j H(p_j) (Houlsby et al. 2011), which equals the members' mean KL divergence
+        from the consensus; values below 1e-12 (rounding noise where the members agree) are 0. Natural
+        logs, 0 log 0 = 0; rows holding the same values in another class order score exactly alike.
+
+    Returns
+    -------
+    ndarray of shape (n_rows,)
+    """
+    members = _as_members(member_probabilities)
+    return _committee_disagreement(members, _choice("disagreement", disagreement, DISAGREEMENTS))
+
+
+class CommitteeSampler(_Sampler):
+    """Query by committee: the ``batch_size`` rows its members disagree on most (active learning).
+
+    The members are any set of prediction sets for the same rows: k-fold or bagged models, or stochastic
+    passes (MC dropout) of one model. See ``committee_disagreement``.
+
+    Parameters
+    ----------
+    disagreement : {"vote_entropy", "consensus_entropy", "bald"}, default="bald"
+    random_seed : int, default=42
+        Unused: the selection is deterministic (ties go to the lower row). Kept for the seeds' signature.
+    """
+
+    def __init__(self, disagreement: str = "bald", random_seed: Optional[int] = 42):
+        self.disagreement = disagreement
+        self.random_seed = random_seed
+
+    def compute_scores(self, member_probabilities: Any) -> np.ndarray:
+        """Disagreement of each row, shape (n_rows,); higher is more disagreement."""
+        return committee_disagreement(member_probabilities, self.disagreement)
+
+    def select(self, candidates: Candidates, batch_size: int) -> Selection:
+        scores = _committee_disagreement(candidates.members, _choice("disagreement", self.disagreement,
+                                                                     DISAGREEMENTS))
+        chosen = top_k_indices(scores, batch_size)
+        return Selection(chosen, scores[chosen])
+
+    def select_batch(self, member_probabilities: Any, batch_size: int, indices: Any = None) -> np.ndarray:
+        """The ``batch_size`` rows of most disagreement, most first: positions, or their entries of ``indices``
+        (one id per row)."""
+        members = _as_members(member_probabilities)
+        batch_size = _positive_int("batch_size", batch_size, 1)
+        ids = _row_ids(indices, members.shape[1], "member_probabilities")
+        chosen = self.select(Candidates(None, members=members), batch_size).indices
+        return chosen if ids is None else ids[chosen]
+
+
 # ---- Engine: the strategy table and the one path from pool to annotated rows ---------------------------------
 
 class ShardRule:
@@ -3126,7 +3363,8 @@ class ExactTopK(ShardRule):
         self.per_class = per_class
 
     def send(self, config: "SelectionConfig", candidates: Candidates, seed: Any) -> "ShardPicks":
-        selection = make_sampler(config).select(Candidates(candidates.probabilities), config.batch_size)
+        selection = make_sampler(config).select(Candidates(candidates.probabilities, members=candidates.members),
+                                                config.batch_size)
         return ShardPicks(selection.indices, selection.scores, np.ones(selection.indices.size, np.int64), None)
 
     def merge(self, config: "SelectionConfig", pool: "MergedPool",
@@ -3275,11 +3513,13 @@ class Strategy(NamedTuple):
     settings: Mapping[str, str]  # SelectionConfig field -> keyword of the sampler's constructor
     sharding: Optional[ShardRule]  # how it runs with SELECTION_ROLE=shard and merge; None: refused
     candidates: str = "unlabeled"  # the rows it selects among: "unlabeled", or "labeled" (it reviews labels)
+    needs_members: bool = False  # reads the COMMITTEE_PREFIXES members; its probabilities are their mean
 
     @property
     def reads(self) -> Tuple[str, ...]:
         """Every SelectionConfig field that changes what this strategy selects."""
-        return tuple(self.settings) + (("batch_size",) if self.batched else ())
+        members = ("committee_prefixes",) if self.needs_members else ()
+        return tuple(self.settings) + (("batch_size",) if self.batched else ()) + members
 
 
 # The strategies. Everything else (the SELECTION_STRATEGY choices, use-case rules, the step's config,
@@ -3304,6 +3544,8 @@ STRATEGY_TABLE = (
              sharding=DiversitySharding()),
     Strategy("label_review", LabelReviewSampler, "active_learning", needs_embeddings=False, batched=True,
              settings={"review_method": "method"}, sharding=LabeledRowsReview(), candidates="labeled"),
+    Strategy("committee", CommitteeSampler, "active_learning", needs_embeddings=False, batched=True,
+             settings={"disagreement": "disagreement"}, sharding=ExactTopK("batch_size"), needs_members=True),
 )
 STRATEGIES_BY_NAME = {strategy.name: strategy for strategy in STRATEGY_TABLE}
 STRATEGIES = tuple(STRATEGIES_BY_NAME)
@@ -3366,13 +3608,14 @@ def no_candidates_error(strategy: Strategy, n_rows: int, label_field: Optional[s
 def _candidates(pool: Pool, rows: np.ndarray, strategy: Strategy) -> Candidates:
     every_row = rows.size == pool.labeled.shape[0]
     probabilities = pool.probabilities if every_row else pool.probabilities[rows]
+    members = None if pool.members is None else (pool.members if every_row else pool.members[:, rows])
     if pool.given is not None:
-        return Candidates(probabilities, labels=pool.given[rows])
+        return Candidates(probabilities, labels=pool.given[rows], members=members)
     if pool.vectors is None:
-        return Candidates(probabilities)
+        return Candidates(probabilities, members=members)
     embeddings = pool.vectors if every_row else pool.vectors[rows]
     labeled = None if every_row else pool.vectors[pool.labeled]
-    return Candidates(probabilities, embeddings, labeled)
+    return Candidates(probabilities, embeddings, labeled, members=members)
 
 
 def annotate(rows: pd.DataFrame, probabilities: np.ndarray, classes: Sequence[Any], scores: np.ndarray,
@@ -3519,16 +3762,18 @@ def select_samples(df: pd.DataFrame, strategy: str, batch_size: int,
     Parameters
     ----------
     df : DataFrame
-        The prediction table: an id column, score columns and, for diversity and badge, embeddings.
+        The prediction table: an id column, score columns (for committee, each member's) and, for diversity
+        and badge, embeddings.
     strategy : str
         One of ``STRATEGIES``; an unknown name is a ``ValueError`` naming it.
     batch_size : int
-        Rows to select (uncertainty, diversity, badge).
+        Rows to select (uncertainty, diversity, badge, committee).
     strategy_config : mapping, optional
         Settings by ``SelectionConfig`` field name, as seed 001's ``main`` builds them
         (``confidence_threshold``, ``max_samples``, ``k_per_class``, ``uncertainty_mode``, ``metric``,
         ``random_seed``, ``feature_columns``) plus ``diversity_method``, ``uncertainty_prefilter``,
-        ``label_field``, ``score_field``, ``score_field_prefix``, ``embedding_field_prefix`` and ``use_case``.
+        ``committee_prefixes``, ``disagreement``, ``label_field``, ``score_field``, ``score_field_prefix``,
+        ``embedding_field_prefix`` and ``use_case``.
     id_field : str, default="id"
 
     Returns
@@ -3916,7 +4161,9 @@ def _shard_select(source: InputTable, config: SelectionConfig, resources: Resour
         if rule.sends_labeled_vectors and candidates.size < pool.labeled.size:
             labeled_vectors = pool.vectors[pool.labeled]
     probabilities = pool.probabilities[candidates]
-    own = Candidates(probabilities, vectors, labeled_vectors, None if pool.given is None else pool.given[candidates])
+    members = None if pool.members is None else pool.members[:, candidates]
+    own = Candidates(probabilities, vectors, labeled_vectors,
+                     labels=None if pool.given is None else pool.given[candidates], members=members)
     manifest = {
         "input_files": relative, "input_format": source.fmt, "columns": source.columns, "kinds": source.kinds,
         "arrow_schema": _schema_text(source), "pool_size": int(pool.labeled.size),
@@ -3935,7 +4182,7 @@ def _shard_select(source: InputTable, config: SelectionConfig, resources: Resour
     else:
         empty = np.empty(0, dtype=np.int64)
         picks = ShardPicks(empty, np.empty(0), empty, None)
-    del pool, vectors, own
+    del pool, vectors, own, members
     order = np.argsort(candidates[picks.indices], kind="stable")  # forwarded in input order
     positions = candidates[picks.indices][order]
     sent = picks.indices[order]
@@ -4519,6 +4766,8 @@ def settings_read(config: SelectionConfig) -> Dict[str, Any]:
     unread = {field for row in STRATEGY_TABLE for field in row.reads} - set(strategy.reads)
     if not strategy.needs_embeddings:
         unread |= {"embedding_field_prefix", "embedding_field", "feature_columns"}
+    if strategy.needs_members:  # its scores are the members' columns
+        unread |= {"score_field", "score_field_prefix"}
     if config.selection_role == "single":
         unread |= {"oversampling", "resource_config_path"}
     if config.labeling_format == "none":

@@ -27,6 +27,7 @@ OutputFormat = Literal[script.OUTPUT_FORMATS]  # type: ignore[valid-type]
 SelectionRole = Literal[script.SELECTION_ROLES]  # type: ignore[valid-type]
 LabelingFormat = Literal[script.LABELING_FORMATS]  # type: ignore[valid-type]
 ReviewMethod = Literal[script.REVIEW_METHODS]  # type: ignore[valid-type]
+Disagreement = Literal[script.DISAGREEMENTS]  # type: ignore[valid-type]
 
 _OPTIONAL_TEXT_FIELDS = tuple(var.field for var in script.ENV_VARS if var.default == "")
 
@@ -94,6 +95,8 @@ class ActiveSampleSelectionConfig(ProcessingStepConfigBase):
     stop_max_labeled: int = env_field("STOP_MAX_LABELED")
     stop_max_uncertainty: float = env_field("STOP_MAX_UNCERTAINTY")
     review_method: ReviewMethod = env_field("REVIEW_METHOD")
+    committee_prefixes: Optional[str] = env_field("COMMITTEE_PREFIXES")
+    disagreement: Disagreement = env_field("DISAGREEMENT")
 
     job_type: Optional[str] = Field(
         None,
@@ -164,6 +167,14 @@ class ActiveSampleSelectionConfig(ProcessingStepConfigBase):
     def _label_field_for_label_review(self) -> "ActiveSampleSelectionConfig":
         try:
             script.validate_label_settings(self.selection_strategy, self.label_field)
+        except script.SelectionError as error:
+            raise ValueError(_in_config_terms(str(error))) from None
+        return self
+
+    @model_validator(mode="after")
+    def _committee_settings_fit(self) -> "ActiveSampleSelectionConfig":
+        try:
+            script.validate_committee_settings(self.selection_strategy, self.committee_prefixes)
         except script.SelectionError as error:
             raise ValueError(_in_config_terms(str(error))) from None
         return self
