@@ -50,6 +50,7 @@ def test_selection_step_definition(definition):
         "BATCH_SIZE": "64", "METRIC": "euclidean", "SELECTION_ROLE": "single", "OVERSAMPLING": "4",
         "RESOURCE_CONFIG_PATH": "/opt/ml/config/resourceconfig.json", "DIVERSITY_METHOD": "kcenter",
         "UNCERTAINTY_PREFILTER": "0", "LABELING_FORMAT": "none",
+        "TARGET_PRECISION": "0.95", "PRECISION_CONFIDENCE": "0.95", "CLASS_BALANCE": "none",
     }
     assert selection["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}
     assert selection["DependsOn"] == ["XGBoostModelInference"]

@@ -1,20 +1,23 @@
 """Select rows from a model's prediction table for pseudo-labeling or for human labeling.
 
 This is the entry script of the ActiveSampleSelection SageMaker processing step. It is uploaded to the
-container on its own, so it depends only on the standard library, numpy and pandas (pyarrow for parquet),
-and it must keep running on Python 3.9 with pandas 1.1.3 and numpy 1.24.1 (SageMaker sklearn 1.2-1 image).
+container on its own, so it depends only on the standard library, numpy and pandas (pyarrow for parquet;
+scipy, imported only with calibration_data, for beta quantiles), and it must keep running on Python 3.9 with
+pandas 1.1.3, numpy 1.24.1 and scipy 1.8.0 (SageMaker sklearn 1.2-1 image).
 
 Two use cases share one contract:
 
 * semi-supervised learning ("ssl"): ``confidence_threshold`` and ``top_k_per_class`` pick rows whose
-  prediction is confident enough to be used as a pseudo-label;
+  prediction is confident enough to be used as a pseudo-label, and ``precision_target`` the rows above
+  per-class thresholds shown precise enough on ``calibration_data`` (held-out labeled predictions), with which
+  every SSL selection also reports its estimated precision;
 * active learning: ``uncertainty``, ``diversity`` (k-center greedy core-set, Sener & Savarese 2018, or the
   rows nearest k-means centroids; optionally among the most uncertain rows only, the hybrid of Zhdanov 2019)
   and ``badge`` (k-means++ seeding on gradient embeddings, Ash et al. 2020) pick rows worth a human label.
 
 Run in the container as ``python active_sample_selection.py --job_type ssl_selection`` with the
 environment variables listed in ``ENV_VARS``; locally, the channels can be pointed at folders with
-``--evaluation_data``, ``--selected_samples``, ``--selection_metadata`` and ``--labeling_tasks``. Tests call
+``--evaluation_data``, ``--calibration_data``, ``--selected_samples``, ``--selection_metadata`` and ``--labeling_tasks``. Tests call
 ``main``. With ``LABELING_FORMAT`` set, an active-learning selection is also written as labeling tasks: a
 SageMaker Ground Truth input manifest or a Label Studio tasks file with its labeling configuration.
 
@@ -61,12 +64,15 @@ DIVERSITY_METHODS = ("kcenter", "kmeans")
 OUTPUT_FORMATS = ("csv", "tsv", "parquet")
 SELECTION_ROLES = ("single", "shard", "merge")
 LABELING_FORMATS = ("none", "ground_truth", "label_studio")
+CLASS_BALANCES = ("none", "align")
 
 INPUT_CHANNEL = "evaluation_data"
 SAMPLES_CHANNEL = "selected_samples"
 METADATA_CHANNEL = "selection_metadata"
 LABELING_CHANNEL = "labeling_tasks"  # optional: used only with a LABELING_FORMAT
-CONTAINER_INPUT_PATHS = {INPUT_CHANNEL: "/opt/ml/processing/input/evaluation_data"}
+CALIBRATION_CHANNEL = "calibration_data"  # optional: held-out labeled predictions, for SSL precision estimates
+CONTAINER_INPUT_PATHS = {INPUT_CHANNEL: "/opt/ml/processing/input/evaluation_data",
+                         CALIBRATION_CHANNEL: "/opt/ml/processing/input/calibration_data"}
 CONTAINER_OUTPUT_PATHS = {
     SAMPLES_CHANNEL: "/opt/ml/processing/output/selected_samples",
     METADATA_CHANNEL: "/opt/ml/processing/output/selection_metadata",
@@ -196,6 +202,15 @@ def _declare_env_vars(strategy_names: Sequence[str]) -> Tuple[EnvVar, ...]:
         EnvVar("LABELING_DATA_FIELD", "labeling_data_field", "str", "",
                "Column annotators see: a text, or an s3:// or https:// URI of the object to label. "
                "Required with a LABELING_FORMAT."),
+        EnvVar("TARGET_PRECISION", "target_precision", "float", "0.95",
+               "precision_target: the pseudo-label precision each class's threshold must be shown to reach on "
+               "calibration_data.", minimum=0.5, maximum=0.999),
+        EnvVar("PRECISION_CONFIDENCE", "precision_confidence", "float", "0.95",
+               "precision_target: confidence of the one-sided Clopper-Pearson lower bound that must reach "
+               "TARGET_PRECISION.", minimum=0.5, maximum=0.999),
+        EnvVar("CLASS_BALANCE", "class_balance", "choice", "none",
+               "precision_target: none keeps every row above its class's threshold; align caps each class's "
+               "pseudo-labels at its share of the calibration labels times the total.", choices=CLASS_BALANCES),
     )
 
 
@@ -227,6 +242,9 @@ class SelectionConfig(NamedTuple):
     uncertainty_prefilter: int
     labeling_format: str
     labeling_data_field: Optional[str]
+    target_precision: float
+    precision_confidence: float
+    class_balance: str
 
 
 def _allowed_text(var: EnvVar) -> str:
@@ -1294,6 +1312,8 @@ class Selection(NamedTuple):
 
     indices: np.ndarray
     scores: np.ndarray
+    # SSL strategies: per class, the confidence from which rows predicted as it were selected (inf: none)
+    class_thresholds: Optional[np.ndarray] = None
 
 
 class _Progress:
@@ -1322,12 +1342,20 @@ class _Progress:
 _DUPLICATE_TOLERANCE = 1e-5
 
 
+class Calibration(NamedTuple):
+    """The model's predictions on held-out labeled rows: what precision estimates and precision_target read."""
+
+    probabilities: np.ndarray  # (m, n_classes) float64, columns as the candidates' probabilities
+    labels: np.ndarray  # (m,) int64: the position of each row's true class among the probability columns
+
+
 class Candidates(NamedTuple):
     """The arrays a sampler chooses from, one row per candidate (labeled rows are never candidates)."""
 
     probabilities: Optional[np.ndarray]  # (n, n_classes) float64
     embeddings: Optional[np.ndarray] = None  # (n, d) float32, for the strategies that need them
     labeled_embeddings: Optional[np.ndarray] = None  # (m, d) float32: the labeled rows, diversity's first centers
+    calibration: Optional[Calibration] = None  # for the strategies that need calibration_data
 
 
 def _candidate_rows(indices: Any, n_rows: int) -> Optional[np.ndarray]:
@@ -1453,6 +1481,13 @@ class ConfidenceThresholdSampler(_Sampler):
     def select(self, candidates: Candidates, batch_size: Optional[int] = None) -> Selection:
         return confidence_threshold_selection(candidates.probabilities, self.confidence_threshold, self.max_samples)
 
+    def class_thresholds(self, candidates: Candidates, selection: Selection) -> np.ndarray:
+        """CONFIDENCE_THRESHOLD for every class, or the last selected confidence when MAX_SAMPLES cut the list."""
+        threshold = self.confidence_threshold
+        if self.max_samples and (candidates.probabilities.max(axis=1) >= threshold).sum() > self.max_samples:
+            threshold = float(selection.scores.min())
+        return np.full(candidates.probabilities.shape[1], threshold)
+
     def select_batch(self, probabilities: Any, indices: Any = None) -> np.ndarray:
         """Positions (or entries of ``indices``) of the selected rows, most confident first."""
         return self._select_among(Candidates(_as_matrix(probabilities, "probabilities", np.float64)), 0, indices)
@@ -1474,6 +1509,16 @@ class TopKPerClassSampler(_Sampler):
 
     def select(self, candidates: Candidates, batch_size: Optional[int] = None) -> Selection:
         return top_k_per_class_selection(candidates.probabilities, self.k_per_class)
+
+    def class_thresholds(self, candidates: Candidates, selection: Selection) -> np.ndarray:
+        """Each class's k-th confidence; 0 for a class with fewer than k candidates (all of them are selected)."""
+        n_classes = candidates.probabilities.shape[1]
+        predicted = candidates.probabilities[selection.indices].argmax(axis=1)
+        thresholds = np.zeros(n_classes)
+        full = np.flatnonzero(np.bincount(predicted, minlength=n_classes) >= self.k_per_class)
+        for position in full:
+            thresholds[position] = selection.scores[predicted == position].min()
+        return thresholds
 
     def select_batch(self, probabilities: Any, indices: Any = None) -> np.ndarray:
         """Positions (or entries of ``indices``) of the selected rows, most confident first."""
@@ -2062,6 +2107,445 @@ class BADGESampler(_Sampler):
         return self._select_among(candidates, _positive_int("batch_size", batch_size, 1), indices)
 
 
+# ---- Calibration: held-out labeled predictions, Clopper-Pearson bounds and the precision target -------------
+# Pseudo-label precision is measured on calibration_data: the same model's predictions on labeled rows it was
+# not trained on. The interval needs beta quantiles; scipy ships with the SageMaker scikit-learn image (as a
+# dependency of scikit-learn) and is imported only when calibration_data is given.
+
+ESTIMATE_CONFIDENCE = 0.95  # two-sided level of the reported Clopper-Pearson intervals
+
+
+def _beta_quantile(q: Any, a: Any, b: Any) -> np.ndarray:
+    try:
+        from scipy.stats import beta
+    except ImportError:
+        raise SelectionError("precision estimates from calibration_data need scipy (scipy.stats.beta), which the "
+                             "SageMaker scikit-learn image ships; install scipy") from None
+    return np.asarray(beta.ppf(q, a, b), dtype=np.float64)
+
+
+def _as_counts(successes: Any, trials: Any) -> Tuple[np.ndarray, np.ndarray]:
+    k = np.asarray(successes, dtype=np.float64)
+    n = np.asarray(trials, dtype=np.float64)
+    if np.any(n < 0) or np.any(k < 0) or np.any(k > n):
+        raise ValueError("need 0 <= successes <= trials, got {} of {}".format(successes, trials))
+    return k, n
+
+
+def clopper_pearson_lower(successes: Any, trials: Any, confidence: float) -> np.ndarray:
+    """One-sided Clopper-Pearson lower bound of a binomial proportion at ``confidence``.
+
+    The ``1 - confidence`` quantile of Beta(k, n - k + 1); 0 where k = 0 and NaN where n = 0. With no
+    error (k = n) it is ``(1 - confidence) ** (1 / n)``.
+    """
+    k, n = _as_counts(successes, trials)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lower = _beta_quantile(1.0 - confidence, np.maximum(k, 1.0), n - k + 1.0)
+    return np.where(n == 0, np.nan, np.where(k == 0, 0.0, lower))
+
+
+def clopper_pearson_interval(successes: Any, trials: Any,
+                             confidence: float = ESTIMATE_CONFIDENCE) -> Tuple[np.ndarray, np.ndarray]:
+    """Two-sided Clopper-Pearson interval of a binomial proportion: each tail holds ``(1 - confidence) / 2``.
+
+    Lower 0 where k = 0, upper 1 where k = n, both NaN where n = 0.
+    """
+    k, n = _as_counts(successes, trials)
+    tail = (1.0 - confidence) / 2.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lower = _beta_quantile(tail, np.maximum(k, 1.0), n - k + 1.0)
+        upper = _beta_quantile(1.0 - tail, k + 1.0, np.maximum(n - k, 1.0))
+    lower = np.where(k == 0, 0.0, lower)
+    upper = np.where(k == n, 1.0, upper)
+    return np.where(n == 0, np.nan, lower), np.where(n == 0, np.nan, upper)
+
+
+def minimum_calibration_rows(target_precision: float, confidence: float) -> int:
+    """The fewest rows whose one-sided lower bound can reach ``target_precision``: all of them correct.
+
+    The smallest n with ``(1 - confidence) ** (1 / n) >= target_precision``; 59 for 0.95 and 0.95.
+    """
+    n = max(1, math.ceil(math.log(1.0 - confidence) / math.log(target_precision)))
+    while (1.0 - confidence) ** (1.0 / n) < target_precision:
+        n += 1
+    while n > 1 and (1.0 - confidence) ** (1.0 / (n - 1)) >= target_precision:
+        n -= 1
+    return n
+
+
+def rows_needed(precision: float, target_precision: float, confidence: float, limit: int = 10**7) -> Optional[int]:
+    """About how many rows of true ``precision`` a lower bound needs to reach ``target_precision`` (None: never)."""
+    if precision <= target_precision:
+        return None
+    low = minimum_calibration_rows(target_precision, confidence)
+    if precision >= 1.0:
+        return low
+    high = low
+    while clopper_pearson_lower(math.floor(precision * high), high, confidence) < target_precision:
+        if high >= limit:
+            return None
+        low, high = high, min(limit, high * 2)
+    while high - low > max(1, low // 100):
+        middle = (low + high) // 2
+        if clopper_pearson_lower(math.floor(precision * middle), middle, confidence) >= target_precision:
+            high = middle
+        else:
+            low = middle
+    return int(high)
+
+
+class ClassThreshold(NamedTuple):
+    """The result of one class's fixed-sequence scan."""
+
+    threshold: float  # inf: no threshold passed
+    rows: int  # calibration rows at or above it
+    correct: int  # of which the label is the predicted class
+
+
+def fixed_sequence_threshold(confidence: np.ndarray, correct: np.ndarray, target_precision: float,
+                             level: float) -> ClassThreshold:
+    """The lowest confidence threshold a fixed-sequence scan accepts on one class's calibration rows.
+
+    The candidate thresholds are the rows' distinct confidences, tested from the highest down; a threshold
+    passes when the one-sided Clopper-Pearson lower bound (at ``level``) of the precision of the rows at or
+    above it reaches ``target_precision``, and the scan stops at the first that fails. Thresholds above
+    fewer rows than ``minimum_calibration_rows`` cannot pass whatever the labels say: they are skipped, not
+    failed. Stopping at the first failure (rather than taking the lowest threshold that passes anywhere)
+    keeps the chance of accepting a threshold whose precision is below the target near ``1 - level``.
+
+    Parameters
+    ----------
+    confidence : ndarray of shape (m,)
+        Top-class probability of each calibration row predicted as the class.
+    correct : ndarray of shape (m,), bool
+        Whether its label is that class.
+    """
+    order = np.argsort(-confidence, kind="stable")
+    ordered = confidence[order]
+    ends = np.flatnonzero(np.r_[ordered[1:] != ordered[:-1], True]) if ordered.size else np.empty(0, np.int64)
+    rows = ends + 1
+    hits = np.cumsum(correct[order])[ends] if ordered.size else np.empty(0, np.int64)
+    testable = rows >= minimum_calibration_rows(target_precision, level)
+    rows, hits, thresholds = rows[testable], hits[testable], ordered[ends][testable]
+    if rows.size == 0:
+        return ClassThreshold(math.inf, 0, 0)
+    failed = np.flatnonzero(clopper_pearson_lower(hits, rows, level) < target_precision)
+    accepted = int(failed[0]) if failed.size else rows.size
+    if accepted == 0:
+        return ClassThreshold(math.inf, 0, 0)
+    return ClassThreshold(float(thresholds[accepted - 1]), int(rows[accepted - 1]), int(hits[accepted - 1]))
+
+
+def precision_target_thresholds(calibration: Calibration, target_precision: float,
+                                level: float) -> List[ClassThreshold]:
+    """Each class's fixed-sequence threshold, on the calibration rows predicted as that class."""
+    predicted = calibration.probabilities.argmax(axis=1)
+    confidence = calibration.probabilities.max(axis=1)
+    correct = predicted == calibration.labels
+    return [fixed_sequence_threshold(confidence[predicted == position], correct[predicted == position],
+                                     target_precision, level)
+            for position in range(calibration.probabilities.shape[1])]
+
+
+def class_balance_caps(available: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    """Rows kept per class under CLASS_BALANCE=align: at most ``floor(share * total available)``."""
+    return np.minimum(available, np.floor(shares * available.sum() + 1e-9).astype(np.int64))
+
+
+def precision_target_selection(probabilities: np.ndarray, thresholds: np.ndarray,
+                               caps: Optional[np.ndarray] = None) -> Selection:
+    """Rows whose top-class probability reaches their predicted class's threshold, most confident first.
+
+    Parameters
+    ----------
+    probabilities : ndarray of shape (n_rows, n_classes)
+    thresholds : ndarray of shape (n_classes,)
+        inf for a class that gets no pseudo-labels.
+    caps : ndarray of shape (n_classes,), optional
+        At most this many rows per class, the most confident.
+
+    Returns
+    -------
+    Selection
+        Row indices in rank order (ties to the lower index), their top-class probability, and the
+        thresholds actually applied (a capped class's last selected confidence).
+    """
+    predicted = probabilities.argmax(axis=1)
+    confidence = probabilities.max(axis=1)
+    eligible = np.flatnonzero(confidence >= thresholds[predicted])
+    applied = np.asarray(thresholds, dtype=np.float64).copy()
+    if caps is not None:
+        kept = []
+        for position in range(probabilities.shape[1]):
+            rows = eligible[predicted[eligible] == position]
+            if rows.size > caps[position]:
+                rows = rows[top_k_indices(confidence[rows], int(caps[position]))]
+                applied[position] = confidence[rows].min() if rows.size else math.inf
+            kept.append(rows)
+        eligible = np.sort(np.concatenate(kept)) if kept else eligible
+    chosen = eligible[np.lexsort((eligible, -confidence[eligible]))]
+    return Selection(chosen, confidence[chosen], applied)
+
+
+def _check_calibration(calibration: Any, n_classes: int) -> Calibration:
+    if calibration is None:
+        raise ValueError("precision_target needs calibration: the model's probabilities on held-out labeled rows "
+                         "and their true classes")
+    probabilities = _as_matrix(calibration.probabilities, "calibration probabilities", np.float64)
+    labels = np.asarray(calibration.labels)
+    if probabilities.shape[1] != n_classes:
+        raise ValueError("calibration probabilities have {} columns but the candidates have {}".format(
+            probabilities.shape[1], n_classes))
+    if labels.shape != (probabilities.shape[0],) or (labels.size and not np.issubdtype(labels.dtype, np.integer)):
+        raise ValueError("calibration labels must be one integer class position per calibration row, got {} of "
+                         "shape {}".format(labels.dtype, labels.shape))
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        raise ValueError("calibration labels must be class positions in [0, {})".format(n_classes))
+    return Calibration(probabilities, labels.astype(np.int64))
+
+
+def _unit_interval(name: str, value: Any) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not 0.0 < value < 1.0:
+        raise ValueError("{} must be a number strictly between 0 and 1, got {!r}".format(name, value))
+    return float(value)
+
+
+class PrecisionTargetSampler(_Sampler):
+    """Per class, the rows above the lowest threshold shown precise enough on calibration data (SSL).
+
+    Each class's threshold comes from ``fixed_sequence_threshold`` on the calibration rows predicted as that
+    class; a class whose scan accepts no threshold gets no pseudo-labels.
+
+    Parameters
+    ----------
+    target_precision : float, default=0.95
+    precision_confidence : float, default=0.95
+        Confidence of the one-sided lower bound that must reach ``target_precision``.
+    class_balance : {"none", "align"}, default="none"
+        align keeps at most ``floor(share * total)`` rows of each class, the most confident, where share is
+        the class's share of the calibration labels and total the rows above their thresholds.
+    """
+
+    def __init__(self, target_precision: float = 0.95, precision_confidence: float = 0.95,
+                 class_balance: str = "none"):
+        self.target_precision = target_precision
+        self.precision_confidence = precision_confidence
+        self.class_balance = class_balance
+
+    def _rule(self, candidates: Candidates) -> Tuple[Calibration, List[ClassThreshold]]:
+        target = _unit_interval("target_precision", self.target_precision)
+        level = _unit_interval("precision_confidence", self.precision_confidence)
+        _choice("class_balance", self.class_balance, CLASS_BALANCES)
+        calibration = _check_calibration(candidates.calibration, candidates.probabilities.shape[1])
+        return calibration, precision_target_thresholds(calibration, target, level)
+
+    def select(self, candidates: Candidates, batch_size: Optional[int] = None) -> Selection:
+        calibration, scan = self._rule(candidates)
+        thresholds = np.array([found.threshold for found in scan])
+        caps = None
+        if self.class_balance == "align":
+            probabilities = candidates.probabilities
+            predicted = probabilities.argmax(axis=1)
+            above = probabilities.max(axis=1) >= thresholds[predicted]
+            n_classes = probabilities.shape[1]
+            available = np.bincount(predicted[above], minlength=n_classes)
+            shares = np.bincount(calibration.labels, minlength=n_classes) / max(1, calibration.labels.size)
+            caps = class_balance_caps(available, shares)
+        return precision_target_selection(candidates.probabilities, thresholds, caps)
+
+    def class_thresholds(self, candidates: Candidates, selection: Selection) -> np.ndarray:
+        """The thresholds ``select`` applied (it returns them with the selection)."""
+        if selection.class_thresholds is not None:
+            return selection.class_thresholds
+        return self.select(candidates).class_thresholds
+
+    def rule_details(self, candidates: Candidates) -> Dict[str, Any]:
+        """What the scan found per class, and how many calibration rows a class needs at least."""
+        calibration, scan = self._rule(candidates)
+        predicted = calibration.probabilities.argmax(axis=1)
+        correct = predicted == calibration.labels
+        minimum = minimum_calibration_rows(self.target_precision, self.precision_confidence)
+        classes = []
+        for position, found in enumerate(scan):
+            mine = predicted == position
+            rows, hits = int(mine.sum()), int((mine & correct).sum())
+            precision = hits / rows if rows else None
+            classes.append({
+                "threshold": None if math.isinf(found.threshold) else found.threshold,
+                "qualified": not math.isinf(found.threshold), "calibration_rows": rows, "calibration_correct": hits,
+                "rows_needed": None if precision is None else rows_needed(
+                    precision, self.target_precision, self.precision_confidence),
+            })
+        return {"target_precision": self.target_precision, "precision_confidence": self.precision_confidence,
+                "class_balance": self.class_balance, "scan": "fixed sequence, highest threshold first",
+                "minimum_rows": minimum, "classes": classes}
+
+    def select_batch(self, probabilities: Any, calibration_probabilities: Any, calibration_labels: Any,
+                     indices: Any = None) -> np.ndarray:
+        """Entries of ``indices`` (one per row of ``probabilities``; default their positions) of the selected
+        rows, most confident first. ``calibration_labels`` are class positions (columns of the probabilities)."""
+        probabilities = _as_matrix(probabilities, "probabilities", np.float64)
+        ids = np.arange(probabilities.shape[0]) if indices is None else np.asarray(indices)
+        if ids.ndim != 1 or ids.shape[0] != probabilities.shape[0]:
+            raise ValueError("indices must have one entry per row: {} entries for {} rows".format(
+                ids.shape[0] if ids.ndim else ids.size, probabilities.shape[0]))
+        calibration = Calibration(np.asarray(calibration_probabilities), np.asarray(calibration_labels))
+        return ids[self.select(Candidates(probabilities, calibration=calibration)).indices]
+
+
+def precision_estimate(calibration: Calibration, thresholds: np.ndarray, pseudo_labels: np.ndarray,
+                       classes: Sequence[Any], confidence: float = ESTIMATE_CONFIDENCE) -> Dict[str, Any]:
+    """How precise the pseudo-labels of a rule are, measured on the calibration rows the rule would select.
+
+    A calibration row is selected when its top-class probability reaches ``thresholds`` of its predicted
+    class; it is correct when its label is that class. Overall and per predicted class: the counts, the
+    point estimate and a two-sided ``confidence`` Clopper-Pearson interval (None without rows). Also the
+    total-variation distance between the class mix of ``pseudo_labels`` (class positions of the selected
+    rows) and that of the calibration labels (None without pseudo-labels).
+    """
+    n_classes = len(classes)
+    predicted = calibration.probabilities.argmax(axis=1)
+    chosen = calibration.probabilities.max(axis=1) >= thresholds[predicted]
+    correct = chosen & (predicted == calibration.labels)
+    rows = np.bincount(predicted[chosen], minlength=n_classes)
+    hits = np.bincount(predicted[correct], minlength=n_classes)
+    all_rows = np.bincount(predicted, minlength=n_classes)
+
+    def summary(k: int, n: int) -> Dict[str, Any]:
+        low, high = clopper_pearson_interval(k, n, confidence)
+        return {"selected_calibration_rows": int(n), "correct": int(k),
+                "precision": float(k / n) if n else None,
+                "interval": [float(low), float(high)] if n else None}
+
+    per_class = {}
+    for position, label in enumerate(classes):
+        threshold = float(thresholds[position])
+        per_class[str(label)] = dict(threshold=None if math.isinf(threshold) else threshold,
+                                     calibration_rows=int(all_rows[position]),
+                                     **summary(int(hits[position]), int(rows[position])))
+    calibration_mix = np.bincount(calibration.labels, minlength=n_classes) / max(1, calibration.labels.size)
+    pseudo_counts = np.bincount(np.asarray(pseudo_labels, dtype=np.int64), minlength=n_classes)
+    pseudo_mix = pseudo_counts / pseudo_counts.sum() if pseudo_counts.sum() else None
+    return {
+        "available": True,
+        "interval_method": "Clopper-Pearson, two-sided",
+        "confidence_level": confidence,
+        "calibration_rows": int(calibration.labels.size),
+        "overall": summary(int(hits.sum()), int(rows.sum())),
+        "per_class": per_class,
+        "class_mix_total_variation": None if pseudo_mix is None else float(0.5 * np.abs(pseudo_mix
+                                                                                        - calibration_mix).sum()),
+        "pseudo_label_mix": None if pseudo_mix is None else {str(c): float(v) for c, v in zip(classes, pseudo_mix)},
+        "calibration_label_mix": {str(c): float(v) for c, v in zip(classes, calibration_mix)},
+    }
+
+
+def no_precision_estimate(reason: str) -> Dict[str, Any]:
+    return {"available": False, "reason": reason}
+
+
+NO_CALIBRATION = ("no calibration_data input: give the model's predictions on held-out labeled rows to estimate "
+                  "the pseudo-labels' precision")
+
+
+class CalibrationTable(NamedTuple):
+    """calibration_data as read: the arrays, and what is checked against the evaluation data."""
+
+    calibration: Calibration
+    ids: pd.Series
+    score_columns: List[str]
+    score_interpretation: str
+    root: Path
+
+
+def _label_key(value: Any, integer_classes: bool) -> str:
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        value = int(value)
+    text = str(value).strip()
+    return str(int(text)) if integer_classes and _is_class_number(text) else text
+
+
+def calibration_label_positions(labels: pd.Series, classes: Sequence[Any], where: Any) -> np.ndarray:
+    """The position among ``classes`` of each label; a label that names no class is an error."""
+    integer_classes = all(isinstance(label, int) for label in classes)
+    positions = {str(label): position for position, label in enumerate(classes)}
+    keys = [_label_key(value, integer_classes) for value in labels.tolist()]
+    found = np.array([positions.get(key, -1) for key in keys], dtype=np.int64)
+    unknown = np.flatnonzero(found < 0)
+    if unknown.size:
+        row = int(unknown[0])
+        raise SelectionError("{}: label {!r} in row {} is not one of the classes of the score columns ({}); "
+                             "{} row(s) have such labels".format(where, labels.iloc[row], row + 1,
+                                                                 _preview(classes), unknown.size))
+    return found
+
+
+def read_calibration(root: Path, config: SelectionConfig, forbidden: Sequence[Path] = ()) -> CalibrationTable:
+    """calibration_data under ``root``, read by the rules of the evaluation data; every row must be labeled."""
+    where = "calibration_data ({})".format(root)
+    if not config.label_field:
+        raise SelectionError("calibration_data needs LABEL_FIELD: the column holding each calibration row's true "
+                             "label")
+    # Its format never decides the output's; its rows are never candidates.
+    reading = config._replace(output_format=config.output_format or "csv")
+    source = scan_input(root, reading, forbidden)
+    table = read_input_table(source)
+    _check_ids(table[config.id_field], config.id_field)
+    pool = pool_from_frame(table, reading, index_columns=source.index_columns)
+    unlabeled = np.flatnonzero(~pool.labeled)
+    if unlabeled.size:
+        raise SelectionError("{}: LABEL_FIELD {!r} is empty in {} row(s), e.g. row {} (id {!r}): every calibration "
+                             "row needs its true label".format(where, config.label_field, unlabeled.size,
+                                                               int(unlabeled[0]) + 1,
+                                                               table[config.id_field].iloc[int(unlabeled[0])]))
+    labels = calibration_label_positions(table[config.label_field], pool.classes, where)
+    logger.info("Read %d calibration rows from %s (%d file(s)); they must be rows the model was not trained on",
+                len(table), root, len(source.files))
+    return CalibrationTable(Calibration(pool.probabilities, labels), table[config.id_field], pool.score_columns,
+                            pool.score_interpretation, root)
+
+
+def read_id_column(source: InputTable, id_field: str) -> pd.Series:
+    """The id column of every file of ``source``, read alone."""
+    parts = []
+    for data_file, file_columns in zip(source.files, source.file_columns):
+        try:
+            if data_file.fmt == "parquet":
+                import pyarrow.parquet as pq
+
+                table = pq.read_table(str(data_file.path), columns=_stored([id_field], file_columns))
+                table = _with_ranges(table, file_columns, np.arange(table.num_rows), [id_field])
+                parts.append(table.column(id_field).to_pandas())
+            else:
+                parts.append(pd.read_csv(data_file.path, sep=_SEPARATORS[data_file.fmt], usecols=[id_field],
+                                         dtype={id_field: object}, keep_default_na=False)[id_field])
+        except Exception as error:
+            raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
+    return pd.concat(parts, ignore_index=True)
+
+
+def check_calibration_apart(evaluation_ids: pd.Series, calibration: CalibrationTable, id_field: str) -> None:
+    """The calibration ids must not occur in the evaluation data (compared as text)."""
+    calibration_ids = set(calibration.ids.astype(str))
+    shared = evaluation_ids.astype(str).isin(calibration_ids).to_numpy()
+    if shared.any():
+        raise SelectionError("ID_FIELD {!r} value {!r} is in both evaluation_data and calibration_data ({} shared "
+                             "id(s)): calibration rows must be held-out labeled rows, disjoint from the rows to "
+                             "select".format(id_field, evaluation_ids[shared].iloc[0], int(shared.sum())))
+
+
+def check_calibration_fits(calibration: CalibrationTable, pool: Pool) -> None:
+    """calibration_data must have the evaluation data's score columns, read the same way."""
+    if calibration.score_columns != pool.score_columns:
+        raise SelectionError("calibration_data has score columns {} but evaluation_data has {}: both must be the "
+                             "same model's scores".format(_preview(calibration.score_columns),
+                                                          _preview(pool.score_columns)))
+    if calibration.score_interpretation != pool.score_interpretation:
+        raise SelectionError("calibration_data's scores read as {} but evaluation_data's as {}: both must be the "
+                             "same model's scores in the same form".format(calibration.score_interpretation,
+                                                                          pool.score_interpretation))
+
+
 # ---- Engine: the strategy table and the one path from pool to annotated rows ---------------------------------
 
 class Strategy(NamedTuple):
@@ -2073,6 +2557,7 @@ class Strategy(NamedTuple):
     needs_embeddings: bool  # reads the EMBEDDING_FIELD_PREFIX (or feature) columns
     batched: bool  # selects BATCH_SIZE rows
     settings: Mapping[str, str]  # SelectionConfig field -> keyword of the sampler's constructor
+    needs_calibration: bool = False  # reads calibration_data (held-out labeled predictions)
 
     @property
     def reads(self) -> Tuple[str, ...]:
@@ -2087,6 +2572,9 @@ STRATEGY_TABLE = (
              settings={"confidence_threshold": "confidence_threshold", "max_samples": "max_samples"}),
     Strategy("top_k_per_class", TopKPerClassSampler, "ssl", needs_embeddings=False, batched=False,
              settings={"k_per_class": "k_per_class"}),
+    Strategy("precision_target", PrecisionTargetSampler, "ssl", needs_embeddings=False, batched=False,
+             settings={"target_precision": "target_precision", "precision_confidence": "precision_confidence",
+                       "class_balance": "class_balance"}, needs_calibration=True),
     Strategy("uncertainty", UncertaintySampler, "active_learning", needs_embeddings=False, batched=True,
              settings={"uncertainty_mode": "strategy"}),
     Strategy("diversity", DiversitySampler, "active_learning", needs_embeddings=True, batched=True,
@@ -2119,13 +2607,18 @@ def make_sampler(config: SelectionConfig) -> _Sampler:
     return strategy.sampler(**{keyword: getattr(config, field) for field, keyword in strategy.settings.items()})
 
 
-def select_from_pool(pool: Pool, config: SelectionConfig) -> Selection:
+def select_from_pool(pool: Pool, config: SelectionConfig, calibration: Optional[Calibration] = None) -> Selection:
     """Run the configured strategy over the pool's candidates (rows without a label).
 
-    Returns the selected rows' positions in the pool, in rank order, with their selection scores.
-    The pool's vectors may be overwritten (diversity centers them in place).
+    Returns the selected rows' positions in the pool, in rank order, with their selection scores (and,
+    for SSL strategies, the per-class thresholds applied). The pool's vectors may be overwritten
+    (diversity centers them in place). ``calibration`` is what strategies that need calibration_data read.
     """
     strategy = strategy_for(config.selection_strategy)
+    if strategy.needs_calibration and calibration is None:
+        raise SelectionError("SELECTION_STRATEGY={} needs the input {!r} (--{} on the command line): the model's "
+                             "predictions on held-out labeled rows".format(config.selection_strategy,
+                                                                          CALIBRATION_CHANNEL, CALIBRATION_CHANNEL))
     rows = np.flatnonzero(~pool.labeled)
     n_rows = pool.labeled.shape[0]
     if rows.size == 0:
@@ -2136,8 +2629,12 @@ def select_from_pool(pool: Pool, config: SelectionConfig) -> Selection:
     if strategy.batched and config.batch_size >= rows.size:
         logger.info("BATCH_SIZE=%d is not smaller than the %d candidates: selecting them all", config.batch_size,
                     rows.size)
-    selection = make_sampler(config).select(_candidates(pool, rows, strategy), config.batch_size)
-    return Selection(rows[selection.indices], selection.scores)
+    sampler = make_sampler(config)
+    candidates = _candidates(pool, rows, strategy)._replace(calibration=calibration)
+    selection = sampler.select(candidates, config.batch_size)
+    thresholds = sampler.class_thresholds(candidates, selection) if strategy.use_case == "ssl" else None
+    _log_rule(sampler, candidates, strategy, pool.classes)
+    return Selection(rows[selection.indices], selection.scores, thresholds)
 
 
 def _candidates(pool: Pool, rows: np.ndarray, strategy: Strategy) -> Candidates:
@@ -2193,17 +2690,22 @@ class SelectionResult(NamedTuple):
     predictions: Optional[Predictions] = None  # the model's guess for the same rows (labeling tasks show it)
 
 
-def run_selection(pool: Pool, config: SelectionConfig,
-                  fetch_rows: Callable[[np.ndarray], pd.DataFrame]) -> SelectionResult:
+def run_selection(pool: Pool, config: SelectionConfig, fetch_rows: Callable[[np.ndarray], pd.DataFrame],
+                  calibration: Optional[CalibrationTable] = None) -> SelectionResult:
     """Select from ``pool``, fetch the full rows at the selected positions and annotate them.
 
     This is the one path behind ``main``, the command line and ``select_samples``. ``fetch_rows``
     returns the input rows at the given positions, in that order. Pass the pool without keeping a
-    reference: its arrays are released before the rows are fetched.
+    reference: its arrays are released before the rows are fetched. With ``calibration`` (calibration_data),
+    SSL strategies report a precision estimate.
     """
-    selection = select_from_pool(pool, config)
+    if calibration is not None:
+        check_calibration_fits(calibration, pool)
+    arrays = None if calibration is None else calibration.calibration
+    selection = select_from_pool(pool, config, arrays)
     chosen = pool.probabilities[selection.indices]
     counts, details = _selection_facts(pool, selection, chosen)
+    counts.update(_estimate_facts(config, arrays, selection, chosen, pool.classes))
     classes = pool.classes
     del pool
     rows = annotate(fetch_rows(selection.indices), chosen, classes, selection.scores, config.selection_strategy)
@@ -2222,6 +2724,59 @@ def _selection_facts(pool: Pool, selection: Selection, chosen: np.ndarray) -> Tu
     details = {"score_columns": pool.score_columns, "score_interpretation": pool.score_interpretation, **vectors,
                "classes": classes}
     return counts, details
+
+
+def _log_rule(sampler: _Sampler, candidates: Candidates, strategy: Strategy, classes: Sequence[Any]) -> None:
+    """Say which classes a calibrated rule refused, and what it would take to qualify them."""
+    if not strategy.needs_calibration:
+        return
+    details = sampler.rule_details(candidates)
+    logger.info("Thresholds from calibration_data (fixed-sequence scan, TARGET_PRECISION=%g): %s",
+                details["target_precision"], _preview(["{}: {}".format(label, "none" if found["threshold"] is None
+                                                                      else "{:.4g}".format(found["threshold"]))
+                                                       for label, found in zip(classes, details["classes"])], 20))
+    refused = [(label, found) for label, found in zip(classes, details["classes"]) if not found["qualified"]]
+    if not refused:
+        return
+    needs = "; ".join("class {}: {} calibration rows predicted as it, {} correct{}".format(
+        label, found["calibration_rows"], found["calibration_correct"],
+        ", about {} needed at that precision".format(found["rows_needed"]) if found["rows_needed"]
+        else ", its calibration precision cannot reach the target") for label, found in refused[:10])
+    text = ("TARGET_PRECISION={:g} at PRECISION_CONFIDENCE={:g}: a class needs at least {} calibration rows predicted "
+            "as it, all correct, above its threshold (more when some are wrong); ").format(
+        details["target_precision"], details["precision_confidence"], details["minimum_rows"])
+    if len(refused) == len(details["classes"]):
+        logger.warning("No class reached %s%s. Selecting no rows.", text, needs)
+    else:
+        logger.warning("%d of %d classes get no pseudo-labels: %s%s", len(refused), len(details["classes"]), text,
+                       needs)
+
+
+def _estimate_facts(config: SelectionConfig, calibration: Optional[Calibration], selection: Selection,
+                    chosen: np.ndarray, classes: Sequence[Any]) -> Dict[str, Any]:
+    """The metadata's precision_estimate of an SSL selection (nothing for active learning)."""
+    strategy = strategy_for(config.selection_strategy)
+    if strategy.use_case != "ssl":
+        return {}
+    if calibration is None:
+        return {"precision_estimate": no_precision_estimate(NO_CALIBRATION)}
+    estimate = precision_estimate(calibration, selection.class_thresholds, chosen.argmax(axis=1), classes)
+    if strategy.needs_calibration:
+        candidates = Candidates(chosen[:0], calibration=calibration)
+        rule = make_sampler(config).rule_details(candidates)
+        estimate["rule"] = dict(rule, classes={str(label): found for label, found in zip(classes, rule["classes"])})
+    overall = estimate["overall"]
+    if overall["precision"] is None:
+        logger.info("Precision estimate: the rule selects none of the %d calibration rows",
+                    estimate["calibration_rows"])
+    else:
+        logger.info("Pseudo-label precision estimated on %d of %d calibration rows: %.1f %% (95 %% interval "
+                    "%.1f-%.1f %%); class-mix total variation %s", overall["selected_calibration_rows"],
+                    estimate["calibration_rows"], 100 * overall["precision"], 100 * overall["interval"][0],
+                    100 * overall["interval"][1],
+                    "n/a" if estimate["class_mix_total_variation"] is None
+                    else "{:.2f}".format(estimate["class_mix_total_variation"]))
+    return {"precision_estimate": estimate}
 
 
 def _selected_counts(chosen: np.ndarray, classes: Sequence[Any], scores: np.ndarray) -> Dict[str, Any]:
@@ -2352,6 +2907,9 @@ def read_resource_config(path: Path) -> ResourceConfig:
 
 def sharding_unsupported(config: SelectionConfig) -> Optional[str]:
     """Why this configuration cannot be sharded (yet), or None."""
+    if strategy_for(config.selection_strategy).needs_calibration:
+        return "SELECTION_STRATEGY={} cannot be sharded yet: use SELECTION_ROLE=single".format(
+            config.selection_strategy)
     if config.selection_strategy != "diversity":
         return None
     if config.diversity_method != "kcenter":
@@ -3027,6 +3585,8 @@ def merge_select(input_dir: Path, config: SelectionConfig) -> MergeResult:
     selection, sharding = _merge_strategy(config, pool, outputs, counts["candidate_count"])
     chosen = pool.probabilities[selection.indices]
     counts.update(_selected_counts(chosen, first["classes"], selection.scores))
+    if strategy_for(config.selection_strategy).use_case == "ssl":
+        counts["precision_estimate"] = no_precision_estimate("calibration_data is not read by SELECTION_ROLE=merge yet")
     rows = _merged_rows(pool, selection.indices, first_shard["columns"],
                         _agreed_schema(with_rows, first_shard["columns"]), _merged_dtypes(with_rows))
     rows = annotate(rows, chosen, first["classes"], selection.scores, config.selection_strategy)
@@ -3511,19 +4071,49 @@ def _check_labeling_channel(config: SelectionConfig, labeling_dir: Optional[Path
             config.labeling_format, LABELING_CHANNEL, LABELING_CHANNEL))
 
 
-def _select(source: InputTable, config: SelectionConfig) -> Tuple[SelectionResult, str]:
+def _select(source: InputTable, config: SelectionConfig,
+            calibration: Optional[CalibrationTable] = None) -> Tuple[SelectionResult, str]:
     """Read the prediction table of ``source`` and run the selection; also returns the output format."""
     output_format = resolve_output_format(config.output_format, source.fmt)
     logger.info("Reading %d %s file(s) from %s", len(source.files), source.fmt, source.root)
     if source.fmt == "parquet":
         result = run_selection(pool_from_parquet(source, config), config,
-                               lambda positions: read_rows_at(source, positions))
+                               lambda positions: read_rows_at(source, positions), calibration)
     else:
         df = read_input_table(source)
         _check_ids(df[config.id_field], config.id_field)
         result = run_selection(pool_from_frame(df, config, index_columns=source.index_columns), config,
-                               lambda positions: df.iloc[positions].reset_index(drop=True))
+                               lambda positions: df.iloc[positions].reset_index(drop=True), calibration)
     return result, output_format
+
+
+def _calibration_channel(input_paths: Mapping[str, Any], config: SelectionConfig,
+                         outputs: Sequence[Optional[Path]]) -> Optional[Path]:
+    """The calibration_data folder when one is given, checked against the outputs and the settings."""
+    value = input_paths.get(CALIBRATION_CHANNEL)
+    if value is None or value == "":
+        return None
+    folder = _channel(input_paths, CALIBRATION_CHANNEL, "input")
+    check_folders_apart(folder, *outputs)
+    strategy = strategy_for(config.selection_strategy)
+    if strategy.use_case != "ssl":
+        raise SelectionError("calibration_data is given but SELECTION_STRATEGY={} selects rows for humans to label: "
+                             "calibration_data measures pseudo-label precision, for the SSL strategies {}; leave it "
+                             "out".format(config.selection_strategy, ", ".join(SSL_STRATEGIES)))
+    if config.selection_role != "single":
+        raise SelectionError("calibration_data cannot be used with SELECTION_ROLE={} yet: run SELECTION_ROLE=single"
+                             .format(config.selection_role))
+    return folder
+
+
+def _load_calibration(folder: Optional[Path], source: InputTable, config: SelectionConfig,
+                      forbidden: Sequence[Path]) -> Optional[CalibrationTable]:
+    """calibration_data read and checked to share no id with the evaluation data."""
+    if folder is None:
+        return None
+    calibration = read_calibration(folder, config, forbidden)
+    check_calibration_apart(read_id_column(source, config.id_field), calibration, config.id_field)
+    return calibration
 
 
 def _write_labeling_tasks(result: SelectionResult, config: SelectionConfig,
@@ -3566,6 +4156,7 @@ def main(
         check_folders_apart(input_dir, samples_dir, metadata_dir, labeling_dir)
         config = parse_environment(environ_vars)
         _check_labeling_channel(config, labeling_dir)
+        calibration_dir = _calibration_channel(input_paths, config, (samples_dir, metadata_dir, labeling_dir))
         job_type = _job_type(job_args)
         resources = check_role_fits_instances(config)
         _prepare_outputs(samples_dir, metadata_dir, labeling_dir)
@@ -3582,7 +4173,9 @@ def main(
             result, input_files, input_format, output_format, sharding = merge_select(input_dir, config)
         else:
             source = scan_input(input_dir, config, forbidden=_present(samples_dir, metadata_dir, labeling_dir))
-            result, output_format = _select(source, config)
+            calibration = _load_calibration(calibration_dir, source, config,
+                                            _present(samples_dir, metadata_dir, labeling_dir))
+            result, output_format = _select(source, config, calibration)
             input_files = [os.path.relpath(str(f.path), str(input_dir)) for f in source.files]
             input_format = source.fmt
         written.append(Path(save_selected_samples(result.rows, str(samples_dir), output_format)))
@@ -3633,6 +4226,9 @@ def build_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--job_type", help="job type recorded in the metadata, e.g. ssl_selection")
     parser.add_argument("--" + INPUT_CHANNEL, default=CONTAINER_INPUT_PATHS[INPUT_CHANNEL],
                         help="folder with the prediction table (default: %(default)s)")
+    parser.add_argument("--" + CALIBRATION_CHANNEL, default=CONTAINER_INPUT_PATHS[CALIBRATION_CHANNEL],
+                        help="optional folder with the model's predictions on held-out labeled rows, for SSL "
+                             "precision estimates and precision_target (default: %(default)s, used when it exists)")
     for channel, path in CONTAINER_OUTPUT_PATHS.items():
         parser.add_argument("--" + channel, default=path, help="output folder (default: %(default)s)")
     return parser
@@ -3650,6 +4246,17 @@ def _paths_despite_errors(argv: Optional[Sequence[str]]) -> Dict[str, str]:
             elif token == flag and position + 1 < len(tokens) and not tokens[position + 1].startswith("--"):
                 paths[channel] = tokens[position + 1]
     return paths
+
+
+def _optional_inputs(args: argparse.Namespace) -> Dict[str, str]:
+    """The optional input channels of a command line: those given explicitly, or whose container folder exists
+    (SageMaker creates it only for a configured input)."""
+    found = {}
+    for channel in (CALIBRATION_CHANNEL,):
+        value = getattr(args, channel)
+        if value != CONTAINER_INPUT_PATHS[channel] or os.path.isdir(value):
+            found[channel] = value
+    return found
 
 
 def _configure_logging() -> None:
@@ -3674,6 +4281,7 @@ def cli(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str
     environ = os.environ if environ is None else environ
     environ_vars = {var.name: environ.get(var.name) for var in ENV_VARS}
     input_paths = {INPUT_CHANNEL: getattr(args, INPUT_CHANNEL)}
+    input_paths.update(_optional_inputs(args))
     output_paths = {channel: getattr(args, channel) for channel in CONTAINER_OUTPUT_PATHS}
     try:
         main(input_paths, output_paths, environ_vars, args)

@@ -48,6 +48,27 @@ class ActiveSampleSelectionStepBuilder(ProcessingStepBuilderBase):
         return [name for name in self.spec.outputs
                 if name != script.LABELING_CHANNEL or self.config.writes_labeling_tasks]
 
+    def resolve_inputs(self, dependencies: Any, skip: Any = ()) -> Dict[str, Any]:
+        """As for any step, except calibration_data: it is only ever given explicitly (an upstream prediction
+        output wired here would be the rows being selected, not held-out ones)."""
+        return super().resolve_inputs(dependencies, skip=set(skip) | {script.CALIBRATION_CHANNEL})
+
+    def processing_inputs(self, inputs: Mapping[str, Any]) -> list:
+        """As for any step; precision_target needs calibration_data, which only SSL strategies read."""
+        strategy = script.strategy_for(self.config.selection_strategy)
+        if strategy.needs_calibration and script.CALIBRATION_CHANNEL not in inputs:
+            raise ValueError(
+                f"selection_strategy={strategy.name} needs input '{script.CALIBRATION_CHANNEL}': pass "
+                f"inputs={{'{script.CALIBRATION_CHANNEL}': 's3://...'}}, the model's predictions on held-out "
+                "labeled rows"
+            )
+        if script.CALIBRATION_CHANNEL in inputs and strategy.use_case != "ssl":
+            raise ValueError(
+                f"input '{script.CALIBRATION_CHANNEL}' measures pseudo-label precision; selection_strategy="
+                f"{strategy.name} does not pseudo-label: leave it out"
+            )
+        return super().processing_inputs(inputs)
+
     def input_distribution(self, logical_name: str) -> str:
         """A shard step's instances each read a share of the input files (ShardedByS3Key)."""
         if self.config.selection_role == "shard" and logical_name == script.INPUT_CHANNEL:
@@ -105,6 +126,9 @@ class ActiveSampleSelectionStepBuilder(ProcessingStepBuilderBase):
         unsupported = script.sharding_unsupported(script.parse_environment(self.environment_variables()))
         if unsupported:
             raise ValueError(unsupported)
+        if script.CALIBRATION_CHANNEL in (inputs or {}):
+            raise ValueError(f"input '{script.CALIBRATION_CHANNEL}' cannot be used with a sharded selection yet: "
+                             "use create_step")
         shard = self.with_role("shard", shard_count).create_step(
             inputs=inputs, dependencies=dependencies, enable_caching=enable_caching,
         )

@@ -26,6 +26,7 @@ DiversityMethod = Literal[script.DIVERSITY_METHODS]  # type: ignore[valid-type]
 OutputFormat = Literal[script.OUTPUT_FORMATS]  # type: ignore[valid-type]
 SelectionRole = Literal[script.SELECTION_ROLES]  # type: ignore[valid-type]
 LabelingFormat = Literal[script.LABELING_FORMATS]  # type: ignore[valid-type]
+ClassBalance = Literal[script.CLASS_BALANCES]  # type: ignore[valid-type]
 
 _OPTIONAL_TEXT_FIELDS = tuple(var.field for var in script.ENV_VARS if var.default == "")
 
@@ -86,6 +87,9 @@ class ActiveSampleSelectionConfig(ProcessingStepConfigBase):
     uncertainty_prefilter: int = env_field("UNCERTAINTY_PREFILTER")
     labeling_format: LabelingFormat = env_field("LABELING_FORMAT")
     labeling_data_field: Optional[str] = env_field("LABELING_DATA_FIELD")
+    target_precision: float = env_field("TARGET_PRECISION")
+    precision_confidence: float = env_field("PRECISION_CONFIDENCE")
+    class_balance: ClassBalance = env_field("CLASS_BALANCE")
 
     job_type: Optional[str] = Field(
         None,

@@ -48,6 +48,16 @@ ACTIVE_SAMPLE_SELECTION_SPEC = StepSpecification(
             data_type="S3Uri",
             description="Model predictions with per-class probability (or score) columns.",
         ),
+        script.CALIBRATION_CHANNEL: DependencySpec(
+            logical_name=script.CALIBRATION_CHANNEL,
+            dependency_type=DependencyType.PROCESSING_OUTPUT,
+            required=False,
+            data_type="S3Uri",
+            description="Optional, SSL strategies only (required by precision_target): the same model's "
+                        "predictions on held-out labeled rows, with label_field filled on every row and ids "
+                        "disjoint from evaluation_data. Rows the model was trained on must not be here: their "
+                        "predictions are optimistic. Given explicitly (inputs=), never wired from dependencies.",
+        ),
     },
     outputs={
         script.SAMPLES_CHANNEL: OutputSpec(
