@@ -93,8 +93,9 @@ def split_rows(y: np.ndarray, seed: int) -> Tuple[np.ndarray, np.ndarray, np.nda
                               for label in classes])
     others = rng.permutation(np.setdiff1d(rest, labeled))
     held_out = max(CALIBRATION_SIZES) * len(classes)
-    if others.size < 2 * held_out:
-        raise ValueError(f"{others.size} rows outside the test and labeled sets: the study needs {2 * held_out}")
+    if others.size < held_out + 1000:
+        raise ValueError(f"{others.size} rows outside the test and labeled sets: the study needs "
+                         f"{held_out + 1000} ({held_out} calibration rows and a pool of 1000)")
     return test, labeled, others[:held_out], np.sort(others[held_out:])
 
 
