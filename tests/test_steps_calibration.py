@@ -69,5 +69,5 @@ def test_a_sharded_selection_refuses_calibration_and_precision_target(s3, pipeli
     with pytest.raises(ValueError, match="cannot be used with a sharded selection"):
         builder(pipeline_session, selection_strategy="confidence_threshold").create_sharded_steps(
             2, inputs={**EVALUATION, **CALIBRATION})
-    with pytest.raises(ValueError, match="precision_target cannot be sharded yet"):
+    with pytest.raises(ValueError, match="precision_target cannot be sharded: use SELECTION_ROLE=single"):
         builder(pipeline_session).create_sharded_steps(2, inputs={**EVALUATION, **CALIBRATION})

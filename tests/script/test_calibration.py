@@ -409,7 +409,7 @@ ERRORS = [
     ("a sharded run with calibration", {"SELECTION_ROLE": "merge"}, lambda t: t,
      "calibration_data cannot be used with SELECTION_ROLE=merge"),
     ("precision_target sharded", {"SELECTION_STRATEGY": "precision_target", "SELECTION_ROLE": "merge"}, None,
-     "SELECTION_STRATEGY=precision_target cannot be sharded yet"),
+     "SELECTION_STRATEGY=precision_target cannot be sharded: use SELECTION_ROLE=single"),
     ("TARGET_PRECISION=1", {"TARGET_PRECISION": "1"}, lambda t: t, "TARGET_PRECISION='1' is out of range"),
     ("CLASS_BALANCE=equal", {"CLASS_BALANCE": "equal"}, lambda t: t, "CLASS_BALANCE='equal' is not allowed"),
 ]

@@ -435,10 +435,36 @@ def test_merge_writes_the_labeling_tasks_a_single_run_writes(tmp_path):
     assert tasks["merge"] == tasks["single"]
 
 
-@pytest.mark.parametrize("setting, role", [({"DIVERSITY_METHOD": "kmeans"}, "shard"),
-                                           ({"UNCERTAINTY_PREFILTER": "3"}, "merge")])
-def test_diversity_variants_that_cannot_be_sharded_yet_are_refused(small_pool, tmp_path, setting, role):
-    env = dict(SELECTION_STRATEGY="diversity", LABEL_FIELD="label", SELECTION_ROLE=role,
-               RESOURCE_CONFIG_PATH=str(sim.resource_config(tmp_path, "algo-1", ["algo-1"])), **setting)
-    with pytest.raises(sim.script.SelectionError, match="{}=.* cannot be sharded yet".format(list(setting)[0])):
+@pytest.mark.parametrize("role", ["shard", "merge"])
+def test_kmeans_diversity_without_the_prefilter_is_refused(small_pool, tmp_path, role):
+    env = dict(SELECTION_STRATEGY="diversity", LABEL_FIELD="label", SELECTION_ROLE=role, DIVERSITY_METHOD="kmeans",
+               RESOURCE_CONFIG_PATH=str(sim.resource_config(tmp_path, "algo-1", ["algo-1"])))
+    with pytest.raises(sim.script.SelectionError, match="DIVERSITY_METHOD=kmeans cannot be sharded yet without "
+                                                        "UNCERTAINTY_PREFILTER"):
         sim.run_main(small_pool[0], tmp_path / "out", env)
+
+
+# Five probability levels: the rows kept (beta x BATCH_SIZE of about 340 candidates) span more than one
+# uncertainty level, so their rank order differs from input order, and the cut falls inside a tie.
+HYBRID_CASES = {
+    "kcenter_beta3": dict(DIVERSITY_METHOD="kcenter", UNCERTAINTY_PREFILTER="3", BATCH_SIZE="40"),
+    "kmeans_beta3": dict(DIVERSITY_METHOD="kmeans", UNCERTAINTY_PREFILTER="3", BATCH_SIZE="40"),
+    "kmeans_beta2_entropy_cosine": dict(DIVERSITY_METHOD="kmeans", UNCERTAINTY_PREFILTER="2", BATCH_SIZE="50",
+                                        UNCERTAINTY_MODE="entropy", METRIC="cosine"),
+    "kcenter_beta10_keeps_all": dict(DIVERSITY_METHOD="kcenter", UNCERTAINTY_PREFILTER="10", BATCH_SIZE="40"),
+}
+
+
+@pytest.mark.parametrize("n_shards", [1, 3, 8])
+@pytest.mark.parametrize("case", sorted(HYBRID_CASES))
+def test_the_hybrid_shards_exactly(tied_pool, tmp_path, case, n_shards):
+    """The pre-filter is a top-k: the merge runs the sampler on the rows a single run keeps, ties included."""
+    pool_dir, relatives = tied_pool
+    env = dict(HYBRID_CASES[case], SELECTION_STRATEGY="diversity", LABEL_FIELD="label")
+    single_metadata, single_out = sim.single(pool_dir, tmp_path, env)
+    merged_metadata, merged_out = sim.sharded(pool_dir, relatives, tmp_path, n_shards, env)
+    assert sim.selected_file(merged_out).read_bytes() == sim.selected_file(single_out).read_bytes()
+    assert {key: merged_metadata[key] for key in COMPARED_METADATA} == \
+        {key: single_metadata[key] for key in COMPARED_METADATA}
+    assert merged_metadata["sharding"]["guarantee"] == "exact"
+    assert len(sim.selected_frame(single_out)) == int(env["BATCH_SIZE"])

@@ -2548,6 +2548,145 @@ def check_calibration_fits(calibration: CalibrationTable, pool: Pool) -> None:
 
 # ---- Engine: the strategy table and the one path from pool to annotated rows ---------------------------------
 
+class ShardRule:
+    """How a strategy runs sharded: what each shard sends, and how the merge selects from what all sent.
+
+    A strategy row names its rule; the sharding section calls the rule and nothing else, so a row
+    without one (None) is refused when SELECTION_ROLE is shard or merge.
+    """
+
+    sends_labeled_vectors = False  # shards forward their labeled rows' vectors to the merge
+
+    def unsupported(self, config: "SelectionConfig") -> Optional[str]:
+        """Why this configuration cannot be sharded, or None."""
+        return None
+
+    def shard_facts(self, candidates: Candidates) -> Dict[str, Any]:
+        """Manifest entries the merge needs besides the forwarded rows."""
+        return {}
+
+    def send(self, config: "SelectionConfig", candidates: Candidates, seed: Any) -> "ShardPicks":
+        """The shard's picks among its own candidates."""
+        raise NotImplementedError
+
+    def merge(self, config: "SelectionConfig", pool: "MergedPool",
+              outputs: Sequence["ShardOutput"]) -> Tuple[Selection, Dict[str, Any]]:
+        """The selection among every shard's picks, and what the metadata says about its guarantee."""
+        raise NotImplementedError
+
+
+class ExactTopK(ShardRule):
+    """A shard sends what a single run would select from its rows alone; the merge re-ranks the union.
+
+    Exact for strategies that rank rows by a per-row score and keep the first ``limit_field`` (per
+    predicted class with ``per_class``; 0 = all): the global selection is a subset of the union.
+    """
+
+    def __init__(self, limit_field: str, *, per_class: bool = False):
+        self.limit_field = limit_field
+        self.per_class = per_class
+
+    def send(self, config: "SelectionConfig", candidates: Candidates, seed: Any) -> "ShardPicks":
+        selection = make_sampler(config).select(Candidates(candidates.probabilities), config.batch_size)
+        return ShardPicks(selection.indices, selection.scores, np.ones(selection.indices.size, np.int64), None)
+
+    def merge(self, config: "SelectionConfig", pool: "MergedPool",
+              outputs: Sequence["ShardOutput"]) -> Tuple[Selection, Dict[str, Any]]:
+        groups = pool.probabilities.argmax(axis=1) if self.per_class else None
+        indices = merge_ranked(pool.scores, (pool.file_rank, pool.row), getattr(config, self.limit_field), groups)
+        return Selection(indices, pool.scores[indices]), {"guarantee": "exact"}
+
+
+class DiversitySharding(ShardRule):
+    """diversity sharded, by its settings.
+
+    With UNCERTAINTY_PREFILTER = beta > 0 (the hybrid) the sampler chooses among the beta x BATCH_SIZE most
+    uncertain candidates: a top-k, so each shard sends its own top beta x BATCH_SIZE, the merge keeps the top
+    beta x BATCH_SIZE of their union in input order and runs the sampler on exactly the rows a single run
+    would (exact, for kcenter and kmeans). Without it, kcenter runs in two rounds: shards send
+    OVERSAMPLING x BATCH_SIZE k-center picks and the covering radius they leave, the merge runs k-center over
+    them from every shard's labeled rows (or the mean of all candidates).
+    """
+
+    sends_labeled_vectors = True
+
+    def unsupported(self, config: "SelectionConfig") -> Optional[str]:
+        if not config.uncertainty_prefilter and config.diversity_method != "kcenter":
+            return ("DIVERSITY_METHOD={} cannot be sharded yet without UNCERTAINTY_PREFILTER: use kcenter, a "
+                    "pre-filter, or SELECTION_ROLE=single".format(config.diversity_method))
+        return None
+
+    def shard_facts(self, candidates: Candidates) -> Dict[str, Any]:
+        return {"candidate_vector_sum": candidates.embeddings.sum(axis=0, dtype=np.float64)}
+
+    def send(self, config: "SelectionConfig", candidates: Candidates, seed: Any) -> "ShardPicks":
+        if config.uncertainty_prefilter:
+            scores = uncertainty_scores(candidates.probabilities, config.uncertainty_mode)
+            indices = top_k_indices(scores, _prefilter_size(config))
+            return ShardPicks(indices, scores[indices], np.ones(indices.size, np.int64), None)
+        indices, distances, radius = k_center_with_radius(
+            candidates.embeddings, shard_pick_count(config), initial_centers=candidates.labeled_embeddings,
+            metric=config.metric)
+        return ShardPicks(indices, distances, np.ones(indices.size, np.int64), radius)
+
+    def merge(self, config: "SelectionConfig", pool: "MergedPool",
+              outputs: Sequence["ShardOutput"]) -> Tuple[Selection, Dict[str, Any]]:
+        labeled, mean = _merge_centers(outputs, pool.vectors.shape[1])
+        if config.uncertainty_prefilter:
+            return self._merge_prefiltered(config, pool, labeled), {"guarantee": "exact"}
+        indices, distances, radius = k_center_with_radius(pool.vectors, config.batch_size, initial_centers=labeled,
+                                                          mean=mean, metric=config.metric)
+        shard_radii = [output.manifest["covering_radius_chord"] for output in outputs
+                       if output.manifest["covering_radius_chord"] is not None]
+        return Selection(indices, distances), {
+            "guarantee": "two-round k-center greedy, a 4-approximation of the optimal covering radius "
+                         "(Malkomes et al., NIPS 2015)",
+            "oversampling": config.oversampling,
+            "shard_radius_max": _from_chord(max(shard_radii, default=0.0), config.metric),
+            "merge_radius": _from_chord(radius, config.metric),
+            "covering_radius_bound": covering_radius_bound(shard_radii, radius, config.metric),
+        }
+
+    @staticmethod
+    def _merge_prefiltered(config: "SelectionConfig", pool: "MergedPool", labeled: Optional[np.ndarray]) -> Selection:
+        """The sampler on the pool's top beta x BATCH_SIZE (by the shards' uncertainty scores), in input order.
+
+        A shard with fewer candidates than that sent them all, so when the union is no larger, it is every
+        candidate and the sampler's own pre-filter would keep all of them too.
+        """
+        n_keep = _prefilter_size(config)
+        kept = np.sort(merge_ranked(pool.scores, (pool.file_rank, pool.row), n_keep))
+        logger.info("Uncertainty pre-filter: the %d most uncertain of the %d rows the shards sent, by %s "
+                    "(%d x BATCH_SIZE=%d)", kept.size, pool.scores.size, config.uncertainty_mode,
+                    config.uncertainty_prefilter, config.batch_size)
+        candidates = Candidates(pool.probabilities[kept], pool.vectors[kept], labeled)
+        selection = make_sampler(config._replace(uncertainty_prefilter=0)).select(candidates, config.batch_size)
+        return Selection(kept[selection.indices], selection.scores)
+
+
+class WeightedD2(ShardRule):
+    """Shards send OVERSAMPLING x BATCH_SIZE D^2 draws, each weighted by the shard's rows nearest to it; the
+    merge runs weighted D^2 sampling over them."""
+
+    def send(self, config: "SelectionConfig", candidates: Candidates, seed: Any) -> "ShardPicks":
+        n_picks = min(shard_pick_count(config), candidates.probabilities.shape[0])
+        indices, distances = badge_kmeanspp(candidates.embeddings, candidates.probabilities, n_picks,
+                                            metric=config.metric, random_state=seed)
+        weights = nearest_pick_counts(candidates.embeddings, candidates.probabilities, indices, metric=config.metric)
+        return ShardPicks(indices, distances, weights, None)
+
+    def merge(self, config: "SelectionConfig", pool: "MergedPool",
+              outputs: Sequence["ShardOutput"]) -> Tuple[Selection, Dict[str, Any]]:
+        indices, distances = badge_kmeanspp(pool.vectors, pool.probabilities, config.batch_size, metric=config.metric,
+                                            random_state=config.random_seed, sample_weight=pool.weights)
+        return Selection(indices, distances), {
+            "guarantee": "weighted D^2 sampling over the shards' D^2 picks, as in k-means|| (Bahmani et al. 2012); "
+                         "first pick exact (largest gradient norm)",
+            "oversampling": config.oversampling,
+            "represented_rows": int(pool.weights.sum()),
+        }
+
+
 class Strategy(NamedTuple):
     """One row of ``STRATEGY_TABLE``: how a SELECTION_STRATEGY value is run."""
 
@@ -2557,6 +2696,7 @@ class Strategy(NamedTuple):
     needs_embeddings: bool  # reads the EMBEDDING_FIELD_PREFIX (or feature) columns
     batched: bool  # selects BATCH_SIZE rows
     settings: Mapping[str, str]  # SelectionConfig field -> keyword of the sampler's constructor
+    sharding: Optional[ShardRule]  # how it runs with SELECTION_ROLE=shard and merge; None: refused
     needs_calibration: bool = False  # reads calibration_data (held-out labeled predictions)
 
     @property
@@ -2569,19 +2709,21 @@ class Strategy(NamedTuple):
 # contract and docs) is derived from this table: a new strategy is one sampler class and one row here.
 STRATEGY_TABLE = (
     Strategy("confidence_threshold", ConfidenceThresholdSampler, "ssl", needs_embeddings=False, batched=False,
-             settings={"confidence_threshold": "confidence_threshold", "max_samples": "max_samples"}),
+             settings={"confidence_threshold": "confidence_threshold", "max_samples": "max_samples"},
+             sharding=ExactTopK("max_samples")),
     Strategy("top_k_per_class", TopKPerClassSampler, "ssl", needs_embeddings=False, batched=False,
-             settings={"k_per_class": "k_per_class"}),
+             settings={"k_per_class": "k_per_class"}, sharding=ExactTopK("k_per_class", per_class=True)),
     Strategy("precision_target", PrecisionTargetSampler, "ssl", needs_embeddings=False, batched=False,
              settings={"target_precision": "target_precision", "precision_confidence": "precision_confidence",
-                       "class_balance": "class_balance"}, needs_calibration=True),
+                       "class_balance": "class_balance"}, sharding=None, needs_calibration=True),
     Strategy("uncertainty", UncertaintySampler, "active_learning", needs_embeddings=False, batched=True,
-             settings={"uncertainty_mode": "strategy"}),
+             settings={"uncertainty_mode": "strategy"}, sharding=ExactTopK("batch_size")),
     Strategy("diversity", DiversitySampler, "active_learning", needs_embeddings=True, batched=True,
              settings={"metric": "metric", "random_seed": "random_seed", "diversity_method": "method",
-                       "uncertainty_prefilter": "uncertainty_prefilter", "uncertainty_mode": "uncertainty_mode"}),
+                       "uncertainty_prefilter": "uncertainty_prefilter", "uncertainty_mode": "uncertainty_mode"},
+             sharding=DiversitySharding()),
     Strategy("badge", BADGESampler, "active_learning", needs_embeddings=True, batched=True,
-             settings={"metric": "metric", "random_seed": "random_seed"}),
+             settings={"metric": "metric", "random_seed": "random_seed"}, sharding=WeightedD2()),
 )
 STRATEGIES_BY_NAME = {strategy.name: strategy for strategy in STRATEGY_TABLE}
 STRATEGIES = tuple(STRATEGIES_BY_NAME)
@@ -2870,7 +3012,6 @@ SHARD_ROW = SHARD_COLUMN_PREFIX + "row"  # row number inside that file
 SHARD_SCORE = SHARD_COLUMN_PREFIX + "score"  # the shard's selection score, float64
 SHARD_WEIGHT = SHARD_COLUMN_PREFIX + "weight"  # badge: the shard's candidates nearest to this pick
 SHARD_PROBABILITY = SHARD_COLUMN_PREFIX + "p"  # + class position: the probabilities as the shard read them
-EXACT_STRATEGIES = ("confidence_threshold", "top_k_per_class", "uncertainty")
 _HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _RADIUS_SLACK = 1e-4  # relative: float32 distances may round a radius down by this much
 # Settings shards and merge need not share: who runs where, and the labeling tasks only the merge writes.
@@ -2906,19 +3047,11 @@ def read_resource_config(path: Path) -> ResourceConfig:
 
 
 def sharding_unsupported(config: SelectionConfig) -> Optional[str]:
-    """Why this configuration cannot be sharded (yet), or None."""
-    if strategy_for(config.selection_strategy).needs_calibration:
-        return "SELECTION_STRATEGY={} cannot be sharded yet: use SELECTION_ROLE=single".format(
-            config.selection_strategy)
-    if config.selection_strategy != "diversity":
-        return None
-    if config.diversity_method != "kcenter":
-        return "DIVERSITY_METHOD={} cannot be sharded yet: use kcenter or SELECTION_ROLE=single".format(
-            config.diversity_method)
-    if config.uncertainty_prefilter:
-        return "UNCERTAINTY_PREFILTER={} cannot be sharded yet: use 0 or SELECTION_ROLE=single".format(
-            config.uncertainty_prefilter)
-    return None
+    """Why this configuration cannot be sharded (yet), or None: its strategy row's rule decides."""
+    rule = strategy_for(config.selection_strategy).sharding
+    if rule is None:
+        return "SELECTION_STRATEGY={} cannot be sharded: use SELECTION_ROLE=single".format(config.selection_strategy)
+    return rule.unsupported(config)
 
 
 def check_role_fits_instances(config: SelectionConfig) -> Optional[ResourceConfig]:
@@ -2962,6 +3095,11 @@ def shard_seed(random_seed: int, hosts: Sequence[str], host: str) -> List[int]:
 def shard_pick_count(config: SelectionConfig) -> int:
     """Candidates a diversity or badge shard sends: OVERSAMPLING x BATCH_SIZE."""
     return config.oversampling * config.batch_size
+
+
+def _prefilter_size(config: SelectionConfig) -> int:
+    """Candidates the hybrid's uncertainty pre-filter keeps: UNCERTAINTY_PREFILTER x BATCH_SIZE."""
+    return config.uncertainty_prefilter * config.batch_size
 
 
 def _chord(distance: float, metric: str) -> float:
@@ -3051,30 +3189,6 @@ class ShardPicks(NamedTuple):
     scores: np.ndarray
     weights: np.ndarray
     radius: Optional[float]  # diversity: chord units
-
-
-def shard_candidates(config: SelectionConfig, probabilities: np.ndarray, vectors: Optional[np.ndarray],
-                     labeled_vectors: Optional[np.ndarray], seed: Any) -> ShardPicks:
-    """What one shard sends to the merge.
-
-    Exact strategies send what a single run would select from the shard alone (every qualifying row for
-    confidence_threshold without MAX_SAMPLES): the global selection is a subset of the union. diversity
-    sends OVERSAMPLING x BATCH_SIZE k-center picks and the covering radius they leave; badge as many D^2
-    draws, each weighted by the shard's rows nearest to it.
-    """
-    n_candidates = probabilities.shape[0]
-    if config.selection_strategy in EXACT_STRATEGIES:
-        selection = make_sampler(config).select(Candidates(probabilities), config.batch_size)
-        return ShardPicks(selection.indices, selection.scores, np.ones(selection.indices.size, np.int64), None)
-    n_picks = shard_pick_count(config)
-    if config.selection_strategy == "diversity":
-        indices, distances, radius = k_center_with_radius(vectors, n_picks, initial_centers=labeled_vectors,
-                                                          metric=config.metric)
-        return ShardPicks(indices, distances, np.ones(indices.size, np.int64), radius)
-    indices, distances = badge_kmeanspp(vectors, probabilities, min(n_picks, n_candidates), metric=config.metric,
-                                        random_state=seed)
-    weights = nearest_pick_counts(vectors, probabilities, indices, metric=config.metric)
-    return ShardPicks(indices, distances, weights, None)
 
 
 def shard_file_names(host: str) -> Dict[str, str]:
@@ -3230,13 +3344,15 @@ def _shard_select(source: InputTable, config: SelectionConfig,
         df.index = pd.RangeIndex(len(df))
         _check_ids(df[config.id_field], config.id_field)
         pool = pool_from_frame(df, config, index_columns=source.index_columns)
+    rule = strategy_for(config.selection_strategy).sharding
     candidates = np.flatnonzero(~pool.labeled)
     vectors = labeled_vectors = None
     if pool.vectors is not None:
         vectors = pool.vectors[candidates]
-        if config.selection_strategy == "diversity" and candidates.size < pool.labeled.size:
+        if rule.sends_labeled_vectors and candidates.size < pool.labeled.size:
             labeled_vectors = pool.vectors[pool.labeled]
     probabilities = pool.probabilities[candidates]
+    own = Candidates(probabilities, vectors, labeled_vectors)
     manifest = {
         "input_files": relative, "input_format": source.fmt, "columns": source.columns, "kinds": source.kinds,
         "arrow_schema": _schema_text(source), "pool_size": int(pool.labeled.size),
@@ -3246,15 +3362,13 @@ def _shard_select(source: InputTable, config: SelectionConfig,
                     "vector_columns": pool.vector_columns or None, "vector_source": pool.vector_source,
                     "classes": pool.classes},
     }
-    if config.selection_strategy == "diversity" and candidates.size:
-        manifest["candidate_vector_sum"] = vectors.sum(axis=0, dtype=np.float64)
     if candidates.size:
-        picks = shard_candidates(config, probabilities, vectors, labeled_vectors,
-                                 shard_seed(config.random_seed, resources.hosts, resources.current_host))
+        manifest.update(rule.shard_facts(own))
+        picks = rule.send(config, own, shard_seed(config.random_seed, resources.hosts, resources.current_host))
     else:
         empty = np.empty(0, dtype=np.int64)
         picks = ShardPicks(empty, np.empty(0), empty, None)
-    del pool, vectors
+    del pool, vectors, own
     order = np.argsort(candidates[picks.indices], kind="stable")  # forwarded in input order
     positions = candidates[picks.indices][order]
     sent = picks.indices[order]
@@ -3610,40 +3724,11 @@ def merge_select(input_dir: Path, config: SelectionConfig) -> MergeResult:
 
 def _merge_strategy(config: SelectionConfig, pool: MergedPool, outputs: Sequence[ShardOutput],
                     candidate_count: int) -> Tuple[Selection, Dict[str, Any]]:
-    strategy = config.selection_strategy
-    keys = (pool.file_rank, pool.row)
-    if strategy in ACTIVE_LEARNING_STRATEGIES and config.batch_size >= candidate_count:
+    strategy = strategy_for(config.selection_strategy)
+    if strategy.batched and config.batch_size >= candidate_count:
         logger.info("BATCH_SIZE=%d is not smaller than the %d candidates: selecting them all", config.batch_size,
                     candidate_count)
-    if strategy in EXACT_STRATEGIES:
-        limit = {"confidence_threshold": config.max_samples, "top_k_per_class": config.k_per_class,
-                 "uncertainty": config.batch_size}[strategy]
-        groups = pool.probabilities.argmax(axis=1) if strategy == "top_k_per_class" else None
-        indices = merge_ranked(pool.scores, keys, limit, groups)
-        return Selection(indices, pool.scores[indices]), {"guarantee": "exact"}
-    vectors = pool.vectors
-    if strategy == "diversity":
-        labeled, mean = _merge_centers(outputs, vectors.shape[1])
-        indices, distances, radius = k_center_with_radius(vectors, config.batch_size, initial_centers=labeled,
-                                                          mean=mean, metric=config.metric)
-        shard_radii = [output.manifest["covering_radius_chord"] for output in outputs
-                       if output.manifest["covering_radius_chord"] is not None]
-        return Selection(indices, distances), {
-            "guarantee": "two-round k-center greedy, a 4-approximation of the optimal covering radius "
-                         "(Malkomes et al., NIPS 2015)",
-            "oversampling": config.oversampling,
-            "shard_radius_max": _from_chord(max(shard_radii, default=0.0), config.metric),
-            "merge_radius": _from_chord(radius, config.metric),
-            "covering_radius_bound": covering_radius_bound(shard_radii, radius, config.metric),
-        }
-    indices, distances = badge_kmeanspp(vectors, pool.probabilities, config.batch_size, metric=config.metric,
-                                        random_state=config.random_seed, sample_weight=pool.weights)
-    return Selection(indices, distances), {
-        "guarantee": "weighted D^2 sampling over the shards' D^2 picks, as in k-means|| (Bahmani et al. 2012); "
-                     "first pick exact (largest gradient norm)",
-        "oversampling": config.oversampling,
-        "represented_rows": int(pool.weights.sum()),
-    }
+    return strategy.sharding.merge(config, pool, outputs)
 
 
 # ---- Labeling tasks: the selection as a Ground Truth manifest or Label Studio tasks --------------------------
