@@ -301,8 +301,8 @@ def study_section(records: pd.DataFrame, command: str, wall_seconds: Optional[fl
         f"the model, and {max(CALIBRATION_SIZES)} x classes rows drawn at random are held out as calibration rows, "
         "in draw order: the first m x classes of them are the calibration set of **m rows per class** (on average: "
         "a random held-out sample has the pool's class mix, which a balanced one would not, and the estimate "
-        "assumes it). Every other row is the unlabeled pool, the same for every m. The script gets the pool's prediction table (`evaluation_data`) and the calibration "
-        "rows' (`calibration_data`, `LABEL_FIELD=label`). The fixed thresholds and top-k select the same rows at "
+        "assumes it). Every other row is the unlabeled pool, the same for every m. The script gets the pool's "
+        "prediction table (`evaluation_data`) and the calibration rows' (`calibration_data`, `LABEL_FIELD=label`). The fixed thresholds and top-k select the same rows at "
         "every m; only their estimate changes. **train instead** adds the m calibration labels per class to the "
         "training rows and pseudo-labels nothing. precision_target runs at its defaults "
         f"(`TARGET_PRECISION={TARGET:g}`, `PRECISION_CONFIDENCE={LEVEL:g}`).",

@@ -17,8 +17,8 @@ Two use cases share one contract:
 
 Run in the container as ``python active_sample_selection.py --job_type ssl_selection`` with the
 environment variables listed in ``ENV_VARS``; locally, the channels can be pointed at folders with
-``--evaluation_data``, ``--calibration_data``, ``--selected_samples``, ``--selection_metadata`` and ``--labeling_tasks``. Tests call
-``main``. With ``LABELING_FORMAT`` set, an active-learning selection is also written as labeling tasks: a
+``--evaluation_data``, ``--calibration_data``, ``--selected_samples``, ``--selection_metadata`` and
+``--labeling_tasks``. Tests call ``main``. With ``LABELING_FORMAT`` set, an active-learning selection is also written as labeling tasks: a
 SageMaker Ground Truth input manifest or a Label Studio tasks file with its labeling configuration.
 
 The file reads in the order the data flows: constants; settings (``ENV_VARS``, ``parse_environment``);
