@@ -65,9 +65,13 @@ def test_calibration_data_is_never_wired_from_an_upstream_step(s3, pipeline_sess
     assert "calibration_data" not in selection.resolve_inputs([upstream])
 
 
-def test_a_sharded_selection_refuses_calibration_and_precision_target(s3, pipeline_session):
-    with pytest.raises(ValueError, match="cannot be used with a sharded selection"):
-        builder(pipeline_session, selection_strategy="confidence_threshold").create_sharded_steps(
-            2, inputs={**EVALUATION, **CALIBRATION})
-    with pytest.raises(ValueError, match="precision_target cannot be sharded: use SELECTION_ROLE=single"):
-        builder(pipeline_session).create_sharded_steps(2, inputs={**EVALUATION, **CALIBRATION})
+def test_a_sharded_selection_gives_calibration_data_to_every_shard_and_to_the_merge(s3, pipeline_session):
+    steps = builder(pipeline_session, label_field="label").create_sharded_steps(
+        3, inputs={**EVALUATION, **CALIBRATION})
+    shard, merge = inputs_of(steps.shard), inputs_of(steps.merge)
+    assert shard["evaluation_data"]["S3DataDistributionType"] == "ShardedByS3Key"
+    for inputs in (shard, merge):
+        assert inputs["calibration_data"]["S3Uri"] == CALIBRATION["calibration_data"]
+        assert inputs["calibration_data"]["S3DataDistributionType"] == "FullyReplicated"
+    with pytest.raises(ValueError, match="needs input 'calibration_data'"):
+        builder(pipeline_session).create_sharded_steps(2, inputs=EVALUATION)

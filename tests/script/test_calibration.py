@@ -5,13 +5,17 @@ Clopper-Pearson intervals, from the binomial tail the bound is defined by (summe
 from brute-force counts written out below; scipy appears only where a test re-derives a beta quantile itself.
 """
 
+import argparse
 import logging
 import math
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import sharding as sim
 from conftest import script_module as script, write_table
 
 scipy_stats = pytest.importorskip("scipy.stats")
@@ -406,10 +410,6 @@ ERRORS = [
     ("logits in calibration, probabilities in evaluation", {},
      lambda t: t.assign(**{name: np.log(t[name]) for name in SCORES}), "calibration_data's scores read as"),
     ("duplicate calibration ids", {}, lambda t: t.assign(id=["c1"] * len(t)), "duplicate ids"),
-    ("a sharded run with calibration", {"SELECTION_ROLE": "merge"}, lambda t: t,
-     "calibration_data cannot be used with SELECTION_ROLE=merge"),
-    ("precision_target sharded", {"SELECTION_STRATEGY": "precision_target", "SELECTION_ROLE": "merge"}, None,
-     "SELECTION_STRATEGY=precision_target cannot be sharded: use SELECTION_ROLE=single"),
     ("TARGET_PRECISION=1", {"TARGET_PRECISION": "1"}, lambda t: t, "TARGET_PRECISION='1' is out of range"),
     ("CLASS_BALANCE=equal", {"CLASS_BALANCE": "equal"}, lambda t: t, "CLASS_BALANCE='equal' is not allowed"),
 ]
@@ -439,3 +439,51 @@ def test_a_missing_calibration_folder_and_one_around_an_output_are_errors(run):
     inputs["calibration_data"] = str(run.root / "out")  # holds the output folders
     with pytest.raises(script.SelectionError, match="overlaps the input folder"):
         main_with(run, inputs, env)
+
+
+# ---- Sharded: every shard and the merge read calibration_data -----------------------------------------------
+
+def with_calibration(monkeypatch, folder):
+    """sim's runs with calibration_data given to every shard and to the merge (folder None: to none)."""
+    def run_main(input_dir, out_dir, env, job_type="test_selection"):
+        inputs = {"evaluation_data": str(input_dir)}
+        if folder is not None:
+            inputs["calibration_data"] = str(folder)
+        return script.main(inputs, {"selected_samples": str(Path(out_dir) / "selected_samples"),
+                                    "selection_metadata": str(Path(out_dir) / "selection_metadata")},
+                           dict(env), argparse.Namespace(job_type=job_type))
+    monkeypatch.setattr(sim, "run_main", run_main)
+
+
+@pytest.mark.parametrize("env", [
+    {"SELECTION_STRATEGY": "precision_target", "TARGET_PRECISION": "0.9"},
+    {"SELECTION_STRATEGY": "precision_target", "TARGET_PRECISION": "0.9", "CLASS_BALANCE": "align"},
+    {"SELECTION_STRATEGY": "confidence_threshold", "MAX_SAMPLES": "70"},
+    {"SELECTION_STRATEGY": "top_k_per_class", "K_PER_CLASS": "30"},
+], ids=["precision_target", "precision_target-align", "confidence_threshold", "top_k_per_class"])
+@pytest.mark.parametrize("n_shards", [1, 3])
+def test_sharded_runs_select_and_estimate_exactly_as_a_single_run(monkeypatch, tmp_path, env, n_shards):
+    evaluation = predictions(900, 12, "e", False)
+    relatives = sim.write_parts([evaluation.iloc[i::5] for i in range(5)], tmp_path / "pool")
+    write_table(predictions(900, 13, "c", True), tmp_path / "calibration", "parquet")
+    with_calibration(monkeypatch, tmp_path / "calibration")
+    env = dict(env, LABEL_FIELD="label")
+    single, single_out = sim.single(tmp_path / "pool", tmp_path, env)
+    merged, merged_out = sim.sharded(tmp_path / "pool", relatives, tmp_path, n_shards, env)
+    pd.testing.assert_frame_equal(sim.selected_frame(single_out), sim.selected_frame(merged_out))
+    assert single["selected_count"] > 0
+    assert merged["precision_estimate"] == single["precision_estimate"]
+    assert merged["precision_estimate"]["available"] is True
+
+
+def test_shards_and_merge_must_read_the_same_calibration_data(monkeypatch, tmp_path):
+    evaluation = predictions(300, 14, "e", False)
+    relatives = sim.write_parts([evaluation.iloc[i::2] for i in range(2)], tmp_path / "pool")
+    write_table(predictions(300, 15, "c", True), tmp_path / "calibration", "parquet")
+    env = {"SELECTION_STRATEGY": "confidence_threshold", "LABEL_FIELD": "label"}
+    with_calibration(monkeypatch, tmp_path / "calibration")
+    outputs = sim.run_shards(tmp_path / "pool", relatives, tmp_path, 2, env)
+    merge_input = sim.upload(outputs, tmp_path / "s3")
+    with_calibration(monkeypatch, None)
+    with pytest.raises(script.SelectionError, match="shard algo-1 read calibration_data but the merge got none"):
+        sim.run_merge(merge_input, tmp_path, env)

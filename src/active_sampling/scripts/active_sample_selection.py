@@ -1482,9 +1482,9 @@ class ConfidenceThresholdSampler(_Sampler):
         return confidence_threshold_selection(candidates.probabilities, self.confidence_threshold, self.max_samples)
 
     def class_thresholds(self, candidates: Candidates, selection: Selection) -> np.ndarray:
-        """CONFIDENCE_THRESHOLD for every class, or the last selected confidence when MAX_SAMPLES cut the list."""
+        """CONFIDENCE_THRESHOLD for every class, or the last selected confidence when MAX_SAMPLES rows were kept."""
         threshold = self.confidence_threshold
-        if self.max_samples and (candidates.probabilities.max(axis=1) >= threshold).sum() > self.max_samples:
+        if self.max_samples and (candidates.probabilities.max(axis=1) >= threshold).sum() >= self.max_samples:
             threshold = float(selection.scores.min())
         return np.full(candidates.probabilities.shape[1], threshold)
 
@@ -2534,16 +2534,17 @@ def check_calibration_apart(evaluation_ids: pd.Series, calibration: CalibrationT
                              "select".format(id_field, evaluation_ids[shared].iloc[0], int(shared.sum())))
 
 
-def check_calibration_fits(calibration: CalibrationTable, pool: Pool) -> None:
+def check_calibration_fits(calibration: CalibrationTable, score_columns: Sequence[str],
+                           score_interpretation: str) -> None:
     """calibration_data must have the evaluation data's score columns, read the same way."""
-    if calibration.score_columns != pool.score_columns:
+    if list(calibration.score_columns) != list(score_columns):
         raise SelectionError("calibration_data has score columns {} but evaluation_data has {}: both must be the "
                              "same model's scores".format(_preview(calibration.score_columns),
-                                                          _preview(pool.score_columns)))
-    if calibration.score_interpretation != pool.score_interpretation:
+                                                          _preview(score_columns)))
+    if calibration.score_interpretation != score_interpretation:
         raise SelectionError("calibration_data's scores read as {} but evaluation_data's as {}: both must be the "
                              "same model's scores in the same form".format(calibration.score_interpretation,
-                                                                          pool.score_interpretation))
+                                                                          score_interpretation))
 
 
 # ---- Engine: the strategy table and the one path from pool to annotated rows ---------------------------------
@@ -2687,6 +2688,22 @@ class WeightedD2(ShardRule):
         }
 
 
+class CalibratedThresholds(ShardRule):
+    """Every shard reads calibration_data and sends its rows above their class's threshold; the merge reads it
+    too, finds the same thresholds and runs the sampler on the union (CLASS_BALANCE caps counted over every
+    shard's rows): the selection of a single run."""
+
+    def send(self, config: "SelectionConfig", candidates: Candidates, seed: Any) -> "ShardPicks":
+        selection = make_sampler(config._replace(class_balance="none")).select(candidates)
+        return ShardPicks(selection.indices, selection.scores, np.ones(selection.indices.size, np.int64), None)
+
+    def merge(self, config: "SelectionConfig", pool: "MergedPool",
+              outputs: Sequence["ShardOutput"]) -> Tuple[Selection, Dict[str, Any]]:
+        selection = make_sampler(config).select(Candidates(pool.probabilities, calibration=pool.calibration))
+        return selection, {"guarantee": "exact: every shard sent its rows above the thresholds that the merge "
+                                        "finds on the same calibration_data"}
+
+
 class Strategy(NamedTuple):
     """One row of ``STRATEGY_TABLE``: how a SELECTION_STRATEGY value is run."""
 
@@ -2715,7 +2732,7 @@ STRATEGY_TABLE = (
              settings={"k_per_class": "k_per_class"}, sharding=ExactTopK("k_per_class", per_class=True)),
     Strategy("precision_target", PrecisionTargetSampler, "ssl", needs_embeddings=False, batched=False,
              settings={"target_precision": "target_precision", "precision_confidence": "precision_confidence",
-                       "class_balance": "class_balance"}, sharding=None, needs_calibration=True),
+                       "class_balance": "class_balance"}, sharding=CalibratedThresholds(), needs_calibration=True),
     Strategy("uncertainty", UncertaintySampler, "active_learning", needs_embeddings=False, batched=True,
              settings={"uncertainty_mode": "strategy"}, sharding=ExactTopK("batch_size")),
     Strategy("diversity", DiversitySampler, "active_learning", needs_embeddings=True, batched=True,
@@ -2842,7 +2859,7 @@ def run_selection(pool: Pool, config: SelectionConfig, fetch_rows: Callable[[np.
     SSL strategies report a precision estimate.
     """
     if calibration is not None:
-        check_calibration_fits(calibration, pool)
+        check_calibration_fits(calibration, pool.score_columns, pool.score_interpretation)
     arrays = None if calibration is None else calibration.calibration
     selection = select_from_pool(pool, config, arrays)
     chosen = pool.probabilities[selection.indices]
@@ -3224,7 +3241,8 @@ def _shard_input(root: Path, config: SelectionConfig, forbidden: Sequence[Path])
 
 
 def run_shard(input_dir: Path, samples_dir: Path, metadata_dir: Path, config: SelectionConfig,
-              resources: ResourceConfig, job_type: str) -> Tuple[Dict[str, Any], List[Path]]:
+              resources: ResourceConfig, job_type: str,
+              calibration: Optional[CalibrationTable] = None) -> Tuple[Dict[str, Any], List[Path]]:
     """Select this shard's candidates and write them with the manifest the merge checks them against.
 
     Returns the manifest and the files written (which are removed again if writing fails midway).
@@ -3237,12 +3255,14 @@ def run_shard(input_dir: Path, samples_dir: Path, metadata_dir: Path, config: Se
         "input_format": None, "columns": [], "kinds": {}, "arrow_schema": None, "column_dtypes": {},
         "pool_size": 0, "labeled_count": 0, "candidate_count": 0, "forwarded_count": 0, "candidate_files": [],
         "labeled_file": None, "labeled_vectors": 0, "candidate_vector_sum": None, "covering_radius_chord": None,
-        "details": {},
+        "details": {}, "calibration_fingerprint": calibration_fingerprint(calibration),
     }
     written: List[Path] = []
     try:
         if source is not None:
-            pieces, labeled, shard_manifest = _shard_select(source, config, resources)
+            if calibration is not None:
+                check_calibration_apart(read_id_column(source, config.id_field), calibration, config.id_field)
+            pieces, labeled, shard_manifest = _shard_select(source, config, resources, calibration)
             manifest.update(shard_manifest)
             for number, piece in enumerate(pieces):
                 written.append(samples_dir / names["piece"].format(number))
@@ -3325,8 +3345,9 @@ def _arrow_pieces(source: InputTable, df: Optional[pd.DataFrame], row_counts: Se
     return pieces
 
 
-def _shard_select(source: InputTable, config: SelectionConfig,
-                  resources: ResourceConfig) -> Tuple[List[Any], Optional[np.ndarray], Dict[str, Any]]:
+def _shard_select(source: InputTable, config: SelectionConfig, resources: ResourceConfig,
+                  calibration: Optional[CalibrationTable] = None) -> Tuple[List[Any], Optional[np.ndarray],
+                                                                            Dict[str, Any]]:
     """The shard's forwarded rows (one Arrow table per input file), its labeled vectors and its manifest."""
     import pyarrow as pa
 
@@ -3352,7 +3373,9 @@ def _shard_select(source: InputTable, config: SelectionConfig,
         if rule.sends_labeled_vectors and candidates.size < pool.labeled.size:
             labeled_vectors = pool.vectors[pool.labeled]
     probabilities = pool.probabilities[candidates]
-    own = Candidates(probabilities, vectors, labeled_vectors)
+    if calibration is not None:
+        check_calibration_fits(calibration, pool.score_columns, pool.score_interpretation)
+    own = Candidates(probabilities, vectors, labeled_vectors, None if calibration is None else calibration.calibration)
     manifest = {
         "input_files": relative, "input_format": source.fmt, "columns": source.columns, "kinds": source.kinds,
         "arrow_schema": _schema_text(source), "pool_size": int(pool.labeled.size),
@@ -3524,6 +3547,7 @@ class MergedPool(NamedTuple):
     pieces: List[Any]  # Arrow tables as the shards wrote them
     piece: np.ndarray  # which piece holds each row
     piece_row: np.ndarray  # and where in it
+    calibration: Optional[Calibration] = None  # calibration_data, as the merge read it
 
 
 def _read_pieces(outputs: Sequence[ShardOutput]) -> List[Any]:
@@ -3680,7 +3704,8 @@ class MergeResult(NamedTuple):
     sharding: Dict[str, Any]
 
 
-def merge_select(input_dir: Path, config: SelectionConfig) -> MergeResult:
+def merge_select(input_dir: Path, config: SelectionConfig,
+                 calibration: Optional[CalibrationTable] = None) -> MergeResult:
     """The merge role: check all shards, then select from their candidates as a single run would."""
     outputs = read_shard_outputs(input_dir)
     hosts = check_shard_manifests([output.manifest for output in outputs], config)
@@ -3694,13 +3719,17 @@ def merge_select(input_dir: Path, config: SelectionConfig) -> MergeResult:
     if counts["candidate_count"] == 0:
         raise SelectionError("no candidate rows: all {} rows have LABEL_FIELD {!r} filled".format(
             counts["pool_size"], config.label_field))
+    check_calibration_agreement(manifests, calibration)
     pool = _read_merged_pool(outputs, config, len(first["classes"]), first["vector_columns"])
     _check_ids(pool.ids, config.id_field)
+    if calibration is not None:
+        check_calibration_fits(calibration, first["score_columns"], first["score_interpretation"])
+        check_calibration_apart(pool.ids, calibration, config.id_field)
+        pool = pool._replace(calibration=calibration.calibration)
     selection, sharding = _merge_strategy(config, pool, outputs, counts["candidate_count"])
     chosen = pool.probabilities[selection.indices]
     counts.update(_selected_counts(chosen, first["classes"], selection.scores))
-    if strategy_for(config.selection_strategy).use_case == "ssl":
-        counts["precision_estimate"] = no_precision_estimate("calibration_data is not read by SELECTION_ROLE=merge yet")
+    counts.update(_merged_estimate(config, pool, selection, chosen, first["classes"]))
     rows = _merged_rows(pool, selection.indices, first_shard["columns"],
                         _agreed_schema(with_rows, first_shard["columns"]), _merged_dtypes(with_rows))
     rows = annotate(rows, chosen, first["classes"], selection.scores, config.selection_strategy)
@@ -3720,6 +3749,40 @@ def merge_select(input_dir: Path, config: SelectionConfig) -> MergeResult:
                               chosen.max(axis=1))
     return MergeResult(SelectionResult(rows, counts, details, predictions), input_files, input_format,
                        resolve_output_format(config.output_format, input_format), sharding)
+
+
+def calibration_fingerprint(calibration: Optional[CalibrationTable]) -> Optional[str]:
+    """SHA-256 of the calibration arrays, so that the merge can check every shard read the same rows."""
+    if calibration is None:
+        return None
+    digest = hashlib.sha256(np.ascontiguousarray(calibration.calibration.probabilities).tobytes())
+    digest.update(np.ascontiguousarray(calibration.calibration.labels).tobytes())
+    return digest.hexdigest()
+
+
+def check_calibration_agreement(manifests: Sequence[Mapping[str, Any]],
+                                calibration: Optional[CalibrationTable]) -> None:
+    own = calibration_fingerprint(calibration)
+    for manifest in manifests:
+        theirs = manifest.get("calibration_fingerprint")
+        if theirs != own:
+            how = ("read no calibration_data but the merge did" if theirs is None else
+                   "read calibration_data but the merge got none" if own is None else
+                   "read other calibration_data than the merge")
+            raise SelectionError("shard {} {}: give every shard and the merge the same calibration_data".format(
+                manifest["host"], how))
+
+
+def _merged_estimate(config: SelectionConfig, pool: MergedPool, selection: Selection, chosen: np.ndarray,
+                     classes: Sequence[Any]) -> Dict[str, Any]:
+    """precision_estimate of a merged SSL selection: the thresholds are found among the merged rows, which hold
+    every selected row and, per class, every row a single run's rule would weigh."""
+    if strategy_for(config.selection_strategy).use_case != "ssl" or pool.calibration is None:
+        return _estimate_facts(config, pool.calibration, selection, chosen, classes)
+    if selection.class_thresholds is None:
+        thresholds = make_sampler(config).class_thresholds(Candidates(pool.probabilities), selection)
+        selection = selection._replace(class_thresholds=thresholds)
+    return _estimate_facts(config, pool.calibration, selection, chosen, classes)
 
 
 def _merge_strategy(config: SelectionConfig, pool: MergedPool, outputs: Sequence[ShardOutput],
@@ -4176,18 +4239,19 @@ def _calibration_channel(input_paths: Mapping[str, Any], config: SelectionConfig
                          outputs: Sequence[Optional[Path]]) -> Optional[Path]:
     """The calibration_data folder when one is given, checked against the outputs and the settings."""
     value = input_paths.get(CALIBRATION_CHANNEL)
+    strategy = strategy_for(config.selection_strategy)
     if value is None or value == "":
+        if strategy.needs_calibration:
+            raise SelectionError("SELECTION_STRATEGY={} needs the input {!r} (--{} on the command line): the model's "
+                                 "predictions on held-out labeled rows".format(config.selection_strategy,
+                                                                              CALIBRATION_CHANNEL, CALIBRATION_CHANNEL))
         return None
     folder = _channel(input_paths, CALIBRATION_CHANNEL, "input")
     check_folders_apart(folder, *outputs)
-    strategy = strategy_for(config.selection_strategy)
     if strategy.use_case != "ssl":
         raise SelectionError("calibration_data is given but SELECTION_STRATEGY={} selects rows for humans to label: "
                              "calibration_data measures pseudo-label precision, for the SSL strategies {}; leave it "
                              "out".format(config.selection_strategy, ", ".join(SSL_STRATEGIES)))
-    if config.selection_role != "single":
-        raise SelectionError("calibration_data cannot be used with SELECTION_ROLE={} yet: run SELECTION_ROLE=single"
-                             .format(config.selection_role))
     return folder
 
 
@@ -4248,14 +4312,19 @@ def main(
         logger.info("Strategy %s (use case %s, job type %s, role %s)", config.selection_strategy, config.use_case,
                     job_type, config.selection_role)
         if config.selection_role == "shard":
-            manifest, shard_files = run_shard(input_dir, samples_dir, metadata_dir, config, resources, job_type)
+            calibration = None if calibration_dir is None else read_calibration(
+                calibration_dir, config, _present(samples_dir, metadata_dir, labeling_dir))
+            manifest, shard_files = run_shard(input_dir, samples_dir, metadata_dir, config, resources, job_type,
+                                              calibration)
             written += shard_files
             for folder in _present(samples_dir, metadata_dir, labeling_dir):
                 written.append(_mark_success(folder, written))
             return manifest
         sharding = None
         if config.selection_role == "merge":
-            result, input_files, input_format, output_format, sharding = merge_select(input_dir, config)
+            calibration = None if calibration_dir is None else read_calibration(
+                calibration_dir, config, _present(samples_dir, metadata_dir, labeling_dir))
+            result, input_files, input_format, output_format, sharding = merge_select(input_dir, config, calibration)
         else:
             source = scan_input(input_dir, config, forbidden=_present(samples_dir, metadata_dir, labeling_dir))
             calibration = _load_calibration(calibration_dir, source, config,

@@ -117,7 +117,7 @@ class ActiveSampleSelectionStepBuilder(ProcessingStepBuilderBase):
         ``sdk.ParameterInteger``) and receives the input objects split between them (ShardedByS3Key);
         its outputs go under ``.../shards/``. The merge step reads the shard step's selected_samples
         and writes ``outputs`` exactly as a single step would, so downstream steps wire to ``merge``.
-        ``inputs`` and ``dependencies`` are those of the shard step.
+        ``inputs`` and ``dependencies`` are those of the shard step; a ``calibration_data`` input goes to both.
         """
         if isinstance(shard_count, bool) or (isinstance(shard_count, int) and not 1 <= shard_count <= 100):
             raise ValueError(f"shard_count must be from 1 to 100 (or a pipeline parameter), got {shard_count!r}")
@@ -126,15 +126,14 @@ class ActiveSampleSelectionStepBuilder(ProcessingStepBuilderBase):
         unsupported = script.sharding_unsupported(script.parse_environment(self.environment_variables()))
         if unsupported:
             raise ValueError(unsupported)
-        if script.CALIBRATION_CHANNEL in (inputs or {}):
-            raise ValueError(f"input '{script.CALIBRATION_CHANNEL}' cannot be used with a sharded selection yet: "
-                             "use create_step")
         shard = self.with_role("shard", shard_count).create_step(
             inputs=inputs, dependencies=dependencies, enable_caching=enable_caching,
         )
         shard_output = shard.properties.ProcessingOutputConfig.Outputs[script.SAMPLES_CHANNEL].S3Output.S3Uri
+        # calibration_data is small: every shard and the merge read all of it
+        calibration = {name: value for name, value in (inputs or {}).items() if name == script.CALIBRATION_CHANNEL}
         merge = self.with_role("merge").create_step(
-            inputs={script.INPUT_CHANNEL: shard_output}, outputs=outputs, dependencies=[shard],
+            inputs={script.INPUT_CHANNEL: shard_output, **calibration}, outputs=outputs, dependencies=[shard],
             enable_caching=enable_caching,
         )
         return ShardedSteps(shard, merge)
