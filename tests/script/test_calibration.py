@@ -436,9 +436,13 @@ def test_a_missing_calibration_folder_and_one_around_an_output_are_errors(run):
     inputs = {"evaluation_data": str(run.input_dir), "calibration_data": str(run.root / "nowhere")}
     with pytest.raises(script.SelectionError, match="nowhere does not exist"):
         main_with(run, inputs, env)
+    for folder in (run.samples_dir, run.metadata_dir):
+        (folder / "_FAILURE").unlink()
     inputs["calibration_data"] = str(run.root / "out")  # holds the output folders
     with pytest.raises(script.SelectionError, match="overlaps the input folder"):
         main_with(run, inputs, env)
+    assert not (run.samples_dir / "_FAILURE").exists()  # the calibration folder is input: nothing written there
+    assert not (run.metadata_dir / "_FAILURE").exists()
 
 
 # ---- Sharded: every shard and the merge read calibration_data -----------------------------------------------

@@ -4255,6 +4255,14 @@ def _calibration_channel(input_paths: Mapping[str, Any], config: SelectionConfig
     return folder
 
 
+def _outside_calibration(folders: Sequence[Path], input_paths: Any) -> List[Path]:
+    """The ``folders`` not inside the calibration_data folder, which is input too: no _FAILURE goes there."""
+    value = input_paths.get(CALIBRATION_CHANNEL) if isinstance(input_paths, Mapping) else None
+    if not isinstance(value, (str, os.PathLike)) or not str(value):
+        return list(folders)
+    return [folder for folder in folders if not _is_within(_real(folder), _real(Path(value)))]
+
+
 def _load_calibration(folder: Optional[Path], source: InputTable, config: SelectionConfig,
                       forbidden: Sequence[Path]) -> Optional[CalibrationTable]:
     """calibration_data read and checked to share no id with the evaluation data."""
@@ -4356,7 +4364,7 @@ def main(
         for folder in _present(samples_dir, metadata_dir, labeling_dir):
             written.append(_mark_success(folder, written))
     except BaseException as error:
-        folders = _output_folders(output_paths) + list(_present(labeling_dir))
+        folders = _outside_calibration(_output_folders(output_paths) + list(_present(labeling_dir)), input_paths)
         _record_failure(folders, _input_folder(input_paths), error, written)
         raise
     logger.info("Selected %d of %d candidates (pool of %d) with %s in %.2fs", metadata["selected_count"],
