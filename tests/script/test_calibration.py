@@ -77,6 +77,16 @@ def test_bounds_are_where_the_binomial_tail_equals_the_error_rate(seed):
             assert 1 - binomial_tail(k + 1, n, float(two_high)) == pytest.approx((1 - confidence) / 2, abs=1e-9)
 
 
+@pytest.mark.parametrize("precision, target, confidence", [(0.99, 0.95, 0.95), (0.97, 0.95, 0.95), (0.9, 0.8, 0.9)])
+def test_rows_needed_is_where_the_bound_at_that_precision_first_reaches_the_target(precision, target, confidence):
+    needed = script.rows_needed(precision, target, confidence)
+    bound = lambda n: float(script.clopper_pearson_lower(math.floor(precision * n), n, confidence))  # noqa: E731
+    assert bound(needed) >= target
+    assert bound(int(needed * 0.98) - 1) < target  # within the 1 % the search allows
+    assert script.rows_needed(target, target, confidence) is None  # a precision at the target never suffices
+    assert script.rows_needed(1.0, target, confidence) == script.minimum_calibration_rows(target, confidence)
+
+
 def test_no_trials_give_no_bound_and_impossible_counts_are_refused():
     assert np.isnan(script.clopper_pearson_lower(0, 0, 0.95))
     assert all(np.isnan(end) for end in script.clopper_pearson_interval(0, 0))
@@ -112,6 +122,23 @@ def test_a_threshold_where_noise_crosses_the_bar_again_is_not_chosen():
     assert found.threshold == confidence[69] and (found.rows, found.correct) == (70, 70)
     lowest_passing = naive_scan(confidence, correct, 0.95, 0.95, fixed_sequence=False)
     assert lowest_passing == confidence[-1] < found.threshold  # what the other rule would have taken
+
+
+def test_at_a_precision_just_at_the_target_the_scan_accepts_about_as_often_as_its_level_allows():
+    # Every row is correct with probability 0.95 = the target: any accepted threshold is a false acceptance.
+    # The fixed sequence keeps that near 1 - level = 5 %; taking the lowest threshold that passes anywhere does not.
+    rng = np.random.default_rng(0)
+    confidence = np.linspace(0.999, 0.5, 400)
+    fixed = anywhere = 0
+    trials = 400
+    for _ in range(trials):
+        correct = rng.random(400) < 0.95
+        fixed += math.isfinite(script.fixed_sequence_threshold(confidence, correct, 0.95, 0.95).threshold)
+        rows = np.arange(1, 401)
+        bounds = script.clopper_pearson_lower(np.cumsum(correct), rows, 0.95)
+        anywhere += bool((bounds[rows >= 59] >= 0.95).any())
+    assert fixed / trials <= 0.075
+    assert anywhere / trials > 1.5 * fixed / trials
 
 
 def test_fewer_rows_than_can_ever_pass_give_no_threshold():
@@ -342,7 +369,9 @@ def test_precision_target_estimate_and_rule_through_main(run, caplog):
         assert rule["classes"][str(c)]["threshold"] == (None if math.isinf(found) else found)
     selected = run.selected()
     assert len(selected) == metadata["selected_count"] > 0
-    assert all(row["confidence"] >= thresholds[int(row["pseudo_label"])] for _, row in selected.iterrows())
+    pool = predictions(600, 1, "e", False)[SCORES].to_numpy()
+    qualifying = [i for i, row in enumerate(pool) if row.max() >= thresholds[row.argmax()]]
+    assert sorted(selected["id"]) == sorted("e{:05d}".format(i) for i in qualifying)
     check_estimate(metadata["precision_estimate"], calibration, thresholds, selected)
     assert rule["minimum_rows"] == script.minimum_calibration_rows(0.9, 0.95)
 
