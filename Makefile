@@ -7,8 +7,8 @@ CONSTRAINTS := tools/constraints.txt
 # builds .venv-sdk2 for the other major.
 SDK_MAJOR := 3
 
-.PHONY: venv constraints test test-main test-legacy test-labeling test-sdk-other environment-legacy \
-	environment-labeling environment-sdk-other demo bench evaluate pipeline docs clean
+.PHONY: venv constraints test test-main test-legacy test-labeling test-sdk-other test-report environment-legacy \
+	environment-labeling environment-sdk-other environment-report demo bench evaluate pipeline docs clean
 
 venv: $(STAMP)
 
@@ -36,13 +36,13 @@ constraints:
 	mv $(CONSTRAINTS).new $(CONSTRAINTS)
 	rm -rf .venv-resolve
 
-# Every test target. Building the three extra environments is mostly waiting for downloads, so it runs
-# beside the main tests; their own tests follow. (.venv is built first: two editable installs at once would
+# Every test target. Building the three extra environments and installing chromium is mostly waiting for
+# downloads, so it runs beside the main tests; their own tests follow. (.venv is built first: two editable installs at once would
 # both write src/*.egg-info.)
 test: $(STAMP)
 	$(MAKE) --no-print-directory -j4 --output-sync=target test-main environment-legacy environment-labeling \
-		environment-sdk-other
-	$(MAKE) --no-print-directory test-legacy test-labeling test-sdk-other
+		environment-sdk-other environment-report
+	$(MAKE) --no-print-directory test-legacy test-labeling test-sdk-other test-report
 
 test-main: $(STAMP)
 	SDK_EXPECTED_MAJOR=$(SDK_MAJOR) $(PY) -m pytest -q
@@ -54,6 +54,10 @@ test-legacy:
 # The Label Studio tasks against a real Label Studio server (label-studio in .venv-labeling, on 127.0.0.1).
 test-labeling: $(STAMP)
 	bash tools/labeling_env.sh test
+
+# selection_report.html of the demo and of a sharded run in headless Chromium (Debian's package, JavaScript off).
+test-report: $(STAMP)
+	bash tools/report_env.sh test
 
 # The SageMaker-SDK tests (marker "sdk") again under SDK v2, and v2's pipeline definition against v3's.
 test-sdk-other: $(STAMP)
@@ -67,6 +71,9 @@ environment-labeling:
 
 environment-sdk-other:
 	bash tools/sdk_env.sh build
+
+environment-report:
+	bash tools/report_env.sh build
 
 demo: $(STAMP)
 	$(PY) examples/demo.py

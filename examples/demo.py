@@ -6,8 +6,9 @@ examples/data/digits_predictions/ and writes to demo_output/<run>/selected_sampl
 * ``ssl_confidence_threshold``: rows whose top probability is at least 0.9 become pseudo-labeled; their
   precision is measured against examples/data/digits_truth.csv (the truth of unlabeled rows is never in
   the prediction table);
-* ``active_learning_badge``: 20 rows for a human to label, chosen by BADGE from the model's probabilities and
-  hidden-layer embeddings, also written as Label Studio tasks (demo_output/active_learning_badge/labeling_tasks):
+* ``active_learning_hybrid``: 20 rows for a human to label, chosen by the recommended ``hybrid`` strategy (the row
+  nearest each of 20 k-means centroids of the hidden-layer embeddings, among the 60 rows the model is least sure
+  of), also written as Label Studio tasks (demo_output/active_learning_hybrid/labeling_tasks):
   the table gets a ``picture`` column first, each 8x8 digit drawn in characters, for annotators to look at.
 """
 
@@ -32,8 +33,8 @@ RUNS: Dict[str, Dict[str, str]] = {
         "LABEL_FIELD": "label",
         "CONFIDENCE_THRESHOLD": "0.9",
     },
-    "active_learning_badge": {
-        "SELECTION_STRATEGY": "badge",
+    "active_learning_hybrid": {
+        "SELECTION_STRATEGY": "hybrid",
         "USE_CASE": "active_learning",
         "LABEL_FIELD": "label",
         "BATCH_SIZE": "20",
@@ -81,6 +82,7 @@ def run_selection(name: str, environ: Dict[str, str], output_dir: Path, input_di
         "metadata": metadata,
         "samples_path": samples_path,
         "metadata_path": Path(outputs[script.METADATA_CHANNEL]) / script.METADATA_FILENAME,
+        "report_path": Path(outputs[script.METADATA_CHANNEL]) / script.REPORT_FILENAME,
         "selected": pd.read_csv(samples_path),
     }
     if script.LABELING_CHANNEL in outputs:
@@ -106,14 +108,14 @@ def model_error_rate(rows: pd.DataFrame) -> float:
 
 def run_demo(output_dir: Path = DEFAULT_OUTPUT_DIR) -> Dict[str, dict]:
     output_dir = Path(output_dir)
-    inputs = {"ssl_confidence_threshold": PREDICTIONS_DIR, "active_learning_badge": predictions_with_pictures(output_dir)}
+    inputs = {"ssl_confidence_threshold": PREDICTIONS_DIR, "active_learning_hybrid": predictions_with_pictures(output_dir)}
     results = {name: run_selection(name, environ, output_dir, inputs[name]) for name, environ in RUNS.items()}
     results["ssl_confidence_threshold"]["precision"] = pseudo_label_precision(
         results["ssl_confidence_threshold"]["selected"]
     )
     pool = pd.read_csv(PREDICTIONS_DIR / "predictions.csv")
-    results["active_learning_badge"]["error_rates"] = (
-        model_error_rate(results["active_learning_badge"]["selected"]),
+    results["active_learning_hybrid"]["error_rates"] = (
+        model_error_rate(results["active_learning_hybrid"]["selected"]),
         model_error_rate(pool[pool["label"].isna()]),
     )
     return results
@@ -136,7 +138,8 @@ def summary_lines(results: Dict[str, dict]) -> List[str]:
             selected_rate, pool_rate = result["error_rates"]
             lines.append(f"  the model is wrong on {selected_rate:.0%} of the selected rows "
                          f"(on {pool_rate:.0%} of all unlabeled rows): worth a human label")
-        lines += [f"  samples:  {result['samples_path']}", f"  metadata: {result['metadata_path']}"]
+        lines += [f"  samples:  {result['samples_path']}", f"  metadata: {result['metadata_path']}",
+                  f"  report:   {result['report_path']} (open it in a browser)"]
         if "labeling_dir" in result:
             tasks = result["labeling_dir"] / script.LABEL_STUDIO_TASKS
             lines += [

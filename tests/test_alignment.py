@@ -115,7 +115,8 @@ def test_builder_environment_covers_every_required_variable_and_nothing_else():
 
 def test_builder_sends_every_variable_once_all_values_are_set():
     environment = builder(label_field="label", score_field="score", output_format="parquet",
-                          labeling_format="label_studio", labeling_data_field="text").environment_variables()
+                          labeling_format="label_studio", labeling_data_field="text", diversity_method="kmeans",
+                          uncertainty_prefilter=2).environment_variables()
     assert list(environment) == [var.name for var in script.ENV_VARS]
 
 

@@ -76,17 +76,17 @@ def test_demo_writes_both_selections_and_a_summary(tmp_path, capsys):
         assert len(selected) == metadata["selected_count"] > 0
         assert not committed_labeled & set(selected["id"])
         assert sum(metadata["selected_per_class"].values()) == len(selected)
-    tasks_path = tmp_path / "active_learning_badge" / "labeling_tasks" / "label_studio_tasks.json"
+    tasks_path = tmp_path / "active_learning_hybrid" / "labeling_tasks" / "label_studio_tasks.json"
     tasks = json.loads(tasks_path.read_text())
-    badge = pd.read_csv(tmp_path / "active_learning_badge" / "selected_samples" / "selected_samples.csv")
+    hybrid = pd.read_csv(tmp_path / "active_learning_hybrid" / "selected_samples" / "selected_samples.csv")
     assert str(tasks_path) in printed
-    assert [task["data"]["id"] for task in tasks] == badge["id"].astype(str).tolist()
+    assert [task["data"]["id"] for task in tasks] == hybrid["id"].astype(str).tolist()
     assert all(len(task["data"]["picture"].split("\n")) == 8 for task in tasks)
-    config = (tmp_path / "active_learning_badge" / "labeling_tasks" / "label_studio_config.xml").read_text()
+    config = (tmp_path / "active_learning_hybrid" / "labeling_tasks" / "label_studio_config.xml").read_text()
     assert [f'<Choice value="{digit}"/>' in config for digit in range(10)] == [True] * 10
     ssl = pd.read_csv(tmp_path / "ssl_confidence_threshold" / "selected_samples" / "selected_samples.csv")
     assert ssl["confidence"].min() >= 0.9
-    assert len(pd.read_csv(tmp_path / "active_learning_badge" / "selected_samples" / "selected_samples.csv")) == 20
+    assert len(pd.read_csv(tmp_path / "active_learning_hybrid" / "selected_samples" / "selected_samples.csv")) == 20
     assert "pseudo-label precision against the true digits" in printed
 
 
@@ -100,7 +100,7 @@ def test_pseudo_label_precision_is_measured_against_the_truth_file(tmp_path):
     assert 0.9 < results["ssl_confidence_threshold"]["precision"] <= 1.0
 
 
-def test_badge_picks_rows_the_model_gets_wrong_more_often_than_the_pool(tmp_path):
+def test_the_hybrid_picks_rows_the_model_gets_wrong_more_often_than_the_pool(tmp_path):
     demo = _load("demo")
-    selected_rate, pool_rate = demo.run_demo(tmp_path)["active_learning_badge"]["error_rates"]
+    selected_rate, pool_rate = demo.run_demo(tmp_path)["active_learning_hybrid"]["error_rates"]
     assert selected_rate > 2 * pool_rate

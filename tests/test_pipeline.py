@@ -48,8 +48,7 @@ def test_selection_step_definition(definition):
         "SCORE_FIELD_PREFIX": "prob_class_", "EMBEDDING_FIELD_PREFIX": "emb_", "RANDOM_SEED": "42",
         "CONFIDENCE_THRESHOLD": "0.9", "MAX_SAMPLES": "0", "K_PER_CLASS": "100", "UNCERTAINTY_MODE": "margin",
         "BATCH_SIZE": "64", "METRIC": "euclidean", "SELECTION_ROLE": "single", "OVERSAMPLING": "4",
-        "RESOURCE_CONFIG_PATH": "/opt/ml/config/resourceconfig.json", "DIVERSITY_METHOD": "kcenter",
-        "UNCERTAINTY_PREFILTER": "0", "LABELING_FORMAT": "none",
+        "RESOURCE_CONFIG_PATH": "/opt/ml/config/resourceconfig.json", "LABELING_FORMAT": "none",
         "TARGET_PRECISION": "0.95", "PRECISION_CONFIDENCE": "0.95", "CLASS_BALANCE": "none",
     }
     assert selection["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}

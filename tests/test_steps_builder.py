@@ -153,8 +153,18 @@ def test_sharded_steps_write_labeling_tasks_from_the_merge_only(s3, pipeline_ses
     assert merge.arguments["Environment"]["LABELING_FORMAT"] == "label_studio"
 
 
-def test_sharded_steps_refuse_kmeans_diversity(pipeline_session):
-    builder = ActiveSampleSelectionStepBuilder(config(selection_strategy="diversity", diversity_method="kmeans"),
-                                               sagemaker_session=pipeline_session)
-    with pytest.raises(ValueError, match="DIVERSITY_METHOD=kmeans cannot be sharded yet"):
+def test_sharded_steps_refuse_a_strategy_whose_row_has_no_sharding_rule(pipeline_session, monkeypatch):
+    unshardable = script.STRATEGIES_BY_NAME["badge"]._replace(sharding=None)
+    monkeypatch.setitem(script.STRATEGIES_BY_NAME, "badge", unshardable)
+    builder = ActiveSampleSelectionStepBuilder(config(selection_strategy="badge"), sagemaker_session=pipeline_session)
+    with pytest.raises(ValueError, match="SELECTION_STRATEGY=badge cannot be sharded: use SELECTION_ROLE=single"):
         builder.create_sharded_steps(2, inputs={"evaluation_data": "s3://data/predictions/"})
+
+
+@pytest.mark.parametrize("strategy", ["hybrid", "diversity"])
+def test_sharded_steps_for_the_hybrid_and_kmeans_diversity(s3, pipeline_session, strategy):
+    builder = ActiveSampleSelectionStepBuilder(config(selection_strategy=strategy, diversity_method="kmeans"),
+                                               sagemaker_session=pipeline_session)
+    shard, merge = builder.create_sharded_steps(2, inputs={"evaluation_data": "s3://data/predictions/"})
+    assert shard.arguments["Environment"]["SELECTION_ROLE"] == "shard"
+    assert merge.arguments["Environment"]["DIVERSITY_METHOD"] == "kmeans"

@@ -52,8 +52,16 @@ def selection_values(draw):
     return values
 
 
+# Settings a strategy reads take its own default when unset (the hybrid: kmeans behind beta = 3).
+STRATEGY_DEFAULTS = {"diversity": {"diversity_method": "kcenter", "uncertainty_prefilter": 0},
+                     "hybrid": {"diversity_method": "kmeans", "uncertainty_prefilter": 3}}
+
+
 def typed_values(config):
-    return {var.field: getattr(config, var.field) for var in script.ENV_VARS}
+    values = {var.field: getattr(config, var.field) for var in script.ENV_VARS}
+    for field, default in STRATEGY_DEFAULTS.get(config.selection_strategy, {}).items():
+        values[field] = default if values[field] is None else values[field]
+    return values
 
 
 def environment_of(config):
@@ -118,7 +126,9 @@ def test_main_run_with_the_builder_environment_reports_the_config_values(tmp_pat
     metadata = script.main({script.INPUT_CHANNEL: str(input_dir)}, outputs, builder.environment_variables(), job_args)
 
     written = json.loads((tmp_path / script.METADATA_CHANNEL / script.METADATA_FILENAME).read_text())
-    assert metadata["config"] == written["config"] == typed_values(config)
+    typed = typed_values(config)
+    assert metadata["config"] == written["config"] == {field: typed[field] for field in metadata["config"]}
+    assert set(script.strategy_for(strategy).reads) <= set(metadata["config"])  # only these are strategy-specific
     assert (metadata["strategy"], metadata["job_type"]) == (strategy, "round_trip")
     assert metadata["output_file"] == f"selected_samples.{output_format}"
     assert 0 < metadata["selected_count"] <= 15

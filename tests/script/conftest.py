@@ -62,6 +62,7 @@ def write_table(table, folder, fmt="csv", name="predictions"):
 
 
 RESULT_NAMES = ("selected_samples.csv", "selected_samples.tsv", "selected_samples.parquet", "selection_metadata.json",
+                "selection_report.html",
                 "ground_truth.manifest", "ground_truth_label_categories.json", "label_studio_tasks.json",
                 "label_studio_config.xml", "_SUCCESS")
 

@@ -467,11 +467,16 @@ def test_a_missing_calibration_folder_and_one_around_an_output_are_errors(run):
         main_with(run, inputs, env)
     for folder in (run.samples_dir, run.metadata_dir):
         (folder / "_FAILURE").unlink()
-    inputs["calibration_data"] = str(run.root / "out")  # holds the output folders
+    inputs["calibration_data"] = str(run.root / "out")  # holds the output folders, one of them a data file
+    write_table(predictions(100, 16, "c", True), run.samples_dir, name="held_out")
     with pytest.raises(script.SelectionError, match="overlaps the input folder"):
         main_with(run, inputs, env)
     assert not (run.samples_dir / "_FAILURE").exists()  # the calibration folder is input: nothing written there
     assert not (run.metadata_dir / "_FAILURE").exists()
+    # Output folders inside it that hold nothing else are allowed, and never read, as for evaluation_data.
+    (run.samples_dir / "held_out.csv").rename(run.root / "out" / "held_out.csv")
+    metadata = main_with(run, inputs, env)
+    assert metadata["precision_estimate"]["calibration_rows"] == 100
 
 
 # ---- Sharded: every shard and the merge read calibration_data -----------------------------------------------

@@ -114,6 +114,19 @@ def outputs_around_input(run):
     return dict(BASE_ENV)
 
 
+def output_is_input(run):
+    write_table(prediction_table(n=20), run.input_dir)
+    run.samples_dir = run.input_dir
+    return dict(BASE_ENV)
+
+
+def output_in_input_with_data(run):
+    write_table(prediction_table(n=20), run.input_dir)
+    run.samples_dir = run.input_dir / "selected"
+    write_table(prediction_table(n=5, seed=1), run.samples_dir, name="part-1")
+    return dict(BASE_ENV)
+
+
 def outputs_in_one_folder(run):
     write_table(prediction_table(n=20), run.input_dir)
     run.metadata_dir = run.samples_dir
@@ -251,6 +264,10 @@ CATALOGUE = [
      table_input(with_column(selection_score=1.0)), "already has column(s) selection_score"),
     ("outputs-overlap-input", "an output folder contains the input folder",
      outputs_around_input, "overlaps the input folder"),
+    ("output-is-input", "an output folder is the input folder",
+     output_is_input, "it is the input folder"),
+    ("output-in-input-holds-data", "an output folder inside the input holds a data file",
+     output_in_input_with_data, "holds part-1.csv, which no _SUCCESS of this step lists"),
     ("outputs-same-folder", "both output channels point at one folder",
      outputs_in_one_folder, "are the same folder"),
     ("bad-command-line", "a mistyped flag (--jobtype)",
@@ -339,9 +356,19 @@ def test_bad_input_fails_cleanly(run, script, caplog, case_id, what, setup, mess
     if env.get("LABELING_FORMAT", "none") != "none":
         folders.append(run.labeling_dir)
     for folder in folders:
+        if folder in in_input_tree(run):  # refused for overlapping the input: nothing is written there
+            continue
         reason = (folder / "_FAILURE").read_text()
         assert message in reason and reason.count("\n") == 1
     assert run.result_files() == []
+    assert not any(path.name == "_FAILURE" for path in run.input_dir.rglob("*"))
+
+
+def in_input_tree(run):
+    """The run's output folders that lie in its input tree (the cases refused for it)."""
+    source = run.input_dir.resolve()
+    return [folder for folder in (run.samples_dir, run.metadata_dir, run.labeling_dir)
+            if folder.resolve() == source or source in folder.resolve().parents]
 
 
 def test_missing_job_type_fails_cleanly(run, script, caplog):
@@ -371,7 +398,9 @@ def render_catalogue(script):
                 run = Run(folder)
                 env = setup(run)
                 assert script.cli(run.cli_args(), environ=env) == 1
-                reason = (run.samples_dir / "_FAILURE").read_text().strip()
+                written = next(folder for folder in (run.samples_dir, run.metadata_dir)
+                               if folder not in in_input_tree(run))
+                reason = (written / "_FAILURE").read_text().strip()
             reason = reason.replace(str(Path(folder).resolve()), "<tmp>").replace(folder, "<tmp>")
             rows.append("| `{}` | {} | {} |".format(case_id, what, reason.replace("|", "\\|")))
     finally:

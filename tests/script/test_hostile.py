@@ -8,6 +8,7 @@ tree (and the ``shared`` folder that links point to) is byte-identical afterward
 
 import argparse
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -109,14 +110,26 @@ def test_output_folder_equal_to_input_is_refused_and_input_kept(run, script, cap
     assert (run.input_dir / "selected_samples.csv").exists()
 
 
-def test_output_folder_inside_input_is_refused(run, script, caplog):
+def test_output_folder_inside_input_holding_input_data_is_refused(run, script, caplog):
+    write_table(prediction_table(n=10), run.input_dir)
+    inside = run.input_dir / "out"
+    write_table(prediction_table(n=10, seed=1), inside, name="more")
+    args = ["--evaluation_data", str(run.input_dir), "--selected_samples", str(inside),
+            "--selection_metadata", str(run.metadata_dir), "--job_type", "t"]
+    code = run_cli(run, script, UNCERTAINTY, args)
+    assert_failed(run, caplog, code, "holds more.csv", folders=[run.metadata_dir], no_failure_in=[inside])
+    assert sorted(path.name for path in inside.iterdir()) == ["more.csv"]
+
+
+def test_an_empty_output_folder_inside_input_is_not_read(run, script, caplog):
     write_table(prediction_table(n=10), run.input_dir)
     inside = run.input_dir / "out"
     args = ["--evaluation_data", str(run.input_dir), "--selected_samples", str(inside),
             "--selection_metadata", str(run.metadata_dir), "--job_type", "t"]
-    code = run_cli(run, script, UNCERTAINTY, args)
-    assert_failed(run, caplog, code, "overlaps the input folder", folders=[run.metadata_dir])
-    assert not inside.exists()
+    for _ in range(2):  # the second run finds the first run's results inside the input, and skips them
+        assert script.cli(args, environ=dict(UNCERTAINTY, BATCH_SIZE="3")) == 0
+        assert json.loads((run.metadata_dir / "selection_metadata.json").read_text())["pool_size"] == 10
+    assert sorted(path.name for path in inside.iterdir()) == ["_SUCCESS", "selected_samples.csv"]
 
 
 def test_input_inside_an_output_folder_is_refused(run, script, caplog):
@@ -180,7 +193,7 @@ def test_a_later_run_removes_exactly_the_files_the_earlier_success_lists(run, sc
     notes = write_text(run.samples_dir / "notes.txt", "keep me\n")
     run_main(run, script, dict(UNCERTAINTY, OUTPUT_FORMAT="csv"))
     assert (run.samples_dir / "_SUCCESS").read_text() == "selected_samples.csv\n"
-    assert (run.metadata_dir / "_SUCCESS").read_text() == "selection_metadata.json\n"
+    assert (run.metadata_dir / "_SUCCESS").read_text() == "selection_metadata.json\nselection_report.html\n"
     run_main(run, script, dict(UNCERTAINTY, OUTPUT_FORMAT="parquet"))
     assert sorted(p.name for p in run.samples_dir.iterdir()) == ["_SUCCESS", "notes.txt",
                                                                  "selected_samples.parquet"]
@@ -612,10 +625,13 @@ def test_abbreviated_flags_are_not_guessed(run, script, caplog):
 
 def test_main_accepts_numbers_as_environment_values_and_a_mapping_as_job_args(run, script):
     write_table(prediction_table(n=10), run.input_dir)
-    metadata = run_main(run, script, {"SELECTION_STRATEGY": "uncertainty", "BATCH_SIZE": 3,
-                                      "RANDOM_SEED": np.int64(7), "CONFIDENCE_THRESHOLD": 0.75},
-                        job_args={"job_type": "active_learning_selection"})
-    assert metadata["config"]["batch_size"] == 3 and metadata["config"]["confidence_threshold"] == 0.75
+    environ = {"SELECTION_STRATEGY": "uncertainty", "BATCH_SIZE": 3, "RANDOM_SEED": np.int64(7),
+               "CONFIDENCE_THRESHOLD": 0.75}
+    metadata = run_main(run, script, environ, job_args={"job_type": "active_learning_selection"})
+    assert metadata["config"]["batch_size"] == 3
+    assert "confidence_threshold" not in metadata["config"]  # the metadata lists only what uncertainty reads
+    config = script.parse_environment(environ)
+    assert (config.random_seed, config.confidence_threshold) == (7, 0.75)
     assert metadata["job_type"] == "active_learning_selection"
     assert len(selected_text(run)) == 3
 

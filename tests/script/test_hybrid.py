@@ -114,20 +114,23 @@ def test_prefilter_needs_probabilities(script):
         script.DiversitySampler(uncertainty_prefilter=2).select_batch(np.zeros((10, 2)), 2)
 
 
-def test_select_batch_runs_the_hybrid_among_given_indices(script):
-    # The seeds' API: choose among rows 2..6 only; the pre-filter keeps the 2 most uncertain of those (3 and 5).
+def test_select_batch_runs_the_hybrid_on_a_subset_with_its_indices(script):
+    # The seeds' API: rows 2..6 passed with their positions; the pre-filter keeps the 2 most uncertain (3 and 5).
     X = np.arange(16.0).reshape(8, 2)
     p = probs([0.5, 0.5], [0.5, 0.5], [0.9, 0.1], [0.55, 0.45], [0.8, 0.2], [0.6, 0.4], [0.95, 0.05], [0.5, 0.5])
+    rows = np.array([2, 3, 4, 5, 6])
     picks = script.DiversitySampler(method="kmeans", uncertainty_prefilter=1).select_batch(
-        X, 2, indices=np.array([2, 3, 4, 5, 6]), probabilities=p)
+        X[rows], 2, indices=rows, probabilities=p[rows])
     assert sorted(picks.tolist()) == [3, 5]
 
 
-@pytest.mark.parametrize("bad, match", [(dict(method="dbscan"), "method"), (dict(uncertainty_prefilter=-1),
-                                        "uncertainty_prefilter"), (dict(uncertainty_mode="variance"), "uncertainty_mode")])
-def test_diversity_sampler_rejects_bad_settings(script, bad, match):
+@pytest.mark.parametrize("bad, match", [(dict(method="dbscan"), "method"),
+                                        (dict(uncertainty_prefilter=-1), "uncertainty_prefilter"),
+                                        (dict(uncertainty_mode="variance"), "uncertainty_mode")])
+def test_diversity_sampler_rejects_bad_settings_when_used(script, bad, match):
+    sampler = script.DiversitySampler(**bad)
     with pytest.raises(ValueError, match=match):
-        script.DiversitySampler(**bad)
+        sampler.select_batch(np.zeros((4, 2)), 2, probabilities=probs(*[[0.5, 0.5]] * 4))
 
 
 # --- k-means representatives ------------------------------------------------------------------------------
@@ -236,3 +239,72 @@ def test_a_prefilter_covering_every_candidate_changes_nothing_end_to_end(run, tm
     plain = run.selected()
     run.main(dict(env, UNCERTAINTY_PREFILTER="1000"))
     pd.testing.assert_frame_equal(plain, run.selected())
+
+
+# --- SELECTION_STRATEGY=hybrid: the recommended default is a row ---------------------------------------------
+
+@pytest.mark.parametrize("strategy, env, expected", [
+    ("hybrid", {}, ("kmeans", 3)),
+    ("hybrid", {"DIVERSITY_METHOD": "kcenter"}, ("kcenter", 3)),
+    ("hybrid", {"UNCERTAINTY_PREFILTER": "0"}, ("kmeans", 0)),
+    ("hybrid", {"UNCERTAINTY_PREFILTER": "10", "DIVERSITY_METHOD": "kcenter"}, ("kcenter", 10)),
+    ("diversity", {}, ("kcenter", 0)),
+    ("diversity", {"UNCERTAINTY_PREFILTER": "3"}, ("kcenter", 3)),
+])
+def test_hybrid_is_kmeans_behind_beta_3_and_each_setting_overridable(script, strategy, env, expected):
+    config = script.parse_environment(dict(env, SELECTION_STRATEGY=strategy))
+    assert (config.diversity_method, config.uncertainty_prefilter) == expected
+    sampler = script.make_sampler(config)
+    assert (sampler.method, sampler.uncertainty_prefilter) == expected
+
+
+def test_settings_other_strategies_do_not_read_stay_unset(script):
+    config = script.parse_environment({"SELECTION_STRATEGY": "uncertainty"})
+    assert config.diversity_method is None and config.uncertainty_prefilter is None
+
+
+def test_hybrid_selects_what_diversity_with_kmeans_and_beta_3_selects(run, script):
+    write_table(prediction_table(n=300, labeled_fraction=0.1, seed=7), run.input_dir, "csv")
+    run.main({"SELECTION_STRATEGY": "diversity", "DIVERSITY_METHOD": "kmeans", "UNCERTAINTY_PREFILTER": "3",
+              "BATCH_SIZE": "12", "LABEL_FIELD": "label"})
+    spelled_out = (run.samples_dir / "selected_samples.csv").read_bytes()
+    metadata = run.main({"SELECTION_STRATEGY": "hybrid", "BATCH_SIZE": "12", "LABEL_FIELD": "label"})
+    assert (run.samples_dir / "selected_samples.csv").read_bytes() == spelled_out
+    assert metadata["strategy"] == "hybrid"
+    assert (metadata["config"]["diversity_method"], metadata["config"]["uncertainty_prefilter"]) == ("kmeans", 3)
+
+
+def test_a_long_kmeans_says_how_far_it_got(script, monkeypatch, caplog):
+    """Lloyd's loop usually stops long before max_iter, so it logs by time (every 10 s), not by fraction."""
+    ticks = iter(range(0, 10 ** 7, 11))  # each clock read is 11 s after the previous one
+    monkeypatch.setattr(script.time, "time", lambda: next(ticks))
+    X = np.random.default_rng(0).normal(size=(200, 3))
+    with caplog.at_level("INFO", logger="active_sample_selection"):
+        script.kmeans_representatives(X, 5, random_state=0, max_iter=4, tol=0.0)
+    lines = [record.getMessage() for record in caplog.records if record.getMessage().startswith("k-means (")]
+    assert lines and all("of at most 4 iterations" in line for line in lines), lines
+    assert lines[0].startswith("k-means (200 rows, 5 clusters): 1 of at most 4 iterations, 11.0s elapsed"), lines
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_weighted_kmeans_is_kmeans_on_rows_repeated_by_their_weight(script, seed):
+    """Integer weights: the same clusters as the unweighted algorithm on each row repeated w times (k-means++
+    draws the same group for the same random number, weighted means are the repeated rows' means)."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(scale=10, size=(6, 3))[rng.integers(0, 6, size=80)] + rng.normal(size=(80, 3))
+    weights = rng.integers(1, 5, size=80)
+    repeated, owner = np.repeat(X, weights, axis=0), np.repeat(np.arange(80), weights)
+    picks, sizes = script.kmeans_representatives(X, 5, random_state=seed, sample_weight=weights)
+    expected_picks, expected_sizes = script.kmeans_representatives(repeated, 5, random_state=seed)
+    assert picks.tolist() == owner[expected_picks].tolist()
+    assert sizes.tolist() == expected_sizes.tolist()
+    assert sizes.sum() == weights.sum()
+
+
+def test_weights_of_one_change_nothing_and_bad_weights_are_refused(script):
+    X = np.random.default_rng(3).normal(size=(50, 4))
+    plain = script.kmeans_representatives(X, 6, random_state=2)
+    ones = script.kmeans_representatives(X, 6, random_state=2, sample_weight=np.ones(50))
+    assert plain[0].tolist() == ones[0].tolist() and plain[1].tolist() == ones[1].tolist()
+    with pytest.raises(ValueError, match="sample_weight must be 50 finite non-negative numbers"):
+        script.kmeans_representatives(X, 6, sample_weight=-np.ones(50))

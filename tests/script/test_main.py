@@ -1,7 +1,10 @@
 """main() end to end: every strategy in every format, the output contract and the metadata."""
 
+import argparse
 import gzip
+import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -30,10 +33,12 @@ def test_every_strategy_in_every_format(run, script, strategy, fmt):
     selected = run.selected()
     assert (run.samples_dir / "selected_samples.{}".format(fmt)).exists()
     assert sorted(p.name for p in run.samples_dir.iterdir()) == ["_SUCCESS", "selected_samples.{}".format(fmt)]
-    assert sorted(p.name for p in run.metadata_dir.iterdir()) == ["_SUCCESS", "selection_metadata.json"]
+    assert sorted(p.name for p in run.metadata_dir.iterdir()) == ["_SUCCESS", "selection_metadata.json",
+                                                                  "selection_report.html"]
     assert list(selected.columns[:len(table.columns)]) == list(table.columns)
     extra = ["selection_score", "selection_rank", "data_source"] + (["pseudo_label", "confidence"]
-                                                                    if strategy in SSL else [])
+                                                                    if strategy in SSL else
+                                                                    ["predicted_label", "predicted_confidence"])
     assert list(selected.columns[len(table.columns):]) == extra
     assert selected["selection_rank"].tolist() == list(range(1, len(selected) + 1))
     assert selected["data_source"].unique().tolist() == ["pseudo_labeled" if strategy in SSL else "active_learning"]
@@ -238,3 +243,176 @@ def test_a_failed_run_removes_an_earlier_runs_results(run):
         run.main({"SELECTION_STRATEGY": "uncertainty", "BATCH_SIZE": "0"})
     assert run.result_files() == []
     assert (run.samples_dir / "_FAILURE").exists()
+
+
+# --- pytest's temp dirs: the input in tmp_path, the outputs below it (issue 16) ---------------------------
+
+def tree(folder):
+    """Every file under ``folder`` with its bytes (links not followed), and every folder."""
+    found = {}
+    for path in sorted(Path(folder).rglob("*")):
+        found[str(path.relative_to(folder))] = "folder" if path.is_dir() else path.read_bytes()
+    return found
+
+
+def seed_user_paths(tmp_path, labeling=False):
+    """What a test written against the seeds passes: the input file in tmp_path, the outputs under it."""
+    output_paths = {"selected_samples": str(tmp_path / "output" / "selected"),
+                    "selection_metadata": str(tmp_path / "output" / "metadata")}
+    if labeling:
+        output_paths["labeling_tasks"] = str(tmp_path / "output" / "labeling")
+    return {"evaluation_data": str(tmp_path)}, output_paths
+
+
+def least_confident_ids(table, k):
+    """The spec's least_confidence order, 1 - max p, highest first and ties to the earlier row."""
+    scores = 1.0 - table.filter(like="prob_class_").to_numpy().max(axis=1)
+    return table["id"].to_numpy()[np.argsort(-scores, kind="stable")[:k]].tolist()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_main_with_input_in_tmp_path_and_outputs_below_it_twice(script, tmp_path, fmt):
+    table = prediction_table(n=40, seed=3)
+    table["text"] = ["sentence {}".format(i) for i in range(40)]
+    data_file = write_table(table, tmp_path, fmt)
+    data_bytes = data_file.read_bytes()
+    input_paths, output_paths = seed_user_paths(tmp_path, labeling=True)
+    environ_vars = {"SELECTION_STRATEGY": "uncertainty", "BATCH_SIZE": "5", "UNCERTAINTY_MODE": "least_confidence",
+                    "LABELING_FORMAT": "label_studio", "LABELING_DATA_FIELD": "text"}
+    args = argparse.Namespace(job_type="active_learning_selection")
+    expected = least_confident_ids(table, 5)
+    for _ in range(2):
+        # The second run finds the first one's results inside its input: it must not read them back.
+        metadata = script.main(input_paths, output_paths, environ_vars, args)
+        assert metadata["pool_size"] == 40 and metadata["candidate_count"] == 40
+        assert metadata["input_files"] == ["predictions.{}".format(fmt)]
+        samples = Path(output_paths["selected_samples"]) / "selected_samples.{}".format(fmt)
+        selected = pd.read_parquet(str(samples)) if fmt == "parquet" else pd.read_csv(samples)
+        assert selected["id"].tolist() == expected
+        tasks = json.loads((Path(output_paths["labeling_tasks"]) / "label_studio_tasks.json").read_text())
+        assert len(tasks) == 5
+    assert data_file.read_bytes() == data_bytes
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["output", "predictions.{}".format(fmt)]
+
+
+def test_cli_with_outputs_inside_the_input_folder(script, tmp_path):
+    write_table(prediction_table(n=12), tmp_path)
+    args = ["--job_type", "t", "--evaluation_data", str(tmp_path),
+            "--selected_samples", str(tmp_path / "out" / "s"), "--selection_metadata", str(tmp_path / "out" / "m")]
+    for _ in range(2):
+        assert script.cli(args, environ={"SELECTION_STRATEGY": "uncertainty", "BATCH_SIZE": "3"}) == 0
+        assert json.loads((tmp_path / "out" / "m" / "selection_metadata.json").read_text())["pool_size"] == 12
+
+
+def test_a_failure_after_the_folders_are_accepted_leaves_failure_in_the_outputs_inside_the_input(script, tmp_path):
+    write_table(prediction_table(n=12), tmp_path)
+    input_paths, output_paths = seed_user_paths(tmp_path)
+    args = argparse.Namespace(job_type="t")
+    script.main(input_paths, output_paths, {"SELECTION_STRATEGY": "uncertainty"}, args)
+    with pytest.raises(ValueError, match="BATCH_SIZE='0'"):
+        script.main(input_paths, output_paths, {"SELECTION_STRATEGY": "uncertainty", "BATCH_SIZE": "0"}, args)
+    for folder in output_paths.values():
+        assert sorted(p.name for p in Path(folder).iterdir()) == ["_FAILURE"]
+    # and the next good run is not disturbed by the _FAILURE markers
+    assert script.main(input_paths, output_paths, {"SELECTION_STRATEGY": "uncertainty"}, args)["pool_size"] == 12
+
+
+def refused(script, input_paths, output_paths, words, untouched):
+    """main refuses the folders with ``words`` and writes nothing at all under ``untouched``."""
+    before = tree(untouched)
+    with pytest.raises(ValueError, match=words):
+        script.main(input_paths, output_paths, {"SELECTION_STRATEGY": "uncertainty"}, argparse.Namespace(job_type="t"))
+    assert tree(untouched) == before
+
+
+def test_an_output_folder_equal_to_the_input_is_refused(script, tmp_path):
+    write_table(prediction_table(n=12), tmp_path)
+    input_paths, output_paths = seed_user_paths(tmp_path)
+    output_paths["selected_samples"] = str(tmp_path)
+    refused(script, input_paths, output_paths, "it is the input folder", tmp_path)
+
+
+def test_an_output_folder_inside_the_input_holding_a_data_file_is_refused(script, tmp_path):
+    write_table(prediction_table(n=12), tmp_path)
+    input_paths, output_paths = seed_user_paths(tmp_path)
+    write_table(prediction_table(n=5, seed=9), tmp_path / "output" / "selected", name="part-1")
+    refused(script, input_paths, output_paths, "holds part-1.csv, which no _SUCCESS of this step lists", tmp_path)
+
+
+def test_a_result_name_no_success_lists_inside_the_input_is_refused(script, tmp_path):
+    write_table(prediction_table(n=12), tmp_path)
+    input_paths, output_paths = seed_user_paths(tmp_path)
+    write_table(prediction_table(n=5, seed=9), tmp_path / "output" / "metadata", name="selected_samples")
+    refused(script, input_paths, output_paths, "holds selected_samples.csv", tmp_path)
+
+
+def test_a_success_marker_cannot_make_input_data_look_like_results(script, tmp_path):
+    write_table(prediction_table(n=12), tmp_path)
+    input_paths, output_paths = seed_user_paths(tmp_path)
+    selected = tmp_path / "output" / "selected"
+    write_table(prediction_table(n=5, seed=9), selected, name="part-1")
+    (selected / "_SUCCESS").write_text("part-1.csv\n")
+    refused(script, input_paths, output_paths, "holds part-1.csv", tmp_path)
+
+
+def test_a_sub_folder_inside_an_output_folder_inside_the_input_is_refused(script, tmp_path):
+    write_table(prediction_table(n=12), tmp_path)
+    input_paths, output_paths = seed_user_paths(tmp_path)
+    (tmp_path / "output" / "selected" / "day=1").mkdir(parents=True)
+    refused(script, input_paths, output_paths, "holds day=1", tmp_path)
+
+
+def test_an_output_folder_containing_the_input_is_refused(script, tmp_path):
+    write_table(prediction_table(n=12), tmp_path / "outer" / "data")
+    output_paths = {"selected_samples": str(tmp_path / "outer"), "selection_metadata": str(tmp_path / "metadata")}
+    refused(script, {"evaluation_data": str(tmp_path / "outer" / "data")}, output_paths,
+            "it contains the input folder", tmp_path / "outer" / "data")
+    assert (tmp_path / "metadata" / "_FAILURE").exists() and (tmp_path / "outer" / "_FAILURE").exists()
+
+
+def test_a_link_in_the_input_to_an_output_folder_inside_it_is_refused(script, tmp_path):
+    write_table(prediction_table(n=12), tmp_path)
+    input_paths, output_paths = seed_user_paths(tmp_path)
+    script.main(input_paths, output_paths, {"SELECTION_STRATEGY": "uncertainty"}, argparse.Namespace(job_type="t"))
+    (tmp_path / "earlier").symlink_to(output_paths["selected_samples"], target_is_directory=True)
+    with pytest.raises(ValueError, match="leads to the output folder"):
+        script.main(input_paths, output_paths, {"SELECTION_STRATEGY": "uncertainty"}, argparse.Namespace(job_type="t"))
+
+
+def test_shards_and_the_merge_with_their_outputs_inside_their_inputs(script, tmp_path):
+    from sharding import resource_config, run_main as run_in, upload
+
+    table = prediction_table(n=30, seed=4)
+    halves = [table.iloc[:15], table.iloc[15:]]
+    hosts = ["algo-1", "algo-2"]
+    env = {"SELECTION_STRATEGY": "uncertainty", "BATCH_SIZE": "4", "UNCERTAINTY_MODE": "least_confidence"}
+    uploaded = []
+    for host, half in zip(hosts, halves):
+        shard = tmp_path / host
+        write_table(half, shard, "parquet")
+        config = resource_config(tmp_path / "config" / host, host, hosts)
+        for _ in range(2):  # the second shard run must not read the first one's pieces and manifest
+            manifest = run_in(shard, shard / "out", dict(env, SELECTION_ROLE="shard", RESOURCE_CONFIG_PATH=str(config)))
+            assert manifest["pool_size"] == 15 and manifest["input_files"] == ["predictions.parquet"]
+        uploaded.append(shard / "out" / "selected_samples")
+    prefix = tmp_path / "prefix"
+    upload(uploaded, prefix)
+    for _ in range(2):
+        metadata = run_in(prefix, prefix / "merged", dict(env, SELECTION_ROLE="merge"))
+        assert metadata["pool_size"] == 30
+        selected = pd.read_parquet(str(prefix / "merged" / "selected_samples" / "selected_samples.parquet"))
+        assert selected["id"].tolist() == least_confident_ids(table, 4)
+
+
+def test_a_bad_command_line_leaves_failure_in_accepted_outputs_inside_the_input(script, tmp_path):
+    write_table(prediction_table(n=12), tmp_path)
+    args = ["--job_type", "t", "--evaluation_data", str(tmp_path), "--selected_samples", str(tmp_path / "out" / "s"),
+            "--selection_metadata", str(tmp_path / "out" / "m"), "--jobtype", "x"]
+    assert script.cli(args, environ={"SELECTION_STRATEGY": "uncertainty"}) == 1
+    for name in ("s", "m"):
+        assert "bad command line" in (tmp_path / "out" / name / "_FAILURE").read_text()
+    # but not when an output folder is the input itself
+    args[args.index(str(tmp_path / "out" / "s"))] = str(tmp_path)
+    (tmp_path / "out" / "m" / "_FAILURE").unlink()
+    assert script.cli(args, environ={"SELECTION_STRATEGY": "uncertainty"}) == 1
+    assert not (tmp_path / "_FAILURE").exists() and not (tmp_path / "out" / "m" / "_FAILURE").exists()

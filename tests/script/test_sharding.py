@@ -23,7 +23,9 @@ EXACT_CASES = {
     "confidence_threshold_all": dict(SELECTION_STRATEGY="confidence_threshold", CONFIDENCE_THRESHOLD="0.6"),
 }
 COMPARED_METADATA = ("strategy", "pool_size", "labeled_count", "candidate_count", "selected_count",
-                     "selected_per_class", "selection_score", "output_format", "output_file", "input_files", "details")
+                     "selected_per_class", "selection_score", "output_format", "output_file", "input_files", "details",
+                     "pool_per_class", "confidence_mean", "confidence_histogram", "threshold_coverage",
+                     "label_agreement")
 
 
 def tied_parts(n_files=10, rows=40, seed=0):
@@ -56,8 +58,9 @@ def test_exact_strategies_match_a_single_run_byte_for_byte(tied_pool, tmp_path, 
     merged_metadata, merged_out = sim.sharded(pool_dir, relatives, tmp_path, n_shards, env)
     single_bytes = sim.selected_file(single_out).read_bytes()
     assert sim.selected_file(merged_out).read_bytes() == single_bytes
-    assert {key: merged_metadata[key] for key in COMPARED_METADATA} == \
-        {key: single_metadata[key] for key in COMPARED_METADATA}
+    assert {key: merged_metadata.get(key) for key in COMPARED_METADATA} == \
+        {key: single_metadata.get(key) for key in COMPARED_METADATA}
+    assert "label_agreement" in single_metadata and ("threshold_coverage" in single_metadata) == (case[0] != "u")
     scores = sim.selected_frame(single_out)["selection_score"]
     assert scores.duplicated().any(), "the case must contain ties to test their order"
     sharding = merged_metadata["sharding"]
@@ -435,13 +438,35 @@ def test_merge_writes_the_labeling_tasks_a_single_run_writes(tmp_path):
     assert tasks["merge"] == tasks["single"]
 
 
-@pytest.mark.parametrize("role", ["shard", "merge"])
-def test_kmeans_diversity_without_the_prefilter_is_refused(small_pool, tmp_path, role):
-    env = dict(SELECTION_STRATEGY="diversity", LABEL_FIELD="label", SELECTION_ROLE=role, DIVERSITY_METHOD="kmeans",
-               RESOURCE_CONFIG_PATH=str(sim.resource_config(tmp_path, "algo-1", ["algo-1"])))
-    with pytest.raises(sim.script.SelectionError, match="DIVERSITY_METHOD=kmeans cannot be sharded yet without "
-                                                        "UNCERTAINTY_PREFILTER"):
-        sim.run_main(small_pool[0], tmp_path / "out", env)
+def kmeans_cost(table, selected_ids):
+    """k-means cost of the candidates with the selected rows as centers: sum of squared distances (float64)."""
+    vectors = table.filter(like="emb_").to_numpy(dtype=np.float32).astype(np.float64)
+    rows = vectors[table["label"].isna().to_numpy()]
+    centers = vectors[table["id"].isin(selected_ids).to_numpy()]
+    d2 = (rows ** 2).sum(1)[:, None] + (centers ** 2).sum(1)[None, :] - 2 * rows @ centers.T
+    return float(np.maximum(d2.min(axis=1), 0).sum())
+
+
+@pytest.mark.parametrize("n_shards", [3, 8])
+def test_kmeans_without_prefilter_shards_by_weighted_representatives(tmp_path, n_shards):
+    table = mixture(n=3000, seed=4)
+    parts = np.array_split(np.arange(len(table)), 16)
+    relatives = sim.write_parts([table.iloc[p].reset_index(drop=True) for p in parts], tmp_path / "pool")
+    ratios = []
+    for seed in range(5):
+        env = dict(SELECTION_STRATEGY="diversity", DIVERSITY_METHOD="kmeans", LABEL_FIELD="label", BATCH_SIZE="25",
+                   RANDOM_SEED=str(seed))
+        root = tmp_path / "seed{}".format(seed)
+        single_metadata, single_out = sim.single(tmp_path / "pool", root, env)
+        metadata, merged_out = sim.sharded(tmp_path / "pool", relatives, root, n_shards, env)
+        merged = sim.selected_frame(merged_out)
+        assert merged["id"].is_unique and len(merged) == 25
+        assert not table.set_index("id").loc[merged["id"], "label"].notna().any()
+        # Each pick's score is the number of candidates its cluster stands for; together, every candidate.
+        assert metadata["sharding"]["represented_rows"] == single_metadata["candidate_count"]
+        assert merged["selection_score"].sum() == single_metadata["candidate_count"]
+        ratios.append(kmeans_cost(table, merged["id"]) / kmeans_cost(table, sim.selected_frame(single_out)["id"]))
+    assert np.mean(ratios) <= 1.10, ratios
 
 
 # Five probability levels: the rows kept (beta x BATCH_SIZE of about 340 candidates) span more than one
@@ -464,7 +489,7 @@ def test_the_hybrid_shards_exactly(tied_pool, tmp_path, case, n_shards):
     single_metadata, single_out = sim.single(pool_dir, tmp_path, env)
     merged_metadata, merged_out = sim.sharded(pool_dir, relatives, tmp_path, n_shards, env)
     assert sim.selected_file(merged_out).read_bytes() == sim.selected_file(single_out).read_bytes()
-    assert {key: merged_metadata[key] for key in COMPARED_METADATA} == \
-        {key: single_metadata[key] for key in COMPARED_METADATA}
+    assert {key: merged_metadata.get(key) for key in COMPARED_METADATA} == \
+        {key: single_metadata.get(key) for key in COMPARED_METADATA}
     assert merged_metadata["sharding"]["guarantee"] == "exact"
     assert len(sim.selected_frame(single_out)) == int(env["BATCH_SIZE"])

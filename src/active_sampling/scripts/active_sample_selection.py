@@ -33,6 +33,8 @@ import datetime
 import errno
 import hashlib
 import gzip
+import html
+import inspect
 import json
 import logging
 import math
@@ -46,7 +48,7 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Collection, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
@@ -95,6 +97,9 @@ DATA_SOURCE = "data_source"
 PSEUDO_LABEL = "pseudo_label"
 CONFIDENCE = "confidence"
 OUTPUT_COLUMNS = (SELECTION_SCORE, SELECTION_RANK, DATA_SOURCE, PSEUDO_LABEL, CONFIDENCE)
+PREDICTED_LABEL = "predicted_label"  # active learning's model guess: an output column and a manifest attribute
+PREDICTED_CONFIDENCE = "predicted_confidence"
+ACTIVE_LEARNING_OUTPUT_COLUMNS = (SELECTION_SCORE, SELECTION_RANK, DATA_SOURCE, PREDICTED_LABEL, PREDICTED_CONFIDENCE)
 DATA_SOURCE_SSL = "pseudo_labeled"
 DATA_SOURCE_ACTIVE_LEARNING = "active_learning"
 
@@ -112,6 +117,12 @@ class SelectionError(ValueError):
 
 class NoDataFilesError(SelectionError, FileNotFoundError):
     """The input folder holds no data files (also a ``FileNotFoundError``, as seed 000 specifies)."""
+
+
+def _all_finite(values: np.ndarray) -> bool:
+    """Whether every entry is finite, checked in row blocks: no boolean temporary of the whole array."""
+    block = max(1, _CHUNK_ROWS // 8)
+    return all(np.isfinite(values[start:start + block]).all() for start in range(0, values.shape[0], block))
 
 
 def _one_line(error: Any) -> str:
@@ -189,12 +200,14 @@ def _declare_env_vars(strategy_names: Sequence[str]) -> Tuple[EnvVar, ...]:
         EnvVar("RESOURCE_CONFIG_PATH", "resource_config_path", "str", RESOURCE_CONFIG_PATH,
                "SageMaker's resource config (current_host, hosts), read by shard and merge; local runs point it "
                "at their own file."),
-        EnvVar("DIVERSITY_METHOD", "diversity_method", "choice", "kcenter",
-               "diversity: kcenter (greedy farthest-first from the labeled rows) or kmeans (k-means with "
-               "BATCH_SIZE clusters, the row nearest each centroid).", choices=DIVERSITY_METHODS),
-        EnvVar("UNCERTAINTY_PREFILTER", "uncertainty_prefilter", "int", "0",
-               "diversity: choose among the UNCERTAINTY_PREFILTER x BATCH_SIZE most uncertain candidates by "
-               "UNCERTAINTY_MODE only (the uncertain-and-diverse hybrid; 0 = all candidates).", minimum=0),
+        EnvVar("DIVERSITY_METHOD", "diversity_method", "choice", "",
+               "diversity, hybrid: kcenter (greedy farthest-first from the labeled rows) or kmeans (k-means with "
+               "BATCH_SIZE clusters, the row nearest each centroid). Unset: the strategy's own, kcenter for "
+               "diversity and kmeans for hybrid.", choices=DIVERSITY_METHODS),
+        EnvVar("UNCERTAINTY_PREFILTER", "uncertainty_prefilter", "int", "",
+               "diversity, hybrid: choose among the UNCERTAINTY_PREFILTER x BATCH_SIZE most uncertain candidates "
+               "by UNCERTAINTY_MODE only (0 = all candidates). Unset: the strategy's own, 0 for diversity and 3 "
+               "for hybrid.", minimum=0),
         EnvVar("LABELING_FORMAT", "labeling_format", "choice", "none",
                "Also write the active-learning selection as labeling tasks into labeling_tasks: a SageMaker "
                "Ground Truth input manifest, or Label Studio tasks with their labeling configuration.",
@@ -238,8 +251,8 @@ class SelectionConfig(NamedTuple):
     selection_role: str
     oversampling: int
     resource_config_path: str
-    diversity_method: str
-    uncertainty_prefilter: int
+    diversity_method: Optional[str]
+    uncertainty_prefilter: Optional[int]
     labeling_format: str
     labeling_data_field: Optional[str]
     target_precision: float
@@ -334,11 +347,24 @@ def parse_environment(environ_vars: Mapping[str, Any]) -> SelectionConfig:
                 raise SelectionError("{} is required: expected {}".format(var.name, _allowed_text(var)))
             raw = var.default
         values[var.field] = None if raw == "" else _parse_env_value(var, raw)
-    config = SelectionConfig(**values)
+    config = with_strategy_defaults(SelectionConfig(**values))
     validate_strategy_for_use_case(config.selection_strategy, config.use_case)
     validate_labeling_settings(config.labeling_format, config.labeling_data_field,
                                strategy=config.selection_strategy, id_field=config.id_field)
     return config
+
+
+def with_strategy_defaults(config: SelectionConfig) -> SelectionConfig:
+    """``config`` with each unset setting its strategy reads filled in with its sampler's own default.
+
+    The sampler classes' constructor defaults are the strategies' defaults: ``hybrid`` and ``diversity``
+    share DIVERSITY_METHOD and UNCERTAINTY_PREFILTER but default to kmeans behind beta = 3 and to plain kcenter.
+    """
+    strategy = strategy_for(config.selection_strategy)
+    defaults = inspect.signature(strategy.sampler).parameters
+    unset = {field: defaults[keyword].default for field, keyword in strategy.settings.items()
+             if getattr(config, field) is None}
+    return config._replace(**unset) if unset else config
 
 
 def validate_labeling_settings(labeling_format: str, field: Optional[str], *, strategy: str, id_field: str) -> None:
@@ -408,18 +434,23 @@ def _is_within(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
-def _check_outside(path: Path, forbidden: Sequence[str]) -> None:
+def _check_outside(path: Path, forbidden: Sequence[str], skipped: Collection[str] = ()) -> None:
+    """A path that leads into an output folder, or to a folder holding one that the walk does not skip, is an error."""
     real = os.path.realpath(str(path))
     for other in forbidden:
-        if _is_within(real, other) or _is_within(other, real):
+        if _is_within(real, other) or (_is_within(other, real) and other not in skipped):
             raise SelectionError("input {} leads to the output folder {}: the step never reads its own output".format(
                 path, other))
 
 
-def _walk(folder: Path, relative: Tuple[str, ...], seen: set,
-          forbidden: Sequence[str]) -> Iterable[Tuple[Path, Tuple[str, ...]]]:
-    """Every file below ``folder``, links followed, in sorted path order; unreadable entries are errors."""
-    _check_outside(folder, forbidden)
+def _walk(folder: Path, relative: Tuple[str, ...], seen: set, forbidden: Sequence[str],
+          skipped: Collection[str] = ()) -> Iterable[Tuple[Path, Tuple[str, ...]]]:
+    """Every file below ``folder``, links followed, in sorted path order; unreadable entries are errors.
+
+    ``skipped`` are the output folders inside the input: passed over where they stand (reached through
+    a link they are an error, like any other output folder).
+    """
+    _check_outside(folder, forbidden, skipped)
     try:
         entries = sorted(os.listdir(str(folder)))
     except OSError as error:
@@ -439,7 +470,10 @@ def _walk(folder: Path, relative: Tuple[str, ...], seen: set,
             continue
         seen.add(key)
         if stat.S_ISDIR(status.st_mode):
-            yield from _walk(path, relative + (name,), seen, forbidden)
+            if os.path.realpath(str(path)) in skipped and not os.path.islink(str(path)):
+                logger.info("Not reading %s: it is an output folder of this step", path)
+                continue
+            yield from _walk(path, relative + (name,), seen, forbidden, skipped)
         else:
             _check_outside(path, forbidden)
             yield path, relative + (name,)
@@ -449,14 +483,16 @@ def discover_data_files(root: Path, forbidden: Sequence[Path] = ()) -> List[Data
     """Data files below ``root`` in sorted path order; hidden and ``_``-prefixed names are not data.
 
     Links are followed (each file or folder is read once); a folder or link that cannot be read is an
-    error, and so is a path that leads into one of the ``forbidden`` (output) folders.
+    error, and so is a path that leads into one of the ``forbidden`` (output) folders. Output folders
+    inside ``root`` (``check_folders_apart`` allows them) are not read.
     """
     if not root.is_dir():
         raise SelectionError("input folder {} does not exist or is not a folder".format(root))
     real_forbidden = [os.path.realpath(str(folder)) for folder in forbidden]
+    inside = {folder for folder in real_forbidden if _is_within(folder, _real(root)) and folder != _real(root)}
     seen = {(os.stat(str(root)).st_dev, os.stat(str(root)).st_ino)}
     found, ignored = [], []
-    for path, relative in _walk(root, (), seen, real_forbidden):
+    for path, relative in _walk(root, (), seen, real_forbidden, inside):
         fmt = _data_format(path)
         if fmt is None and _UNREADABLE_DATA.search(path.name.lower()):
             raise SelectionError("cannot read {}: a table in a form this step does not read (supported: {})".format(
@@ -948,7 +984,7 @@ def _check_numeric(df: pd.DataFrame, columns: Sequence[str], what: str, where: A
 
 
 def _check_finite(values: np.ndarray, names: Sequence[str], what: str) -> None:
-    if all(np.isfinite(values[start:start + _CHUNK_ROWS]).all() for start in range(0, values.shape[0], _CHUNK_ROWS)):
+    if _all_finite(values):
         return
     bad = ~np.isfinite(values)
     if bad.any():
@@ -1005,19 +1041,27 @@ def _clip_to_unit_range(values: np.ndarray, score_cols: Sequence[str]) -> np.nda
     return values
 
 
-def normalize_scores_to_probabilities(df: pd.DataFrame, score_cols: Sequence[str], *,
-                                      score_prefix: str = "prob_class_") -> pd.DataFrame:
-    """A copy of ``df`` with standardized ``prob_class_<class>`` probability columns (seed 000).
+def normalize_scores_to_probabilities(df: pd.DataFrame, score_cols: Sequence[str]) -> pd.DataFrame:
+    """A copy of ``df`` with probability columns ``prob_class_0``, ``prob_class_1``, ... by position (seed 001).
 
-    The scores are read as in ``probabilities_from_frame``; the class of each column is its suffix
-    after ``score_prefix`` (0 and 1 for a single score column). Existing ``prob_class_<class>`` columns
-    are replaced; every other column is kept as it is. ``attrs["score_interpretation"]`` says how the
-    scores were read.
+    The scores are read as in ``probabilities_from_frame``; ``prob_class_<i>`` holds the probability of
+    ``score_cols[i]`` (a single score column p becomes ``prob_class_0`` = 1 - p and ``prob_class_1`` = p).
+    Existing columns of those names are replaced where they stand; every other column is kept as it is.
+    Of several score columns, one named ``prob_class_<x>`` must be the x-th (``prob_class_1`` second):
+    anything else (out of order, a gap, a class name) is a ``ValueError``, since its probability would land in
+    another class's column. ``attrs["score_interpretation"]`` says how the scores were read.
     """
+    score_cols = list(score_cols)
+    for position, name in enumerate(score_cols if len(score_cols) > 1 else []):
+        if str(name).startswith("prob_class_") and name != "prob_class_{}".format(position):
+            raise ValueError("score_cols lists {!r} at position {}: the outputs are named by position "
+                             "(prob_class_<i> holds score_cols[i]), so it would become prob_class_{}; list "
+                             "prob_class_0, prob_class_1, ... in that order or rename the columns".format(
+                                 name, position, position))
     probabilities, interpretation = probabilities_from_frame(df, score_cols)
     result = df.copy()
-    for j, label in enumerate(class_labels(score_cols, score_prefix)):
-        result["prob_class_{}".format(label)] = probabilities[:, j]  # replaced in place when present
+    for position in range(probabilities.shape[1]):
+        result["prob_class_{}".format(position)] = probabilities[:, position]
     result.attrs["score_interpretation"] = interpretation
     return result
 
@@ -1128,7 +1172,7 @@ def output_columns(strategy: str) -> Tuple[str, ...]:
     """The columns ``strategy`` appends to the selected rows."""
     if strategy_for(strategy).use_case == "ssl":
         return OUTPUT_COLUMNS
-    return SELECTION_SCORE, SELECTION_RANK, DATA_SOURCE
+    return ACTIVE_LEARNING_OUTPUT_COLUMNS
 
 
 def _check_no_output_columns(columns: Iterable[str], strategy: str) -> None:
@@ -1156,7 +1200,8 @@ def _check_columns_exist(columns: Sequence[str], config: SelectionConfig, where:
 
 def _non_feature_columns(columns: Sequence[str], config: SelectionConfig, score_cols: Sequence[str],
                          index_columns: Iterable[str] = ()) -> List[str]:
-    reserved = set(score_cols) | set(OUTPUT_COLUMNS) | set(LLM_SCORE_COLUMNS) | set(RULESET_SCORE_COLUMNS)
+    reserved = set(score_cols) | set(OUTPUT_COLUMNS) | set(ACTIVE_LEARNING_OUTPUT_COLUMNS)
+    reserved |= set(LLM_SCORE_COLUMNS) | set(RULESET_SCORE_COLUMNS)
     reserved |= {config.id_field, config.label_field or ""} | set(index_columns)
     return [name for name in columns if name in reserved or name.startswith(config.score_field_prefix)]
 
@@ -1185,6 +1230,7 @@ class Pool(NamedTuple):
     score_interpretation: str  # how the score columns were read, e.g. "probabilities"
     vector_columns: List[str]
     vector_source: Optional[str]  # "embedding columns", "feature columns" or "numeric feature columns"
+    known_labels: Optional[np.ndarray] = None  # (n_labeled,) object: label_texts of the labeled rows, in row order
 
 
 def _plan_columns(columns: Sequence[str], is_number: Callable[[str], bool], config: SelectionConfig,
@@ -1205,12 +1251,12 @@ def _plan_columns(columns: Sequence[str], is_number: Callable[[str], bool], conf
 
 def _make_pool(scored: Tuple[np.ndarray, str], score_cols: List[str], labeled: np.ndarray,
                vectors: Optional[np.ndarray], vector_cols: List[str], vector_source: Optional[str],
-               config: SelectionConfig) -> Pool:
+               config: SelectionConfig, known_labels: Optional[np.ndarray] = None) -> Pool:
     probabilities, score_kind = scored
     if vectors is not None:
         _check_finite(vectors, vector_cols, "embedding/feature columns")
     return Pool(probabilities, class_labels(score_cols, config.score_field_prefix), labeled, vectors, score_cols,
-                score_kind, vector_cols, vector_source)
+                score_kind, vector_cols, vector_source, known_labels)
 
 
 def pool_from_frame(df: pd.DataFrame, config: SelectionConfig,
@@ -1226,8 +1272,9 @@ def pool_from_frame(df: pd.DataFrame, config: SelectionConfig,
                                                            feature_columns, index_columns)
     scored = probabilities_from_frame(df, score_cols)
     vectors = _embedding_matrix(df, vector_cols) if vector_cols else None
-    return _make_pool(scored, score_cols, labeled_mask(df, config.label_field), vectors, vector_cols,
-                      vector_source, config)
+    labeled = labeled_mask(df, config.label_field)
+    known = label_texts(df[config.label_field][labeled]) if config.label_field else None
+    return _make_pool(scored, score_cols, labeled, vectors, vector_cols, vector_source, config, known)
 
 
 def pool_from_parquet(source: InputTable, config: SelectionConfig) -> Pool:
@@ -1253,7 +1300,7 @@ def pool_from_parquet(source: InputTable, config: SelectionConfig) -> Pool:
     scores = np.empty((n_rows, len(score_cols)), dtype=np.float64)
     vectors = np.empty((n_rows, len(vector_cols)), dtype=np.float32) if vector_cols else None
     labeled = np.zeros(n_rows, dtype=bool)
-    ids, offset = [], 0
+    ids, known, offset = [], [], 0
     wanted = [config.id_field] + ([config.label_field] if config.label_field else []) + score_cols + vector_cols
     wanted = list(dict.fromkeys(wanted))
     for data_file, file_columns, reader in zip(source.files, source.file_columns, readers):
@@ -1273,20 +1320,22 @@ def pool_from_parquet(source: InputTable, config: SelectionConfig) -> Pool:
             if config.label_field:
                 labels = pd.DataFrame({config.label_field: table.column(config.label_field).to_pandas()})
                 labeled[rows] = labeled_mask(labels, config.label_field)
+                known.append(label_texts(labels[config.label_field][labeled[rows]]))
             offset += table.num_rows
     _check_ids(pd.concat(ids, ignore_index=True), config.id_field)
     del ids
     return _make_pool(scores_to_probabilities(scores, score_cols), score_cols, labeled, vectors, vector_cols,
-                      vector_source, config)
+                      vector_source, config, np.concatenate(known) if config.label_field else None)
 
 
 # ---- Samplers: pure functions of arrays, and the five sampler classes ----------------------------------------
 
 def _as_matrix(values: Any, name: str, dtype: Any) -> np.ndarray:
+    """``values`` as a C-contiguous 2-D array of ``dtype`` (a view when it already is one), checked finite."""
     matrix = np.ascontiguousarray(values, dtype=dtype)
     if matrix.ndim != 2 or matrix.shape[0] == 0 or matrix.shape[1] == 0:
         raise ValueError("{} must be a non-empty 2-D array, got shape {}".format(name, matrix.shape))
-    if not np.isfinite(matrix).all():
+    if not _all_finite(matrix):
         raise ValueError("{} contains NaN or inf".format(name))
     return matrix
 
@@ -1317,13 +1366,14 @@ class Selection(NamedTuple):
 
 
 class _Progress:
-    """Logs a long loop's progress about every 10% or every 10 seconds."""
+    """Logs a long loop's progress about every 10% or every 10 seconds (only the latter with ``by_time``:
+    for loops such as Lloyd's iterations that usually stop long before ``total``)."""
 
-    def __init__(self, label: str, total: int, min_total: int = 50):
-        self.label, self.total = label, total
+    def __init__(self, label: str, total: int, min_total: int = 50, unit: str = "picks", by_time: bool = False):
+        self.label, self.total, self.unit, self.by_time = label, total, unit, by_time
         self.enabled = total >= min_total
         self.start = self.last = time.time()
-        self.next_fraction = 0.1
+        self.next_fraction = math.inf if by_time else 0.1
 
     def update(self, done: int) -> None:
         if not self.enabled:
@@ -1332,11 +1382,14 @@ class _Progress:
         if done / self.total < self.next_fraction and now - self.last < 10.0:
             return
         self.last = now
-        self.next_fraction = math.floor(done / self.total * 10 + 1) / 10
         elapsed = now - self.start
+        if self.by_time:
+            logger.info("%s: %d of at most %d %s, %.1fs elapsed", self.label, done, self.total, self.unit, elapsed)
+            return
+        self.next_fraction = math.floor(done / self.total * 10 + 1) / 10
         remaining = elapsed / done * (self.total - done) if done else float("nan")
-        logger.info("%s: %d/%d picks, %.1fs elapsed, ~%.1fs remaining", self.label, done, self.total, elapsed,
-                    remaining)
+        logger.info("%s: %d/%d %s, %.1fs elapsed, ~%.1fs remaining", self.label, done, self.total, self.unit,
+                    elapsed, remaining)
 
 
 _DUPLICATE_TOLERANCE = 1e-5
@@ -1358,21 +1411,24 @@ class Candidates(NamedTuple):
     calibration: Optional[Calibration] = None  # for the strategies that need calibration_data
 
 
-def _candidate_rows(indices: Any, n_rows: int) -> Optional[np.ndarray]:
-    """``indices`` checked as distinct row positions in [0, n_rows), or None (all rows)."""
+def _row_ids(indices: Any, n_rows: int, what: str) -> Optional[np.ndarray]:
+    """``indices`` as the ids of the ``n_rows`` rows passed in, one entry per row, or None (ids are positions).
+
+    Any values are ids (global positions, row labels); a list or Series of texts keeps its very objects.
+    """
     if indices is None:
         return None
-    rows = np.asarray(indices)
-    if rows.ndim != 1 or (rows.size and not np.issubdtype(rows.dtype, np.integer)):
-        raise ValueError("indices must be a 1-D array of integer row positions, got {} of shape {}".format(
-            rows.dtype, rows.shape))
-    rows = rows.astype(np.int64)
-    if rows.size and (rows.min() < 0 or rows.max() >= n_rows):
-        raise ValueError("indices must lie in [0, {}), got values from {} to {}".format(n_rows, rows.min(),
-                                                                                       rows.max()))
-    if np.unique(rows).size != rows.size:
-        raise ValueError("indices must not repeat a row")
-    return rows
+    ids = np.asarray(indices)
+    if ids.ndim != 1:
+        raise ValueError("indices must be 1-D, one id per row of {}, got shape {}".format(what, ids.shape))
+    if ids.dtype.kind in "US" and not isinstance(indices, np.ndarray):
+        ids = np.empty(ids.shape[0], dtype=object)  # np.asarray would turn [7, "a"] into ["7", "a"]
+        ids[:] = list(indices)
+    if ids.shape[0] != n_rows:
+        raise ValueError("indices has {} entries but {} has {} rows: indices carries one id per row of the array "
+                         "passed in (e.g. select_batch(P[mask], ..., indices=np.flatnonzero(mask)))".format(
+                             ids.shape[0], what, n_rows))
+    return ids
 
 
 def _positive_int(name: str, value: Any, minimum: int) -> int:
@@ -1382,33 +1438,63 @@ def _positive_int(name: str, value: Any, minimum: int) -> int:
 
 
 def _choice(name: str, value: Any, allowed: Sequence[str]) -> str:
-    if value not in allowed:
+    if not isinstance(value, str) or value not in allowed:
         raise ValueError("{} must be one of {}, got {!r}".format(name, ", ".join(allowed), value))
     return value
+
+
+def _unit_number(name: str, value: Any) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
+        raise ValueError("{} must be a number in [0, 1], got {!r}".format(name, value))
+    return float(value)
+
+
+def _seed(value: Any) -> Optional[int]:
+    if value is None:
+        return None
+    return _positive_int("random_seed", value, 0)
 
 
 class _Sampler:
     """What the five samplers share.
 
+    ``__init__`` only stores the parameters (scikit-learn's convention, so ``get_params``, ``set_params`` and
+    ``clone``-style code work); they are checked when the sampler is used, and a bad one is a ``ValueError``.
     ``select(candidates, batch_size)`` is what the engine runs: it trusts its (already validated) arrays,
     may overwrite ``candidates.embeddings`` and returns the picks in rank order with their scores.
     ``select_batch`` is the seeds' API: it validates its arrays, never modifies them, and returns row
-    positions, or entries of ``indices`` when given (the sampler then chooses among those rows only).
+    positions, or with ``indices`` (one id per row passed in) ``indices[chosen]``.
     """
+
+    def get_params(self, deep: bool = True) -> Dict[str, Any]:
+        """The constructor's parameters as stored (``deep`` is accepted for scikit-learn's sake)."""
+        names = [name for name in inspect.signature(type(self).__init__).parameters if name != "self"]
+        return {name: getattr(self, name) for name in names}
+
+    def set_params(self, **params: Any) -> "_Sampler":
+        """Store new parameter values (checked when the sampler is next used); returns the sampler."""
+        known = self.get_params()
+        for name, value in params.items():
+            if name not in known:
+                raise ValueError("{} has no parameter {!r}: expected one of {}".format(
+                    type(self).__name__, name, ", ".join(known)))
+            setattr(self, name, value)
+        return self
+
+    def _check_params(self) -> None:
+        """Raise ``ValueError`` naming the first invalid parameter."""
+        _seed(self.random_seed)
 
     def select(self, candidates: Candidates, batch_size: int) -> Selection:
         raise NotImplementedError
 
     def _select_among(self, candidates: Candidates, batch_size: int, indices: Any) -> np.ndarray:
-        n_rows = next(len(array) for array in candidates[:2] if array is not None)
-        rows = _candidate_rows(indices, n_rows)
-        if rows is None:
-            return self.select(candidates, batch_size).indices
-        if rows.size == 0:
-            return rows
-        subset = Candidates(*(None if array is None else array[rows] for array in candidates[:2]),
-                            candidates.labeled_embeddings)
-        return rows[self.select(subset, batch_size).indices]
+        if candidates.probabilities is not None:
+            ids = _row_ids(indices, candidates.probabilities.shape[0], "probabilities")
+        else:
+            ids = _row_ids(indices, candidates.embeddings.shape[0], "embeddings")
+        chosen = self.select(candidates, batch_size).indices
+        return chosen if ids is None else ids[chosen]
 
 
 def confidence_threshold_selection(probabilities: np.ndarray, threshold: float, max_samples: int = 0) -> Selection:
@@ -1467,19 +1553,24 @@ class ConfidenceThresholdSampler(_Sampler):
         Minimum top-class probability, in [0, 1].
     max_samples : int, default=0
         Keep at most this many, the most confident; 0 keeps every qualifying row.
-    random_seed : int, default=42
+    random_seed : int >= 0 or None, default=42
         Unused: the selection is deterministic (ties go to the lower row). Kept for the seeds' signature.
     """
 
     def __init__(self, confidence_threshold: float = 0.9, max_samples: int = 0, random_seed: Optional[int] = 42):
-        if not 0.0 <= float(confidence_threshold) <= 1.0:
-            raise ValueError("confidence_threshold must lie in [0, 1], got {!r}".format(confidence_threshold))
-        self.confidence_threshold = float(confidence_threshold)
-        self.max_samples = _positive_int("max_samples", max_samples, 0)
+        self.confidence_threshold = confidence_threshold
+        self.max_samples = max_samples
         self.random_seed = random_seed
 
+    def _check_params(self) -> None:
+        _unit_number("confidence_threshold", self.confidence_threshold)
+        _positive_int("max_samples", self.max_samples, 0)
+        _seed(self.random_seed)
+
     def select(self, candidates: Candidates, batch_size: Optional[int] = None) -> Selection:
-        return confidence_threshold_selection(candidates.probabilities, self.confidence_threshold, self.max_samples)
+        self._check_params()
+        return confidence_threshold_selection(candidates.probabilities, float(self.confidence_threshold),
+                                              int(self.max_samples))
 
     def class_thresholds(self, candidates: Candidates, selection: Selection) -> np.ndarray:
         """CONFIDENCE_THRESHOLD for every class, or the last selected confidence when MAX_SAMPLES rows were kept."""
@@ -1489,7 +1580,8 @@ class ConfidenceThresholdSampler(_Sampler):
         return np.full(candidates.probabilities.shape[1], threshold)
 
     def select_batch(self, probabilities: Any, indices: Any = None) -> np.ndarray:
-        """Positions (or entries of ``indices``) of the selected rows, most confident first."""
+        """Positions (or ``indices[chosen]``) of the selected rows, most confident first."""
+        self._check_params()
         return self._select_among(Candidates(_as_matrix(probabilities, "probabilities", np.float64)), 0, indices)
 
 
@@ -1499,16 +1591,21 @@ class TopKPerClassSampler(_Sampler):
     Parameters
     ----------
     k_per_class : int, default=100
-    random_seed : int, default=42
+    random_seed : int >= 0 or None, default=42
         Unused: the selection is deterministic (ties go to the lower row). Kept for the seeds' signature.
     """
 
     def __init__(self, k_per_class: int = 100, random_seed: Optional[int] = 42):
-        self.k_per_class = _positive_int("k_per_class", k_per_class, 1)
+        self.k_per_class = k_per_class
         self.random_seed = random_seed
 
+    def _check_params(self) -> None:
+        _positive_int("k_per_class", self.k_per_class, 1)
+        _seed(self.random_seed)
+
     def select(self, candidates: Candidates, batch_size: Optional[int] = None) -> Selection:
-        return top_k_per_class_selection(candidates.probabilities, self.k_per_class)
+        self._check_params()
+        return top_k_per_class_selection(candidates.probabilities, int(self.k_per_class))
 
     def class_thresholds(self, candidates: Candidates, selection: Selection) -> np.ndarray:
         """Each class's k-th confidence; 0 for a class with fewer than k candidates (all of them are selected)."""
@@ -1521,7 +1618,8 @@ class TopKPerClassSampler(_Sampler):
         return thresholds
 
     def select_batch(self, probabilities: Any, indices: Any = None) -> np.ndarray:
-        """Positions (or entries of ``indices``) of the selected rows, most confident first."""
+        """Positions (or ``indices[chosen]``) of the selected rows, most confident first."""
+        self._check_params()
         return self._select_among(Candidates(_as_matrix(probabilities, "probabilities", np.float64)), 0, indices)
 
 
@@ -1557,25 +1655,32 @@ class UncertaintySampler(_Sampler):
     ----------
     strategy : {"margin", "entropy", "least_confidence"}, default="margin"
         How uncertainty is measured; see ``uncertainty_scores``.
-    random_seed : int, default=42
+    random_seed : int >= 0 or None, default=42
         Unused: the selection is deterministic (ties go to the lower row). Kept for the seeds' signature.
     """
 
     def __init__(self, strategy: str = "margin", random_seed: Optional[int] = 42):
-        self.strategy = _choice("strategy", strategy, UNCERTAINTY_MODES)
+        self.strategy = strategy
         self.random_seed = random_seed
+
+    def _check_params(self) -> None:
+        _choice("strategy", self.strategy, UNCERTAINTY_MODES)
+        _seed(self.random_seed)
 
     def compute_scores(self, probabilities: Any) -> np.ndarray:
         """Uncertainty of each row, shape (n_rows,); higher is more uncertain."""
+        self._check_params()
         return uncertainty_scores(_as_matrix(probabilities, "probabilities", np.float64), self.strategy)
 
     def select(self, candidates: Candidates, batch_size: int) -> Selection:
+        self._check_params()
         scores = uncertainty_scores(candidates.probabilities, self.strategy)
         chosen = top_k_indices(scores, batch_size)
         return Selection(chosen, scores[chosen])
 
     def select_batch(self, probabilities: Any, batch_size: int, indices: Any = None) -> np.ndarray:
-        """Positions (or entries of ``indices``) of the ``batch_size`` most uncertain rows, most uncertain first."""
+        """Positions (or ``indices[chosen]``) of the ``batch_size`` most uncertain rows, most uncertain first."""
+        self._check_params()
         candidates = Candidates(_as_matrix(probabilities, "probabilities", np.float64))
         return self._select_among(candidates, _positive_int("batch_size", batch_size, 1), indices)
 
@@ -1712,13 +1817,21 @@ class DiversitySampler(_Sampler):
 
     def __init__(self, metric: str = "euclidean", random_seed: Optional[int] = 42, method: str = "kcenter",
                  uncertainty_prefilter: int = 0, uncertainty_mode: str = "margin"):
-        self.metric = _choice("metric", metric, METRICS)
+        self.metric = metric
         self.random_seed = random_seed
-        self.method = _choice("method", method, DIVERSITY_METHODS)
-        self.uncertainty_prefilter = _positive_int("uncertainty_prefilter", uncertainty_prefilter, 0)
-        self.uncertainty_mode = _choice("uncertainty_mode", uncertainty_mode, UNCERTAINTY_MODES)
+        self.method = method
+        self.uncertainty_prefilter = uncertainty_prefilter
+        self.uncertainty_mode = uncertainty_mode
+
+    def _check_params(self) -> None:
+        _choice("metric", self.metric, METRICS)
+        _seed(self.random_seed)
+        _choice("method", self.method, DIVERSITY_METHODS)
+        _positive_int("uncertainty_prefilter", self.uncertainty_prefilter, 0)
+        _choice("uncertainty_mode", self.uncertainty_mode, UNCERTAINTY_MODES)
 
     def select(self, candidates: Candidates, batch_size: int) -> Selection:
+        self._check_params()
         kept = self._prefilter(candidates.probabilities, batch_size, candidates.embeddings.shape[0])
         embeddings = candidates.embeddings if kept is None else candidates.embeddings[kept]
         if self.method == "kmeans":
@@ -1735,7 +1848,7 @@ class DiversitySampler(_Sampler):
             return None
         if probabilities is None:
             raise ValueError("uncertainty_prefilter needs the candidates' probabilities")
-        n_keep = self.uncertainty_prefilter * batch_size
+        n_keep = int(self.uncertainty_prefilter) * batch_size
         if n_keep >= n_rows:
             logger.info("Uncertainty pre-filter keeps all %d candidates (%d x BATCH_SIZE=%d)", n_rows,
                         self.uncertainty_prefilter, batch_size)
@@ -1746,12 +1859,16 @@ class DiversitySampler(_Sampler):
 
     def select_batch(self, embeddings: Any, batch_size: int, indices: Any = None, *,
                      labeled_embeddings: Any = None, probabilities: Any = None) -> np.ndarray:
-        """Positions (or entries of ``indices``) of the picks in order.
+        """Positions (or ``indices[chosen]``) of the picks in order.
 
-        ``labeled_embeddings`` (shape (m, d)), the already-labeled rows, are k-center's initial centers;
+        ``indices`` has one id per row of ``embeddings``. ``labeled_embeddings`` (shape (m, d)), the
+        already-labeled rows, are k-center's initial centers (never picked, and not counted by ``indices``);
         ``probabilities`` (shape (n, n_classes)) are needed when ``uncertainty_prefilter`` > 0.
         """
-        matrix = np.array(_as_matrix(embeddings, "embeddings", np.float32))  # select() centers it in place
+        self._check_params()
+        matrix = _as_matrix(embeddings, "embeddings", np.float32)
+        if np.may_share_memory(matrix, embeddings):  # select() centers it in place: never the caller's array
+            matrix = matrix.copy()
         labeled = None if labeled_embeddings is None or len(labeled_embeddings) == 0 else _as_matrix(
             labeled_embeddings, "labeled_embeddings", np.float32)
         if labeled is not None and labeled.shape[1] != matrix.shape[1]:
@@ -1766,6 +1883,7 @@ class DiversitySampler(_Sampler):
 
     def _compute_distances(self, X: Any, Y: Any) -> np.ndarray:
         """Distances between the rows of X (n, d) and Y (m, d) as an (n, m) array: euclidean or 1 - cosine."""
+        self._check_params()
         X = _as_matrix(X, "X", np.float64)
         Y = _as_matrix(Y, "Y", np.float64)
         if self.metric == "cosine":
@@ -1773,6 +1891,19 @@ class DiversitySampler(_Sampler):
             return 1.0 - X @ Y.T
         d2 = np.einsum("ij,ij->i", X, X)[:, None] - 2.0 * (X @ Y.T) + np.einsum("ij,ij->i", Y, Y)[None, :]
         return np.sqrt(np.maximum(d2, 0.0))
+
+
+class HybridSampler(DiversitySampler):
+    """The uncertain-and-diverse hybrid: ``DiversitySampler`` with k-means behind a beta = 3 pre-filter.
+
+    The row nearest each of ``batch_size`` k-means centroids among the 3 x batch_size most uncertain
+    candidates (Zhdanov 2019); every parameter as in ``DiversitySampler``, only the defaults differ.
+    """
+
+    def __init__(self, metric: str = "euclidean", random_seed: Optional[int] = 42, method: str = "kmeans",
+                 uncertainty_prefilter: int = 3, uncertainty_mode: str = "margin"):
+        super().__init__(metric=metric, random_seed=random_seed, method=method,
+                         uncertainty_prefilter=uncertainty_prefilter, uncertainty_mode=uncertainty_mode)
 
 
 def uncertainty_prefilter(probabilities: Any, n_keep: int, *, mode: str = "margin") -> np.ndarray:
@@ -1805,7 +1936,7 @@ def uncertainty_prefilter(probabilities: Any, n_keep: int, *, mode: str = "margi
 
 def kmeans_representatives(
     X: Any, n_select: int, *, metric: str = "euclidean", random_state: Any = None, max_iter: int = 100,
-    tol: float = 1e-4, copy: bool = True
+    tol: float = 1e-4, copy: bool = True, sample_weight: Any = None
 ) -> Tuple[np.ndarray, np.ndarray]:
     """k-means with ``n_select`` clusters; the row nearest each centroid (seed 004, Zhdanov 2019).
 
@@ -1840,13 +1971,17 @@ def kmeans_representatives(
         Relative tolerance on the squared center shift; at least 0.
     copy : bool, default=True
         Work on a copy of X rather than overwrite it.
+    sample_weight : array-like of shape (n_rows,) or None, default=None
+        Non-negative weight of each row (a sharded merge passes how many rows each shard's pick stands
+        for): k-means++ draws by weight x D^2, centroids are weighted means, the tolerance uses the weighted
+        variance, and cluster sizes are weight sums. None weighs every row 1 (the unweighted algorithm).
 
     Returns
     -------
     indices : ndarray of shape (min(n_select, n_rows),), dtype int64
         Picked rows, the one standing for the largest cluster first (ties to the lower row index).
     cluster_sizes : ndarray of shape (min(n_select, n_rows),), dtype float64
-        Rows in each pick's cluster (0 for a fill-in pick).
+        Rows (weights) in each pick's cluster (0 for a fill-in pick).
     """
     if metric not in METRICS:
         raise ValueError("metric must be one of {}, got {!r}".format(METRICS, metric))
@@ -1855,48 +1990,64 @@ def kmeans_representatives(
     if not float(tol) >= 0.0:
         raise ValueError("tol must be at least 0, got {}".format(tol))
     X = _as_matrix(X, "X", np.float32)
+    weights = None if sample_weight is None else _sample_weights(sample_weight, X.shape[0])
     if copy or not X.flags.writeable:
         X = X.copy()
     n_rows = X.shape[0]
     n_select = max(0, min(int(n_select), n_rows))
     if n_select >= n_rows:
-        return np.arange(n_rows, dtype=np.int64), np.ones(n_rows, dtype=np.float64)
+        return np.arange(n_rows, dtype=np.int64), np.ones(n_rows) if weights is None else weights.copy()
     if metric == "cosine":
         X = _normalize_rows(X)
     X -= X.mean(axis=0, dtype=np.float64).astype(np.float32)
     rng = np.random.default_rng(random_state)
-    centers = X[_kmeans_plusplus(X, n_select, rng)]
-    shift_tolerance = float(tol) * float(np.mean(np.var(X, axis=0, dtype=np.float64)))
+    centers = X[_kmeans_plusplus(X, n_select, rng, weights)]
+    if weights is None:
+        variance = np.var(X, axis=0, dtype=np.float64)
+    else:
+        weighted_mean = np.average(X, axis=0, weights=weights)
+        variance = np.average((X - weighted_mean) ** 2, axis=0, weights=weights)
+    shift_tolerance = float(tol) * float(np.mean(variance))
     labels = None
-    for _ in range(int(max_iter)):
+    progress = _Progress("k-means ({} rows, {} clusters)".format(n_rows, n_select), int(max_iter), min_total=1,
+                         unit="iterations", by_time=True)
+    for iteration in range(int(max_iter)):
+        if iteration:
+            progress.update(iteration)
         new_labels, d2 = _assign_to_centers(X, centers)
         if labels is not None and np.array_equal(new_labels, labels):
             break
         labels = new_labels
-        new_centers = _cluster_means(X, labels, centers, d2)
+        new_centers = _cluster_means(X, labels, centers, d2, weights)
         shift = float(np.sum((new_centers.astype(np.float64) - centers) ** 2))
         centers = new_centers
         if shift <= shift_tolerance:
             break
     labels, d2 = _assign_to_centers(X, centers)
-    return _nearest_to_each_centroid(labels, d2, n_select)
+    return _nearest_to_each_centroid(labels, d2, n_select, weights)
 
 
-def _kmeans_plusplus(X: np.ndarray, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
-    """k-means++ seeding: row positions of the initial centers (distinct while rows are distinct)."""
+def _kmeans_plusplus(X: np.ndarray, n_clusters: int, rng: np.random.Generator,
+                     weights: Optional[np.ndarray] = None) -> np.ndarray:
+    """k-means++ seeding: row positions of the initial centers (distinct while rows are distinct).
+
+    With ``weights`` each draw is proportional to weight x D^2 (the first to the weight alone).
+    """
     n_rows = X.shape[0]
     sq_norms = np.einsum("ij,ij->i", X, X)
     nearest = _NearestCenter(sq_norms, np.full(n_rows, np.inf, dtype=np.float32))
     chosen = np.empty(n_clusters, dtype=np.int64)
     dots = np.empty(n_rows, dtype=np.float32)
-    pick = _draw_proportional(np.ones(n_rows), rng)
+    pick = _draw_proportional(np.ones(n_rows) if weights is None else weights, rng)
+    progress = _Progress("k-means++ start", n_clusters)
     for position in range(n_clusters):
+        progress.update(position)
         chosen[position] = pick
         np.dot(X, X[pick], out=dots)
         nearest.add(dots, pick)
         nearest.d2[pick] = 0.0
-        pick = _draw_proportional(nearest.d2, rng)
-        if pick < 0:  # every row duplicates a center: the rest start on unused rows, in order
+        pick = _draw_proportional(nearest.d2 if weights is None else nearest.d2 * weights, rng)
+        if pick < 0:  # every (weighted) row duplicates a center: the rest start on unused rows, in order
             rest = np.setdiff1d(np.arange(n_rows), chosen[:position + 1], assume_unique=True)
             chosen[position + 1:] = rest[:n_clusters - position - 1]
             break
@@ -1922,15 +2073,19 @@ def _assign_to_centers(X: np.ndarray, centers: np.ndarray) -> Tuple[np.ndarray, 
     return labels, d2
 
 
-def _cluster_means(X: np.ndarray, labels: np.ndarray, centers: np.ndarray, d2: np.ndarray) -> np.ndarray:
-    """Mean of each cluster's rows; an empty cluster moves to the farthest row from its center not yet used."""
+def _cluster_means(X: np.ndarray, labels: np.ndarray, centers: np.ndarray, d2: np.ndarray,
+                   weights: Optional[np.ndarray] = None) -> np.ndarray:
+    """(Weighted) mean of each cluster's rows; an empty cluster (no weight) moves to the farthest row from its
+    center not yet used."""
     n_clusters = centers.shape[0]
-    counts = np.bincount(labels, minlength=n_clusters)
+    counts = np.bincount(labels, weights=weights, minlength=n_clusters)
     sums = np.zeros(centers.shape, dtype=np.float64)
     block_rows = max(1, (1 << 24) // n_clusters)
     for start in range(0, X.shape[0], block_rows):
         block_labels = labels[start:start + block_rows]
         one_hot = (block_labels[:, None] == np.arange(n_clusters)[None, :]).astype(np.float32)
+        if weights is not None:
+            one_hot *= weights[start:start + block_rows, None].astype(np.float32)
         sums += one_hot.T @ X[start:start + block_rows]
     means = np.array(centers, dtype=np.float32, copy=True)
     filled = counts > 0
@@ -1943,13 +2098,15 @@ def _cluster_means(X: np.ndarray, labels: np.ndarray, centers: np.ndarray, d2: n
     return means
 
 
-def _nearest_to_each_centroid(labels: np.ndarray, d2: np.ndarray, n_select: int) -> Tuple[np.ndarray, np.ndarray]:
-    """One row per non-empty cluster (its member nearest the centroid), largest cluster first; fill-ins after."""
+def _nearest_to_each_centroid(labels: np.ndarray, d2: np.ndarray, n_select: int,
+                              weights: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """One row per non-empty cluster (its member nearest the centroid), largest cluster (by weight) first;
+    fill-ins after."""
     order = np.lexsort((np.arange(labels.shape[0]), d2, labels))  # by cluster, then distance, then row
     first_of_cluster = np.ones(order.shape[0], dtype=bool)
     first_of_cluster[1:] = labels[order[1:]] != labels[order[:-1]]
     picks = order[first_of_cluster]
-    sizes = np.bincount(labels)[labels[picks]].astype(np.float64)
+    sizes = np.bincount(labels, weights=weights)[labels[picks]].astype(np.float64)
     ranked = np.lexsort((picks, -sizes))
     picks, sizes = picks[ranked], sizes[ranked]
     missing = n_select - picks.size
@@ -2084,20 +2241,27 @@ class BADGESampler(_Sampler):
     """
 
     def __init__(self, metric: str = "euclidean", random_seed: Optional[int] = 42):
-        self.metric = _choice("metric", metric, METRICS)
+        self.metric = metric
         self.random_seed = random_seed
+
+    def _check_params(self) -> None:
+        _choice("metric", self.metric, METRICS)
+        _seed(self.random_seed)
 
     def compute_gradient_embeddings(self, features: Any, probabilities: Any) -> np.ndarray:
         """The (n_rows, n_classes * n_features) gradient embeddings; for small inputs (selection never builds it)."""
+        self._check_params()
         return gradient_embeddings(features, probabilities)
 
     def select(self, candidates: Candidates, batch_size: int) -> Selection:
+        self._check_params()
         indices, distances = badge_kmeanspp(candidates.embeddings, candidates.probabilities, batch_size,
                                             metric=self.metric, random_state=self.random_seed)
         return Selection(indices, distances)
 
     def select_batch(self, features: Any, probabilities: Any, batch_size: int, indices: Any = None) -> np.ndarray:
-        """Positions (or entries of ``indices``) of the picks in order."""
+        """Positions (or ``indices[chosen]``, one id per row of ``features``) of the picks in order."""
+        self._check_params()
         matrix = _as_matrix(features, "features", np.float32)
         probabilities = _as_matrix(probabilities, "probabilities", np.float64)
         if matrix.shape[0] != probabilities.shape[0]:
@@ -2606,16 +2770,12 @@ class DiversitySharding(ShardRule):
     beta x BATCH_SIZE of their union in input order and runs the sampler on exactly the rows a single run
     would (exact, for kcenter and kmeans). Without it, kcenter runs in two rounds: shards send
     OVERSAMPLING x BATCH_SIZE k-center picks and the covering radius they leave, the merge runs k-center over
-    them from every shard's labeled rows (or the mean of all candidates).
+    them from every shard's labeled rows (or the mean of all candidates). kmeans without it shards by weighted
+    representatives: each shard sends the rows nearest its OVERSAMPLING x BATCH_SIZE k-means centroids, each
+    weighted by its cluster's size, and the merge runs weighted k-means over them.
     """
 
     sends_labeled_vectors = True
-
-    def unsupported(self, config: "SelectionConfig") -> Optional[str]:
-        if not config.uncertainty_prefilter and config.diversity_method != "kcenter":
-            return ("DIVERSITY_METHOD={} cannot be sharded yet without UNCERTAINTY_PREFILTER: use kcenter, a "
-                    "pre-filter, or SELECTION_ROLE=single".format(config.diversity_method))
-        return None
 
     def shard_facts(self, candidates: Candidates) -> Dict[str, Any]:
         return {"candidate_vector_sum": candidates.embeddings.sum(axis=0, dtype=np.float64)}
@@ -2625,6 +2785,10 @@ class DiversitySharding(ShardRule):
             scores = uncertainty_scores(candidates.probabilities, config.uncertainty_mode)
             indices = top_k_indices(scores, _prefilter_size(config))
             return ShardPicks(indices, scores[indices], np.ones(indices.size, np.int64), None)
+        if config.diversity_method == "kmeans":
+            indices, sizes = kmeans_representatives(candidates.embeddings, shard_pick_count(config),
+                                                    metric=config.metric, random_state=seed)
+            return ShardPicks(indices, sizes, sizes.astype(np.int64), None)
         indices, distances, radius = k_center_with_radius(
             candidates.embeddings, shard_pick_count(config), initial_centers=candidates.labeled_embeddings,
             metric=config.metric)
@@ -2635,6 +2799,16 @@ class DiversitySharding(ShardRule):
         labeled, mean = _merge_centers(outputs, pool.vectors.shape[1])
         if config.uncertainty_prefilter:
             return self._merge_prefiltered(config, pool, labeled), {"guarantee": "exact"}
+        if config.diversity_method == "kmeans":
+            indices, sizes = kmeans_representatives(pool.vectors, config.batch_size, metric=config.metric,
+                                                    random_state=config.random_seed, sample_weight=pool.weights)
+            return Selection(indices, sizes), {
+                "guarantee": "weighted k-means over the shards' k-means representatives, each weighted by the "
+                             "rows of its cluster (one-pass merge of Guha et al., Clustering Data Streams, 2003); "
+                             "scores are the rows each pick stands for",
+                "oversampling": config.oversampling,
+                "represented_rows": int(pool.weights.sum()),
+            }
         indices, distances, radius = k_center_with_radius(pool.vectors, config.batch_size, initial_centers=labeled,
                                                           mean=mean, metric=config.metric)
         shard_radii = [output.manifest["covering_radius_chord"] for output in outputs
@@ -2741,6 +2915,10 @@ STRATEGY_TABLE = (
              sharding=DiversitySharding()),
     Strategy("badge", BADGESampler, "active_learning", needs_embeddings=True, batched=True,
              settings={"metric": "metric", "random_seed": "random_seed"}, sharding=WeightedD2()),
+    Strategy("hybrid", HybridSampler, "active_learning", needs_embeddings=True, batched=True,
+             settings={"metric": "metric", "random_seed": "random_seed", "diversity_method": "method",
+                       "uncertainty_prefilter": "uncertainty_prefilter", "uncertainty_mode": "uncertainty_mode"},
+             sharding=DiversitySharding()),
 )
 STRATEGIES_BY_NAME = {strategy.name: strategy for strategy in STRATEGY_TABLE}
 STRATEGIES = tuple(STRATEGIES_BY_NAME)
@@ -2812,7 +2990,7 @@ def annotate(rows: pd.DataFrame, probabilities: np.ndarray, classes: Sequence[An
 
     ``probabilities`` (shape (n_selected, n_classes)) and ``scores`` belong to the same rows. Every
     strategy adds selection_score, selection_rank and data_source; SSL strategies also pseudo_label
-    and confidence.
+    and confidence, active-learning strategies the same guess as predicted_label and predicted_confidence.
     """
     is_ssl = strategy_for(strategy).use_case == "ssl"
     added = {
@@ -2820,9 +2998,9 @@ def annotate(rows: pd.DataFrame, probabilities: np.ndarray, classes: Sequence[An
         SELECTION_RANK: np.arange(1, len(rows) + 1, dtype=np.int64),
         DATA_SOURCE: np.full(len(rows), DATA_SOURCE_SSL if is_ssl else DATA_SOURCE_ACTIVE_LEARNING, dtype=object),
     }
-    if is_ssl:
-        added[PSEUDO_LABEL] = pd.Series(predicted_classes(probabilities, classes), index=rows.index).infer_objects()
-        added[CONFIDENCE] = probabilities.max(axis=1)
+    label_column, confidence_column = (PSEUDO_LABEL, CONFIDENCE) if is_ssl else (PREDICTED_LABEL, PREDICTED_CONFIDENCE)
+    added[label_column] = pd.Series(predicted_classes(probabilities, classes), index=rows.index).infer_objects()
+    added[confidence_column] = probabilities.max(axis=1)
     # One concat rather than a column at a time: wide inputs would otherwise fragment the frame.
     return pd.concat([rows, pd.DataFrame(added, index=rows.index)], axis=1)
 
@@ -2847,6 +3025,7 @@ class SelectionResult(NamedTuple):
     counts: Dict[str, Any]  # pool_size, labeled_count, candidate_count, selected_count, selected_per_class, ...
     details: Dict[str, Any]  # score columns and how they were read, classes, vector columns
     predictions: Optional[Predictions] = None  # the model's guess for the same rows (labeling tasks show it)
+    drawing: Optional[Dict[str, Any]] = None  # the report's 2-D projection (strategies that read embeddings)
 
 
 def run_selection(pool: Pool, config: SelectionConfig, fetch_rows: Callable[[np.ndarray], pd.DataFrame],
@@ -2864,12 +3043,15 @@ def run_selection(pool: Pool, config: SelectionConfig, fetch_rows: Callable[[np.
     selection = select_from_pool(pool, config, arrays)
     chosen = pool.probabilities[selection.indices]
     counts, details = _selection_facts(pool, selection, chosen)
+    facts = pool_facts(pool.probabilities, pool.labeled, pool.classes, pool.known_labels, coverage_thresholds(config))
+    counts = dict(counts, **summary_fields(facts, chosen, strategy_for(config.selection_strategy).use_case))
     counts.update(_estimate_facts(config, arrays, selection, chosen, pool.classes))
+    drawing = None if pool.vectors is None else projection(pool.vectors, pool.labeled, selection.indices)
     classes = pool.classes
     del pool
     rows = annotate(fetch_rows(selection.indices), chosen, classes, selection.scores, config.selection_strategy)
     predictions = Predictions(tuple(classes), predicted_classes(chosen, classes), chosen.max(axis=1))
-    return SelectionResult(rows, counts, details, predictions)
+    return SelectionResult(rows, counts, details, predictions, drawing)
 
 
 def _selection_facts(pool: Pool, selection: Selection, chosen: np.ndarray) -> Tuple[Dict[str, Any], Dict[str, Any]]:
@@ -3007,14 +3189,26 @@ def select_samples(df: pd.DataFrame, strategy: str, batch_size: int,
     DataFrame
         The selected rows of ``df`` (its index kept) in rank order with ``selection_score``,
         ``selection_rank`` and ``data_source`` appended (SSL strategies also ``pseudo_label`` and
-        ``confidence``). Rows whose label field is filled are never selected.
+        ``confidence``). Rows whose label field is filled are never selected. With nothing to choose from
+        (no rows, or every row labeled, logged as a warning) it is empty but has those columns; the
+        columns are checked all the same. (The pipeline step instead fails on an empty pool.)
     """
     config = config_from_settings(strategy, batch_size, strategy_config, id_field)
     _require_columns([str(name) for name in df.columns], [("ID_FIELD", config.id_field)])
     _check_ids(df[config.id_field], config.id_field)
     feature_columns = (strategy_config or {}).get("feature_columns")
-    return run_selection(pool_from_frame(df, config, feature_columns), config,
-                         lambda positions: df.iloc[positions]).rows
+    pool = pool_from_frame(df, config, feature_columns)
+    if pool.labeled.all():
+        return _nothing_selected(df, pool, config)
+    return run_selection(pool, config, lambda positions: df.iloc[positions]).rows
+
+
+def _nothing_selected(df: pd.DataFrame, pool: Pool, config: SelectionConfig) -> pd.DataFrame:
+    """``select_samples``' answer for a frame without candidates: no rows, the output columns."""
+    if len(df):
+        logger.warning("select_samples: no candidate rows: all %d rows have label_field %r filled; nothing selected",
+                       len(df), config.label_field)
+    return annotate(df.iloc[:0], pool.probabilities[:0], pool.classes, np.empty(0), config.selection_strategy)
 
 
 # ---- Sharding: SELECTION_ROLE=shard on each instance, merge on one -------------------------------------------
@@ -3384,6 +3578,8 @@ def _shard_select(source: InputTable, config: SelectionConfig, resources: Resour
         "details": {"score_columns": pool.score_columns, "score_interpretation": pool.score_interpretation,
                     "vector_columns": pool.vector_columns or None, "vector_source": pool.vector_source,
                     "classes": pool.classes},
+        "pool_facts": pool_facts(pool.probabilities, pool.labeled, pool.classes, pool.known_labels,
+                                 coverage_thresholds(config)),
     }
     if candidates.size:
         manifest.update(rule.shard_facts(own))
@@ -3419,13 +3615,17 @@ class ShardOutput(NamedTuple):
     folder: Path
 
 
-def read_shard_outputs(root: Path) -> List[ShardOutput]:
-    """Every shard manifest under the merge's input folder, in path order."""
+def read_shard_outputs(root: Path, skipped: Sequence[Path] = ()) -> List[ShardOutput]:
+    """Every shard manifest under the merge's input folder, in path order, except in the ``skipped`` (output)
+    folders."""
     if not root.is_dir():
         raise SelectionError("input folder {} does not exist or is not a folder".format(root))
     outputs = []
+    skipped_real = [_real(folder) for folder in skipped]
     for path in sorted(root.rglob(SHARD_PREFIX + "*.json")):
         if any(part.startswith((".", "_")) for part in path.relative_to(root).parts):
+            continue
+        if any(_is_within(_real(path.parent), folder) for folder in skipped_real):
             continue
         try:
             manifest = json.loads(path.read_text(encoding="utf-8"))
@@ -3704,10 +3904,12 @@ class MergeResult(NamedTuple):
     sharding: Dict[str, Any]
 
 
-def merge_select(input_dir: Path, config: SelectionConfig,
+def merge_select(input_dir: Path, config: SelectionConfig, skipped: Sequence[Path] = (),
                  calibration: Optional[CalibrationTable] = None) -> MergeResult:
-    """The merge role: check all shards, then select from their candidates as a single run would."""
-    outputs = read_shard_outputs(input_dir)
+    """The merge role: check all shards, then select from their candidates as a single run would.
+
+    ``skipped``: the output folders, never read (they may lie inside ``input_dir``)."""
+    outputs = read_shard_outputs(input_dir, skipped)
     hosts = check_shard_manifests([output.manifest for output in outputs], config)
     outputs = sorted(outputs, key=lambda output: hosts.index(output.manifest["host"]))
     manifests = [output.manifest for output in outputs]
@@ -3729,6 +3931,8 @@ def merge_select(input_dir: Path, config: SelectionConfig,
     selection, sharding = _merge_strategy(config, pool, outputs, counts["candidate_count"])
     chosen = pool.probabilities[selection.indices]
     counts.update(_selected_counts(chosen, first["classes"], selection.scores))
+    counts.update(summary_fields(add_pool_facts([manifest["pool_facts"] for manifest in with_rows]), chosen,
+                                 strategy_for(config.selection_strategy).use_case))
     counts.update(_merged_estimate(config, pool, selection, chosen, first["classes"]))
     rows = _merged_rows(pool, selection.indices, first_shard["columns"],
                         _agreed_schema(with_rows, first_shard["columns"]), _merged_dtypes(with_rows))
@@ -3747,7 +3951,11 @@ def merge_select(input_dir: Path, config: SelectionConfig,
         merged_candidates=int(len(pool.ids)))
     predictions = Predictions(tuple(first["classes"]), predicted_classes(chosen, first["classes"]),
                               chosen.max(axis=1))
-    return MergeResult(SelectionResult(rows, counts, details, predictions), input_files, input_format,
+    drawing = None
+    if pool.vectors is not None:
+        drawing = dict(projection(pool.vectors, np.zeros(len(pool.ids), dtype=bool), selection.indices),
+                       note="; sharded run: the candidates are the rows the shards sent to the merge")
+    return MergeResult(SelectionResult(rows, counts, details, predictions, drawing), input_files, input_format,
                        resolve_output_format(config.output_format, input_format), sharding)
 
 
@@ -3804,8 +4012,6 @@ LABEL_STUDIO_TASKS = "label_studio_tasks.json"
 LABEL_STUDIO_CONFIG = "label_studio_config.xml"
 LABELING_FILES = {"ground_truth": (GROUND_TRUTH_MANIFEST, GROUND_TRUTH_CATEGORIES),
                   "label_studio": (LABEL_STUDIO_TASKS, LABEL_STUDIO_CONFIG)}
-PREDICTED_LABEL = "predicted_label"  # manifest attributes of the model's guess
-PREDICTED_CONFIDENCE = "predicted_confidence"
 LABEL_STUDIO_CHOICES = "label"  # name of the <Choices> control: from_name of predictions and answers
 LABEL_STUDIO_OBJECTS = {"text": ("Text", "text"), "uri": ("Image", "image")}  # data kind -> (tag, name)
 MODEL_VERSION_PREFIX = "active_sampling/"
@@ -3971,6 +4177,365 @@ def save_labeling_files(files: Mapping[str, str], labeling_dir: Path) -> List[st
     return paths
 
 
+# ---- Summary and report: the facts people look at, as log lines and a self-contained HTML page -----------------
+# Pure functions returning values or text; main writes the page. The facts over the pool are additive counts,
+# so shards compute them on their rows and the merge adds them up to what a single run reports.
+
+REPORT_FILENAME = "selection_report.html"
+CONFIDENCE_BINS = 20  # histogram bins of the top-class probability over [0, 1]
+COVERAGE_THRESHOLDS = (0.8, 0.9, 0.95, 0.99)  # SSL: candidates at or above each, beside CONFIDENCE_THRESHOLD
+PROJECTION_POINTS = 2000  # at most this many candidates, picks and labeled rows each drawn in the projection
+REPORT_CLASSES = 40  # classes drawn in the class-mix chart (the largest); the rest are counted in a note
+LOG_CLASSES = 20  # classes named in the per-class log line
+
+
+def settings_read(config: SelectionConfig) -> Dict[str, Any]:
+    """The settings this run read: every general one and its strategy's own (``Strategy.reads``), without
+    other strategies' settings, the embedding prefix when no embeddings are read, the sharding settings of
+    a single run or the labeling data field when no tasks are written."""
+    strategy = strategy_for(config.selection_strategy)
+    unread = {field for row in STRATEGY_TABLE for field in row.reads} - set(strategy.reads)
+    if not strategy.needs_embeddings:
+        unread.add("embedding_field_prefix")
+    if config.selection_role == "single":
+        unread |= {"oversampling", "resource_config_path"}
+    if config.labeling_format == "none":
+        unread.add("labeling_data_field")
+    return {field: value for field, value in config._asdict().items() if field not in unread}
+
+
+def coverage_thresholds(config: SelectionConfig) -> Tuple[float, ...]:
+    """Confidence levels whose candidate counts an SSL run reports (none for active learning)."""
+    strategy = strategy_for(config.selection_strategy)
+    if strategy.use_case != "ssl":
+        return ()
+    used = (config.confidence_threshold,) if ENV_VARS_BY_NAME["CONFIDENCE_THRESHOLD"].field in strategy.reads else ()
+    return tuple(sorted(set(COVERAGE_THRESHOLDS + used)))
+
+
+def label_texts(labels: pd.Series) -> np.ndarray:
+    """Labels (or class names) as text that compares equal when the values do: stripped, and a whole number in
+    any spelling ("3.0" of a csv column with gaps, 3.0, " 3") as its integer digits. Used only to compare."""
+    text = labels.astype(str).str.strip()
+    values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
+    whole = np.isfinite(values) & (np.abs(values) < 2.0 ** 53) & (values == np.floor(values))
+    canonical = text.to_numpy(dtype=object)
+    canonical[whole] = values[whole].astype(np.int64).astype(str).astype(object)
+    return canonical
+
+
+def _confidence_bins(confidence: np.ndarray) -> np.ndarray:
+    return np.clip((confidence * CONFIDENCE_BINS).astype(np.int64), 0, CONFIDENCE_BINS - 1)
+
+
+def pool_facts(probabilities: np.ndarray, labeled: np.ndarray, classes: Sequence[Any],
+               known_labels: Optional[np.ndarray], thresholds: Sequence[float]) -> Dict[str, Any]:
+    """Additive counts over a pool: the candidates' predicted classes, confidence histogram, confidence sum
+    and rows at or above each threshold, and how many labeled rows the model's guess agrees with.
+
+    ``known_labels`` holds ``label_texts`` of the labeled rows in row order (None: no LABEL_FIELD).
+    """
+    per_class = np.zeros(len(classes), dtype=np.int64)
+    histogram = np.zeros(CONFIDENCE_BINS, dtype=np.int64)
+    coverage = np.zeros(len(thresholds), dtype=np.int64)
+    confidence_sum, guesses = 0.0, []
+    for start in range(0, labeled.shape[0], _CHUNK_ROWS):
+        block = probabilities[start:start + _CHUNK_ROWS]
+        is_candidate = ~labeled[start:start + _CHUNK_ROWS]
+        top = block.argmax(axis=1)
+        confidence = block[np.arange(block.shape[0]), top][is_candidate]
+        per_class += np.bincount(top[is_candidate], minlength=len(classes))
+        histogram += np.bincount(_confidence_bins(confidence), minlength=CONFIDENCE_BINS)
+        coverage += np.array([np.count_nonzero(confidence >= t) for t in thresholds], dtype=np.int64)
+        confidence_sum += float(confidence.sum())
+        guesses.append(top[~is_candidate])
+    facts = {"pool_per_class": {str(label): int(n) for label, n in zip(classes, per_class)},
+             "confidence_histogram": histogram.tolist(), "confidence_sum": confidence_sum,
+             "threshold_coverage": {_plain(t): int(n) for t, n in zip(thresholds, coverage)}}
+    if known_labels is not None and known_labels.size:
+        names = label_texts(pd.Series([str(label) for label in classes], dtype=object))
+        agreeing = int(np.count_nonzero(names[np.concatenate(guesses)] == known_labels))
+        facts["label_agreement"] = {"compared": int(known_labels.size), "agreeing": agreeing}
+    return facts
+
+
+def add_pool_facts(parts: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
+    """``pool_facts`` of the union of the pools that ``parts`` describe (the shards' counts added up)."""
+    def add(a: Any, b: Any) -> Any:
+        if a is None or b is None:
+            return b if a is None else a
+        if isinstance(a, Mapping):
+            return {key: add(a.get(key), b.get(key)) for key in dict.fromkeys(list(a) + list(b))}
+        if isinstance(a, list):
+            return [x + y for x, y in zip(a, b)]
+        return a + b
+
+    total = None
+    for part in parts:
+        total = add(total, part)
+    return dict(total or {})
+
+
+def summary_fields(facts: Mapping[str, Any], chosen: np.ndarray, use_case: str) -> Dict[str, Any]:
+    """The metadata's summary fields from a pool's ``pool_facts`` and the selected rows' probabilities."""
+    candidates = sum(facts["pool_per_class"].values())
+    confidence = chosen.max(axis=1) if chosen.size else np.empty(0)
+    fields = {
+        "pool_per_class": dict(facts["pool_per_class"]),
+        "confidence_mean": {
+            "candidates": round(facts["confidence_sum"] / candidates, 6) if candidates else None,
+            "selected": round(float(confidence.mean()), 6) if confidence.size else None},
+        "confidence_histogram": {
+            "bin_width": 1.0 / CONFIDENCE_BINS, "candidates": list(facts["confidence_histogram"]),
+            "selected": np.bincount(_confidence_bins(confidence), minlength=CONFIDENCE_BINS).tolist()},
+    }
+    if use_case == "ssl":
+        fields["threshold_coverage"] = dict(facts["threshold_coverage"])
+    agreement = facts.get("label_agreement")
+    if agreement:
+        fields["label_agreement"] = dict(agreement, share=round(agreement["agreeing"] / agreement["compared"], 6))
+    return fields
+
+
+def _evenly(rows: np.ndarray, limit: int) -> np.ndarray:
+    """At most ``limit`` of ``rows``, evenly spaced (deterministic, keeps the first and the last)."""
+    if rows.size <= limit:
+        return rows
+    return rows[np.linspace(0, rows.size - 1, limit).round().astype(np.int64)]
+
+
+def _principal_axes(X: np.ndarray) -> np.ndarray:
+    """The first two principal directions of the centered ``X`` (n, d), as a (d, 2) matrix."""
+    if X.shape[1] <= 512:  # eigenvectors of the small covariance matrix, largest first
+        axes = np.linalg.eigh(X.T @ X)[1][:, ::-1][:, :2]
+    else:  # subspace iteration: the top two of a wide matrix without its full SVD
+        basis = np.random.default_rng(0).standard_normal((X.shape[1], 10))
+        for _ in range(6):
+            basis = np.linalg.qr(X.T @ (X @ basis))[0]
+        reduced = X @ basis
+        axes = basis @ np.linalg.eigh(reduced.T @ reduced)[1][:, ::-1][:, :2]
+    return np.pad(axes, ((0, 0), (0, 2 - axes.shape[1])))
+
+
+def projection(vectors: np.ndarray, labeled: np.ndarray, picks: np.ndarray,
+               limit: int = PROJECTION_POINTS) -> Dict[str, Any]:
+    """A 2-D PCA of an evenly spaced sample of the candidate rows, and the picks and labeled rows on its axes.
+
+    ``vectors`` (n, d) are what the strategy measured distances on; ``picks`` are positions in them.
+    Returns the drawn points (each at most ``limit``) and how many rows each set has in all.
+    """
+    candidates = np.flatnonzero(~labeled)
+    sample = _evenly(candidates, limit)
+    X = vectors[sample].astype(np.float64)
+    mean = X.mean(axis=0)
+    axes = _principal_axes(X - mean)
+
+    def project(rows: np.ndarray) -> np.ndarray:
+        return (vectors[rows].astype(np.float64) - mean) @ axes
+
+    return {"candidates": project(sample), "candidate_count": int(candidates.size),
+            "picks": project(_evenly(np.asarray(picks), limit)), "pick_count": int(len(picks)),
+            "labeled": project(_evenly(np.flatnonzero(labeled), limit)), "labeled_count": int(labeled.sum())}
+
+
+def _largest(per_class: Mapping[str, int], limit: int) -> List[str]:
+    """Every class in its order when there are at most ``limit``, else the ``limit`` largest."""
+    if len(per_class) <= limit:
+        return list(per_class)
+    return sorted(per_class, key=lambda label: -per_class[label])[:limit]
+
+
+def _percent(part: float, whole: float) -> str:
+    return "{:.1f} %".format(100.0 * part / whole) if whole else "n/a"
+
+
+def summary_lines(metadata: Mapping[str, Any]) -> List[str]:
+    """The run's summary as log lines: counts, class mix, and the SSL coverage or the active-learning confidence."""
+    candidates, selected = metadata["candidate_count"], metadata["selected_count"]
+    lines = ["Pool {} rows: {} labeled, {} candidates; selected {} ({} of the candidates)".format(
+        metadata["pool_size"], metadata["labeled_count"], candidates, selected, _percent(selected, candidates))]
+    pool_per_class = metadata["pool_per_class"]
+    shown = _largest(pool_per_class, LOG_CLASSES)
+    mix = "; ".join("{}: {} vs {} ({} vs {} rows)".format(
+        label, _percent(metadata["selected_per_class"][label], selected), _percent(pool_per_class[label], candidates),
+        metadata["selected_per_class"][label], pool_per_class[label]) for label in shown)
+    hidden = len(pool_per_class) - len(shown)
+    more = " ... and {} more classes".format(hidden) if hidden else ""
+    lines.append("Per predicted class, share of the selected vs of the candidates: " + mix + more)
+    threshold = metadata["config"].get("confidence_threshold")
+    if "threshold_coverage" in metadata:
+        lines.append("Candidates at or above a confidence of " + "; ".join("{}: {} ({}){}".format(
+            level, count, _percent(count, candidates), " (CONFIDENCE_THRESHOLD)" if float(level) == threshold else "")
+            for level, count in metadata["threshold_coverage"].items()))
+    agreement = metadata.get("label_agreement")
+    if agreement:
+        lines.append("The model's guess equals LABEL_FIELD {!r} on {} of {} labeled rows ({}); labeled rows are "
+                     "usually training rows, so this overstates its accuracy on the candidates".format(
+                         metadata["config"]["label_field"], agreement["agreeing"], agreement["compared"],
+                         _percent(agreement["agreeing"], agreement["compared"])))
+    means = metadata["confidence_mean"]
+    if metadata["use_case"] != "ssl" and means["selected"] is not None:
+        lines.append("Mean confidence (top-class probability): {:.3f} on the selected rows vs {:.3f} on the "
+                     "candidates".format(means["selected"], means["candidates"]))
+    return lines
+
+
+# The page: inline SVG and CSS only, every text escaped. Marks carry a class naming what they draw.
+_REPORT_STYLE = (
+    "body{font-family:sans-serif;margin:24px;color:#222;max-width:1100px}"
+    "table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
+    "th{background:#f3f3f3}.num{text-align:right}.note{color:#666;font-size:90%}"
+    "svg{border:1px solid #ddd;background:#fff;margin:6px 0}svg text{font-size:11px;fill:#333}"
+    ".pool{fill:#9aa5b1}.selected{fill:#d9480f}.labeled{fill:#2b8a3e}"
+    ".threshold{stroke:#1c7ed6;stroke-width:2;stroke-dasharray:5,3}"
+)
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
+    def cell(tag: str, value: Any) -> str:
+        numeric = isinstance(value, numbers.Number) and not isinstance(value, bool)
+        return "<{0}{1}>{2}</{0}>".format(tag, ' class="num"' if numeric else "", _e(value))
+    head = "<tr>" + "".join(cell("th", name) for name in header) + "</tr>"
+    return "<table>" + head + "".join("<tr>" + "".join(cell("td", v) for v in row) + "</tr>" for row in rows) \
+        + "</table>"
+
+
+def _svg(width: int, height: int, label: str, body: List[str]) -> str:
+    return '<svg xmlns="http://www.w3.org/2000/svg" width="{0}" height="{1}" viewBox="0 0 {0} {1}" role="img" ' \
+        'aria-label="{2}">{3}</svg>'.format(width, height, _e(label), "".join(body))
+
+
+def _bar(x: float, y: float, width: float, height: float, kind: str, title: str) -> str:
+    return '<rect class="{}" x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{:.1f}"><title>{}</title></rect>'.format(
+        kind, x, y, max(width, 0.0), max(height, 0.0), _e(title))
+
+
+def _text(x: float, y: float, text: Any, anchor: str = "start") -> str:
+    return '<text x="{:.1f}" y="{:.1f}" text-anchor="{}">{}</text>'.format(x, y, anchor, _e(text))
+
+
+def class_mix_svg(pool_per_class: Mapping[str, int], selected_per_class: Mapping[str, int]) -> str:
+    """Horizontal bars: each class's share of the candidates (grey) and of the selected rows (orange)."""
+    candidates, selected = sum(pool_per_class.values()), sum(selected_per_class.values())
+    shown = _largest(pool_per_class, REPORT_CLASSES)
+    shares = [(label, pool_per_class[label], selected_per_class.get(label, 0)) for label in shown]
+    row, left, width = 26, 150, 420
+    widest = max([n / candidates for _, n, _ in shares if candidates]
+                 + [n / selected for _, _, n in shares if selected] + [1e-12])
+    body = []
+    for i, (label, n_pool, n_selected) in enumerate(shares):
+        y = 20 + i * row
+        body.append(_text(left - 6, y + 15, str(label)[:24], "end"))
+        body.append(_bar(left, y + 2, width * (n_pool / candidates if candidates else 0.0) / widest, 10, "pool",
+                         "class {}: {} of {} candidates ({})".format(label, n_pool, candidates,
+                                                                     _percent(n_pool, candidates))))
+        body.append(_bar(left, y + 13, width * (n_selected / selected if selected else 0.0) / widest, 10,
+                         "selected", "class {}: {} of {} selected ({})".format(label, n_selected, selected,
+                                                                               _percent(n_selected, selected))))
+        body.append(_text(left + width + 8, y + 15, "{} of the selected, {} of the candidates".format(
+            _percent(n_selected, selected), _percent(n_pool, candidates))))
+    return _svg(left + width + 260, 30 + row * len(shown), "class mix of candidates and selected rows", body)
+
+
+def confidence_svg(histogram: Mapping[str, Any], threshold: Optional[float]) -> str:
+    """The candidates' top-class probability histogram (grey) and the selected rows' (orange), each as a share
+    of its own total, with the threshold as a dashed line."""
+    left, top, width, height = 50, 16, 600, 200
+    series = [("pool", histogram["candidates"], 0.0), ("selected", histogram["selected"], 0.5)]
+    step = width / CONFIDENCE_BINS
+    body = ['<line x1="{0}" y1="{1}" x2="{2}" y2="{1}" stroke="#888"/>'.format(left, top + height, left + width)]
+    tallest = max([count / max(sum(counts), 1) for _, counts, _ in series for count in counts] + [1e-12])
+    for kind, counts, offset in series:
+        total = sum(counts)
+        for i, count in enumerate(counts):
+            if count:
+                bar = height * (count / total) / tallest
+                body.append(_bar(left + (i + offset) * step + 1, top + height - bar, step / 2 - 1, bar, kind,
+                                 "{} rows with confidence in [{:.2f}, {:.2f}): {} ({})".format(
+                                     "candidate" if kind == "pool" else "selected", i / CONFIDENCE_BINS,
+                                     (i + 1) / CONFIDENCE_BINS, count, _percent(count, total))))
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        body.append(_text(left + tick * width, top + height + 16, _plain(tick), "middle"))
+    body.append(_text(left + width / 2, top + height + 34, "top-class probability (confidence)", "middle"))
+    if threshold is not None:
+        x = left + threshold * width
+        body.append('<line class="threshold" x1="{0:.1f}" y1="{1}" x2="{0:.1f}" y2="{2}"><title>threshold {3}'
+                    '</title></line>'.format(x, top - 6, top + height, _e(threshold)))
+        body.append(_text(x - 4, top + 8, "threshold {}".format(_plain(threshold)), "end"))
+    return _svg(left + width + 20, top + height + 44, "confidence histogram", body)
+
+
+def projection_svg(drawing: Mapping[str, Any]) -> str:
+    """Scatter of the projection: candidates grey, labeled rows green, picks orange (drawn last, on top)."""
+    size, margin = 520, 14
+    layers = [("pool", drawing["candidates"], 1.6), ("labeled", drawing["labeled"], 2.4),
+              ("selected", drawing["picks"], 3.4)]
+    points = np.vstack([xy for _, xy, _ in layers if len(xy)] or [np.zeros((1, 2))])
+    low, high = points.min(axis=0), points.max(axis=0)
+    scale = (size - 2 * margin) / np.where(high > low, high - low, 1.0)
+    body = []
+    for kind, xy, radius in layers:
+        for x, y in (np.asarray(xy, dtype=np.float64).reshape(-1, 2) - low) * scale + margin:
+            body.append('<circle class="{}" cx="{:.1f}" cy="{:.1f}" r="{}"/>'.format(kind, x, size - y, radius))
+    return _svg(size, size, "2-D projection of the embeddings", body)
+
+
+def _legend(kind: str, text: str) -> str:
+    return '<span><svg width="12" height="12"><rect class="{}" width="12" height="12"/></svg> {}</span> '.format(
+        kind, _e(text))
+
+
+def selection_report_html(metadata: Mapping[str, Any], drawing: Optional[Mapping[str, Any]] = None) -> str:
+    """The selection report: one self-contained HTML page (no script, no network) of ``metadata`` and, for
+    the embedding strategies, the ``projection`` drawing. Its size is bounded whatever the pool's."""
+    config = metadata["config"]
+    threshold = config.get("confidence_threshold")
+    counts = [("pool rows", metadata["pool_size"]), ("labeled rows (never selected)", metadata["labeled_count"]),
+              ("candidates", metadata["candidate_count"]), ("selected", metadata["selected_count"])]
+    parts = [
+        "<h1>Selection report: {} ({})</h1>".format(_e(metadata["strategy"]), _e(metadata["use_case"])),
+        '<p class="note">job type {}, written {} by active_sample_selection.py; the numbers are in '
+        "selection_metadata.json beside this file.</p>".format(_e(metadata["job_type"]), _e(metadata["timestamp"])),
+        "<h2>Summary</h2><ul>" + "".join("<li>{}</li>".format(_e(line)) for line in summary_lines(metadata))
+        + "</ul>",
+        "<h2>Counts</h2>" + _table(counts, ("", "rows")),
+        "<h2>Class mix: candidates vs selected</h2>"
+        + _legend("pool", "share of the candidates") + _legend("selected", "share of the selected rows")
+        + "<br>" + class_mix_svg(metadata["pool_per_class"], metadata["selected_per_class"]),
+    ]
+    if len(metadata["pool_per_class"]) > REPORT_CLASSES:
+        parts.append('<p class="note">The {} largest of {} predicted classes are drawn.</p>'.format(
+            REPORT_CLASSES, len(metadata["pool_per_class"])))
+    parts.append("<h2>Model confidence of the candidates and the selected rows</h2>"
+                 + _legend("pool", "candidates") + _legend("selected", "selected rows") + "<br>"
+                 + confidence_svg(metadata["confidence_histogram"],
+                                  threshold if metadata["use_case"] == "ssl" else None))
+    if drawing is not None:
+        parts.append("<h2>Embeddings: 2-D projection (PCA)</h2>"
+                     + _legend("pool", "candidates") + _legend("labeled", "labeled rows")
+                     + _legend("selected", "selected rows") + "<br>" + projection_svg(drawing)
+                     + '<p class="note">{} of {} candidates, {} of {} selected and {} of {} labeled rows drawn '
+                     "(evenly spaced samples); axes: the first two principal components of the drawn candidates"
+                     "{}.</p>".format(len(drawing["candidates"]), drawing["candidate_count"], len(drawing["picks"]),
+                                      drawing["pick_count"], len(drawing["labeled"]), drawing["labeled_count"],
+                                      drawing.get("note", "")))
+    sharding = metadata.get("sharding")
+    if sharding:
+        shards = [(s["host"], s["pool_size"], s["candidate_count"], s["forwarded_count"]) for s in sharding["shards"]]
+        parts.append("<h2>Shards</h2>" + _table(shards, ("host", "pool rows", "candidates", "sent to the merge"))
+                     + '<p class="note">merge chose from {} rows; {}.</p>'.format(
+                         sharding["merged_candidates"], _e(sharding["guarantee"])))
+    parts.append("<h2>Settings read</h2>" + _table(sorted(config.items()), ("setting", "value")))
+    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; style-src \'unsafe-inline\'">'
+            "<title>Selection report: {}</title><style>{}</style></head><body>\n{}\n</body></html>\n").format(
+                _e(metadata["strategy"]), _REPORT_STYLE, "\n".join(parts))
+
+
 # ---- Writing: result files, markers and the output folders' ownership ----------------------------------------
 
 def resolve_output_format(requested: Optional[str], input_format: str) -> str:
@@ -4049,7 +4614,15 @@ def save_selection_metadata(metadata: Dict[str, Any], metadata_dir: str) -> str:
     return str(path)
 
 
+def save_selection_report(text: str, metadata_dir: str) -> str:
+    """Write ``selection_report.html`` atomically; return its path."""
+    path = Path(metadata_dir) / REPORT_FILENAME
+    _write_atomically(path, lambda target: target.write_text(text, encoding="utf-8"))
+    return str(path)
+
+
 RESULT_NAMES = (tuple("{}.{}".format(SAMPLES_BASENAME, fmt) for fmt in OUTPUT_FORMATS) + (METADATA_FILENAME,)
+                + (REPORT_FILENAME,)
                 + tuple(name for names in LABELING_FILES.values() for name in names))
 
 
@@ -4059,26 +4632,58 @@ def _real(path: Path) -> str:
 
 def check_folders_apart(input_dir: Path, samples_dir: Path, metadata_dir: Path,
                         labeling_dir: Optional[Path] = None) -> None:
-    """Refuse output folders that equal, contain or lie inside the input folder, or equal each other.
+    """Refuse output folders that equal or contain the input folder, or equal each other; an output folder
+    inside the input must hold nothing but this step's own files.
 
     Paths are compared after resolving links, so the step can neither write into its input nor read its
-    own output back. ``labeling_dir`` is checked too when this run writes labeling tasks.
+    own output back: the input walk skips the output folders inside the input (pytest's ``tmp_path`` with
+    the outputs in ``tmp_path / "output"``). ``labeling_dir`` is checked too when this run writes labeling
+    tasks.
     """
     source = _real(input_dir)
     outputs = [(SAMPLES_CHANNEL, samples_dir), (METADATA_CHANNEL, metadata_dir)]
     if labeling_dir is not None:
         outputs.append((LABELING_CHANNEL, labeling_dir))
+    real_outputs = {_real(folder) for _, folder in outputs}
     for channel, folder in outputs:
         target = _real(folder)
-        if _is_within(target, source) or _is_within(source, target):
-            raise SelectionError("output folder {} ({}) overlaps the input folder {}: the step never writes into "
-                                 "its input nor reads its output; use separate folders".format(
-                                     folder, channel, input_dir))
+        if _is_within(source, target):
+            problem = "it is the input folder" if target == source else "it contains the input folder"
+        elif _is_within(target, source):
+            problem = _input_files_in_output(folder, real_outputs)
+        else:
+            problem = None
+        if problem:
+            raise SelectionError("output folder {} ({}) overlaps the input folder {}: {}; the step never writes into "
+                                 "its input nor reads its output".format(folder, channel, input_dir, problem))
     for position, (channel, folder) in enumerate(outputs):
         for other_channel, other in outputs[position + 1:]:
             if _real(folder) == _real(other):
                 raise SelectionError("the output folders {} and {} are the same folder; give each channel its "
                                      "own".format(channel, other_channel))
+
+
+def _input_files_in_output(folder: Path, outputs: Collection[str]) -> Optional[str]:
+    """Why the output ``folder`` inside the input is input too, or None when it holds only this step's files:
+    the markers, the result files its ``_SUCCESS`` lists, dot-files (temporary names) and other output folders."""
+    try:
+        if not os.path.lexists(str(folder)):
+            return None
+        if not folder.is_dir():
+            return "it lies inside the input and is not a folder"
+        marker = folder / SUCCESS_MARKER
+        listed = set(marker.read_text(encoding="utf-8", errors="replace").splitlines()) if marker.is_file() else set()
+        for name in sorted(os.listdir(str(folder))):
+            path = folder / name
+            if name in (SUCCESS_MARKER, FAILURE_MARKER) or name.startswith(".") or _real(path) in outputs:
+                continue
+            ours = name in listed and (name in RESULT_NAMES or name.startswith(SHARD_PREFIX))
+            if not (ours and path.is_file() and not path.is_symlink()):
+                return ("it lies inside the input and holds {}, which no _SUCCESS of this step lists: choose an "
+                        "empty folder".format(name))
+    except OSError as error:
+        return "it lies inside the input and cannot be listed ({})".format(error.strerror or _one_line(error))
+    return None
 
 
 def _ours(folder: Path) -> List[Path]:
@@ -4143,12 +4748,13 @@ def _input_folder(input_paths: Any) -> Optional[Path]:
 
 
 def _record_failure(folders: Sequence[Path], input_dir: Optional[Path], error: BaseException,
-                    written: Iterable[Path] = ()) -> None:
+                    written: Iterable[Path] = (), folders_checked: bool = False) -> None:
     """Leave ``_FAILURE`` (the one-line reason) and none of this step's results in every output folder
-    that can be written, except folders inside the input, which the step never writes to."""
+    that can be written. Folders inside the input are written only once ``check_folders_apart`` accepted
+    them (``folders_checked``): before that, or when it refused them, nothing is written in the input tree."""
     written = list(written)
     for folder in dict.fromkeys(folders):
-        if input_dir is not None and _is_within(_real(folder), _real(input_dir)):
+        if not folders_checked and input_dir is not None and _is_within(_real(folder), _real(input_dir)):
             continue
         try:
             if folder.exists() and not folder.is_dir():
@@ -4256,10 +4862,17 @@ def _calibration_channel(input_paths: Mapping[str, Any], config: SelectionConfig
 
 
 def _outside_calibration(folders: Sequence[Path], input_paths: Any) -> List[Path]:
-    """The ``folders`` not inside the calibration_data folder, which is input too: no _FAILURE goes there."""
+    """The output ``folders`` that may hold ``_FAILURE``: inside the calibration_data folder (input too) only
+    when ``check_folders_apart`` accepts them there, as for the evaluation data."""
     value = input_paths.get(CALIBRATION_CHANNEL) if isinstance(input_paths, Mapping) else None
     if not isinstance(value, (str, os.PathLike)) or not str(value):
         return list(folders)
+    try:
+        if len(folders) >= 2:
+            check_folders_apart(Path(value), *folders[:3])
+            return list(folders)
+    except (SelectionError, OSError):
+        pass
     return [folder for folder in folders if not _is_within(_real(folder), _real(Path(value)))]
 
 
@@ -4306,11 +4919,13 @@ def main(
     started = time.time()
     written: List[Path] = []
     labeling_dir = _labeling_channel(output_paths, environ_vars)
+    folders_checked = False
     try:
         samples_dir = _channel(output_paths, SAMPLES_CHANNEL, "output")
         metadata_dir = _channel(output_paths, METADATA_CHANNEL, "output")
         input_dir = _channel(input_paths, INPUT_CHANNEL, "input")
         check_folders_apart(input_dir, samples_dir, metadata_dir, labeling_dir)
+        folders_checked = True
         config = parse_environment(environ_vars)
         _check_labeling_channel(config, labeling_dir)
         calibration_dir = _calibration_channel(input_paths, config, (samples_dir, metadata_dir, labeling_dir))
@@ -4332,7 +4947,8 @@ def main(
         if config.selection_role == "merge":
             calibration = None if calibration_dir is None else read_calibration(
                 calibration_dir, config, _present(samples_dir, metadata_dir, labeling_dir))
-            result, input_files, input_format, output_format, sharding = merge_select(input_dir, config, calibration)
+            result, input_files, input_format, output_format, sharding = merge_select(
+                input_dir, config, skipped=_present(samples_dir, metadata_dir, labeling_dir), calibration=calibration)
         else:
             source = scan_input(input_dir, config, forbidden=_present(samples_dir, metadata_dir, labeling_dir))
             calibration = _load_calibration(calibration_dir, source, config,
@@ -4347,7 +4963,7 @@ def main(
             "strategy": config.selection_strategy,
             "use_case": config.use_case,
             "job_type": job_type,
-            "config": config._asdict(),
+            "config": settings_read(config),
             **result.counts,
             "output_format": output_format,
             "output_file": os.path.relpath(str(written[0]), str(samples_dir)),
@@ -4361,15 +4977,19 @@ def main(
             metadata["sharding"] = sharding
         metadata["elapsed_seconds"] = round(time.time() - started, 3)
         written.append(Path(save_selection_metadata(metadata, str(metadata_dir))))
+        written.append(Path(save_selection_report(selection_report_html(metadata, result.drawing), str(metadata_dir))))
         for folder in _present(samples_dir, metadata_dir, labeling_dir):
             written.append(_mark_success(folder, written))
     except BaseException as error:
         folders = _outside_calibration(_output_folders(output_paths) + list(_present(labeling_dir)), input_paths)
-        _record_failure(folders, _input_folder(input_paths), error, written)
+        _record_failure(folders, _input_folder(input_paths), error, written, folders_checked)
         raise
     logger.info("Selected %d of %d candidates (pool of %d) with %s in %.2fs", metadata["selected_count"],
                 metadata["candidate_count"], metadata["pool_size"], config.selection_strategy,
                 metadata["elapsed_seconds"])
+    for line in summary_lines(metadata):
+        logger.info("%s", line)
+    logger.info("Selection report: %s", metadata_dir / REPORT_FILENAME)
     return metadata
 
 
@@ -4421,6 +5041,15 @@ def _optional_inputs(args: argparse.Namespace) -> Dict[str, str]:
     return found
 
 
+def _folders_are_apart(paths: Mapping[str, str]) -> bool:
+    """Whether ``check_folders_apart`` accepts the input and output folders of ``paths`` (no error raised)."""
+    try:
+        check_folders_apart(Path(paths[INPUT_CHANNEL]), Path(paths[SAMPLES_CHANNEL]), Path(paths[METADATA_CHANNEL]))
+    except SelectionError:
+        return False
+    return True
+
+
 def _configure_logging() -> None:
     root = logging.getLogger()
     if not root.handlers:
@@ -4437,7 +5066,8 @@ def cli(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str
         args = parser.parse_args(argv)
     except SelectionError as error:
         paths = _paths_despite_errors(argv)
-        _record_failure(_output_folders(paths), _input_folder(paths), error)
+        _record_failure(_output_folders(paths), _input_folder(paths), error,
+                        folders_checked=_folders_are_apart(paths))
         logger.error("%s", _one_line(error))
         return 1
     environ = os.environ if environ is None else environ

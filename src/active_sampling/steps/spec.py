@@ -84,7 +84,8 @@ ACTIVE_SAMPLE_SELECTION_SPEC = StepSpecification(
             property_path=processing_output_property_path(script.METADATA_CHANNEL),
             data_type="S3Uri",
             aliases=["metadata", "selection_info", "sampling_metadata"],
-            description="selection_metadata.json: configuration, counts, score summary and timestamp.",
+            description="selection_metadata.json (settings read, counts, class mix, confidence summary, timestamp) "
+                        "and selection_report.html (the same as a self-contained page with charts).",
         ),
         script.LABELING_CHANNEL: OutputSpec(
             logical_name=script.LABELING_CHANNEL,
