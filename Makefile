@@ -86,8 +86,8 @@ evaluate: $(STAMP)
 
 pipeline: $(STAMP)
 	$(PY) examples/pipeline.py --offline
-	@echo "# the same selection sharded over 4 instances (docs/scaling.md):"
-	$(PY) examples/pipeline.py --offline --shards 4 --strategy diversity --use-case active_learning
+	@echo "# active learning sharded over 4 instances (docs/scaling.md), last round's predictions as a parameter:"
+	$(PY) examples/pipeline.py --offline --shards 4 --strategy diversity --use-case active_learning --previous-predictions
 
 docs: $(STAMP)
 	$(PY) -m active_sampling.steps.docs --write docs/config.md

@@ -1,10 +1,18 @@
-"""Build a three-step SageMaker pipeline around ActiveSampleSelection and print its JSON definition.
+"""Build one round of a SageMaker pipeline around ActiveSampleSelection and print its JSON definition.
 
     predictions (stand-in for XGBoostModelInference, spec output "eval_output")
         -> ActiveSampleSelection (its evaluation_data input resolved from the upstream spec)
-        -> review (stand-in for PseudoLabelMerge or a labeling job, reads selected_samples by property)
+        -> CheckSelection (ConditionStep on the step's PropertyFile SelectionMetadata: selected_count > 0
+           and not stopping.should_stop)
+            -> if true: HumanLabeling (active learning) or PseudoLabelMerge (ssl), stand-ins that read
+               selected_samples by property; if false: nothing (the loop ends, or there is nothing to label)
 
-The two stand-in steps only copy their input folders to their output folder; replace them with your own
+Each execution is one round: every output of the selection goes under the execution id, and caching is off.
+With ``--previous-predictions`` the pipeline has a parameter PreviousPredictions, the S3 URI of last round's
+prediction table, passed as the selection's previous_predictions input (its agreement with this round's
+predictions is the stabilizing-predictions stopping signal; docs/pipeline.md).
+
+The stand-in steps only copy their input folders to their output folder; replace them with your own
 inference and downstream steps. Run it against your account:
 
     python examples/pipeline.py --bucket my-bucket --role arn:aws:iam::123456789012:role/SageMakerRole
@@ -18,6 +26,8 @@ parameter SelectionShardCount, default N) each reading part of the predictions (
 one-instance merge step that the review step reads from:
 
     python examples/pipeline.py --offline --shards 4 --strategy diversity --use-case active_learning
+
+The merge step then carries the property file, and the condition reads it there.
 """
 
 import argparse
@@ -85,7 +95,9 @@ def stand_in_spec(step_type: str, input_name: str, output_name: str) -> StepSpec
 # Like XGBoostModelInference: its predictions come out as "eval_output"; ActiveSampleSelection finds it
 # because XGBoostModelInference is a compatible source and "eval_output" is one of its semantic keywords.
 INFERENCE_SPEC = stand_in_spec("XGBoostModelInference", "processed_data", "eval_output")
-REVIEW_SPEC = stand_in_spec("PseudoLabelMerge", "pseudo_labeled", "combined_data")
+PSEUDO_LABEL_MERGE_SPEC = stand_in_spec("PseudoLabelMerge", "pseudo_labeled", "combined_data")
+LABELING_SPEC = stand_in_spec("HumanLabeling", "rows_to_label", "labeled_rows")
+CONDITION_STEP_NAME = "CheckSelection"
 
 
 class StandInStepBuilder(ProcessingStepBuilderBase):
@@ -109,10 +121,18 @@ def example_config(bucket: str, role: str, region: str, strategy: str, use_case:
     )
 
 
-def build_pipeline(config: ActiveSampleSelectionConfig, session, work_dir: str, shard_count: Optional[int] = None):
-    """The pipeline: predictions -> ActiveSampleSelection -> review, described with ``session``.
+def next_step_spec(config: ActiveSampleSelectionConfig) -> StepSpecification:
+    """Where the selected rows go: human labeling for active learning, the pseudo-label merge for ssl."""
+    return PSEUDO_LABEL_MERGE_SPEC if config.effective_job_type == "ssl_selection" else LABELING_SPEC
+
+
+def build_pipeline(config: ActiveSampleSelectionConfig, session, work_dir: str, shard_count: Optional[int] = None,
+                   previous_predictions: bool = False):
+    """The pipeline: predictions -> ActiveSampleSelection -> CheckSelection -> next step, described with ``session``.
 
     With ``shard_count``, the selection is a shard step on SelectionShardCount instances and a merge step.
+    With ``previous_predictions``, the parameter PreviousPredictions (no default: give it when starting an
+    execution) is the selection's previous_predictions input.
     """
     Path(work_dir, COPY_SCRIPT_NAME).write_text(COPY_SCRIPT)
     base = config.model_dump(include=set(ProcessingStepConfigBase.model_fields))
@@ -126,25 +146,40 @@ def build_pipeline(config: ActiveSampleSelectionConfig, session, work_dir: str, 
     inference_step = StandInStepBuilder(stand_in_config, INFERENCE_SPEC, sagemaker_session=session).create_step(
         inputs={"processed_data": unlabeled_data},
     )
+    selection_inputs = {}
+    if previous_predictions:
+        # Explicit only: wired from this execution's inference step it would be this round's predictions.
+        previous = sdk.ParameterString(name="PreviousPredictions")
+        parameters.append(previous)
+        selection_inputs["previous_predictions"] = previous
     selection_builder = ActiveSampleSelectionStepBuilder(config, sagemaker_session=session)
     if shard_count is None:
-        selection_steps = [selection_builder.create_step(dependencies=[inference_step])]
+        selection_steps = [selection_builder.create_step(inputs=selection_inputs, dependencies=[inference_step])]
     else:
         shards = sdk.ParameterInteger(name="SelectionShardCount", default_value=shard_count)
         parameters.append(shards)
-        selection_steps = list(selection_builder.create_sharded_steps(shards, dependencies=[inference_step]))
+        selection_steps = list(selection_builder.create_sharded_steps(shards, inputs=selection_inputs,
+                                                                      dependencies=[inference_step]))
     selection_step = selection_steps[-1]  # downstream steps read the single step, or the merge
-    review_step = StandInStepBuilder(stand_in_config, REVIEW_SPEC, sagemaker_session=session).create_step(
-        inputs={
-            "pseudo_labeled": selection_step.properties.ProcessingOutputConfig.Outputs[
-                "selected_samples"
-            ].S3Output.S3Uri,
-        },
+    next_spec = next_step_spec(config)
+    (next_input,) = next_spec.dependencies
+    next_step = StandInStepBuilder(stand_in_config, next_spec, sagemaker_session=session).create_step(
+        inputs={next_input: selection_step.properties.ProcessingOutputConfig.Outputs["selected_samples"].S3Output.S3Uri},
+    )
+    metadata = selection_builder.property_file
+    check = sdk.ConditionStep(
+        name=CONDITION_STEP_NAME,
+        conditions=[
+            sdk.ConditionGreaterThan(left=sdk.json_get(selection_step, metadata, "selected_count"), right=0),
+            sdk.ConditionEquals(left=sdk.json_get(selection_step, metadata, "stopping.should_stop"), right=False),
+        ],
+        if_steps=[next_step],
+        else_steps=[],
     )
     return sdk.Pipeline(
         name=config.pipeline_name,
         parameters=parameters,
-        steps=[inference_step, *selection_steps, review_step],
+        steps=[inference_step, *selection_steps, check],
         sagemaker_session=session,
     )
 
@@ -174,6 +209,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--offline", action="store_true", help="no AWS: fake credentials and moto S3")
     parser.add_argument("--shards", type=int, default=None,
                         help="run the selection sharded: default number of shard instances")
+    parser.add_argument("--previous-predictions", action="store_true",
+                        help="add the pipeline parameter PreviousPredictions: last round's predictions (S3 URI)")
     parser.add_argument("--work-dir", help="folder for the stand-in steps' script (default: a temporary one); "
                         "the code's S3 key hashes its path")
     args = parser.parse_args(argv)
@@ -184,7 +221,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             _offline(stack, config.bucket, config.aws_region)
         session = sdk.pipeline_session(config.aws_region, config.bucket)
         work_dir = args.work_dir or stack.enter_context(tempfile.TemporaryDirectory())
-        pipeline = build_pipeline(config, session, work_dir, args.shards)
+        pipeline = build_pipeline(config, session, work_dir, args.shards, args.previous_predictions)
         print(pipeline.definition())
     return 0
 

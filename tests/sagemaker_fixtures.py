@@ -52,3 +52,17 @@ def pipeline_session(aws_env):
     from active_sampling.core import sdk
 
     return sdk.pipeline_session(REGION, BUCKET)
+
+
+EXECUTION_ID_EXPR = {"Get": "Execution.PipelineExecutionId"}
+
+
+def under_execution(*parts):
+    """The definition of an S3 URI made of ``parts`` with the execution id before the last one, as SageMaker
+    receives it: ``{"Std:Join": {"On": "/", "Values": [...]}}``."""
+    return {"Std:Join": {"On": "/", "Values": [*parts[:-1], EXECUTION_ID_EXPR, parts[-1]]}}
+
+
+def expression(value):
+    """A pipeline variable as it appears in the definition (its ``expr``); plain values as they are."""
+    return getattr(value, "expr", value)

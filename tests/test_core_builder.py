@@ -1,7 +1,7 @@
 from typing import Optional
 
 import pytest
-from sagemaker_fixtures import BASE_FIELDS, aws_env, pipeline_session, s3  # noqa: F401
+from sagemaker_fixtures import BASE_FIELDS, aws_env, expression, pipeline_session, s3, under_execution  # noqa: F401
 
 from active_sampling.core import (
     DependencySpec,
@@ -111,7 +111,8 @@ def test_step_maps_channels_through_spec_and_contract(config, s3, pipeline_sessi
     assert data_input["S3Input"]["LocalPath"] == "/opt/ml/processing/input/predictions"
     (picked,) = arguments["ProcessingOutputConfig"]["Outputs"]
     assert picked["S3Output"]["LocalPath"] == "/opt/ml/processing/output/picked"
-    assert picked["S3Output"]["S3Uri"] == f"{config.pipeline_s3_loc}/select/training/picked"
+    assert expression(picked["S3Output"]["S3Uri"]) == under_execution(config.pipeline_s3_loc, "select", "training",
+                                                                        "picked")
     assert arguments["Environment"] == {"MODE": "fast", "LIMIT": "10"}
     assert arguments["AppSpecification"]["ContainerArguments"] == ["--job_type", "training"]
     assert step.cache_config.enable_caching is False
@@ -208,3 +209,27 @@ def test_builders_choose_the_input_distribution_and_the_instance_count(config, s
         assert data_input["S3Input"]["S3DataDistributionType"] == distribution
     assert plain["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 1
     assert sharded["ProcessingResources"]["ClusterConfig"]["InstanceCount"].expr == {"Get": "Parameters.ShardCount"}
+
+
+def test_explicit_only_inputs_are_never_resolved_from_dependencies(config, s3, pipeline_session):
+    spec = StepSpecification(
+        step_type="Select", node_type=NodeType.INTERNAL,
+        script_contract=SELECT.script_contract.model_copy(update={"expected_input_paths": {
+            "predictions": "/opt/ml/processing/input/predictions", "last": "/opt/ml/processing/input/last"}}),
+        dependencies={**SELECT.dependencies, "last": DependencySpec(
+            logical_name="last", dependency_type=DependencyType.PROCESSING_OUTPUT, required=False,
+            explicit_only=True)},
+        outputs=SELECT.outputs,
+    )
+    # The upstream step offers an output of the very same name: still not wired.
+    offers_both = build(config, make_spec("Other", inputs=[], outputs=["predictions", "last"]), pipeline_session)
+    step = build(config, spec, pipeline_session, dependencies=[offers_both])
+    assert {item["InputName"] for item in request(step)["ProcessingInputs"]} == {"predictions", "code"}
+    step = build(config, spec, pipeline_session, dependencies=[offers_both], inputs={"last": "s3://b/last"})
+    assert source_of(step, "last") == "s3://b/last"
+
+
+def test_caching_is_off_unless_asked_for(config, s3, pipeline_session):
+    assert build(config, SELECT, pipeline_session, inputs={"predictions": "s3://b/p"}).cache_config.enable_caching is False
+    step = build(config, SELECT, pipeline_session, inputs={"predictions": "s3://b/p"}, enable_caching=True)
+    assert step.cache_config.enable_caching is True

@@ -21,7 +21,7 @@ def test_tiers_split_required_fields_defaults_and_properties():
 def test_system_defaults():
     made = config()
     assert made.processing_framework_version == "1.2-1"
-    assert (made.processing_instance_count, made.processing_volume_size) == (1, 500)
+    assert (made.processing_instance_count, made.processing_volume_size) == (1, 30)
     assert made.effective_instance_type == "ml.m5.2xlarge"
 
 

@@ -1,11 +1,14 @@
-"""Build examples/pipeline.py offline and check the pipeline definition SageMaker would receive."""
+"""Build examples/pipeline.py offline and check the pipeline definition SageMaker would receive.
+
+These run under both SDK majors (tools/sdk_env.sh runs the sdk marker under v2).
+"""
 
 import importlib.util
 import json
 from pathlib import Path
 
 import pytest
-from sagemaker_fixtures import BUCKET, REGION, ROLE, aws_env, pipeline_session, s3  # noqa: F401
+from sagemaker_fixtures import BUCKET, REGION, ROLE, aws_env, pipeline_session, s3, under_execution  # noqa: F401
 
 from active_sampling.scripts import active_sample_selection as script
 
@@ -30,13 +33,37 @@ def definition(example, s3, pipeline_session, tmp_path):
 
 
 def steps_by_name(definition):
-    return {step["Name"]: step for step in definition["Steps"]}
+    """Every step by name, the steps inside a ConditionStep's branches included."""
+    found = {}
+    for step in definition["Steps"]:
+        found[step["Name"]] = step
+        if step["Type"] == "Condition":
+            found.update(steps_by_name({"Steps": step["Arguments"]["IfSteps"] + step["Arguments"]["ElseSteps"]}))
+    return found
+
+
+def selection_output_uri(config, name, *, shards=False):
+    """<pipeline_s3_loc>/active-sample-selection/<job type>/<execution id>[/shards]/<name>"""
+    uri = under_execution(config.pipeline_s3_loc, "active-sample-selection", "active_learning_selection", name)
+    if shards:
+        uri["Std:Join"]["Values"].insert(-1, "shards")
+    return uri
+
+
+def property_file_of(step):
+    return step["PropertyFiles"]
+
+
+METADATA_PROPERTY_FILE = [{"PropertyFileName": "SelectionMetadata", "OutputName": "selection_metadata",
+                           "FilePath": "selection_metadata.json"}]
 
 
 def test_selection_step_definition(definition):
     config, document = definition
     steps = steps_by_name(document)
-    assert list(steps) == ["XGBoostModelInference", "ActiveSampleSelection-active_learning_selection", "PseudoLabelMerge"]
+    assert [step["Name"] for step in document["Steps"]] == [
+        "XGBoostModelInference", "ActiveSampleSelection-active_learning_selection", "CheckSelection"]
+    assert list(steps)[-1] == "HumanLabeling"  # active learning feeds a labeling step, not PseudoLabelMerge
     selection = steps["ActiveSampleSelection-active_learning_selection"]
     arguments = selection["Arguments"]
     app = arguments["AppSpecification"]
@@ -49,9 +76,12 @@ def test_selection_step_definition(definition):
         "CONFIDENCE_THRESHOLD": "0.9", "MAX_SAMPLES": "0", "K_PER_CLASS": "100", "UNCERTAINTY_MODE": "margin",
         "BATCH_SIZE": "64", "METRIC": "euclidean", "SELECTION_ROLE": "single", "OVERSAMPLING": "4",
         "RESOURCE_CONFIG_PATH": "/opt/ml/config/resourceconfig.json", "LABELING_FORMAT": "none",
+        "STOP_AGREEMENT": "0.99", "STOP_MAX_LABELED": "0", "STOP_MAX_UNCERTAINTY": "0.0",
         "TARGET_PRECISION": "0.95", "PRECISION_CONFIDENCE": "0.95", "CLASS_BALANCE": "none",
     }
-    assert selection["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}
+    assert selection["CacheConfig"] == {"Enabled": False, "ExpireAfter": "P30D"}
+    assert arguments["ProcessingResources"]["ClusterConfig"]["VolumeSizeInGB"] == 30
+    assert property_file_of(selection) == METADATA_PROPERTY_FILE
     assert selection["DependsOn"] == ["XGBoostModelInference"]
 
 
@@ -69,16 +99,56 @@ def test_selection_channels_and_resolved_input(definition):
     written = {name: path for name, path in script.CONTAINER_OUTPUT_PATHS.items() if name != script.LABELING_CHANNEL}
     assert {name: output["LocalPath"] for name, output in outputs.items()} == written
     for name, output in outputs.items():
-        assert output["S3Uri"] == f"{config.pipeline_s3_loc}/active-sample-selection/active_learning_selection/{name}"
+        assert output["S3Uri"] == selection_output_uri(config, name)
 
 
 def test_downstream_step_reads_selected_samples_by_property_reference(definition):
     _, document = definition
-    merge = steps_by_name(document)["PseudoLabelMerge"]
-    (pseudo_labeled,) = [item for item in merge["Arguments"]["ProcessingInputs"] if item["InputName"] == "pseudo_labeled"]
-    assert pseudo_labeled["S3Input"]["S3Uri"] == {
+    labeling = steps_by_name(document)["HumanLabeling"]
+    (rows,) = [item for item in labeling["Arguments"]["ProcessingInputs"] if item["InputName"] == "rows_to_label"]
+    assert rows["S3Input"]["S3Uri"] == {
         "Get": "Steps.ActiveSampleSelection-active_learning_selection"
                ".ProcessingOutputConfig.Outputs['selected_samples'].S3Output.S3Uri"}
+
+
+def condition_reads(step_name):
+    metadata = {"Get": f"Steps.{step_name}.PropertyFiles.SelectionMetadata"}
+    return [
+        {"Type": "GreaterThan", "LeftValue": {"Std:JsonGet": {"PropertyFile": metadata, "Path": "selected_count"}},
+         "RightValue": 0},
+        {"Type": "Equals", "LeftValue": {"Std:JsonGet": {"PropertyFile": metadata, "Path": "stopping.should_stop"}},
+         "RightValue": False},
+    ]
+
+
+def test_condition_runs_labeling_only_with_rows_and_no_stop_signal(definition):
+    _, document = definition
+    check = steps_by_name(document)["CheckSelection"]
+    assert check["Type"] == "Condition"
+    assert check["Arguments"]["Conditions"] == condition_reads("ActiveSampleSelection-active_learning_selection")
+    assert [step["Name"] for step in check["Arguments"]["IfSteps"]] == ["HumanLabeling"]
+    assert check["Arguments"]["ElseSteps"] == []
+
+
+def test_ssl_variant_feeds_the_pseudo_label_merge(example, s3, pipeline_session, tmp_path):
+    config = example.example_config(BUCKET, ROLE, REGION, "confidence_threshold", "ssl")
+    document = json.loads(example.build_pipeline(config, pipeline_session, str(tmp_path)).definition())
+    check = steps_by_name(document)["CheckSelection"]
+    assert [step["Name"] for step in check["Arguments"]["IfSteps"]] == ["PseudoLabelMerge"]
+    assert check["Arguments"]["Conditions"] == condition_reads("ActiveSampleSelection-ssl_selection")
+
+
+def test_previous_predictions_come_from_a_parameter_only(example, s3, pipeline_session, tmp_path):
+    config = example.example_config(BUCKET, ROLE, REGION, "uncertainty", "active_learning")
+    document = json.loads(example.build_pipeline(config, pipeline_session, str(tmp_path),
+                                                 previous_predictions=True).definition())
+    assert {"Name": "PreviousPredictions", "Type": "String"} in document["Parameters"]
+    selection = steps_by_name(document)["ActiveSampleSelection-active_learning_selection"]
+    inputs = {item["InputName"]: item["S3Input"] for item in selection["Arguments"]["ProcessingInputs"]}
+    assert inputs["previous_predictions"]["S3Uri"] == {"Get": "Parameters.PreviousPredictions"}
+    assert inputs["previous_predictions"]["LocalPath"] == "/opt/ml/processing/input/previous_predictions"
+    assert inputs["evaluation_data"]["S3Uri"] == {
+        "Get": "Steps.XGBoostModelInference.ProcessingOutputConfig.Outputs['eval_output'].S3Output.S3Uri"}
 
 
 def test_pipeline_name_and_parameter(definition):
@@ -110,7 +180,7 @@ def sharded(example, s3, pipeline_session, tmp_path):
 def test_sharded_pipeline_runs_shards_on_a_parameter_count_then_one_merge(sharded):
     config, document = sharded
     steps = steps_by_name(document)
-    assert list(steps) == ["XGBoostModelInference", SHARD, MERGE, "PseudoLabelMerge"]
+    assert list(steps) == ["XGBoostModelInference", SHARD, MERGE, "CheckSelection", "HumanLabeling"]
     assert {"Name": "SelectionShardCount", "Type": "Integer", "DefaultValue": 4} in document["Parameters"]
     shard, merge = steps[SHARD]["Arguments"], steps[MERGE]["Arguments"]
     assert shard["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == {"Get": "Parameters.SelectionShardCount"}
@@ -130,15 +200,21 @@ def test_sharded_pipeline_splits_the_input_and_feeds_the_merge_the_shard_output(
         "Get": "Steps.XGBoostModelInference.ProcessingOutputConfig.Outputs['eval_output'].S3Output.S3Uri"}
     shard_outputs = {item["OutputName"]: item["S3Output"]["S3Uri"]
                      for item in steps[SHARD]["Arguments"]["ProcessingOutputConfig"]["Outputs"]}
-    assert shard_outputs["selected_samples"] == (
-        f"{config.pipeline_s3_loc}/active-sample-selection/active_learning_selection/shards/selected_samples")
+    merge_outputs = {item["OutputName"]: item["S3Output"]["S3Uri"]
+                     for item in steps[MERGE]["Arguments"]["ProcessingOutputConfig"]["Outputs"]}
+    for name in ("selected_samples", "selection_metadata"):  # each under the execution id, never one prefix
+        assert shard_outputs[name] == selection_output_uri(config, name, shards=True)
+        assert merge_outputs[name] == selection_output_uri(config, name)
+    assert "PropertyFiles" not in steps[SHARD]
+    assert property_file_of(steps[MERGE]) == METADATA_PROPERTY_FILE
+    assert steps["CheckSelection"]["Arguments"]["Conditions"] == condition_reads(MERGE)
     merge_inputs = {item["InputName"]: item["S3Input"] for item in steps[MERGE]["Arguments"]["ProcessingInputs"]}
     assert merge_inputs["evaluation_data"]["S3Uri"] == {
         "Get": f"Steps.{SHARD}.ProcessingOutputConfig.Outputs['selected_samples'].S3Output.S3Uri"}
     assert merge_inputs["evaluation_data"]["S3DataDistributionType"] == "FullyReplicated"
     assert steps[MERGE]["DependsOn"] == [SHARD]
-    (review,) = [item for item in steps["PseudoLabelMerge"]["Arguments"]["ProcessingInputs"]
-                 if item["InputName"] == "pseudo_labeled"]
+    (review,) = [item for item in steps["HumanLabeling"]["Arguments"]["ProcessingInputs"]
+                 if item["InputName"] == "rows_to_label"]
     assert review["S3Input"]["S3Uri"] == {
         "Get": f"Steps.{MERGE}.ProcessingOutputConfig.Outputs['selected_samples'].S3Output.S3Uri"}
 

@@ -25,6 +25,9 @@ needs_peer = pytest.mark.skipif("SDK_PEER_PYTHON" not in os.environ,
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "pipeline.py"
 ARGUMENTS = ["--offline", "--strategy", "badge", "--use-case", "active_learning"]
+# The round loop's parts: last round's predictions as a parameter, a sharded selection, the ConditionStep.
+LOOP_ARGUMENTS = ["--offline", "--strategy", "uncertainty", "--use-case", "active_learning", "--shards", "3",
+                  "--previous-predictions"]
 
 
 def normalized(definition):
@@ -35,11 +38,20 @@ def normalized(definition):
     """
     document = copy.deepcopy(definition)
     assert document.pop("MlflowConfig", None) is None
-    for step in document["Steps"]:
+    for step in _processing_steps(document["Steps"]):
         for channel in step["Arguments"]["ProcessingInputs"]:
             if channel["InputName"] == "code":
                 channel.setdefault("AppManaged", False)
     return document
+
+
+def _processing_steps(steps):
+    """The processing steps of a definition, those inside a ConditionStep's branches included."""
+    for step in steps:
+        if step.get("Type") == "Condition":
+            yield from _processing_steps(step["Arguments"]["IfSteps"] + step["Arguments"]["ElseSteps"])
+        elif "ProcessingInputs" in step.get("Arguments", {}):
+            yield step
 
 
 def own_definition(work_dir, capsys):
@@ -73,7 +85,27 @@ def test_v2_and_v3_pipeline_definitions_are_equal_after_normalization(tmp_path, 
     assert selection["Name"] == "ActiveSampleSelection-active_learning_selection"
     assert {"AppSpecification", "Environment", "ProcessingInputs", "ProcessingOutputConfig",
             "ProcessingResources"} <= set(selection["Arguments"])
-    assert selection["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}
+    assert selection["CacheConfig"] == {"Enabled": False, "ExpireAfter": "P30D"}
+    assert [item["PropertyFileName"] for item in selection["PropertyFiles"]] == ["SelectionMetadata"]
+
+
+@needs_peer
+def test_v2_and_v3_describe_the_same_round_loop(tmp_path, capsys, aws_env):
+    spec = importlib.util.spec_from_file_location("example_pipeline_golden_loop", EXAMPLE)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    assert example.main([*LOOP_ARGUMENTS, "--work-dir", str(tmp_path)]) == 0
+    own = json.loads(capsys.readouterr().out)
+    peer = json.loads(peer_output(str(EXAMPLE), *LOOP_ARGUMENTS, "--work-dir", str(tmp_path)))
+    assert normalized(own) == normalized(peer)
+    names = [step["Name"] for step in normalized(own)["Steps"]]
+    assert names == ["XGBoostModelInference", "ActiveSampleSelection-active_learning_selection-shard",
+                     "ActiveSampleSelection-active_learning_selection", "CheckSelection"]
+    merge = normalized(own)["Steps"][2]
+    assert merge["PropertyFiles"][0]["PropertyFileName"] == "SelectionMetadata"
+    outputs = merge["Arguments"]["ProcessingOutputConfig"]["Outputs"]
+    assert all({"Get": "Execution.PipelineExecutionId"} in item["S3Output"]["S3Uri"]["Std:Join"]["Values"]
+               for item in outputs)
 
 
 def test_normalization_removes_only_the_documented_differences():

@@ -2,9 +2,10 @@ from pathlib import Path
 
 import boto3
 import pytest
-from sagemaker_fixtures import BASE_FIELDS, BUCKET, REGION, aws_env, pipeline_session, s3  # noqa: F401
+from sagemaker_fixtures import (  # noqa: F401
+    BASE_FIELDS, BUCKET, REGION, aws_env, expression, pipeline_session, s3, under_execution)
 
-from active_sampling.core import ProcessingStepConfigBase
+from active_sampling.core import ProcessingStepConfigBase, sdk
 from active_sampling.scripts import active_sample_selection as script
 from active_sampling.steps import ActiveSampleSelectionConfig
 from active_sampling.steps.builder import ActiveSampleSelectionStepBuilder
@@ -58,8 +59,8 @@ def test_channels_and_default_destinations(s3, pipeline_session):
     assert inputs["evaluation_data"]["S3Uri"] == "s3://data/predictions/"
     outputs = {item["OutputName"]: item["S3Output"] for item in arguments["ProcessingOutputConfig"]["Outputs"]}
     assert outputs["selected_samples"]["LocalPath"] == "/opt/ml/processing/output/selected_samples"
-    assert outputs["selected_samples"]["S3Uri"] == (
-        f"{made.pipeline_s3_loc}/active-sample-selection/round_2/selected_samples")
+    assert expression(outputs["selected_samples"]["S3Uri"]) == under_execution(
+        made.pipeline_s3_loc, "active-sample-selection", "round_2", "selected_samples")
     assert outputs["selection_metadata"]["S3Uri"] == "s3://elsewhere/meta"
 
 
@@ -119,8 +120,8 @@ def test_labeling_tasks_output_only_with_a_labeling_format(s3, pipeline_session)
     outputs = output_names(made)
     assert set(outputs) == {"selected_samples", "selection_metadata", "labeling_tasks"}
     assert outputs["labeling_tasks"]["LocalPath"] == "/opt/ml/processing/output/labeling_tasks"
-    assert outputs["labeling_tasks"]["S3Uri"] == (
-        f"{made.pipeline_s3_loc}/active-sample-selection/round_3/labeling_tasks")
+    assert expression(outputs["labeling_tasks"]["S3Uri"]) == under_execution(
+        made.pipeline_s3_loc, "active-sample-selection", "round_3", "labeling_tasks")
     environment = create(pipeline_session, made).arguments["Environment"]
     assert (environment["LABELING_FORMAT"], environment["LABELING_DATA_FIELD"]) == ("label_studio", "text")
     with pytest.raises(ValueError, match=r"no output named \['labeling_tasks'\]"):
@@ -168,3 +169,48 @@ def test_sharded_steps_for_the_hybrid_and_kmeans_diversity(s3, pipeline_session,
     shard, merge = builder.create_sharded_steps(2, inputs={"evaluation_data": "s3://data/predictions/"})
     assert shard.arguments["Environment"]["SELECTION_ROLE"] == "shard"
     assert merge.arguments["Environment"]["DIVERSITY_METHOD"] == "kmeans"
+
+
+def test_step_carries_the_selection_metadata_property_file(s3, pipeline_session):
+    builder = ActiveSampleSelectionStepBuilder(config(), sagemaker_session=pipeline_session)
+    step = builder.create_step(inputs={"evaluation_data": "s3://data/predictions/"})
+    assert [item.expr for item in step.property_files] == [
+        {"PropertyFileName": "SelectionMetadata", "OutputName": "selection_metadata",
+         "FilePath": "selection_metadata.json"}]
+    assert step.property_files[0] is builder.property_file
+    for path in ("stopping.should_stop", "selected_count"):
+        assert sdk.json_get(step, builder.property_file, path).expr == {"Std:JsonGet": {
+            "PropertyFile": {"Get": f"Steps.{step.name}.PropertyFiles.SelectionMetadata"}, "Path": path}}
+
+
+def test_previous_predictions_only_from_inputs(s3, pipeline_session):
+    made = config()
+    arguments = create(pipeline_session, made).arguments
+    assert {item["InputName"] for item in arguments["ProcessingInputs"]} == {"evaluation_data", "code"}
+    arguments = create(pipeline_session, made, inputs={"evaluation_data": "s3://data/predictions/",
+                                                       "previous_predictions": "s3://data/round_1/"}).arguments
+    inputs = {item["InputName"]: item["S3Input"] for item in arguments["ProcessingInputs"]}
+    assert inputs["previous_predictions"]["S3Uri"] == "s3://data/round_1/"
+    assert inputs["previous_predictions"]["LocalPath"] == "/opt/ml/processing/input/previous_predictions"
+
+
+def test_sharded_steps_previous_predictions_go_whole_to_every_shard(s3, pipeline_session):
+    builder = ActiveSampleSelectionStepBuilder(config(job_type="round_2"), sagemaker_session=pipeline_session)
+    shard, merge = builder.create_sharded_steps(3, inputs={"evaluation_data": "s3://data/predictions/",
+                                                           "previous_predictions": "s3://data/round_1/"})
+    shard_inputs = {item["InputName"]: item["S3Input"] for item in shard.arguments["ProcessingInputs"]}
+    assert shard_inputs["previous_predictions"]["S3DataDistributionType"] == "FullyReplicated"
+    assert shard_inputs["evaluation_data"]["S3DataDistributionType"] == "ShardedByS3Key"
+    assert "previous_predictions" not in {item["InputName"] for item in merge.arguments["ProcessingInputs"]}
+    assert shard.property_files == [] and [item.name for item in merge.property_files] == ["SelectionMetadata"]
+    assert (shard.cache_config.enable_caching, merge.cache_config.enable_caching) == (False, False)
+    made = builder.config
+    shard_outputs = {item["OutputName"]: expression(item["S3Output"]["S3Uri"])
+                     for item in shard.arguments["ProcessingOutputConfig"]["Outputs"]}
+    merge_outputs = {item["OutputName"]: expression(item["S3Output"]["S3Uri"])
+                     for item in merge.arguments["ProcessingOutputConfig"]["Outputs"]}
+    for name in ("selected_samples", "selection_metadata"):
+        expected = under_execution(made.pipeline_s3_loc, "active-sample-selection", "round_2", name)
+        assert merge_outputs[name] == expected
+        expected["Std:Join"]["Values"].insert(-1, "shards")
+        assert shard_outputs[name] == expected

@@ -61,8 +61,14 @@ def test_calibration_data_is_never_wired_from_an_upstream_step(s3, pipeline_sess
         update={"outputs": {**ACTIVE_SAMPLE_SELECTION_SPEC.outputs, "calibration_data": offered}})
     setattr(upstream, SPEC_ATTRIBUTE, spec)
     selection = builder(pipeline_session, selection_strategy="confidence_threshold")
-    assert "calibration_data" in ProcessingStepBuilderBase.resolve_inputs(selection, [upstream])
+    assert dependency.explicit_only is True
     assert "calibration_data" not in selection.resolve_inputs([upstream])
+    # the same output does wire to an input that is not explicit only: the upstream step really offers it
+    loose = ACTIVE_SAMPLE_SELECTION_SPEC.model_copy(update={"dependencies": {
+        **ACTIVE_SAMPLE_SELECTION_SPEC.dependencies,
+        "calibration_data": dependency.model_copy(update={"explicit_only": False})}})
+    assert "calibration_data" in ProcessingStepBuilderBase.resolve_inputs(
+        type("Loose", (), {"spec": loose})(), [upstream])
 
 
 def test_a_sharded_selection_gives_calibration_data_to_every_shard_and_to_the_merge(s3, pipeline_session):

@@ -463,65 +463,13 @@ def test_a_missing_calibration_folder_and_one_around_an_output_are_errors(run):
     write_table(predictions(50, 11, "e", False), run.input_dir)
     env = {"SELECTION_STRATEGY": "confidence_threshold", "LABEL_FIELD": "label"}
     inputs = {"evaluation_data": str(run.input_dir), "calibration_data": str(run.root / "nowhere")}
-    with pytest.raises(script.SelectionError, match="nowhere does not exist"):
+    with pytest.raises(script.SelectionError, match="nowhere .calibration_data. does not exist"):
         main_with(run, inputs, env)
     for folder in (run.samples_dir, run.metadata_dir):
         (folder / "_FAILURE").unlink()
-    inputs["calibration_data"] = str(run.root / "out")  # holds the output folders, one of them a data file
-    write_table(predictions(100, 16, "c", True), run.samples_dir, name="held_out")
+    inputs["calibration_data"] = str(run.root / "out")  # holds the output folders
+    write_table(predictions(100, 16, "c", True), run.root / "out", name="held_out")
     with pytest.raises(script.SelectionError, match="overlaps the input folder"):
         main_with(run, inputs, env)
     assert not (run.samples_dir / "_FAILURE").exists()  # the calibration folder is input: nothing written there
     assert not (run.metadata_dir / "_FAILURE").exists()
-    # Output folders inside it that hold nothing else are allowed, and never read, as for evaluation_data.
-    (run.samples_dir / "held_out.csv").rename(run.root / "out" / "held_out.csv")
-    metadata = main_with(run, inputs, env)
-    assert metadata["precision_estimate"]["calibration_rows"] == 100
-
-
-# ---- Sharded: every shard and the merge read calibration_data -----------------------------------------------
-
-def with_calibration(monkeypatch, folder):
-    """sim's runs with calibration_data given to every shard and to the merge (folder None: to none)."""
-    def run_main(input_dir, out_dir, env, job_type="test_selection"):
-        inputs = {"evaluation_data": str(input_dir)}
-        if folder is not None:
-            inputs["calibration_data"] = str(folder)
-        return script.main(inputs, {"selected_samples": str(Path(out_dir) / "selected_samples"),
-                                    "selection_metadata": str(Path(out_dir) / "selection_metadata")},
-                           dict(env), argparse.Namespace(job_type=job_type))
-    monkeypatch.setattr(sim, "run_main", run_main)
-
-
-@pytest.mark.parametrize("env", [
-    {"SELECTION_STRATEGY": "precision_target", "TARGET_PRECISION": "0.9"},
-    {"SELECTION_STRATEGY": "precision_target", "TARGET_PRECISION": "0.9", "CLASS_BALANCE": "align"},
-    {"SELECTION_STRATEGY": "confidence_threshold", "MAX_SAMPLES": "70"},
-    {"SELECTION_STRATEGY": "top_k_per_class", "K_PER_CLASS": "30"},
-], ids=["precision_target", "precision_target-align", "confidence_threshold", "top_k_per_class"])
-@pytest.mark.parametrize("n_shards", [1, 3])
-def test_sharded_runs_select_and_estimate_exactly_as_a_single_run(monkeypatch, tmp_path, env, n_shards):
-    evaluation = predictions(900, 12, "e", False)
-    relatives = sim.write_parts([evaluation.iloc[i::5] for i in range(5)], tmp_path / "pool")
-    write_table(predictions(900, 13, "c", True), tmp_path / "calibration", "parquet")
-    with_calibration(monkeypatch, tmp_path / "calibration")
-    env = dict(env, LABEL_FIELD="label")
-    single, single_out = sim.single(tmp_path / "pool", tmp_path, env)
-    merged, merged_out = sim.sharded(tmp_path / "pool", relatives, tmp_path, n_shards, env)
-    pd.testing.assert_frame_equal(sim.selected_frame(single_out), sim.selected_frame(merged_out))
-    assert single["selected_count"] > 0
-    assert merged["precision_estimate"] == single["precision_estimate"]
-    assert merged["precision_estimate"]["available"] is True
-
-
-def test_shards_and_merge_must_read_the_same_calibration_data(monkeypatch, tmp_path):
-    evaluation = predictions(300, 14, "e", False)
-    relatives = sim.write_parts([evaluation.iloc[i::2] for i in range(2)], tmp_path / "pool")
-    write_table(predictions(300, 15, "c", True), tmp_path / "calibration", "parquet")
-    env = {"SELECTION_STRATEGY": "confidence_threshold", "LABEL_FIELD": "label"}
-    with_calibration(monkeypatch, tmp_path / "calibration")
-    outputs = sim.run_shards(tmp_path / "pool", relatives, tmp_path, 2, env)
-    merge_input = sim.upload(outputs, tmp_path / "s3")
-    with_calibration(monkeypatch, None)
-    with pytest.raises(script.SelectionError, match="shard algo-1 read calibration_data but the merge got none"):
-        sim.run_merge(merge_input, tmp_path, env)

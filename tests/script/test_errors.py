@@ -139,6 +139,24 @@ def mistyped_flag(run):
     return dict(BASE_ENV)
 
 
+def with_previous(previous, **env):
+    """The usual table as evaluation_data and ``previous`` as previous_predictions (None: a missing folder)."""
+    def setup(run):
+        write_table(prediction_table(n=20), run.input_dir)
+        folder = run.root / "previous"
+        if previous is not None:
+            write_table(previous, folder)
+        run.extra_args = ["--previous_predictions", str(folder)]
+        return dict(BASE_ENV, **env)
+    return setup
+
+
+def previous_with_duplicates():
+    table = prediction_table(n=20)
+    table.loc[5, "id"] = table.loc[4, "id"]
+    return table
+
+
 def csv_text(text):
     def setup(run):
         (run.input_dir / "predictions.csv").write_text(text)
@@ -335,6 +353,16 @@ CATALOGUE = [
      table_input(texts("s3://My_Bucket/a.png"), **GROUND_TRUTH), "is not an s3://bucket/key URI"),
     ("ground-truth-text-too-long", "a text over Ground Truth's 20,000 characters",
      table_input(texts("x" * 20001), **GROUND_TRUTH), "has 20001 characters; Ground Truth accepts at most 20000"),
+    ("previous-other-classes", "previous_predictions scores other classes than evaluation_data",
+     with_previous(prediction_table(n=20, n_classes=2)), "previous_predictions scores the classes ['0', '1'] but"),
+    ("previous-folder-missing", "--previous_predictions names a folder that does not exist",
+     with_previous(None), "(previous_predictions) does not exist"),
+    ("previous-duplicate-ids", "two rows of previous_predictions share an id",
+     with_previous(previous_with_duplicates()), "/previous: ID_FIELD column 'id' has 2 row(s) with duplicate ids"),
+    ("previous-given-to-merge", "previous_predictions given to SELECTION_ROLE=merge",
+     with_previous(prediction_table(n=20), SELECTION_ROLE="merge"), "give it to the shard step, not to the merge"),
+    ("stop-agreement-above-one", "STOP_AGREEMENT=1.5",
+     table_input(STOP_AGREEMENT="1.5"), "STOP_AGREEMENT='1.5' is out of range: expected a number from 0 to 1"),
 ]
 
 

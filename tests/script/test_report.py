@@ -40,7 +40,8 @@ HISTOGRAM = [0] * 20
 for bin_, count in {8: 1, 11: 1, 16: 1, 17: 1, 18: 1, 19: 2}.items():
     HISTOGRAM[bin_] = count
 GENERAL_SETTINGS = {"selection_strategy", "use_case", "id_field", "label_field", "score_field", "score_field_prefix",
-                    "output_format", "selection_role", "labeling_format"}
+                    "output_format", "selection_role", "labeling_format",
+                    "stop_agreement", "stop_max_labeled", "stop_max_uncertainty"}  # every run's stopping block
 
 
 class Marks(HTMLParser):

@@ -168,26 +168,40 @@ class ProcessingStepBuilderBase:
         """Prefix of the processing job name: the step name in kebab case (job type once)."""
         return kebab_case(self.step_name())
 
-    def cache_config(self, enable_caching: bool = True):
+    def cache_config(self, enable_caching: bool = False):
         return sdk.CacheConfig(enable_caching=enable_caching, expire_after=self.config.cache_expire_after)
 
-    def default_output_destination(self, logical_name: str) -> str:
-        parts = [self.config.pipeline_s3_loc, kebab_case(self.spec.step_type)]
+    def default_output_parts(self, logical_name: str) -> List[Any]:
+        """Pieces of an output's default S3 URI: pipeline prefix, step type, job type, the execution id
+        (``sdk.EXECUTION_ID``), then the output name."""
+        parts: List[Any] = [self.config.pipeline_s3_loc, kebab_case(self.spec.step_type)]
         job_type = self.job_type()
         if job_type:
             parts.append(job_type)
-        return "/".join(parts + [logical_name])
+        return parts + [sdk.EXECUTION_ID, logical_name]
+
+    def default_output_destination(self, logical_name: str) -> Any:
+        """``<pipeline_s3_loc>/<step-type>/<job_type>/<execution id>/<output>``, a pipeline ``Join``.
+
+        SageMaker neither clears a prefix before uploading nor tells executions apart: with a fixed prefix a
+        second execution's files land beside the first one's, and a downstream step reads both.
+        """
+        return sdk.execution_prefix(*self.default_output_parts(logical_name))
+
+    def property_files(self) -> list:
+        """PropertyFiles the step declares (JSON outputs that JsonGet may read); none by default."""
+        return []
 
     def resolve_inputs(self, dependencies: Iterable[Any], skip: Iterable[str] = ()) -> Dict[str, Any]:
         """Inputs found on upstream steps through their specifications, by our logical names.
 
-        Inputs named in ``skip`` (those given explicitly) are not looked up at all.
+        Inputs named in ``skip`` (those given explicitly) and ``explicit_only`` inputs are not looked up at all.
         """
         steps = list(dependencies)
         skip = set(skip)
         resolved = {}
         for dependency in self.spec.dependencies.values():
-            if dependency.logical_name in skip:
+            if dependency.logical_name in skip or dependency.explicit_only:
                 continue
             value = resolve_dependency(dependency, steps)
             if value is not None:
@@ -278,9 +292,14 @@ class ProcessingStepBuilderBase:
         inputs: Optional[Mapping[str, Any]] = None,
         outputs: Optional[Mapping[str, Any]] = None,
         dependencies: Optional[Sequence[Any]] = None,
-        enable_caching: bool = True,
+        enable_caching: bool = False,
     ):
-        """A ProcessingStep; inputs not given explicitly are resolved from ``dependencies``."""
+        """A ProcessingStep; inputs not given explicitly are resolved from ``dependencies``.
+
+        Caching is off unless ``enable_caching``: SageMaker keys its cache on the step's arguments (input
+        URIs included), not on the data behind them, so an upstream step that writes to a fixed prefix
+        would get last execution's result back. Turn it on only when every input URI changes per execution.
+        """
         dependencies = list(dependencies or [])
         explicit = dict(inputs or {})
         resolved = self.resolve_inputs(dependencies, skip=explicit)
@@ -297,6 +316,7 @@ class ProcessingStepBuilderBase:
             step_args=self._create_processor().run(**run_arguments),
             depends_on=dependencies or None,
             cache_config=self.cache_config(enable_caching),
+            property_files=self.property_files() or None,
         )
         setattr(step, SPEC_ATTRIBUTE, self.spec)
         return step

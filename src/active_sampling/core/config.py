@@ -140,7 +140,14 @@ class ProcessingStepConfigBase(BasePipelineConfig):
                                                 description="Instance type used when use_large_processing_instance.")
     use_large_processing_instance: bool = Field(False, description="Run on the large instance type.")
     processing_instance_count: int = Field(1, ge=1, le=100, description="Number of instances.")
-    processing_volume_size: int = Field(500, ge=1, le=16384, description="EBS volume per instance, in GB.")
+    processing_volume_size: int = Field(
+        30, ge=1, le=16384,
+        description="EBS volume per instance, in GB, billed for every hour the job runs. File-mode inputs are "
+                    "copied onto it and outputs are written to it before upload, so size it as the step's input "
+                    "files (every input channel, as stored in S3) plus its outputs (at most the input again) plus "
+                    "a few GB of headroom; the default fits inputs up to about 12 GB. Memory, not disk, bounds "
+                    "the table the job can select from: choose the instance type for that.",
+    )
     processing_framework_version: str = Field("1.2-1", pattern=r"^\d+\.\d+-\d+$",
                                               description="Version of the SageMaker scikit-learn image.")
     processing_source_dir: Optional[str] = Field(None, description="Folder holding the entry point script.")

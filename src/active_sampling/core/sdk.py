@@ -38,6 +38,11 @@ if SDK_MAJOR == 2:
     from sagemaker.workflow.pipeline import Pipeline
     from sagemaker.workflow.pipeline_context import PipelineSession
     from sagemaker.workflow.steps import CacheConfig, ProcessingStep, Step
+    from sagemaker.workflow.condition_step import ConditionStep
+    from sagemaker.workflow.conditions import ConditionEquals, ConditionGreaterThan
+    from sagemaker.workflow.execution_variables import ExecutionVariables
+    from sagemaker.workflow.functions import Join, JsonGet
+    from sagemaker.workflow.properties import PropertyFile
 elif SDK_MAJOR == 3:
     import boto3 as _boto3
 
@@ -57,6 +62,11 @@ elif SDK_MAJOR == 3:
     from sagemaker.core.workflow.parameters import ParameterInteger, ParameterString
     from sagemaker.core.workflow.pipeline_context import PipelineSession
     from sagemaker.mlops.workflow import CacheConfig, Pipeline, ProcessingStep, Step
+    from sagemaker.mlops.workflow import ConditionStep
+    from sagemaker.core.workflow.conditions import ConditionEquals, ConditionGreaterThan
+    from sagemaker.core.workflow.execution_variables import ExecutionVariables
+    from sagemaker.core.workflow.functions import Join, JsonGet
+    from sagemaker.core.workflow.properties import PropertyFile
 else:
     raise ImportError(
         f"active-sampling supports SageMaker Python SDK v2 (>=2.254) and v3; sagemaker {SDK_VERSION} is installed"
@@ -69,6 +79,12 @@ __all__ = [
     "SDK_VERSION",
     "SHARDED_BY_S3_KEY",
     "CacheConfig",
+    "ConditionEquals",
+    "ConditionGreaterThan",
+    "ConditionStep",
+    "Join",
+    "JsonGet",
+    "PropertyFile",
     "ParameterInteger",
     "ParameterString",
     "Pipeline",
@@ -77,6 +93,10 @@ __all__ = [
     "ScriptProcessor",
     "Step",
     "disable_telemetry",
+    "EXECUTION_ID",
+    "execution_prefix",
+    "json_get",
+    "property_file",
     "pipeline_session",
     "processing_input",
     "processing_output",
@@ -119,6 +139,29 @@ def sklearn_image_uri(framework_version: str, region: str, instance_type: str) -
     return _retrieve_image_uri(
         "sklearn", region=region, version=framework_version, py_version="py3", instance_type=instance_type,
     )
+
+
+def execution_prefix(*parts: Any) -> Any:
+    """``parts`` joined by "/" with the pipeline execution id inserted where ``EXECUTION_ID`` stands.
+
+    The result is a ``Join`` that SageMaker resolves when an execution starts, so every execution (each
+    round, each retry) writes under its own prefix.
+    """
+    values = [ExecutionVariables.PIPELINE_EXECUTION_ID if part is EXECUTION_ID else part for part in parts]
+    return Join(on="/", values=values)
+
+
+EXECUTION_ID = object()  # placeholder for the pipeline execution id in execution_prefix(...)
+
+
+def property_file(name: str, output_name: str, path: str) -> PropertyFile:
+    """A JSON file of a ProcessingStep output that ``JsonGet`` (and so a ``ConditionStep``) can read."""
+    return PropertyFile(name=name, output_name=output_name, path=path)
+
+
+def json_get(step: Any, property_file: PropertyFile, json_path: str) -> JsonGet:
+    """The value at ``json_path`` (e.g. "stopping.should_stop") in ``property_file`` of ``step``."""
+    return JsonGet(step_name=step.name, property_file=property_file, json_path=json_path)
 
 
 def _check_distribution(distribution: str) -> None:

@@ -45,6 +45,12 @@ class DependencySpec(BaseModel):
     logical_name: str = Field(..., pattern=_LOGICAL_NAME, description="Channel name of the input.")
     dependency_type: DependencyType = Field(..., description="Kind of value the input takes.")
     required: bool = Field(True, description="Whether the step cannot run without it.")
+    explicit_only: bool = Field(
+        False,
+        description="Never resolved from upstream steps' outputs: only an explicit inputs= entry sets it "
+                    "(an optional input whose value no upstream step of this execution can give, e.g. last "
+                    "round's predictions).",
+    )
     compatible_sources: List[str] = Field(
         default_factory=list, description="Step types whose outputs may feed this input."
     )

@@ -237,6 +237,11 @@ def write_report(results: EvaluationResults, output_dir: Path, command: str, fig
         if figures:
             plot_ssl(results.ssl, figure_dir / "ssl_precision_coverage.png")
         lines += _ssl_section(results.ssl, figures)
+    if "agreement" in results.curves:
+        # Imported here, not with the package, so that `python -m active_sampling.evaluation.stopping` loads it once.
+        from active_sampling.evaluation.stopping import stopping_section
+
+        lines += [""] + stopping_section(results.curves, command)
     if results.precision is not None and len(results.precision):
         from active_sampling.evaluation.precision_study import study_section
 

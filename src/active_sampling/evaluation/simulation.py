@@ -133,6 +133,9 @@ def run_job(job: Job) -> JobOutput:
 
 
 def _learning_curves(data: _Data, runner: ScriptRunner) -> List[dict]:
+    # Imported here, not with the package, so that `python -m active_sampling.evaluation.stopping` loads it once.
+    from active_sampling.evaluation.stopping import round_agreement
+
     job, setting = data.job, data.job.setting
     initial = initial_labeled_set(data.y_pool, setting.initial_size, np.random.default_rng([job.seed]))
     initial_model = data.fit(initial)
@@ -141,11 +144,15 @@ def _learning_curves(data: _Data, runner: ScriptRunner) -> List[dict]:
         labeled = list(initial)
         model = initial_model
         random_rng = np.random.default_rng([job.seed, _RANDOM_STREAM])
+        previous_probabilities = None
         for round_index in range(setting.rounds + 1):
             if round_index > 0:
                 model = data.fit(labeled)
+            probabilities = model.predict_proba(data.X_pool)  # agreement with the previous round's model
             records.append({"dataset": job.dataset, "model": job.model, "strategy": strategy, "seed": job.seed,
-                            "round": round_index, "labels": len(labeled), **data.score(model)})
+                            "round": round_index, "labels": len(labeled), **data.score(model),
+                            "agreement": round_agreement(previous_probabilities, probabilities, labeled)})
+            previous_probabilities = probabilities
             if round_index < setting.rounds:
                 labeled += _next_batch(strategy, model, labeled, data, runner, round_index, random_rng)
     return records

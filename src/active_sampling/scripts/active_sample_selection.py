@@ -18,8 +18,9 @@ Two use cases share one contract:
 Run in the container as ``python active_sample_selection.py --job_type ssl_selection`` with the
 environment variables listed in ``ENV_VARS``; locally, the channels can be pointed at folders with
 ``--evaluation_data``, ``--calibration_data``, ``--selected_samples``, ``--selection_metadata`` and
-``--labeling_tasks``. Tests call ``main``. With ``LABELING_FORMAT`` set, an active-learning selection is also written as labeling tasks: a
-SageMaker Ground Truth input manifest or a Label Studio tasks file with its labeling configuration.
+``--labeling_tasks`` (``--previous_predictions``, optional: last round's predictions, for the metadata's stopping
+block). Tests call ``main``. With ``LABELING_FORMAT`` set, an active-learning selection is also written as
+labeling tasks: a SageMaker Ground Truth input manifest or a Label Studio tasks file with its labeling configuration.
 
 The file reads in the order the data flows: constants; settings (``ENV_VARS``, ``parse_environment``);
 loading; scores and pool; samplers; engine (``STRATEGY_TABLE``, ``run_selection``); sharding; labeling
@@ -72,9 +73,16 @@ INPUT_CHANNEL = "evaluation_data"
 SAMPLES_CHANNEL = "selected_samples"
 METADATA_CHANNEL = "selection_metadata"
 LABELING_CHANNEL = "labeling_tasks"  # optional: used only with a LABELING_FORMAT
+PREVIOUS_CHANNEL = "previous_predictions"  # optional: last round's predictions, read for the stopping block
 CALIBRATION_CHANNEL = "calibration_data"  # optional: held-out labeled predictions, for SSL precision estimates
-CONTAINER_INPUT_PATHS = {INPUT_CHANNEL: "/opt/ml/processing/input/evaluation_data",
-                         CALIBRATION_CHANNEL: "/opt/ml/processing/input/calibration_data"}
+CONTAINER_INPUT_PATHS = {
+    INPUT_CHANNEL: "/opt/ml/processing/input/evaluation_data",
+    PREVIOUS_CHANNEL: "/opt/ml/processing/input/previous_predictions",
+    CALIBRATION_CHANNEL: "/opt/ml/processing/input/calibration_data",
+}
+# Input channels a run may go without: absent from input_paths (or, in the container, not mounted) means
+# not given; a folder that is named must exist.
+OPTIONAL_INPUT_CHANNELS = (PREVIOUS_CHANNEL, CALIBRATION_CHANNEL)
 CONTAINER_OUTPUT_PATHS = {
     SAMPLES_CHANNEL: "/opt/ml/processing/output/selected_samples",
     METADATA_CHANNEL: "/opt/ml/processing/output/selection_metadata",
@@ -215,6 +223,16 @@ def _declare_env_vars(strategy_names: Sequence[str]) -> Tuple[EnvVar, ...]:
         EnvVar("LABELING_DATA_FIELD", "labeling_data_field", "str", "",
                "Column annotators see: a text, or an s3:// or https:// URI of the object to label. "
                "Required with a LABELING_FORMAT."),
+        EnvVar("STOP_AGREEMENT", "stop_agreement", "float", "0.99",
+               "Stopping signal: should_stop once Cohen's kappa between previous_predictions and this round's "
+               "predicted classes (unlabeled rows in both) reaches it (0 = off). Never changes the selection.",
+               minimum=0.0, maximum=1.0),
+        EnvVar("STOP_MAX_LABELED", "stop_max_labeled", "int", "0",
+               "Stopping signal: should_stop once the labeled rows (LABEL_FIELD filled) reach it (0 = off).",
+               minimum=0),
+        EnvVar("STOP_MAX_UNCERTAINTY", "stop_max_uncertainty", "float", "0",
+               "Stopping signal: should_stop once every candidate's margin uncertainty 1 - (p1 - p2) is below "
+               "it (0 = off).", minimum=0.0, maximum=1.0),
         EnvVar("TARGET_PRECISION", "target_precision", "float", "0.95",
                "precision_target: the pseudo-label precision each class's threshold must be shown to reach on "
                "calibration_data.", minimum=0.5, maximum=0.999),
@@ -255,6 +273,9 @@ class SelectionConfig(NamedTuple):
     uncertainty_prefilter: Optional[int]
     labeling_format: str
     labeling_data_field: Optional[str]
+    stop_agreement: float
+    stop_max_labeled: int
+    stop_max_uncertainty: float
     target_precision: float
     precision_confidence: float
     class_balance: str
@@ -1231,6 +1252,7 @@ class Pool(NamedTuple):
     vector_columns: List[str]
     vector_source: Optional[str]  # "embedding columns", "feature columns" or "numeric feature columns"
     known_labels: Optional[np.ndarray] = None  # (n_labeled,) object: label_texts of the labeled rows, in row order
+    ids: Optional[pd.Series] = None  # (n,) the ID_FIELD values in row order, when the reader keeps them
 
 
 def _plan_columns(columns: Sequence[str], is_number: Callable[[str], bool], config: SelectionConfig,
@@ -1274,14 +1296,16 @@ def pool_from_frame(df: pd.DataFrame, config: SelectionConfig,
     vectors = _embedding_matrix(df, vector_cols) if vector_cols else None
     labeled = labeled_mask(df, config.label_field)
     known = label_texts(df[config.label_field][labeled]) if config.label_field else None
-    return _make_pool(scored, score_cols, labeled, vectors, vector_cols, vector_source, config, known)
+    pool = _make_pool(scored, score_cols, labeled, vectors, vector_cols, vector_source, config, known)
+    return pool._replace(ids=df[config.id_field]) if config.id_field in df.columns else pool
 
 
-def pool_from_parquet(source: InputTable, config: SelectionConfig) -> Pool:
+def pool_from_parquet(source: InputTable, config: SelectionConfig, keep_ids: bool = False) -> Pool:
     """The selection arrays of parquet files, filled one row group at a time.
 
     Only the id, label, score and vector columns are read, straight into preallocated arrays, so
     memory stays near the arrays themselves instead of an Arrow table plus a DataFrame plus copies.
+    The ids are checked and then dropped unless ``keep_ids`` (the stopping block matches them).
     """
     import pyarrow.parquet as pq
 
@@ -1322,10 +1346,12 @@ def pool_from_parquet(source: InputTable, config: SelectionConfig) -> Pool:
                 labeled[rows] = labeled_mask(labels, config.label_field)
                 known.append(label_texts(labels[config.label_field][labeled[rows]]))
             offset += table.num_rows
-    _check_ids(pd.concat(ids, ignore_index=True), config.id_field)
+    all_ids = pd.concat(ids, ignore_index=True)
     del ids
-    return _make_pool(scores_to_probabilities(scores, score_cols), score_cols, labeled, vectors, vector_cols,
+    _check_ids(all_ids, config.id_field)
+    pool = _make_pool(scores_to_probabilities(scores, score_cols), score_cols, labeled, vectors, vector_cols,
                       vector_source, config, np.concatenate(known) if config.label_field else None)
+    return pool._replace(ids=all_ids) if keep_ids else pool
 
 
 # ---- Samplers: pure functions of arrays, and the five sampler classes ----------------------------------------
@@ -3026,21 +3052,25 @@ class SelectionResult(NamedTuple):
     details: Dict[str, Any]  # score columns and how they were read, classes, vector columns
     predictions: Optional[Predictions] = None  # the model's guess for the same rows (labeling tasks show it)
     drawing: Optional[Dict[str, Any]] = None  # the report's 2-D projection (strategies that read embeddings)
+    stopping: Optional["StoppingCounts"] = None  # what the metadata's stopping block is computed from
 
 
 def run_selection(pool: Pool, config: SelectionConfig, fetch_rows: Callable[[np.ndarray], pd.DataFrame],
+                  previous: Optional["PredictedClasses"] = None,
                   calibration: Optional[CalibrationTable] = None) -> SelectionResult:
     """Select from ``pool``, fetch the full rows at the selected positions and annotate them.
 
     This is the one path behind ``main``, the command line and ``select_samples``. ``fetch_rows``
     returns the input rows at the given positions, in that order. Pass the pool without keeping a
-    reference: its arrays are released before the rows are fetched. With ``calibration`` (calibration_data),
-    SSL strategies report a precision estimate.
+    reference: its arrays are released before the rows are fetched. ``previous`` (last round's
+    predicted classes; the pool must then carry its ids) feeds the stopping counts. With ``calibration``
+    (calibration_data), SSL strategies report a precision estimate.
     """
     if calibration is not None:
         check_calibration_fits(calibration, pool.score_columns, pool.score_interpretation)
     arrays = None if calibration is None else calibration.calibration
     selection = select_from_pool(pool, config, arrays)
+    stopping = stopping_counts(pool, previous)
     chosen = pool.probabilities[selection.indices]
     counts, details = _selection_facts(pool, selection, chosen)
     facts = pool_facts(pool.probabilities, pool.labeled, pool.classes, pool.known_labels, coverage_thresholds(config))
@@ -3051,7 +3081,7 @@ def run_selection(pool: Pool, config: SelectionConfig, fetch_rows: Callable[[np.
     del pool
     rows = annotate(fetch_rows(selection.indices), chosen, classes, selection.scores, config.selection_strategy)
     predictions = Predictions(tuple(classes), predicted_classes(chosen, classes), chosen.max(axis=1))
-    return SelectionResult(rows, counts, details, predictions, drawing)
+    return SelectionResult(rows, counts, details, predictions, drawing, stopping)
 
 
 def _selection_facts(pool: Pool, selection: Selection, chosen: np.ndarray) -> Tuple[Dict[str, Any], Dict[str, Any]]:
@@ -3436,10 +3466,13 @@ def _shard_input(root: Path, config: SelectionConfig, forbidden: Sequence[Path])
 
 def run_shard(input_dir: Path, samples_dir: Path, metadata_dir: Path, config: SelectionConfig,
               resources: ResourceConfig, job_type: str,
+              previous: Optional["PredictedClasses"] = None,
               calibration: Optional[CalibrationTable] = None) -> Tuple[Dict[str, Any], List[Path]]:
     """Select this shard's candidates and write them with the manifest the merge checks them against.
 
     Returns the manifest and the files written (which are removed again if writing fails midway).
+    ``previous`` (last round's predictions, read whole by every shard) feeds the shard's stopping counts,
+    which the merge adds up.
     """
     names = shard_file_names(resources.current_host)
     source = _shard_input(input_dir, config, forbidden=(samples_dir, metadata_dir))
@@ -3449,14 +3482,14 @@ def run_shard(input_dir: Path, samples_dir: Path, metadata_dir: Path, config: Se
         "input_format": None, "columns": [], "kinds": {}, "arrow_schema": None, "column_dtypes": {},
         "pool_size": 0, "labeled_count": 0, "candidate_count": 0, "forwarded_count": 0, "candidate_files": [],
         "labeled_file": None, "labeled_vectors": 0, "candidate_vector_sum": None, "covering_radius_chord": None,
-        "details": {}, "calibration_fingerprint": calibration_fingerprint(calibration),
+        "details": {}, "stopping": None, "calibration_fingerprint": calibration_fingerprint(calibration),
     }
     written: List[Path] = []
     try:
         if source is not None:
             if calibration is not None:
                 check_calibration_apart(read_id_column(source, config.id_field), calibration, config.id_field)
-            pieces, labeled, shard_manifest = _shard_select(source, config, resources, calibration)
+            pieces, labeled, shard_manifest = _shard_select(source, config, resources, previous, calibration)
             manifest.update(shard_manifest)
             for number, piece in enumerate(pieces):
                 written.append(samples_dir / names["piece"].format(number))
@@ -3540,8 +3573,8 @@ def _arrow_pieces(source: InputTable, df: Optional[pd.DataFrame], row_counts: Se
 
 
 def _shard_select(source: InputTable, config: SelectionConfig, resources: ResourceConfig,
-                  calibration: Optional[CalibrationTable] = None) -> Tuple[List[Any], Optional[np.ndarray],
-                                                                            Dict[str, Any]]:
+                  previous: Optional["PredictedClasses"] = None, calibration: Optional[CalibrationTable] = None
+                  ) -> Tuple[List[Any], Optional[np.ndarray], Dict[str, Any]]:
     """The shard's forwarded rows (one Arrow table per input file), its labeled vectors and its manifest."""
     import pyarrow as pa
 
@@ -3549,7 +3582,7 @@ def _shard_select(source: InputTable, config: SelectionConfig, resources: Resour
     relative = [os.path.relpath(str(f.path), str(source.root)).replace(os.sep, "/") for f in source.files]
     df = None
     if source.fmt == "parquet":
-        pool = pool_from_parquet(source, config)
+        pool = pool_from_parquet(source, config, keep_ids=previous is not None)
         row_counts = [file_columns.rows for file_columns in source.file_columns]
     else:
         frames = [_read_file(data_file, file_columns, source)
@@ -3580,6 +3613,7 @@ def _shard_select(source: InputTable, config: SelectionConfig, resources: Resour
                     "classes": pool.classes},
         "pool_facts": pool_facts(pool.probabilities, pool.labeled, pool.classes, pool.known_labels,
                                  coverage_thresholds(config)),
+        "stopping": stopping_counts(pool, previous)._asdict(),
     }
     if candidates.size:
         manifest.update(rule.shard_facts(own))
@@ -3955,7 +3989,9 @@ def merge_select(input_dir: Path, config: SelectionConfig, skipped: Sequence[Pat
     if pool.vectors is not None:
         drawing = dict(projection(pool.vectors, np.zeros(len(pool.ids), dtype=bool), selection.indices),
                        note="; sharded run: the candidates are the rows the shards sent to the merge")
-    return MergeResult(SelectionResult(rows, counts, details, predictions, drawing), input_files, input_format,
+    stopping = merged_stopping_counts([manifest["stopping"] for manifest in with_rows])
+    return MergeResult(SelectionResult(rows, counts, details, predictions, drawing, stopping), input_files,
+                       input_format,
                        resolve_output_format(config.output_format, input_format), sharding)
 
 
@@ -4536,6 +4572,204 @@ def selection_report_html(metadata: Mapping[str, Any], drawing: Optional[Mapping
                 _e(metadata["strategy"]), _REPORT_STYLE, "\n".join(parts))
 
 
+# ---- Stopping: agreement with last round's predictions, and the stopping block --------------------------------
+# A signal for the pipeline, never an input to the selection: stabilizing predictions (Bloodgood and
+# Vijay-Shanker, CoNLL 2009) stop once consecutive models agree on the unlabeled rows (Cohen's kappa).
+
+class PredictedClasses(NamedTuple):
+    """A prediction table reduced to what agreement needs: ids and each row's predicted class."""
+
+    ids: pd.Series  # (n,) ID_FIELD values, unique
+    classes: List[Any]  # class of each score column, in the table's column order
+    predicted: np.ndarray  # (n,) int: position in ``classes`` of each row's largest probability
+
+
+class StoppingCounts(NamedTuple):
+    """Sums from which the stopping block is computed; shards' counts add up to a single run's."""
+
+    classes: List[str]  # this round's classes, in score-column order (the confusion matrix's order)
+    previous_given: bool
+    confusion: Optional[np.ndarray]  # (n_classes, n_classes) int64: previous class x current class, or None
+    candidate_count: int  # rows without a label this round
+    uncertainty_sum: float  # margin uncertainty 1 - (p1 - p2), summed over the candidates
+    uncertainty_max: Optional[float]  # its maximum; None without candidates
+    id_dtypes: Tuple[str, str] = ("", "")  # how the ids were read: (previous table, this round's table)
+
+
+# Previous tables are read for their ids and scores only: with a strategy that needs no embeddings.
+_SCORES_ONLY_STRATEGY = next(strategy.name for strategy in STRATEGY_TABLE if not strategy.needs_embeddings)
+
+
+def read_previous_predictions(folder: Path, config: SelectionConfig,
+                              forbidden: Sequence[Path] = ()) -> PredictedClasses:
+    """Last round's prediction table under ``folder``, read by the rules of ``evaluation_data``.
+
+    The id and score settings (ID_FIELD, SCORE_FIELD, SCORE_FIELD_PREFIX) are this run's; its label
+    column, if any, is not read (agreement is measured on the rows unlabeled now). Errors name the channel.
+    """
+    reading = config._replace(selection_strategy=_SCORES_ONLY_STRATEGY, label_field=None,
+                              labeling_data_field=None, output_format=OUTPUT_FORMATS[0])
+    try:
+        source = scan_input(folder, reading, forbidden)
+        if source.fmt == "parquet":
+            pool = pool_from_parquet(source, reading, keep_ids=True)
+        else:
+            df = read_input_table(source)
+            _check_ids(df[reading.id_field], reading.id_field)
+            pool = pool_from_frame(df, reading, index_columns=source.index_columns)
+    except SelectionError as error:
+        raise SelectionError("{} {}: {}".format(PREVIOUS_CHANNEL, folder, _one_line(error))) from None
+    logger.info("Read %d rows of previous predictions from %s (%d file(s))", len(pool.ids), folder,
+                len(source.files))
+    return PredictedClasses(pool.ids.reset_index(drop=True), list(pool.classes), pool.probabilities.argmax(axis=1))
+
+
+def _class_positions(previous_classes: Sequence[Any], classes: Sequence[Any]) -> np.ndarray:
+    """Position among ``classes`` of each previous class (matched by name); other class sets are an error."""
+    names = [str(label) for label in classes]
+    previous_names = [str(label) for label in previous_classes]
+    if sorted(names) != sorted(previous_names):
+        raise SelectionError("{} scores the classes {} but evaluation_data scores {}: both rounds' models must "
+                             "predict the same classes".format(PREVIOUS_CHANNEL, previous_names, names))
+    position = {name: j for j, name in enumerate(names)}
+    return np.array([position[name] for name in previous_names], dtype=np.int64)
+
+
+def agreement_confusion(previous: PredictedClasses, ids: pd.Series, predicted: np.ndarray,
+                        candidates: np.ndarray, classes: Sequence[Any]) -> np.ndarray:
+    """Confusion matrix of previous against current predicted class over the ids found in both tables
+    and unlabeled now.
+
+    Parameters
+    ----------
+    previous : PredictedClasses
+        Last round's ids and predicted classes; its classes may come in another column order.
+    ids : Series of shape (n_rows,)
+        This round's ids.
+    predicted : ndarray of shape (n_rows,)
+        Position in ``classes`` of each row's predicted class.
+    candidates : ndarray of shape (n_rows,), bool
+        Rows without a label this round.
+    classes : sequence of length n_classes
+
+    Returns
+    -------
+    ndarray of shape (n_classes, n_classes), int64
+        Entry [i, j]: common rows predicted ``classes[i]`` last round and ``classes[j]`` now.
+    """
+    n_classes = len(classes)
+    previous_in_current = _class_positions(previous.classes, classes)[previous.predicted]
+    rows = np.flatnonzero(candidates)
+    where = pd.Index(previous.ids).get_indexer(pd.Index(ids.iloc[rows] if len(rows) < len(ids) else ids))
+    found = where >= 0
+    codes = previous_in_current[where[found]] * n_classes + np.asarray(predicted)[rows[found]]
+    return np.bincount(codes, minlength=n_classes * n_classes).reshape(n_classes, n_classes).astype(np.int64)
+
+
+def cohen_kappa(confusion: Any) -> Optional[float]:
+    """Cohen's kappa of a square confusion matrix of counts; None when it holds no row.
+
+    kappa = (p_o - p_e) / (1 - p_e), computed from integer counts as (n tr(C) - r.c) / (n^2 - r.c) with r, c
+    the row and column sums. When both raters put every row in one and the same class (p_e = p_o = 1) the
+    ratio is 0/0; agreement is then complete and 1.0 is returned.
+    """
+    counts = np.asarray(confusion, dtype=np.int64)
+    n = int(counts.sum())
+    if n == 0:
+        return None
+    chance = int(np.dot(counts.sum(axis=1).astype(object), counts.sum(axis=0).astype(object)))
+    agree = int(np.trace(counts))
+    if chance == n * n:
+        return 1.0
+    return (n * agree - chance) / (n * n - chance)
+
+
+def stopping_counts(pool: Pool, previous: Optional[PredictedClasses] = None) -> StoppingCounts:
+    """The stopping block's sums over ``pool``: margin uncertainty of the candidates and, with ``previous``,
+    the agreement confusion matrix (the pool must then carry its ids)."""
+    candidates = ~pool.labeled
+    uncertainty = uncertainty_scores(pool.probabilities, "margin")[candidates]
+    confusion, id_dtypes = None, ("", "")
+    if previous is not None:
+        confusion = agreement_confusion(previous, pool.ids, pool.probabilities.argmax(axis=1), candidates,
+                                        pool.classes)
+        id_dtypes = (str(previous.ids.dtype), str(pool.ids.dtype))
+    return StoppingCounts([str(label) for label in pool.classes], previous is not None, confusion,
+                          int(candidates.sum()), float(uncertainty.sum()),
+                          float(uncertainty.max()) if uncertainty.size else None, id_dtypes)
+
+
+def merged_stopping_counts(shard_counts: Sequence[Optional[Mapping[str, Any]]]) -> StoppingCounts:
+    """The counts of a single run over all shards, from the ``stopping`` entries of their manifests."""
+    if any(counts is None for counts in shard_counts):
+        raise SelectionError("a shard manifest has no stopping counts: shards and merge must run the same script")
+    given = {bool(counts["previous_given"]) for counts in shard_counts}
+    if len(given) > 1:
+        raise SelectionError("some shards read {} and others did not: give it to the shard step only, whole "
+                             "(FullyReplicated) to every instance".format(PREVIOUS_CHANNEL))
+    maxima = [counts["uncertainty_max"] for counts in shard_counts if counts["uncertainty_max"] is not None]
+    confusion = None
+    if given.pop():
+        confusion = sum(np.asarray(counts["confusion"], dtype=np.int64) for counts in shard_counts)
+    first = shard_counts[0]
+    return StoppingCounts(list(first["classes"]), confusion is not None, confusion,
+                          sum(int(counts["candidate_count"]) for counts in shard_counts),
+                          math.fsum(float(counts["uncertainty_sum"]) for counts in shard_counts),
+                          max(maxima) if maxima else None, tuple(first["id_dtypes"]))
+
+
+def _agreement_note(counts: StoppingCounts, kappa: Optional[float]) -> Optional[str]:
+    if not counts.previous_given:
+        return "no {} given: the agreement needs last round's prediction table".format(PREVIOUS_CHANNEL)
+    if kappa is None:
+        previous_dtype, current_dtype = counts.id_dtypes
+        return ("no id of {} is among this round's {} unlabeled rows (ids read as {} there, {} here): check that "
+                "both tables come from the same pool".format(PREVIOUS_CHANNEL, counts.candidate_count,
+                                                               previous_dtype, current_dtype))
+    if int(np.count_nonzero(counts.confusion.sum(axis=0))) == 1 and int(np.trace(counts.confusion)) == int(
+            counts.confusion.sum()):
+        return "both rounds predict one class for every common row: kappa is 0/0 there, taken as 1.0"
+    return None
+
+
+def stopping_block(counts: StoppingCounts, labeled_count: int, config: SelectionConfig) -> Dict[str, Any]:
+    """The metadata's ``stopping`` block: the figures, each enabled criterion that is met, and should_stop."""
+    kappa = cohen_kappa(counts.confusion) if counts.confusion is not None else None
+    common = int(counts.confusion.sum()) if counts.confusion is not None else 0
+    # Rounded to 12 significant digits: shards sum in another order than a single run, a few ulps apart.
+    mean = float("{:.12g}".format(counts.uncertainty_sum / counts.candidate_count)) if counts.candidate_count else None
+    reasons = []
+    if config.stop_agreement > 0 and kappa is not None and kappa >= config.stop_agreement:
+        reasons.append("STOP_AGREEMENT: prediction_agreement {:.6g} >= {}".format(kappa, _plain(config.stop_agreement)))
+    if config.stop_max_labeled > 0 and labeled_count >= config.stop_max_labeled:
+        reasons.append("STOP_MAX_LABELED: labeled_count {} >= {}".format(labeled_count, config.stop_max_labeled))
+    max_uncertainty = counts.uncertainty_max
+    if config.stop_max_uncertainty > 0 and max_uncertainty is not None and max_uncertainty < config.stop_max_uncertainty:
+        reasons.append("STOP_MAX_UNCERTAINTY: max_uncertainty {:.6g} < {}".format(
+            max_uncertainty, _plain(config.stop_max_uncertainty)))
+    block: Dict[str, Any] = {
+        "prediction_agreement": kappa,
+        "common_rows": common,
+        "mean_uncertainty": mean,
+        "max_uncertainty": max_uncertainty,
+        "labeled_count": int(labeled_count),
+        "should_stop": bool(reasons),
+        "reasons": reasons,
+        "criteria": {"STOP_AGREEMENT": config.stop_agreement, "STOP_MAX_LABELED": config.stop_max_labeled,
+                     "STOP_MAX_UNCERTAINTY": config.stop_max_uncertainty},
+    }
+    note = _agreement_note(counts, kappa)
+    if note is not None:
+        block["note"] = note
+    if counts.previous_given and kappa is None:
+        logger.warning("Stopping: %s", note)
+    logger.info("Stopping: agreement %s over %d common rows, max uncertainty %s, labeled %d: should_stop=%s%s",
+                "n/a" if kappa is None else "{:.4f}".format(kappa), common,
+                "n/a" if max_uncertainty is None else "{:.4f}".format(max_uncertainty), labeled_count,
+                block["should_stop"], " ({})".format("; ".join(reasons)) if reasons else "")
+    return block
+
+
 # ---- Writing: result files, markers and the output folders' ownership ----------------------------------------
 
 def resolve_output_format(requested: Optional[str], input_format: str) -> str:
@@ -4808,6 +5042,50 @@ def _channel(paths: Any, key: str, kind: str) -> Path:
     return Path(value)
 
 
+def _optional_input(input_paths: Any, channel: str) -> Optional[Path]:
+    """The folder of an optional input channel (``OPTIONAL_INPUT_CHANNELS``), or None when it is not given.
+
+    Missing, None and "" mean not given; a folder that is named must exist.
+    """
+    value = input_paths.get(channel) if isinstance(input_paths, Mapping) else None
+    if value is None or (isinstance(value, str) and value == ""):
+        return None
+    folder = _channel(input_paths, channel, "input")
+    if not folder.is_dir():
+        raise SelectionError("input folder {} ({}) does not exist or is not a folder".format(folder, channel))
+    return folder
+
+
+def _check_optional_inputs_apart(inputs: Mapping[str, Path], outputs: Sequence[Path]) -> None:
+    """Optional inputs may neither hold nor lie in an output folder (links resolved), like evaluation_data."""
+    for channel, folder in inputs.items():
+        for output in outputs:
+            if _is_within(_real(output), _real(folder)) or _is_within(_real(folder), _real(output)):
+                raise SelectionError("output folder {} overlaps the input folder {} ({}): the step never writes "
+                                     "into its input nor reads its output; use separate folders".format(
+                                         output, folder, channel))
+
+
+def _outside_optional_inputs(folders: Sequence[Path], input_paths: Any) -> List[Path]:
+    """``folders`` without those inside a named optional input folder, where no _FAILURE may be written."""
+    inputs = [input_paths.get(channel) for channel in OPTIONAL_INPUT_CHANNELS] if isinstance(
+        input_paths, Mapping) else []
+    inputs = [_real(Path(folder)) for folder in inputs if isinstance(folder, (str, os.PathLike)) and str(folder)]
+    return [folder for folder in folders if not any(_is_within(_real(folder), other) for other in inputs)]
+
+
+def _read_previous(input_paths: Any, config: SelectionConfig, outputs: Sequence[Path]) -> Optional[PredictedClasses]:
+    """Last round's predictions when previous_predictions is given (read by the shards, not by a merge)."""
+    folder = _optional_input(input_paths, PREVIOUS_CHANNEL)
+    if folder is None:
+        return None
+    _check_optional_inputs_apart({PREVIOUS_CHANNEL: folder}, outputs)
+    if config.selection_role == "merge":
+        raise SelectionError("{} is read by the shard step (each shard matches its own rows); the merge adds up "
+                             "their counts: give it to the shard step, not to the merge".format(PREVIOUS_CHANNEL))
+    return read_previous_predictions(folder, config, forbidden=outputs)
+
+
 def _labeling_channel(output_paths: Any, environ_vars: Any) -> Optional[Path]:
     """The labeling_tasks folder when this run may write tasks: its path is given and LABELING_FORMAT is set to
     something other than none. Read raw, before the variables are parsed and without raising, so that a
@@ -4826,54 +5104,39 @@ def _check_labeling_channel(config: SelectionConfig, labeling_dir: Optional[Path
 
 
 def _select(source: InputTable, config: SelectionConfig,
+            previous: Optional[PredictedClasses] = None,
             calibration: Optional[CalibrationTable] = None) -> Tuple[SelectionResult, str]:
     """Read the prediction table of ``source`` and run the selection; also returns the output format."""
     output_format = resolve_output_format(config.output_format, source.fmt)
     logger.info("Reading %d %s file(s) from %s", len(source.files), source.fmt, source.root)
     if source.fmt == "parquet":
-        result = run_selection(pool_from_parquet(source, config), config,
-                               lambda positions: read_rows_at(source, positions), calibration)
+        result = run_selection(pool_from_parquet(source, config, keep_ids=previous is not None), config,
+                               lambda positions: read_rows_at(source, positions), previous, calibration)
     else:
         df = read_input_table(source)
         _check_ids(df[config.id_field], config.id_field)
         result = run_selection(pool_from_frame(df, config, index_columns=source.index_columns), config,
-                               lambda positions: df.iloc[positions].reset_index(drop=True), calibration)
+                               lambda positions: df.iloc[positions].reset_index(drop=True), previous, calibration)
     return result, output_format
 
 
 def _calibration_channel(input_paths: Mapping[str, Any], config: SelectionConfig,
                          outputs: Sequence[Optional[Path]]) -> Optional[Path]:
     """The calibration_data folder when one is given, checked against the outputs and the settings."""
-    value = input_paths.get(CALIBRATION_CHANNEL)
+    folder = _optional_input(input_paths, CALIBRATION_CHANNEL)
     strategy = strategy_for(config.selection_strategy)
-    if value is None or value == "":
+    if folder is None:
         if strategy.needs_calibration:
             raise SelectionError("SELECTION_STRATEGY={} needs the input {!r} (--{} on the command line): the model's "
                                  "predictions on held-out labeled rows".format(config.selection_strategy,
                                                                               CALIBRATION_CHANNEL, CALIBRATION_CHANNEL))
         return None
-    folder = _channel(input_paths, CALIBRATION_CHANNEL, "input")
-    check_folders_apart(folder, *outputs)
+    _check_optional_inputs_apart({CALIBRATION_CHANNEL: folder}, _present(*outputs))
     if strategy.use_case != "ssl":
         raise SelectionError("calibration_data is given but SELECTION_STRATEGY={} selects rows for humans to label: "
                              "calibration_data measures pseudo-label precision, for the SSL strategies {}; leave it "
                              "out".format(config.selection_strategy, ", ".join(SSL_STRATEGIES)))
     return folder
-
-
-def _outside_calibration(folders: Sequence[Path], input_paths: Any) -> List[Path]:
-    """The output ``folders`` that may hold ``_FAILURE``: inside the calibration_data folder (input too) only
-    when ``check_folders_apart`` accepts them there, as for the evaluation data."""
-    value = input_paths.get(CALIBRATION_CHANNEL) if isinstance(input_paths, Mapping) else None
-    if not isinstance(value, (str, os.PathLike)) or not str(value):
-        return list(folders)
-    try:
-        if len(folders) >= 2:
-            check_folders_apart(Path(value), *folders[:3])
-            return list(folders)
-    except (SelectionError, OSError):
-        pass
-    return [folder for folder in folders if not _is_within(_real(folder), _real(Path(value)))]
 
 
 def _load_calibration(folder: Optional[Path], source: InputTable, config: SelectionConfig,
@@ -4906,6 +5169,9 @@ def main(
 ) -> Dict[str, Any]:
     """Select rows from the prediction table in ``input_paths["evaluation_data"]``.
 
+    ``input_paths["previous_predictions"]`` (optional) is last round's prediction table: the metadata's
+    ``stopping`` block then measures how much the two rounds' predictions agree.
+
     SELECTION_ROLE=shard instead writes one instance's candidates and returns its manifest, and
     SELECTION_ROLE=merge selects from all shards' outputs found in ``evaluation_data`` (docs/scaling.md).
     Writes ``selected_samples/selected_samples.<fmt>`` and ``selection_metadata/selection_metadata.json``
@@ -4931,6 +5197,7 @@ def main(
         calibration_dir = _calibration_channel(input_paths, config, (samples_dir, metadata_dir, labeling_dir))
         job_type = _job_type(job_args)
         resources = check_role_fits_instances(config)
+        previous = _read_previous(input_paths, config, _present(samples_dir, metadata_dir, labeling_dir))
         _prepare_outputs(samples_dir, metadata_dir, labeling_dir)
         logger.info("Strategy %s (use case %s, job type %s, role %s)", config.selection_strategy, config.use_case,
                     job_type, config.selection_role)
@@ -4938,7 +5205,7 @@ def main(
             calibration = None if calibration_dir is None else read_calibration(
                 calibration_dir, config, _present(samples_dir, metadata_dir, labeling_dir))
             manifest, shard_files = run_shard(input_dir, samples_dir, metadata_dir, config, resources, job_type,
-                                              calibration)
+                                              previous, calibration)
             written += shard_files
             for folder in _present(samples_dir, metadata_dir, labeling_dir):
                 written.append(_mark_success(folder, written))
@@ -4953,7 +5220,7 @@ def main(
             source = scan_input(input_dir, config, forbidden=_present(samples_dir, metadata_dir, labeling_dir))
             calibration = _load_calibration(calibration_dir, source, config,
                                             _present(samples_dir, metadata_dir, labeling_dir))
-            result, output_format = _select(source, config, calibration)
+            result, output_format = _select(source, config, previous, calibration)
             input_files = [os.path.relpath(str(f.path), str(input_dir)) for f in source.files]
             input_format = source.fmt
         written.append(Path(save_selected_samples(result.rows, str(samples_dir), output_format)))
@@ -4975,13 +5242,14 @@ def main(
         }
         if sharding is not None:
             metadata["sharding"] = sharding
+        metadata["stopping"] = stopping_block(result.stopping, result.counts["labeled_count"], config)
         metadata["elapsed_seconds"] = round(time.time() - started, 3)
         written.append(Path(save_selection_metadata(metadata, str(metadata_dir))))
         written.append(Path(save_selection_report(selection_report_html(metadata, result.drawing), str(metadata_dir))))
         for folder in _present(samples_dir, metadata_dir, labeling_dir):
             written.append(_mark_success(folder, written))
     except BaseException as error:
-        folders = _outside_calibration(_output_folders(output_paths) + list(_present(labeling_dir)), input_paths)
+        folders = _outside_optional_inputs(_output_folders(output_paths) + list(_present(labeling_dir)), input_paths)
         _record_failure(folders, _input_folder(input_paths), error, written, folders_checked)
         raise
     logger.info("Selected %d of %d candidates (pool of %d) with %s in %.2fs", metadata["selected_count"],
@@ -5008,9 +5276,9 @@ def build_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--job_type", help="job type recorded in the metadata, e.g. ssl_selection")
     parser.add_argument("--" + INPUT_CHANNEL, default=CONTAINER_INPUT_PATHS[INPUT_CHANNEL],
                         help="folder with the prediction table (default: %(default)s)")
-    parser.add_argument("--" + CALIBRATION_CHANNEL, default=CONTAINER_INPUT_PATHS[CALIBRATION_CHANNEL],
-                        help="optional folder with the model's predictions on held-out labeled rows, for SSL "
-                             "precision estimates and precision_target (default: %(default)s, used when it exists)")
+    for channel in OPTIONAL_INPUT_CHANNELS:
+        parser.add_argument("--" + channel, default=CONTAINER_INPUT_PATHS[channel],
+                            help="optional input folder (default: %(default)s, read when it exists)")
     for channel, path in CONTAINER_OUTPUT_PATHS.items():
         parser.add_argument("--" + channel, default=path, help="output folder (default: %(default)s)")
     return parser
@@ -5030,17 +5298,6 @@ def _paths_despite_errors(argv: Optional[Sequence[str]]) -> Dict[str, str]:
     return paths
 
 
-def _optional_inputs(args: argparse.Namespace) -> Dict[str, str]:
-    """The optional input channels of a command line: those given explicitly, or whose container folder exists
-    (SageMaker creates it only for a configured input)."""
-    found = {}
-    for channel in (CALIBRATION_CHANNEL,):
-        value = getattr(args, channel)
-        if value != CONTAINER_INPUT_PATHS[channel] or os.path.isdir(value):
-            found[channel] = value
-    return found
-
-
 def _folders_are_apart(paths: Mapping[str, str]) -> bool:
     """Whether ``check_folders_apart`` accepts the input and output folders of ``paths`` (no error raised)."""
     try:
@@ -5048,6 +5305,17 @@ def _folders_are_apart(paths: Mapping[str, str]) -> bool:
     except SelectionError:
         return False
     return True
+
+
+def _command_line_inputs(args: argparse.Namespace) -> Dict[str, str]:
+    """Input folders of a parsed command line; an optional channel left at its container path is read only
+    when that folder exists (SageMaker mounts only the inputs a job was given)."""
+    paths = {INPUT_CHANNEL: getattr(args, INPUT_CHANNEL)}
+    for channel in OPTIONAL_INPUT_CHANNELS:
+        given = getattr(args, channel)
+        if given != CONTAINER_INPUT_PATHS[channel] or os.path.isdir(given):
+            paths[channel] = given
+    return paths
 
 
 def _configure_logging() -> None:
@@ -5072,8 +5340,7 @@ def cli(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str
         return 1
     environ = os.environ if environ is None else environ
     environ_vars = {var.name: environ.get(var.name) for var in ENV_VARS}
-    input_paths = {INPUT_CHANNEL: getattr(args, INPUT_CHANNEL)}
-    input_paths.update(_optional_inputs(args))
+    input_paths = _command_line_inputs(args)
     output_paths = {channel: getattr(args, channel) for channel in CONTAINER_OUTPUT_PATHS}
     try:
         main(input_paths, output_paths, environ_vars, args)

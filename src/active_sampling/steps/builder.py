@@ -9,6 +9,9 @@ from .config import ActiveSampleSelectionConfig
 from .spec import ACTIVE_SAMPLE_SELECTION_SPEC
 
 
+PROPERTY_FILE_NAME = "SelectionMetadata"
+
+
 class ActiveSampleSelectionStepBuilder(ProcessingStepBuilderBase):
     """Creates the ProcessingStep that runs active_sample_selection.py on the SageMaker scikit-learn image.
 
@@ -17,7 +20,11 @@ class ActiveSampleSelectionStepBuilder(ProcessingStepBuilderBase):
 
     ``create_step(inputs=..., outputs=..., dependencies=..., enable_caching=...)``: the
     ``evaluation_data`` input comes from ``inputs`` or, failing that, from a dependency step whose
-    specification offers a matching output; outputs default to folders under ``pipeline_s3_loc``.
+    specification offers a matching output; the optional ``previous_predictions`` (last round's
+    predictions, for the stopping block) only from ``inputs``. Outputs default to folders under
+    ``pipeline_s3_loc`` and the pipeline execution id. The step carries ``property_file``
+    (selection_metadata.json as the PropertyFile "SelectionMetadata"), so that
+    ``sdk.json_get(step, builder.property_file, "stopping.should_stop")`` can drive a ConditionStep.
     """
 
     def __init__(
@@ -33,6 +40,8 @@ class ActiveSampleSelectionStepBuilder(ProcessingStepBuilderBase):
         super().__init__(config, ACTIVE_SAMPLE_SELECTION_SPEC, sagemaker_session=sagemaker_session, role=role)
         self.config: ActiveSampleSelectionConfig = config
         self.shard_count: Optional[Any] = None  # set by create_sharded_steps on its shard step's builder
+        self.property_file = sdk.property_file(PROPERTY_FILE_NAME, output_name=script.METADATA_CHANNEL,
+                                               path=script.METADATA_FILENAME)
 
     def _config_field(self, env_var: str) -> str:
         return script.ENV_VARS_BY_NAME[env_var].field
@@ -47,11 +56,6 @@ class ActiveSampleSelectionStepBuilder(ProcessingStepBuilderBase):
         """Every output of the spec; labeling_tasks only when the config sets a labeling_format."""
         return [name for name in self.spec.outputs
                 if name != script.LABELING_CHANNEL or self.config.writes_labeling_tasks]
-
-    def resolve_inputs(self, dependencies: Any, skip: Any = ()) -> Dict[str, Any]:
-        """As for any step, except calibration_data: it is only ever given explicitly (an upstream prediction
-        output wired here would be the rows being selected, not held-out ones)."""
-        return super().resolve_inputs(dependencies, skip=set(skip) | {script.CALIBRATION_CHANNEL})
 
     def processing_inputs(self, inputs: Mapping[str, Any]) -> list:
         """As for any step; precision_target needs calibration_data, which only SSL strategies read."""
@@ -84,11 +88,14 @@ class ActiveSampleSelectionStepBuilder(ProcessingStepBuilderBase):
         name = super().step_name()
         return f"{name}-shard" if self.config.selection_role == "shard" else name
 
-    def default_output_destination(self, logical_name: str) -> str:
-        if self.config.selection_role != "shard":
-            return super().default_output_destination(logical_name)
-        base, _, name = super().default_output_destination(logical_name).rpartition("/")
-        return f"{base}/shards/{name}"
+    def default_output_parts(self, logical_name: str) -> List[Any]:
+        """As for any step; a shard step's outputs go under ``.../<execution id>/shards/``, apart from the merge's."""
+        parts = super().default_output_parts(logical_name)
+        return parts[:-1] + ["shards", parts[-1]] if self.config.selection_role == "shard" else parts
+
+    def property_files(self) -> list:
+        """selection_metadata.json as ``property_file``; a shard step writes only its manifest there: none."""
+        return [] if self.config.selection_role == "shard" else [self.property_file]
 
     def with_role(self, role: str, shard_count: Optional[Any] = None) -> "ActiveSampleSelectionStepBuilder":
         """A builder for the same selection in another SELECTION_ROLE (a merge runs on one instance; a
@@ -109,15 +116,17 @@ class ActiveSampleSelectionStepBuilder(ProcessingStepBuilderBase):
         inputs: Optional[Mapping[str, Any]] = None,
         outputs: Optional[Mapping[str, Any]] = None,
         dependencies: Optional[Sequence[Any]] = None,
-        enable_caching: bool = True,
+        enable_caching: bool = False,
     ) -> "ShardedSteps":
         """The selection spread over ``shard_count`` instances, then merged on one.
 
         The shard step runs on ``shard_count`` instances (an int, or a pipeline parameter such as
         ``sdk.ParameterInteger``) and receives the input objects split between them (ShardedByS3Key);
         its outputs go under ``.../shards/``. The merge step reads the shard step's selected_samples
-        and writes ``outputs`` exactly as a single step would, so downstream steps wire to ``merge``.
-        ``inputs`` and ``dependencies`` are those of the shard step; a ``calibration_data`` input goes to both.
+        and writes ``outputs`` exactly as a single step would, so downstream steps wire to ``merge``, and
+        it carries ``property_file``. ``inputs`` and ``dependencies`` are those of the shard step; a
+        ``previous_predictions`` input goes whole to every shard instance (each counts its own rows' agreement),
+        a ``calibration_data`` input whole to every shard instance and to the merge.
         """
         if isinstance(shard_count, bool) or (isinstance(shard_count, int) and not 1 <= shard_count <= 100):
             raise ValueError(f"shard_count must be from 1 to 100 (or a pipeline parameter), got {shard_count!r}")

@@ -1,4 +1,5 @@
-"""Step specification of ActiveSampleSelection: one prediction table in, selected rows and metadata out."""
+"""Step specification of ActiveSampleSelection: one prediction table in (and optionally last round's), selected
+rows and metadata out."""
 
 from ..core.spec import (
     DependencySpec,
@@ -48,10 +49,21 @@ ACTIVE_SAMPLE_SELECTION_SPEC = StepSpecification(
             data_type="S3Uri",
             description="Model predictions with per-class probability (or score) columns.",
         ),
+        script.PREVIOUS_CHANNEL: DependencySpec(
+            logical_name=script.PREVIOUS_CHANNEL,
+            dependency_type=DependencyType.PROCESSING_OUTPUT,
+            required=False,
+            explicit_only=True,
+            data_type="S3Uri",
+            description="Optional, only from inputs=: last round's prediction table (same columns as "
+                        "evaluation_data), for the stopping block's agreement. Never wired from an upstream "
+                        "step of the same execution, whose predictions are this round's.",
+        ),
         script.CALIBRATION_CHANNEL: DependencySpec(
             logical_name=script.CALIBRATION_CHANNEL,
             dependency_type=DependencyType.PROCESSING_OUTPUT,
             required=False,
+            explicit_only=True,
             data_type="S3Uri",
             description="Optional, SSL strategies only (required by precision_target): the same model's "
                         "predictions on held-out labeled rows, with label_field filled on every row and ids "
@@ -84,8 +96,9 @@ ACTIVE_SAMPLE_SELECTION_SPEC = StepSpecification(
             property_path=processing_output_property_path(script.METADATA_CHANNEL),
             data_type="S3Uri",
             aliases=["metadata", "selection_info", "sampling_metadata"],
-            description="selection_metadata.json (settings read, counts, class mix, confidence summary, timestamp) "
-                        "and selection_report.html (the same as a self-contained page with charts).",
+            description="selection_metadata.json (settings read, counts, class mix, confidence summary, the "
+                        "stopping block, timestamp; the step's PropertyFile SelectionMetadata) and "
+                        "selection_report.html (the same as a self-contained page with charts).",
         ),
         script.LABELING_CHANNEL: OutputSpec(
             logical_name=script.LABELING_CHANNEL,
