@@ -58,15 +58,20 @@ def test_main_reads_and_writes_the_contract_channels(tmp_path):
     inputs = {name: tmp_path / name for name in CONTRACT.expected_input_paths}
     outputs = {name: tmp_path / name for name in CONTRACT.expected_output_paths}
     assert set(inputs) == {script.INPUT_CHANNEL, *script.OPTIONAL_INPUT_CHANNELS}
-    for input_dir in inputs.values():  # the same table as evaluation_data and as previous_predictions
+    predictions = pd.DataFrame({"id": [1, 2, 3], "prob_class_0": [0.99, 0.5, 0.02], "prob_class_1": [0.01, 0.5, 0.98],
+                                "label": [None, None, None]})
+    held_out = pd.DataFrame({"id": [7, 8], "prob_class_0": [0.97, 0.05], "prob_class_1": [0.03, 0.95], "label": [0, 1]})
+    for name, input_dir in inputs.items():  # the same table as evaluation_data and as previous_predictions
         input_dir.mkdir()
-        pd.DataFrame({"id": [1, 2, 3], "prob_class_0": [0.99, 0.5, 0.02], "prob_class_1": [0.01, 0.5, 0.98]}).to_csv(
-            input_dir / "predictions.csv", index=False)
+        (held_out if name == script.CALIBRATION_CHANNEL else predictions).to_csv(input_dir / "predictions.csv",
+                                                                                  index=False)
     metadata = script.main({k: str(v) for k, v in inputs.items()}, {k: str(v) for k, v in outputs.items()},
-                           {"SELECTION_STRATEGY": "confidence_threshold"}, argparse.Namespace(job_type="alignment"))
+                           {"SELECTION_STRATEGY": "confidence_threshold", "LABEL_FIELD": "label"},
+                           argparse.Namespace(job_type="alignment"))
     assert (outputs[script.SAMPLES_CHANNEL] / "selected_samples.csv").is_file()
     assert (outputs[script.METADATA_CHANNEL] / script.METADATA_FILENAME).is_file()
     assert metadata["stopping"]["common_rows"] == 3  # previous_predictions was read
+    assert metadata["precision_estimate"]["calibration_rows"] == 2  # and calibration_data
 
 
 def test_optional_inputs_are_optional_and_explicit_only_in_the_spec():

@@ -14,7 +14,7 @@ from active_sampling.evaluation.report import area_under_curve, head_to_head, pe
 from active_sampling.evaluation.simulation import initial_labeled_set
 
 TINY = dict(datasets=("wine",), models=("logistic_regression",), strategies=("random", "margin"), seeds=1,
-            rounds=2, ssl_thresholds=(0.9,), workers=1)
+            rounds=2, ssl_thresholds=(0.9,), workers=1, run_precision_study=False)
 
 
 @pytest.fixture(scope="module")

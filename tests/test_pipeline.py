@@ -79,6 +79,7 @@ def test_selection_step_definition(definition):
         "STOP_AGREEMENT": "0.99", "STOP_MAX_LABELED": "0", "STOP_MAX_UNCERTAINTY": "0.0",
         "REVIEW_METHOD": "confident_learning",
         "DISAGREEMENT": "bald",
+        "TARGET_PRECISION": "0.95", "PRECISION_CONFIDENCE": "0.95", "CLASS_BALANCE": "none",
     }
     assert selection["CacheConfig"] == {"Enabled": False, "ExpireAfter": "P30D"}
     assert arguments["ProcessingResources"]["ClusterConfig"]["VolumeSizeInGB"] == 30

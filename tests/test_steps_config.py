@@ -33,7 +33,7 @@ def test_threshold_out_of_range_names_the_field_and_the_limit():
 def test_ssl_refuses_active_learning_strategies(strategy):
     text = error_text(selection_strategy=strategy, use_case="ssl")
     assert f"selection_strategy={strategy} is not allowed with use_case=ssl" in text
-    assert "use one of confidence_threshold, top_k_per_class (or use_case=auto)" in text
+    assert "use one of confidence_threshold, top_k_per_class, precision_target (or use_case=auto)" in text
 
 
 @pytest.mark.parametrize("strategy", script.SSL_STRATEGIES)

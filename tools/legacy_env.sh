@@ -16,11 +16,13 @@ readonly VENV="$REPO_ROOT/.venv-legacy"
 readonly STAMP="$VENV/.requirements"
 readonly PYTHON_VERSION="3.9"
 readonly TEST_PATH="tests/script"
-# The image's pins, then the newest pytest and hypothesis that pip resolves for Python 3.9.
+# The image's pins (scipy: sagemaker-scikit-learn-container's requirements.txt since its PR #192, the version
+# scikit-learn 1.2.1 runs with there), then the newest pytest and hypothesis that pip resolves for Python 3.9.
 readonly REQUIREMENTS=(
     numpy==1.24.1
     pandas==1.1.3
     pyarrow==14.0.1
+    scipy==1.8.0
     pytest==8.4.2
     hypothesis==6.141.1
 )
@@ -72,10 +74,12 @@ import sys
 import numpy
 import pandas
 import pyarrow
+import scipy
 
-imported = {"numpy": numpy.__version__, "pandas": pandas.__version__, "pyarrow": pyarrow.__version__}
-print("legacy_env: python %s, numpy %s, pandas %s, pyarrow %s"
-      % (sys.version.split()[0], imported["numpy"], imported["pandas"], imported["pyarrow"]))
+imported = {"numpy": numpy.__version__, "pandas": pandas.__version__, "pyarrow": pyarrow.__version__,
+            "scipy": scipy.__version__}
+print("legacy_env: python %s, numpy %s, pandas %s, pyarrow %s, scipy %s"
+      % (sys.version.split()[0], imported["numpy"], imported["pandas"], imported["pyarrow"], imported["scipy"]))
 pins = dict(requirement.split("==") for requirement in sys.argv[1:])
 wrong = ["%s %s (pinned %s)" % (name, imported[name], pins[name]) for name in imported if imported[name] != pins[name]]
 if wrong:
@@ -85,7 +89,7 @@ EOF
 
 run_tests() {
     build_venv
-    check_versions || not_run "numpy, pandas or pyarrow do not import at the pinned versions in .venv-legacy"
+    check_versions || not_run "numpy, pandas, pyarrow or scipy do not import at the pinned versions in .venv-legacy"
     cd "$REPO_ROOT" || exit 1
     [[ -d "$TEST_PATH" ]] || not_run "$TEST_PATH does not exist"
     "$VENV/bin/python" -m pytest -q "$TEST_PATH" -p no:cacheprovider "$@"

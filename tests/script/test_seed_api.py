@@ -611,9 +611,15 @@ def test_every_row_runs_end_to_end_through_main(row, tmp_path):
     write_table(table, tmp_path / "in", "csv")
     # The labels here are the model's top class: confident learning would flag none of them.
     env = _env(row.name, CONFIDENCE_THRESHOLD="0.5", K_PER_CLASS="4", REVIEW_METHOD="self_confidence")
+    inputs = {"evaluation_data": str(tmp_path / "in")}
+    if row.needs_calibration:  # held-out rows labeled as predicted: every class qualifies at a 0.5 target
+        calibration = prediction_table(n=30, seed=6).assign(id=lambda frame: "cal-" + frame["id"])
+        calibration["label"] = calibration[["prob_class_0", "prob_class_1", "prob_class_2"]].to_numpy().argmax(1)
+        write_table(calibration, tmp_path / "cal", "csv")
+        inputs["calibration_data"] = str(tmp_path / "cal")
+        env.update(LABEL_FIELD="label", TARGET_PRECISION="0.5", PRECISION_CONFIDENCE="0.5")
     outputs = {"selected_samples": str(tmp_path / "s"), "selection_metadata": str(tmp_path / "m")}
-    metadata = script.main({"evaluation_data": str(tmp_path / "in")}, outputs, env,
-                           argparse.Namespace(job_type="test"))
+    metadata = script.main(inputs, outputs, env, argparse.Namespace(job_type="test"))
     selected = pd.read_csv(tmp_path / "s" / "selected_samples.csv", dtype={"id": str})
     assert metadata["strategy"] == row.name
     assert len(selected) == metadata["selected_count"] > 0

@@ -30,6 +30,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=None, help="override every data set's number of rounds")
     parser.add_argument("--workers", type=int, default=defaults.workers)
     parser.add_argument("--no-ssl", action="store_true", help="skip the semi-supervised study")
+    parser.add_argument("--no-precision-study", action="store_true",
+                        help="skip the calibration_data / precision_target study")
     parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures (no matplotlib needed)")
     parser.add_argument("--no-label-review", action="store_true",
                         help="skip the label-review study (active_sampling.evaluation.label_review)")
@@ -43,6 +45,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         config = EvaluationConfig(
             datasets=tuple(args.datasets), models=tuple(args.models), strategies=tuple(args.strategies),
             seeds=args.seeds, rounds=args.rounds, workers=args.workers, run_ssl=not args.no_ssl,
+            run_precision_study=not args.no_precision_study,
         )
     except ValidationError as error:
         print(f"invalid evaluation options: {error}", file=sys.stderr)

@@ -92,6 +92,9 @@ class EvaluationConfig(BaseModel):
     rounds: Optional[int] = Field(None, ge=1, description="Override every data set's number of rounds.")
     ssl_thresholds: Tuple[float, ...] = Field((0.8, 0.9, 0.95, 0.99), description="CONFIDENCE_THRESHOLD values.")
     run_ssl: bool = Field(True, description="Also measure the SSL strategies.")
+    run_precision_study: bool = Field(
+        True, description="Also run the calibration_data / precision_target study (precision_study.py) on its own "
+                          "data sets and models, with `seeds` seeds (10 when unset).")
     workers: int = Field(2, ge=1, description="Worker processes.")
 
     @field_validator("datasets")

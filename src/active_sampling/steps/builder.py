@@ -57,6 +57,22 @@ class ActiveSampleSelectionStepBuilder(ProcessingStepBuilderBase):
         return [name for name in self.spec.outputs
                 if name != script.LABELING_CHANNEL or self.config.writes_labeling_tasks]
 
+    def processing_inputs(self, inputs: Mapping[str, Any]) -> list:
+        """As for any step; precision_target needs calibration_data, which only SSL strategies read."""
+        strategy = script.strategy_for(self.config.selection_strategy)
+        if strategy.needs_calibration and script.CALIBRATION_CHANNEL not in inputs:
+            raise ValueError(
+                f"selection_strategy={strategy.name} needs input '{script.CALIBRATION_CHANNEL}': pass "
+                f"inputs={{'{script.CALIBRATION_CHANNEL}': 's3://...'}}, the model's predictions on held-out "
+                "labeled rows"
+            )
+        if script.CALIBRATION_CHANNEL in inputs and strategy.use_case != "ssl":
+            raise ValueError(
+                f"input '{script.CALIBRATION_CHANNEL}' measures pseudo-label precision; selection_strategy="
+                f"{strategy.name} does not pseudo-label: leave it out"
+            )
+        return super().processing_inputs(inputs)
+
     def input_distribution(self, logical_name: str) -> str:
         """A shard step's instances each read a share of the input files (ShardedByS3Key)."""
         if self.config.selection_role == "shard" and logical_name == script.INPUT_CHANNEL:
@@ -109,7 +125,8 @@ class ActiveSampleSelectionStepBuilder(ProcessingStepBuilderBase):
         its outputs go under ``.../shards/``. The merge step reads the shard step's selected_samples
         and writes ``outputs`` exactly as a single step would, so downstream steps wire to ``merge``, and
         it carries ``property_file``. ``inputs`` and ``dependencies`` are those of the shard step; a
-        ``previous_predictions`` input goes whole to every shard instance (each counts its own rows' agreement).
+        ``previous_predictions`` input goes whole to every shard instance (each counts its own rows' agreement),
+        a ``calibration_data`` input whole to every shard instance and to the merge.
         """
         if isinstance(shard_count, bool) or (isinstance(shard_count, int) and not 1 <= shard_count <= 100):
             raise ValueError(f"shard_count must be from 1 to 100 (or a pipeline parameter), got {shard_count!r}")
@@ -122,8 +139,10 @@ class ActiveSampleSelectionStepBuilder(ProcessingStepBuilderBase):
             inputs=inputs, dependencies=dependencies, enable_caching=enable_caching,
         )
         shard_output = shard.properties.ProcessingOutputConfig.Outputs[script.SAMPLES_CHANNEL].S3Output.S3Uri
+        # calibration_data is small: every shard and the merge read all of it
+        calibration = {name: value for name, value in (inputs or {}).items() if name == script.CALIBRATION_CHANNEL}
         merge = self.with_role("merge").create_step(
-            inputs={script.INPUT_CHANNEL: shard_output}, outputs=outputs, dependencies=[shard],
+            inputs={script.INPUT_CHANNEL: shard_output, **calibration}, outputs=outputs, dependencies=[shard],
             enable_caching=enable_caching,
         )
         return ShardedSteps(shard, merge)

@@ -28,6 +28,7 @@ SelectionRole = Literal[script.SELECTION_ROLES]  # type: ignore[valid-type]
 LabelingFormat = Literal[script.LABELING_FORMATS]  # type: ignore[valid-type]
 ReviewMethod = Literal[script.REVIEW_METHODS]  # type: ignore[valid-type]
 Disagreement = Literal[script.DISAGREEMENTS]  # type: ignore[valid-type]
+ClassBalance = Literal[script.CLASS_BALANCES]  # type: ignore[valid-type]
 
 _OPTIONAL_TEXT_FIELDS = tuple(var.field for var in script.ENV_VARS if var.default == "")
 
@@ -97,6 +98,9 @@ class ActiveSampleSelectionConfig(ProcessingStepConfigBase):
     review_method: ReviewMethod = env_field("REVIEW_METHOD")
     committee_prefixes: Optional[str] = env_field("COMMITTEE_PREFIXES")
     disagreement: Disagreement = env_field("DISAGREEMENT")
+    target_precision: float = env_field("TARGET_PRECISION")
+    precision_confidence: float = env_field("PRECISION_CONFIDENCE")
+    class_balance: ClassBalance = env_field("CLASS_BALANCE")
 
     job_type: Optional[str] = Field(
         None,

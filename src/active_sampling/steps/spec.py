@@ -59,6 +59,17 @@ ACTIVE_SAMPLE_SELECTION_SPEC = StepSpecification(
                         "evaluation_data), for the stopping block's agreement. Never wired from an upstream "
                         "step of the same execution, whose predictions are this round's.",
         ),
+        script.CALIBRATION_CHANNEL: DependencySpec(
+            logical_name=script.CALIBRATION_CHANNEL,
+            dependency_type=DependencyType.PROCESSING_OUTPUT,
+            required=False,
+            explicit_only=True,
+            data_type="S3Uri",
+            description="Optional, SSL strategies only (required by precision_target): the same model's "
+                        "predictions on held-out labeled rows, with label_field filled on every row and ids "
+                        "disjoint from evaluation_data. Rows the model was trained on must not be here: their "
+                        "predictions are optimistic. Given explicitly (inputs=), never wired from dependencies.",
+        ),
     },
     outputs={
         script.SAMPLES_CHANNEL: OutputSpec(
