@@ -384,16 +384,7 @@ def _hybrid_section(metrics: pd.DataFrame, pairs) -> List[str]:
         f"{SIGNIFICANCE_SE:g} standard errors, **loses** when it is that far below zero, and **ties** otherwise.",
         "",
     ]
-    for reference, group in duels.groupby("reference", sort=False):
-        cells = group.assign(cell=group["difference"] + " (" + group["verdict"] + ")")
-        wide = cells.pivot(index="strategy", columns=PAIR, values="cell")
-        wide = wide[[pair for pair in pairs if pair in wide.columns]]
-        wide.columns = [f"{d} / {m}" for d, m in wide.columns]
-        lines += [f"Against **{reference}**:", "",
-                  markdown_table(wide.reindex(group["strategy"].drop_duplicates()), index=True), ""]
-    counts = duels.groupby(["strategy", "reference"], sort=False)["verdict"].value_counts().unstack(fill_value=0)
-    counts = counts.reindex(columns=[c for c in ("wins", "ties", "loses", "n/a (1 seed)") if c in counts.columns])
-    lines += ["Verdicts over the data set / model pairs:", "", markdown_table(counts, index=True), ""]
+    lines += _duel_tables(duels, pairs)
     lines += ["Where each hybrid wins and loses:", ""]
     for (strategy, reference), group in duels.groupby(["strategy", "reference"], sort=False):
         where = {verdict: ", ".join(f"{d} / {m}" for d, m in zip(rows["dataset"], rows["model"]))
@@ -401,6 +392,22 @@ def _hybrid_section(metrics: pd.DataFrame, pairs) -> List[str]:
         lines.append(f"* **{strategy}** vs {reference}: wins on {where.get('wins', 'none')}; "
                      f"loses on {where.get('loses', 'none')}.")
     return lines + [""]
+
+
+def _duel_tables(duels: pd.DataFrame, pairs, missing: Optional[str] = None) -> List[str]:
+    """Per reference, the paired differences and verdicts by data set / model; then the verdict counts."""
+    lines: List[str] = []
+    for reference, group in duels.groupby("reference", sort=False):
+        cells = group.assign(cell=group["difference"] + " (" + group["verdict"] + ")")
+        wide = cells.pivot(index="strategy", columns=PAIR, values="cell")
+        wide = wide[[pair for pair in pairs if pair in wide.columns]]
+        wide.columns = [f"{d} / {m}" for d, m in wide.columns]
+        wide = wide.reindex(group["strategy"].drop_duplicates())
+        lines += [f"Against **{reference}**:", "",
+                  markdown_table(wide if missing is None else wide.fillna(missing), index=True), ""]
+    counts = duels.groupby(["strategy", "reference"], sort=False)["verdict"].value_counts().unstack(fill_value=0)
+    counts = counts.reindex(columns=[c for c in ("wins", "ties", "loses", "n/a (1 seed)") if c in counts.columns])
+    return lines + ["Verdicts over the data set / model pairs:", "", markdown_table(counts, index=True), ""]
 
 
 def _committee_section(metrics: pd.DataFrame, table: pd.DataFrame, pairs) -> List[str]:
@@ -424,16 +431,7 @@ def _committee_section(metrics: pd.DataFrame, table: pd.DataFrame, pairs) -> Lis
         f"beyond {SIGNIFICANCE_SE:g} standard errors, **loses** as far below, **ties** otherwise.",
         "",
     ]
-    for reference, group in duels.groupby("reference", sort=False):
-        cells = group.assign(cell=group["difference"] + " (" + group["verdict"] + ")")
-        wide = cells.pivot(index="strategy", columns=PAIR, values="cell")
-        wide = wide[[pair for pair in pairs if pair in wide.columns]]
-        wide.columns = [f"{d} / {m}" for d, m in wide.columns]
-        lines += [f"Against **{reference}**:", "",
-                  markdown_table(wide.reindex(group["strategy"].drop_duplicates()).fillna("—"), index=True), ""]
-    counts = duels.groupby(["strategy", "reference"], sort=False)["verdict"].value_counts().unstack(fill_value=0)
-    counts = counts.reindex(columns=[c for c in ("wins", "ties", "loses", "n/a (1 seed)") if c in counts.columns])
-    lines += ["Verdicts over the data set / model pairs:", "", markdown_table(counts, index=True), ""]
+    lines += _duel_tables(duels, pairs, missing="—")
     shown = table[table["strategy"].isin((RANDOM, "margin", "badge") + COMMITTEE_STRATEGIES)]
     savings = shown.assign(cell=shown["label_savings"] + " (" + shown["reached"] + ")")
     wide = savings.pivot(index="strategy", columns=PAIR, values="cell")
