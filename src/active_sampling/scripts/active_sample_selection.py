@@ -128,7 +128,7 @@ class SelectionError(ValueError):
 
 
 class NoDataFilesError(SelectionError, FileNotFoundError):
-    """The input folder holds no data files (also a ``FileNotFoundError``, as seed 000 specifies)."""
+    """The input folder holds no data files (also a ``FileNotFoundError``, for callers that catch that)."""
 
 
 def _all_finite(values: np.ndarray) -> bool:
@@ -1438,7 +1438,7 @@ def _clip_to_unit_range(values: np.ndarray, score_cols: Sequence[str]) -> np.nda
 
 
 def normalize_scores_to_probabilities(df: pd.DataFrame, score_cols: Sequence[str]) -> pd.DataFrame:
-    """A copy of ``df`` with probability columns ``prob_class_0``, ``prob_class_1``, ... by position (seed 001).
+    """A copy of ``df`` with probability columns ``prob_class_0``, ``prob_class_1``, ... by position.
 
     The scores are read as in ``probabilities_from_frame``; ``prob_class_<i>`` holds the probability of
     ``score_cols[i]`` (a single score column p becomes ``prob_class_0`` = 1 - p and ``prob_class_1`` = p).
@@ -1942,7 +1942,7 @@ def pool_from_frame(df: pd.DataFrame, config: SelectionConfig,
     """The selection arrays of an in-memory prediction table.
 
     ``feature_columns``, when given, are the vectors of diversity and badge if the table has no
-    EMBEDDING_FIELD_PREFIX columns (seed 001's ``strategy_config["feature_columns"]``); ``index_columns``
+    EMBEDDING_FIELD_PREFIX columns (``select_samples``' ``strategy_config["feature_columns"]``); ``index_columns``
     (a parquet file's named pandas index) are never features. ``locate`` names the file and row of a
     position in error messages.
     """
@@ -2184,7 +2184,7 @@ class _Sampler:
     ``clone``-style code work); they are checked when the sampler is used, and a bad one is a ``ValueError``.
     ``select(candidates, batch_size)`` is what the engine runs: it trusts its (already validated) arrays,
     may overwrite ``candidates.embeddings`` and returns the picks in rank order with their scores.
-    ``select_batch`` is the seeds' API: it validates its arrays, never modifies them, and returns row
+    ``select_batch`` is the published array API: it validates its arrays, never modifies them, and returns row
     positions, or with ``indices`` (one id per row passed in) ``indices[chosen]``.
     """
 
@@ -2276,7 +2276,7 @@ class ConfidenceThresholdSampler(_Sampler):
     max_samples : int, default=0
         Keep at most this many, the most confident; 0 keeps every qualifying row.
     random_seed : int >= 0 or None, default=42
-        Unused: the selection is deterministic (ties go to the lower row). Kept for the seeds' signature.
+        Unused: the selection is deterministic (ties go to the lower row). Kept so every sampler takes it.
     """
 
     def __init__(self, confidence_threshold: float = 0.9, max_samples: int = 0, random_seed: Optional[int] = 42):
@@ -2314,7 +2314,7 @@ class TopKPerClassSampler(_Sampler):
     ----------
     k_per_class : int, default=100
     random_seed : int >= 0 or None, default=42
-        Unused: the selection is deterministic (ties go to the lower row). Kept for the seeds' signature.
+        Unused: the selection is deterministic (ties go to the lower row). Kept so every sampler takes it.
     """
 
     def __init__(self, k_per_class: int = 100, random_seed: Optional[int] = 42):
@@ -2378,7 +2378,7 @@ class UncertaintySampler(_Sampler):
     strategy : {"margin", "entropy", "least_confidence"}, default="margin"
         How uncertainty is measured; see ``uncertainty_scores``.
     random_seed : int >= 0 or None, default=42
-        Unused: the selection is deterministic (ties go to the lower row). Kept for the seeds' signature.
+        Unused: the selection is deterministic (ties go to the lower row). Kept so every sampler takes it.
     """
 
     def __init__(self, strategy: str = "margin", random_seed: Optional[int] = 42):
@@ -2520,7 +2520,7 @@ class DiversitySampler(_Sampler):
     """Diverse rows by embedding (active learning): k-center greedy (``k_center_greedy``) or the row nearest
     each k-means centroid (``kmeans_representatives``).
 
-    With ``uncertainty_prefilter`` = beta > 0 it is the uncertain-and-diverse hybrid (Zhdanov 2019; seed 004):
+    With ``uncertainty_prefilter`` = beta > 0 it is the uncertain-and-diverse hybrid (Zhdanov 2019):
     only the beta x batch_size most uncertain candidates by ``uncertainty_mode`` are considered
     (``uncertainty_prefilter``); k-center still starts from the labeled rows.
 
@@ -2660,7 +2660,7 @@ def kmeans_representatives(
     X: Any, n_select: int, *, metric: str = "euclidean", random_state: Any = None, max_iter: int = 100,
     tol: float = 1e-4, copy: bool = True, sample_weight: Any = None
 ) -> Tuple[np.ndarray, np.ndarray]:
-    """k-means with ``n_select`` clusters; the row nearest each centroid (seed 004, Zhdanov 2019).
+    """k-means with ``n_select`` clusters; the row nearest each centroid (Zhdanov 2019).
 
     Lloyd's algorithm from a k-means++ start (the first center drawn uniformly, each next one with
     probability proportional to its squared distance to the nearest center so far), one initialization.
@@ -3340,7 +3340,7 @@ class CommitteeSampler(_Sampler):
     ----------
     disagreement : {"vote_entropy", "consensus_entropy", "bald"}, default="bald"
     random_seed : int, default=42
-        Unused: the selection is deterministic (ties go to the lower row). Kept for the seeds' signature.
+        Unused: the selection is deterministic (ties go to the lower row). Kept so every sampler takes it.
     """
 
     def __init__(self, disagreement: str = "bald", random_seed: Optional[int] = 42):
@@ -4327,7 +4327,7 @@ def config_from_settings(strategy: str, batch_size: int, strategy_config: Option
 
 def select_samples(df: pd.DataFrame, strategy: str, batch_size: int,
                    strategy_config: Optional[Mapping[str, Any]] = None, id_field: str = "id") -> pd.DataFrame:
-    """Apply ``strategy`` to the prediction table ``df`` and return the selected rows (seed 000's engine).
+    """Apply ``strategy`` to the prediction table ``df`` and return the selected rows.
 
     Parameters
     ----------
@@ -4339,7 +4339,7 @@ def select_samples(df: pd.DataFrame, strategy: str, batch_size: int,
     batch_size : int
         Rows to select (uncertainty, diversity, badge, committee).
     strategy_config : mapping, optional
-        Settings by ``SelectionConfig`` field name, as seed 001's ``main`` builds them
+        Settings by ``SelectionConfig`` field name, as a caller's own ``main`` would build them
         (``confidence_threshold``, ``max_samples``, ``k_per_class``, ``uncertainty_mode``, ``metric``,
         ``random_seed``, ``feature_columns``) plus ``diversity_method``, ``uncertainty_prefilter``,
         ``committee_prefixes``, ``disagreement``, ``label_field``, ``score_field``, ``score_field_prefix``,
@@ -5194,7 +5194,7 @@ GIVEN_LABEL = "given_label"  # strategies that review labeled rows: the label un
 LABEL_STUDIO_CHOICES = "label"  # name of the <Choices> control: from_name of predictions and answers
 LABEL_STUDIO_OBJECTS = {"text": ("Text", "text"), "uri": ("Image", "image")}  # data kind -> (tag, name)
 MODEL_VERSION_PREFIX = "active_sampling/"
-# Ground Truth's input manifest rules (Developer Guide, "Input manifest files"): one JSON object per line of at
+# Ground Truth's input manifest rules: one JSON object per line of at
 # most 100,000 characters, no attribute over 20,000, no attribute name starting with $, exactly one of
 # source (the text itself) and source-ref (an S3 object).
 GROUND_TRUTH_SOURCE_KEYS = ("source", "source-ref")
@@ -5962,7 +5962,7 @@ def save_selected_samples(selected_df: pd.DataFrame, output_dir: str, output_for
                           arrow_types: Optional[Mapping[str, Any]] = None) -> str:
     """Write ``selected_samples.<output_format>`` atomically (temporary name, then rename); return its path.
 
-    ``metadata``, when given, is also written next to it as ``selection_metadata.json`` (seed 001).
+    ``metadata``, when given, is also written next to it as ``selection_metadata.json``.
     ``output_format`` is case-insensitive. ``arrow_types`` (the input's, for parquet output) keep the type
     of a column whose selected cells are all missing, which pandas alone would write as null.
     """
