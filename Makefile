@@ -87,7 +87,7 @@ evaluate: $(STAMP)
 pipeline: $(STAMP)
 	$(PY) examples/pipeline.py --offline
 	@echo "# active learning sharded over 4 instances (docs/scaling.md), last round's predictions as a parameter:"
-	$(PY) examples/pipeline.py --offline --shards 4 --strategy diversity --use-case active_learning --previous-predictions
+	$(PY) examples/pipeline.py --offline --shards 4 --strategy hybrid --use-case active_learning --previous-predictions
 
 docs: $(STAMP)
 	$(PY) -m active_sampling.steps.docs --write docs/config.md

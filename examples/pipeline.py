@@ -19,13 +19,13 @@ inference and downstream steps. Run it against your account:
 
 or without AWS (fake credentials, code upload to an in-memory S3 from moto):
 
-    python examples/pipeline.py --offline --strategy badge --use-case active_learning
+    python examples/pipeline.py --offline --strategy hybrid --use-case active_learning
 
 With ``--shards N`` the selection runs sharded (docs/scaling.md): a shard step on N instances (the pipeline
 parameter SelectionShardCount, default N) each reading part of the predictions (ShardedByS3Key), then a
 one-instance merge step that the review step reads from:
 
-    python examples/pipeline.py --offline --shards 4 --strategy diversity --use-case active_learning
+    python examples/pipeline.py --offline --shards 4 --strategy hybrid --use-case active_learning
 
 The merge step then carries the property file, and the condition reads it there.
 """
