@@ -1584,6 +1584,153 @@ class _NearestCenter:
         np.copyto(dots, 0, where=self._duplicates)
         np.minimum(self.d2, dots, out=self.d2)
 
+    def fold(self, dots: np.ndarray, center: int, rows: Optional[np.ndarray] = None) -> np.ndarray:
+        """``add`` for the given rows only (all rows when None); returns the rows whose distance decreased.
+
+        The same arithmetic as ``add``, element for element, so a row gets the value ``add`` would give it.
+        """
+        if rows is None:
+            sq_norms, tolerances, d2 = self.sq_norms, self.tolerances, self.d2
+        else:
+            sq_norms, tolerances, d2 = self.sq_norms[rows], self.tolerances[rows], self.d2[rows]
+        dots *= -2
+        dots += sq_norms
+        dots += self.sq_norms[center]
+        threshold = tolerances + self.tolerances[center]
+        np.copyto(dots, 0, where=dots <= threshold)
+        decreased = np.flatnonzero(dots < d2)
+        moved = decreased if rows is None else rows[decreased]
+        self.d2[moved] = dots[decreased]
+        return moved
+
+
+# ---- Triangle-inequality pruning shared by k-center and BADGE ----
+# A row x with nearest center a at distance d(x) cannot come closer to a new center c when
+# d(a, c) >= 2 d(x) (Elkan 2003). The kernels compute distances only for the rows this cannot rule
+# out, with a slack that covers float rounding and the duplicate snap, so every skipped row is one whose
+# full-pass value would have left its distance unchanged: the picks are those of one full pass per pick.
+
+_GATHER_ALIGNMENT = 64  # rows per BLAS call are padded to a multiple of this (see _RowDots)
+_STREAM_FRACTION = 0.45  # above this fraction of live rows one full pass is cheaper than gathering them
+
+
+def _pruning_slack(n_features: int) -> float:
+    """``s`` such that rounding and the duplicate snap move a computed squared distance by < s/2 (|x|^2 + |y|^2).
+
+    The float32 expansion ``|x|^2 - 2 x.y + |y|^2`` (and BADGE's product of a float64 and a float32 dot)
+    errs by at most about ``(2 D + 8) 2^-24 (|x|^2 + |y|^2)``; values within ``_DUPLICATE_TOLERANCE`` of the
+    norms are set to 0. Twice their sum leaves room for every rounding of the bound itself.
+    """
+    return 2.0 * ((2 * n_features + 8) * 2.0 ** -24 + _DUPLICATE_TOLERANCE * (1.0 + 1e-6))
+
+
+class _TriangleBound:
+    """Each row's nearest center, and the rows a new center may come closer to than that.
+
+    Keeps ``key_i = d2_i + s (|x_i|^2 + |a_i|^2 / 2)`` (a_i the row's nearest center, s ``_pruning_slack``)
+    and the centers as float64 vectors. A row is live for a new center c unless
+    ``|a_i - c|^2 / 4 - s |c|^2 / 2 > key_i``, which implies that the computed distance from x_i to c, snap
+    included, is above d2_i: by the triangle inequality and ``sqrt(u) + sqrt(v) <= 2 sqrt((u + v) / 2)``.
+    The check costs two passes over n numbers; the center distances one pass over the centers.
+    """
+
+    def __init__(self, d2: np.ndarray, sq_norms: np.ndarray, nearest: np.ndarray, centers: np.ndarray,
+                 center_sq: np.ndarray, capacity: int, slack: float):
+        self.slack = slack
+        self.sq_norms = sq_norms
+        self.nearest = nearest.astype(np.int32)
+        self.centers = np.empty((centers.shape[0] + capacity, centers.shape[1]), dtype=np.float64)
+        self.centers[:centers.shape[0]] = centers
+        self.center_sq = np.empty(self.centers.shape[0], dtype=np.float64)
+        self.center_sq[:centers.shape[0]] = center_sq
+        self.n_centers = centers.shape[0]
+        self.key = np.empty(d2.shape[0], dtype=np.float64)
+        if self.n_centers:
+            self.key[:] = d2
+            self.key += slack * (sq_norms + self.center_sq[self.nearest] / 2)
+        else:
+            self.key[:] = np.inf
+        self.computed = 0  # row-center distances computed so far, for the logs and the benchmarks
+
+    def live_rows(self, center: np.ndarray, center_sq: float) -> Optional[np.ndarray]:
+        """Rows (ascending) the new center may come closer to; None when a full pass is the cheaper way."""
+        n_rows = self.key.shape[0]
+        if self.n_centers == 0:
+            self.computed += n_rows
+            return None
+        gaps = self.centers[:self.n_centers] - center
+        limit = np.einsum("ij,ij->i", gaps, gaps)
+        limit *= 0.25 * (1.0 - 1e-9)
+        limit -= self.slack * center_sq / 2
+        rows = np.flatnonzero(limit[self.nearest] <= self.key)
+        if rows.size > _STREAM_FRACTION * n_rows:
+            self.computed += n_rows
+            return None
+        self.computed += rows.size
+        return rows
+
+    def add_center(self, center: np.ndarray, center_sq: float, moved: np.ndarray, d2: np.ndarray) -> None:
+        """Record the new center and that ``moved`` rows have it as their nearest now, at distance ``d2[moved]``."""
+        index = self.n_centers
+        self.centers[index] = center
+        self.center_sq[index] = center_sq
+        self.n_centers += 1
+        self.nearest[moved] = index
+        self.key[moved] = d2[moved] + self.slack * (self.sq_norms[moved] + center_sq / 2)
+
+    def forget(self, row: int) -> None:
+        """A row that no center can come closer to (a k-center pick, whose distance is -inf)."""
+        self.key[row] = -np.inf
+
+
+class _RowDots:
+    """``matrix @ vector`` (or ``vector @ matrix`` for a (features, n) matrix) at chosen rows, bit for bit.
+
+    The BLAS matrix-vector kernels compute every output with the same operations wherever it sits, except
+    the last few outputs of a call (a remainder path). Each gathered call is therefore padded to a multiple
+    of ``_GATHER_ALIGNMENT`` rows, and the rows of the full matrix's own last partial block are always taken
+    from that block computed by itself, as a full pass computes them. The tests check the values against
+    one full pass.
+    """
+
+    def __init__(self, matrix: np.ndarray, rows_axis: int):
+        self.matrix, self.rows_axis = matrix, rows_axis
+        n_rows = matrix.shape[rows_axis]
+        self.tail_start = n_rows - n_rows % _GATHER_ALIGNMENT if n_rows > _GATHER_ALIGNMENT else 0
+
+    def _product(self, part: np.ndarray, vector: np.ndarray) -> np.ndarray:
+        return np.dot(part, vector) if self.rows_axis == 0 else np.dot(vector, part)
+
+    def __call__(self, vector: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        split = int(np.searchsorted(rows, self.tail_start))
+        head, tail = rows[:split], rows[split:]
+        out = np.empty(rows.size, dtype=np.result_type(self.matrix, vector))
+        if head.size:
+            padded = np.concatenate([head, np.full((-head.size) % _GATHER_ALIGNMENT, head[0], dtype=head.dtype)])
+            out[:split] = self._product(np.take(self.matrix, padded, axis=self.rows_axis), vector)[:split]
+        if tail.size:
+            block = self.matrix[self.tail_start:] if self.rows_axis == 0 else self.matrix[:, self.tail_start:]
+            out[split:] = self._product(block, vector)[tail - self.tail_start]
+        return out
+
+
+def _nearest_of_centers(X: np.ndarray, sq_norms: np.ndarray, centers: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """``_min_sq_distances`` (the same arithmetic) and each row's first nearest center."""
+    center_sq = np.einsum("ij,ij->i", centers, centers)
+    block_rows = max(1, (1 << 24) // max(1, centers.shape[0]))
+    result = np.empty(X.shape[0], dtype=X.dtype)
+    nearest = np.empty(X.shape[0], dtype=np.int64)
+    for start in range(0, X.shape[0], block_rows):
+        block = X[start:start + block_rows]
+        d2 = block @ centers.T
+        d2 *= -2
+        d2 += sq_norms[start:start + block_rows, None]
+        d2 += center_sq[None, :]
+        nearest[start:start + block_rows] = np.argmin(d2, axis=1)
+        result[start:start + block_rows] = d2[np.arange(d2.shape[0]), nearest[start:start + block_rows]]
+    np.maximum(result, 0, out=result)
+    return result, nearest
+
 
 def k_center_greedy(
     X: Any, n_select: int, *, initial_centers: Any = None, metric: str = "euclidean", copy: bool = True
@@ -1624,7 +1771,11 @@ def k_center_greedy(
     X -= offset
     centers = centers - offset
     sq_norms = np.einsum("ij,ij->i", X, X)
-    nearest = _NearestCenter(sq_norms, _min_sq_distances(X, sq_norms, centers))
+    d2, nearest_center = _nearest_of_centers(X, sq_norms, centers)
+    nearest = _NearestCenter(sq_norms, d2)
+    bound = _TriangleBound(d2, sq_norms, nearest_center, centers, np.einsum("ij,ij->i", centers, centers,
+                           dtype=np.float64), n_select, _pruning_slack(X.shape[1]))
+    row_dots = _RowDots(X, rows_axis=0)
     indices = np.empty(n_select, dtype=np.int64)
     distances = np.empty(n_select, dtype=np.float64)
     dots = np.empty(n_rows, dtype=np.float32)
@@ -1633,10 +1784,19 @@ def k_center_greedy(
         chosen = int(np.argmax(nearest.d2))
         indices[pick] = chosen
         distances[pick] = max(float(nearest.d2[chosen]), 0.0)
-        np.dot(X, X[chosen], out=dots)
-        nearest.add(dots, chosen)
+        center = X[chosen]
+        rows = bound.live_rows(center, float(sq_norms[chosen]))
+        if rows is None:
+            np.dot(X, center, out=dots)
+            moved = nearest.fold(dots, chosen)
+        else:
+            moved = nearest.fold(row_dots(center, rows), chosen, rows)
+        bound.add_center(center, float(sq_norms[chosen]), moved, nearest.d2)
         nearest.d2[chosen] = -np.inf
+        bound.forget(chosen)
         progress.update(pick + 1)
+    logger.debug("k-center greedy: %.1f%% of the %d x %d row-center distances computed", 100.0 * bound.computed
+                 / max(1, n_rows * n_select), n_rows, n_select)
     return indices, _distance_from_squared(distances, metric)
 
 
@@ -1979,6 +2139,10 @@ def badge_kmeanspp(
     del residual
     nearest = _NearestCenter(sq_norms, np.full(n_rows, np.inf))
     min_d2 = nearest.d2
+    n_classes = residual_by_class.shape[0]
+    bound = _TriangleBound(min_d2, sq_norms, np.zeros(n_rows, dtype=np.int32), np.empty((0, n_classes * H.shape[1])),
+                           np.empty(0), n_select, _pruning_slack(H.shape[1]))
+    h_row_dots, residual_row_dots = _RowDots(H, rows_axis=0), _RowDots(residual_by_class, rows_axis=1)
     h_dot = np.empty(n_rows, dtype=np.float32)
     dots = np.empty(n_rows, dtype=np.float64)
     chosen = int(np.argmax(raw_sq_norms))
@@ -1986,11 +2150,19 @@ def badge_kmeanspp(
     distances[0] = 1.0 if metric == "cosine" else math.sqrt(raw_sq_norms[chosen])
     progress = _Progress("BADGE k-means++", n_select)
     for pick in range(1, n_select + 1):
-        np.dot(H, H[chosen], out=h_dot)
-        np.dot(residual_by_class[:, chosen], residual_by_class, out=dots)
-        dots *= h_dot
-        nearest.add(dots, chosen)
+        gradient = np.multiply.outer(residual_by_class[:, chosen], H[chosen].astype(np.float64)).ravel()
+        rows = bound.live_rows(gradient, float(sq_norms[chosen]))
+        if rows is None:
+            np.dot(H, H[chosen], out=h_dot)
+            np.dot(residual_by_class[:, chosen], residual_by_class, out=dots)
+            dots *= h_dot
+            moved = nearest.fold(dots, chosen)
+        else:
+            row_dots = residual_row_dots(residual_by_class[:, chosen], rows)
+            row_dots *= h_row_dots(H[chosen], rows)
+            moved = nearest.fold(row_dots, chosen, rows)
         min_d2[chosen] = 0.0
+        bound.add_center(gradient, float(sq_norms[chosen]), np.union1d(moved, [chosen]), min_d2)
         progress.update(pick)
         if pick == n_select:
             break
@@ -2005,6 +2177,8 @@ def badge_kmeanspp(
             break
         indices[pick] = chosen
         distances[pick] = min_d2[chosen] / 2.0 if metric == "cosine" else math.sqrt(min_d2[chosen])
+    logger.debug("BADGE: %.1f%% of the %d x %d row-pick distances computed", 100.0 * bound.computed
+                 / max(1, n_rows * n_select), n_rows, n_select)
     return indices, distances
 
 
