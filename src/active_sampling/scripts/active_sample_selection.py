@@ -1584,24 +1584,32 @@ class _NearestCenter:
         np.copyto(dots, 0, where=self._duplicates)
         np.minimum(self.d2, dots, out=self.d2)
 
-    def fold(self, dots: np.ndarray, center: int, rows: Optional[np.ndarray] = None) -> np.ndarray:
-        """``add`` for the given rows only (all rows when None); returns the rows whose distance decreased.
+    def fold(self, dots: np.ndarray, center: int, rows: Optional[np.ndarray] = None,
+             moved: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
+        """``add``, element for element the same arithmetic, telling which rows' distance went down.
 
-        The same arithmetic as ``add``, element for element, so a row gets the value ``add`` would give it.
+        With ``rows`` (ascending), ``dots`` holds those rows' products only and the rows that went down are
+        returned. Without, all rows are updated and marked in the boolean ``moved``, and None is returned.
         """
         if rows is None:
-            sq_norms, tolerances, d2 = self.sq_norms, self.tolerances, self.d2
-        else:
-            sq_norms, tolerances, d2 = self.sq_norms[rows], self.tolerances[rows], self.d2[rows]
+            dots *= -2
+            dots += self.sq_norms
+            dots += self.sq_norms[center]
+            np.add(self.tolerances, self.tolerances[center], out=self._threshold)
+            np.less_equal(dots, self._threshold, out=self._duplicates)
+            np.copyto(dots, 0, where=self._duplicates)
+            np.less(dots, self.d2, out=moved)
+            np.minimum(self.d2, dots, out=self.d2)
+            return None
         dots *= -2
-        dots += sq_norms
+        dots += self.sq_norms[rows]
         dots += self.sq_norms[center]
-        threshold = tolerances + self.tolerances[center]
+        threshold = self.tolerances[rows] + self.tolerances[center]
         np.copyto(dots, 0, where=dots <= threshold)
-        decreased = np.flatnonzero(dots < d2)
-        moved = decreased if rows is None else rows[decreased]
-        self.d2[moved] = dots[decreased]
-        return moved
+        decreased = np.flatnonzero(dots < self.d2[rows])
+        down = rows[decreased]
+        self.d2[down] = dots[decreased]
+        return down
 
 
 # ---- Triangle-inequality pruning shared by k-center and BADGE ----
@@ -1611,7 +1619,10 @@ class _NearestCenter:
 # full-pass value would have left its distance unchanged: the picks are those of one full pass per pick.
 
 _GATHER_ALIGNMENT = 64  # rows per BLAS call are padded to a multiple of this (see _RowDots)
-_STREAM_FRACTION = 0.45  # above this fraction of live rows one full pass is cheaper than gathering them
+_MAX_UNCHECKED_PICKS = 16  # after a check that did not pay, the next is 1, 2, 4, ... up to this many picks later
+# Prior costs per row, relative to one row of a full pass, until the kernel has measured its own; a gathered row
+# costs several streamed ones (a random read and a copy), the check a few passes over n numbers.
+_GATHER_COST, _CHECK_COST = 4.0, 0.3
 
 
 def _pruning_slack(n_features: int) -> float:
@@ -1625,62 +1636,97 @@ def _pruning_slack(n_features: int) -> float:
 
 
 class _TriangleBound:
-    """Each row's nearest center, and the rows a new center may come closer to than that.
+    """Each row's nearest center, and which rows a new center may bring closer than that.
 
-    Keeps ``key_i = d2_i + s (|x_i|^2 + |a_i|^2 / 2)`` (a_i the row's nearest center, s ``_pruning_slack``)
-    and the centers as float64 vectors. A row is live for a new center c unless
-    ``|a_i - c|^2 / 4 - s |c|^2 / 2 > key_i``, which implies that the computed distance from x_i to c, snap
-    included, is above d2_i: by the triangle inequality and ``sqrt(u) + sqrt(v) <= 2 sqrt((u + v) / 2)``.
-    The check costs two passes over n numbers; the center distances one pass over the centers.
+    A row x with nearest center a is live for a new center c unless
+    ``|a - c|^2 / 4 - s (|a|^2 + |c|^2) / 2 > d2_x + s |x|^2`` (s from ``_pruning_slack``, d2_x the row's
+    computed squared distance to a). That implies the computed distance from x to c, duplicate snap included,
+    is above d2_x, so a full pass would leave x unchanged: by the triangle inequality d(x, c) >= d(a, c) - d(x, a)
+    and ``sqrt(u) + sqrt(v) <= 2 sqrt((u + v) / 2)``. The left side is one number per center; the check
+    is a few passes over n numbers and is backed off while it rules out too few rows to pay for itself.
     """
 
-    def __init__(self, d2: np.ndarray, sq_norms: np.ndarray, nearest: np.ndarray, centers: np.ndarray,
-                 center_sq: np.ndarray, capacity: int, slack: float):
+    def __init__(self, sq_norms: np.ndarray, nearest: np.ndarray, centers: np.ndarray, center_sq: np.ndarray,
+                 capacity: int, slack: float):
+        n_rows = sq_norms.shape[0]
         self.slack = slack
-        self.sq_norms = sq_norms
-        self.nearest = nearest.astype(np.int32)
+        self.slack_sq = (slack * sq_norms.astype(np.float64)).astype(sq_norms.dtype)  # in d2's dtype: no casts
+        self.nearest = nearest.astype(np.intp)
         self.centers = np.empty((centers.shape[0] + capacity, centers.shape[1]), dtype=np.float64)
         self.centers[:centers.shape[0]] = centers
         self.center_sq = np.empty(self.centers.shape[0], dtype=np.float64)
         self.center_sq[:centers.shape[0]] = center_sq
         self.n_centers = centers.shape[0]
-        self.key = np.empty(d2.shape[0], dtype=np.float64)
-        if self.n_centers:
-            self.key[:] = d2
-            self.key += slack * (sq_norms + self.center_sq[self.nearest] / 2)
-        else:
-            self.key[:] = np.inf
-        self.computed = 0  # row-center distances computed so far, for the logs and the benchmarks
+        self.moved = np.empty(n_rows, dtype=bool)  # filled by _NearestCenter.fold after a full pass
+        self._limits = np.empty(n_rows, dtype=sq_norms.dtype)
+        self._keys = np.empty(n_rows, dtype=sq_norms.dtype)
+        self._live = np.empty(n_rows, dtype=bool)
+        self._unchecked, self._skip = 0, 0  # full passes before the next check, and the current back-off
+        self.computed = 0  # row-center distances computed, for the logs and the benchmarks
+        # Measured seconds per row of a full pass, a gathered row and a check (running means). They choose
+        # between the two ways of computing the same values, so they change the speed, never the picks.
+        self._cost = {"stream": None, "gather": None, "check": None}
+        self._clock = time.perf_counter()
 
-    def live_rows(self, center: np.ndarray, center_sq: float) -> Optional[np.ndarray]:
-        """Rows (ascending) the new center may come closer to; None when a full pass is the cheaper way."""
-        n_rows = self.key.shape[0]
-        if self.n_centers == 0:
+    def _per_row(self, kind: str) -> float:
+        stream = self._cost["stream"]
+        if stream is None:
+            return 1.0 if kind == "stream" else {"gather": _GATHER_COST, "check": _CHECK_COST}[kind]
+        cost = self._cost[kind]
+        if cost is None:
+            return stream * (_GATHER_COST if kind == "gather" else _CHECK_COST)
+        return cost
+
+    def _measure(self, kind: str, rows: int) -> None:
+        now = time.perf_counter()
+        per_row = (now - self._clock) / max(1, rows)
+        previous = self._cost[kind]
+        self._cost[kind] = per_row if previous is None else 0.8 * previous + 0.2 * per_row
+        self._clock = now
+
+    def computed_rows(self, rows: Optional[np.ndarray], n_rows: int) -> None:
+        """Record that this pick's distances were computed (a full pass when ``rows`` is None)."""
+        self._measure("stream" if rows is None else "gather", n_rows if rows is None else rows.size)
+
+    def live_rows(self, center: np.ndarray, center_sq: float, d2: np.ndarray) -> Optional[np.ndarray]:
+        """Rows (ascending) the new center may come closer to; None when one full pass is the cheaper way."""
+        n_rows = d2.shape[0]
+        self._clock = time.perf_counter()
+        if self.n_centers == 0 or self._unchecked > 0:
+            self._unchecked -= 1
             self.computed += n_rows
             return None
         gaps = self.centers[:self.n_centers] - center
         limit = np.einsum("ij,ij->i", gaps, gaps)
         limit *= 0.25 * (1.0 - 1e-9)
-        limit -= self.slack * center_sq / 2
-        rows = np.flatnonzero(limit[self.nearest] <= self.key)
-        if rows.size > _STREAM_FRACTION * n_rows:
+        limit -= self.slack / 2 * (self.center_sq[:self.n_centers] + center_sq)
+        # In float32 the check rounds by < 2^-23 (|x|^2 + |a|^2 + |c|^2), far inside the slack's spare half.
+        np.take(limit.astype(self._limits.dtype), self.nearest, out=self._limits)
+        np.add(d2, self.slack_sq, out=self._keys)
+        rows = np.flatnonzero(np.less_equal(self._limits, self._keys, out=self._live))
+        self._measure("check", n_rows)
+        stream, gather, check = (self._per_row(kind) for kind in ("stream", "gather", "check"))
+        if gather * rows.size + check * n_rows >= stream * n_rows:  # checking did not pay: back off
+            self._skip = min(max(1, 2 * self._skip), _MAX_UNCHECKED_PICKS)
+            self._unchecked = self._skip
+        else:
+            self._skip = 0
+        if gather * rows.size >= stream * n_rows:
             self.computed += n_rows
             return None
         self.computed += rows.size
         return rows
 
-    def add_center(self, center: np.ndarray, center_sq: float, moved: np.ndarray, d2: np.ndarray) -> None:
-        """Record the new center and that ``moved`` rows have it as their nearest now, at distance ``d2[moved]``."""
+    def add_center(self, center: np.ndarray, center_sq: float, moved: Optional[np.ndarray]) -> None:
+        """Record the new center, nearest now to the ``moved`` rows (None: to those marked in ``self.moved``)."""
         index = self.n_centers
         self.centers[index] = center
         self.center_sq[index] = center_sq
         self.n_centers += 1
-        self.nearest[moved] = index
-        self.key[moved] = d2[moved] + self.slack * (self.sq_norms[moved] + center_sq / 2)
-
-    def forget(self, row: int) -> None:
-        """A row that no center can come closer to (a k-center pick, whose distance is -inf)."""
-        self.key[row] = -np.inf
+        if moved is None:
+            np.copyto(self.nearest, index, where=self.moved)
+        else:
+            self.nearest[moved] = index
 
 
 class _RowDots:
@@ -1689,8 +1735,9 @@ class _RowDots:
     The BLAS matrix-vector kernels compute every output with the same operations wherever it sits, except
     the last few outputs of a call (a remainder path). Each gathered call is therefore padded to a multiple
     of ``_GATHER_ALIGNMENT`` rows, and the rows of the full matrix's own last partial block are always taken
-    from that block computed by itself, as a full pass computes them. The tests check the values against
-    one full pass.
+    from a call that ends where the full pass ends. The tests check the values against one full pass.
+    (A multi-threaded OpenBLAS 0.3.21 also takes the remainder path at the last rows of each thread's share,
+    so there a full pass's values at those few rows depend on the thread count, and so do today's picks.)
     """
 
     def __init__(self, matrix: np.ndarray, rows_axis: int):
@@ -1708,9 +1755,10 @@ class _RowDots:
         if head.size:
             padded = np.concatenate([head, np.full((-head.size) % _GATHER_ALIGNMENT, head[0], dtype=head.dtype)])
             out[:split] = self._product(np.take(self.matrix, padded, axis=self.rows_axis), vector)[:split]
-        if tail.size:
-            block = self.matrix[self.tail_start:] if self.rows_axis == 0 else self.matrix[:, self.tail_start:]
-            out[split:] = self._product(block, vector)[tail - self.tail_start]
+        if tail.size:  # with the block before it, so the call is a matrix product like the full pass's
+            first = max(0, self.tail_start - _GATHER_ALIGNMENT)
+            block = self.matrix[first:] if self.rows_axis == 0 else self.matrix[:, first:]
+            out[split:] = self._product(block, vector)[tail - first]
         return out
 
 
@@ -1773,7 +1821,7 @@ def k_center_greedy(
     sq_norms = np.einsum("ij,ij->i", X, X)
     d2, nearest_center = _nearest_of_centers(X, sq_norms, centers)
     nearest = _NearestCenter(sq_norms, d2)
-    bound = _TriangleBound(d2, sq_norms, nearest_center, centers, np.einsum("ij,ij->i", centers, centers,
+    bound = _TriangleBound(sq_norms, nearest_center, centers, np.einsum("ij,ij->i", centers, centers,
                            dtype=np.float64), n_select, _pruning_slack(X.shape[1]))
     row_dots = _RowDots(X, rows_axis=0)
     indices = np.empty(n_select, dtype=np.int64)
@@ -1785,15 +1833,15 @@ def k_center_greedy(
         indices[pick] = chosen
         distances[pick] = max(float(nearest.d2[chosen]), 0.0)
         center = X[chosen]
-        rows = bound.live_rows(center, float(sq_norms[chosen]))
+        rows = bound.live_rows(center, float(sq_norms[chosen]), nearest.d2)
         if rows is None:
             np.dot(X, center, out=dots)
-            moved = nearest.fold(dots, chosen)
+            moved = nearest.fold(dots, chosen, moved=bound.moved)
         else:
             moved = nearest.fold(row_dots(center, rows), chosen, rows)
-        bound.add_center(center, float(sq_norms[chosen]), moved, nearest.d2)
+        bound.computed_rows(rows, n_rows)
+        bound.add_center(center, float(sq_norms[chosen]), moved)
         nearest.d2[chosen] = -np.inf
-        bound.forget(chosen)
         progress.update(pick + 1)
     logger.debug("k-center greedy: %.1f%% of the %d x %d row-center distances computed", 100.0 * bound.computed
                  / max(1, n_rows * n_select), n_rows, n_select)
@@ -2140,7 +2188,7 @@ def badge_kmeanspp(
     nearest = _NearestCenter(sq_norms, np.full(n_rows, np.inf))
     min_d2 = nearest.d2
     n_classes = residual_by_class.shape[0]
-    bound = _TriangleBound(min_d2, sq_norms, np.zeros(n_rows, dtype=np.int32), np.empty((0, n_classes * H.shape[1])),
+    bound = _TriangleBound(sq_norms, np.zeros(n_rows, dtype=np.intp), np.empty((0, n_classes * H.shape[1])),
                            np.empty(0), n_select, _pruning_slack(H.shape[1]))
     h_row_dots, residual_row_dots = _RowDots(H, rows_axis=0), _RowDots(residual_by_class, rows_axis=1)
     h_dot = np.empty(n_rows, dtype=np.float32)
@@ -2151,18 +2199,20 @@ def badge_kmeanspp(
     progress = _Progress("BADGE k-means++", n_select)
     for pick in range(1, n_select + 1):
         gradient = np.multiply.outer(residual_by_class[:, chosen], H[chosen].astype(np.float64)).ravel()
-        rows = bound.live_rows(gradient, float(sq_norms[chosen]))
+        rows = bound.live_rows(gradient, float(sq_norms[chosen]), min_d2)
         if rows is None:
             np.dot(H, H[chosen], out=h_dot)
             np.dot(residual_by_class[:, chosen], residual_by_class, out=dots)
             dots *= h_dot
-            moved = nearest.fold(dots, chosen)
+            moved = nearest.fold(dots, chosen, moved=bound.moved)
+            bound.moved[chosen] = True
         else:
             row_dots = residual_row_dots(residual_by_class[:, chosen], rows)
             row_dots *= h_row_dots(H[chosen], rows)
-            moved = nearest.fold(row_dots, chosen, rows)
+            moved = np.union1d(nearest.fold(row_dots, chosen, rows), [chosen])
+        bound.computed_rows(rows, n_rows)
         min_d2[chosen] = 0.0
-        bound.add_center(gradient, float(sq_norms[chosen]), np.union1d(moved, [chosen]), min_d2)
+        bound.add_center(gradient, float(sq_norms[chosen]), moved)
         progress.update(pick)
         if pick == n_select:
             break
