@@ -1623,6 +1623,7 @@ _MAX_UNCHECKED_PICKS = 16  # after a check that did not pay, the next is 1, 2, 4
 # Prior costs per row, relative to one row of a full pass, until the kernel has measured its own; a gathered row
 # costs several streamed ones (a random read and a copy), the check a few passes over n numbers.
 _GATHER_COST, _CHECK_COST = 4.0, 0.3
+_PAYING_SHARE = 0.8  # gather only when predicted to cost at most this share of a full pass (timings are noisy)
 
 
 def _pruning_slack(n_features: int) -> float:
@@ -1663,25 +1664,25 @@ class _TriangleBound:
         self._live = np.empty(n_rows, dtype=bool)
         self._unchecked, self._skip = 0, 0  # full passes before the next check, and the current back-off
         self.computed = 0  # row-center distances computed, for the logs and the benchmarks
-        # Measured seconds per row of a full pass, a gathered row and a check (running means). They choose
-        # between the two ways of computing the same values, so they change the speed, never the picks.
-        self._cost = {"stream": None, "gather": None, "check": None}
+        # Seconds and rows measured so far for a full pass, gathered rows and checks. They choose between two
+        # ways of computing the same values, so they change the speed, never the picks.
+        self._seconds = {"stream": 0.0, "gather": 0.0, "check": 0.0}
+        self._rows = {"stream": 0, "gather": 0, "check": 0}
         self._clock = time.perf_counter()
 
     def _per_row(self, kind: str) -> float:
-        stream = self._cost["stream"]
-        if stream is None:
-            return 1.0 if kind == "stream" else {"gather": _GATHER_COST, "check": _CHECK_COST}[kind]
-        cost = self._cost[kind]
-        if cost is None:
-            return stream * (_GATHER_COST if kind == "gather" else _CHECK_COST)
-        return cost
+        """Measured seconds per row (all measurements so far), or the prior relative to a full pass's row."""
+        stream = self._seconds["stream"] / self._rows["stream"] if self._rows["stream"] else 1.0
+        if kind == "stream":
+            return stream
+        if self._rows[kind]:
+            return self._seconds[kind] / self._rows[kind]
+        return stream * (_GATHER_COST if kind == "gather" else _CHECK_COST)
 
     def _measure(self, kind: str, rows: int) -> None:
         now = time.perf_counter()
-        per_row = (now - self._clock) / max(1, rows)
-        previous = self._cost[kind]
-        self._cost[kind] = per_row if previous is None else 0.8 * previous + 0.2 * per_row
+        self._seconds[kind] += now - self._clock
+        self._rows[kind] += max(1, rows)
         self._clock = now
 
     def computed_rows(self, rows: Optional[np.ndarray], n_rows: int) -> None:
@@ -1706,12 +1707,12 @@ class _TriangleBound:
         rows = np.flatnonzero(np.less_equal(self._limits, self._keys, out=self._live))
         self._measure("check", n_rows)
         stream, gather, check = (self._per_row(kind) for kind in ("stream", "gather", "check"))
-        if gather * rows.size + check * n_rows >= stream * n_rows:  # checking did not pay: back off
+        if gather * rows.size + check * n_rows >= _PAYING_SHARE * stream * n_rows:  # did not pay: back off
             self._skip = min(max(1, 2 * self._skip), _MAX_UNCHECKED_PICKS)
             self._unchecked = self._skip
         else:
             self._skip = 0
-        if gather * rows.size >= stream * n_rows:
+        if gather * rows.size >= _PAYING_SHARE * stream * n_rows:
             self.computed += n_rows
             return None
         self.computed += rows.size
@@ -1796,7 +1797,9 @@ def k_center_greedy(
     not lose the distance's digits to a large common offset; squared distances within
     ``_DUPLICATE_TOLERANCE`` of the norms count as exact zeros, so duplicates tie and ties go to the
     lowest index. Cosine distance normalizes the rows once; ``1 - cos = |u - v|^2 / 2`` on unit
-    vectors, so the same loop applies.
+    vectors, so the same loop applies. A row the new center provably cannot bring closer
+    (``_TriangleBound``) keeps its distance without computing it; the others get the value a full pass
+    gives them (``_RowDots``), so the picks are those of one full pass per pick.
 
     Returns the picked row indices in order and each one's distance to its nearest center (euclidean,
     or 1 - cosine similarity) at the moment it was picked.
@@ -2154,7 +2157,9 @@ def badge_kmeanspp(
     uncertainty (gradient magnitude) and diversity. The n x C*D gradient matrix is never built:
     ``g_i . g_j = (d_i . d_j)(h_i . h_j)``, so each pick costs one n x D (float32) and one n x C
     matrix-vector product. A draw is ``u = rng.random() * sum(D2)`` located in ``cumsum(D2)`` by binary
-    search; picked rows and exact duplicates of picks have D2 = 0 and are never drawn. When every
+    search; picked rows and exact duplicates of picks have D2 = 0 and are never drawn. Rows whose nearest
+    pick cannot change (``_TriangleBound``, in gradient space: the picks' gradients are built, one C*D
+    vector each) keep their D2 uncomputed, the others get a full pass's value, so the draws are the same. When every
     remaining row duplicates a pick (sum(D2) = 0), the rest are taken by decreasing gradient norm.
 
     ``metric="cosine"`` normalizes d and h (hence g) first; the first pick still maximizes the raw norm.
