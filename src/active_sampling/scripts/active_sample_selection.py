@@ -1619,11 +1619,11 @@ class _NearestCenter:
 # full-pass value would have left its distance unchanged: the picks are those of one full pass per pick.
 
 _GATHER_ALIGNMENT = 64  # rows per BLAS call are padded to a multiple of this (see _RowDots)
-_MAX_UNCHECKED_PICKS = 16  # after a check that did not pay, the next is 1, 2, 4, ... up to this many picks later
+_MAX_UNCHECKED_PICKS = 64  # after a check that did not pay, the next is 1, 2, 4, ... up to this many picks later
 # Prior costs per row, relative to one row of a full pass, until the kernel has measured its own; a gathered row
 # costs several streamed ones (a random read and a copy), the check a few passes over n numbers.
 _GATHER_COST, _CHECK_COST = 4.0, 0.3
-_PAYING_SHARE = 0.8  # gather only when predicted to cost at most this share of a full pass (timings are noisy)
+_PAYING_SHARE = 0.5  # gather only when predicted to cost at most this share of a full pass (timings are noisy)
 
 
 def _pruning_slack(n_features: int) -> float:
