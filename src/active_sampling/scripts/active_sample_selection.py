@@ -1624,6 +1624,7 @@ _MAX_UNCHECKED_PICKS = 64  # after a check that did not pay, the next is 1, 2, 4
 # costs several streamed ones (a random read and a copy), the check a few passes over n numbers.
 _GATHER_COST, _CHECK_COST = 4.0, 0.3
 _PAYING_SHARE = 0.5  # gather only when predicted to cost at most this share of a full pass (timings are noisy)
+_EXPLORE_SHARE = 0.03  # but always when this few rows are live: cheap either way, and it renews the measurement
 
 
 def _pruning_slack(n_features: int) -> float:
@@ -1668,14 +1669,21 @@ class _TriangleBound:
         # ways of computing the same values, so they change the speed, never the picks.
         self._seconds = {"stream": 0.0, "gather": 0.0, "check": 0.0}
         self._rows = {"stream": 0, "gather": 0, "check": 0}
+        self._gathers: List[float] = []
         self._clock = time.perf_counter()
 
     def _per_row(self, kind: str) -> float:
-        """Measured seconds per row (all measurements so far), or the prior relative to a full pass's row."""
+        """Measured seconds per row, or the prior relative to a full pass's row.
+
+        Full passes and checks: all measurements so far. Gathers: the median of the last few, so that one
+        slow gather (a first touch of memory, another job's burst) does not rule gathering out for good.
+        """
         stream = self._seconds["stream"] / self._rows["stream"] if self._rows["stream"] else 1.0
         if kind == "stream":
             return stream
-        if self._rows[kind]:
+        if kind == "gather" and self._gathers:
+            return float(np.median(self._gathers[-9:]))
+        if kind == "check" and self._rows[kind]:
             return self._seconds[kind] / self._rows[kind]
         return stream * (_GATHER_COST if kind == "gather" else _CHECK_COST)
 
@@ -1683,6 +1691,8 @@ class _TriangleBound:
         now = time.perf_counter()
         self._seconds[kind] += now - self._clock
         self._rows[kind] += max(1, rows)
+        if kind == "gather":
+            self._gathers.append((now - self._clock) / max(1, rows))
         self._clock = now
 
     def computed_rows(self, rows: Optional[np.ndarray], n_rows: int) -> None:
@@ -1712,7 +1722,7 @@ class _TriangleBound:
             self._unchecked = self._skip
         else:
             self._skip = 0
-        if gather * rows.size >= _PAYING_SHARE * stream * n_rows:
+        if gather * rows.size >= _PAYING_SHARE * stream * n_rows and rows.size > _EXPLORE_SHARE * n_rows:
             self.computed += n_rows
             return None
         self.computed += rows.size
