@@ -1574,6 +1574,8 @@ class _NearestCenter:
         self.d2 = initial
         self._threshold = np.empty_like(sq_norms)
         self._duplicates = np.empty(sq_norms.shape, dtype=bool)
+        self._ceiling: Optional[np.ndarray] = None  # built by the first full-pass fold
+        self._highest_snap: Optional[np.ndarray] = None
 
     def add(self, dots: np.ndarray, center: int) -> None:
         dots *= -2
@@ -1584,31 +1586,38 @@ class _NearestCenter:
         np.copyto(dots, 0, where=self._duplicates)
         np.minimum(self.d2, dots, out=self.d2)
 
-    def fold(self, dots: np.ndarray, center: int, rows: Optional[np.ndarray] = None,
-             moved: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
-        """``add``, element for element the same arithmetic, telling which rows' distance went down.
+    def fold(self, dots: np.ndarray, center: int, rows: Optional[np.ndarray] = None) -> np.ndarray:
+        """``add``, element for element the same arithmetic; returns the rows (ascending) whose distance went down.
 
-        With ``rows`` (ascending), ``dots`` holds those rows' products only and the rows that went down are
-        returned. Without, all rows are updated and marked in the boolean ``moved``, and None is returned.
+        With ``rows`` (ascending), ``dots`` holds those rows' products only. Without, ``dots`` holds every row's
+        product and is overwritten as scratch; only the rows whose unsnapped value is below ``_ceiling`` (at
+        least their distance, and strictly above any snap threshold they can meet) can go down, so the snap
+        and the minimum run on those alone.
         """
         if rows is None:
             dots *= -2
             dots += self.sq_norms
             dots += self.sq_norms[center]
-            np.add(self.tolerances, self.tolerances[center], out=self._threshold)
-            np.less_equal(dots, self._threshold, out=self._duplicates)
-            np.copyto(dots, 0, where=self._duplicates)
-            np.less(dots, self.d2, out=moved)
-            np.minimum(self.d2, dots, out=self.d2)
-            return None
+            if self._ceiling is None:
+                highest = np.nextafter(self.tolerances + self.tolerances.max(), np.inf)
+                self._ceiling = np.maximum(self.d2, highest)
+                self._highest_snap = highest
+            rows = np.flatnonzero(np.less(dots, self._ceiling, out=self._duplicates))
+            return self._fold_rows(dots[rows], center, rows)
         dots *= -2
         dots += self.sq_norms[rows]
         dots += self.sq_norms[center]
+        return self._fold_rows(dots, center, rows)
+
+    def _fold_rows(self, values: np.ndarray, center: int, rows: np.ndarray) -> np.ndarray:
+        """Snap and fold the expanded squared distances ``values`` of ``rows`` into ``self.d2``."""
         threshold = self.tolerances[rows] + self.tolerances[center]
-        np.copyto(dots, 0, where=dots <= threshold)
-        decreased = np.flatnonzero(dots < self.d2[rows])
+        np.copyto(values, 0, where=values <= threshold)
+        decreased = np.flatnonzero(values < self.d2[rows])
         down = rows[decreased]
-        self.d2[down] = dots[decreased]
+        self.d2[down] = values[decreased]
+        if self._ceiling is not None:  # d2 only goes down, so a stale ceiling is merely loose
+            self._ceiling[down] = np.maximum(values[decreased], self._highest_snap[down])
         return down
 
 
@@ -1619,12 +1628,16 @@ class _NearestCenter:
 # full-pass value would have left its distance unchanged: the picks are those of one full pass per pick.
 
 _GATHER_ALIGNMENT = 64  # rows per BLAS call are padded to a multiple of this (see _RowDots)
-_MAX_UNCHECKED_PICKS = 64  # after a check that did not pay, the next is 1, 2, 4, ... up to this many picks later
-# Prior costs per row, relative to one row of a full pass, until the kernel has measured its own; a gathered row
-# costs several streamed ones (a random read and a copy), the check a few passes over n numbers.
-_GATHER_COST, _CHECK_COST = 4.0, 0.3
-_PAYING_SHARE = 0.5  # gather only when predicted to cost at most this share of a full pass (timings are noisy)
-_EXPLORE_SHARE = 0.03  # but always when this few rows are live: cheap either way, and it renews the measurement
+_MAX_UNCHECKED_PICKS = 32  # after a check that did not pay, the next is 1, 2, 4, ... up to this many picks later
+# Costs per row relative to one row of a full pass (a matrix-vector product over n rows of ``row_bytes``). They are
+# counts, not timings, so the choice is the same on a loaded machine. A gathered row costs a random read, a copy
+# and its product: 2-4x a streamed row for 16 <= D <= 128, more in BADGE (a strided read of the row's C residuals).
+# The check is a few passes over n numbers, worth about _CHECK_BYTES of a row in k-center and less against BADGE's
+# heavier full pass (float64, two products); both measured on the benchmark's KEEL tables, where a k-center check
+# with D < 64 never pays for itself.
+_GATHER_COST = {"kcenter": 4.0, "badge": 6.0}
+_CHECK_BYTES = {"kcenter": 160.0, "badge": 48.0}
+_PAYING_SHARE = 0.8  # gather only when predicted to cost at most this share of a full pass
 
 
 def _pruning_slack(n_features: int) -> float:
@@ -1649,7 +1662,7 @@ class _TriangleBound:
     """
 
     def __init__(self, sq_norms: np.ndarray, nearest: np.ndarray, centers: np.ndarray, center_sq: np.ndarray,
-                 capacity: int, slack: float):
+                 capacity: int, slack: float, gather_cost: float, check_cost: float):
         n_rows = sq_norms.shape[0]
         self.slack = slack
         self.slack_sq = (slack * sq_norms.astype(np.float64)).astype(sq_norms.dtype)  # in d2's dtype: no casts
@@ -1659,51 +1672,32 @@ class _TriangleBound:
         self.center_sq = np.empty(self.centers.shape[0], dtype=np.float64)
         self.center_sq[:centers.shape[0]] = center_sq
         self.n_centers = centers.shape[0]
-        self.moved = np.empty(n_rows, dtype=bool)  # filled by _NearestCenter.fold after a full pass
+        self.gather_cost, self.check_cost = gather_cost, check_cost
         self._limits = np.empty(n_rows, dtype=sq_norms.dtype)
         self._keys = np.empty(n_rows, dtype=sq_norms.dtype)
         self._live = np.empty(n_rows, dtype=bool)
         self._unchecked, self._skip = 0, 0  # full passes before the next check, and the current back-off
         self.computed = 0  # row-center distances computed, for the logs and the benchmarks
-        # Seconds and rows measured so far for a full pass, gathered rows and checks. They choose between two
-        # ways of computing the same values, so they change the speed, never the picks.
-        self._seconds = {"stream": 0.0, "gather": 0.0, "check": 0.0}
-        self._rows = {"stream": 0, "gather": 0, "check": 0}
-        self._gathers: List[float] = []
-        self._clock = time.perf_counter()
 
     def _per_row(self, kind: str) -> float:
-        """Measured seconds per row, or the prior relative to a full pass's row.
+        """Cost of one row of ``kind`` ("stream": in a full pass, "gather": computed alone, "check": the bound).
 
-        Full passes and checks: all measurements so far. Gathers: the median of the last few, so that one
-        slow gather (a first touch of memory, another job's burst) does not rule gathering out for good.
+        Fixed ratios, so the way a pick is computed (never its value) depends on the input alone.
         """
-        stream = self._seconds["stream"] / self._rows["stream"] if self._rows["stream"] else 1.0
         if kind == "stream":
-            return stream
-        if kind == "gather" and self._gathers:
-            return float(np.median(self._gathers[-9:]))
-        if kind == "check" and self._rows[kind]:
-            return self._seconds[kind] / self._rows[kind]
-        return stream * (_GATHER_COST if kind == "gather" else _CHECK_COST)
-
-    def _measure(self, kind: str, rows: int) -> None:
-        now = time.perf_counter()
-        self._seconds[kind] += now - self._clock
-        self._rows[kind] += max(1, rows)
-        if kind == "gather":
-            self._gathers.append((now - self._clock) / max(1, rows))
-        self._clock = now
-
-    def computed_rows(self, rows: Optional[np.ndarray], n_rows: int) -> None:
-        """Record that this pick's distances were computed (a full pass when ``rows`` is None)."""
-        self._measure("stream" if rows is None else "gather", n_rows if rows is None else rows.size)
+            return 1.0
+        return self.gather_cost if kind == "gather" else self.check_cost
 
     def live_rows(self, center: np.ndarray, center_sq: float, d2: np.ndarray) -> Optional[np.ndarray]:
-        """Rows (ascending) the new center may come closer to; None when one full pass is the cheaper way."""
+        """Rows (ascending) the new center may come closer to; None when one full pass is the cheaper way.
+
+        The check runs while it pays for itself; after one that did not, the next full passes skip it, twice as
+        many each time up to ``_MAX_UNCHECKED_PICKS``, so on inputs where most rows stay live the kernel is
+        today's loop plus a check every few dozen picks. A check that alone costs what gathering may save
+        never runs.
+        """
         n_rows = d2.shape[0]
-        self._clock = time.perf_counter()
-        if self.n_centers == 0 or self._unchecked > 0:
+        if self.n_centers == 0 or self._unchecked > 0 or self._per_row("check") >= _PAYING_SHARE:
             self._unchecked -= 1
             self.computed += n_rows
             return None
@@ -1715,29 +1709,25 @@ class _TriangleBound:
         np.take(limit.astype(self._limits.dtype), self.nearest, out=self._limits)
         np.add(d2, self.slack_sq, out=self._keys)
         rows = np.flatnonzero(np.less_equal(self._limits, self._keys, out=self._live))
-        self._measure("check", n_rows)
         stream, gather, check = (self._per_row(kind) for kind in ("stream", "gather", "check"))
         if gather * rows.size + check * n_rows >= _PAYING_SHARE * stream * n_rows:  # did not pay: back off
             self._skip = min(max(1, 2 * self._skip), _MAX_UNCHECKED_PICKS)
             self._unchecked = self._skip
         else:
             self._skip = 0
-        if gather * rows.size >= _PAYING_SHARE * stream * n_rows and rows.size > _EXPLORE_SHARE * n_rows:
+        if gather * rows.size >= _PAYING_SHARE * stream * n_rows:
             self.computed += n_rows
             return None
         self.computed += rows.size
         return rows
 
-    def add_center(self, center: np.ndarray, center_sq: float, moved: Optional[np.ndarray]) -> None:
-        """Record the new center, nearest now to the ``moved`` rows (None: to those marked in ``self.moved``)."""
+    def add_center(self, center: np.ndarray, center_sq: float, moved: np.ndarray) -> None:
+        """Record the new center, nearest now to the ``moved`` rows."""
         index = self.n_centers
         self.centers[index] = center
         self.center_sq[index] = center_sq
         self.n_centers += 1
-        if moved is None:
-            np.copyto(self.nearest, index, where=self.moved)
-        else:
-            self.nearest[moved] = index
+        self.nearest[moved] = index
 
 
 class _RowDots:
@@ -1835,7 +1825,8 @@ def k_center_greedy(
     d2, nearest_center = _nearest_of_centers(X, sq_norms, centers)
     nearest = _NearestCenter(sq_norms, d2)
     bound = _TriangleBound(sq_norms, nearest_center, centers, np.einsum("ij,ij->i", centers, centers,
-                           dtype=np.float64), n_select, _pruning_slack(X.shape[1]))
+                           dtype=np.float64), n_select, _pruning_slack(X.shape[1]),
+                           gather_cost=_GATHER_COST["kcenter"], check_cost=_CHECK_BYTES["kcenter"] / (4 * X.shape[1]))
     row_dots = _RowDots(X, rows_axis=0)
     indices = np.empty(n_select, dtype=np.int64)
     distances = np.empty(n_select, dtype=np.float64)
@@ -1849,10 +1840,9 @@ def k_center_greedy(
         rows = bound.live_rows(center, float(sq_norms[chosen]), nearest.d2)
         if rows is None:
             np.dot(X, center, out=dots)
-            moved = nearest.fold(dots, chosen, moved=bound.moved)
+            moved = nearest.fold(dots, chosen)
         else:
             moved = nearest.fold(row_dots(center, rows), chosen, rows)
-        bound.computed_rows(rows, n_rows)
         bound.add_center(center, float(sq_norms[chosen]), moved)
         nearest.d2[chosen] = -np.inf
         progress.update(pick + 1)
@@ -2204,7 +2194,9 @@ def badge_kmeanspp(
     min_d2 = nearest.d2
     n_classes = residual_by_class.shape[0]
     bound = _TriangleBound(sq_norms, np.zeros(n_rows, dtype=np.intp), np.empty((0, n_classes * H.shape[1])),
-                           np.empty(0), n_select, _pruning_slack(H.shape[1]))
+                           np.empty(0), n_select, _pruning_slack(H.shape[1]),
+                           gather_cost=_GATHER_COST["badge"],
+                           check_cost=_CHECK_BYTES["badge"] / (4 * H.shape[1] + 8 * n_classes))
     h_row_dots, residual_row_dots = _RowDots(H, rows_axis=0), _RowDots(residual_by_class, rows_axis=1)
     h_dot = np.empty(n_rows, dtype=np.float32)
     dots = np.empty(n_rows, dtype=np.float64)
@@ -2219,13 +2211,11 @@ def badge_kmeanspp(
             np.dot(H, H[chosen], out=h_dot)
             np.dot(residual_by_class[:, chosen], residual_by_class, out=dots)
             dots *= h_dot
-            moved = nearest.fold(dots, chosen, moved=bound.moved)
-            bound.moved[chosen] = True
+            moved = np.union1d(nearest.fold(dots, chosen), [chosen])
         else:
             row_dots = residual_row_dots(residual_by_class[:, chosen], rows)
             row_dots *= h_row_dots(H[chosen], rows)
             moved = np.union1d(nearest.fold(row_dots, chosen, rows), [chosen])
-        bound.computed_rows(rows, n_rows)
         min_d2[chosen] = 0.0
         bound.add_center(gradient, float(sq_norms[chosen]), moved)
         progress.update(pick)
