@@ -174,3 +174,30 @@ def test_pruning_slack_covers_the_duplicate_snap():
     for n_features in (1, 16, 128, 4096):
         slack = script._pruning_slack(n_features)
         assert slack / 2 > script._DUPLICATE_TOLERANCE + (2 * n_features + 8) * 2.0 ** -24
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_full_pass_fold_equals_todays_update_bit_for_bit(dtype):
+    """fold() without rows touches only the rows below its ceiling; d2 must still equal today's add() exactly,
+    and the rows it reports must be exactly those whose distance went down. Products are drawn so that many
+    expanded values land on the current distance, on the snap threshold and just either side of them."""
+    rng = np.random.default_rng(3)
+    n_rows = 5000
+    sq_norms = rng.uniform(0.0, 4.0, n_rows).astype(dtype)
+    sq_norms[:50] = 0.0
+    initial = rng.uniform(0.0, 8.0, n_rows).astype(dtype)
+    initial[50:100] = 0.0
+    today = ref._NearestCenter(sq_norms, initial.copy())
+    pruned = script._NearestCenter(sq_norms, initial.copy())
+    for step in range(60):
+        center = int(rng.integers(n_rows))
+        target = np.where(rng.random(n_rows) < 0.5, today.d2, today.tolerances + today.tolerances[center])
+        target = target.astype(dtype) + (rng.integers(-2, 3, n_rows) * np.finfo(dtype).eps * 4).astype(dtype)
+        dots = ((sq_norms + sq_norms[center] - target) / 2).astype(dtype)  # expands back to about target
+        before = today.d2.copy()
+        today.add(dots.copy(), center)
+        down = pruned.fold(dots.copy(), center)
+        np.testing.assert_array_equal(pruned.d2, today.d2)
+        assert down.tolist() == np.flatnonzero(today.d2 < before).tolist()
+        if step % 7 == 0:  # the kernels lower a picked row's distance outside fold
+            today.d2[center] = pruned.d2[center] = -np.inf if step % 2 else 0.0
