@@ -94,6 +94,7 @@ QUICK = {
     ],
 }
 KEEL_REPEATS = 20
+PRUNING_NO_SLOWER = 1.10  # the pruned kernel's time / floor may exceed today's by at most this factor
 KEEL_JITTER = 0.05
 
 
@@ -516,16 +517,14 @@ def _targets(results):
 
 
 def _pruning_targets(r):
-    ratio = r["median_ratio_to_floor"]["project"]
+    ratio, today = r["median_ratio_to_floor"]["project"], r["median_ratio_to_floor"]["today"]
     checks = [(f"pruning {r['name']}: picks identical to today's kernel", "yes" if r["identical_picks"] else "no",
                "yes", r["identical_picks"])]
     if r.get("target") is not None:
         checks.append((f"pruning {r['name']}: time / floor (median of {r['rounds']})", f"{ratio:.2f}x",
                        f"<= {r['target']}x", ratio <= r["target"]))
-    else:
-        today = r["median_ratio_to_floor"]["today"]
-        checks.append((f"pruning {r['name']}: time / floor, no slower than today", f"{ratio:.2f}x",
-                       f"<= today's {today:.2f}x + 5%", ratio <= today * 1.05))
+    checks.append((f"pruning {r['name']}: time / floor, no slower than today", f"{ratio:.2f}x",
+                   f"<= {PRUNING_NO_SLOWER}x today's {today:.2f}x", ratio <= today * PRUNING_NO_SLOWER))
     return checks
 
 
@@ -744,8 +743,11 @@ def _pruning_section(results, mode):
              "* Floor, today's kernel (`tests/script/reference_kernels.py`, the unpruned code kept verbatim) and the "
              "pruned kernel run one after another in one process, repeated *rounds* times; the table shows "
              "medians of the times and of each round's ratio to that round's floor. BLAS single-threaded.",
-             "* **The machine was loaded** (2 cores shared with about 8 other jobs) while measuring: single "
-             "timings varied by up to 2x between rounds, so only the medians mean anything.", "",
+             "* The kernels choose per pick, from fixed cost ratios (counts, never timings), between a full pass "
+             "and computing only the rows the bound leaves; a k-center check on 50 features or fewer never pays "
+             "and never runs, so there *distances computed* is 100 % although the bound would rule rows out.",
+             "* The machine is shared (2 cores, other jobs running while measuring): single timings vary by "
+             "10-20 % between rounds, so only the medians mean anything.", "",
              _pruning_table(results), "",
              "| target | measured | required | result |", "|---|---|---|---|"]
     lines += [f"| {d} | {m} | {req} | {'PASS' if ok else 'FAIL'} |" for d, m, req, ok in checks]

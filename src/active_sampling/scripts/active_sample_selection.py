@@ -1599,7 +1599,8 @@ class _NearestCenter:
             dots += self.sq_norms
             dots += self.sq_norms[center]
             if self._ceiling is None:
-                highest = np.nextafter(self.tolerances + self.tolerances.max(), np.inf)
+                with np.errstate(under="ignore"):  # next above 0 is subnormal; it still compares exactly
+                    highest = np.nextafter(self.tolerances + self.tolerances.max(), np.inf)
                 self._ceiling = np.maximum(self.d2, highest)
                 self._highest_snap = highest
             rows = np.flatnonzero(np.less(dots, self._ceiling, out=self._duplicates))
@@ -1634,7 +1635,7 @@ _MAX_UNCHECKED_PICKS = 32  # after a check that did not pay, the next is 1, 2, 4
 # and its product: 2-4x a streamed row for 16 <= D <= 128, more in BADGE (a strided read of the row's C residuals).
 # The check is a few passes over n numbers, worth about _CHECK_BYTES of a row in k-center and less against BADGE's
 # heavier full pass (float64, two products); both measured on the benchmark's KEEL tables, where a k-center check
-# with D < 64 never pays for itself.
+# with D <= 50 never pays for itself.
 _GATHER_COST = {"kcenter": 4.0, "badge": 6.0}
 _CHECK_BYTES = {"kcenter": 160.0, "badge": 48.0}
 _PAYING_SHARE = 0.8  # gather only when predicted to cost at most this share of a full pass
