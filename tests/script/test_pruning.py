@@ -2,7 +2,7 @@
 
 The reference is today's unpruned code (``reference_kernels.py``, one full pass per pick, kept verbatim).
 The pruned kernels choose per pick between a full pass and computing only the rows the bound cannot rule
-out, by measured cost; that choice must never change a pick, so every case runs with the choice forced
+out, by fixed cost ratios; that choice must never change a pick, so every case runs with the choice forced
 both ways as well as left to the kernel.
 """
 
