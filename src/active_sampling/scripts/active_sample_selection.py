@@ -1630,8 +1630,8 @@ class _NearestCenter:
 
 _GATHER_ALIGNMENT = 64  # rows per BLAS call are padded to a multiple of this (see _RowDots)
 _MAX_UNCHECKED_PICKS = 32  # after a check that did not pay, the next is 1, 2, 4, ... up to this many picks later
-# Costs per row relative to one row of a full pass (a matrix-vector product over n rows of ``row_bytes``). They are
-# counts, not timings, so the choice is the same on a loaded machine. A gathered row costs a random read, a copy
+# Costs per row relative to one row of a full pass (one matrix-vector product over all n rows). They are fixed
+# ratios, not timings, so the choice is the same on a loaded machine. A gathered row costs a random read, a copy
 # and its product: 2-4x a streamed row for 16 <= D <= 128, more in BADGE (a strided read of the row's C residuals).
 # The check is a few passes over n numbers, worth about _CHECK_BYTES of a row in k-center and less against BADGE's
 # heavier full pass (float64, two products); both measured on the benchmark's KEEL tables, where a k-center check
@@ -1699,7 +1699,7 @@ class _TriangleBound:
         """
         n_rows = d2.shape[0]
         if self.n_centers == 0 or self._unchecked > 0 or self._per_row("check") >= _PAYING_SHARE:
-            self._unchecked -= 1
+            self._unchecked = max(0, self._unchecked - 1)
             self.computed += n_rows
             return None
         gaps = self.centers[:self.n_centers] - center
