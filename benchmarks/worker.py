@@ -8,8 +8,11 @@ reset (``/proc/self/clear_refs`` = 5), and the peak reported afterwards is the p
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _status_kb(field):
@@ -80,12 +83,77 @@ def _badge(spec, arrays):
     raise ValueError(impl)
 
 
+def _pruning(spec, arrays):
+    """Floor, today's unpruned kernel and the pruned kernel, interleaved in this one process (see run.py)."""
+    import logging
+    import statistics
+
+    sys.path.insert(0, str(ROOT / "tests" / "script"))
+    import reference_kernels  # noqa: E402  today's kernels, kept verbatim for the equality tests
+
+    script = _project()
+    X, k, kernel = arrays["X"], spec["k"], spec["kernel"]
+    P, seed = arrays.get("P"), spec.get("seed", 0)
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((k, X.shape[1]), dtype=np.float32)
+    out = np.empty(X.shape[0], dtype=np.float32)
+    if kernel == "badge":
+        P32 = np.ascontiguousarray(P, dtype=np.float32)
+        p_vectors = rng.standard_normal((k, P.shape[1]), dtype=np.float32)
+        p_out = np.empty(X.shape[0], dtype=np.float32)
+
+        def floor():
+            for h, p in zip(vectors, p_vectors):
+                np.dot(X, h, out=out)
+                np.dot(P32, p, out=p_out)
+
+        project = lambda: script.badge_kmeanspp(X, P, k, random_state=seed)[0]  # noqa: E731
+        today = lambda: reference_kernels.badge_kmeanspp_reference(X, P, k, random_state=seed)[0]  # noqa: E731
+    else:
+        def floor():
+            for v in vectors:
+                np.dot(X, v, out=out)
+
+        project = lambda: script.k_center_greedy(X, k)[0]  # noqa: E731
+        today = lambda: reference_kernels.k_center_greedy_reference(X, k)[0]  # noqa: E731
+
+    fractions = []
+
+    class _Fraction(logging.Handler):
+        def emit(self, record):
+            if "distances computed" in str(record.msg):
+                fractions.append(record.args[0] / 100.0)
+
+    script.logger.addHandler(_Fraction())
+    script.logger.setLevel(logging.DEBUG)
+    times = {"floor": [], "project": [], "today": []}
+    picks = {}
+    for _ in range(spec["rounds"]):
+        for name, run in (("floor", floor), ("project", project), ("today", today)):
+            start = time.perf_counter()
+            result = run()
+            times[name].append(time.perf_counter() - start)
+            if result is not None:
+                picks[name] = np.asarray(result).tolist()
+    ratios = {name: [t / f for t, f in zip(times[name], times["floor"])] for name in ("project", "today")}
+    return {
+        "times": times,
+        "median_seconds": {name: statistics.median(values) for name, values in times.items()},
+        "median_ratio_to_floor": {name: statistics.median(values) for name, values in ratios.items()},
+        "identical_picks": picks["project"] == picks["today"],
+        "fraction_computed": fractions[-1] if fractions else None,
+    }
+
+
 CASES = {"kcenter": _kcenter, "badge": _badge}
 
 
 def main(argv):
     spec = json.loads(argv[1])
     arrays = {name: np.load(path) for name, path in spec["inputs"].items()}
+    if spec["case"] == "pruning":
+        print(json.dumps(_pruning(spec, arrays)))
+        return
     run = CASES[spec["case"]](spec, arrays)
     baseline_kb = _status_kb("VmRSS")
     peak_is_call_only = _reset_peak()

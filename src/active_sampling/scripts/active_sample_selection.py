@@ -2446,6 +2446,8 @@ class _NearestCenter:
         self.d2 = initial
         self._threshold = np.empty_like(sq_norms)
         self._duplicates = np.empty(sq_norms.shape, dtype=bool)
+        self._ceiling: Optional[np.ndarray] = None  # built by the first full-pass fold
+        self._highest_snap: Optional[np.ndarray] = None
 
     def add(self, dots: np.ndarray, center: int) -> None:
         dots *= -2
@@ -2455,6 +2457,201 @@ class _NearestCenter:
         np.less_equal(dots, self._threshold, out=self._duplicates)
         np.copyto(dots, 0, where=self._duplicates)
         np.minimum(self.d2, dots, out=self.d2)
+
+    def fold(self, dots: np.ndarray, center: int, rows: Optional[np.ndarray] = None) -> np.ndarray:
+        """``add``, element for element the same arithmetic; returns the rows (ascending) whose distance went down.
+
+        With ``rows`` (ascending), ``dots`` holds those rows' products only. Without, ``dots`` holds every row's
+        product and is overwritten as scratch; only the rows whose unsnapped value is below ``_ceiling`` (at
+        least their distance, and strictly above any snap threshold they can meet) can go down, so the snap
+        and the minimum run on those alone.
+        """
+        if rows is None:
+            dots *= -2
+            dots += self.sq_norms
+            dots += self.sq_norms[center]
+            if self._ceiling is None:
+                with np.errstate(under="ignore"):  # next above 0 is subnormal; it still compares exactly
+                    highest = np.nextafter(self.tolerances + self.tolerances.max(), np.inf)
+                self._ceiling = np.maximum(self.d2, highest)
+                self._highest_snap = highest
+            rows = np.flatnonzero(np.less(dots, self._ceiling, out=self._duplicates))
+            return self._fold_rows(dots[rows], center, rows)
+        dots *= -2
+        dots += self.sq_norms[rows]
+        dots += self.sq_norms[center]
+        return self._fold_rows(dots, center, rows)
+
+    def _fold_rows(self, values: np.ndarray, center: int, rows: np.ndarray) -> np.ndarray:
+        """Snap and fold the expanded squared distances ``values`` of ``rows`` into ``self.d2``."""
+        threshold = self.tolerances[rows] + self.tolerances[center]
+        np.copyto(values, 0, where=values <= threshold)
+        decreased = np.flatnonzero(values < self.d2[rows])
+        down = rows[decreased]
+        self.d2[down] = values[decreased]
+        if self._ceiling is not None:  # d2 only goes down, so a stale ceiling is merely loose
+            self._ceiling[down] = np.maximum(values[decreased], self._highest_snap[down])
+        return down
+
+
+# ---- Triangle-inequality pruning shared by k-center and BADGE ----
+# A row x with nearest center a at distance d(x) cannot come closer to a new center c when
+# d(a, c) >= 2 d(x) (Elkan 2003). The kernels compute distances only for the rows this cannot rule
+# out, with a slack that covers float rounding and the duplicate snap, so every skipped row is one whose
+# full-pass value would have left its distance unchanged: the picks are those of one full pass per pick.
+
+_GATHER_ALIGNMENT = 64  # rows per BLAS call are padded to a multiple of this (see _RowDots)
+_MAX_UNCHECKED_PICKS = 32  # after a check that did not pay, the next is 1, 2, 4, ... up to this many picks later
+# Costs per row relative to one row of a full pass (one matrix-vector product over all n rows). They are fixed
+# ratios, not timings, so the choice is the same on a loaded machine. A gathered row costs a random read, a copy
+# and its product: 2-4x a streamed row for 16 <= D <= 128, more in BADGE (a strided read of the row's C residuals).
+# The check is a few passes over n numbers, worth about _CHECK_BYTES of a row in k-center and less against BADGE's
+# heavier full pass (float64, two products); both measured on the benchmark's KEEL tables, where a k-center check
+# with D <= 50 never pays for itself.
+_GATHER_COST = {"k_center_greedy": 4.0, "badge_kmeanspp": 6.0}  # by kernel
+_CHECK_BYTES = {"k_center_greedy": 160.0, "badge_kmeanspp": 48.0}
+_PAYING_SHARE = 0.8  # gather only when predicted to cost at most this share of a full pass
+
+
+def _pruning_slack(n_features: int) -> float:
+    """``s`` such that rounding and the duplicate snap move a computed squared distance by < s/2 (|x|^2 + |y|^2).
+
+    The float32 expansion ``|x|^2 - 2 x.y + |y|^2`` (and BADGE's product of a float64 and a float32 dot)
+    errs by at most about ``(2 D + 8) 2^-24 (|x|^2 + |y|^2)``; values within ``_DUPLICATE_TOLERANCE`` of the
+    norms are set to 0. Twice their sum leaves room for every rounding of the bound itself.
+    """
+    return 2.0 * ((2 * n_features + 8) * 2.0 ** -24 + _DUPLICATE_TOLERANCE * (1.0 + 1e-6))
+
+
+class _TriangleBound:
+    """Each row's nearest center, and which rows a new center may bring closer than that.
+
+    A row x with nearest center a is live for a new center c unless
+    ``|a - c|^2 / 4 - s (|a|^2 + |c|^2) / 2 > d2_x + s |x|^2`` (s from ``_pruning_slack``, d2_x the row's
+    computed squared distance to a). That implies the computed distance from x to c, duplicate snap included,
+    is above d2_x, so a full pass would leave x unchanged: by the triangle inequality d(x, c) >= d(a, c) - d(x, a)
+    and ``sqrt(u) + sqrt(v) <= 2 sqrt((u + v) / 2)``. The left side is one number per center; the check
+    is a few passes over n numbers and is backed off while it rules out too few rows to pay for itself.
+    """
+
+    def __init__(self, sq_norms: np.ndarray, nearest: np.ndarray, centers: np.ndarray, center_sq: np.ndarray,
+                 capacity: int, slack: float, gather_cost: float, check_cost: float):
+        n_rows = sq_norms.shape[0]
+        self.slack = slack
+        self.slack_sq = (slack * sq_norms.astype(np.float64)).astype(sq_norms.dtype)  # in d2's dtype: no casts
+        self.nearest = nearest.astype(np.intp)
+        self.centers = np.empty((centers.shape[0] + capacity, centers.shape[1]), dtype=np.float64)
+        self.centers[:centers.shape[0]] = centers
+        self.center_sq = np.empty(self.centers.shape[0], dtype=np.float64)
+        self.center_sq[:centers.shape[0]] = center_sq
+        self.n_centers = centers.shape[0]
+        self.gather_cost, self.check_cost = gather_cost, check_cost
+        self._limits = np.empty(n_rows, dtype=sq_norms.dtype)
+        self._keys = np.empty(n_rows, dtype=sq_norms.dtype)
+        self._live = np.empty(n_rows, dtype=bool)
+        self._unchecked, self._skip = 0, 0  # full passes before the next check, and the current back-off
+        self.computed = 0  # row-center distances computed, for the logs and the benchmarks
+
+    def _per_row(self, kind: str) -> float:
+        """Cost of one row of ``kind`` ("stream": in a full pass, "gather": computed alone, "check": the bound).
+
+        Fixed ratios, so the way a pick is computed (never its value) depends on the input alone.
+        """
+        if kind == "stream":
+            return 1.0
+        return self.gather_cost if kind == "gather" else self.check_cost
+
+    def live_rows(self, center: np.ndarray, center_sq: float, d2: np.ndarray) -> Optional[np.ndarray]:
+        """Rows (ascending) the new center may come closer to; None when one full pass is the cheaper way.
+
+        The check runs while it pays for itself; after one that did not, the next full passes skip it, twice as
+        many each time up to ``_MAX_UNCHECKED_PICKS``, so on inputs where most rows stay live the kernel is
+        today's loop plus a check every few dozen picks. A check that alone costs what gathering may save
+        never runs.
+        """
+        n_rows = d2.shape[0]
+        if self.n_centers == 0 or self._unchecked > 0 or self._per_row("check") >= _PAYING_SHARE:
+            self._unchecked = max(0, self._unchecked - 1)
+            self.computed += n_rows
+            return None
+        gaps = self.centers[:self.n_centers] - center
+        limit = np.einsum("ij,ij->i", gaps, gaps)
+        limit *= 0.25 * (1.0 - 1e-9)
+        limit -= self.slack / 2 * (self.center_sq[:self.n_centers] + center_sq)
+        # In float32 the check rounds by < 2^-23 (|x|^2 + |a|^2 + |c|^2), far inside the slack's spare half.
+        np.take(limit.astype(self._limits.dtype), self.nearest, out=self._limits)
+        np.add(d2, self.slack_sq, out=self._keys)
+        rows = np.flatnonzero(np.less_equal(self._limits, self._keys, out=self._live))
+        stream, gather, check = (self._per_row(kind) for kind in ("stream", "gather", "check"))
+        if gather * rows.size + check * n_rows >= _PAYING_SHARE * stream * n_rows:  # did not pay: back off
+            self._skip = min(max(1, 2 * self._skip), _MAX_UNCHECKED_PICKS)
+            self._unchecked = self._skip
+        else:
+            self._skip = 0
+        if gather * rows.size >= _PAYING_SHARE * stream * n_rows:
+            self.computed += n_rows
+            return None
+        self.computed += rows.size
+        return rows
+
+    def add_center(self, center: np.ndarray, center_sq: float, moved: np.ndarray) -> None:
+        """Record the new center, nearest now to the ``moved`` rows."""
+        index = self.n_centers
+        self.centers[index] = center
+        self.center_sq[index] = center_sq
+        self.n_centers += 1
+        self.nearest[moved] = index
+
+
+class _RowDots:
+    """``matrix @ vector`` (or ``vector @ matrix`` for a (features, n) matrix) at chosen rows, bit for bit.
+
+    The BLAS matrix-vector kernels compute every output with the same operations wherever it sits, except
+    the last few outputs of a call (a remainder path). Each gathered call is therefore padded to a multiple
+    of ``_GATHER_ALIGNMENT`` rows, and the rows of the full matrix's own last partial block are always taken
+    from a call that ends where the full pass ends. The tests check the values against one full pass.
+    (A multi-threaded OpenBLAS 0.3.21 also takes the remainder path at the last rows of each thread's share,
+    so there a full pass's values at those few rows depend on the thread count, and so do today's picks.)
+    """
+
+    def __init__(self, matrix: np.ndarray, rows_axis: int):
+        self.matrix, self.rows_axis = matrix, rows_axis
+        n_rows = matrix.shape[rows_axis]
+        self.tail_start = n_rows - n_rows % _GATHER_ALIGNMENT if n_rows > _GATHER_ALIGNMENT else 0
+
+    def _product(self, part: np.ndarray, vector: np.ndarray) -> np.ndarray:
+        return np.dot(part, vector) if self.rows_axis == 0 else np.dot(vector, part)
+
+    def __call__(self, vector: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        split = int(np.searchsorted(rows, self.tail_start))
+        head, tail = rows[:split], rows[split:]
+        out = np.empty(rows.size, dtype=np.result_type(self.matrix, vector))
+        if head.size:
+            padded = np.concatenate([head, np.full((-head.size) % _GATHER_ALIGNMENT, head[0], dtype=head.dtype)])
+            out[:split] = self._product(np.take(self.matrix, padded, axis=self.rows_axis), vector)[:split]
+        if tail.size:  # with the block before it, so the call is a matrix product like the full pass's
+            first = max(0, self.tail_start - _GATHER_ALIGNMENT)
+            block = self.matrix[first:] if self.rows_axis == 0 else self.matrix[:, first:]
+            out[split:] = self._product(block, vector)[tail - first]
+        return out
+
+
+def _nearest_of_centers(X: np.ndarray, sq_norms: np.ndarray, centers: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """``_min_sq_distances`` (the same arithmetic) and each row's first nearest center."""
+    center_sq = np.einsum("ij,ij->i", centers, centers)
+    block_rows = max(1, (1 << 24) // max(1, centers.shape[0]))
+    result = np.empty(X.shape[0], dtype=X.dtype)
+    nearest = np.empty(X.shape[0], dtype=np.int64)
+    for start in range(0, X.shape[0], block_rows):
+        block = X[start:start + block_rows]
+        d2 = block @ centers.T
+        d2 *= -2
+        d2 += sq_norms[start:start + block_rows, None]
+        d2 += center_sq[None, :]
+        nearest[start:start + block_rows] = np.argmin(d2, axis=1)
+        result[start:start + block_rows] = d2[np.arange(d2.shape[0]), nearest[start:start + block_rows]]
+    np.maximum(result, 0, out=result)
+    return result, nearest
 
 
 def k_center_greedy(
@@ -2473,7 +2670,9 @@ def k_center_greedy(
     not lose the distance's digits to a large common offset; squared distances within
     ``_DUPLICATE_TOLERANCE`` of the norms count as exact zeros, so duplicates tie and ties go to the
     lowest index. Cosine distance normalizes the rows once; ``1 - cos = |u - v|^2 / 2`` on unit
-    vectors, so the same loop applies.
+    vectors, so the same loop applies. A row the new center provably cannot bring closer
+    (``_TriangleBound``) keeps its distance without computing it; the others get the value a full pass
+    gives them (``_RowDots``), so the picks are those of one full pass per pick.
 
     Returns the picked row indices in order and each one's distance to its nearest center (euclidean,
     or 1 - cosine similarity) at the moment it was picked.
@@ -2496,7 +2695,13 @@ def k_center_greedy(
     X -= offset
     centers = centers - offset
     sq_norms = np.einsum("ij,ij->i", X, X)
-    nearest = _NearestCenter(sq_norms, _min_sq_distances(X, sq_norms, centers))
+    d2, nearest_center = _nearest_of_centers(X, sq_norms, centers)
+    nearest = _NearestCenter(sq_norms, d2)
+    bound = _TriangleBound(sq_norms, nearest_center, centers, np.einsum("ij,ij->i", centers, centers,
+                           dtype=np.float64), n_select, _pruning_slack(X.shape[1]),
+                           gather_cost=_GATHER_COST["k_center_greedy"],
+                           check_cost=_CHECK_BYTES["k_center_greedy"] / (4 * X.shape[1]))
+    row_dots = _RowDots(X, rows_axis=0)
     indices = np.empty(n_select, dtype=np.int64)
     distances = np.empty(n_select, dtype=np.float64)
     dots = np.empty(n_rows, dtype=np.float32)
@@ -2505,10 +2710,18 @@ def k_center_greedy(
         chosen = int(np.argmax(nearest.d2))
         indices[pick] = chosen
         distances[pick] = max(float(nearest.d2[chosen]), 0.0)
-        np.dot(X, X[chosen], out=dots)
-        nearest.add(dots, chosen)
+        center = X[chosen]
+        rows = bound.live_rows(center, float(sq_norms[chosen]), nearest.d2)
+        if rows is None:
+            np.dot(X, center, out=dots)
+            moved = nearest.fold(dots, chosen)
+        else:
+            moved = nearest.fold(row_dots(center, rows), chosen, rows)
+        bound.add_center(center, float(sq_norms[chosen]), moved)
         nearest.d2[chosen] = -np.inf
         progress.update(pick + 1)
+    logger.debug("k-center greedy: %.1f%% of the %d x %d row-center distances computed", 100.0 * bound.computed
+                 / max(1, n_rows * n_select), n_rows, n_select)
     return indices, _distance_from_squared(distances, metric)
 
 
@@ -2870,7 +3083,9 @@ def badge_kmeanspp(
     uncertainty (gradient magnitude) and diversity. The n x C*D gradient matrix is never built:
     ``g_i . g_j = (d_i . d_j)(h_i . h_j)``, so each pick costs one n x D (float32) and one n x C
     matrix-vector product. A draw is ``u = rng.random() * sum(D2)`` located in ``cumsum(D2)`` by binary
-    search; picked rows and exact duplicates of picks have D2 = 0 and are never drawn. When every
+    search; picked rows and exact duplicates of picks have D2 = 0 and are never drawn. Rows whose nearest
+    pick cannot change (``_TriangleBound``, in gradient space: the picks' gradients are built, one C*D
+    vector each) keep their D2 uncomputed, the others get a full pass's value, so the draws are the same. When every
     remaining row duplicates a pick (sum(D2) = 0), the rest are taken by decreasing gradient norm.
 
     ``metric="cosine"`` normalizes d and h (hence g) first; the first pick still maximizes the raw norm.
@@ -2903,6 +3118,12 @@ def badge_kmeanspp(
     del residual
     nearest = _NearestCenter(sq_norms, np.full(n_rows, np.inf))
     min_d2 = nearest.d2
+    n_classes = residual_by_class.shape[0]
+    bound = _TriangleBound(sq_norms, np.zeros(n_rows, dtype=np.intp), np.empty((0, n_classes * H.shape[1])),
+                           np.empty(0), n_select, _pruning_slack(H.shape[1]),
+                           gather_cost=_GATHER_COST["badge_kmeanspp"],
+                           check_cost=_CHECK_BYTES["badge_kmeanspp"] / (4 * H.shape[1] + 8 * n_classes))
+    h_row_dots, residual_row_dots = _RowDots(H, rows_axis=0), _RowDots(residual_by_class, rows_axis=1)
     h_dot = np.empty(n_rows, dtype=np.float32)
     dots = np.empty(n_rows, dtype=np.float64)
     chosen = int(np.argmax(raw_sq_norms))
@@ -2910,11 +3131,19 @@ def badge_kmeanspp(
     distances[0] = 1.0 if metric == "cosine" else math.sqrt(raw_sq_norms[chosen])
     progress = _Progress("BADGE k-means++", n_select)
     for pick in range(1, n_select + 1):
-        np.dot(H, H[chosen], out=h_dot)
-        np.dot(residual_by_class[:, chosen], residual_by_class, out=dots)
-        dots *= h_dot
-        nearest.add(dots, chosen)
+        gradient = np.multiply.outer(residual_by_class[:, chosen], H[chosen].astype(np.float64)).ravel()
+        rows = bound.live_rows(gradient, float(sq_norms[chosen]), min_d2)
+        if rows is None:
+            np.dot(H, H[chosen], out=h_dot)
+            np.dot(residual_by_class[:, chosen], residual_by_class, out=dots)
+            dots *= h_dot
+            moved = np.union1d(nearest.fold(dots, chosen), [chosen])
+        else:
+            row_dots = residual_row_dots(residual_by_class[:, chosen], rows)
+            row_dots *= h_row_dots(H[chosen], rows)
+            moved = np.union1d(nearest.fold(row_dots, chosen, rows), [chosen])
         min_d2[chosen] = 0.0
+        bound.add_center(gradient, float(sq_norms[chosen]), moved)
         progress.update(pick)
         if pick == n_select:
             break
@@ -2929,6 +3158,8 @@ def badge_kmeanspp(
             break
         indices[pick] = chosen
         distances[pick] = min_d2[chosen] / 2.0 if metric == "cosine" else math.sqrt(min_d2[chosen])
+    logger.debug("BADGE: %.1f%% of the %d x %d row-pick distances computed", 100.0 * bound.computed
+                 / max(1, n_rows * n_select), n_rows, n_select)
     return indices, distances
 
 
