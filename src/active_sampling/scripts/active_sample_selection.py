@@ -2415,22 +2415,6 @@ def _normalize_rows(matrix: np.ndarray) -> np.ndarray:
     return matrix
 
 
-def _min_sq_distances(X: np.ndarray, sq_norms: np.ndarray, centers: np.ndarray) -> np.ndarray:
-    """Squared euclidean distance from every row of X to its nearest center, in bounded blocks."""
-    center_sq = np.einsum("ij,ij->i", centers, centers)
-    block_rows = max(1, (1 << 24) // max(1, centers.shape[0]))
-    result = np.empty(X.shape[0], dtype=X.dtype)
-    for start in range(0, X.shape[0], block_rows):
-        block = X[start:start + block_rows]
-        d2 = block @ centers.T
-        d2 *= -2
-        d2 += sq_norms[start:start + block_rows, None]
-        d2 += center_sq[None, :]
-        np.min(d2, axis=1, out=result[start:start + block_rows])
-    np.maximum(result, 0, out=result)
-    return result
-
-
 class _NearestCenter:
     """Squared distance from every row to its nearest center so far, updated one center at a time.
 
@@ -2637,7 +2621,8 @@ class _RowDots:
 
 
 def _nearest_of_centers(X: np.ndarray, sq_norms: np.ndarray, centers: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """``_min_sq_distances`` (the same arithmetic) and each row's first nearest center."""
+    """Squared euclidean distance from every row of X to its nearest center (ties to the lower center) and that
+    center's position, in bounded blocks; ``sq_norms`` are the rows' squared norms."""
     center_sq = np.einsum("ij,ij->i", centers, centers)
     block_rows = max(1, (1 << 24) // max(1, centers.shape[0]))
     result = np.empty(X.shape[0], dtype=X.dtype)
@@ -2935,6 +2920,7 @@ def kmeans_representatives(
     if metric == "cosine":
         X = _normalize_rows(X)
     X -= X.mean(axis=0, dtype=np.float64).astype(np.float32)
+    sq_norms = np.einsum("ij,ij->i", X, X)
     rng = np.random.default_rng(random_state)
     centers = X[_kmeans_plusplus(X, n_select, rng, weights)]
     if weights is None:
@@ -2949,7 +2935,7 @@ def kmeans_representatives(
     for iteration in range(int(max_iter)):
         if iteration:
             progress.update(iteration)
-        new_labels, d2 = _assign_to_centers(X, centers)
+        d2, new_labels = _nearest_of_centers(X, sq_norms, centers)
         if labels is not None and np.array_equal(new_labels, labels):
             break
         labels = new_labels
@@ -2958,7 +2944,7 @@ def kmeans_representatives(
         centers = new_centers
         if shift <= shift_tolerance:
             break
-    labels, d2 = _assign_to_centers(X, centers)
+    d2, labels = _nearest_of_centers(X, sq_norms, centers)
     return _nearest_to_each_centroid(labels, d2, n_select, weights)
 
 
@@ -2987,25 +2973,6 @@ def _kmeans_plusplus(X: np.ndarray, n_clusters: int, rng: np.random.Generator,
             chosen[position + 1:] = rest[:n_clusters - position - 1]
             break
     return chosen
-
-
-def _assign_to_centers(X: np.ndarray, centers: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Nearest center of every row (ties to the lower center) and the squared distance to it, in blocks."""
-    center_sq = np.einsum("ij,ij->i", centers, centers)
-    block_rows = max(1, (1 << 24) // centers.shape[0])
-    labels = np.empty(X.shape[0], dtype=np.int64)
-    d2 = np.empty(X.shape[0], dtype=np.float32)
-    for start in range(0, X.shape[0], block_rows):
-        block = X[start:start + block_rows]
-        distances = block @ centers.T
-        distances *= -2
-        distances += np.einsum("ij,ij->i", block, block)[:, None]
-        distances += center_sq[None, :]
-        nearest = np.argmin(distances, axis=1)
-        labels[start:start + block_rows] = nearest
-        d2[start:start + block_rows] = distances[np.arange(block.shape[0]), nearest]
-    np.maximum(d2, 0, out=d2)
-    return labels, d2
 
 
 def _cluster_means(X: np.ndarray, labels: np.ndarray, centers: np.ndarray, d2: np.ndarray,
