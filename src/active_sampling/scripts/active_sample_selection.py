@@ -1056,7 +1056,7 @@ def scan_input(root: Path, config: SelectionConfig, forbidden: Sequence[Path] = 
                 declared[name].append((kind, data_file))
     required += sorted(typed - set(required))
     kinds = {name: _agreed_kind(name, declared[name], name in strict) for name in columns}
-    arrow_types = _agreed_arrow_types(files, found, columns, kinds)
+    arrow_types = _agreed_arrow_types(files, found, columns)
     index_columns = sorted({name for file_columns in found for name in file_columns.index_columns})
     return InputTable(root, files, found, columns, {k: v for k, v in kinds.items() if v}, required, arrow_types,
                       index_columns, input_format)
@@ -1074,30 +1074,33 @@ def _agreed_kind(name: str, declared: List[Tuple[str, DataFile]], strict: bool) 
         " (csv cells are text)" if "csv" in (file_a.fmt, file_b.fmt) or "tsv" in (file_a.fmt, file_b.fmt) else ""))
 
 
-def _agreed_arrow_types(files: Sequence[DataFile], found: Sequence[FileColumns], columns: Sequence[str],
-                        kinds: Mapping[str, Optional[str]]) -> Dict[str, Any]:
+def _agreed_arrow_types(files: Sequence[DataFile], found: Sequence[FileColumns], columns: Sequence[str]
+                        ) -> Dict[str, Any]:
+    typed = [file_columns for data_file, file_columns in zip(files, found) if data_file.fmt in _TYPED_FORMATS]
+    if not typed:
+        return {}
+    return {name: agreed_arrow_type([file_columns.arrow_types[name] for file_columns in typed]) for name in columns}
+
+
+def agreed_arrow_type(types: Sequence[Any]) -> Any:
+    """The one Arrow type a column is read as when its parts declare ``types`` (their kinds already agree):
+    their common type, else int64 for integers, float64 for numbers, large_string for text; null parts
+    impose nothing. The scan applies it to the files, the merge to the shards' agreed types."""
     import pyarrow as pa
 
-    parquet = [(f, c) for f, c in zip(files, found) if f.fmt in _TYPED_FORMATS]
-    if not parquet:
-        return {}
-    agreed = {}
-    for name in columns:
-        types = [c.arrow_types[name] for _, c in parquet if _arrow_kind(c.arrow_types[name])]
-        kind = kinds[name]
-        if not types:
-            agreed[name] = parquet[0][1].arrow_types[name]
-        elif all(t == types[0] for t in types):
-            agreed[name] = types[0]
-        elif kind == "integer":
-            agreed[name] = pa.int64()
-        elif kind == "float":
-            agreed[name] = pa.float64()
-        elif kind == "text":
-            agreed[name] = pa.large_string()
-        else:
-            agreed[name] = types[0]
-    return agreed
+    declared = [arrow_type for arrow_type in types if _arrow_kind(arrow_type)]
+    if not declared:
+        return types[0]
+    if all(arrow_type == declared[0] for arrow_type in declared):
+        return declared[0]
+    kinds = {_arrow_kind(arrow_type) for arrow_type in declared}
+    if kinds == {"integer"}:
+        return pa.int64()
+    if kinds <= {"integer", "float"}:
+        return pa.float64()
+    if kinds == {"text"}:
+        return pa.large_string()
+    return declared[0]
 
 
 def _arrow_to_pandas(table: Any) -> pd.DataFrame:
@@ -5197,31 +5200,15 @@ def _merged_rows(pool: MergedPool, chosen: np.ndarray, columns: Sequence[str], s
 
 
 def _agreed_schema(manifests: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Any:
-    """The Arrow types a single run would read every parquet column as, from the shards' agreed types
-    (the rule of ``_agreed_arrow_types``); None unless every shard with rows read parquet."""
+    """The Arrow types a single run would read every parquet column as (``agreed_arrow_type`` over the shards'
+    agreed types); None unless every shard with rows read parquet."""
     import pyarrow as pa
 
     if any(manifest["input_format"] != "parquet" for manifest in manifests):
         return None
     schemas = [_schema_from_text(manifest["arrow_schema"]) for manifest in manifests]
-    fields = []
-    for name in columns:
-        types = [schema.field(name).type for schema in schemas if _arrow_kind(schema.field(name).type)]
-        kinds = {_arrow_kind(arrow_type) for arrow_type in types}
-        if not types:
-            agreed = schemas[0].field(name).type
-        elif all(arrow_type == types[0] for arrow_type in types):
-            agreed = types[0]
-        elif kinds == {"integer"}:
-            agreed = pa.int64()
-        elif kinds <= {"integer", "float"}:
-            agreed = pa.float64()
-        elif kinds == {"text"}:
-            agreed = pa.large_string()
-        else:
-            agreed = types[0]
-        fields.append(pa.field(name, agreed))
-    return pa.schema(fields)
+    return pa.schema([pa.field(name, agreed_arrow_type([schema.field(name).type for schema in schemas]))
+                      for name in columns])
 
 
 def _merged_dtypes(manifests: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
