@@ -923,13 +923,7 @@ def _with_ranges(table: Any, file_columns: FileColumns, row_numbers: np.ndarray,
 def read_file_columns(data_file: DataFile, csv_columns: Sequence[str] = ()) -> FileColumns:
     """What ``data_file`` declares: its columns, and their types where the format has them."""
     try:
-        if data_file.fmt == "parquet":
-            found = _parquet_columns(data_file)
-        elif data_file.fmt == "jsonl":
-            found = _json_lines_columns(data_file)
-        else:
-            header, has_rows, has_header = _csv_header(data_file, csv_columns)
-            found = FileColumns(header, {}, None if has_rows else 0, [], {}, has_header)
+        found = _FILE_READERS[data_file.fmt][0](data_file, csv_columns)
     except SelectionError:
         raise
     except Exception as error:
@@ -1155,20 +1149,28 @@ def _unified(table: Any, source: InputTable) -> Any:
 
 def _read_file(data_file: DataFile, file_columns: FileColumns, source: InputTable) -> pd.DataFrame:
     try:
-        if data_file.fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            table = pq.read_table(str(data_file.path), columns=_stored(source.columns, file_columns))
-            table = _with_ranges(table, file_columns, np.arange(table.num_rows), source.columns)
-            return _arrow_to_pandas(_unified(table, source))
-        if data_file.fmt == "jsonl":
-            return _arrow_to_pandas(_unified(_json_lines_table(data_file, file_columns.json_schema), source))
-        frame = _read_csv(data_file, file_columns, source)
+        return _FILE_READERS[data_file.fmt][1](data_file, file_columns, source)
     except SelectionError:
         raise
     except Exception as error:
         raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
-    return frame
+
+
+def _read_parquet(data_file: DataFile, file_columns: FileColumns, source: InputTable) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(str(data_file.path), columns=_stored(source.columns, file_columns))
+    table = _with_ranges(table, file_columns, np.arange(table.num_rows), source.columns)
+    return _arrow_to_pandas(_unified(table, source))
+
+
+def _read_json_lines(data_file: DataFile, file_columns: FileColumns, source: InputTable) -> pd.DataFrame:
+    return _arrow_to_pandas(_unified(_json_lines_table(data_file, file_columns.json_schema), source))
+
+
+def _csv_columns(data_file: DataFile, csv_columns: Sequence[str]) -> FileColumns:
+    header, has_rows, has_header = _csv_header(data_file, csv_columns)
+    return FileColumns(header, {}, None if has_rows else 0, [], {}, has_header)
 
 
 def _read_csv(data_file: DataFile, file_columns: FileColumns, source: InputTable) -> pd.DataFrame:
@@ -1187,6 +1189,16 @@ def _read_csv(data_file: DataFile, file_columns: FileColumns, source: InputTable
         numbers = [name for name in source.numbers if not _holds_arrays(frame[name])]  # JSON arrays stay text
         _check_numeric(frame, numbers, "", where=data_file.path)
     return _in_column_order(frame, source.columns)
+
+
+# Each file format's two readers: what a file declares (columns, types, rows) and its rows as a DataFrame.
+_FILE_READERS: Dict[str, Tuple[Callable[[DataFile, Sequence[str]], FileColumns],
+                               Callable[[DataFile, FileColumns, InputTable], pd.DataFrame]]] = {
+    "csv": (_csv_columns, _read_csv),
+    "tsv": (_csv_columns, _read_csv),
+    "parquet": (lambda data_file, csv_columns: _parquet_columns(data_file), _read_parquet),
+    "jsonl": (lambda data_file, csv_columns: _json_lines_columns(data_file), _read_json_lines),
+}
 
 
 def load_inference_data(inference_data_dir: Any, id_field: str = "id",
@@ -4360,6 +4372,103 @@ def predicted_classes(probabilities: np.ndarray, classes: Sequence[Any]) -> np.n
     return np.asarray(classes, dtype=object)[probabilities.argmax(axis=1)]
 
 
+class TableSource:
+    """The rows of a scanned input, read the way its storage allows: the pool, the full rows at given
+    positions, and the rows a shard forwards, one Arrow table per input file. ``open_source`` picks the
+    implementation; a new storage is one subclass."""
+
+    def __init__(self, table: InputTable):
+        self.table = table
+
+    @property
+    def row_counts(self) -> List[int]:
+        """Rows of each input file, in file order."""
+        raise NotImplementedError
+
+    def pool(self, config: SelectionConfig, keep_ids: bool = False) -> Pool:
+        """The selection arrays (ids checked; kept when ``keep_ids`` or when the storage holds them anyway)."""
+        raise NotImplementedError
+
+    def rows_at(self, positions: np.ndarray) -> pd.DataFrame:
+        """The full rows at global ``positions``, in that order."""
+        raise NotImplementedError
+
+    def column_dtypes(self) -> Dict[str, str]:
+        """The pandas type of each column as this source holds the rows; empty when its types are Arrow's."""
+        return {}
+
+    def _file_rows(self, index: int, rows: np.ndarray, positions: np.ndarray) -> Any:
+        """File ``index``'s ``rows`` (sorted, inside it; global ``positions``) as one Arrow table."""
+        raise NotImplementedError
+
+    def file_pieces(self, positions: np.ndarray) -> List[Tuple[int, np.ndarray, Any]]:
+        """The rows at sorted ``positions``, one Arrow table per file holding any: (file, rows in it, table)."""
+        starts = np.cumsum([0] + list(self.row_counts))
+        pieces = []
+        for index in range(len(self.table.files)):
+            lo, hi = np.searchsorted(positions, [starts[index], starts[index + 1]])
+            if hi > lo:
+                local = positions[lo:hi] - starts[index]
+                pieces.append((index, local, self._file_rows(index, local, positions[lo:hi])))
+        return pieces
+
+
+class FrameSource(TableSource):
+    """Files read whole into one DataFrame (csv, tsv, JSON Lines, mixed formats)."""
+
+    def __init__(self, table: InputTable):
+        super().__init__(table)
+        self.frame, self._row_counts = _read_input_rows(table)
+
+    @property
+    def row_counts(self) -> List[int]:
+        return self._row_counts
+
+    def pool(self, config: SelectionConfig, keep_ids: bool = False) -> Pool:
+        _check_ids(self.frame[config.id_field], config.id_field)
+        return pool_from_frame(self.frame, config, index_columns=self.table.index_columns,
+                               locate=row_locator(self.table.files, self._row_counts))
+
+    def rows_at(self, positions: np.ndarray) -> pd.DataFrame:
+        return self.frame.iloc[positions].reset_index(drop=True)
+
+    def column_dtypes(self) -> Dict[str, str]:
+        return {name: str(self.frame[name].dtype) for name in self.table.columns}
+
+    def _file_rows(self, index: int, rows: np.ndarray, positions: np.ndarray) -> Any:
+        import pyarrow as pa
+
+        return pa.Table.from_pandas(self.rows_at(positions), preserve_index=False)
+
+
+class ParquetSource(TableSource):
+    """Parquet files read a row group at a time: the pool straight into arrays, rows only where wanted."""
+
+    @property
+    def row_counts(self) -> List[int]:
+        return [file_columns.rows for file_columns in self.table.file_columns]
+
+    def pool(self, config: SelectionConfig, keep_ids: bool = False) -> Pool:
+        return pool_from_parquet(self.table, config, keep_ids=keep_ids)
+
+    def rows_at(self, positions: np.ndarray) -> pd.DataFrame:
+        return read_rows_at(self.table, positions)
+
+    def _file_rows(self, index: int, rows: np.ndarray, positions: np.ndarray) -> Any:
+        import pyarrow as pa
+
+        data_file = self.table.files[index]
+        try:
+            return pa.concat_tables(_rows_of_file(data_file, self.table.file_columns[index], rows, self.table))
+        except Exception as error:
+            raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
+
+
+def open_source(table: InputTable) -> TableSource:
+    """The source that reads ``table``: parquet files by row group, any other format (or a mix) whole."""
+    return ParquetSource(table) if table.fmt == "parquet" else FrameSource(table)
+
+
 class Predictions(NamedTuple):
     """The model's guess for each selected row: its top class and that class's probability."""
 
@@ -4878,33 +4987,6 @@ def _schema_from_text(text: str) -> Any:
     return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
 
 
-def _arrow_pieces(source: InputTable, df: Optional[pd.DataFrame], row_counts: Sequence[int],
-                  positions: np.ndarray) -> List[Tuple[int, np.ndarray, Any]]:
-    """The rows at sorted ``positions``, one Arrow table per input file holding any: (file, rows in it, table).
-
-    Parquet rows come as ``read_rows_at`` reads them (the shard's agreed types; the merge casts them to
-    the types all shards agree on); csv/tsv rows come from the shard's frame.
-    """
-    import pyarrow as pa
-
-    starts = np.cumsum([0] + list(row_counts))
-    pieces = []
-    for index, (data_file, file_columns) in enumerate(zip(source.files, source.file_columns)):
-        lo, hi = np.searchsorted(positions, [starts[index], starts[index + 1]])
-        if hi == lo:
-            continue
-        local = positions[lo:hi] - starts[index]
-        if df is None:
-            try:
-                table = pa.concat_tables(_rows_of_file(data_file, file_columns, local, source))
-            except Exception as error:
-                raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
-        else:
-            table = pa.Table.from_pandas(df.iloc[positions[lo:hi]].reset_index(drop=True), preserve_index=False)
-        pieces.append((index, local, table))
-    return pieces
-
-
 def _shard_select(source: InputTable, config: SelectionConfig, resources: ResourceConfig,
                   previous: Optional["PredictedClasses"] = None, calibration: Optional[CalibrationTable] = None
                   ) -> Tuple[List[Any], Optional[np.ndarray], Dict[str, Any]]:
@@ -4913,19 +4995,8 @@ def _shard_select(source: InputTable, config: SelectionConfig, resources: Resour
 
     _check_no_shard_columns(source.columns)
     relative = [os.path.relpath(str(f.path), str(source.root)).replace(os.sep, "/") for f in source.files]
-    df = None
-    if source.fmt == "parquet":
-        pool = pool_from_parquet(source, config, keep_ids=previous is not None)
-        row_counts = [file_columns.rows for file_columns in source.file_columns]
-    else:
-        frames = [_read_file(data_file, file_columns, source)
-                  for data_file, file_columns in zip(source.files, source.file_columns)]
-        row_counts = [len(frame) for frame in frames]
-        df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-        df.index = pd.RangeIndex(len(df))
-        _check_ids(df[config.id_field], config.id_field)
-        pool = pool_from_frame(df, config, index_columns=source.index_columns,
-                               locate=row_locator(source.files, row_counts))
+    rows = open_source(source)
+    pool = rows.pool(config, keep_ids=previous is not None)
     strategy = strategy_for(config.selection_strategy)
     rule = strategy.sharding
     candidates = np.flatnonzero(pool.labeled if strategy.candidates == "labeled" else ~pool.labeled)
@@ -4945,7 +5016,7 @@ def _shard_select(source: InputTable, config: SelectionConfig, resources: Resour
         "input_files": relative, "input_format": source.fmt, "columns": source.columns, "kinds": source.kinds,
         "arrow_schema": _schema_text(source), "pool_size": int(pool.labeled.size),
         "labeled_count": int(pool.labeled.sum()), "candidate_count": int(candidates.size),
-        "column_dtypes": {} if df is None else {name: str(df[name].dtype) for name in source.columns},
+        "column_dtypes": rows.column_dtypes(),
         "details": {"score_columns": pool.score_columns, "score_interpretation": pool.score_interpretation,
                     "vector_columns": pool.vector_columns or None, "vector_source": pool.vector_source,
                     "classes": pool.classes},
@@ -4965,7 +5036,7 @@ def _shard_select(source: InputTable, config: SelectionConfig, resources: Resour
     sent = picks.indices[order]
     manifest.update(covering_radius_chord=picks.radius, forwarded_count=int(positions.size))
     pieces, done = [], 0
-    for index, local, table in _arrow_pieces(source, df, row_counts, positions):
+    for index, local, table in rows.file_pieces(positions):
         chunk = slice(done, done + local.size)
         done += local.size
         added = [(SHARD_FILE, pa.array([relative[index]] * local.size, pa.string())),
@@ -5950,12 +6021,7 @@ def read_previous_predictions(folder: Path, config: SelectionConfig,
                               labeling_data_field=None, output_format=OUTPUT_FORMATS[0])
     try:
         source = scan_input(folder, reading, forbidden)
-        if source.fmt == "parquet":
-            pool = pool_from_parquet(source, reading, keep_ids=True)
-        else:
-            df = read_input_table(source)
-            _check_ids(df[reading.id_field], reading.id_field)
-            pool = pool_from_frame(df, reading, index_columns=source.index_columns)
+        pool = open_source(source).pool(reading, keep_ids=True)
     except SelectionError as error:
         raise SelectionError("{} {}: {}".format(PREVIOUS_CHANNEL, folder, _one_line(error))) from None
     logger.info("Read %d rows of previous predictions from %s (%d file(s))", len(pool.ids), folder,
@@ -6597,16 +6663,9 @@ def _select(source: InputTable, config: SelectionConfig,
     """Read the prediction table of ``source`` and run the selection; also returns the output format."""
     output_format = resolve_output_format(config.output_format, source.fmt)
     logger.info("Reading %d %s file(s) from %s", len(source.files), source.fmt, source.root)
-    if source.fmt == "parquet":
-        result = run_selection(pool_from_parquet(source, config, keep_ids=previous is not None), config,
-                               lambda positions: read_rows_at(source, positions), previous, calibration)
-    else:
-        df, row_counts = _read_input_rows(source)
-        _check_ids(df[config.id_field], config.id_field)
-        result = run_selection(pool_from_frame(df, config, index_columns=source.index_columns,
-                                               locate=row_locator(source.files, row_counts)),
-                               config, lambda positions: df.iloc[positions].reset_index(drop=True), previous,
-                               calibration)
+    rows = open_source(source)
+    result = run_selection(rows.pool(config, keep_ids=previous is not None), config, rows.rows_at, previous,
+                           calibration)
     return result, output_format
 
 
