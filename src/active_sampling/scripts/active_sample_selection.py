@@ -4372,6 +4372,19 @@ def predicted_classes(probabilities: np.ndarray, classes: Sequence[Any]) -> np.n
     return np.asarray(classes, dtype=object)[probabilities.argmax(axis=1)]
 
 
+class InputFacts(NamedTuple):
+    """What the metadata says about the input a selection read."""
+
+    files: List[str]  # relative paths, in a single run's order
+    fmt: Optional[str]  # the files' common format, or "mixed" (None: a shard that received no files)
+    arrow_types: Dict[str, Any]  # parquet input: each column's agreed Arrow type (kept in parquet output)
+
+
+def input_facts(table: InputTable) -> InputFacts:
+    return InputFacts([os.path.relpath(str(f.path), str(table.root)) for f in table.files], table.fmt,
+                      table.arrow_types)
+
+
 class TableSource:
     """The rows of a scanned input, read the way its storage allows: the pool, the full rows at given
     positions, and the rows a shard forwards, one Arrow table per input file. ``open_source`` picks the
@@ -4480,12 +4493,45 @@ class Predictions(NamedTuple):
 class SelectionResult(NamedTuple):
     """What a selection produced: the output rows and the facts the metadata reports."""
 
-    rows: pd.DataFrame  # selected rows in rank order, with the output columns
+    rows: Optional[pd.DataFrame]  # selected rows in rank order, with the output columns (a shard: None)
     counts: Dict[str, Any]  # pool_size, labeled_count, candidate_count, selected_count, selected_per_class, ...
     details: Dict[str, Any]  # score columns and how they were read, classes, vector columns
     predictions: Optional[Predictions] = None  # the model's guess for the same rows (labeling tasks show it)
     drawing: Optional[Dict[str, Any]] = None  # the report's 2-D projection (strategies that read embeddings)
     stopping: Optional["StoppingCounts"] = None  # what the metadata's stopping block is computed from
+    sharding: Optional[Dict[str, Any]] = None  # a merge: the shards and its guarantee; a shard: its manifest
+
+
+POOL_COUNTS = ("pool_size", "labeled_count", "candidate_count")  # the counts of a pool, in the metadata's order
+
+
+class PoolTotals(NamedTuple):
+    """What the metadata says about the whole pool, whether one machine read it or shards did."""
+
+    counts: Dict[str, int]  # pool_size, labeled_count, candidate_count
+    facts: Dict[str, Any]  # pool_facts: additive counts over every row
+    stopping: Optional["StoppingCounts"]  # what the metadata's stopping block is computed from
+    note: Optional[str] = None  # what the report's projection draws, when not every row
+
+
+def pool_totals(pool: Pool, config: SelectionConfig, previous: Optional["PredictedClasses"] = None) -> PoolTotals:
+    """The totals of one machine's pool (a single run's, or a shard's for its manifest)."""
+    candidates = candidate_mask(pool, strategy_for(config.selection_strategy))
+    counts = {"pool_size": int(pool.labeled.shape[0]), "labeled_count": int(pool.labeled.sum()),
+              "candidate_count": int(candidates.sum())}
+    facts = pool_facts(pool.probabilities, pool.labeled, pool.classes, pool.known_labels, coverage_thresholds(config))
+    return PoolTotals(counts, facts, stopping_counts(pool, previous))
+
+
+class SelectionSummary(NamedTuple):
+    """What the metadata reports about a selection, computed while the pool is at hand."""
+
+    chosen: np.ndarray  # (n_selected, n_classes): the selected rows' probabilities, in rank order
+    classes: List[Any]
+    counts: Dict[str, Any]
+    details: Dict[str, Any]
+    drawing: Optional[Dict[str, Any]]
+    stopping: Optional["StoppingCounts"]
 
 
 def run_selection(pool: Pool, config: SelectionConfig, fetch_rows: Callable[[np.ndarray], pd.DataFrame],
@@ -4503,30 +4549,43 @@ def run_selection(pool: Pool, config: SelectionConfig, fetch_rows: Callable[[np.
         check_calibration_fits(calibration, pool.score_columns, pool.score_interpretation)
     arrays = None if calibration is None else calibration.calibration
     selection = select_from_pool(pool, config, arrays)
-    stopping = stopping_counts(pool, previous)
-    chosen = pool.probabilities[selection.indices]
-    counts, details = _selection_facts(pool, selection, chosen)
-    facts = pool_facts(pool.probabilities, pool.labeled, pool.classes, pool.known_labels, coverage_thresholds(config))
-    counts = dict(counts, **summary_fields(facts, chosen, strategy_for(config.selection_strategy).use_case))
-    counts.update(_estimate_facts(config, arrays, selection, chosen, pool.classes))
-    drawing = None if pool.vectors is None else projection(pool.vectors, pool.labeled, selection.indices)
-    classes = pool.classes
+    summary = summarize_selection(pool, selection, config, pool_totals(pool, config, previous), arrays)
     del pool
+    return annotated_result(summary, selection, config, fetch_rows)
+
+
+def summarize_selection(pool: Pool, selection: Selection, config: SelectionConfig, totals: PoolTotals,
+                        calibration: Optional[Calibration] = None) -> SelectionSummary:
+    """The metadata's counts and details, and the report's drawing, of ``selection`` from ``pool`` (a single
+    run's pool, or the merge's pool of every shard's forwarded rows, whose ``totals`` the shards counted)."""
+    chosen = pool.probabilities[selection.indices]
+    counts, details = _selection_facts(pool, selection, chosen, totals.counts)
+    counts = dict(counts, **summary_fields(totals.facts, chosen, strategy_for(config.selection_strategy).use_case),
+                  **_estimate_facts(config, calibration, selection, chosen, pool.classes))
+    drawing = None if pool.vectors is None else projection(pool.vectors, pool.labeled, selection.indices)
+    if drawing is not None and totals.note:
+        drawing = dict(drawing, note=totals.note)
+    return SelectionSummary(chosen, list(pool.classes), counts, details, drawing, totals.stopping)
+
+
+def annotated_result(summary: SelectionSummary, selection: Selection, config: SelectionConfig,
+                     fetch_rows: Callable[[np.ndarray], pd.DataFrame],
+                     sharding: Optional[Dict[str, Any]] = None) -> SelectionResult:
+    """The selected rows, fetched and annotated, with what ``summary`` says about them."""
+    chosen, classes = summary.chosen, summary.classes
     rows = annotate(fetch_rows(selection.indices), chosen, classes, selection.scores, config.selection_strategy)
     predictions = Predictions(tuple(classes), predicted_classes(chosen, classes), chosen.max(axis=1))
-    return SelectionResult(rows, counts, details, predictions, drawing, stopping)
+    return SelectionResult(rows, summary.counts, summary.details, predictions, summary.drawing, summary.stopping,
+                           sharding)
 
 
 REVIEW_FACTS = "review"  # the metadata entry of a strategy's own facts (Selection.facts)
 
 
-def _selection_facts(pool: Pool, selection: Selection, chosen: np.ndarray) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    n_rows = int(pool.labeled.shape[0])
-    labeled = int(pool.labeled.sum())
+def _selection_facts(pool: Pool, selection: Selection, chosen: np.ndarray,
+                     totals: Mapping[str, int]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     classes = [str(label) for label in pool.classes]
-    counts = {"pool_size": n_rows, "labeled_count": labeled,
-              "candidate_count": labeled if pool.given is not None else n_rows - labeled,
-              **_selected_counts(chosen, pool.classes, selection.scores)}
+    counts = dict(totals, **_selected_counts(chosen, pool.classes, selection.scores))
     if selection.facts:
         counts[REVIEW_FACTS] = selection.facts
     vectors = {} if pool.vectors is None else {"vector_columns": len(pool.vector_columns),
@@ -4909,42 +4968,34 @@ def _shard_input(root: Path, config: SelectionConfig, forbidden: Sequence[Path])
 def run_shard(input_dir: Path, samples_dir: Path, metadata_dir: Path, config: SelectionConfig,
               resources: ResourceConfig, job_type: str,
               previous: Optional["PredictedClasses"] = None,
-              calibration: Optional[CalibrationTable] = None) -> Tuple[Dict[str, Any], List[Path]]:
+              calibration: Optional[CalibrationTable] = None) -> Tuple[SelectionResult, InputFacts, List[Path]]:
     """Select this shard's candidates and write them with the manifest the merge checks them against.
 
-    Returns the manifest and the files written (which are removed again if writing fails midway).
+    Returns what a selection returns (no rows: the shard forwards them; its manifest as ``sharding``),
+    its input and the files written (which are removed again if writing fails midway).
     ``previous`` (last round's predictions, read whole by every shard) feeds the shard's stopping counts,
     which the merge adds up.
     """
     names = shard_file_names(resources.current_host)
     source = _shard_input(input_dir, config, forbidden=(samples_dir, metadata_dir))
-    manifest: Dict[str, Any] = {
-        "format": SHARD_FORMAT, "host": resources.current_host, "hosts": resources.hosts, "job_type": job_type,
-        "config_fingerprint": config_fingerprint(config), "config": shared_settings(config), "input_files": [],
-        "input_format": None, "columns": [], "kinds": {}, "arrow_schema": None, "column_dtypes": {},
-        "pool_size": 0, "labeled_count": 0, "candidate_count": 0, "forwarded_count": 0, "candidate_files": [],
-        "labeled_file": None, "labeled_vectors": 0, "candidate_vector_sum": None, "covering_radius_chord": None,
-        "details": {}, "stopping": None, "calibration_fingerprint": calibration_fingerprint(calibration),
-    }
+    shard = None
+    if source is not None:
+        if calibration is not None:
+            check_calibration_apart(read_id_column(source, config.id_field), calibration, config.id_field)
+        shard = _shard_select(source, config, resources, previous, calibration)
+    manifest = shard_manifest(config, resources, job_type, calibration, shard)
+    files = [(samples_dir / name, lambda target, piece=piece: _write_arrow(piece, target))
+             for name, piece in zip(manifest["candidate_files"], [] if shard is None else shard.pieces)]
+    if manifest["labeled_file"]:
+        files.append((samples_dir / manifest["labeled_file"], lambda target: _save_npy(target, shard.labeled)))
+    text = json.dumps(manifest, indent=2, default=_json_default, allow_nan=False) + "\n"
+    files += [(folder / names["manifest"], lambda target: target.write_text(text, encoding="utf-8"))
+              for folder in (samples_dir, metadata_dir)]
     written: List[Path] = []
     try:
-        if source is not None:
-            if calibration is not None:
-                check_calibration_apart(read_id_column(source, config.id_field), calibration, config.id_field)
-            pieces, labeled, shard_manifest = _shard_select(source, config, resources, previous, calibration)
-            manifest.update(shard_manifest)
-            for number, piece in enumerate(pieces):
-                written.append(samples_dir / names["piece"].format(number))
-                _write_atomically(written[-1], lambda target: _write_arrow(piece, target))
-                manifest["candidate_files"].append(written[-1].name)
-            if labeled is not None and labeled.shape[0]:
-                written.append(samples_dir / names["labeled"])
-                _write_atomically(written[-1], lambda target: _save_npy(target, labeled))
-                manifest.update(labeled_file=written[-1].name, labeled_vectors=int(labeled.shape[0]))
-        text = json.dumps(manifest, indent=2, default=_json_default, allow_nan=False) + "\n"
-        for folder in (samples_dir, metadata_dir):
-            written.append(folder / names["manifest"])
-            _write_atomically(written[-1], lambda target: target.write_text(text, encoding="utf-8"))
+        for path, write in files:
+            written.append(path)
+            _write_atomically(path, write)
     except BaseException:
         for path in written:
             if path.is_file():
@@ -4953,7 +5004,11 @@ def run_shard(input_dir: Path, samples_dir: Path, metadata_dir: Path, config: Se
     logger.info("Shard %s (%d of %d): %d rows, %d candidates, sending %d", resources.current_host,
                 resources.hosts.index(resources.current_host) + 1, len(resources.hosts), manifest["pool_size"],
                 manifest["candidate_count"], manifest["forwarded_count"])
-    return manifest, written
+    if shard is None:
+        return (SelectionResult(rows=None, counts={key: 0 for key in POOL_COUNTS}, details={}, sharding=manifest),
+                InputFacts([], None, {}), written)
+    return (SelectionResult(rows=None, counts=shard.counts, details=shard.summary_details,
+                            stopping=shard.totals.stopping, sharding=manifest), shard.inputs, written)
 
 
 def _write_arrow(table: Any, target: Path) -> None:
@@ -4987,10 +5042,28 @@ def _schema_from_text(text: str) -> Any:
     return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
 
 
+class ShardSelection(NamedTuple):
+    """What one shard computed from its rows: how it read them, its pool's totals, and what it forwards."""
+
+    inputs: InputFacts  # its files ("/"-separated, relative to its input folder) and their format
+    columns: List[str]
+    kinds: Dict[str, str]
+    arrow_schema: Optional[str]  # ``_schema_text``
+    column_dtypes: Dict[str, str]
+    totals: PoolTotals
+    details: Dict[str, Any]  # how the shard read scores and vectors: the merge checks every shard agrees
+    rule_facts: Dict[str, Any]  # the strategy row's own manifest entries (``ShardRule.shard_facts``)
+    radius: Optional[float]  # diversity: the covering radius its picks leave, in chord units
+    pieces: List[Any]  # the forwarded rows, one Arrow table per input file holding any
+    labeled: Optional[np.ndarray]  # labeled rows' vectors, for rules that send them
+    counts: Dict[str, Any]  # the metadata's counts: the pool's, and the forwarded rows' as the selected ones
+    summary_details: Dict[str, Any]  # the metadata's details
+
+
 def _shard_select(source: InputTable, config: SelectionConfig, resources: ResourceConfig,
                   previous: Optional["PredictedClasses"] = None, calibration: Optional[CalibrationTable] = None
-                  ) -> Tuple[List[Any], Optional[np.ndarray], Dict[str, Any]]:
-    """The shard's forwarded rows (one Arrow table per input file), its labeled vectors and its manifest."""
+                  ) -> ShardSelection:
+    """The shard's pool, its strategy row's picks among the shard's candidates, and the rows it forwards."""
     import pyarrow as pa
 
     _check_no_shard_columns(source.columns)
@@ -4999,56 +5072,75 @@ def _shard_select(source: InputTable, config: SelectionConfig, resources: Resour
     pool = rows.pool(config, keep_ids=previous is not None)
     strategy = strategy_for(config.selection_strategy)
     rule = strategy.sharding
-    candidates = np.flatnonzero(pool.labeled if strategy.candidates == "labeled" else ~pool.labeled)
-    vectors = labeled_vectors = None
-    if pool.vectors is not None:
-        vectors = pool.vectors[candidates]
-        if rule.sends_labeled_vectors and candidates.size < pool.labeled.size:
-            labeled_vectors = pool.vectors[pool.labeled]
-    probabilities = pool.probabilities[candidates]
+    candidates = np.flatnonzero(candidate_mask(pool, strategy))
     if calibration is not None:
         check_calibration_fits(calibration, pool.score_columns, pool.score_interpretation)
-    members = None if pool.members is None else pool.members[:, candidates]
-    own = Candidates(probabilities, vectors, labeled_vectors,
-                     labels=None if pool.given is None else pool.given[candidates], members=members,
-                     calibration=None if calibration is None else calibration.calibration)
-    manifest = {
-        "input_files": relative, "input_format": source.fmt, "columns": source.columns, "kinds": source.kinds,
-        "arrow_schema": _schema_text(source), "pool_size": int(pool.labeled.size),
-        "labeled_count": int(pool.labeled.sum()), "candidate_count": int(candidates.size),
-        "column_dtypes": rows.column_dtypes(),
-        "details": {"score_columns": pool.score_columns, "score_interpretation": pool.score_interpretation,
-                    "vector_columns": pool.vector_columns or None, "vector_source": pool.vector_source,
-                    "classes": pool.classes},
-        "pool_facts": pool_facts(pool.probabilities, pool.labeled, pool.classes, pool.known_labels,
-                                 coverage_thresholds(config)),
-        "stopping": stopping_counts(pool, previous)._asdict(),
-    }
+    own = _candidates(pool, candidates, strategy)._replace(
+        calibration=None if calibration is None else calibration.calibration)
+    labeled = own.labeled_embeddings if rule.sends_labeled_vectors else None
+    totals = pool_totals(pool, config, previous)
+    details = {"score_columns": pool.score_columns, "score_interpretation": pool.score_interpretation,
+               "vector_columns": pool.vector_columns or None, "vector_source": pool.vector_source,
+               "classes": pool.classes}
+    rule_facts, picks = {}, ShardPicks(np.empty(0, dtype=np.int64), np.empty(0), np.empty(0, dtype=np.int64), None)
     if candidates.size:
-        manifest.update(rule.shard_facts(own))
+        rule_facts = rule.shard_facts(own)
         picks = rule.send(config, own, shard_seed(config.random_seed, resources.hosts, resources.current_host))
-    else:
-        empty = np.empty(0, dtype=np.int64)
-        picks = ShardPicks(empty, np.empty(0), empty, None)
-    del pool, vectors, own, members
     order = np.argsort(candidates[picks.indices], kind="stable")  # forwarded in input order
     positions = candidates[picks.indices][order]
     sent = picks.indices[order]
-    manifest.update(covering_radius_chord=picks.radius, forwarded_count=int(positions.size))
+    scores = np.asarray(picks.scores, dtype=np.float64)[order]
+    probabilities = own.probabilities
+    chosen = probabilities[sent]
+    counts, summary_details = _selection_facts(pool, Selection(indices=positions, scores=scores), chosen,
+                                               totals.counts)
+    counts = dict(counts, **summary_fields(totals.facts, chosen, strategy.use_case))
+    del pool, own
     pieces, done = [], 0
     for index, local, table in rows.file_pieces(positions):
         chunk = slice(done, done + local.size)
         done += local.size
         added = [(SHARD_FILE, pa.array([relative[index]] * local.size, pa.string())),
                  (SHARD_ROW, pa.array(local.astype(np.int64))),
-                 (SHARD_SCORE, pa.array(np.asarray(picks.scores, dtype=np.float64)[order][chunk])),
+                 (SHARD_SCORE, pa.array(scores[chunk])),
                  (SHARD_WEIGHT, pa.array(picks.weights[order][chunk].astype(np.int64)))]
         added += [(SHARD_PROBABILITY + str(j), pa.array(probabilities[sent[chunk], j]))
                   for j in range(probabilities.shape[1])]
         for name, values in added:
             table = table.append_column(name, values)
         pieces.append(table)
-    return pieces, labeled_vectors, manifest
+    return ShardSelection(InputFacts(relative, source.fmt, source.arrow_types), source.columns, source.kinds,
+                          _schema_text(source), rows.column_dtypes(), totals, details, rule_facts, picks.radius,
+                          pieces, labeled, counts, summary_details)
+
+
+def shard_manifest(config: SelectionConfig, resources: ResourceConfig, job_type: str,
+                   calibration: Optional[CalibrationTable], shard: Optional[ShardSelection]) -> Dict[str, Any]:
+    """The manifest the merge checks a shard's outputs against (``shard`` None: it received no rows)."""
+    names = shard_file_names(resources.current_host)
+    has_labeled = shard is not None and shard.labeled is not None and shard.labeled.shape[0] > 0
+    manifest = {
+        "format": SHARD_FORMAT, "host": resources.current_host, "hosts": resources.hosts, "job_type": job_type,
+        "config_fingerprint": config_fingerprint(config), "config": shared_settings(config),
+        "input_files": [] if shard is None else shard.inputs.files,
+        "input_format": None if shard is None else shard.inputs.fmt,
+        "columns": [] if shard is None else shard.columns, "kinds": {} if shard is None else shard.kinds,
+        "arrow_schema": None if shard is None else shard.arrow_schema,
+        "column_dtypes": {} if shard is None else shard.column_dtypes,
+        **(shard.totals.counts if shard is not None else {key: 0 for key in POOL_COUNTS}),
+        "forwarded_count": 0 if shard is None else sum(piece.num_rows for piece in shard.pieces),
+        "candidate_files": [] if shard is None else [names["piece"].format(n) for n in range(len(shard.pieces))],
+        "labeled_file": names["labeled"] if has_labeled else None,
+        "labeled_vectors": int(shard.labeled.shape[0]) if has_labeled else 0,
+        "candidate_vector_sum": None,
+        "covering_radius_chord": None if shard is None else shard.radius,
+        "details": {} if shard is None else shard.details,
+        "stopping": None if shard is None else shard.totals.stopping._asdict(),
+        "calibration_fingerprint": calibration_fingerprint(calibration),
+    }
+    if shard is None:
+        return manifest
+    return dict(manifest, **shard.rule_facts, pool_facts=shard.totals.facts)
 
 
 class ShardOutput(NamedTuple):
@@ -5178,15 +5270,22 @@ def merge_ranked(scores: np.ndarray, keys: Sequence[np.ndarray], limit: int,
 
 
 class MergedPool(NamedTuple):
-    """All shards' forwarded rows in input order: what selection reads, and where each row is stored."""
+    """All shards' forwarded rows in input order: the pool the merge selects from (the fields of ``Pool``
+    the engine reads), what the shards sent with each row, and where each row is stored."""
 
     ids: pd.Series
     probabilities: np.ndarray
-    scores: np.ndarray
-    weights: np.ndarray
+    classes: List[Any]
+    labeled: np.ndarray  # every forwarded row is a candidate
+    vectors: Optional[np.ndarray]
+    score_columns: List[str]
+    score_interpretation: str
+    vector_columns: Optional[List[str]]
+    vector_source: Optional[str]
+    scores: np.ndarray  # the shard's selection score of each row
+    weights: np.ndarray  # the rows of its shard each row stands for
     file_rank: np.ndarray
     row: np.ndarray
-    vectors: Optional[np.ndarray]
     pieces: List[Any]  # Arrow tables as the shards wrote them
     piece: np.ndarray  # which piece holds each row
     piece_row: np.ndarray  # and where in it
@@ -5213,8 +5312,10 @@ def _read_pieces(outputs: Sequence[ShardOutput]) -> List[Any]:
     return pieces
 
 
-def _read_merged_pool(outputs: Sequence[ShardOutput], config: SelectionConfig, n_classes: int,
-                      vector_columns: Optional[Sequence[str]]) -> MergedPool:
+def _read_merged_pool(outputs: Sequence[ShardOutput], config: SelectionConfig, first: Mapping[str, Any],
+                      calibration: Optional[Calibration]) -> MergedPool:
+    """The merge's pool, read as the shards describe it (``first``: the details of a single run's first file)."""
+    vector_columns = first["vector_columns"]
     pieces = [piece for piece in _read_pieces(outputs) if piece.num_rows]
     if not pieces:
         raise SelectionError("no shard sent candidates")
@@ -5229,7 +5330,8 @@ def _read_merged_pool(outputs: Sequence[ShardOutput], config: SelectionConfig, n
     order = np.lexsort((row, file_rank))
     piece = np.repeat(np.arange(len(pieces)), [p.num_rows for p in pieces])[order]
     piece_row = np.concatenate([np.arange(p.num_rows) for p in pieces])[order]
-    probabilities = np.column_stack([gather(SHARD_PROBABILITY + str(j), np.float64) for j in range(n_classes)])
+    probabilities = np.column_stack([gather(SHARD_PROBABILITY + str(j), np.float64)
+                                     for j in range(len(first["classes"]))])
     vectors = None
     if vector_columns and _is_list(pieces[0].schema.field(vector_columns[0]).type):  # EMBEDDING_FIELD
         vectors = np.concatenate([_arrow_matrix(piece.column(vector_columns[0]), vector_columns[0], np.float32, 0)
@@ -5237,9 +5339,13 @@ def _read_merged_pool(outputs: Sequence[ShardOutput], config: SelectionConfig, n
     elif vector_columns:
         vectors = np.column_stack([gather(name, np.float32) for name in vector_columns])[order]
     ids = pd.concat([p.select([config.id_field]).to_pandas()[config.id_field] for p in pieces], ignore_index=True)
-    return MergedPool(ids.iloc[order].reset_index(drop=True), probabilities[order],
-                      gather(SHARD_SCORE, np.float64)[order], gather(SHARD_WEIGHT, np.float64)[order],
-                      file_rank[order], row[order], vectors, pieces, piece, piece_row)
+    return MergedPool(ids=ids.iloc[order].reset_index(drop=True), probabilities=probabilities[order],
+                      classes=first["classes"], labeled=np.zeros(order.size, dtype=bool), vectors=vectors,
+                      score_columns=first["score_columns"], score_interpretation=first["score_interpretation"],
+                      vector_columns=vector_columns, vector_source=first["vector_source"],
+                      scores=gather(SHARD_SCORE, np.float64)[order], weights=gather(SHARD_WEIGHT, np.float64)[order],
+                      file_rank=file_rank[order], row=row[order], pieces=pieces, piece=piece, piece_row=piece_row,
+                      calibration=calibration)
 
 
 def _merged_rows(pool: MergedPool, chosen: np.ndarray, columns: Sequence[str], schema: Any,
@@ -5324,19 +5430,8 @@ def _merge_centers(outputs: Sequence[ShardOutput], n_columns: int) -> Tuple[Opti
     return (np.concatenate(labeled) if labeled else None), total / max(count, 1)
 
 
-class MergeResult(NamedTuple):
-    """What the merge selected, and what the metadata reports about the input and the shards."""
-
-    result: SelectionResult
-    input_files: List[str]  # relative paths, in a single run's order
-    input_format: str
-    output_format: str
-    sharding: Dict[str, Any]
-    arrow_types: Dict[str, Any] = {}  # parquet input: each column's agreed Arrow type, as a single run has them
-
-
 def merge_select(input_dir: Path, config: SelectionConfig, skipped: Sequence[Path] = (),
-                 calibration: Optional[CalibrationTable] = None) -> MergeResult:
+                 calibration: Optional[CalibrationTable] = None) -> Tuple[SelectionResult, InputFacts]:
     """The merge role: check all shards, then select from their candidates as a single run would.
 
     ``skipped``: the output folders, never read (they may lie inside ``input_dir``)."""
@@ -5347,50 +5442,31 @@ def merge_select(input_dir: Path, config: SelectionConfig, skipped: Sequence[Pat
     with_rows = [manifest for manifest in manifests if manifest["pool_size"]]
     first_shard = min(with_rows, key=lambda manifest: _path_key(manifest["input_files"][0]))  # a single run's
     first = first_shard["details"]  # column order and reading come from its first file
-    counts = {key: sum(manifest[key] for manifest in manifests)
-              for key in ("pool_size", "labeled_count", "candidate_count")}
+    counts = {key: sum(manifest[key] for manifest in manifests) for key in POOL_COUNTS}
     if counts["candidate_count"] == 0:
         raise no_candidates_error(strategy_for(config.selection_strategy), counts["pool_size"], config.label_field)
     check_calibration_agreement(manifests, calibration)
-    pool = _read_merged_pool(outputs, config, len(first["classes"]), first["vector_columns"])
+    pool = _read_merged_pool(outputs, config, first, None if calibration is None else calibration.calibration)
     _check_ids(pool.ids, config.id_field)
     if calibration is not None:
         check_calibration_fits(calibration, first["score_columns"], first["score_interpretation"])
         check_calibration_apart(pool.ids, calibration, config.id_field)
-        pool = pool._replace(calibration=calibration.calibration)
-    selection, sharding = _merge_strategy(config, pool, outputs, counts["candidate_count"])
-    chosen = pool.probabilities[selection.indices]
-    counts.update(_selected_counts(chosen, first["classes"], selection.scores))
-    if selection.facts:
-        counts[REVIEW_FACTS] = selection.facts
+    selection, guarantee = _merge_strategy(config, pool, outputs, counts["candidate_count"])
+    totals = PoolTotals(counts, add_pool_facts([manifest["pool_facts"] for manifest in with_rows]),
+                        merged_stopping_counts([manifest["stopping"] for manifest in with_rows]),
+                        note="; sharded run: the candidates are the rows the shards sent to the merge")
     schema = _agreed_schema(with_rows, first_shard["columns"])
-    rows = _merged_rows(pool, selection.indices, first_shard["columns"], schema, _merged_dtypes(with_rows))
-    counts.update(summary_fields(add_pool_facts([manifest["pool_facts"] for manifest in with_rows]), chosen,
-                                 strategy_for(config.selection_strategy).use_case))
-    counts.update(_merged_estimate(config, pool, selection, chosen, first["classes"]))
-    rows = annotate(rows, chosen, first["classes"], selection.scores, config.selection_strategy)
-    vectors = {} if not first["vector_columns"] else {"vector_columns": len(first["vector_columns"]),
-                                                        "vector_source": first["vector_source"]}
-    details = {"score_columns": first["score_columns"], "score_interpretation": first["score_interpretation"],
-               **vectors, "classes": [str(label) for label in first["classes"]]}
+    dtypes = _merged_dtypes(with_rows)
+    sharding = dict(guarantee, hosts=hosts, config_fingerprint=config_fingerprint(config),
+                    shards=[{key: manifest[key] for key in ("host", "pool_size", "candidate_count", "forwarded_count")}
+                            for manifest in manifests], merged_candidates=int(len(pool.ids)))
+    result = annotated_result(summarize_selection(pool, selection, config, totals, pool.calibration), selection,
+                              config, lambda chosen: _merged_rows(pool, chosen, first_shard["columns"], schema, dtypes),
+                              sharding)
     formats = {manifest["input_format"] for manifest in with_rows}
-    input_format = formats.pop() if len(formats) == 1 else "mixed"
     input_files = sorted((name for manifest in manifests for name in manifest["input_files"]), key=_path_key)
-    sharding.update(
-        hosts=hosts, config_fingerprint=config_fingerprint(config),
-        shards=[{key: manifest[key] for key in ("host", "pool_size", "candidate_count", "forwarded_count")}
-                for manifest in manifests],
-        merged_candidates=int(len(pool.ids)))
-    predictions = Predictions(tuple(first["classes"]), predicted_classes(chosen, first["classes"]),
-                              chosen.max(axis=1))
-    drawing = None
-    if pool.vectors is not None:
-        drawing = dict(projection(pool.vectors, np.zeros(len(pool.ids), dtype=bool), selection.indices),
-                       note="; sharded run: the candidates are the rows the shards sent to the merge")
-    stopping = merged_stopping_counts([manifest["stopping"] for manifest in with_rows])
-    return MergeResult(SelectionResult(rows, counts, details, predictions, drawing, stopping), input_files,
-                       input_format, resolve_output_format(config.output_format, input_format), sharding,
-                       {} if schema is None else {field.name: field.type for field in schema})
+    return result, InputFacts(input_files, formats.pop() if len(formats) == 1 else "mixed",
+                              {} if schema is None else {field.name: field.type for field in schema})
 
 
 def calibration_fingerprint(calibration: Optional[CalibrationTable]) -> Optional[str]:
@@ -5415,25 +5491,20 @@ def check_calibration_agreement(manifests: Sequence[Mapping[str, Any]],
                 manifest["host"], how))
 
 
-def _merged_estimate(config: SelectionConfig, pool: MergedPool, selection: Selection, chosen: np.ndarray,
-                     classes: Sequence[Any]) -> Dict[str, Any]:
-    """precision_estimate of a merged SSL selection: the thresholds are found among the merged rows, which hold
-    every selected row and, per class, every row a single run's rule would weigh."""
-    if strategy_for(config.selection_strategy).use_case != "ssl" or pool.calibration is None:
-        return _estimate_facts(config, pool.calibration, selection, chosen, classes)
-    if selection.class_thresholds is None:
-        thresholds = make_sampler(config).class_thresholds(Candidates(pool.probabilities), selection)
-        selection = selection._replace(class_thresholds=thresholds)
-    return _estimate_facts(config, pool.calibration, selection, chosen, classes)
-
-
 def _merge_strategy(config: SelectionConfig, pool: MergedPool, outputs: Sequence[ShardOutput],
                     candidate_count: int) -> Tuple[Selection, Dict[str, Any]]:
+    """The strategy row's merge, and for SSL with calibration_data the per-class thresholds of its selection,
+    found among the merged rows (they hold every selected row and, per class, every row a single run's rule
+    would weigh)."""
     strategy = strategy_for(config.selection_strategy)
     if strategy.batched and config.batch_size >= candidate_count:
         logger.info("BATCH_SIZE=%d is not smaller than the %d candidates: selecting them all", config.batch_size,
                     candidate_count)
-    return strategy.sharding.merge(config, pool, outputs)
+    selection, guarantee = strategy.sharding.merge(config, pool, outputs)
+    if strategy.use_case == "ssl" and pool.calibration is not None and selection.class_thresholds is None:
+        thresholds = make_sampler(config).class_thresholds(Candidates(pool.probabilities), selection)
+        selection = selection._replace(class_thresholds=thresholds)
+    return selection, guarantee
 
 
 # ---- Labeling tasks: the selection as a Ground Truth manifest or Label Studio tasks --------------------------
@@ -6659,14 +6730,13 @@ def _check_labeling_channel(config: SelectionConfig, labeling_dir: Optional[Path
 
 def _select(source: InputTable, config: SelectionConfig,
             previous: Optional[PredictedClasses] = None,
-            calibration: Optional[CalibrationTable] = None) -> Tuple[SelectionResult, str]:
-    """Read the prediction table of ``source`` and run the selection; also returns the output format."""
-    output_format = resolve_output_format(config.output_format, source.fmt)
+            calibration: Optional[CalibrationTable] = None) -> Tuple[SelectionResult, InputFacts]:
+    """Read the prediction table of ``source`` and run the selection."""
     logger.info("Reading %d %s file(s) from %s", len(source.files), source.fmt, source.root)
     rows = open_source(source)
     result = run_selection(rows.pool(config, keep_ids=previous is not None), config, rows.rows_at, previous,
                            calibration)
-    return result, output_format
+    return result, input_facts(source)
 
 
 def _calibration_channel(input_paths: Mapping[str, Any], config: SelectionConfig,
@@ -6721,8 +6791,9 @@ def main(
     ``input_paths["previous_predictions"]`` (optional) is last round's prediction table: the metadata's
     ``stopping`` block then measures how much the two rounds' predictions agree.
 
-    SELECTION_ROLE=shard instead writes one instance's candidates and returns its manifest, and
-    SELECTION_ROLE=merge selects from all shards' outputs found in ``evaluation_data`` (docs/scaling.md).
+    SELECTION_ROLE=shard instead writes one instance's candidates and its manifest (returned in the
+    metadata as ``sharding``), and SELECTION_ROLE=merge selects from all shards' outputs found in
+    ``evaluation_data`` (docs/scaling.md).
     Writes ``selected_samples/selected_samples.<fmt>`` and ``selection_metadata/selection_metadata.json``
     atomically (with ``LABELING_FORMAT`` also the tasks files in ``labeling_tasks``), then ``_SUCCESS``
     (listing them) in every folder, and returns the metadata. This is the
@@ -6753,53 +6824,24 @@ def main(
         _prepare_outputs(samples_dir, metadata_dir, labeling_dir)
         logger.info("Strategy %s (use case %s, job type %s, role %s)", config.selection_strategy, config.use_case,
                     job_type, config.selection_role)
-        if config.selection_role == "shard":
-            calibration = None if calibration_dir is None else read_calibration(
-                calibration_dir, config, _present(samples_dir, metadata_dir, labeling_dir))
-            manifest, shard_files = run_shard(input_dir, samples_dir, metadata_dir, config, resources, job_type,
-                                              previous, calibration)
-            written += shard_files
-            for folder in _present(samples_dir, metadata_dir, labeling_dir):
-                written.append(_mark_success(folder, written))
-            return manifest
-        sharding, arrow_types = None, {}
-        if config.selection_role == "merge":
-            calibration = None if calibration_dir is None else read_calibration(
-                calibration_dir, config, _present(samples_dir, metadata_dir, labeling_dir))
-            result, input_files, input_format, output_format, sharding, arrow_types = merge_select(
-                input_dir, config, skipped=_present(samples_dir, metadata_dir, labeling_dir), calibration=calibration)
-        else:
-            source = scan_input(input_dir, config, forbidden=_present(samples_dir, metadata_dir, labeling_dir))
-            calibration = _load_calibration(calibration_dir, source, config,
-                                            _present(samples_dir, metadata_dir, labeling_dir))
-            result, output_format = _select(source, config, previous, calibration)
-            input_files = [os.path.relpath(str(f.path), str(input_dir)) for f in source.files]
-            input_format, arrow_types = source.fmt, source.arrow_types
-        written.append(Path(save_selected_samples(result.rows, str(samples_dir), output_format,
-                                                  arrow_types=arrow_types)))
-        tasks_written, labeling = _write_labeling_tasks(result, config, labeling_dir)
-        written += tasks_written
-        metadata = {
-            "strategy": config.selection_strategy,
-            "use_case": config.use_case,
-            "job_type": job_type,
-            "config": settings_read(config),
-            **result.counts,
-            "output_format": output_format,
-            "output_file": os.path.relpath(str(written[0]), str(samples_dir)),
-            "input_files": input_files,
-            "details": dict(result.details, input_format=input_format),
-            **labeling,
-            "library_versions": _library_versions(),
-            "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        }
-        if sharding is not None:
-            metadata["sharding"] = sharding
-        metadata["stopping"] = stopping_block(result.stopping, result.counts["labeled_count"], config)
-        metadata["elapsed_seconds"] = round(time.time() - started, 3)
-        written.append(Path(save_selection_metadata(metadata, str(metadata_dir))))
-        written.append(Path(save_selection_report(selection_report_html(metadata, result.drawing), str(metadata_dir))))
-        for folder in _present(samples_dir, metadata_dir, labeling_dir):
+        outputs = _present(samples_dir, metadata_dir, labeling_dir)
+        result, inputs, role_files = _run_role(config, input_dir, samples_dir, metadata_dir, outputs, calibration_dir,
+                                               previous, resources, job_type)
+        written += role_files
+        output_format = "parquet" if result.rows is None else resolve_output_format(config.output_format, inputs.fmt)
+        labeling: Dict[str, Any] = {}
+        if result.rows is not None:
+            written.append(Path(save_selected_samples(result.rows, str(samples_dir), output_format,
+                                                      arrow_types=inputs.arrow_types)))
+            tasks_written, labeling = _write_labeling_tasks(result, config, labeling_dir)
+            written += tasks_written
+        metadata = selection_metadata(config, job_type, result, inputs, output_format,
+                                      os.path.relpath(str(written[0]), str(samples_dir)), labeling, started)
+        if result.rows is not None:
+            written.append(Path(save_selection_metadata(metadata, str(metadata_dir))))
+            written.append(Path(save_selection_report(selection_report_html(metadata, result.drawing),
+                                                      str(metadata_dir))))
+        for folder in outputs:
             written.append(_mark_success(folder, written))
     except BaseException as error:
         folders = _outside_optional_inputs(_output_folders(output_paths) + list(_present(labeling_dir)), input_paths)
@@ -6809,12 +6851,53 @@ def main(
         raise
     finally:
         release_output_folders(claimed)
-    logger.info("Selected %d of %d candidates (pool of %d) with %s in %.2fs", metadata["selected_count"],
-                metadata["candidate_count"], metadata["pool_size"], config.selection_strategy,
-                metadata["elapsed_seconds"])
-    for line in summary_lines(metadata):
-        logger.info("%s", line)
-    logger.info("Selection report: %s", metadata_dir / REPORT_FILENAME)
+    if result.rows is not None:  # a shard said what it sends; the merge reports the selection
+        logger.info("Selected %d of %d candidates (pool of %d) with %s in %.2fs", metadata["selected_count"],
+                    metadata["candidate_count"], metadata["pool_size"], config.selection_strategy,
+                    metadata["elapsed_seconds"])
+        for line in summary_lines(metadata):
+            logger.info("%s", line)
+        logger.info("Selection report: %s", metadata_dir / REPORT_FILENAME)
+    return metadata
+
+
+def _run_role(config: SelectionConfig, input_dir: Path, samples_dir: Path, metadata_dir: Path,
+              outputs: Sequence[Path], calibration_dir: Optional[Path], previous: Optional[PredictedClasses],
+              resources: Optional[ResourceConfig], job_type: str) -> Tuple[SelectionResult, InputFacts, List[Path]]:
+    """The selection of this run's SELECTION_ROLE, its input, and the files the role wrote itself (a shard's)."""
+    if config.selection_role == "single":
+        source = scan_input(input_dir, config, forbidden=outputs)
+        calibration = _load_calibration(calibration_dir, source, config, outputs)
+        return _select(source, config, previous, calibration) + ([],)
+    calibration = None if calibration_dir is None else read_calibration(calibration_dir, config, outputs)
+    if config.selection_role == "merge":
+        return merge_select(input_dir, config, skipped=outputs, calibration=calibration) + ([],)
+    return run_shard(input_dir, samples_dir, metadata_dir, config, resources, job_type, previous, calibration)
+
+
+def selection_metadata(config: SelectionConfig, job_type: str, result: SelectionResult, inputs: InputFacts,
+                       output_format: str, output_file: str, labeling: Mapping[str, Any],
+                       started: float) -> Dict[str, Any]:
+    """The run's metadata, in every role: what ``main`` returns (a shard's holds its manifest as ``sharding``)."""
+    metadata = {
+        "strategy": config.selection_strategy,
+        "use_case": config.use_case,
+        "job_type": job_type,
+        "config": settings_read(config),
+        **result.counts,
+        "output_format": output_format,
+        "output_file": output_file,
+        "input_files": inputs.files,
+        "details": dict(result.details, input_format=inputs.fmt),
+        **labeling,
+        "library_versions": _library_versions(),
+        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if result.sharding is not None:
+        metadata["sharding"] = result.sharding
+    metadata["stopping"] = None if result.stopping is None else stopping_block(
+        result.stopping, result.counts["labeled_count"], config)
+    metadata["elapsed_seconds"] = round(time.time() - started, 3)
     return metadata
 
 
