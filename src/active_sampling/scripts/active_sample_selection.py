@@ -934,10 +934,6 @@ def read_file_columns(data_file: DataFile, csv_columns: Sequence[str] = ()) -> F
     return found
 
 
-def read_column_names(data_file: DataFile) -> List[str]:
-    return read_file_columns(data_file).names
-
-
 def common_columns(files: Sequence[DataFile], found: Optional[Sequence[FileColumns]] = None) -> List[str]:
     """The column names shared by every file, in the first file's order; different columns are an error."""
     found = [read_file_columns(data_file) for data_file in files] if found is None else found
@@ -1013,6 +1009,10 @@ def numeric_columns(columns: Sequence[str], config: SelectionConfig) -> Tuple[Li
     return required, [name for name in columns if name in scores or name in embeddings]
 
 
+class NoRowsError(SelectionError):
+    """Every data file under the input is empty."""
+
+
 def scan_input(root: Path, config: SelectionConfig, forbidden: Sequence[Path] = ()) -> InputTable:
     """Find the data files under ``root`` and agree on their columns and column types, reading no rows.
 
@@ -1023,7 +1023,7 @@ def scan_input(root: Path, config: SelectionConfig, forbidden: Sequence[Path] = 
     found = [read_file_columns(data_file, config.csv_column_names) for data_file in files]
     empty = [data_file for data_file, columns in zip(files, found) if columns.rows == 0]
     if len(empty) == len(files):
-        raise SelectionError("the input under {} has no rows".format(root))
+        raise NoRowsError("the input under {} has no rows".format(root))
     if empty:
         # Empty partitions (a header only, no bytes, a parquet file without rows) add nothing: no rows,
         # no columns, no types.
@@ -1282,32 +1282,6 @@ def _rows_of_file(data_file: DataFile, file_columns: FileColumns, rows: np.ndarr
             pieces.append(_unified(_with_ranges(piece, file_columns, rows[lo:hi], source.columns), source))
         offset += batch.num_rows
     return pieces
-
-
-def read_rows_at(source: InputTable, positions: np.ndarray) -> pd.DataFrame:
-    """Full rows at global ``positions`` (in that order) of parquet ``source``, reading one batch at a time."""
-    import pyarrow as pa
-
-    positions = np.asarray(positions, dtype=np.int64)
-    order = np.argsort(positions, kind="stable")
-    wanted = positions[order]
-    pieces, offset = [], 0
-    for data_file, file_columns in zip(source.files, source.file_columns):
-        lo, hi = np.searchsorted(wanted, [offset, offset + file_columns.rows])
-        if hi > lo:
-            try:
-                pieces += _rows_of_file(data_file, file_columns, wanted[lo:hi] - offset, source)
-            except Exception as error:
-                raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
-        offset += file_columns.rows
-    if pieces:
-        rows = _arrow_to_pandas(pa.concat_tables(pieces))
-    else:
-        schema = pa.schema([pa.field(name, source.arrow_types[name]) for name in source.columns])
-        rows = _arrow_to_pandas(schema.empty_table())
-    inverse = np.empty_like(order)
-    inverse[order] = np.arange(order.size)
-    return rows.iloc[inverse].reset_index(drop=True)
 
 
 # ---- Scores and pool: probabilities, embeddings and labeled rows as arrays -----------------------------------
@@ -4390,13 +4364,9 @@ class TableSource:
     positions, and the rows a shard forwards, one Arrow table per input file. ``open_source`` picks the
     implementation; a new storage is one subclass."""
 
-    def __init__(self, table: InputTable):
+    def __init__(self, table: InputTable, row_counts: Sequence[int]):
         self.table = table
-
-    @property
-    def row_counts(self) -> List[int]:
-        """Rows of each input file, in file order."""
-        raise NotImplementedError
+        self.row_counts = list(row_counts)  # rows of each input file, in file order
 
     def pool(self, config: SelectionConfig, keep_ids: bool = False) -> Pool:
         """The selection arrays (ids checked; kept when ``keep_ids`` or when the storage holds them anyway)."""
@@ -4416,7 +4386,7 @@ class TableSource:
 
     def file_pieces(self, positions: np.ndarray) -> List[Tuple[int, np.ndarray, Any]]:
         """The rows at sorted ``positions``, one Arrow table per file holding any: (file, rows in it, table)."""
-        starts = np.cumsum([0] + list(self.row_counts))
+        starts = np.cumsum([0] + self.row_counts)
         pieces = []
         for index in range(len(self.table.files)):
             lo, hi = np.searchsorted(positions, [starts[index], starts[index + 1]])
@@ -4430,17 +4400,13 @@ class FrameSource(TableSource):
     """Files read whole into one DataFrame (csv, tsv, JSON Lines, mixed formats)."""
 
     def __init__(self, table: InputTable):
-        super().__init__(table)
-        self.frame, self._row_counts = _read_input_rows(table)
-
-    @property
-    def row_counts(self) -> List[int]:
-        return self._row_counts
+        self.frame, row_counts = _read_input_rows(table)
+        super().__init__(table, row_counts)
 
     def pool(self, config: SelectionConfig, keep_ids: bool = False) -> Pool:
         _check_ids(self.frame[config.id_field], config.id_field)
         return pool_from_frame(self.frame, config, index_columns=self.table.index_columns,
-                               locate=row_locator(self.table.files, self._row_counts))
+                               locate=row_locator(self.table.files, self.row_counts))
 
     def rows_at(self, positions: np.ndarray) -> pd.DataFrame:
         return self.frame.iloc[positions].reset_index(drop=True)
@@ -4457,15 +4423,23 @@ class FrameSource(TableSource):
 class ParquetSource(TableSource):
     """Parquet files read a row group at a time: the pool straight into arrays, rows only where wanted."""
 
-    @property
-    def row_counts(self) -> List[int]:
-        return [file_columns.rows for file_columns in self.table.file_columns]
+    def __init__(self, table: InputTable):
+        super().__init__(table, [file_columns.rows for file_columns in table.file_columns])
 
     def pool(self, config: SelectionConfig, keep_ids: bool = False) -> Pool:
         return pool_from_parquet(self.table, config, keep_ids=keep_ids)
 
     def rows_at(self, positions: np.ndarray) -> pd.DataFrame:
-        return read_rows_at(self.table, positions)
+        """Read one batch at a time, keeping only the wanted rows."""
+        import pyarrow as pa
+
+        order = np.argsort(positions, kind="stable")
+        pieces = [table for _, _, table in self.file_pieces(np.asarray(positions, dtype=np.int64)[order])]
+        schema = pa.schema([pa.field(name, self.table.arrow_types[name]) for name in self.table.columns])
+        rows = _arrow_to_pandas(pa.concat_tables(pieces) if pieces else schema.empty_table())
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(order.size)
+        return rows.iloc[inverse].reset_index(drop=True)
 
     def _file_rows(self, index: int, rows: np.ndarray, positions: np.ndarray) -> Any:
         import pyarrow as pa
@@ -4523,17 +4497,6 @@ def pool_totals(pool: Pool, config: SelectionConfig, previous: Optional["Predict
     return PoolTotals(counts, facts, stopping_counts(pool, previous))
 
 
-class SelectionSummary(NamedTuple):
-    """What the metadata reports about a selection, computed while the pool is at hand."""
-
-    chosen: np.ndarray  # (n_selected, n_classes): the selected rows' probabilities, in rank order
-    classes: List[Any]
-    counts: Dict[str, Any]
-    details: Dict[str, Any]
-    drawing: Optional[Dict[str, Any]]
-    stopping: Optional["StoppingCounts"]
-
-
 def run_selection(pool: Pool, config: SelectionConfig, fetch_rows: Callable[[np.ndarray], pd.DataFrame],
                   previous: Optional["PredictedClasses"] = None,
                   calibration: Optional[CalibrationTable] = None) -> SelectionResult:
@@ -4549,15 +4512,16 @@ def run_selection(pool: Pool, config: SelectionConfig, fetch_rows: Callable[[np.
         check_calibration_fits(calibration, pool.score_columns, pool.score_interpretation)
     arrays = None if calibration is None else calibration.calibration
     selection = select_from_pool(pool, config, arrays)
-    summary = summarize_selection(pool, selection, config, pool_totals(pool, config, previous), arrays)
+    chosen, summary = summarize_selection(pool, selection, config, pool_totals(pool, config, previous), arrays)
     del pool
-    return annotated_result(summary, selection, config, fetch_rows)
+    return annotated_result(chosen, summary, selection, config, fetch_rows)
 
 
 def summarize_selection(pool: Pool, selection: Selection, config: SelectionConfig, totals: PoolTotals,
-                        calibration: Optional[Calibration] = None) -> SelectionSummary:
-    """The metadata's counts and details, and the report's drawing, of ``selection`` from ``pool`` (a single
-    run's pool, or the merge's pool of every shard's forwarded rows, whose ``totals`` the shards counted)."""
+                        calibration: Optional[Calibration] = None) -> Tuple[np.ndarray, SelectionResult]:
+    """The selected rows' probabilities (in rank order), and what the metadata and the report say about the
+    selection, computed while ``pool`` is at hand (a single run's pool, or the merge's pool of every shard's
+    forwarded rows, whose ``totals`` the shards counted); the rows are fetched later."""
     chosen = pool.probabilities[selection.indices]
     counts, details = _selection_facts(pool, selection, chosen, totals.counts)
     counts = dict(counts, **summary_fields(totals.facts, chosen, strategy_for(config.selection_strategy).use_case),
@@ -4565,18 +4529,19 @@ def summarize_selection(pool: Pool, selection: Selection, config: SelectionConfi
     drawing = None if pool.vectors is None else projection(pool.vectors, pool.labeled, selection.indices)
     if drawing is not None and totals.note:
         drawing = dict(drawing, note=totals.note)
-    return SelectionSummary(chosen, list(pool.classes), counts, details, drawing, totals.stopping)
+    classes = list(pool.classes)
+    predictions = Predictions(tuple(classes), predicted_classes(chosen, classes), chosen.max(axis=1))
+    return chosen, SelectionResult(rows=None, counts=counts, details=details, predictions=predictions,
+                                   drawing=drawing, stopping=totals.stopping)
 
 
-def annotated_result(summary: SelectionSummary, selection: Selection, config: SelectionConfig,
+def annotated_result(chosen: np.ndarray, summary: SelectionResult, selection: Selection, config: SelectionConfig,
                      fetch_rows: Callable[[np.ndarray], pd.DataFrame],
                      sharding: Optional[Dict[str, Any]] = None) -> SelectionResult:
-    """The selected rows, fetched and annotated, with what ``summary`` says about them."""
-    chosen, classes = summary.chosen, summary.classes
-    rows = annotate(fetch_rows(selection.indices), chosen, classes, selection.scores, config.selection_strategy)
-    predictions = Predictions(tuple(classes), predicted_classes(chosen, classes), chosen.max(axis=1))
-    return SelectionResult(rows, summary.counts, summary.details, predictions, summary.drawing, summary.stopping,
-                           sharding)
+    """``summary`` with the selected rows fetched and annotated (``chosen``: their probabilities)."""
+    rows = annotate(fetch_rows(selection.indices), chosen, list(summary.predictions.classes), selection.scores,
+                    config.selection_strategy)
+    return summary._replace(rows=rows, sharding=sharding)
 
 
 REVIEW_FACTS = "review"  # the metadata entry of a strategy's own facts (Selection.facts)
@@ -4953,62 +4918,44 @@ def _check_no_shard_columns(columns: Sequence[str]) -> None:
 
 def _shard_input(root: Path, config: SelectionConfig, forbidden: Sequence[Path]) -> Optional[InputTable]:
     """The data this shard received, or None: with more instances than files, an instance receives none."""
-    files: List[DataFile] = []
-    if root.is_dir():
-        try:
-            files = discover_data_files(root, forbidden)
-        except NoDataFilesError:
-            pass
-    if not files or all(read_file_columns(data_file, config.csv_column_names).rows == 0 for data_file in files):
-        logger.info("This shard received no rows under %s: it sends no candidates", root)
-        return None
-    return scan_input(root, config, forbidden)
+    try:
+        if root.is_dir():
+            return scan_input(root, config, forbidden)
+    except (NoDataFilesError, NoRowsError):
+        pass
+    logger.info("This shard received no rows under %s: it sends no candidates", root)
+    return None
 
 
 def run_shard(input_dir: Path, samples_dir: Path, metadata_dir: Path, config: SelectionConfig,
               resources: ResourceConfig, job_type: str,
-              previous: Optional["PredictedClasses"] = None,
-              calibration: Optional[CalibrationTable] = None) -> Tuple[SelectionResult, InputFacts, List[Path]]:
-    """Select this shard's candidates and write them with the manifest the merge checks them against.
+              previous: Optional["PredictedClasses"] = None, calibration: Optional[CalibrationTable] = None
+              ) -> Tuple[SelectionResult, InputFacts, List[Tuple[Path, Callable[[Path], None]]]]:
+    """Select this shard's candidates: what a selection returns (no rows; the manifest the merge checks the
+    shard's outputs against as ``sharding``), its input, and the files to write with their writers.
 
-    Returns what a selection returns (no rows: the shard forwards them; its manifest as ``sharding``),
-    its input and the files written (which are removed again if writing fails midway).
     ``previous`` (last round's predictions, read whole by every shard) feeds the shard's stopping counts,
     which the merge adds up.
     """
-    names = shard_file_names(resources.current_host)
     source = _shard_input(input_dir, config, forbidden=(samples_dir, metadata_dir))
-    shard = None
+    shard = _NO_ROWS
     if source is not None:
         if calibration is not None:
             check_calibration_apart(read_id_column(source, config.id_field), calibration, config.id_field)
         shard = _shard_select(source, config, resources, previous, calibration)
     manifest = shard_manifest(config, resources, job_type, calibration, shard)
     files = [(samples_dir / name, lambda target, piece=piece: _write_arrow(piece, target))
-             for name, piece in zip(manifest["candidate_files"], [] if shard is None else shard.pieces)]
+             for name, piece in zip(manifest["candidate_files"], shard.pieces)]
     if manifest["labeled_file"]:
         files.append((samples_dir / manifest["labeled_file"], lambda target: _save_npy(target, shard.labeled)))
     text = json.dumps(manifest, indent=2, default=_json_default, allow_nan=False) + "\n"
-    files += [(folder / names["manifest"], lambda target: target.write_text(text, encoding="utf-8"))
-              for folder in (samples_dir, metadata_dir)]
-    written: List[Path] = []
-    try:
-        for path, write in files:
-            written.append(path)
-            _write_atomically(path, write)
-    except BaseException:
-        for path in written:
-            if path.is_file():
-                path.unlink()
-        raise
+    files += [(folder / shard_file_names(resources.current_host)["manifest"],
+               lambda target: target.write_text(text, encoding="utf-8")) for folder in (samples_dir, metadata_dir)]
     logger.info("Shard %s (%d of %d): %d rows, %d candidates, sending %d", resources.current_host,
                 resources.hosts.index(resources.current_host) + 1, len(resources.hosts), manifest["pool_size"],
                 manifest["candidate_count"], manifest["forwarded_count"])
-    if shard is None:
-        return (SelectionResult(rows=None, counts={key: 0 for key in POOL_COUNTS}, details={}, sharding=manifest),
-                InputFacts([], None, {}), written)
     return (SelectionResult(rows=None, counts=shard.counts, details=shard.summary_details,
-                            stopping=shard.totals.stopping, sharding=manifest), shard.inputs, written)
+                            stopping=shard.totals.stopping, sharding=manifest), shard.inputs, files)
 
 
 def _write_arrow(table: Any, target: Path) -> None:
@@ -5114,33 +5061,31 @@ def _shard_select(source: InputTable, config: SelectionConfig, resources: Resour
                           pieces, labeled, counts, summary_details)
 
 
+_NO_ROWS = ShardSelection(inputs=InputFacts([], None, {}), columns=[], kinds={}, arrow_schema=None, column_dtypes={},
+                          totals=PoolTotals({key: 0 for key in POOL_COUNTS}, {}, None), details={}, rule_facts={},
+                          radius=None, pieces=[], labeled=None, counts={key: 0 for key in POOL_COUNTS},
+                          summary_details={})  # a shard that received no rows: it sends none
+
+
 def shard_manifest(config: SelectionConfig, resources: ResourceConfig, job_type: str,
-                   calibration: Optional[CalibrationTable], shard: Optional[ShardSelection]) -> Dict[str, Any]:
-    """The manifest the merge checks a shard's outputs against (``shard`` None: it received no rows)."""
+                   calibration: Optional[CalibrationTable], shard: ShardSelection) -> Dict[str, Any]:
+    """The manifest the merge checks a shard's outputs against."""
     names = shard_file_names(resources.current_host)
-    has_labeled = shard is not None and shard.labeled is not None and shard.labeled.shape[0] > 0
-    manifest = {
+    labeled = 0 if shard.labeled is None else int(shard.labeled.shape[0])
+    stopping = shard.totals.stopping
+    return {
         "format": SHARD_FORMAT, "host": resources.current_host, "hosts": resources.hosts, "job_type": job_type,
         "config_fingerprint": config_fingerprint(config), "config": shared_settings(config),
-        "input_files": [] if shard is None else shard.inputs.files,
-        "input_format": None if shard is None else shard.inputs.fmt,
-        "columns": [] if shard is None else shard.columns, "kinds": {} if shard is None else shard.kinds,
-        "arrow_schema": None if shard is None else shard.arrow_schema,
-        "column_dtypes": {} if shard is None else shard.column_dtypes,
-        **(shard.totals.counts if shard is not None else {key: 0 for key in POOL_COUNTS}),
-        "forwarded_count": 0 if shard is None else sum(piece.num_rows for piece in shard.pieces),
-        "candidate_files": [] if shard is None else [names["piece"].format(n) for n in range(len(shard.pieces))],
-        "labeled_file": names["labeled"] if has_labeled else None,
-        "labeled_vectors": int(shard.labeled.shape[0]) if has_labeled else 0,
-        "candidate_vector_sum": None,
-        "covering_radius_chord": None if shard is None else shard.radius,
-        "details": {} if shard is None else shard.details,
-        "stopping": None if shard is None else shard.totals.stopping._asdict(),
-        "calibration_fingerprint": calibration_fingerprint(calibration),
+        "input_files": shard.inputs.files, "input_format": shard.inputs.fmt, "columns": shard.columns,
+        "kinds": shard.kinds, "arrow_schema": shard.arrow_schema, "column_dtypes": shard.column_dtypes,
+        **shard.totals.counts, "forwarded_count": sum(piece.num_rows for piece in shard.pieces),
+        "candidate_files": [names["piece"].format(number) for number in range(len(shard.pieces))],
+        "labeled_file": names["labeled"] if labeled else None, "labeled_vectors": labeled,
+        "candidate_vector_sum": None, "covering_radius_chord": shard.radius, "details": shard.details,
+        "stopping": None if stopping is None else stopping._asdict(),
+        "calibration_fingerprint": calibration_fingerprint(calibration), **shard.rule_facts,
+        **({} if stopping is None else {"pool_facts": shard.totals.facts}),
     }
-    if shard is None:
-        return manifest
-    return dict(manifest, **shard.rule_facts, pool_facts=shard.totals.facts)
 
 
 class ShardOutput(NamedTuple):
@@ -5352,7 +5297,7 @@ def _merged_rows(pool: MergedPool, chosen: np.ndarray, columns: Sequence[str], s
                  dtypes: Dict[str, Any]) -> pd.DataFrame:
     """Full rows of ``chosen`` (positions in the pool, in rank order).
 
-    Parquet pieces are cast to the types all shards agree on and converted as ``read_rows_at`` converts
+    Parquet pieces are cast to the types all shards agree on and converted as ``ParquetSource.rows_at`` converts
     a single run's rows; csv/tsv pieces are converted one by one and ``dtypes`` applied (``_merged_dtypes``).
     """
     import pyarrow as pa
@@ -5460,9 +5405,9 @@ def merge_select(input_dir: Path, config: SelectionConfig, skipped: Sequence[Pat
     sharding = dict(guarantee, hosts=hosts, config_fingerprint=config_fingerprint(config),
                     shards=[{key: manifest[key] for key in ("host", "pool_size", "candidate_count", "forwarded_count")}
                             for manifest in manifests], merged_candidates=int(len(pool.ids)))
-    result = annotated_result(summarize_selection(pool, selection, config, totals, pool.calibration), selection,
-                              config, lambda chosen: _merged_rows(pool, chosen, first_shard["columns"], schema, dtypes),
-                              sharding)
+    chosen, summary = summarize_selection(pool, selection, config, totals, pool.calibration)
+    result = annotated_result(chosen, summary, selection, config,
+                              lambda rows: _merged_rows(pool, rows, first_shard["columns"], schema, dtypes), sharding)
     formats = {manifest["input_format"] for manifest in with_rows}
     input_files = sorted((name for manifest in manifests for name in manifest["input_files"]), key=_path_key)
     return result, InputFacts(input_files, formats.pop() if len(formats) == 1 else "mixed",
@@ -6728,17 +6673,6 @@ def _check_labeling_channel(config: SelectionConfig, labeling_dir: Optional[Path
             config.labeling_format, LABELING_CHANNEL, LABELING_CHANNEL))
 
 
-def _select(source: InputTable, config: SelectionConfig,
-            previous: Optional[PredictedClasses] = None,
-            calibration: Optional[CalibrationTable] = None) -> Tuple[SelectionResult, InputFacts]:
-    """Read the prediction table of ``source`` and run the selection."""
-    logger.info("Reading %d %s file(s) from %s", len(source.files), source.fmt, source.root)
-    rows = open_source(source)
-    result = run_selection(rows.pool(config, keep_ids=previous is not None), config, rows.rows_at, previous,
-                           calibration)
-    return result, input_facts(source)
-
-
 def _calibration_channel(input_paths: Mapping[str, Any], config: SelectionConfig,
                          outputs: Sequence[Optional[Path]]) -> Optional[Path]:
     """The calibration_data folder when one is given, checked against the outputs and the settings."""
@@ -6756,16 +6690,6 @@ def _calibration_channel(input_paths: Mapping[str, Any], config: SelectionConfig
                              "calibration_data measures pseudo-label precision, for the SSL strategies {}; leave it "
                              "out".format(config.selection_strategy, ", ".join(SSL_STRATEGIES)))
     return folder
-
-
-def _load_calibration(folder: Optional[Path], source: InputTable, config: SelectionConfig,
-                      forbidden: Sequence[Path]) -> Optional[CalibrationTable]:
-    """calibration_data read and checked to share no id with the evaluation data."""
-    if folder is None:
-        return None
-    calibration = read_calibration(folder, config, forbidden)
-    check_calibration_apart(read_id_column(source, config.id_field), calibration, config.id_field)
-    return calibration
 
 
 def _write_labeling_tasks(result: SelectionResult, config: SelectionConfig,
@@ -6827,7 +6751,9 @@ def main(
         outputs = _present(samples_dir, metadata_dir, labeling_dir)
         result, inputs, role_files = _run_role(config, input_dir, samples_dir, metadata_dir, outputs, calibration_dir,
                                                previous, resources, job_type)
-        written += role_files
+        for path, write in role_files:
+            written.append(path)
+            _write_atomically(path, write)
         output_format = "parquet" if result.rows is None else resolve_output_format(config.output_format, inputs.fmt)
         labeling: Dict[str, Any] = {}
         if result.rows is not None:
@@ -6863,16 +6789,22 @@ def main(
 
 def _run_role(config: SelectionConfig, input_dir: Path, samples_dir: Path, metadata_dir: Path,
               outputs: Sequence[Path], calibration_dir: Optional[Path], previous: Optional[PredictedClasses],
-              resources: Optional[ResourceConfig], job_type: str) -> Tuple[SelectionResult, InputFacts, List[Path]]:
-    """The selection of this run's SELECTION_ROLE, its input, and the files the role wrote itself (a shard's)."""
-    if config.selection_role == "single":
-        source = scan_input(input_dir, config, forbidden=outputs)
-        calibration = _load_calibration(calibration_dir, source, config, outputs)
-        return _select(source, config, previous, calibration) + ([],)
+              resources: Optional[ResourceConfig], job_type: str
+              ) -> Tuple[SelectionResult, InputFacts, List[Tuple[Path, Callable[[Path], None]]]]:
+    """The selection of this run's SELECTION_ROLE, its input, and the files only this role writes (a shard's)."""
+    source = scan_input(input_dir, config, forbidden=outputs) if config.selection_role == "single" else None
     calibration = None if calibration_dir is None else read_calibration(calibration_dir, config, outputs)
     if config.selection_role == "merge":
         return merge_select(input_dir, config, skipped=outputs, calibration=calibration) + ([],)
-    return run_shard(input_dir, samples_dir, metadata_dir, config, resources, job_type, previous, calibration)
+    if config.selection_role == "shard":
+        return run_shard(input_dir, samples_dir, metadata_dir, config, resources, job_type, previous, calibration)
+    if calibration is not None:
+        check_calibration_apart(read_id_column(source, config.id_field), calibration, config.id_field)
+    logger.info("Reading %d %s file(s) from %s", len(source.files), source.fmt, source.root)
+    rows = open_source(source)
+    result = run_selection(rows.pool(config, keep_ids=previous is not None), config, rows.rows_at, previous,
+                           calibration)
+    return result, input_facts(source), []
 
 
 def selection_metadata(config: SelectionConfig, job_type: str, result: SelectionResult, inputs: InputFacts,
