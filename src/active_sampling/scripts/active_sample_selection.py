@@ -3952,25 +3952,6 @@ def read_calibration(root: Path, config: SelectionConfig, forbidden: Sequence[Pa
                             pool.score_interpretation, root)
 
 
-def read_id_column(source: InputTable, id_field: str) -> pd.Series:
-    """The id column of every file of ``source``, read alone."""
-    parts = []
-    for data_file, file_columns in zip(source.files, source.file_columns):
-        try:
-            if data_file.fmt == "parquet":
-                import pyarrow.parquet as pq
-
-                table = pq.read_table(str(data_file.path), columns=_stored([id_field], file_columns))
-                table = _with_ranges(table, file_columns, np.arange(table.num_rows), [id_field])
-                parts.append(table.column(id_field).to_pandas())
-            else:
-                parts.append(pd.read_csv(data_file.path, sep=_SEPARATORS[data_file.fmt], usecols=[id_field],
-                                         dtype={id_field: object}, keep_default_na=False)[id_field])
-        except Exception as error:
-            raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
-    return pd.concat(parts, ignore_index=True)
-
-
 def check_calibration_apart(evaluation_ids: pd.Series, calibration: CalibrationTable, id_field: str) -> None:
     """The calibration ids must not occur in the evaluation data (compared as text)."""
     calibration_ids = set(calibration.ids.astype(str))
@@ -4506,9 +4487,11 @@ def run_selection(pool: Pool, config: SelectionConfig, fetch_rows: Callable[[np.
     returns the input rows at the given positions, in that order. Pass the pool without keeping a
     reference: its arrays are released before the rows are fetched. ``previous`` (last round's
     predicted classes; the pool must then carry its ids) feeds the stopping counts. With ``calibration``
-    (calibration_data), SSL strategies report a precision estimate.
+    (calibration_data; the pool must carry its ids, which it may not share), SSL strategies report a
+    precision estimate.
     """
     if calibration is not None:
+        check_calibration_apart(pool.ids, calibration, config.id_field)
         check_calibration_fits(calibration, pool.score_columns, pool.score_interpretation)
     arrays = None if calibration is None else calibration.calibration
     selection = select_from_pool(pool, config, arrays)
@@ -4938,11 +4921,7 @@ def run_shard(input_dir: Path, samples_dir: Path, metadata_dir: Path, config: Se
     which the merge adds up.
     """
     source = _shard_input(input_dir, config, forbidden=(samples_dir, metadata_dir))
-    shard = _NO_ROWS
-    if source is not None:
-        if calibration is not None:
-            check_calibration_apart(read_id_column(source, config.id_field), calibration, config.id_field)
-        shard = _shard_select(source, config, resources, previous, calibration)
+    shard = _NO_ROWS if source is None else _shard_select(source, config, resources, previous, calibration)
     manifest = shard_manifest(config, resources, job_type, calibration, shard)
     files = [(samples_dir / name, lambda target, piece=piece: _write_arrow(piece, target))
              for name, piece in zip(manifest["candidate_files"], shard.pieces)]
@@ -5016,11 +4995,12 @@ def _shard_select(source: InputTable, config: SelectionConfig, resources: Resour
     _check_no_shard_columns(source.columns)
     relative = [os.path.relpath(str(f.path), str(source.root)).replace(os.sep, "/") for f in source.files]
     rows = open_source(source)
-    pool = rows.pool(config, keep_ids=previous is not None)
+    pool = rows.pool(config, keep_ids=previous is not None or calibration is not None)
     strategy = strategy_for(config.selection_strategy)
     rule = strategy.sharding
     candidates = np.flatnonzero(candidate_mask(pool, strategy))
     if calibration is not None:
+        check_calibration_apart(pool.ids, calibration, config.id_field)
         check_calibration_fits(calibration, pool.score_columns, pool.score_interpretation)
     own = _candidates(pool, candidates, strategy)._replace(
         calibration=None if calibration is None else calibration.calibration)
@@ -6798,12 +6778,10 @@ def _run_role(config: SelectionConfig, input_dir: Path, samples_dir: Path, metad
         return merge_select(input_dir, config, skipped=outputs, calibration=calibration) + ([],)
     if config.selection_role == "shard":
         return run_shard(input_dir, samples_dir, metadata_dir, config, resources, job_type, previous, calibration)
-    if calibration is not None:
-        check_calibration_apart(read_id_column(source, config.id_field), calibration, config.id_field)
     logger.info("Reading %d %s file(s) from %s", len(source.files), source.fmt, source.root)
     rows = open_source(source)
-    result = run_selection(rows.pool(config, keep_ids=previous is not None), config, rows.rows_at, previous,
-                           calibration)
+    result = run_selection(rows.pool(config, keep_ids=previous is not None or calibration is not None), config,
+                           rows.rows_at, previous, calibration)
     return result, input_facts(source), []
 
 
