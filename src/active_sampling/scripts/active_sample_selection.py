@@ -560,10 +560,6 @@ _OTHER_FORMATS_HINT = (".csv, .tsv (also .gz), .parquet, .pq, .jsonl, .json (JSO
                        "and parquet of any name")
 
 
-def _is_not_data(name: str) -> bool:
-    return bool(_NOT_DATA.match(name))
-
-
 def _first_bytes(path: Path, count: int = 4096) -> bytes:
     try:
         with open(str(path), "rb") as handle:
@@ -648,7 +644,7 @@ def _walk(folder: Path, relative: Tuple[str, ...], seen: set, forbidden: Sequenc
         raise SelectionError("cannot read input folder {}: {}".format(folder, error.strerror or error)) from None
     for name in entries:
         path = folder / name
-        if _is_not_data(name):
+        if _NOT_DATA.match(name):
             yield path, None
             continue
         try:
@@ -716,12 +712,6 @@ class FileColumns(NamedTuple):
     json_schema: Any = None  # JSON Lines: the (nested) Arrow schema the file is read with
 
 
-def _open_text(data_file: DataFile) -> Any:
-    if data_file.path.name.lower().endswith(".gz"):
-        return gzip.open(str(data_file.path), "rt", encoding="utf-8-sig", newline="")
-    return open(str(data_file.path), "r", encoding="utf-8-sig", newline="")
-
-
 _NUMBER_TEXT = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*\Z")
 
 
@@ -733,7 +723,8 @@ def _csv_header(data_file: DataFile, csv_columns: Sequence[str] = ()) -> Tuple[L
     row otherwise (with as many fields). Without CSV_COLUMNS, a first line holding a number is a data row
     of a file without a header: an error asking for CSV_COLUMNS, never a header made of data.
     """
-    with _open_text(data_file) as handle:
+    opener = gzip.open if data_file.path.name.lower().endswith(".gz") else open
+    with opener(str(data_file.path), "rt", encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle, delimiter=_SEPARATORS[data_file.fmt])
         first = next(reader, None)
         second = next((row for row in reader if row), None)  # pandas skips blank lines too
@@ -841,7 +832,9 @@ def _json_lines_schema(data_file: DataFile) -> Tuple[Optional[Any], int]:
 
 def _flattened(table: Any) -> Any:
     """``table`` with every object field as ``outer.inner`` columns."""
-    while any(_is_struct(field.type) for field in table.schema):
+    import pyarrow as pa
+
+    while any(pa.types.is_struct(field.type) for field in table.schema):
         table = table.flatten()
     return table
 
@@ -861,12 +854,6 @@ def _json_lines_table(data_file: DataFile, schema: Any = None) -> Optional[Any]:
     options = pj.ParseOptions(explicit_schema=schema)
     return _flattened(pa.concat_tables([pj.read_json(io.BytesIO(chunk), parse_options=options)
                                         for chunk in _json_chunks(data_file)]))
-
-
-def _is_struct(arrow_type: Any) -> bool:
-    import pyarrow as pa
-
-    return pa.types.is_struct(arrow_type)
 
 
 def _json_lines_columns(data_file: DataFile) -> FileColumns:
@@ -1164,10 +1151,6 @@ def _read_parquet(data_file: DataFile, file_columns: FileColumns, source: InputT
     return _arrow_to_pandas(_unified(table, source))
 
 
-def _read_json_lines(data_file: DataFile, file_columns: FileColumns, source: InputTable) -> pd.DataFrame:
-    return _arrow_to_pandas(_unified(_json_lines_table(data_file, file_columns.json_schema), source))
-
-
 def _csv_columns(data_file: DataFile, csv_columns: Sequence[str]) -> FileColumns:
     header, has_rows, has_header = _csv_header(data_file, csv_columns)
     return FileColumns(header, {}, None if has_rows else 0, [], {}, has_header)
@@ -1188,7 +1171,8 @@ def _read_csv(data_file: DataFile, file_columns: FileColumns, source: InputTable
     if len(frame):
         numbers = [name for name in source.numbers if not _holds_arrays(frame[name])]  # JSON arrays stay text
         _check_numeric(frame, numbers, "", where=data_file.path)
-    return _in_column_order(frame, source.columns)
+    # Selecting columns copies the whole frame on older pandas: do it only when the order differs.
+    return frame if list(frame.columns) == source.columns else frame[source.columns]
 
 
 # Each file format's two readers: what a file declares (columns, types, rows) and its rows as a DataFrame.
@@ -1197,7 +1181,9 @@ _FILE_READERS: Dict[str, Tuple[Callable[[DataFile, Sequence[str]], FileColumns],
     "csv": (_csv_columns, _read_csv),
     "tsv": (_csv_columns, _read_csv),
     "parquet": (lambda data_file, csv_columns: _parquet_columns(data_file), _read_parquet),
-    "jsonl": (lambda data_file, csv_columns: _json_lines_columns(data_file), _read_json_lines),
+    "jsonl": (lambda data_file, csv_columns: _json_lines_columns(data_file),
+              lambda data_file, file_columns, source: _arrow_to_pandas(
+                  _unified(_json_lines_table(data_file, file_columns.json_schema), source))),
 }
 
 
@@ -1209,18 +1195,14 @@ def load_inference_data(inference_data_dir: Any, id_field: str = "id",
     if config is None:
         config = parse_environment({"SELECTION_STRATEGY": "uncertainty", "ID_FIELD": id_field})
     source = scan_input(Path(inference_data_dir), config)
-    table = read_input_table(source)
+    table, _ = read_input_table(source)
     _check_ids(table[config.id_field], config.id_field)
     return table, source.fmt
 
 
-def read_input_table(source: InputTable) -> pd.DataFrame:
-    """Every file of ``source`` as one table; header-only parts add no rows."""
-    return _read_input_rows(source)[0]
-
-
-def _read_input_rows(source: InputTable) -> Tuple[pd.DataFrame, List[int]]:
-    """``read_input_table`` and the number of rows each file of ``source`` gave, in file order."""
+def read_input_table(source: InputTable) -> Tuple[pd.DataFrame, List[int]]:
+    """Every file of ``source`` as one table (header-only parts add no rows), and the number of rows each
+    file gave, in file order."""
     frames = [_read_file(data_file, file_columns, source)
               for data_file, file_columns in zip(source.files, source.file_columns)]
     filled = [frame for frame in frames if len(frame)] or frames[:1]
@@ -1239,11 +1221,6 @@ def row_locator(files: Sequence[DataFile], row_counts: Sequence[int]) -> Callabl
         index = int(np.searchsorted(starts, position, side="right")) - 1
         return "row {} of {}".format(int(position - starts[index]) + 1, files[index].path)
     return locate
-
-
-def _in_column_order(frame: pd.DataFrame, order: List[str]) -> pd.DataFrame:
-    # Selecting columns copies the whole frame on older pandas: do it only when the order differs.
-    return frame if list(frame.columns) == order else frame[order]
 
 
 def _check_ids(ids: pd.Series, id_field: str) -> None:
@@ -3936,7 +3913,7 @@ def read_calibration(root: Path, config: SelectionConfig, forbidden: Sequence[Pa
     # Its format never decides the output's; its rows are never candidates.
     reading = config._replace(output_format=config.output_format or "csv")
     source = scan_input(root, reading, forbidden)
-    table = read_input_table(source)
+    table, _ = read_input_table(source)
     _check_ids(table[config.id_field], config.id_field)
     pool = pool_from_frame(table, reading, index_columns=source.index_columns)
     unlabeled = np.flatnonzero(~pool.labeled)
@@ -4381,7 +4358,7 @@ class FrameSource(TableSource):
     """Files read whole into one DataFrame (csv, tsv, JSON Lines, mixed formats)."""
 
     def __init__(self, table: InputTable):
-        self.frame, row_counts = _read_input_rows(table)
+        self.frame, row_counts = read_input_table(table)
         super().__init__(table, row_counts)
 
     def pool(self, config: SelectionConfig, keep_ids: bool = False) -> Pool:
@@ -4458,6 +4435,7 @@ class SelectionResult(NamedTuple):
 
 
 POOL_COUNTS = ("pool_size", "labeled_count", "candidate_count")  # the counts of a pool, in the metadata's order
+REVIEW_FACTS = "review"  # the metadata entry of a strategy's own facts (Selection.facts)
 
 
 class PoolTotals(NamedTuple):
@@ -4506,9 +4484,14 @@ def summarize_selection(pool: Pool, selection: Selection, config: SelectionConfi
     selection, computed while ``pool`` is at hand (a single run's pool, or the merge's pool of every shard's
     forwarded rows, whose ``totals`` the shards counted); the rows are fetched later."""
     chosen = pool.probabilities[selection.indices]
-    counts, details = _selection_facts(pool, selection, chosen, totals.counts)
-    counts = dict(counts, **summary_fields(totals.facts, chosen, strategy_for(config.selection_strategy).use_case),
+    review = {REVIEW_FACTS: selection.facts} if selection.facts else {}
+    counts = dict(totals.counts, **_selected_counts(chosen, pool.classes, selection.scores), **review,
+                  **summary_fields(totals.facts, chosen, strategy_for(config.selection_strategy).use_case),
                   **_estimate_facts(config, calibration, selection, chosen, pool.classes))
+    vectors = {} if pool.vectors is None else {"vector_columns": len(pool.vector_columns),
+                                                "vector_source": pool.vector_source}
+    details = {"score_columns": pool.score_columns, "score_interpretation": pool.score_interpretation, **vectors,
+               "classes": [str(label) for label in pool.classes]}
     drawing = None if pool.vectors is None else projection(pool.vectors, pool.labeled, selection.indices)
     if drawing is not None and totals.note:
         drawing = dict(drawing, note=totals.note)
@@ -4525,22 +4508,6 @@ def annotated_result(chosen: np.ndarray, summary: SelectionResult, selection: Se
     rows = annotate(fetch_rows(selection.indices), chosen, list(summary.predictions.classes), selection.scores,
                     config.selection_strategy)
     return summary._replace(rows=rows, sharding=sharding)
-
-
-REVIEW_FACTS = "review"  # the metadata entry of a strategy's own facts (Selection.facts)
-
-
-def _selection_facts(pool: Pool, selection: Selection, chosen: np.ndarray,
-                     totals: Mapping[str, int]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    classes = [str(label) for label in pool.classes]
-    counts = dict(totals, **_selected_counts(chosen, pool.classes, selection.scores))
-    if selection.facts:
-        counts[REVIEW_FACTS] = selection.facts
-    vectors = {} if pool.vectors is None else {"vector_columns": len(pool.vector_columns),
-                                                "vector_source": pool.vector_source}
-    details = {"score_columns": pool.score_columns, "score_interpretation": pool.score_interpretation, **vectors,
-               "classes": classes}
-    return counts, details
 
 
 def _log_rule(sampler: _Sampler, candidates: Candidates, strategy: Strategy, classes: Sequence[Any]) -> None:
@@ -4933,8 +4900,9 @@ def run_shard(input_dir: Path, samples_dir: Path, metadata_dir: Path, config: Se
     logger.info("Shard %s (%d of %d): %d rows, %d candidates, sending %d", resources.current_host,
                 resources.hosts.index(resources.current_host) + 1, len(resources.hosts), manifest["pool_size"],
                 manifest["candidate_count"], manifest["forwarded_count"])
-    return (SelectionResult(rows=None, counts=shard.counts, details=shard.summary_details,
-                            stopping=shard.totals.stopping, sharding=manifest), shard.inputs, files)
+    result = SelectionResult(rows=None, counts=shard.totals.counts, details=shard.details,
+                             stopping=shard.totals.stopping, sharding=manifest)
+    return result, shard.inputs, files
 
 
 def _write_arrow(table: Any, target: Path) -> None:
@@ -4982,8 +4950,6 @@ class ShardSelection(NamedTuple):
     radius: Optional[float]  # diversity: the covering radius its picks leave, in chord units
     pieces: List[Any]  # the forwarded rows, one Arrow table per input file holding any
     labeled: Optional[np.ndarray]  # labeled rows' vectors, for rules that send them
-    counts: Dict[str, Any]  # the metadata's counts: the pool's, and the forwarded rows' as the selected ones
-    summary_details: Dict[str, Any]  # the metadata's details
 
 
 def _shard_select(source: InputTable, config: SelectionConfig, resources: ResourceConfig,
@@ -5018,10 +4984,6 @@ def _shard_select(source: InputTable, config: SelectionConfig, resources: Resour
     sent = picks.indices[order]
     scores = np.asarray(picks.scores, dtype=np.float64)[order]
     probabilities = own.probabilities
-    chosen = probabilities[sent]
-    counts, summary_details = _selection_facts(pool, Selection(indices=positions, scores=scores), chosen,
-                                               totals.counts)
-    counts = dict(counts, **summary_fields(totals.facts, chosen, strategy.use_case))
     del pool, own
     pieces, done = [], 0
     for index, local, table in rows.file_pieces(positions):
@@ -5038,13 +5000,12 @@ def _shard_select(source: InputTable, config: SelectionConfig, resources: Resour
         pieces.append(table)
     return ShardSelection(InputFacts(relative, source.fmt, source.arrow_types), source.columns, source.kinds,
                           _schema_text(source), rows.column_dtypes(), totals, details, rule_facts, picks.radius,
-                          pieces, labeled, counts, summary_details)
+                          pieces, labeled)
 
 
 _NO_ROWS = ShardSelection(inputs=InputFacts([], None, {}), columns=[], kinds={}, arrow_schema=None, column_dtypes={},
                           totals=PoolTotals({key: 0 for key in POOL_COUNTS}, {}, None), details={}, rule_facts={},
-                          radius=None, pieces=[], labeled=None, counts={key: 0 for key in POOL_COUNTS},
-                          summary_details={})  # a shard that received no rows: it sends none
+                          radius=None, pieces=[], labeled=None)  # a shard that received no rows: it sends none
 
 
 def shard_manifest(config: SelectionConfig, resources: ResourceConfig, job_type: str,
