@@ -1037,7 +1037,9 @@ def scan_input(root: Path, config: SelectionConfig, forbidden: Sequence[Path] = 
                 declared[name].append((kind, data_file))
     required += sorted(typed - set(required))
     kinds = {name: _agreed_kind(name, declared[name], name in strict) for name in columns}
-    arrow_types = _agreed_arrow_types(files, found, columns)
+    typed_files = [file_columns for data_file, file_columns in zip(files, found) if data_file.fmt in _TYPED_FORMATS]
+    arrow_types = {name: agreed_arrow_type([file_columns.arrow_types[name] for file_columns in typed_files])
+                   for name in columns} if typed_files else {}
     index_columns = sorted({name for file_columns in found for name in file_columns.index_columns})
     return InputTable(root, files, found, columns, {k: v for k, v in kinds.items() if v}, required, arrow_types,
                       index_columns, input_format)
@@ -1053,14 +1055,6 @@ def _agreed_kind(name: str, declared: List[Tuple[str, DataFile]], strict: bool) 
     raise SelectionError("column {!r} is {} in {} but {} in {}: part files must agree on each column's type{}".format(
         name, kind_a, file_a.path, kind_b, file_b.path,
         " (csv cells are text)" if "csv" in (file_a.fmt, file_b.fmt) or "tsv" in (file_a.fmt, file_b.fmt) else ""))
-
-
-def _agreed_arrow_types(files: Sequence[DataFile], found: Sequence[FileColumns], columns: Sequence[str]
-                        ) -> Dict[str, Any]:
-    typed = [file_columns for data_file, file_columns in zip(files, found) if data_file.fmt in _TYPED_FORMATS]
-    if not typed:
-        return {}
-    return {name: agreed_arrow_type([file_columns.arrow_types[name] for file_columns in typed]) for name in columns}
 
 
 def agreed_arrow_type(types: Sequence[Any]) -> Any:
@@ -4312,11 +4306,6 @@ class InputFacts(NamedTuple):
     arrow_types: Dict[str, Any]  # parquet input: each column's agreed Arrow type (kept in parquet output)
 
 
-def input_facts(table: InputTable) -> InputFacts:
-    return InputFacts([os.path.relpath(str(f.path), str(table.root)) for f in table.files], table.fmt,
-                      table.arrow_types)
-
-
 class TableSource:
     """The rows of a scanned input, read the way its storage allows: the pool, the full rows at given
     positions, and the rows a shard forwards, one Arrow table per input file. ``open_source`` picks the
@@ -4866,17 +4855,6 @@ def _check_no_shard_columns(columns: Sequence[str]) -> None:
                              "them".format(_preview(reserved), SHARD_COLUMN_PREFIX))
 
 
-def _shard_input(root: Path, config: SelectionConfig, forbidden: Sequence[Path]) -> Optional[InputTable]:
-    """The data this shard received, or None: with more instances than files, an instance receives none."""
-    try:
-        if root.is_dir():
-            return scan_input(root, config, forbidden)
-    except (NoDataFilesError, NoRowsError):
-        pass
-    logger.info("This shard received no rows under %s: it sends no candidates", root)
-    return None
-
-
 def run_shard(input_dir: Path, samples_dir: Path, metadata_dir: Path, config: SelectionConfig,
               resources: ResourceConfig, job_type: str,
               previous: Optional["PredictedClasses"] = None, calibration: Optional[CalibrationTable] = None
@@ -4887,7 +4865,13 @@ def run_shard(input_dir: Path, samples_dir: Path, metadata_dir: Path, config: Se
     ``previous`` (last round's predictions, read whole by every shard) feeds the shard's stopping counts,
     which the merge adds up.
     """
-    source = _shard_input(input_dir, config, forbidden=(samples_dir, metadata_dir))
+    source = None
+    try:  # with more instances than files, an instance receives none
+        source = scan_input(input_dir, config, (samples_dir, metadata_dir)) if input_dir.is_dir() else None
+    except (NoDataFilesError, NoRowsError):
+        pass
+    if source is None:
+        logger.info("This shard received no rows under %s: it sends no candidates", input_dir)
     shard = _NO_ROWS if source is None else _shard_select(source, config, resources, previous, calibration)
     manifest = shard_manifest(config, resources, job_type, calibration, shard)
     files = [(samples_dir / name, lambda target, piece=piece: _write_arrow(piece, target))
@@ -6590,7 +6574,6 @@ def _read_previous(input_paths: Any, config: SelectionConfig, outputs: Sequence[
     folder = _optional_input(input_paths, PREVIOUS_CHANNEL)
     if folder is None:
         return None
-    _check_optional_inputs_apart({PREVIOUS_CHANNEL: folder}, outputs)
     if config.selection_role == "merge":
         raise SelectionError("{} is read by the shard step (each shard matches its own rows); the merge adds up "
                              "their counts: give it to the shard step, not to the merge".format(PREVIOUS_CHANNEL))
@@ -6614,9 +6597,9 @@ def _check_labeling_channel(config: SelectionConfig, labeling_dir: Optional[Path
             config.labeling_format, LABELING_CHANNEL, LABELING_CHANNEL))
 
 
-def _calibration_channel(input_paths: Mapping[str, Any], config: SelectionConfig,
-                         outputs: Sequence[Optional[Path]]) -> Optional[Path]:
-    """The calibration_data folder when one is given, checked against the outputs and the settings."""
+def _calibration_channel(input_paths: Mapping[str, Any], config: SelectionConfig) -> Optional[Path]:
+    """The calibration_data folder when one is given, checked against the settings (``main`` checks it lies
+    apart from the outputs, as every optional input)."""
     folder = _optional_input(input_paths, CALIBRATION_CHANNEL)
     strategy = strategy_for(config.selection_strategy)
     if folder is None:
@@ -6625,7 +6608,6 @@ def _calibration_channel(input_paths: Mapping[str, Any], config: SelectionConfig
                                  "predictions on held-out labeled rows".format(config.selection_strategy,
                                                                               CALIBRATION_CHANNEL, CALIBRATION_CHANNEL))
         return None
-    _check_optional_inputs_apart({CALIBRATION_CHANNEL: folder}, _present(*outputs))
     if strategy.use_case != "ssl":
         raise SelectionError("calibration_data is given but SELECTION_STRATEGY={} selects rows for humans to label: "
                              "calibration_data measures pseudo-label precision, for the SSL strategies {}; leave it "
@@ -6677,19 +6659,19 @@ def main(
         metadata_dir = _channel(output_paths, METADATA_CHANNEL, "output")
         input_dir = _channel(input_paths, INPUT_CHANNEL, "input")
         check_folders_apart(input_dir, samples_dir, metadata_dir, labeling_dir)
-        _check_optional_inputs_apart(_optional_inputs(input_paths), _present(samples_dir, metadata_dir, labeling_dir))
+        outputs = _present(samples_dir, metadata_dir, labeling_dir)
+        _check_optional_inputs_apart(_optional_inputs(input_paths), outputs)
         folders_checked = True  # before any output folder is created (claimed)
-        claimed = claim_output_folders(_present(samples_dir, metadata_dir, labeling_dir))
+        claimed = claim_output_folders(outputs)
         config = parse_environment(environ_vars)
         _check_labeling_channel(config, labeling_dir)
-        calibration_dir = _calibration_channel(input_paths, config, (samples_dir, metadata_dir, labeling_dir))
+        calibration_dir = _calibration_channel(input_paths, config)
         job_type = _job_type(job_args)
         resources = check_role_fits_instances(config)
-        previous = _read_previous(input_paths, config, _present(samples_dir, metadata_dir, labeling_dir))
+        previous = _read_previous(input_paths, config, outputs)
         _prepare_outputs(samples_dir, metadata_dir, labeling_dir)
         logger.info("Strategy %s (use case %s, job type %s, role %s)", config.selection_strategy, config.use_case,
                     job_type, config.selection_role)
-        outputs = _present(samples_dir, metadata_dir, labeling_dir)
         result, inputs, role_files = _run_role(config, input_dir, samples_dir, metadata_dir, outputs, calibration_dir,
                                                previous, resources, job_type)
         for path, write in role_files:
@@ -6743,7 +6725,9 @@ def _run_role(config: SelectionConfig, input_dir: Path, samples_dir: Path, metad
     rows = open_source(source)
     result = run_selection(rows.pool(config, keep_ids=previous is not None or calibration is not None), config,
                            rows.rows_at, previous, calibration)
-    return result, input_facts(source), []
+    inputs = InputFacts([os.path.relpath(str(f.path), str(input_dir)) for f in source.files], source.fmt,
+                        source.arrow_types)
+    return result, inputs, []
 
 
 def selection_metadata(config: SelectionConfig, job_type: str, result: SelectionResult, inputs: InputFacts,
