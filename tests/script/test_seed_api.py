@@ -5,7 +5,6 @@ exercised here, and seed 001's own test examples run as written (only the import
 """
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
@@ -651,9 +650,8 @@ def test_an_unknown_strategy_cannot_fall_through():
 
 def test_selection_config_fields_are_env_vars_in_order_with_their_types():
     kinds = {"int": int, "float": float, "str": str, "choice": str}
-    assert tuple(field.name for field in dataclasses.fields(script.SelectionConfig)) == tuple(
-        var.field for var in script.ENV_VARS)
-    hints = script.SelectionConfig.__annotations__
+    assert script.SelectionConfig._fields == tuple(var.field for var in script.ENV_VARS)
+    hints = script.get_type_hints(script.SelectionConfig)  # without the setting declared in each annotation
     for var in script.ENV_VARS:
         expected = kinds[var.kind]
         assert hints[var.field] in ((expected,) if var.default != "" else (script.Optional[expected],)), var.name

@@ -23,15 +23,14 @@ environment variables listed in ``ENV_VARS``; locally, the channels can be point
 block). Tests call ``main``. With ``LABELING_FORMAT`` set, an active-learning selection is also written as
 labeling tasks: a SageMaker Ground Truth input manifest or a Label Studio tasks file with its labeling configuration.
 
-The file reads in the order the data flows: constants; settings (``ENV_VARS``, ``parse_environment``);
+The file reads in the order the data flows: constants; settings (``SelectionConfig``, ``parse_environment``);
 loading; scores and pool; samplers; engine (``STRATEGY_TABLE``, ``run_selection``); sharding; labeling
-tasks; writing; ``main`` and the command line. ``ENV_VARS`` is declared in the settings section and built
-once the strategy table exists, since its SELECTION_STRATEGY choices are the table's names.
+tasks (``LABELING_FORMAT_TABLE``); writing; ``main`` and the command line. ``ENV_VARS``, declared by the
+``SelectionConfig`` fields, is built after both tables, which give SELECTION_STRATEGY and LABELING_FORMAT their choices.
 """
 
 import argparse
 import csv
-import dataclasses
 import datetime
 import errno
 import hashlib
@@ -51,7 +50,8 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Collection, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import (Annotated, Any, Callable, Collection, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence,
+                    Tuple, get_type_hints)
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
@@ -152,135 +152,114 @@ def _preview(names: Sequence[Any], limit: int = 8) -> str:
 # and docs/config.md are derived from these declarations.
 
 class EnvVar(NamedTuple):
-    """One environment variable of the script contract: a ``SelectionConfig`` field's declaration.
+    """One environment variable of the script contract, declared in the annotation of its ``SelectionConfig`` field.
 
-    ``default`` is the text used when the variable is missing, None or "" (all three mean unset);
-    ``None`` marks a required variable and ``""`` an optional one whose unset state is meaningful.
-    ``kind`` follows from the field: "choice" with choices, else its type ("int", "float" or "str").
+    ``default`` is the text used when the variable is missing, None or "" (all three mean unset): ``None`` marks a
+    required variable, ``""`` an optional one. ``choices`` may be a function returning them, for a table further
+    down the file. ``field`` and ``kind`` ("choice", "int", "float" or "str") follow from the annotated field.
     """
 
     name: str
-    field: str
-    kind: str
     default: Optional[str]
     description: str
     choices: Tuple[str, ...] = ()
     minimum: Optional[float] = None
     maximum: Optional[float] = None
+    field: str = ""
+    kind: str = ""
 
     @property
     def required(self) -> bool:
         return self.default is None
 
 
-def setting(name: str, default: Optional[str], description: str, *, choices: Any = (),
-            minimum: Optional[float] = None, maximum: Optional[float] = None) -> Any:
-    """A ``SelectionConfig`` field read from the environment variable ``name`` (see ``EnvVar``).
+class SelectionConfig(NamedTuple):
+    """Typed value of every setting, each declared by its annotation; optional ones are None when unset."""
 
-    ``choices`` is a tuple, or a function returning one for a table defined further down the file.
-    """
-    return dataclasses.field(metadata={"env_var": dict(name=name, default=default, description=description,
-                                                       choices=choices, minimum=minimum, maximum=maximum)})
-
-
-@dataclasses.dataclass(frozen=True)
-class SelectionConfig:
-    """Typed value of every setting; optional ones are None when unset. See ``parse_environment``."""
-
-    selection_strategy: str = setting("SELECTION_STRATEGY", None, "Selection strategy.",
-                                      choices=lambda: STRATEGIES)
-    use_case: str = setting("USE_CASE", "auto", "ssl and active_learning allow only their own strategies; auto "
-                            "allows all.", choices=USE_CASES)
-    id_field: str = setting("ID_FIELD", "id", "Column holding a unique id per row.")
-    label_field: Optional[str] = setting(
-        "LABEL_FIELD", "", "Column holding known labels; rows where it is filled are never selected (and are the "
-        "initial centers for diversity), except by label_review, which selects among them only. Unset: no row is "
-        "labeled, with a warning when a column looks like labels (label, labels, y, target); none: no row is "
-        "labeled, silently.")
-    score_field: Optional[str] = setting(
-        "SCORE_FIELD", "", "One score column to use (a probability of the positive class, or a logit), or an array "
-        "column holding one score per class (a JSON Lines \"probabilities\": [..] field, a parquet list).")
-    score_field_prefix: str = setting("SCORE_FIELD_PREFIX", "prob_class_",
-                                      "Prefix of the per-class score columns, used when SCORE_FIELD is unset.")
-    embedding_field_prefix: str = setting("EMBEDDING_FIELD_PREFIX", "emb_",
-                                          "Prefix of the embedding columns used by diversity and badge.")
-    embedding_field: Optional[str] = setting(
-        "EMBEDDING_FIELD", "", "diversity, badge: one array column holding each row's embedding (a parquet list, a "
-        "JSON Lines array, a CSV cell holding a JSON array); used instead of the EMBEDDING_FIELD_PREFIX columns.")
-    feature_columns: Optional[str] = setting(
-        "FEATURE_COLUMNS", "", "diversity, badge: the columns to use as embeddings, comma-separated; used instead of "
-        "the EMBEDDING_FIELD_PREFIX columns. Unset and no such columns: every numeric column, with a warning.")
-    csv_columns: Optional[str] = setting(
-        "CSV_COLUMNS", "", "Column names of CSV/TSV files without a header (Batch Transform output; with "
-        "join_source=Input the input's columns, then the model's), comma-separated. A file whose first line is "
-        "exactly these names has it as its header.")
-    output_format: Optional[str] = setting("OUTPUT_FORMAT", "", "Format of selected_samples; unset: the input's "
-                                           "format.", choices=OUTPUT_FORMATS)
-    random_seed: int = setting("RANDOM_SEED", "42", "Seed of badge's k-means++ sampling and of diversity's k-means.",
-                               minimum=0, maximum=MAX_SEED)
-    confidence_threshold: float = setting("CONFIDENCE_THRESHOLD", "0.9", "confidence_threshold: minimum "
-                                          "max-probability of a selected row.", minimum=0.5, maximum=1.0)
-    max_samples: int = setting("MAX_SAMPLES", "0", "confidence_threshold: keep at most this many, the most "
-                               "confident (0 = no limit).", minimum=0)
-    k_per_class: int = setting("K_PER_CLASS", "100", "top_k_per_class: rows kept per predicted class.", minimum=1)
-    uncertainty_mode: str = setting("UNCERTAINTY_MODE", "margin", "uncertainty, and diversity's pre-filter: how "
-                                    "uncertainty is measured.", choices=UNCERTAINTY_MODES)
-    batch_size: int = setting("BATCH_SIZE", "32", "uncertainty, diversity, badge, label_review: number of rows to "
-                              "select.", minimum=1)
-    metric: str = setting("METRIC", "euclidean", "diversity, badge: distance between embeddings.", choices=METRICS)
-    selection_role: str = setting(
-        "SELECTION_ROLE", "single", "single: select from the whole input; shard: one instance of a multi-instance "
-        "job picks its own candidates; merge: selects from every shard's candidates.", choices=SELECTION_ROLES)
-    oversampling: int = setting("OVERSAMPLING", "4", "diversity, badge with SELECTION_ROLE=shard: each shard picks "
-                                "OVERSAMPLING x BATCH_SIZE candidates.", minimum=1, maximum=1000)
-    resource_config_path: str = setting(
+    selection_strategy: Annotated[str, EnvVar("SELECTION_STRATEGY", None, "Selection strategy.",
+        choices=lambda: STRATEGIES)]
+    use_case: Annotated[str, EnvVar("USE_CASE", "auto", "ssl and active_learning allow only their own strategies; auto "
+        "allows all.", choices=USE_CASES)]
+    id_field: Annotated[str, EnvVar("ID_FIELD", "id", "Column holding a unique id per row.")]
+    label_field: Annotated[Optional[str], EnvVar("LABEL_FIELD", "", "Column holding known labels; rows where it is "
+        "filled are never selected (and are the initial centers for diversity), except by label_review, which selects "
+        "among them only. Unset: no row is labeled, with a warning when a column looks like labels (label, labels, y, "
+        "target); none: no row is labeled, silently.")]
+    score_field: Annotated[Optional[str], EnvVar("SCORE_FIELD", "", "One score column to use (a probability of the "
+        "positive class, or a logit), or an array column holding one score per class (a JSON Lines \"probabilities\": "
+        "[..] field, a parquet list).")]
+    score_field_prefix: Annotated[str, EnvVar("SCORE_FIELD_PREFIX", "prob_class_", "Prefix of the per-class score "
+        "columns, used when SCORE_FIELD is unset.")]
+    embedding_field_prefix: Annotated[str, EnvVar("EMBEDDING_FIELD_PREFIX", "emb_", "Prefix of the embedding columns "
+        "used by diversity and badge.")]
+    embedding_field: Annotated[Optional[str], EnvVar("EMBEDDING_FIELD", "", "diversity, badge: one array column "
+        "holding each row's embedding (a parquet list, a JSON Lines array, a CSV cell holding a JSON array); used "
+        "instead of the EMBEDDING_FIELD_PREFIX columns.")]
+    feature_columns: Annotated[Optional[str], EnvVar("FEATURE_COLUMNS", "", "diversity, badge: the columns to use as "
+        "embeddings, comma-separated; used instead of the EMBEDDING_FIELD_PREFIX columns. Unset and no such columns: "
+        "every numeric column, with a warning.")]
+    csv_columns: Annotated[Optional[str], EnvVar("CSV_COLUMNS", "", "Column names of CSV/TSV files without a header "
+        "(Batch Transform output; with join_source=Input the input's columns, then the model's), comma-separated. A "
+        "file whose first line is exactly these names has it as its header.")]
+    output_format: Annotated[Optional[str], EnvVar("OUTPUT_FORMAT", "", "Format of selected_samples; unset: the "
+        "input's format.", choices=OUTPUT_FORMATS)]
+    random_seed: Annotated[int, EnvVar("RANDOM_SEED", "42", "Seed of badge's k-means++ sampling and of diversity's "
+        "k-means.", minimum=0, maximum=MAX_SEED)]
+    confidence_threshold: Annotated[float, EnvVar("CONFIDENCE_THRESHOLD", "0.9", "confidence_threshold: minimum "
+        "max-probability of a selected row.", minimum=0.5, maximum=1.0)]
+    max_samples: Annotated[int, EnvVar("MAX_SAMPLES", "0", "confidence_threshold: keep at most this many, the most "
+        "confident (0 = no limit).", minimum=0)]
+    k_per_class: Annotated[int, EnvVar("K_PER_CLASS", "100", "top_k_per_class: rows kept per predicted class.",
+        minimum=1)]
+    uncertainty_mode: Annotated[str, EnvVar("UNCERTAINTY_MODE", "margin", "uncertainty, and diversity's pre-filter: "
+        "how uncertainty is measured.", choices=UNCERTAINTY_MODES)]
+    batch_size: Annotated[int, EnvVar("BATCH_SIZE", "32", "uncertainty, diversity, badge, label_review: number of rows "
+        "to select.", minimum=1)]
+    metric: Annotated[str, EnvVar("METRIC", "euclidean", "diversity, badge: distance between embeddings.",
+        choices=METRICS)]
+    selection_role: Annotated[str, EnvVar("SELECTION_ROLE", "single", "single: select from the whole input; shard: one "
+        "instance of a multi-instance job picks its own candidates; merge: selects from every shard's candidates.",
+        choices=SELECTION_ROLES)]
+    oversampling: Annotated[int, EnvVar("OVERSAMPLING", "4", "diversity, badge with SELECTION_ROLE=shard: each shard "
+        "picks OVERSAMPLING x BATCH_SIZE candidates.", minimum=1, maximum=1000)]
+    resource_config_path: Annotated[str, EnvVar(
         "RESOURCE_CONFIG_PATH", RESOURCE_CONFIG_PATH, "SageMaker's resource config (current_host, hosts), read by "
-        "shard and merge; local runs point it at their own file.")
-    diversity_method: Optional[str] = setting(
-        "DIVERSITY_METHOD", "", "diversity, hybrid: kcenter (greedy farthest-first from the labeled rows) or kmeans "
-        "(k-means with BATCH_SIZE clusters, the row nearest each centroid). Unset: the strategy's own, kcenter for "
-        "diversity and kmeans for hybrid.", choices=DIVERSITY_METHODS)
-    uncertainty_prefilter: Optional[int] = setting(
-        "UNCERTAINTY_PREFILTER", "", "diversity, hybrid: choose among the UNCERTAINTY_PREFILTER x BATCH_SIZE most "
-        "uncertain candidates by UNCERTAINTY_MODE only (0 = all candidates). Unset: the strategy's own, 0 for "
-        "diversity and 3 for hybrid.", minimum=0)
-    labeling_format: str = setting(
-        "LABELING_FORMAT", "none", "Also write the active-learning selection as labeling tasks into labeling_tasks: "
-        "a SageMaker Ground Truth input manifest, or Label Studio tasks with their labeling configuration.",
-        choices=lambda: LABELING_FORMATS)
-    labeling_data_field: Optional[str] = setting(
-        "LABELING_DATA_FIELD", "", "Column annotators see: a text, or an s3:// or https:// URI of the object to "
-        "label. Required with a LABELING_FORMAT.")
-    stop_agreement: float = setting(
-        "STOP_AGREEMENT", "0.99", "Stopping signal: should_stop once Cohen's kappa between previous_predictions and "
-        "this round's predicted classes (unlabeled rows in both) reaches it (0 = off). Never changes the selection.",
-        minimum=0.0, maximum=1.0)
-    stop_max_labeled: int = setting("STOP_MAX_LABELED", "0", "Stopping signal: should_stop once the labeled rows "
-                                    "(LABEL_FIELD filled) reach it (0 = off).", minimum=0)
-    stop_max_uncertainty: float = setting(
-        "STOP_MAX_UNCERTAINTY", "0", "Stopping signal: should_stop once every candidate's margin uncertainty "
-        "1 - (p1 - p2) is below it (0 = off).", minimum=0.0, maximum=1.0)
-    review_method: str = setting(
-        "REVIEW_METHOD", "confident_learning", "label_review: confident_learning (the labeled rows confident "
-        "learning flags, prune by noise rate, lowest probability of the given label first) or self_confidence "
-        "(every labeled row, lowest probability of the given label first).", choices=REVIEW_METHODS)
-    committee_prefixes: Optional[str] = setting(
-        "COMMITTEE_PREFIXES", "", "committee: comma-separated column prefixes, one per member (at least 2), e.g. "
-        "m0_prob_class_,m1_prob_class_; member j's columns are <prefix_j><class>, read like the score columns. "
-        "Required by committee.")
-    disagreement: str = setting(
-        "DISAGREEMENT", "bald", "committee: vote_entropy (entropy of the members' votes), consensus_entropy (entropy "
-        "of the mean of their probabilities) or bald (mutual information: that entropy minus the members' mean "
-        "entropy).", choices=DISAGREEMENTS)
-    target_precision: float = setting(
-        "TARGET_PRECISION", "0.95", "precision_target: the pseudo-label precision each class's threshold must be "
-        "shown to reach on calibration_data.", minimum=0.5, maximum=0.999)
-    precision_confidence: float = setting(
-        "PRECISION_CONFIDENCE", "0.95", "precision_target: confidence of the one-sided Clopper-Pearson lower bound "
-        "that must reach TARGET_PRECISION.", minimum=0.5, maximum=0.999)
-    class_balance: str = setting(
-        "CLASS_BALANCE", "none", "precision_target: none keeps every row above its class's threshold; align caps "
-        "each class's pseudo-labels at its share of the calibration labels times the total.", choices=CLASS_BALANCES)
+        "shard and merge; local runs point it at their own file.")]
+    diversity_method: Annotated[Optional[str], EnvVar("DIVERSITY_METHOD", "", "diversity, hybrid: kcenter (greedy "
+        "farthest-first from the labeled rows) or kmeans (k-means with BATCH_SIZE clusters, the row nearest each "
+        "centroid). Unset: the strategy's own, kcenter for diversity and kmeans for hybrid.",
+        choices=DIVERSITY_METHODS)]
+    uncertainty_prefilter: Annotated[Optional[int], EnvVar("UNCERTAINTY_PREFILTER", "", "diversity, hybrid: choose "
+        "among the UNCERTAINTY_PREFILTER x BATCH_SIZE most uncertain candidates by UNCERTAINTY_MODE only (0 = all "
+        "candidates). Unset: the strategy's own, 0 for diversity and 3 for hybrid.", minimum=0)]
+    labeling_format: Annotated[str, EnvVar("LABELING_FORMAT", "none", "Also write the active-learning selection as "
+        "labeling tasks into labeling_tasks: a SageMaker Ground Truth input manifest, or Label Studio tasks with their "
+        "labeling configuration.", choices=lambda: LABELING_FORMATS)]
+    labeling_data_field: Annotated[Optional[str], EnvVar("LABELING_DATA_FIELD", "", "Column annotators see: a text, or "
+        "an s3:// or https:// URI of the object to label. Required with a LABELING_FORMAT.")]
+    stop_agreement: Annotated[float, EnvVar("STOP_AGREEMENT", "0.99", "Stopping signal: should_stop once Cohen's kappa "
+        "between previous_predictions and this round's predicted classes (unlabeled rows in both) reaches it (0 = "
+        "off). Never changes the selection.", minimum=0.0, maximum=1.0)]
+    stop_max_labeled: Annotated[int, EnvVar("STOP_MAX_LABELED", "0", "Stopping signal: should_stop once the labeled "
+        "rows (LABEL_FIELD filled) reach it (0 = off).", minimum=0)]
+    stop_max_uncertainty: Annotated[float, EnvVar("STOP_MAX_UNCERTAINTY", "0", "Stopping signal: should_stop once "
+        "every candidate's margin uncertainty 1 - (p1 - p2) is below it (0 = off).", minimum=0.0, maximum=1.0)]
+    review_method: Annotated[str, EnvVar("REVIEW_METHOD", "confident_learning", "label_review: confident_learning (the "
+        "labeled rows confident learning flags, prune by noise rate, lowest probability of the given label first) or "
+        "self_confidence (every labeled row, lowest probability of the given label first).", choices=REVIEW_METHODS)]
+    committee_prefixes: Annotated[Optional[str], EnvVar("COMMITTEE_PREFIXES", "", "committee: comma-separated column "
+        "prefixes, one per member (at least 2), e.g. m0_prob_class_,m1_prob_class_; member j's columns are "
+        "<prefix_j><class>, read like the score columns. Required by committee.")]
+    disagreement: Annotated[str, EnvVar("DISAGREEMENT", "bald", "committee: vote_entropy (entropy of the members' "
+        "votes), consensus_entropy (entropy of the mean of their probabilities) or bald (mutual information: that "
+        "entropy minus the members' mean entropy).", choices=DISAGREEMENTS)]
+    target_precision: Annotated[float, EnvVar("TARGET_PRECISION", "0.95", "precision_target: the pseudo-label "
+        "precision each class's threshold must be shown to reach on calibration_data.", minimum=0.5, maximum=0.999)]
+    precision_confidence: Annotated[float, EnvVar("PRECISION_CONFIDENCE", "0.95", "precision_target: confidence of the "
+        "one-sided Clopper-Pearson lower bound that must reach TARGET_PRECISION.", minimum=0.5, maximum=0.999)]
+    class_balance: Annotated[str, EnvVar("CLASS_BALANCE", "none", "precision_target: none keeps every row above its "
+        "class's threshold; align caps each class's pseudo-labels at its share of the calibration labels times the "
+        "total.", choices=CLASS_BALANCES)]
 
     @property
     def feature_column_names(self) -> List[str]:
@@ -290,28 +269,15 @@ class SelectionConfig:
     def csv_column_names(self) -> List[str]:
         return _name_list(self.csv_columns)
 
-    def _replace(self, **changes: Any) -> "SelectionConfig":
-        """A copy with ``changes`` (the NamedTuple spelling callers use)."""
-        return dataclasses.replace(self, **changes)
-
-    def _asdict(self) -> Dict[str, Any]:
-        """Field name -> value, in declaration order."""
-        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
-
-
-_KINDS = {int: "int", float: "float", str: "str"}
-
 
 def declared_env_vars(config_class: type = SelectionConfig) -> Tuple[EnvVar, ...]:
-    """The ``EnvVar`` of every field of ``config_class`` declared with ``setting``, in declaration order."""
+    """The ``EnvVar`` of every field of ``config_class``, from its annotation, in declaration order."""
     env_vars = []
-    for field in dataclasses.fields(config_class):
-        declared = dict(field.metadata["env_var"])
-        choices = declared.pop("choices")
-        choices = tuple(choices() if callable(choices) else choices)
-        value_type = next(arg for arg in getattr(field.type, "__args__", (field.type,)) if arg is not type(None))
-        env_vars.append(EnvVar(field=field.name, kind="choice" if choices else _KINDS[value_type], choices=choices,
-                               **declared))
+    for field, hint in get_type_hints(config_class, include_extras=True).items():
+        value_type, var = hint.__origin__, hint.__metadata__[0]
+        choices = tuple(var.choices() if callable(var.choices) else var.choices)
+        value_type = next(arg for arg in getattr(value_type, "__args__", (value_type,)) if arg is not type(None))
+        env_vars.append(var._replace(field=field, kind="choice" if choices else value_type.__name__, choices=choices))
     return tuple(env_vars)
 
 
@@ -355,36 +321,30 @@ def _parse_env_value(var: EnvVar, raw: str) -> Any:
 
 
 def _in_range(var: EnvVar, number: Any, given: Any) -> Any:
-    out_of_range = (
-        not math.isfinite(number)
-        or (var.minimum is not None and number < var.minimum)
-        or (var.maximum is not None and number > var.maximum)
-    )
-    if out_of_range:
+    if (not math.isfinite(number) or (var.minimum is not None and number < var.minimum)
+            or (var.maximum is not None and number > var.maximum)):
         raise SelectionError("{}={!r} is out of range: expected {}".format(var.name, given, _allowed_text(var)))
     return number
 
 
-def _typed_value(var: EnvVar, value: Any) -> Any:
-    """A Python value for ``var``, checked as the same value in the environment would be; text is parsed."""
-    if isinstance(value, str) or var.kind in ("str", "choice"):
-        return _parse_env_value(var, _env_text(var.name, value))
-    whole = isinstance(value, numbers.Integral) or (var.kind == "float" and isinstance(value, numbers.Real))
-    if isinstance(value, (bool, np.bool_)) or not whole:
-        raise SelectionError("{}={!r} is not valid: expected {}".format(var.name, value, _allowed_text(var)))
-    return _in_range(var, int(value) if var.kind == "int" else float(value), value)
-
-
 def default_value(var: EnvVar) -> Any:
-    """The value of ``var`` when it is unset: its default parsed, None for an optional one; an error when it is
-    required."""
+    """The value of ``var`` when it is unset: its default parsed, None for an optional one; required: an error."""
     if var.required:
         raise SelectionError("{} is required: expected {}".format(var.name, _allowed_text(var)))
     return None if var.default == "" else _parse_env_value(var, var.default)
 
 
-def _is_unset(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and value.strip() == "")
+def _typed_value(var: EnvVar, value: Any) -> Any:
+    """The value of ``var`` given ``value``, checked as in the environment: text is parsed, numbers are taken as
+    they are; None and blank text mean unset."""
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        return default_value(var)
+    if isinstance(value, str) or var.kind in ("str", "choice"):
+        return _parse_env_value(var, _env_text(var.name, value))
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral if var.kind == "int" else
+                                                              numbers.Real):
+        raise SelectionError("{}={!r} is not valid: expected {}".format(var.name, value, _allowed_text(var)))
+    return _in_range(var, int(value) if var.kind == "int" else float(value), value)
 
 
 def validate_strategy_for_use_case(strategy: str, use_case: str) -> None:
@@ -419,46 +379,34 @@ def _env_text(name: str, raw: Any) -> Optional[str]:
 
 
 def parse_environment(environ_vars: Mapping[str, Any]) -> SelectionConfig:
-    """Parse and range-check every variable of ``ENV_VARS``; missing, None and "" all mean unset.
-
-    Values are strings as in a real environment; ints and floats are accepted and read through ``str``.
-    """
+    """Parse and range-check every variable of ``ENV_VARS``; missing, None and "" all mean unset. Values are
+    strings as in a real environment; ints and floats are accepted and read through ``str``."""
     if environ_vars is None:
         environ_vars = {}
     if not isinstance(environ_vars, Mapping):
         raise SelectionError("environ_vars must be a mapping of variable names to strings, not {}".format(
             type(environ_vars).__name__))
-    values = {}
-    for var in ENV_VARS:
-        raw = _env_text(var.name, environ_vars.get(var.name))
-        values[var.field] = default_value(var) if _is_unset(raw) else _parse_env_value(var, raw)
-    return checked_config(values)
+    return config_from_values({var.field: _env_text(var.name, environ_vars.get(var.name)) for var in ENV_VARS})
 
 
-def config_from_values(values: Mapping[str, Any]) -> SelectionConfig:
-    """``parse_environment`` for Python values by field name (numbers as numbers, not as text)."""
-    return checked_config({var.field: default_value(var) if _is_unset(values.get(var.field))
-                           else _typed_value(var, values[var.field]) for var in ENV_VARS})
-
-
-def checked_config(values: Mapping[str, Any], rules: Optional[Sequence[Callable[..., None]]] = None
-                   ) -> SelectionConfig:
-    """The ``SelectionConfig`` of parsed ``values``: LABEL_FIELD=none read as no labels, each unset setting its
-    strategy reads given the strategy's default, and every rule of ``SETTING_RULES`` (or ``rules``) checked."""
-    label_field = values["label_field"]
-    no_labels = label_field is not None and label_field.strip().lower() == NO_LABELS
-    config = with_strategy_defaults(SelectionConfig(**dict(values, label_field="" if no_labels else label_field)))
+def config_from_values(values: Mapping[str, Any], rules: Optional[Sequence[Callable[..., None]]] = None
+                       ) -> SelectionConfig:
+    """``parse_environment`` for values by field name: text is parsed, numbers are taken as they are; missing,
+    None and blank mean unset. LABEL_FIELD=none reads as no labels, each unset setting its strategy reads takes the
+    strategy's default, and every rule of ``SETTING_RULES`` (or of ``rules``) is checked."""
+    typed = {var.field: _typed_value(var, values.get(var.field)) for var in ENV_VARS}
+    if typed["label_field"] is not None and typed["label_field"].strip().lower() == NO_LABELS:
+        typed["label_field"] = ""
+    config = with_strategy_defaults(SelectionConfig(**typed))
     for rule in SETTING_RULES if rules is None else rules:
         rule(config)
     return config
 
 
 def with_strategy_defaults(config: SelectionConfig) -> SelectionConfig:
-    """``config`` with each unset setting its strategy reads filled in with its sampler's own default.
-
-    The sampler classes' constructor defaults are the strategies' defaults: ``hybrid`` and ``diversity``
-    share DIVERSITY_METHOD and UNCERTAINTY_PREFILTER but default to kmeans behind beta = 3 and to plain kcenter.
-    """
+    """``config`` with each unset setting its strategy reads filled in with its sampler's constructor default:
+    ``hybrid`` and ``diversity`` share DIVERSITY_METHOD and UNCERTAINTY_PREFILTER but default to kmeans behind
+    beta = 3 and to plain kcenter."""
     strategy = strategy_for(config.selection_strategy)
     defaults = inspect.signature(strategy.sampler).parameters
     unset = {field: defaults[keyword].default for field, keyword in strategy.settings.items()
@@ -466,8 +414,7 @@ def with_strategy_defaults(config: SelectionConfig) -> SelectionConfig:
     return config._replace(**unset) if unset else config
 
 
-# The cross-field rules: each takes a SelectionConfig and raises SelectionError naming the variables and the fix.
-
+# The cross-field rules (SETTING_RULES): each raises SelectionError naming the variables and the fix.
 def validate_column_settings(config: SelectionConfig) -> None:
     """EMBEDDING_FIELD and FEATURE_COLUMNS each choose the embeddings: one of them at most; lists of names
     without blanks or repeats."""
@@ -491,8 +438,7 @@ def validate_use_case_settings(config: SelectionConfig) -> None:
 def validate_labeling_settings(config: SelectionConfig) -> None:
     """LABELING_DATA_FIELD goes with a LABELING_FORMAT that writes tasks, only active-learning selections become
     tasks, and the format's own rules (``LabelingFormat.check_settings``) hold."""
-    labeling = labeling_format_for(config.labeling_format)
-    field = config.labeling_data_field
+    labeling, field = LABELING_FORMATS_BY_NAME[config.labeling_format], config.labeling_data_field
     if not labeling.files:
         if field:
             raise SelectionError("LABELING_DATA_FIELD={!r} is set but LABELING_FORMAT={}: set {}, or unset it".format(
@@ -4542,9 +4488,8 @@ def config_from_settings(strategy: str, batch_size: int, strategy_config: Option
     # SSL strategies select every qualifying row: their batch_size is not read (and may be 0 or None).
     batched = strategy_for(strategy).batched
     # The seed's feature_columns (a list) keeps its own meaning, see select_samples; FEATURE_COLUMNS is the env's.
-    values = {key: value for key, value in settings.items() if key not in _SEED_ONLY_KEYS}
-    return config_from_values(dict(values, selection_strategy=strategy, batch_size=batch_size if batched else None,
-                                   id_field=id_field))
+    return config_from_values(dict(settings, feature_columns=None, selection_strategy=strategy,
+                                   batch_size=batch_size if batched else None, id_field=id_field))
 
 
 def select_samples(df: pd.DataFrame, strategy: str, batch_size: int,
@@ -5492,9 +5437,11 @@ def labeling_data_kind(tasks: Sequence[LabelingTask], config: SelectionConfig) -
     return kinds[0] if kinds else "text"
 
 
-def ground_truth_manifest_lines(tasks: Sequence[LabelingTask], kind: str, config: SelectionConfig) -> List[str]:
-    """Ground Truth input manifest lines: ``source`` (a text) or ``source-ref`` (an S3 URI), then the id, rank,
-    score and the model's prediction as extra attributes; every line checked against Ground Truth's limits."""
+def ground_truth_files(tasks: Sequence[LabelingTask], kind: str, predictions: Predictions,
+                       config: SelectionConfig) -> Tuple[str, str]:
+    """Ground Truth's input manifest and label category configuration (``LabelCategoryConfigS3Uri``). A manifest
+    line holds ``source`` (a text) or ``source-ref`` (an S3 URI), then the id, rank, score and the model's
+    prediction as extra attributes; every line is checked against Ground Truth's limits."""
     key = "source-ref" if kind == "uri" else "source"
     lines = []
     for task in tasks:
@@ -5514,21 +5461,20 @@ def ground_truth_manifest_lines(tasks: Sequence[LabelingTask], kind: str, config
         if len(line) > GROUND_TRUTH_MAX_LINE_CHARS:
             raise SelectionError("the Ground Truth manifest line of the {} has {} characters; Ground Truth accepts "
                                  "at most {}".format(where, len(line), GROUND_TRUTH_MAX_LINE_CHARS))
-        lines.append(line)
-    return lines
+        lines.append(line + "\n")
+    categories = {"document-version": GROUND_TRUTH_CATEGORIES_VERSION,
+                  "labels": [{"label": str(c)} for c in predictions.classes]}
+    return "".join(lines), json.dumps(categories, indent=2, ensure_ascii=False) + "\n"
 
 
-def ground_truth_label_categories(classes: Sequence[Any]) -> Dict[str, Any]:
-    """The label category configuration of a classification job (``LabelCategoryConfigS3Uri``)."""
-    return {"document-version": GROUND_TRUTH_CATEGORIES_VERSION, "labels": [{"label": str(c)} for c in classes]}
-
-
-def label_studio_tasks(tasks: Sequence[LabelingTask], kind: str, config: SelectionConfig) -> List[Dict[str, Any]]:
-    """Label Studio tasks: ``data`` holds the shown field, the id, rank and score; the model's top class and its
-    probability are a prediction, so annotators start from the model's guess."""
+def label_studio_files(tasks: Sequence[LabelingTask], kind: str, predictions: Predictions,
+                       config: SelectionConfig) -> Tuple[str, str]:
+    """Label Studio tasks, one per line of a JSON list (it imports as it is, reads and diffs well), and their
+    labeling configuration. ``data`` holds the shown field, the id, rank and score; the model's top class and
+    its probability are a prediction, so annotators start from the model's guess."""
     object_name = LABEL_STUDIO_OBJECTS[kind][1]
     model_version = MODEL_VERSION_PREFIX + config.selection_strategy
-    return [{
+    lines = [json.dumps({
         "data": {config.labeling_data_field: task.shown, config.id_field: task.row_id, SELECTION_RANK: task.rank,
                  SELECTION_SCORE: task.score, **({} if task.given is None else {GIVEN_LABEL: task.given})},
         "predictions": [{
@@ -5537,11 +5483,14 @@ def label_studio_tasks(tasks: Sequence[LabelingTask], kind: str, config: Selecti
             "result": [{"from_name": LABEL_STUDIO_CHOICES, "to_name": object_name, "type": "choices",
                         "value": {"choices": [task.predicted]}}],
         }],
-    } for task in tasks]
+    }, ensure_ascii=False, allow_nan=False) for task in tasks]
+    return ("[\n" + ",\n".join(lines) + "\n]\n",
+            label_studio_config(predictions.classes, kind, config.labeling_data_field,
+                                shows_given=_reviews_labels(config)))
 
 
 def label_studio_config(classes: Sequence[Any], kind: str, data_field: str, *, shows_given: bool = False) -> str:
-    """The labeling configuration matching ``label_studio_tasks``: the shown field (a Text, or an Image for
+    """The labeling configuration matching ``label_studio_files``' tasks: the shown field (a Text, or an Image for
     URIs) and one single-choice control with the classes of the score columns; with ``shows_given``, a header
     above them with the label under review (the model's suggestion is the preselected choice)."""
     tag, name = LABEL_STUDIO_OBJECTS[kind]
@@ -5553,46 +5502,22 @@ def label_studio_config(classes: Sequence[Any], kind: str, data_field: str, *, s
                                              control=LABEL_STUDIO_CHOICES, choices=choices)
 
 
-def ground_truth_files(tasks: Sequence[LabelingTask], kind: str, predictions: Predictions,
-                       config: SelectionConfig) -> Tuple[str, str]:
-    """The Ground Truth input manifest and its label category configuration."""
-    lines = ground_truth_manifest_lines(tasks, kind, config)
-    return ("".join(line + "\n" for line in lines),
-            json.dumps(ground_truth_label_categories(predictions.classes), indent=2, ensure_ascii=False) + "\n")
-
-
-def label_studio_files(tasks: Sequence[LabelingTask], kind: str, predictions: Predictions,
-                       config: SelectionConfig) -> Tuple[str, str]:
-    """The Label Studio tasks, one per line of a JSON list (it imports as it is, reads and diffs well), and the
-    labeling configuration."""
-    lines = [json.dumps(task, ensure_ascii=False, allow_nan=False) for task in label_studio_tasks(tasks, kind, config)]
-    return ("[\n" + ",\n".join(lines) + "\n]\n",
-            label_studio_config(predictions.classes, kind, config.labeling_data_field,
-                                shows_given=_reviews_labels(config)))
-
-
 def check_ground_truth_settings(config: SelectionConfig) -> None:
-    """The id goes into each manifest line as an attribute: it cannot be one Ground Truth reserves."""
     if config.id_field in GROUND_TRUTH_SOURCE_KEYS or config.id_field.startswith("$"):
         raise SelectionError("ID_FIELD={!r} cannot be a Ground Truth manifest attribute: it is reserved for the "
                              "object (source, source-ref) or starts with $".format(config.id_field))
 
 
 def check_label_studio_settings(config: SelectionConfig) -> None:
-    """The labeling configuration refers to the shown field as a Label Studio variable ($name)."""
     if not _LABEL_STUDIO_NAME.fullmatch(config.labeling_data_field):
-        raise SelectionError("LABELING_DATA_FIELD={!r} cannot be a Label Studio variable ($name): with "
-                             "LABELING_FORMAT=label_studio it must be letters, digits and _".format(
-                                 config.labeling_data_field))
+        raise SelectionError("LABELING_DATA_FIELD={!r} cannot be a Label Studio variable ($name): with LABELING_FORMAT="
+                             "label_studio it must be letters, digits and _".format(config.labeling_data_field))
 
 
 class LabelingFormat(NamedTuple):
-    """One row of ``LABELING_FORMAT_TABLE``: what LABELING_FORMAT=<name> writes into labeling_tasks.
-
-    ``files``: the names of the files it writes (none: it writes no tasks); ``check_settings(config)`` raises
-    ``SelectionError`` for settings its tool cannot take; ``render(tasks, kind, predictions, config)`` returns
-    the text of each file, in the order of ``files``.
-    """
+    """A row of ``LABELING_FORMAT_TABLE``: the ``files`` LABELING_FORMAT=<name> writes into labeling_tasks (none:
+    no tasks); ``check_settings(config)`` raises ``SelectionError`` for settings its tool cannot take, and
+    ``render(tasks, kind, predictions, config)`` returns the text of each file, in the order of ``files``."""
 
     name: str
     files: Tuple[str, ...] = ()
@@ -5609,35 +5534,16 @@ LABELING_FORMAT_TABLE = (
 )
 LABELING_FORMATS_BY_NAME = {row.name: row for row in LABELING_FORMAT_TABLE}
 LABELING_FORMATS = tuple(LABELING_FORMATS_BY_NAME)
-# Every setting's EnvVar, built once both tables exist: SELECTION_STRATEGY and LABELING_FORMAT take their choices
-# from them.
-ENV_VARS = declared_env_vars()
+ENV_VARS = declared_env_vars()  # here, once the choices of SELECTION_STRATEGY and LABELING_FORMAT exist
 ENV_VARS_BY_NAME = {var.name: var for var in ENV_VARS}
 
 
-def labeling_format_for(name: str) -> LabelingFormat:
-    """The ``LABELING_FORMAT_TABLE`` row of ``name``; an unknown name is a ``SelectionError``."""
-    try:
-        return LABELING_FORMATS_BY_NAME[name]
-    except (KeyError, TypeError):
-        raise SelectionError("unknown labeling format {!r}: expected one of {}".format(
-            name, ", ".join(LABELING_FORMATS_BY_NAME))) from None
-
-
-def writes_labeling_tasks(config: SelectionConfig) -> bool:
-    """Whether ``config.labeling_format`` writes files into labeling_tasks."""
-    return bool(labeling_format_for(config.labeling_format).files)
-
-
 def labeling_files(rows: pd.DataFrame, predictions: Predictions, config: SelectionConfig) -> Dict[str, str]:
-    """The labeling_tasks channel's files for ``config.labeling_format`` (file name -> text), as its row of
-    ``LABELING_FORMAT_TABLE`` names and renders them."""
-    labeling = labeling_format_for(config.labeling_format)
-    if not labeling.files:
-        raise SelectionError("LABELING_FORMAT={!r} writes no tasks".format(config.labeling_format))
+    """The labeling_tasks channel's files (file name -> text), as the row of ``config.labeling_format`` names
+    and renders them."""
+    labeling = LABELING_FORMATS_BY_NAME[config.labeling_format]
     tasks = labeling_tasks(rows, predictions, config)
-    texts = labeling.render(tasks, labeling_data_kind(tasks, config), predictions, config)
-    return dict(zip(labeling.files, texts))
+    return dict(zip(labeling.files, labeling.render(tasks, labeling_data_kind(tasks, config), predictions, config)))
 
 
 def save_labeling_files(files: Mapping[str, str], labeling_dir: Path) -> List[str]:
@@ -5676,7 +5582,7 @@ def settings_read(config: SelectionConfig) -> Dict[str, Any]:
         unread |= {"score_field", "score_field_prefix"}
     if config.selection_role == "single":
         unread |= {"oversampling", "resource_config_path"}
-    if not writes_labeling_tasks(config):
+    if not LABELING_FORMATS_BY_NAME[config.labeling_format].files:
         unread.add("labeling_data_field")
     return {field: value for field, value in config._asdict().items() if field not in unread}
 
@@ -6690,7 +6596,7 @@ def _labeling_channel(output_paths: Any, environ_vars: Any) -> Optional[Path]:
 
 
 def _check_labeling_channel(config: SelectionConfig, labeling_dir: Optional[Path]) -> None:
-    if writes_labeling_tasks(config) and labeling_dir is None:
+    if LABELING_FORMATS_BY_NAME[config.labeling_format].files and labeling_dir is None:
         raise SelectionError("LABELING_FORMAT={} needs the output path {!r} (--{} on the command line)".format(
             config.labeling_format, LABELING_CHANNEL, LABELING_CHANNEL))
 
@@ -6747,7 +6653,7 @@ def _write_labeling_tasks(result: SelectionResult, config: SelectionConfig,
                           labeling_dir: Optional[Path]) -> Tuple[List[Path], Dict[str, Any]]:
     """Write the tasks when LABELING_FORMAT asks for them; return their paths and the metadata's ``labeling``
     entry (nothing when there are no tasks)."""
-    if not writes_labeling_tasks(config) or labeling_dir is None:
+    if not LABELING_FORMATS_BY_NAME[config.labeling_format].files or labeling_dir is None:
         return [], {}
     files = labeling_files(result.rows, result.predictions, config)
     paths = [Path(path) for path in save_labeling_files(files, labeling_dir)]

@@ -44,7 +44,7 @@ def env_field(var: script.EnvVar) -> Any:
 
 def _script_config(config: Any, rules: Optional[Sequence[Callable[..., None]]] = None) -> script.SelectionConfig:
     """The script's ``SelectionConfig`` of ``config``'s values, with ``rules`` (default: all) checked."""
-    return script.checked_config({var.field: getattr(config, var.field) for var in script.ENV_VARS}, rules)
+    return script.config_from_values({var.field: getattr(config, var.field) for var in script.ENV_VARS}, rules)
 
 
 def _rule_validator(rule: Callable[[script.SelectionConfig], None]) -> Any:
@@ -126,7 +126,7 @@ class ActiveSampleSelectionConfig(settings_model()):  # type: ignore[misc]
     @property
     def writes_labeling_tasks(self) -> bool:
         """Whether the step writes the labeling_tasks output (a labeling_format that writes tasks)."""
-        return bool(script.labeling_format_for(self.labeling_format).files)
+        return bool(script.LABELING_FORMATS_BY_NAME[self.labeling_format].files)
 
     @property
     def script_path(self) -> str:
