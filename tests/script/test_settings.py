@@ -50,6 +50,7 @@ def test_python_values_are_taken_as_they_are_not_through_text():
     ("batch_size", True, "BATCH_SIZE=True is not valid: expected an integer >= 1"),
     ("batch_size", 0, "BATCH_SIZE=0 is out of range: expected an integer >= 1"),
     ("confidence_threshold", float("nan"), "CONFIDENCE_THRESHOLD=nan is out of range: expected a number from 0.5 to 1"),
+    ("stop_agreement", 10**400, "STOP_AGREEMENT={} is out of range: expected a number from 0 to 1".format(10**400)),
     ("metric", "manhattan", "METRIC='manhattan' is not allowed: expected one of euclidean, cosine"),
 ])
 def test_python_values_are_checked_as_the_environment_is(field, value, message):

@@ -341,10 +341,11 @@ def _typed_value(var: EnvVar, value: Any) -> Any:
         return default_value(var)
     if isinstance(value, str) or var.kind in ("str", "choice"):
         return _parse_env_value(var, _env_text(var.name, value))
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral if var.kind == "int" else
-                                                              numbers.Real):
+    number_type = numbers.Integral if var.kind == "int" else numbers.Real
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, number_type):
         raise SelectionError("{}={!r} is not valid: expected {}".format(var.name, value, _allowed_text(var)))
-    return _in_range(var, int(value) if var.kind == "int" else float(value), value)
+    too_large = var.kind == "float" and isinstance(value, int) and abs(value) > sys.float_info.max  # no float holds it
+    return _in_range(var, math.inf if too_large else int(value) if var.kind == "int" else float(value), value)
 
 
 def validate_strategy_for_use_case(strategy: str, use_case: str) -> None:
@@ -436,8 +437,8 @@ def validate_use_case_settings(config: SelectionConfig) -> None:
 
 
 def validate_labeling_settings(config: SelectionConfig) -> None:
-    """LABELING_DATA_FIELD goes with a LABELING_FORMAT that writes tasks, only active-learning selections become
-    tasks, and the format's own rules (``LabelingFormat.check_settings``) hold."""
+    """LABELING_DATA_FIELD goes with a LABELING_FORMAT that writes tasks, only active-learning selections become tasks,
+    and the format's own rule (``LabelingFormat.check_settings``) holds."""
     labeling, field = LABELING_FORMATS_BY_NAME[config.labeling_format], config.labeling_data_field
     if not labeling.files:
         if field:
@@ -5539,8 +5540,7 @@ ENV_VARS_BY_NAME = {var.name: var for var in ENV_VARS}
 
 
 def labeling_files(rows: pd.DataFrame, predictions: Predictions, config: SelectionConfig) -> Dict[str, str]:
-    """The labeling_tasks channel's files (file name -> text), as the row of ``config.labeling_format`` names
-    and renders them."""
+    """The labeling_tasks files (file name -> text), as the row of ``config.labeling_format`` names and renders them."""
     labeling = LABELING_FORMATS_BY_NAME[config.labeling_format]
     tasks = labeling_tasks(rows, predictions, config)
     return dict(zip(labeling.files, labeling.render(tasks, labeling_data_kind(tasks, config), predictions, config)))
