@@ -23,10 +23,10 @@ environment variables listed in ``ENV_VARS``; locally, the channels can be point
 block). Tests call ``main``. With ``LABELING_FORMAT`` set, an active-learning selection is also written as
 labeling tasks: a SageMaker Ground Truth input manifest or a Label Studio tasks file with its labeling configuration.
 
-The file reads in the order the data flows: constants; settings (``ENV_VARS``, ``parse_environment``);
+The file reads in the order the data flows: constants; settings (``SelectionConfig``, ``parse_environment``);
 loading; scores and pool; samplers; engine (``STRATEGY_TABLE``, ``run_selection``); sharding; labeling
-tasks; writing; ``main`` and the command line. ``ENV_VARS`` is declared in the settings section and built
-once the strategy table exists, since its SELECTION_STRATEGY choices are the table's names.
+tasks (``LABELING_FORMAT_TABLE``); writing; ``main`` and the command line. ``ENV_VARS``, declared by the
+``SelectionConfig`` fields, is built after both tables, which give SELECTION_STRATEGY and LABELING_FORMAT their choices.
 """
 
 import argparse
@@ -50,7 +50,8 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Collection, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import (Annotated, Any, Callable, Collection, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence,
+                    Tuple, get_type_hints)
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
@@ -67,7 +68,6 @@ METRICS = ("euclidean", "cosine")
 DIVERSITY_METHODS = ("kcenter", "kmeans")
 OUTPUT_FORMATS = ("csv", "tsv", "parquet")
 SELECTION_ROLES = ("single", "shard", "merge")
-LABELING_FORMATS = ("none", "ground_truth", "label_studio")
 REVIEW_METHODS = ("confident_learning", "self_confidence")
 DISAGREEMENTS = ("vote_entropy", "consensus_entropy", "bald")
 CLASS_BALANCES = ("none", "align")
@@ -148,172 +148,118 @@ def _preview(names: Sequence[Any], limit: int = 8) -> str:
 
 
 # ---- Settings: the environment variables, parsed and checked before any data is read -------------------------
+# Each setting is declared once, as a SelectionConfig field; ENV_VARS, the step's pydantic config, its contract
+# and docs/config.md are derived from these declarations.
 
 class EnvVar(NamedTuple):
-    """One environment variable of the script contract.
+    """One environment variable of the script contract, declared in the annotation of its ``SelectionConfig`` field.
 
-    ``default`` is the value used when the variable is missing, None or "" (all three mean unset);
-    ``None`` marks a required variable and ``""`` an optional one whose unset state is meaningful.
+    ``default`` is the text used when the variable is missing, None or "" (all three mean unset): ``None`` marks a
+    required variable, ``""`` an optional one. ``choices`` may be a function returning them, for a table further
+    down the file. ``field`` and ``kind`` ("choice", "int", "float" or "str") follow from the annotated field.
     """
 
     name: str
-    field: str
-    kind: str  # "choice", "int", "float" or "str"
     default: Optional[str]
     description: str
     choices: Tuple[str, ...] = ()
     minimum: Optional[float] = None
     maximum: Optional[float] = None
+    field: str = ""
+    kind: str = ""
 
     @property
     def required(self) -> bool:
         return self.default is None
 
 
-def _declare_env_vars(strategy_names: Sequence[str]) -> Tuple[EnvVar, ...]:
-    """Every environment variable of the script contract; the strategy names come from STRATEGY_TABLE."""
-    return (
-        EnvVar("SELECTION_STRATEGY", "selection_strategy", "choice", None,
-               "Selection strategy.", choices=tuple(strategy_names)),
-        EnvVar("USE_CASE", "use_case", "choice", "auto",
-               "ssl and active_learning allow only their own strategies; auto allows all.", choices=USE_CASES),
-        EnvVar("ID_FIELD", "id_field", "str", "id", "Column holding a unique id per row."),
-        EnvVar("LABEL_FIELD", "label_field", "str", "",
-               "Column holding known labels; rows where it is filled are never selected "
-               "(and are the initial centers for diversity), except by label_review, which selects among them "
-               "only. Unset: no row is labeled, with a warning when a column looks like labels (label, labels, "
-               "y, target); none: no row is labeled, silently."),
-        EnvVar("SCORE_FIELD", "score_field", "str", "",
-               "One score column to use (a probability of the positive class, or a logit), or an array column "
-               "holding one score per class (a JSON Lines \"probabilities\": [..] field, a parquet list)."),
-        EnvVar("SCORE_FIELD_PREFIX", "score_field_prefix", "str", "prob_class_",
-               "Prefix of the per-class score columns, used when SCORE_FIELD is unset."),
-        EnvVar("EMBEDDING_FIELD_PREFIX", "embedding_field_prefix", "str", "emb_",
-               "Prefix of the embedding columns used by diversity and badge."),
-        EnvVar("EMBEDDING_FIELD", "embedding_field", "str", "",
-               "diversity, badge: one array column holding each row's embedding (a parquet list, a JSON Lines "
-               "array, a CSV cell holding a JSON array); used instead of the EMBEDDING_FIELD_PREFIX columns."),
-        EnvVar("FEATURE_COLUMNS", "feature_columns", "str", "",
-               "diversity, badge: the columns to use as embeddings, comma-separated; used instead of the "
-               "EMBEDDING_FIELD_PREFIX columns. Unset and no such columns: every numeric column, with a warning."),
-        EnvVar("CSV_COLUMNS", "csv_columns", "str", "",
-               "Column names of CSV/TSV files without a header (Batch Transform output; with "
-               "join_source=Input the input's columns, then the model's), comma-separated. A file whose first "
-               "line is exactly these names has it as its header."),
-        EnvVar("OUTPUT_FORMAT", "output_format", "choice", "",
-               "Format of selected_samples; unset: the input's format.", choices=OUTPUT_FORMATS),
-        EnvVar("RANDOM_SEED", "random_seed", "int", "42",
-               "Seed of badge's k-means++ sampling and of diversity's k-means.", minimum=0, maximum=MAX_SEED),
-        EnvVar("CONFIDENCE_THRESHOLD", "confidence_threshold", "float", "0.9",
-               "confidence_threshold: minimum max-probability of a selected row.", minimum=0.5, maximum=1.0),
-        EnvVar("MAX_SAMPLES", "max_samples", "int", "0",
-               "confidence_threshold: keep at most this many, the most confident (0 = no limit).", minimum=0),
-        EnvVar("K_PER_CLASS", "k_per_class", "int", "100",
-               "top_k_per_class: rows kept per predicted class.", minimum=1),
-        EnvVar("UNCERTAINTY_MODE", "uncertainty_mode", "choice", "margin",
-               "uncertainty, and diversity's pre-filter: how uncertainty is measured.", choices=UNCERTAINTY_MODES),
-        EnvVar("BATCH_SIZE", "batch_size", "int", "32",
-               "uncertainty, diversity, badge, label_review: number of rows to select.", minimum=1),
-        EnvVar("METRIC", "metric", "choice", "euclidean",
-               "diversity, badge: distance between embeddings.", choices=METRICS),
-        EnvVar("SELECTION_ROLE", "selection_role", "choice", "single",
-               "single: select from the whole input; shard: one instance of a multi-instance job picks its own "
-               "candidates; merge: selects from every shard's candidates.", choices=SELECTION_ROLES),
-        EnvVar("OVERSAMPLING", "oversampling", "int", "4",
-               "diversity, badge with SELECTION_ROLE=shard: each shard picks OVERSAMPLING x BATCH_SIZE "
-               "candidates.", minimum=1, maximum=1000),
-        EnvVar("RESOURCE_CONFIG_PATH", "resource_config_path", "str", RESOURCE_CONFIG_PATH,
-               "SageMaker's resource config (current_host, hosts), read by shard and merge; local runs point it "
-               "at their own file."),
-        EnvVar("DIVERSITY_METHOD", "diversity_method", "choice", "",
-               "diversity, hybrid: kcenter (greedy farthest-first from the labeled rows) or kmeans (k-means with "
-               "BATCH_SIZE clusters, the row nearest each centroid). Unset: the strategy's own, kcenter for "
-               "diversity and kmeans for hybrid.", choices=DIVERSITY_METHODS),
-        EnvVar("UNCERTAINTY_PREFILTER", "uncertainty_prefilter", "int", "",
-               "diversity, hybrid: choose among the UNCERTAINTY_PREFILTER x BATCH_SIZE most uncertain candidates "
-               "by UNCERTAINTY_MODE only (0 = all candidates). Unset: the strategy's own, 0 for diversity and 3 "
-               "for hybrid.", minimum=0),
-        EnvVar("LABELING_FORMAT", "labeling_format", "choice", "none",
-               "Also write the active-learning selection as labeling tasks into labeling_tasks: a SageMaker "
-               "Ground Truth input manifest, or Label Studio tasks with their labeling configuration.",
-               choices=LABELING_FORMATS),
-        EnvVar("LABELING_DATA_FIELD", "labeling_data_field", "str", "",
-               "Column annotators see: a text, or an s3:// or https:// URI of the object to label. "
-               "Required with a LABELING_FORMAT."),
-        EnvVar("STOP_AGREEMENT", "stop_agreement", "float", "0.99",
-               "Stopping signal: should_stop once Cohen's kappa between previous_predictions and this round's "
-               "predicted classes (unlabeled rows in both) reaches it (0 = off). Never changes the selection.",
-               minimum=0.0, maximum=1.0),
-        EnvVar("STOP_MAX_LABELED", "stop_max_labeled", "int", "0",
-               "Stopping signal: should_stop once the labeled rows (LABEL_FIELD filled) reach it (0 = off).",
-               minimum=0),
-        EnvVar("STOP_MAX_UNCERTAINTY", "stop_max_uncertainty", "float", "0",
-               "Stopping signal: should_stop once every candidate's margin uncertainty 1 - (p1 - p2) is below "
-               "it (0 = off).", minimum=0.0, maximum=1.0),
-        EnvVar("REVIEW_METHOD", "review_method", "choice", "confident_learning",
-               "label_review: confident_learning (the labeled rows confident learning flags, prune by noise "
-               "rate, lowest probability of the given label first) or self_confidence (every labeled row, "
-               "lowest probability of the given label first).", choices=REVIEW_METHODS),
-        EnvVar("COMMITTEE_PREFIXES", "committee_prefixes", "str", "",
-               "committee: comma-separated column prefixes, one per member (at least 2), e.g. "
-               "m0_prob_class_,m1_prob_class_; member j's columns are <prefix_j><class>, read like the score "
-               "columns. Required by committee."),
-        EnvVar("DISAGREEMENT", "disagreement", "choice", "bald",
-               "committee: vote_entropy (entropy of the members' votes), consensus_entropy (entropy of the mean "
-               "of their probabilities) or bald (mutual information: that entropy minus the members' mean "
-               "entropy).", choices=DISAGREEMENTS),
-        EnvVar("TARGET_PRECISION", "target_precision", "float", "0.95",
-               "precision_target: the pseudo-label precision each class's threshold must be shown to reach on "
-               "calibration_data.", minimum=0.5, maximum=0.999),
-        EnvVar("PRECISION_CONFIDENCE", "precision_confidence", "float", "0.95",
-               "precision_target: confidence of the one-sided Clopper-Pearson lower bound that must reach "
-               "TARGET_PRECISION.", minimum=0.5, maximum=0.999),
-        EnvVar("CLASS_BALANCE", "class_balance", "choice", "none",
-               "precision_target: none keeps every row above its class's threshold; align caps each class's "
-               "pseudo-labels at its share of the calibration labels times the total.", choices=CLASS_BALANCES),
-    )
-
-
 class SelectionConfig(NamedTuple):
-    """Typed value of every variable in ``ENV_VARS``, one field per ``EnvVar.field``; see ``parse_environment``.
+    """Typed value of every setting, each declared by its annotation; optional ones are None when unset."""
 
-    Optional fields are None when the variable is unset.
-    """
-
-    selection_strategy: str
-    use_case: str
-    id_field: str
-    label_field: Optional[str]
-    score_field: Optional[str]
-    score_field_prefix: str
-    embedding_field_prefix: str
-    embedding_field: Optional[str]
-    feature_columns: Optional[str]
-    csv_columns: Optional[str]
-    output_format: Optional[str]
-    random_seed: int
-    confidence_threshold: float
-    max_samples: int
-    k_per_class: int
-    uncertainty_mode: str
-    batch_size: int
-    metric: str
-    selection_role: str
-    oversampling: int
-    resource_config_path: str
-    diversity_method: Optional[str]
-    uncertainty_prefilter: Optional[int]
-    labeling_format: str
-    labeling_data_field: Optional[str]
-    stop_agreement: float
-    stop_max_labeled: int
-    stop_max_uncertainty: float
-    review_method: str
-    committee_prefixes: Optional[str]
-    disagreement: str
-    target_precision: float
-    precision_confidence: float
-    class_balance: str
+    selection_strategy: Annotated[str, EnvVar("SELECTION_STRATEGY", None, "Selection strategy.",
+        choices=lambda: STRATEGIES)]
+    use_case: Annotated[str, EnvVar("USE_CASE", "auto", "ssl and active_learning allow only their own strategies; auto "
+        "allows all.", choices=USE_CASES)]
+    id_field: Annotated[str, EnvVar("ID_FIELD", "id", "Column holding a unique id per row.")]
+    label_field: Annotated[Optional[str], EnvVar("LABEL_FIELD", "", "Column holding known labels; rows where it is "
+        "filled are never selected (and are the initial centers for diversity), except by label_review, which selects "
+        "among them only. Unset: no row is labeled, with a warning when a column looks like labels (label, labels, y, "
+        "target); none: no row is labeled, silently.")]
+    score_field: Annotated[Optional[str], EnvVar("SCORE_FIELD", "", "One score column to use (a probability of the "
+        "positive class, or a logit), or an array column holding one score per class (a JSON Lines \"probabilities\": "
+        "[..] field, a parquet list).")]
+    score_field_prefix: Annotated[str, EnvVar("SCORE_FIELD_PREFIX", "prob_class_", "Prefix of the per-class score "
+        "columns, used when SCORE_FIELD is unset.")]
+    embedding_field_prefix: Annotated[str, EnvVar("EMBEDDING_FIELD_PREFIX", "emb_", "Prefix of the embedding columns "
+        "used by diversity and badge.")]
+    embedding_field: Annotated[Optional[str], EnvVar("EMBEDDING_FIELD", "", "diversity, badge: one array column "
+        "holding each row's embedding (a parquet list, a JSON Lines array, a CSV cell holding a JSON array); used "
+        "instead of the EMBEDDING_FIELD_PREFIX columns.")]
+    feature_columns: Annotated[Optional[str], EnvVar("FEATURE_COLUMNS", "", "diversity, badge: the columns to use as "
+        "embeddings, comma-separated; used instead of the EMBEDDING_FIELD_PREFIX columns. Unset and no such columns: "
+        "every numeric column, with a warning.")]
+    csv_columns: Annotated[Optional[str], EnvVar("CSV_COLUMNS", "", "Column names of CSV/TSV files without a header "
+        "(Batch Transform output; with join_source=Input the input's columns, then the model's), comma-separated. A "
+        "file whose first line is exactly these names has it as its header.")]
+    output_format: Annotated[Optional[str], EnvVar("OUTPUT_FORMAT", "", "Format of selected_samples; unset: the "
+        "input's format.", choices=OUTPUT_FORMATS)]
+    random_seed: Annotated[int, EnvVar("RANDOM_SEED", "42", "Seed of badge's k-means++ sampling and of diversity's "
+        "k-means.", minimum=0, maximum=MAX_SEED)]
+    confidence_threshold: Annotated[float, EnvVar("CONFIDENCE_THRESHOLD", "0.9", "confidence_threshold: minimum "
+        "max-probability of a selected row.", minimum=0.5, maximum=1.0)]
+    max_samples: Annotated[int, EnvVar("MAX_SAMPLES", "0", "confidence_threshold: keep at most this many, the most "
+        "confident (0 = no limit).", minimum=0)]
+    k_per_class: Annotated[int, EnvVar("K_PER_CLASS", "100", "top_k_per_class: rows kept per predicted class.",
+        minimum=1)]
+    uncertainty_mode: Annotated[str, EnvVar("UNCERTAINTY_MODE", "margin", "uncertainty, and diversity's pre-filter: "
+        "how uncertainty is measured.", choices=UNCERTAINTY_MODES)]
+    batch_size: Annotated[int, EnvVar("BATCH_SIZE", "32", "uncertainty, diversity, badge, label_review: number of rows "
+        "to select.", minimum=1)]
+    metric: Annotated[str, EnvVar("METRIC", "euclidean", "diversity, badge: distance between embeddings.",
+        choices=METRICS)]
+    selection_role: Annotated[str, EnvVar("SELECTION_ROLE", "single", "single: select from the whole input; shard: one "
+        "instance of a multi-instance job picks its own candidates; merge: selects from every shard's candidates.",
+        choices=SELECTION_ROLES)]
+    oversampling: Annotated[int, EnvVar("OVERSAMPLING", "4", "diversity, badge with SELECTION_ROLE=shard: each shard "
+        "picks OVERSAMPLING x BATCH_SIZE candidates.", minimum=1, maximum=1000)]
+    resource_config_path: Annotated[str, EnvVar(
+        "RESOURCE_CONFIG_PATH", RESOURCE_CONFIG_PATH, "SageMaker's resource config (current_host, hosts), read by "
+        "shard and merge; local runs point it at their own file.")]
+    diversity_method: Annotated[Optional[str], EnvVar("DIVERSITY_METHOD", "", "diversity, hybrid: kcenter (greedy "
+        "farthest-first from the labeled rows) or kmeans (k-means with BATCH_SIZE clusters, the row nearest each "
+        "centroid). Unset: the strategy's own, kcenter for diversity and kmeans for hybrid.",
+        choices=DIVERSITY_METHODS)]
+    uncertainty_prefilter: Annotated[Optional[int], EnvVar("UNCERTAINTY_PREFILTER", "", "diversity, hybrid: choose "
+        "among the UNCERTAINTY_PREFILTER x BATCH_SIZE most uncertain candidates by UNCERTAINTY_MODE only (0 = all "
+        "candidates). Unset: the strategy's own, 0 for diversity and 3 for hybrid.", minimum=0)]
+    labeling_format: Annotated[str, EnvVar("LABELING_FORMAT", "none", "Also write the active-learning selection as "
+        "labeling tasks into labeling_tasks: a SageMaker Ground Truth input manifest, or Label Studio tasks with their "
+        "labeling configuration.", choices=lambda: LABELING_FORMATS)]
+    labeling_data_field: Annotated[Optional[str], EnvVar("LABELING_DATA_FIELD", "", "Column annotators see: a text, or "
+        "an s3:// or https:// URI of the object to label. Required with a LABELING_FORMAT.")]
+    stop_agreement: Annotated[float, EnvVar("STOP_AGREEMENT", "0.99", "Stopping signal: should_stop once Cohen's kappa "
+        "between previous_predictions and this round's predicted classes (unlabeled rows in both) reaches it (0 = "
+        "off). Never changes the selection.", minimum=0.0, maximum=1.0)]
+    stop_max_labeled: Annotated[int, EnvVar("STOP_MAX_LABELED", "0", "Stopping signal: should_stop once the labeled "
+        "rows (LABEL_FIELD filled) reach it (0 = off).", minimum=0)]
+    stop_max_uncertainty: Annotated[float, EnvVar("STOP_MAX_UNCERTAINTY", "0", "Stopping signal: should_stop once "
+        "every candidate's margin uncertainty 1 - (p1 - p2) is below it (0 = off).", minimum=0.0, maximum=1.0)]
+    review_method: Annotated[str, EnvVar("REVIEW_METHOD", "confident_learning", "label_review: confident_learning (the "
+        "labeled rows confident learning flags, prune by noise rate, lowest probability of the given label first) or "
+        "self_confidence (every labeled row, lowest probability of the given label first).", choices=REVIEW_METHODS)]
+    committee_prefixes: Annotated[Optional[str], EnvVar("COMMITTEE_PREFIXES", "", "committee: comma-separated column "
+        "prefixes, one per member (at least 2), e.g. m0_prob_class_,m1_prob_class_; member j's columns are "
+        "<prefix_j><class>, read like the score columns. Required by committee.")]
+    disagreement: Annotated[str, EnvVar("DISAGREEMENT", "bald", "committee: vote_entropy (entropy of the members' "
+        "votes), consensus_entropy (entropy of the mean of their probabilities) or bald (mutual information: that "
+        "entropy minus the members' mean entropy).", choices=DISAGREEMENTS)]
+    target_precision: Annotated[float, EnvVar("TARGET_PRECISION", "0.95", "precision_target: the pseudo-label "
+        "precision each class's threshold must be shown to reach on calibration_data.", minimum=0.5, maximum=0.999)]
+    precision_confidence: Annotated[float, EnvVar("PRECISION_CONFIDENCE", "0.95", "precision_target: confidence of the "
+        "one-sided Clopper-Pearson lower bound that must reach TARGET_PRECISION.", minimum=0.5, maximum=0.999)]
+    class_balance: Annotated[str, EnvVar("CLASS_BALANCE", "none", "precision_target: none keeps every row above its "
+        "class's threshold; align caps each class's pseudo-labels at its share of the calibration labels times the "
+        "total.", choices=CLASS_BALANCES)]
 
     @property
     def feature_column_names(self) -> List[str]:
@@ -322,6 +268,17 @@ class SelectionConfig(NamedTuple):
     @property
     def csv_column_names(self) -> List[str]:
         return _name_list(self.csv_columns)
+
+
+def declared_env_vars(config_class: type = SelectionConfig) -> Tuple[EnvVar, ...]:
+    """The ``EnvVar`` of every field of ``config_class``, from its annotation, in declaration order."""
+    env_vars = []
+    for field, hint in get_type_hints(config_class, include_extras=True).items():
+        value_type, var = hint.__origin__, hint.__metadata__[0]
+        choices = tuple(var.choices() if callable(var.choices) else var.choices)
+        value_type = next(arg for arg in getattr(value_type, "__args__", (value_type,)) if arg is not type(None))
+        env_vars.append(var._replace(field=field, kind="choice" if choices else value_type.__name__, choices=choices))
+    return tuple(env_vars)
 
 
 NO_LABELS = "none"  # LABEL_FIELD=none: the table has no labels (parsed to "", which no column can be named)
@@ -360,14 +317,35 @@ def _parse_env_value(var: EnvVar, raw: str) -> Any:
         number = int(text) if var.kind == "int" else float(text)
     except ValueError:
         raise SelectionError("{}={!r} is not valid: expected {}".format(var.name, raw, _allowed_text(var))) from None
-    out_of_range = (
-        not math.isfinite(number)
-        or (var.minimum is not None and number < var.minimum)
-        or (var.maximum is not None and number > var.maximum)
-    )
-    if out_of_range:
-        raise SelectionError("{}={!r} is out of range: expected {}".format(var.name, raw, _allowed_text(var)))
+    return _in_range(var, number, raw)
+
+
+def _in_range(var: EnvVar, number: Any, given: Any) -> Any:
+    if (not math.isfinite(number) or (var.minimum is not None and number < var.minimum)
+            or (var.maximum is not None and number > var.maximum)):
+        raise SelectionError("{}={!r} is out of range: expected {}".format(var.name, given, _allowed_text(var)))
     return number
+
+
+def default_value(var: EnvVar) -> Any:
+    """The value of ``var`` when it is unset: its default parsed, None for an optional one; required: an error."""
+    if var.required:
+        raise SelectionError("{} is required: expected {}".format(var.name, _allowed_text(var)))
+    return None if var.default == "" else _parse_env_value(var, var.default)
+
+
+def _typed_value(var: EnvVar, value: Any) -> Any:
+    """The value of ``var`` given ``value``, checked as in the environment: text is parsed, numbers are taken as
+    they are; None and blank text mean unset."""
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        return default_value(var)
+    if isinstance(value, str) or var.kind in ("str", "choice"):
+        return _parse_env_value(var, _env_text(var.name, value))
+    number_type = numbers.Integral if var.kind == "int" else numbers.Real
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, number_type):
+        raise SelectionError("{}={!r} is not valid: expected {}".format(var.name, value, _allowed_text(var)))
+    too_large = var.kind == "float" and isinstance(value, int) and abs(value) > sys.float_info.max  # no float holds it
+    return _in_range(var, math.inf if too_large else int(value) if var.kind == "int" else float(value), value)
 
 
 def validate_strategy_for_use_case(strategy: str, use_case: str) -> None:
@@ -402,48 +380,34 @@ def _env_text(name: str, raw: Any) -> Optional[str]:
 
 
 def parse_environment(environ_vars: Mapping[str, Any]) -> SelectionConfig:
-    """Parse and range-check every variable of ``ENV_VARS``; missing, None and "" all mean unset.
-
-    Values are strings as in a real environment; ints and floats are accepted and read through ``str``.
-    """
+    """Parse and range-check every variable of ``ENV_VARS``; missing, None and "" all mean unset. Values are
+    strings as in a real environment; ints and floats are accepted and read through ``str``."""
     if environ_vars is None:
         environ_vars = {}
     if not isinstance(environ_vars, Mapping):
         raise SelectionError("environ_vars must be a mapping of variable names to strings, not {}".format(
             type(environ_vars).__name__))
-    values = {}
-    for var in ENV_VARS:
-        raw = _env_text(var.name, environ_vars.get(var.name))
-        if raw is None or raw.strip() == "":
-            if var.required:
-                raise SelectionError("{} is required: expected {}".format(var.name, _allowed_text(var)))
-            raw = var.default
-        values[var.field] = None if raw == "" else _parse_env_value(var, raw)
-    if values["label_field"] is not None and values["label_field"].strip().lower() == NO_LABELS:
-        values["label_field"] = ""
-    config = with_strategy_defaults(SelectionConfig(**values))
-    validate_column_settings(config)
-    validate_strategy_for_use_case(config.selection_strategy, config.use_case)
-    validate_labeling_settings(config.labeling_format, config.labeling_data_field,
-                               strategy=config.selection_strategy, id_field=config.id_field)
-    validate_label_settings(config.selection_strategy, config.label_field)
-    validate_committee_settings(config.selection_strategy, config.committee_prefixes)
+    return config_from_values({var.field: _env_text(var.name, environ_vars.get(var.name)) for var in ENV_VARS})
+
+
+def config_from_values(values: Mapping[str, Any], rules: Optional[Sequence[Callable[..., None]]] = None
+                       ) -> SelectionConfig:
+    """``parse_environment`` for values by field name: text is parsed, numbers are taken as they are; missing,
+    None and blank mean unset. LABEL_FIELD=none reads as no labels, each unset setting its strategy reads takes the
+    strategy's default, and every rule of ``SETTING_RULES`` (or of ``rules``) is checked."""
+    typed = {var.field: _typed_value(var, values.get(var.field)) for var in ENV_VARS}
+    if typed["label_field"] is not None and typed["label_field"].strip().lower() == NO_LABELS:
+        typed["label_field"] = ""
+    config = with_strategy_defaults(SelectionConfig(**typed))
+    for rule in SETTING_RULES if rules is None else rules:
+        rule(config)
     return config
 
 
-def validate_label_settings(strategy: str, label_field: Optional[str]) -> None:
-    """A strategy that selects among the labeled rows needs LABEL_FIELD; raises ``SelectionError``."""
-    if strategy_for(strategy).candidates == "labeled" and not label_field:
-        raise SelectionError("SELECTION_STRATEGY={} reviews labeled rows and needs LABEL_FIELD=<column>: the column "
-                             "holding the given labels".format(strategy))
-
-
 def with_strategy_defaults(config: SelectionConfig) -> SelectionConfig:
-    """``config`` with each unset setting its strategy reads filled in with its sampler's own default.
-
-    The sampler classes' constructor defaults are the strategies' defaults: ``hybrid`` and ``diversity``
-    share DIVERSITY_METHOD and UNCERTAINTY_PREFILTER but default to kmeans behind beta = 3 and to plain kcenter.
-    """
+    """``config`` with each unset setting its strategy reads filled in with its sampler's constructor default:
+    ``hybrid`` and ``diversity`` share DIVERSITY_METHOD and UNCERTAINTY_PREFILTER but default to kmeans behind
+    beta = 3 and to plain kcenter."""
     strategy = strategy_for(config.selection_strategy)
     defaults = inspect.signature(strategy.sampler).parameters
     unset = {field: defaults[keyword].default for field, keyword in strategy.settings.items()
@@ -451,6 +415,7 @@ def with_strategy_defaults(config: SelectionConfig) -> SelectionConfig:
     return config._replace(**unset) if unset else config
 
 
+# The cross-field rules (SETTING_RULES): each raises SelectionError naming the variables and the fix.
 def validate_column_settings(config: SelectionConfig) -> None:
     """EMBEDDING_FIELD and FEATURE_COLUMNS each choose the embeddings: one of them at most; lists of names
     without blanks or repeats."""
@@ -466,30 +431,37 @@ def validate_column_settings(config: SelectionConfig) -> None:
             raise SelectionError("{} names {} more than once".format(var_name, _preview(repeated)))
 
 
-def validate_labeling_settings(labeling_format: str, field: Optional[str], *, strategy: str, id_field: str) -> None:
-    """LABELING_DATA_FIELD goes with a LABELING_FORMAT, and only active-learning selections become tasks.
+def validate_use_case_settings(config: SelectionConfig) -> None:
+    """SELECTION_STRATEGY fits USE_CASE (``validate_strategy_for_use_case``)."""
+    validate_strategy_for_use_case(config.selection_strategy, config.use_case)
 
-    Raises ``SelectionError`` naming the variable and the fix.
-    """
-    if labeling_format == "none":
+
+def validate_labeling_settings(config: SelectionConfig) -> None:
+    """LABELING_DATA_FIELD goes with a LABELING_FORMAT that writes tasks, only active-learning selections become tasks,
+    and the format's own rule (``LabelingFormat.check_settings``) holds."""
+    labeling, field = LABELING_FORMATS_BY_NAME[config.labeling_format], config.labeling_data_field
+    if not labeling.files:
         if field:
-            raise SelectionError("LABELING_DATA_FIELD={!r} is set but LABELING_FORMAT=none: set LABELING_FORMAT="
-                                 "ground_truth or LABELING_FORMAT=label_studio, or unset it".format(field))
+            raise SelectionError("LABELING_DATA_FIELD={!r} is set but LABELING_FORMAT={}: set {}, or unset it".format(
+                field, labeling.name, " or ".join("LABELING_FORMAT=" + row.name for row in LABELING_FORMAT_TABLE
+                                                  if row.files)))
         return
     if not field:
         raise SelectionError("LABELING_FORMAT={} needs LABELING_DATA_FIELD=<column>: the column annotators see "
-                             "(a text, or an s3:// or https:// URI of the object to label)".format(labeling_format))
-    if strategy_for(strategy).use_case != "active_learning":
+                             "(a text, or an s3:// or https:// URI of the object to label)".format(labeling.name))
+    if strategy_for(config.selection_strategy).use_case != "active_learning":
         raise SelectionError(
             "LABELING_FORMAT={} is not allowed with SELECTION_STRATEGY={}: it picks rows whose predictions become "
             "pseudo-labels, not rows for humans to label; use one of {} or LABELING_FORMAT=none".format(
-                labeling_format, strategy, ", ".join(ACTIVE_LEARNING_STRATEGIES)))
-    if labeling_format == "label_studio" and not _LABEL_STUDIO_NAME.fullmatch(field):
-        raise SelectionError("LABELING_DATA_FIELD={!r} cannot be a Label Studio variable ($name): with "
-                             "LABELING_FORMAT=label_studio it must be letters, digits and _".format(field))
-    if labeling_format == "ground_truth" and (id_field in GROUND_TRUTH_SOURCE_KEYS or id_field.startswith("$")):
-        raise SelectionError("ID_FIELD={!r} cannot be a Ground Truth manifest attribute: it is reserved for the "
-                             "object (source, source-ref) or starts with $".format(id_field))
+                labeling.name, config.selection_strategy, ", ".join(ACTIVE_LEARNING_STRATEGIES)))
+    labeling.check_settings(config)
+
+
+def validate_label_settings(config: SelectionConfig) -> None:
+    """A strategy that selects among the labeled rows needs LABEL_FIELD."""
+    if strategy_for(config.selection_strategy).candidates == "labeled" and not config.label_field:
+        raise SelectionError("SELECTION_STRATEGY={} reviews labeled rows and needs LABEL_FIELD=<column>: the column "
+                             "holding the given labels".format(config.selection_strategy))
 
 
 def committee_prefixes(text: Optional[str]) -> Tuple[str, ...]:
@@ -497,11 +469,9 @@ def committee_prefixes(text: Optional[str]) -> Tuple[str, ...]:
     return tuple(prefix.strip() for prefix in text.split(",")) if text else ()
 
 
-def validate_committee_settings(strategy: str, prefixes_text: Optional[str]) -> None:
-    """A strategy that reads committee members needs COMMITTEE_PREFIXES: two or more distinct prefixes.
-
-    Raises ``SelectionError`` naming the variable and the fix.
-    """
+def validate_committee_settings(config: SelectionConfig) -> None:
+    """A strategy that reads committee members needs COMMITTEE_PREFIXES: two or more distinct prefixes."""
+    strategy, prefixes_text = config.selection_strategy, config.committee_prefixes
     if not strategy_for(strategy).needs_members:
         return
     if not prefixes_text:
@@ -518,6 +488,10 @@ def validate_committee_settings(strategy: str, prefixes_text: Optional[str]) -> 
     if repeated:
         raise SelectionError("COMMITTEE_PREFIXES={!r} names {!r} more than once: each member needs its own "
                              "prefix".format(prefixes_text, repeated[0]))
+
+
+SETTING_RULES = (validate_column_settings, validate_use_case_settings, validate_labeling_settings,
+                 validate_label_settings, validate_committee_settings)
 
 
 # ---- Loading: every data file under the input, read as written -----------------------------------------------
@@ -4195,8 +4169,6 @@ SSL_STRATEGIES = tuple(strategy.name for strategy in STRATEGY_TABLE if strategy.
 ACTIVE_LEARNING_STRATEGIES = tuple(strategy.name for strategy in STRATEGY_TABLE
                                    if strategy.use_case == "active_learning")
 EMBEDDING_STRATEGIES = tuple(strategy.name for strategy in STRATEGY_TABLE if strategy.needs_embeddings)
-ENV_VARS = _declare_env_vars(STRATEGIES)
-ENV_VARS_BY_NAME = {var.name: var for var in ENV_VARS}
 
 
 def strategy_for(name: str) -> Strategy:
@@ -4591,11 +4563,9 @@ def config_from_settings(strategy: str, batch_size: int, strategy_config: Option
             ", ".join(unknown), ", ".join(sorted(set(fields) - set(_PARAMETER_FIELDS)) + list(_SEED_ONLY_KEYS))))
     # SSL strategies select every qualifying row: their batch_size is not read (and may be 0 or None).
     batched = strategy_for(strategy).batched
-    settings.update(selection_strategy=strategy, batch_size=batch_size if batched else None, id_field=id_field)
     # The seed's feature_columns (a list) keeps its own meaning, see select_samples; FEATURE_COLUMNS is the env's.
-    environ = {var.name: None if settings.get(var.field) is None or var.field in _SEED_ONLY_KEYS
-               else str(settings[var.field]) for var in ENV_VARS}
-    return parse_environment(environ)
+    return config_from_values(dict(settings, feature_columns=None, selection_strategy=strategy,
+                                   batch_size=batch_size if batched else None, id_field=id_field))
 
 
 def select_samples(df: pd.DataFrame, strategy: str, batch_size: int,
@@ -5385,8 +5355,6 @@ GROUND_TRUTH_MANIFEST = "ground_truth.manifest"
 GROUND_TRUTH_CATEGORIES = "ground_truth_label_categories.json"
 LABEL_STUDIO_TASKS = "label_studio_tasks.json"
 LABEL_STUDIO_CONFIG = "label_studio_config.xml"
-LABELING_FILES = {"ground_truth": (GROUND_TRUTH_MANIFEST, GROUND_TRUTH_CATEGORIES),
-                  "label_studio": (LABEL_STUDIO_TASKS, LABEL_STUDIO_CONFIG)}
 GIVEN_LABEL = "given_label"  # strategies that review labeled rows: the label under review, as the input holds it
 LABEL_STUDIO_CHOICES = "label"  # name of the <Choices> control: from_name of predictions and answers
 LABEL_STUDIO_OBJECTS = {"text": ("Text", "text"), "uri": ("Image", "image")}  # data kind -> (tag, name)
@@ -5469,9 +5437,11 @@ def labeling_data_kind(tasks: Sequence[LabelingTask], config: SelectionConfig) -
     return kinds[0] if kinds else "text"
 
 
-def ground_truth_manifest_lines(tasks: Sequence[LabelingTask], kind: str, config: SelectionConfig) -> List[str]:
-    """Ground Truth input manifest lines: ``source`` (a text) or ``source-ref`` (an S3 URI), then the id, rank,
-    score and the model's prediction as extra attributes; every line checked against Ground Truth's limits."""
+def ground_truth_files(tasks: Sequence[LabelingTask], kind: str, predictions: Predictions,
+                       config: SelectionConfig) -> Tuple[str, str]:
+    """Ground Truth's input manifest and label category configuration (``LabelCategoryConfigS3Uri``). A manifest
+    line holds ``source`` (a text) or ``source-ref`` (an S3 URI), then the id, rank, score and the model's
+    prediction as extra attributes; every line is checked against Ground Truth's limits."""
     key = "source-ref" if kind == "uri" else "source"
     lines = []
     for task in tasks:
@@ -5491,21 +5461,20 @@ def ground_truth_manifest_lines(tasks: Sequence[LabelingTask], kind: str, config
         if len(line) > GROUND_TRUTH_MAX_LINE_CHARS:
             raise SelectionError("the Ground Truth manifest line of the {} has {} characters; Ground Truth accepts "
                                  "at most {}".format(where, len(line), GROUND_TRUTH_MAX_LINE_CHARS))
-        lines.append(line)
-    return lines
+        lines.append(line + "\n")
+    categories = {"document-version": GROUND_TRUTH_CATEGORIES_VERSION,
+                  "labels": [{"label": str(c)} for c in predictions.classes]}
+    return "".join(lines), json.dumps(categories, indent=2, ensure_ascii=False) + "\n"
 
 
-def ground_truth_label_categories(classes: Sequence[Any]) -> Dict[str, Any]:
-    """The label category configuration of a classification job (``LabelCategoryConfigS3Uri``)."""
-    return {"document-version": GROUND_TRUTH_CATEGORIES_VERSION, "labels": [{"label": str(c)} for c in classes]}
-
-
-def label_studio_tasks(tasks: Sequence[LabelingTask], kind: str, config: SelectionConfig) -> List[Dict[str, Any]]:
-    """Label Studio tasks: ``data`` holds the shown field, the id, rank and score; the model's top class and its
-    probability are a prediction, so annotators start from the model's guess."""
+def label_studio_files(tasks: Sequence[LabelingTask], kind: str, predictions: Predictions,
+                       config: SelectionConfig) -> Tuple[str, str]:
+    """Label Studio tasks, one per line of a JSON list (it imports as it is, reads and diffs well), and their
+    labeling configuration. ``data`` holds the shown field, the id, rank and score; the model's top class and
+    its probability are a prediction, so annotators start from the model's guess."""
     object_name = LABEL_STUDIO_OBJECTS[kind][1]
     model_version = MODEL_VERSION_PREFIX + config.selection_strategy
-    return [{
+    lines = [json.dumps({
         "data": {config.labeling_data_field: task.shown, config.id_field: task.row_id, SELECTION_RANK: task.rank,
                  SELECTION_SCORE: task.score, **({} if task.given is None else {GIVEN_LABEL: task.given})},
         "predictions": [{
@@ -5514,11 +5483,14 @@ def label_studio_tasks(tasks: Sequence[LabelingTask], kind: str, config: Selecti
             "result": [{"from_name": LABEL_STUDIO_CHOICES, "to_name": object_name, "type": "choices",
                         "value": {"choices": [task.predicted]}}],
         }],
-    } for task in tasks]
+    }, ensure_ascii=False, allow_nan=False) for task in tasks]
+    return ("[\n" + ",\n".join(lines) + "\n]\n",
+            label_studio_config(predictions.classes, kind, config.labeling_data_field,
+                                shows_given=_reviews_labels(config)))
 
 
 def label_studio_config(classes: Sequence[Any], kind: str, data_field: str, *, shows_given: bool = False) -> str:
-    """The labeling configuration matching ``label_studio_tasks``: the shown field (a Text, or an Image for
+    """The labeling configuration matching ``label_studio_files``' tasks: the shown field (a Text, or an Image for
     URIs) and one single-choice control with the classes of the score columns; with ``shows_given``, a header
     above them with the label under review (the model's suggestion is the preselected choice)."""
     tag, name = LABEL_STUDIO_OBJECTS[kind]
@@ -5530,23 +5502,47 @@ def label_studio_config(classes: Sequence[Any], kind: str, data_field: str, *, s
                                              control=LABEL_STUDIO_CHOICES, choices=choices)
 
 
+def check_ground_truth_settings(config: SelectionConfig) -> None:
+    if config.id_field in GROUND_TRUTH_SOURCE_KEYS or config.id_field.startswith("$"):
+        raise SelectionError("ID_FIELD={!r} cannot be a Ground Truth manifest attribute: it is reserved for the "
+                             "object (source, source-ref) or starts with $".format(config.id_field))
+
+
+def check_label_studio_settings(config: SelectionConfig) -> None:
+    if not _LABEL_STUDIO_NAME.fullmatch(config.labeling_data_field):
+        raise SelectionError("LABELING_DATA_FIELD={!r} cannot be a Label Studio variable ($name): with LABELING_FORMAT="
+                             "label_studio it must be letters, digits and _".format(config.labeling_data_field))
+
+
+class LabelingFormat(NamedTuple):
+    """A row of ``LABELING_FORMAT_TABLE``: the ``files`` LABELING_FORMAT=<name> writes into labeling_tasks (none:
+    no tasks); ``check_settings(config)`` raises ``SelectionError`` for settings its tool cannot take, and
+    ``render(tasks, kind, predictions, config)`` returns the text of each file, in the order of ``files``."""
+
+    name: str
+    files: Tuple[str, ...] = ()
+    check_settings: Optional[Callable[[SelectionConfig], None]] = None
+    render: Optional[Callable[..., Sequence[str]]] = None
+
+
+LABELING_FORMAT_TABLE = (
+    LabelingFormat("none"),
+    LabelingFormat("ground_truth", (GROUND_TRUTH_MANIFEST, GROUND_TRUTH_CATEGORIES), check_ground_truth_settings,
+                   ground_truth_files),
+    LabelingFormat("label_studio", (LABEL_STUDIO_TASKS, LABEL_STUDIO_CONFIG), check_label_studio_settings,
+                   label_studio_files),
+)
+LABELING_FORMATS_BY_NAME = {row.name: row for row in LABELING_FORMAT_TABLE}
+LABELING_FORMATS = tuple(LABELING_FORMATS_BY_NAME)
+ENV_VARS = declared_env_vars()  # here, once the choices of SELECTION_STRATEGY and LABELING_FORMAT exist
+ENV_VARS_BY_NAME = {var.name: var for var in ENV_VARS}
+
+
 def labeling_files(rows: pd.DataFrame, predictions: Predictions, config: SelectionConfig) -> Dict[str, str]:
-    """The labeling_tasks channel's files for ``config.labeling_format`` (file name -> text)."""
+    """The labeling_tasks files (file name -> text), as the row of ``config.labeling_format`` names and renders them."""
+    labeling = LABELING_FORMATS_BY_NAME[config.labeling_format]
     tasks = labeling_tasks(rows, predictions, config)
-    kind = labeling_data_kind(tasks, config)
-    if config.labeling_format == "ground_truth":
-        lines = ground_truth_manifest_lines(tasks, kind, config)
-        return {GROUND_TRUTH_MANIFEST: "".join(line + "\n" for line in lines),
-                GROUND_TRUTH_CATEGORIES: json.dumps(ground_truth_label_categories(predictions.classes), indent=2,
-                                                    ensure_ascii=False) + "\n"}
-    if config.labeling_format == "label_studio":
-        # One task per line: a JSON list that Label Studio imports as it is, and that reads and diffs well.
-        lines = [json.dumps(task, ensure_ascii=False, allow_nan=False)
-                 for task in label_studio_tasks(tasks, kind, config)]
-        return {LABEL_STUDIO_TASKS: "[\n" + ",\n".join(lines) + "\n]\n",
-                LABEL_STUDIO_CONFIG: label_studio_config(predictions.classes, kind, config.labeling_data_field,
-                                                         shows_given=_reviews_labels(config))}
-    raise SelectionError("LABELING_FORMAT={!r} writes no tasks".format(config.labeling_format))
+    return dict(zip(labeling.files, labeling.render(tasks, labeling_data_kind(tasks, config), predictions, config)))
 
 
 def save_labeling_files(files: Mapping[str, str], labeling_dir: Path) -> List[str]:
@@ -5585,7 +5581,7 @@ def settings_read(config: SelectionConfig) -> Dict[str, Any]:
         unread |= {"score_field", "score_field_prefix"}
     if config.selection_role == "single":
         unread |= {"oversampling", "resource_config_path"}
-    if config.labeling_format == "none":
+    if not LABELING_FORMATS_BY_NAME[config.labeling_format].files:
         unread.add("labeling_data_field")
     return {field: value for field, value in config._asdict().items() if field not in unread}
 
@@ -6256,7 +6252,7 @@ def save_selection_report(text: str, metadata_dir: str) -> str:
 
 RESULT_NAMES = (tuple("{}.{}".format(SAMPLES_BASENAME, fmt) for fmt in OUTPUT_FORMATS) + (METADATA_FILENAME,)
                 + (REPORT_FILENAME,)
-                + tuple(name for names in LABELING_FILES.values() for name in names))
+                + tuple(name for row in LABELING_FORMAT_TABLE for name in row.files))
 
 
 def _real(path: Path) -> str:
@@ -6588,11 +6584,12 @@ def _labeling_channel(output_paths: Any, environ_vars: Any) -> Optional[Path]:
     requested = "" if raw is None else str(raw).strip().lower()
     folder = output_paths.get(LABELING_CHANNEL) if isinstance(output_paths, Mapping) else None
     usable = isinstance(folder, (str, os.PathLike)) and str(folder) != ""
-    return Path(folder) if usable and requested not in ("", "none") else None
+    labeling = LABELING_FORMATS_BY_NAME.get(requested or ENV_VARS_BY_NAME["LABELING_FORMAT"].default)
+    return Path(folder) if usable and (labeling is None or labeling.files) else None
 
 
 def _check_labeling_channel(config: SelectionConfig, labeling_dir: Optional[Path]) -> None:
-    if config.labeling_format != "none" and labeling_dir is None:
+    if LABELING_FORMATS_BY_NAME[config.labeling_format].files and labeling_dir is None:
         raise SelectionError("LABELING_FORMAT={} needs the output path {!r} (--{} on the command line)".format(
             config.labeling_format, LABELING_CHANNEL, LABELING_CHANNEL))
 
@@ -6619,7 +6616,7 @@ def _write_labeling_tasks(result: SelectionResult, config: SelectionConfig,
                           labeling_dir: Optional[Path]) -> Tuple[List[Path], Dict[str, Any]]:
     """Write the tasks when LABELING_FORMAT asks for them; return their paths and the metadata's ``labeling``
     entry (nothing when there are no tasks)."""
-    if config.labeling_format == "none" or labeling_dir is None:
+    if not LABELING_FORMATS_BY_NAME[config.labeling_format].files or labeling_dir is None:
         return [], {}
     files = labeling_files(result.rows, result.predictions, config)
     paths = [Path(path) for path in save_labeling_files(files, labeling_dir)]
