@@ -2918,17 +2918,6 @@ class DiversitySampler(_Sampler):
         candidates = _checked_candidates(Candidates(probabilities, embeddings, labeled_embeddings), copy=True)
         return self._select_batch(candidates, batch_size, indices, "embeddings", overwrite=True)
 
-    def _compute_distances(self, X: Any, Y: Any) -> np.ndarray:
-        """Distances between the rows of X (n, d) and Y (m, d) as an (n, m) array: euclidean or 1 - cosine."""
-        self._check_params()
-        X = _as_matrix(X, "X", np.float64)
-        Y = _as_matrix(Y, "Y", np.float64)
-        if self.metric == "cosine":
-            X, Y = _normalize_rows(X.copy()), _normalize_rows(Y.copy())
-            return 1.0 - X @ Y.T
-        d2 = np.einsum("ij,ij->i", X, X)[:, None] - 2.0 * (X @ Y.T) + np.einsum("ij,ij->i", Y, Y)[None, :]
-        return np.sqrt(np.maximum(d2, 0.0))
-
 
 class HybridSampler(DiversitySampler):
     """The uncertain-and-diverse hybrid: ``DiversitySampler`` with k-means behind a beta = 3 pre-filter.
@@ -3308,11 +3297,6 @@ class BADGESampler(_Sampler):
         _choice("metric", self.metric, METRICS)
         _seed(self.random_state)
 
-    def compute_gradient_embeddings(self, features: Any, probabilities: Any) -> np.ndarray:
-        """The (n_rows, n_classes * n_features) gradient embeddings; for small inputs (selection never builds it)."""
-        self._check_params()
-        return gradient_embeddings(features, probabilities)
-
     def _select(self, candidates: Candidates, batch_size: int) -> Selection:
         indices, distances = _badge_kmeanspp(candidates.embeddings, candidates.probabilities, batch_size,
                                              metric=self.metric, random_state=self.random_state)
@@ -3689,9 +3673,9 @@ class CommitteeSampler(_Sampler):
 
 
 # ---- Seed compatibility: the design documents' spellings of the sampler API -----------------------------------
-# Code written against the seeds calls the samplers with random_seed= (UncertaintySampler with strategy=) and
-# reads them back as attributes. The samplers use one name for one idea (random_state, mode); the aliases
-# below map the seeds' spellings onto them, and nothing else knows of them.
+# Code written against the seeds calls the samplers with random_seed= (UncertaintySampler with strategy=), reads
+# them back as attributes and calls two helpers of the seeds' classes. The samplers use one name for one idea
+# (random_state, mode); this section maps the seeds' spellings onto them, and nothing else knows of them.
 
 _SEED_NAMES = {"random_seed": "random_state", "strategy": "mode"}  # the seeds' name: the samplers'
 
@@ -3714,6 +3698,22 @@ def _accept_seed_names(cls: type) -> None:
     cls.__init__ = __init__
 
 
+def _compute_distances(self: DiversitySampler, X: Any, Y: Any) -> np.ndarray:
+    """Distances between the rows of X (n, d) and Y (m, d) as an (n, m) array: euclidean or 1 - cosine."""
+    self._check_params()
+    X, Y = _as_matrix(X, "X", np.float64, copy=True), _as_matrix(Y, "Y", np.float64, copy=True)
+    if self.metric == "cosine":
+        return 1.0 - _normalize_rows(X) @ _normalize_rows(Y).T
+    d2 = np.einsum("ij,ij->i", X, X)[:, None] - 2.0 * (X @ Y.T) + np.einsum("ij,ij->i", Y, Y)[None, :]
+    return np.sqrt(np.maximum(d2, 0.0))
+
+
+def _compute_gradient_embeddings(self: BADGESampler, features: Any, probabilities: Any) -> np.ndarray:
+    """The (n_rows, n_classes * n_features) gradient embeddings; for small inputs (selection never builds it)."""
+    self._check_params()
+    return gradient_embeddings(features, probabilities)
+
+
 def _alias(name: str) -> property:
     return property(lambda self: getattr(self, name), lambda self, value: setattr(self, name, value),
                     doc="The seeds' name of ``{}``.".format(name))
@@ -3724,6 +3724,8 @@ _Sampler.set_params = lambda self, **params: _current_set_params(  # type: ignor
     self, **_in_current_names(type(self), params))
 _Sampler.random_seed = _alias("random_state")  # type: ignore[attr-defined]
 UncertaintySampler.strategy = _alias("mode")  # type: ignore[attr-defined]
+DiversitySampler._compute_distances = _compute_distances  # type: ignore[attr-defined]
+BADGESampler.compute_gradient_embeddings = _compute_gradient_embeddings  # type: ignore[attr-defined]
 for _cls in (ConfidenceThresholdSampler, TopKPerClassSampler, UncertaintySampler, DiversitySampler, BADGESampler,
              LabelReviewSampler, CommitteeSampler):
     _accept_seed_names(_cls)
