@@ -175,7 +175,7 @@ def test_committee_members_are_checked_in_blocks():
 @pytest.mark.parametrize("strategy, extra", [
     ("diversity", {}), ("diversity", {"DIVERSITY_METHOD": "kmeans"}), ("hybrid", {}), ("badge", {}),
     ("uncertainty", {}), ("confidence_threshold", {"CONFIDENCE_THRESHOLD": "0.5"}),
-    ("committee", {"COMMITTEE_PREFIXES": COMMITTEE_PREFIXES}),
+    ("committee", {"COMMITTEE_PREFIXES": COMMITTEE_PREFIXES}), ("label_review", {"REVIEW_METHOD": "self_confidence"}),
 ])
 @pytest.mark.parametrize("shards", [1, 3])
 def test_the_engine_runs_only_the_private_path(tmp_path, monkeypatch, strategy, extra, shards):

@@ -2233,34 +2233,24 @@ def _checked_candidates(candidates: Candidates, names: Optional[Mapping[str, str
     and copied in the same pass), which the caller then owns.
     """
     name = dict(zip(Candidates._fields, Candidates._fields), **(names or {}))
-    embeddings, probabilities, labeled, members, labels = (candidates.embeddings, candidates.probabilities,
-                                                           candidates.labeled_embeddings, candidates.members,
-                                                           candidates.labels)
-    if embeddings is not None:
-        embeddings = _as_matrix(embeddings, name["embeddings"], np.float32, copy=copy)
-    if probabilities is not None:
-        probabilities = _as_matrix(probabilities, name["probabilities"], np.float64)
-    if members is not None:
-        members = _as_members(members)
-    rows = [(name[field], array.shape[1 if field == "members" else 0]) for field, array in
-            (("embeddings", embeddings), ("probabilities", probabilities), ("members", members)) if array is not None]
+    given = candidates._asdict()
+    checked = {"embeddings": lambda a: _as_matrix(a, name["embeddings"], np.float32, copy=copy),
+               "probabilities": lambda a: _as_matrix(a, name["probabilities"], np.float64), "members": _as_members,
+               "labeled_embeddings": lambda a: _as_matrix(a, name["labeled_embeddings"], np.float32) if len(a) else None}
+    given.update({field: check(given[field]) for field, check in checked.items() if given[field] is not None})
+    rows = [(name[field], given[field].shape[field == "members"]) for field in ("embeddings", "probabilities", "members")
+            if given[field] is not None]
     for other, count in rows[1:]:
         if count != rows[0][1]:
             raise ValueError("{} and {} have different row counts: {} and {}".format(rows[0][0], other, rows[0][1],
                                                                                    count))
-    if labeled is not None and len(labeled) == 0:
-        labeled = None
-    if labeled is not None:
-        labeled = _as_matrix(labeled, name["labeled_embeddings"], np.float32)
-        if embeddings is not None and labeled.shape[1] != embeddings.shape[1]:
-            raise ValueError("{} have {} columns, {} {}".format(name["labeled_embeddings"], labeled.shape[1],
-                                                               name["embeddings"], embeddings.shape[1]))
-    if labels is not None:
-        if probabilities is None:
-            raise ValueError("{} need the probabilities".format(name["labels"]))
-        labels = _class_positions(labels, probabilities.shape[0], probabilities.shape[1])
-    return candidates._replace(probabilities=probabilities, embeddings=embeddings, labeled_embeddings=labeled,
-                               labels=labels, members=members)
+    embeddings, labeled, probabilities = given["embeddings"], given["labeled_embeddings"], given["probabilities"]
+    if labeled is not None and embeddings is not None and labeled.shape[1] != embeddings.shape[1]:
+        raise ValueError("{} have {} columns, {} {}".format(name["labeled_embeddings"], labeled.shape[1],
+                                                           name["embeddings"], embeddings.shape[1]))
+    if given["labels"] is not None:
+        given["labels"] = _class_positions(given["labels"], probabilities.shape[0], probabilities.shape[1])
+    return Candidates(**given)
 
 
 class _Sampler:
@@ -3726,8 +3716,8 @@ _Sampler.random_seed = _alias("random_state")  # type: ignore[attr-defined]
 UncertaintySampler.strategy = _alias("mode")  # type: ignore[attr-defined]
 DiversitySampler._compute_distances = _compute_distances  # type: ignore[attr-defined]
 BADGESampler.compute_gradient_embeddings = _compute_gradient_embeddings  # type: ignore[attr-defined]
-for _cls in (ConfidenceThresholdSampler, TopKPerClassSampler, UncertaintySampler, DiversitySampler, BADGESampler,
-             LabelReviewSampler, CommitteeSampler):
+for _cls in (ConfidenceThresholdSampler, TopKPerClassSampler, UncertaintySampler, DiversitySampler, HybridSampler,
+             BADGESampler, LabelReviewSampler, CommitteeSampler):
     _accept_seed_names(_cls)
 
 
