@@ -3662,23 +3662,23 @@ class CommitteeSampler(_Sampler):
         return chosen if ids is None else ids[chosen]
 
 
-# ---- Seed compatibility: the design documents' spellings of the sampler API -----------------------------------
-# Code written against the seeds calls the samplers with random_seed= (UncertaintySampler with strategy=), reads
-# them back as attributes and calls two helpers of the seeds' classes. The samplers use one name for one idea
-# (random_state, mode); this section maps the seeds' spellings onto them, and nothing else knows of them.
+# ---- Compatibility: the first sampler API's spellings ----------------------------------------------------
+# Code written against the first sampler API calls the samplers with random_seed= (UncertaintySampler with
+# strategy=), reads them back as attributes and calls two helpers of its classes. The samplers use one name for
+# one idea (random_state, mode); this section maps the old spellings onto them, and nothing else knows of them.
 
-_SEED_NAMES = {"random_seed": "random_state", "strategy": "mode"}  # the seeds' name: the samplers'
+_OLD_NAMES = {"random_seed": "random_state", "strategy": "mode"}  # the old name: the current one
 
 
 def _in_current_names(cls: type, params: Dict[str, Any]) -> Dict[str, Any]:
-    renamed = {_SEED_NAMES.get(name, name): value for name, value in params.items()}
+    renamed = {_OLD_NAMES.get(name, name): value for name, value in params.items()}
     if len(renamed) < len(params):
         raise TypeError("{} got a parameter under both of its names: {}".format(cls.__name__, ", ".join(
-            "{} and {}".format(old, new) for old, new in _SEED_NAMES.items() if old in params and new in params)))
+            "{} and {}".format(old, new) for old, new in _OLD_NAMES.items() if old in params and new in params)))
     return renamed
 
 
-def _accept_seed_names(cls: type) -> None:
+def _accept_old_names(cls: type) -> None:
     current_init = cls.__init__
 
     def __init__(self: Any, *args: Any, **params: Any) -> None:
@@ -3706,7 +3706,7 @@ def _compute_gradient_embeddings(self: BADGESampler, features: Any, probabilitie
 
 def _alias(name: str) -> property:
     return property(lambda self: getattr(self, name), lambda self, value: setattr(self, name, value),
-                    doc="The seeds' name of ``{}``.".format(name))
+                    doc="The old name of ``{}``.".format(name))
 
 
 _current_set_params = _Sampler.set_params
@@ -3718,7 +3718,7 @@ DiversitySampler._compute_distances = _compute_distances  # type: ignore[attr-de
 BADGESampler.compute_gradient_embeddings = _compute_gradient_embeddings  # type: ignore[attr-defined]
 for _cls in (ConfidenceThresholdSampler, TopKPerClassSampler, UncertaintySampler, DiversitySampler, HybridSampler,
              BADGESampler, LabelReviewSampler, CommitteeSampler):
-    _accept_seed_names(_cls)
+    _accept_old_names(_cls)
 
 
 # ---- Calibration: held-out labeled predictions, Clopper-Pearson bounds and the precision target -------------
