@@ -31,6 +31,8 @@ PUBLIC_KERNEL_ERRORS = [
     (lambda: script.confidence_threshold_selection(P, 0.5, -1), "max_samples must be an integer >= 0"),
     (lambda: script.top_k_per_class_selection(P[0], 2), "probabilities must be a non-empty 2-D array"),
     (lambda: script.top_k_per_class_selection(P, 0), "k_per_class must be an integer >= 1"),
+    (lambda: script.uncertainty_scores([[0.5, 0.5], [1.0]]), "probabilities must hold numbers"),
+    (lambda: script.k_center_greedy([["a", "b"]], 1), "X must hold numbers"),
     (lambda: script.uncertainty_scores(with_nan(P)), "probabilities contains NaN or inf"),
     (lambda: script.uncertainty_scores(P, "variance"), "mode must be one of margin, entropy, least_confidence"),
     (lambda: script.uncertainty_prefilter(P, 0), "n_keep must be an integer >= 1"),

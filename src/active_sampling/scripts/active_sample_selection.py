@@ -2058,7 +2058,12 @@ def _as_matrix(values: Any, name: str, dtype: Any, *, copy: bool = False) -> np.
     The array itself when it already is one and ``copy`` is false; otherwise a new array, each block
     converted and then checked. No temporary the size of the whole array is made.
     """
-    source = np.asarray(values)
+    try:
+        source = np.asarray(values)
+        if source.dtype.kind in "OUS":  # objects or texts: converted whole here, once
+            source = source.astype(dtype)
+    except (TypeError, ValueError) as error:
+        raise ValueError("{} must hold numbers: {}".format(name, _one_line(error))) from None
     if source.ndim != 2 or 0 in source.shape:
         raise ValueError("{} must be a non-empty 2-D array, got shape {}".format(name, source.shape))
     if source.dtype == dtype and source.flags.c_contiguous and not copy:
