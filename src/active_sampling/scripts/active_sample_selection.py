@@ -1983,13 +1983,34 @@ def _fill_rows(target: Optional[np.ndarray], n_rows: int, rows: slice, block: np
 
 # ---- Samplers: pure functions of arrays, and the five sampler classes ----------------------------------------
 
-def _as_matrix(values: Any, name: str, dtype: Any) -> np.ndarray:
-    """``values`` as a C-contiguous 2-D array of ``dtype`` (a view when it already is one), checked finite."""
-    matrix = np.ascontiguousarray(values, dtype=dtype)
-    if matrix.ndim != 2 or matrix.shape[0] == 0 or matrix.shape[1] == 0:
-        raise ValueError("{} must be a non-empty 2-D array, got shape {}".format(name, matrix.shape))
-    if not _all_finite(matrix):
-        raise ValueError("{} contains NaN or inf".format(name))
+_CHECK_BLOCK_BYTES = 1 << 22  # converted in blocks this size, so each block is still in cache when checked
+
+
+def _as_matrix(values: Any, name: str, dtype: Any, *, copy: bool = False) -> np.ndarray:
+    """``values`` as a C-contiguous 2-D array of ``dtype``, checked finite, in one pass of row blocks.
+
+    The array itself when it already is one and ``copy`` is false; otherwise a new array, each block
+    converted and then checked. No temporary the size of the whole array is made.
+    """
+    try:
+        source = np.asarray(values)
+        if source.dtype.kind in "OUS":  # objects or texts: converted whole here, once
+            source = source.astype(dtype)
+    except (TypeError, ValueError) as error:
+        raise ValueError("{} must hold numbers: {}".format(name, _one_line(error))) from None
+    if source.ndim != 2 or 0 in source.shape:
+        raise ValueError("{} must be a non-empty 2-D array, got shape {}".format(name, source.shape))
+    if source.dtype == dtype and source.flags.c_contiguous and not copy:
+        if not _all_finite(source):
+            raise ValueError("{} contains NaN or inf".format(name))
+        return source
+    matrix = np.empty(source.shape, dtype=dtype)
+    step = max(1, _CHECK_BLOCK_BYTES // (source.shape[1] * matrix.itemsize))
+    for start in range(0, source.shape[0], step):
+        block = matrix[start:start + step]
+        block[...] = source[start:start + step]
+        if not np.isfinite(block).all():
+            raise ValueError("{} contains NaN or inf".format(name))
     return matrix
 
 
@@ -2108,19 +2129,83 @@ def _unit_number(name: str, value: Any) -> float:
 def _seed(value: Any) -> Optional[int]:
     if value is None:
         return None
-    return _positive_int("random_seed", value, 0)
+    return _positive_int("random_state", value, 0)
+
+
+def _class_positions(labels: Any, n_rows: int, n_classes: int) -> np.ndarray:
+    positions = np.asarray(labels)
+    if positions.shape != (n_rows,) or (positions.size and not np.issubdtype(positions.dtype, np.integer)):
+        raise ValueError("labels must be a 1-D array of {} integer class positions, got {} of shape {}".format(
+            n_rows, positions.dtype, positions.shape))
+    positions = positions.astype(np.int64)
+    if positions.size and (positions.min() < 0 or positions.max() >= n_classes):
+        raise ValueError("labels must be class positions in [0, {}), got values from {} to {}".format(
+            n_classes, positions.min(), positions.max()))
+    return positions
+
+
+def _as_members(values: Any) -> np.ndarray:
+    """``values`` as a checked (n_members, n_rows, n_classes) float64 array of probability rows, in row blocks."""
+    members = np.ascontiguousarray(values, dtype=np.float64)
+    if members.ndim != 3 or 0 in members.shape:
+        raise ValueError("member_probabilities must be a non-empty 3-D array (members x rows x classes), got "
+                         "shape {}".format(members.shape))
+    if members.shape[0] < 2:
+        raise ValueError("member_probabilities has 1 member: a committee needs at least 2")
+    step = max(1, _CHUNK_ROWS // (8 * members.shape[0]))
+    for start in range(0, members.shape[1], step):
+        block = members[:, start:start + step]
+        if not np.isfinite(block).all():
+            raise ValueError("member_probabilities contains NaN or inf")
+        if not (_in_unit_range(block).all() and (np.abs(block.sum(axis=2) - 1.0) <= PROBABILITY_SUM_TOLERANCE).all()):
+            raise ValueError("member_probabilities must hold probability rows (each in [0, 1], summing to 1 within "
+                             "{:g})".format(PROBABILITY_SUM_TOLERANCE))
+    return members
+
+
+def _checked_candidates(candidates: Candidates, names: Optional[Mapping[str, str]] = None, *,
+                        copy: bool = False) -> Candidates:
+    """``candidates`` with every array given checked once, in the dtype the kernels read.
+
+    Each is 2-D (members 3-D), non-empty and finite, and all have one row count; ``names`` are the argument
+    names the errors use (the field names by default). ``copy`` makes the embeddings a new array (converted
+    and copied in the same pass), which the caller then owns.
+    """
+    name = dict(zip(Candidates._fields, Candidates._fields), **(names or {}))
+    given = candidates._asdict()
+    checked = {"embeddings": lambda a: _as_matrix(a, name["embeddings"], np.float32, copy=copy),
+               "probabilities": lambda a: _as_matrix(a, name["probabilities"], np.float64), "members": _as_members,
+               "labeled_embeddings": lambda a: _as_matrix(a, name["labeled_embeddings"], np.float32) if len(a) else None}
+    given.update({field: check(given[field]) for field, check in checked.items() if given[field] is not None})
+    rows = [(name[field], given[field].shape[field == "members"]) for field in ("embeddings", "probabilities", "members")
+            if given[field] is not None]
+    for other, count in rows[1:]:
+        if count != rows[0][1]:
+            raise ValueError("{} and {} have different row counts: {} and {}".format(rows[0][0], other, rows[0][1],
+                                                                                   count))
+    embeddings, labeled, probabilities = given["embeddings"], given["labeled_embeddings"], given["probabilities"]
+    if labeled is not None and embeddings is not None and labeled.shape[1] != embeddings.shape[1]:
+        raise ValueError("{} have {} columns, {} {}".format(name["labeled_embeddings"], labeled.shape[1],
+                                                           name["embeddings"], embeddings.shape[1]))
+    if given["labels"] is not None:
+        given["labels"] = _class_positions(given["labels"], probabilities.shape[0], probabilities.shape[1])
+    return Candidates(**given)
 
 
 class _Sampler:
-    """What the five samplers share.
+    """What the samplers share.
 
     ``__init__`` only stores the parameters (scikit-learn's convention, so ``get_params``, ``set_params`` and
-    ``clone``-style code work); they are checked when the sampler is used, and a bad one is a ``ValueError``.
-    ``select(candidates, batch_size)`` is what the engine runs: it trusts its (already validated) arrays,
-    may overwrite ``candidates.embeddings`` and returns the picks in rank order with their scores.
-    ``select_batch`` is the published array API: it validates its arrays, never modifies them, and returns row
-    positions, or with ``indices`` (one id per row passed in) ``indices[chosen]``.
+    ``clone`` work); they are checked when the sampler is used, and a bad one is a ``ValueError``.
+    ``select(candidates, batch_size)`` and ``select_batch`` are the public API: they check the parameters
+    and the arrays once, never modify what they are given, and run ``_select``, which trusts both (the
+    engine calls ``_select`` on a pool it has checked). ``select`` returns the picks in rank order with
+    their scores; ``select_batch`` returns row positions, or with ``indices`` (one id per row passed in)
+    ``indices[chosen]``.
     """
+
+    _batched = True  # selects batch_size rows (SSL samplers select by their own rule)
+    _needs: Tuple[str, ...] = ("probabilities",)  # the Candidates fields _select reads
 
     def get_params(self, deep: bool = True) -> Dict[str, Any]:
         """The constructor's parameters as stored (``deep`` is accepted for scikit-learn's sake)."""
@@ -2139,21 +2224,32 @@ class _Sampler:
 
     def _check_params(self) -> None:
         """Raise ``ValueError`` naming the first invalid parameter."""
-        _seed(self.random_seed)
+        _seed(self.random_state)
 
-    def select(self, candidates: Candidates, batch_size: int) -> Selection:
+    def _checked_batch_size(self, batch_size: Any) -> Any:
+        return _positive_int("batch_size", batch_size, 1) if self._batched else batch_size
+
+    def select(self, candidates: Candidates, batch_size: Optional[int] = None) -> Selection:
+        """The picks among ``candidates`` in rank order, with their scores; the arrays are checked first."""
+        self._check_params()
+        missing = [field for field in self._needs if getattr(candidates, field) is None]
+        if missing:
+            raise ValueError("{} needs candidates.{}".format(type(self).__name__, missing[0]))
+        return self._select(_checked_candidates(candidates), self._checked_batch_size(batch_size))
+
+    def _select(self, candidates: Candidates, batch_size: Optional[int]) -> Selection:
         raise NotImplementedError
 
-    def _select_among(self, candidates: Candidates, batch_size: int, indices: Any) -> np.ndarray:
-        if candidates.probabilities is not None:
-            ids = _row_ids(indices, candidates.probabilities.shape[0], "probabilities")
-        else:
-            ids = _row_ids(indices, candidates.embeddings.shape[0], "embeddings")
-        chosen = self.select(candidates, batch_size).indices
+    def _select_batch(self, candidates: Candidates, batch_size: Any, indices: Any, what: str,
+                      **options: Any) -> np.ndarray:
+        """``select_batch`` on checked ``candidates``: positions of the picks, or their entries of ``indices``."""
+        first = next(array for array in (candidates.probabilities, candidates.embeddings) if array is not None)
+        ids = _row_ids(indices, first.shape[0], what)
+        chosen = self._select(candidates, self._checked_batch_size(batch_size), **options).indices
         return chosen if ids is None else ids[chosen]
 
 
-def confidence_threshold_selection(probabilities: np.ndarray, threshold: float, max_samples: int = 0) -> Selection:
+def confidence_threshold_selection(probabilities: Any, threshold: float, max_samples: int = 0) -> Selection:
     """Rows whose top-class probability is at least ``threshold``, most confident first.
 
     Parameters
@@ -2168,6 +2264,12 @@ def confidence_threshold_selection(probabilities: np.ndarray, threshold: float, 
     Selection
         Row indices in rank order (ties to the lower index) and their top-class probability.
     """
+    return _confidence_threshold_selection(_as_matrix(probabilities, "probabilities", np.float64),
+                                           _unit_number("threshold", threshold),
+                                           _positive_int("max_samples", max_samples, 0))
+
+
+def _confidence_threshold_selection(probabilities: np.ndarray, threshold: float, max_samples: int) -> Selection:
     confidence = probabilities.max(axis=1)
     eligible = np.flatnonzero(confidence >= threshold)
     limit = max_samples if max_samples > 0 else eligible.size
@@ -2175,7 +2277,7 @@ def confidence_threshold_selection(probabilities: np.ndarray, threshold: float, 
     return Selection(chosen, confidence[chosen])
 
 
-def top_k_per_class_selection(probabilities: np.ndarray, k_per_class: int) -> Selection:
+def top_k_per_class_selection(probabilities: Any, k_per_class: int) -> Selection:
     """The ``k_per_class`` most confident rows of every predicted class, ranked together by confidence.
 
     Parameters
@@ -2188,6 +2290,11 @@ def top_k_per_class_selection(probabilities: np.ndarray, k_per_class: int) -> Se
     Selection
         Row indices in rank order (ties to the lower index) and their top-class probability.
     """
+    return _top_k_per_class_selection(_as_matrix(probabilities, "probabilities", np.float64),
+                                      _positive_int("k_per_class", k_per_class, 1))
+
+
+def _top_k_per_class_selection(probabilities: np.ndarray, k_per_class: int) -> Selection:
     predicted = probabilities.argmax(axis=1)
     confidence = probabilities.max(axis=1)
     by_class = np.argsort(predicted.astype(np.int16 if probabilities.shape[1] < 2**15 else np.int64),
@@ -2209,24 +2316,25 @@ class ConfidenceThresholdSampler(_Sampler):
         Minimum top-class probability, in [0, 1].
     max_samples : int, default=0
         Keep at most this many, the most confident; 0 keeps every qualifying row.
-    random_seed : int >= 0 or None, default=42
+    random_state : int >= 0 or None, default=42
         Unused: the selection is deterministic (ties go to the lower row). Kept so every sampler takes it.
     """
 
-    def __init__(self, confidence_threshold: float = 0.9, max_samples: int = 0, random_seed: Optional[int] = 42):
+    _batched = False
+
+    def __init__(self, confidence_threshold: float = 0.9, *, max_samples: int = 0, random_state: Optional[int] = 42):
         self.confidence_threshold = confidence_threshold
         self.max_samples = max_samples
-        self.random_seed = random_seed
+        self.random_state = random_state
 
     def _check_params(self) -> None:
         _unit_number("confidence_threshold", self.confidence_threshold)
         _positive_int("max_samples", self.max_samples, 0)
-        _seed(self.random_seed)
+        _seed(self.random_state)
 
-    def select(self, candidates: Candidates, batch_size: Optional[int] = None) -> Selection:
-        self._check_params()
-        return confidence_threshold_selection(candidates.probabilities, float(self.confidence_threshold),
-                                              int(self.max_samples))
+    def _select(self, candidates: Candidates, batch_size: Optional[int] = None) -> Selection:
+        return _confidence_threshold_selection(candidates.probabilities, float(self.confidence_threshold),
+                                               int(self.max_samples))
 
     def class_thresholds(self, candidates: Candidates, selection: Selection) -> np.ndarray:
         """CONFIDENCE_THRESHOLD for every class, or the last selected confidence when MAX_SAMPLES rows were kept."""
@@ -2238,7 +2346,7 @@ class ConfidenceThresholdSampler(_Sampler):
     def select_batch(self, probabilities: Any, indices: Any = None) -> np.ndarray:
         """Positions (or ``indices[chosen]``) of the selected rows, most confident first."""
         self._check_params()
-        return self._select_among(Candidates(_as_matrix(probabilities, "probabilities", np.float64)), 0, indices)
+        return self._select_batch(_checked_candidates(Candidates(probabilities)), None, indices, "probabilities")
 
 
 class TopKPerClassSampler(_Sampler):
@@ -2247,21 +2355,22 @@ class TopKPerClassSampler(_Sampler):
     Parameters
     ----------
     k_per_class : int, default=100
-    random_seed : int >= 0 or None, default=42
+    random_state : int >= 0 or None, default=42
         Unused: the selection is deterministic (ties go to the lower row). Kept so every sampler takes it.
     """
 
-    def __init__(self, k_per_class: int = 100, random_seed: Optional[int] = 42):
+    _batched = False
+
+    def __init__(self, k_per_class: int = 100, *, random_state: Optional[int] = 42):
         self.k_per_class = k_per_class
-        self.random_seed = random_seed
+        self.random_state = random_state
 
     def _check_params(self) -> None:
         _positive_int("k_per_class", self.k_per_class, 1)
-        _seed(self.random_seed)
+        _seed(self.random_state)
 
-    def select(self, candidates: Candidates, batch_size: Optional[int] = None) -> Selection:
-        self._check_params()
-        return top_k_per_class_selection(candidates.probabilities, int(self.k_per_class))
+    def _select(self, candidates: Candidates, batch_size: Optional[int] = None) -> Selection:
+        return _top_k_per_class_selection(candidates.probabilities, int(self.k_per_class))
 
     def class_thresholds(self, candidates: Candidates, selection: Selection) -> np.ndarray:
         """Each class's k-th confidence; 0 for a class with fewer than k candidates (all of them are selected)."""
@@ -2276,17 +2385,20 @@ class TopKPerClassSampler(_Sampler):
     def select_batch(self, probabilities: Any, indices: Any = None) -> np.ndarray:
         """Positions (or ``indices[chosen]``) of the selected rows, most confident first."""
         self._check_params()
-        return self._select_among(Candidates(_as_matrix(probabilities, "probabilities", np.float64)), 0, indices)
+        return self._select_batch(_checked_candidates(Candidates(probabilities)), None, indices, "probabilities")
 
 
-def uncertainty_scores(probabilities: np.ndarray, mode: str = "margin") -> np.ndarray:
+def uncertainty_scores(probabilities: Any, mode: str = "margin") -> np.ndarray:
     """Per-row uncertainty, higher = more uncertain, computed in chunks to bound temporaries.
 
     margin: 1 - (p1 - p2) with p1 >= p2 the two largest probabilities; entropy: -sum p log p (natural
-    log, 0 log 0 = 0); least_confidence: 1 - p1.
+    log, 0 log 0 = 0); least_confidence: 1 - p1. ``probabilities`` has shape (n_rows, n_classes).
     """
-    if mode not in UNCERTAINTY_MODES:
-        raise ValueError("mode must be one of {}, got {!r}".format(UNCERTAINTY_MODES, mode))
+    return _uncertainty_scores(_as_matrix(probabilities, "probabilities", np.float64),
+                               _choice("mode", mode, UNCERTAINTY_MODES))
+
+
+def _uncertainty_scores(probabilities: np.ndarray, mode: str) -> np.ndarray:
     n = probabilities.shape[0]
     scores = np.empty(n, dtype=np.float64)
     for start in range(0, n, _CHUNK_ROWS):
@@ -2309,36 +2421,35 @@ class UncertaintySampler(_Sampler):
 
     Parameters
     ----------
-    strategy : {"margin", "entropy", "least_confidence"}, default="margin"
+    mode : {"margin", "entropy", "least_confidence"}, default="margin"
         How uncertainty is measured; see ``uncertainty_scores``.
-    random_seed : int >= 0 or None, default=42
+    random_state : int >= 0 or None, default=42
         Unused: the selection is deterministic (ties go to the lower row). Kept so every sampler takes it.
     """
 
-    def __init__(self, strategy: str = "margin", random_seed: Optional[int] = 42):
-        self.strategy = strategy
-        self.random_seed = random_seed
+    def __init__(self, mode: str = "margin", *, random_state: Optional[int] = 42):
+        self.mode = mode
+        self.random_state = random_state
 
     def _check_params(self) -> None:
-        _choice("strategy", self.strategy, UNCERTAINTY_MODES)
-        _seed(self.random_seed)
+        _choice("mode", self.mode, UNCERTAINTY_MODES)
+        _seed(self.random_state)
 
     def compute_scores(self, probabilities: Any) -> np.ndarray:
         """Uncertainty of each row, shape (n_rows,); higher is more uncertain."""
         self._check_params()
-        return uncertainty_scores(_as_matrix(probabilities, "probabilities", np.float64), self.strategy)
+        return _uncertainty_scores(_as_matrix(probabilities, "probabilities", np.float64), self.mode)
 
-    def select(self, candidates: Candidates, batch_size: int) -> Selection:
-        self._check_params()
-        scores = uncertainty_scores(candidates.probabilities, self.strategy)
+    def _select(self, candidates: Candidates, batch_size: int) -> Selection:
+        scores = _uncertainty_scores(candidates.probabilities, self.mode)
         chosen = top_k_indices(scores, batch_size)
         return Selection(chosen, scores[chosen])
 
     def select_batch(self, probabilities: Any, batch_size: int, indices: Any = None) -> np.ndarray:
         """Positions (or ``indices[chosen]``) of the ``batch_size`` most uncertain rows, most uncertain first."""
         self._check_params()
-        candidates = Candidates(_as_matrix(probabilities, "probabilities", np.float64))
-        return self._select_among(candidates, _positive_int("batch_size", batch_size, 1), indices)
+        return self._select_batch(_checked_candidates(Candidates(probabilities)), batch_size, indices,
+                                  "probabilities")
 
 
 def _normalize_rows(matrix: np.ndarray) -> np.ndarray:
@@ -2576,6 +2687,18 @@ def _nearest_of_centers(X: np.ndarray, sq_norms: np.ndarray, centers: np.ndarray
 def k_center_greedy(
     X: Any, n_select: int, *, initial_centers: Any = None, metric: str = "euclidean", copy: bool = True
 ) -> Tuple[np.ndarray, np.ndarray]:
+    """``_k_center_greedy`` (see there) on checked arguments: X of shape (n_rows, n_features), initial_centers
+    of shape (n_centers, n_features) or None; a bad one is a ``ValueError`` naming it."""
+    _choice("metric", metric, METRICS)
+    checked = _checked_candidates(Candidates(None, X, initial_centers), {"embeddings": "X",
+                                  "labeled_embeddings": "initial_centers"}, copy=copy)
+    return _k_center_greedy(checked.embeddings, _positive_int("n_select", n_select, 0),
+                            initial_centers=checked.labeled_embeddings, metric=metric, copy=False)
+
+
+def _k_center_greedy(
+    X: Any, n_select: int, *, initial_centers: Any = None, metric: str = "euclidean", copy: bool = True
+) -> Tuple[np.ndarray, np.ndarray]:
     """Greedy k-center (farthest-first traversal), the core-set selection of Sener & Savarese (2018).
 
     Each pick is the row farthest from its nearest center; the pick then becomes a center. The
@@ -2596,15 +2719,13 @@ def k_center_greedy(
     Returns the picked row indices in order and each one's distance to its nearest center (euclidean,
     or 1 - cosine similarity) at the moment it was picked.
     """
-    if metric not in METRICS:
-        raise ValueError("metric must be one of {}, got {!r}".format(METRICS, metric))
-    X = _as_matrix(X, "X", np.float32)
+    X = np.ascontiguousarray(X, dtype=np.float32)
     n_rows = X.shape[0]
     n_select = min(int(n_select), n_rows)
     if initial_centers is None or len(initial_centers) == 0:
         centers = X.mean(axis=0, dtype=np.float64).astype(np.float32)[None, :]
     else:
-        centers = _as_matrix(initial_centers, "initial_centers", np.float32)
+        centers = np.ascontiguousarray(initial_centers, dtype=np.float32)
     if copy or not X.flags.writeable:
         X = X.copy()
     if metric == "cosine":
@@ -2659,41 +2780,44 @@ class DiversitySampler(_Sampler):
     Parameters
     ----------
     metric : {"euclidean", "cosine"}, default="euclidean"
-    random_seed : int or None, default=42
-        Seed of the k-means++ start of ``method="kmeans"``; k-center is deterministic (it starts from the
-        labeled rows or the candidates' mean).
     method : {"kcenter", "kmeans"}, default="kcenter"
     uncertainty_prefilter : int, default=0
         beta; 0 considers every candidate.
     uncertainty_mode : {"margin", "entropy", "least_confidence"}, default="margin"
         The pre-filter's uncertainty measure; see ``uncertainty_scores``.
+    random_state : int or None, default=42
+        Seed of the k-means++ start of ``method="kmeans"``; k-center is deterministic (it starts from the
+        labeled rows or the candidates' mean).
     """
 
-    def __init__(self, metric: str = "euclidean", random_seed: Optional[int] = 42, method: str = "kcenter",
-                 uncertainty_prefilter: int = 0, uncertainty_mode: str = "margin"):
+    _needs = ("embeddings",)
+
+    def __init__(self, metric: str = "euclidean", *, method: str = "kcenter", uncertainty_prefilter: int = 0,
+                 uncertainty_mode: str = "margin", random_state: Optional[int] = 42):
         self.metric = metric
-        self.random_seed = random_seed
         self.method = method
         self.uncertainty_prefilter = uncertainty_prefilter
         self.uncertainty_mode = uncertainty_mode
+        self.random_state = random_state
 
     def _check_params(self) -> None:
         _choice("metric", self.metric, METRICS)
-        _seed(self.random_seed)
+        _seed(self.random_state)
         _choice("method", self.method, DIVERSITY_METHODS)
         _positive_int("uncertainty_prefilter", self.uncertainty_prefilter, 0)
         _choice("uncertainty_mode", self.uncertainty_mode, UNCERTAINTY_MODES)
 
-    def select(self, candidates: Candidates, batch_size: int) -> Selection:
-        self._check_params()
+    def _select(self, candidates: Candidates, batch_size: int, *, overwrite: bool = False) -> Selection:
+        """``overwrite``: the embeddings are the caller's own working copy, which the kernel may center in place."""
         kept = self._prefilter(candidates.probabilities, batch_size, candidates.embeddings.shape[0])
         embeddings = candidates.embeddings if kept is None else candidates.embeddings[kept]
+        copy = not overwrite and kept is None
         if self.method == "kmeans":
-            indices, scores = kmeans_representatives(embeddings, batch_size, metric=self.metric,
-                                                     random_state=self.random_seed, copy=False)
+            indices, scores = _kmeans_representatives(embeddings, batch_size, metric=self.metric,
+                                                      random_state=self.random_state, copy=copy)
         else:
-            indices, scores = k_center_greedy(embeddings, batch_size, initial_centers=candidates.labeled_embeddings,
-                                              metric=self.metric, copy=False)
+            indices, scores = _k_center_greedy(embeddings, batch_size, initial_centers=candidates.labeled_embeddings,
+                                               metric=self.metric, copy=copy)
         return Selection(indices if kept is None else kept[indices], scores)
 
     def _prefilter(self, probabilities: Optional[np.ndarray], batch_size: int, n_rows: int) -> Optional[np.ndarray]:
@@ -2709,7 +2833,7 @@ class DiversitySampler(_Sampler):
             return None
         logger.info("Uncertainty pre-filter: the %d most uncertain of %d candidates by %s (%d x BATCH_SIZE=%d)",
                     n_keep, n_rows, self.uncertainty_mode, self.uncertainty_prefilter, batch_size)
-        return uncertainty_prefilter(probabilities, n_keep, mode=self.uncertainty_mode)
+        return _uncertainty_prefilter(probabilities, n_keep, self.uncertainty_mode)
 
     def select_batch(self, embeddings: Any, batch_size: int, indices: Any = None, *,
                      labeled_embeddings: Any = None, probabilities: Any = None) -> np.ndarray:
@@ -2720,31 +2844,8 @@ class DiversitySampler(_Sampler):
         ``probabilities`` (shape (n, n_classes)) are needed when ``uncertainty_prefilter`` > 0.
         """
         self._check_params()
-        matrix = _as_matrix(embeddings, "embeddings", np.float32)
-        if np.may_share_memory(matrix, embeddings):  # select() centers it in place: never the caller's array
-            matrix = matrix.copy()
-        labeled = None if labeled_embeddings is None or len(labeled_embeddings) == 0 else _as_matrix(
-            labeled_embeddings, "labeled_embeddings", np.float32)
-        if labeled is not None and labeled.shape[1] != matrix.shape[1]:
-            raise ValueError("labeled_embeddings have {} columns, embeddings {}".format(labeled.shape[1],
-                                                                                      matrix.shape[1]))
-        scores = None if probabilities is None else _as_matrix(probabilities, "probabilities", np.float64)
-        if scores is not None and scores.shape[0] != matrix.shape[0]:
-            raise ValueError("embeddings and probabilities have different row counts: {} and {}".format(
-                matrix.shape[0], scores.shape[0]))
-        candidates = Candidates(scores, matrix, labeled)
-        return self._select_among(candidates, _positive_int("batch_size", batch_size, 1), indices)
-
-    def _compute_distances(self, X: Any, Y: Any) -> np.ndarray:
-        """Distances between the rows of X (n, d) and Y (m, d) as an (n, m) array: euclidean or 1 - cosine."""
-        self._check_params()
-        X = _as_matrix(X, "X", np.float64)
-        Y = _as_matrix(Y, "Y", np.float64)
-        if self.metric == "cosine":
-            X, Y = _normalize_rows(X.copy()), _normalize_rows(Y.copy())
-            return 1.0 - X @ Y.T
-        d2 = np.einsum("ij,ij->i", X, X)[:, None] - 2.0 * (X @ Y.T) + np.einsum("ij,ij->i", Y, Y)[None, :]
-        return np.sqrt(np.maximum(d2, 0.0))
+        candidates = _checked_candidates(Candidates(probabilities, embeddings, labeled_embeddings), copy=True)
+        return self._select_batch(candidates, batch_size, indices, "embeddings", overwrite=True)
 
 
 class HybridSampler(DiversitySampler):
@@ -2754,10 +2855,10 @@ class HybridSampler(DiversitySampler):
     candidates (Zhdanov 2019); every parameter as in ``DiversitySampler``, only the defaults differ.
     """
 
-    def __init__(self, metric: str = "euclidean", random_seed: Optional[int] = 42, method: str = "kmeans",
-                 uncertainty_prefilter: int = 3, uncertainty_mode: str = "margin"):
-        super().__init__(metric=metric, random_seed=random_seed, method=method,
-                         uncertainty_prefilter=uncertainty_prefilter, uncertainty_mode=uncertainty_mode)
+    def __init__(self, metric: str = "euclidean", *, method: str = "kmeans", uncertainty_prefilter: int = 3,
+                 uncertainty_mode: str = "margin", random_state: Optional[int] = 42):
+        super().__init__(metric, method=method, uncertainty_prefilter=uncertainty_prefilter,
+                         uncertainty_mode=uncertainty_mode, random_state=random_state)
 
 
 def uncertainty_prefilter(probabilities: Any, n_keep: int, *, mode: str = "margin") -> np.ndarray:
@@ -2782,10 +2883,12 @@ def uncertainty_prefilter(probabilities: Any, n_keep: int, *, mode: str = "margi
     -------
     kept : ndarray of shape (min(n_keep, n_rows),), dtype int64
     """
-    if int(n_keep) < 1:
-        raise ValueError("n_keep must be at least 1, got {}".format(n_keep))
-    probabilities = _as_matrix(probabilities, "probabilities", np.float64)
-    return np.sort(top_k_indices(uncertainty_scores(probabilities, mode), int(n_keep)))
+    return _uncertainty_prefilter(_as_matrix(probabilities, "probabilities", np.float64),
+                                  _positive_int("n_keep", n_keep, 1), _choice("mode", mode, UNCERTAINTY_MODES))
+
+
+def _uncertainty_prefilter(probabilities: np.ndarray, n_keep: int, mode: str) -> np.ndarray:
+    return np.sort(top_k_indices(_uncertainty_scores(probabilities, mode), n_keep))
 
 
 def kmeans_representatives(
@@ -2837,14 +2940,21 @@ def kmeans_representatives(
     cluster_sizes : ndarray of shape (min(n_select, n_rows),), dtype float64
         Rows (weights) in each pick's cluster (0 for a fill-in pick).
     """
-    if metric not in METRICS:
-        raise ValueError("metric must be one of {}, got {!r}".format(METRICS, metric))
-    if int(max_iter) < 1:
-        raise ValueError("max_iter must be at least 1, got {}".format(max_iter))
-    if not float(tol) >= 0.0:
-        raise ValueError("tol must be at least 0, got {}".format(tol))
-    X = _as_matrix(X, "X", np.float32)
+    _choice("metric", metric, METRICS)
+    if isinstance(tol, (bool, np.bool_)) or not isinstance(tol, numbers.Real) or not tol >= 0.0:
+        raise ValueError("tol must be a number >= 0, got {!r}".format(tol))
+    X = _as_matrix(X, "X", np.float32, copy=copy)
     weights = None if sample_weight is None else _sample_weights(sample_weight, X.shape[0])
+    return _kmeans_representatives(X, _positive_int("n_select", n_select, 0), metric=metric,
+                                   random_state=random_state, max_iter=_positive_int("max_iter", max_iter, 1),
+                                   tol=float(tol), copy=False, sample_weight=weights)
+
+
+def _kmeans_representatives(X: np.ndarray, n_select: int, *, metric: str, random_state: Any, max_iter: int = 100,
+                            tol: float = 1e-4, copy: bool = True, sample_weight: Optional[np.ndarray] = None
+                            ) -> Tuple[np.ndarray, np.ndarray]:
+    weights = sample_weight
+    X = np.ascontiguousarray(X, dtype=np.float32)
     if copy or not X.flags.writeable:
         X = X.copy()
     n_rows = X.shape[0]
@@ -2970,10 +3080,27 @@ def gradient_embeddings(embeddings: Any, probabilities: Any) -> np.ndarray:
     """
     H = _as_matrix(embeddings, "embeddings", np.float64)
     residual = _prediction_residuals(_as_matrix(probabilities, "probabilities", np.float64))
+    if residual.shape[0] != H.shape[0]:
+        raise ValueError("embeddings and probabilities have different row counts: {} and {}".format(
+            H.shape[0], residual.shape[0]))
     return (residual[:, :, None] * H[:, None, :]).reshape(H.shape[0], -1)
 
 
 def badge_kmeanspp(
+    embeddings: Any, probabilities: Any, n_select: int, *, metric: str = "euclidean", random_state: Any = None,
+    sample_weight: Any = None,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """``_badge_kmeanspp`` (see there) on checked arguments: embeddings of shape (n_rows, n_features),
+    probabilities of shape (n_rows, n_classes), sample_weight of shape (n_rows,) or None; a bad one is a
+    ``ValueError`` naming it."""
+    _choice("metric", metric, METRICS)
+    checked = _checked_candidates(Candidates(probabilities, embeddings))
+    weights = None if sample_weight is None else _sample_weights(sample_weight, checked.embeddings.shape[0])
+    return _badge_kmeanspp(checked.embeddings, checked.probabilities, _positive_int("n_select", n_select, 0),
+                           metric=metric, random_state=random_state, sample_weight=weights)
+
+
+def _badge_kmeanspp(
     embeddings: Any, probabilities: Any, n_select: int, *, metric: str = "euclidean", random_state: Any = None,
     sample_weight: Any = None,
 ) -> Tuple[np.ndarray, np.ndarray]:
@@ -2995,17 +3122,12 @@ def badge_kmeanspp(
     Returns the picked row indices in order and each one's distance to its nearest earlier pick at the
     moment it was picked (the first pick reports its gradient norm, or 1.0 for cosine).
     """
-    if metric not in METRICS:
-        raise ValueError("metric must be one of {}, got {!r}".format(METRICS, metric))
-    H = _as_matrix(embeddings, "embeddings", np.float32)
-    residual = _prediction_residuals(_as_matrix(probabilities, "probabilities", np.float64))
-    if residual.shape[0] != H.shape[0]:
-        raise ValueError("embeddings and probabilities have different row counts: {} and {}".format(
-            H.shape[0], residual.shape[0]))
+    H = np.ascontiguousarray(embeddings, dtype=np.float32)
+    residual = _prediction_residuals(np.ascontiguousarray(probabilities, dtype=np.float64))
     rng = np.random.default_rng(random_state)
     n_rows = H.shape[0]
     n_select = min(int(n_select), n_rows)
-    weights = None if sample_weight is None else _sample_weights(sample_weight, n_rows)
+    weights = sample_weight
     raw_sq_norms = np.einsum("ij,ij->i", residual, residual) * np.einsum("ij,ij->i", H, H, dtype=np.float64)
     if metric == "cosine":
         H = _normalize_rows(H.copy())
@@ -3090,39 +3212,30 @@ class BADGESampler(_Sampler):
     Parameters
     ----------
     metric : {"euclidean", "cosine"}, default="euclidean"
-    random_seed : int or None, default=42
+    random_state : int or None, default=42
         Seed of the D^2 sampling; the same seed gives the same picks. None draws a fresh seed.
     """
 
-    def __init__(self, metric: str = "euclidean", random_seed: Optional[int] = 42):
+    _needs = ("probabilities", "embeddings")
+
+    def __init__(self, metric: str = "euclidean", *, random_state: Optional[int] = 42):
         self.metric = metric
-        self.random_seed = random_seed
+        self.random_state = random_state
 
     def _check_params(self) -> None:
         _choice("metric", self.metric, METRICS)
-        _seed(self.random_seed)
+        _seed(self.random_state)
 
-    def compute_gradient_embeddings(self, features: Any, probabilities: Any) -> np.ndarray:
-        """The (n_rows, n_classes * n_features) gradient embeddings; for small inputs (selection never builds it)."""
-        self._check_params()
-        return gradient_embeddings(features, probabilities)
-
-    def select(self, candidates: Candidates, batch_size: int) -> Selection:
-        self._check_params()
-        indices, distances = badge_kmeanspp(candidates.embeddings, candidates.probabilities, batch_size,
-                                            metric=self.metric, random_state=self.random_seed)
+    def _select(self, candidates: Candidates, batch_size: int) -> Selection:
+        indices, distances = _badge_kmeanspp(candidates.embeddings, candidates.probabilities, batch_size,
+                                             metric=self.metric, random_state=self.random_state)
         return Selection(indices, distances)
 
     def select_batch(self, features: Any, probabilities: Any, batch_size: int, indices: Any = None) -> np.ndarray:
         """Positions (or ``indices[chosen]``, one id per row of ``features``) of the picks in order."""
         self._check_params()
-        matrix = _as_matrix(features, "features", np.float32)
-        probabilities = _as_matrix(probabilities, "probabilities", np.float64)
-        if matrix.shape[0] != probabilities.shape[0]:
-            raise ValueError("features and probabilities have different row counts: {} and {}".format(
-                matrix.shape[0], probabilities.shape[0]))
-        candidates = Candidates(probabilities, matrix)
-        return self._select_among(candidates, _positive_int("batch_size", batch_size, 1), indices)
+        candidates = _checked_candidates(Candidates(probabilities, features), {"embeddings": "features"})
+        return self._select_batch(candidates, batch_size, indices, "features")
 
 
 # Label review: the labeled rows whose given label the model doubts. Confident learning as cleanlab's
@@ -3302,18 +3415,27 @@ def find_label_issues(probabilities: np.ndarray, labels: np.ndarray) -> LabelIss
     return LabelIssues(flagged, thresholds, joint)
 
 
-def label_review_selection(probabilities: np.ndarray, labels: np.ndarray, batch_size: int,
+def label_review_selection(probabilities: Any, labels: Any, batch_size: int,
                            method: str = "confident_learning") -> Selection:
     """The first ``batch_size`` labeled rows to review, lowest probability of the given label first.
 
     ``confident_learning`` ranks only the rows ``find_label_issues`` flags (fewer than ``batch_size`` when
     fewer are flagged); ``self_confidence`` ranks every row. Ties go to the earlier row.
 
+    ``probabilities`` has shape (n_rows, n_classes); ``labels`` (n_rows,) are the given labels' class positions.
+
     Returns
     -------
     Selection
         Row indices in rank order, their score 1 - p[given label], and ``facts`` for the metadata.
     """
+    checked = _checked_candidates(Candidates(probabilities, labels=labels))
+    return _label_review_selection(checked.probabilities, checked.labels, _positive_int("batch_size", batch_size, 1),
+                                   _choice("method", method, REVIEW_METHODS))
+
+
+def _label_review_selection(probabilities: np.ndarray, labels: np.ndarray, batch_size: int,
+                            method: str) -> Selection:
     confidence = self_confidence(probabilities, labels)
     facts: Dict[str, Any] = {"method": method, "labeled_rows": int(labels.shape[0])}
     if method == "self_confidence":
@@ -3332,18 +3454,6 @@ def label_review_selection(probabilities: np.ndarray, labels: np.ndarray, batch_
     return Selection(chosen, 1.0 - confidence[chosen], facts)
 
 
-def _class_positions(labels: Any, n_rows: int, n_classes: int) -> np.ndarray:
-    positions = np.asarray(labels)
-    if positions.shape != (n_rows,) or (positions.size and not np.issubdtype(positions.dtype, np.integer)):
-        raise ValueError("labels must be a 1-D array of {} integer class positions, got {} of shape {}".format(
-            n_rows, positions.dtype, positions.shape))
-    positions = positions.astype(np.int64)
-    if positions.size and (positions.min() < 0 or positions.max() >= n_classes):
-        raise ValueError("labels must be class positions in [0, {}), got values from {} to {}".format(
-            n_classes, positions.min(), positions.max()))
-    return positions
-
-
 class LabelReviewSampler(_Sampler):
     """The labeled rows whose given label the model doubts most, for humans to check again (active learning).
 
@@ -3352,18 +3462,24 @@ class LabelReviewSampler(_Sampler):
     method : {"confident_learning", "self_confidence"}, default="confident_learning"
         ``confident_learning``: only the rows confident learning flags (``find_label_issues``);
         ``self_confidence``: every labeled row. Both rank by p[given label], lowest first.
-    random_seed : int, default=42
+    random_state : int, default=42
         Unused: the selection is deterministic (ties go to the lower row). Kept for the samplers' signature.
     """
 
-    def __init__(self, method: str = "confident_learning", random_seed: Optional[int] = 42):
+    _needs = ("probabilities", "labels")
+
+    def __init__(self, method: str = "confident_learning", *, random_state: Optional[int] = 42):
         self.method = method
-        self.random_seed = random_seed
+        self.random_state = random_state
+
+    def _check_params(self) -> None:
+        _choice("method", self.method, REVIEW_METHODS)
+        _seed(self.random_state)
 
     def _checked(self, probabilities: Any, labels: Any) -> Tuple[np.ndarray, np.ndarray]:
-        _choice("method", self.method, REVIEW_METHODS)
-        matrix = _as_matrix(probabilities, "probabilities", np.float64)
-        return matrix, _class_positions(labels, matrix.shape[0], matrix.shape[1])
+        self._check_params()
+        checked = _checked_candidates(Candidates(probabilities, labels=labels))
+        return checked.probabilities, checked.labels
 
     def compute_scores(self, probabilities: Any, labels: Any) -> np.ndarray:
         """1 - p[given label] of each row, shape (n_rows,); higher is more doubtful."""
@@ -3373,18 +3489,15 @@ class LabelReviewSampler(_Sampler):
         """Confident learning's flags, shape (n_rows,) bool (see ``find_label_issues``)."""
         return find_label_issues(*self._checked(probabilities, labels)).flagged
 
-    def select(self, candidates: Candidates, batch_size: int) -> Selection:
-        _choice("method", self.method, REVIEW_METHODS)
-        return label_review_selection(candidates.probabilities, candidates.labels, batch_size, self.method)
+    def _select(self, candidates: Candidates, batch_size: int) -> Selection:
+        return _label_review_selection(candidates.probabilities, candidates.labels, batch_size, self.method)
 
     def select_batch(self, probabilities: Any, labels: Any, batch_size: int, indices: Any = None) -> np.ndarray:
         """Positions of the rows to review in rank order, or ``indices[chosen]`` when ``indices`` (one id per
         row) is given. ``labels`` are the given labels' class positions, one per row."""
-        matrix, positions = self._checked(probabilities, labels)
-        ids = _row_ids(indices, matrix.shape[0], "probabilities")
-        chosen = label_review_selection(matrix, positions, _positive_int("batch_size", batch_size, 1),
-                                        self.method).indices
-        return chosen if ids is None else ids[chosen]
+        self._check_params()
+        return self._select_batch(_checked_candidates(Candidates(probabilities, labels=labels)), batch_size, indices,
+                                  "probabilities")
 
 
 _AGREEMENT_NOISE = 1e-12  # bald below this is rounding noise of members that agree: 0, so such rows tie
@@ -3423,22 +3536,6 @@ def _committee_disagreement(members: np.ndarray, disagreement: str) -> np.ndarra
     return scores
 
 
-def _as_members(values: Any) -> np.ndarray:
-    members = np.ascontiguousarray(values, dtype=np.float64)
-    if members.ndim != 3 or 0 in members.shape:
-        raise ValueError("member_probabilities must be a non-empty 3-D array (members x rows x classes), got "
-                         "shape {}".format(members.shape))
-    if members.shape[0] < 2:
-        raise ValueError("member_probabilities has 1 member: a committee needs at least 2")
-    if not np.isfinite(members).all():
-        raise ValueError("member_probabilities contains NaN or inf")
-    sums = members.sum(axis=2)
-    if not (_in_unit_range(members).all() and (np.abs(sums - 1.0) <= PROBABILITY_SUM_TOLERANCE).all()):
-        raise ValueError("member_probabilities must hold probability rows (each in [0, 1], summing to 1 within "
-                         "{:g})".format(PROBABILITY_SUM_TOLERANCE))
-    return members
-
-
 def committee_disagreement(member_probabilities: Any, disagreement: str = "bald") -> np.ndarray:
     """How much a committee's members disagree on each row, higher = more disagreement.
 
@@ -3471,32 +3568,96 @@ class CommitteeSampler(_Sampler):
     Parameters
     ----------
     disagreement : {"vote_entropy", "consensus_entropy", "bald"}, default="bald"
-    random_seed : int, default=42
+    random_state : int, default=42
         Unused: the selection is deterministic (ties go to the lower row). Kept so every sampler takes it.
     """
 
-    def __init__(self, disagreement: str = "bald", random_seed: Optional[int] = 42):
+    _needs = ("members",)
+
+    def __init__(self, disagreement: str = "bald", *, random_state: Optional[int] = 42):
         self.disagreement = disagreement
-        self.random_seed = random_seed
+        self.random_state = random_state
+
+    def _check_params(self) -> None:
+        _choice("disagreement", self.disagreement, DISAGREEMENTS)
+        _seed(self.random_state)
 
     def compute_scores(self, member_probabilities: Any) -> np.ndarray:
         """Disagreement of each row, shape (n_rows,); higher is more disagreement."""
         return committee_disagreement(member_probabilities, self.disagreement)
 
-    def select(self, candidates: Candidates, batch_size: int) -> Selection:
-        scores = _committee_disagreement(candidates.members, _choice("disagreement", self.disagreement,
-                                                                     DISAGREEMENTS))
+    def _select(self, candidates: Candidates, batch_size: int) -> Selection:
+        scores = _committee_disagreement(candidates.members, self.disagreement)
         chosen = top_k_indices(scores, batch_size)
         return Selection(chosen, scores[chosen])
 
     def select_batch(self, member_probabilities: Any, batch_size: int, indices: Any = None) -> np.ndarray:
         """The ``batch_size`` rows of most disagreement, most first: positions, or their entries of ``indices``
         (one id per row)."""
+        self._check_params()
         members = _as_members(member_probabilities)
-        batch_size = _positive_int("batch_size", batch_size, 1)
         ids = _row_ids(indices, members.shape[1], "member_probabilities")
-        chosen = self.select(Candidates(None, members=members), batch_size).indices
+        chosen = self._select(Candidates(None, members=members), self._checked_batch_size(batch_size)).indices
         return chosen if ids is None else ids[chosen]
+
+
+# ---- Compatibility: the first sampler API's spellings ----------------------------------------------------
+# Code written against the first sampler API calls the samplers with random_seed= (UncertaintySampler with
+# strategy=), reads them back as attributes and calls two helpers of its classes. The samplers use one name for
+# one idea (random_state, mode); this section maps the old spellings onto them, and nothing else knows of them.
+
+_OLD_NAMES = {"random_seed": "random_state", "strategy": "mode"}  # the old name: the current one
+
+
+def _in_current_names(cls: type, params: Dict[str, Any]) -> Dict[str, Any]:
+    renamed = {_OLD_NAMES.get(name, name): value for name, value in params.items()}
+    if len(renamed) < len(params):
+        raise TypeError("{} got a parameter under both of its names: {}".format(cls.__name__, ", ".join(
+            "{} and {}".format(old, new) for old, new in _OLD_NAMES.items() if old in params and new in params)))
+    return renamed
+
+
+def _accept_old_names(cls: type) -> None:
+    current_init = cls.__init__
+
+    def __init__(self: Any, *args: Any, **params: Any) -> None:
+        current_init(self, *args, **_in_current_names(cls, params))
+
+    __init__.__wrapped__ = current_init  # type: ignore[attr-defined]  # get_params reads the real signature
+    cls.__init__ = __init__
+
+
+def _compute_distances(self: DiversitySampler, X: Any, Y: Any) -> np.ndarray:
+    """Distances between the rows of X (n, d) and Y (m, d) as an (n, m) array: euclidean or 1 - cosine."""
+    self._check_params()
+    X, Y = _as_matrix(X, "X", np.float64, copy=True), _as_matrix(Y, "Y", np.float64, copy=True)
+    if self.metric == "cosine":
+        return 1.0 - _normalize_rows(X) @ _normalize_rows(Y).T
+    d2 = np.einsum("ij,ij->i", X, X)[:, None] - 2.0 * (X @ Y.T) + np.einsum("ij,ij->i", Y, Y)[None, :]
+    return np.sqrt(np.maximum(d2, 0.0))
+
+
+def _compute_gradient_embeddings(self: BADGESampler, features: Any, probabilities: Any) -> np.ndarray:
+    """The (n_rows, n_classes * n_features) gradient embeddings; for small inputs (selection never builds it)."""
+    self._check_params()
+    return gradient_embeddings(features, probabilities)
+
+
+def _alias(name: str) -> property:
+    return property(lambda self: getattr(self, name), lambda self, value: setattr(self, name, value),
+                    doc="The old name of ``{}``.".format(name))
+
+
+_current_set_params = _Sampler.set_params
+_Sampler.set_params = lambda self, **params: _current_set_params(  # type: ignore[method-assign]
+    self, **_in_current_names(type(self), params))
+_Sampler.random_seed = _alias("random_state")  # type: ignore[attr-defined]
+UncertaintySampler.strategy = _alias("mode")  # type: ignore[attr-defined]
+DiversitySampler._compute_distances = _compute_distances  # type: ignore[attr-defined]
+BADGESampler.compute_gradient_embeddings = _compute_gradient_embeddings  # type: ignore[attr-defined]
+for _cls in (ConfidenceThresholdSampler, TopKPerClassSampler, UncertaintySampler, DiversitySampler, HybridSampler,
+             BADGESampler, LabelReviewSampler, CommitteeSampler):
+    _accept_old_names(_cls)
 
 
 # ---- Calibration: held-out labeled predictions, Clopper-Pearson bounds and the precision target -------------
@@ -3731,7 +3892,14 @@ class PrecisionTargetSampler(_Sampler):
         calibration = _check_calibration(candidates.calibration, candidates.probabilities.shape[1])
         return calibration, precision_target_thresholds(calibration, target, level)
 
-    def select(self, candidates: Candidates, batch_size: Optional[int] = None) -> Selection:
+    _batched = False
+
+    def _check_params(self) -> None:
+        _unit_interval("target_precision", self.target_precision)
+        _unit_interval("precision_confidence", self.precision_confidence)
+        _choice("class_balance", self.class_balance, CLASS_BALANCES)
+
+    def _select(self, candidates: Candidates, batch_size: Optional[int] = None) -> Selection:
         calibration, scan = self._rule(candidates)
         thresholds = np.array([found.threshold for found in scan])
         caps = None
@@ -3749,7 +3917,7 @@ class PrecisionTargetSampler(_Sampler):
         """The thresholds ``select`` applied (it returns them with the selection)."""
         if selection.class_thresholds is not None:
             return selection.class_thresholds
-        return self.select(candidates).class_thresholds
+        return self._select(candidates).class_thresholds
 
     def rule_details(self, candidates: Candidates) -> Dict[str, Any]:
         """What the scan found per class, and how many calibration rows a class needs at least."""
@@ -3782,7 +3950,7 @@ class PrecisionTargetSampler(_Sampler):
             raise ValueError("indices must have one entry per row: {} entries for {} rows".format(
                 ids.shape[0] if ids.ndim else ids.size, probabilities.shape[0]))
         calibration = Calibration(np.asarray(calibration_probabilities), np.asarray(calibration_labels))
-        return ids[self.select(Candidates(probabilities, calibration=calibration)).indices]
+        return ids[self._select(Candidates(probabilities, calibration=calibration)).indices]
 
 
 def precision_estimate(calibration: Calibration, thresholds: np.ndarray, pseudo_labels: np.ndarray,
@@ -3961,7 +4129,7 @@ class ExactTopK(ShardRule):
         self.per_class = per_class
 
     def send(self, config: "SelectionConfig", candidates: Candidates, seed: Any) -> "ShardPicks":
-        selection = make_sampler(config).select(Candidates(candidates.probabilities, members=candidates.members),
+        selection = make_sampler(config)._select(Candidates(candidates.probabilities, members=candidates.members),
                                                 config.batch_size)
         return ShardPicks(selection.indices, selection.scores, np.ones(selection.indices.size, np.int64), None)
 
@@ -3992,12 +4160,12 @@ class DiversitySharding(ShardRule):
 
     def send(self, config: "SelectionConfig", candidates: Candidates, seed: Any) -> "ShardPicks":
         if config.uncertainty_prefilter:
-            scores = uncertainty_scores(candidates.probabilities, config.uncertainty_mode)
+            scores = _uncertainty_scores(candidates.probabilities, config.uncertainty_mode)
             indices = top_k_indices(scores, _prefilter_size(config))
             return ShardPicks(indices, scores[indices], np.ones(indices.size, np.int64), None)
         if config.diversity_method == "kmeans":
-            indices, sizes = kmeans_representatives(candidates.embeddings, shard_pick_count(config),
-                                                    metric=config.metric, random_state=seed)
+            indices, sizes = _kmeans_representatives(candidates.embeddings, shard_pick_count(config),
+                                                     metric=config.metric, random_state=seed)
             return ShardPicks(indices, sizes, sizes.astype(np.int64), None)
         indices, distances, radius = k_center_with_radius(
             candidates.embeddings, shard_pick_count(config), initial_centers=candidates.labeled_embeddings,
@@ -4010,8 +4178,8 @@ class DiversitySharding(ShardRule):
         if config.uncertainty_prefilter:
             return self._merge_prefiltered(config, pool, labeled), {"guarantee": "exact"}
         if config.diversity_method == "kmeans":
-            indices, sizes = kmeans_representatives(pool.vectors, config.batch_size, metric=config.metric,
-                                                    random_state=config.random_seed, sample_weight=pool.weights)
+            indices, sizes = _kmeans_representatives(pool.vectors, config.batch_size, metric=config.metric,
+                                                     random_state=config.random_seed, sample_weight=pool.weights)
             return Selection(indices, sizes), {
                 "guarantee": "weighted k-means over the shards' k-means representatives, each weighted by the "
                              "rows of its cluster (one-pass merge of Guha et al., Clustering Data Streams, 2003); "
@@ -4045,7 +4213,7 @@ class DiversitySharding(ShardRule):
                     "(%d x BATCH_SIZE=%d)", kept.size, pool.scores.size, config.uncertainty_mode,
                     config.uncertainty_prefilter, config.batch_size)
         candidates = Candidates(pool.probabilities[kept], pool.vectors[kept], labeled)
-        selection = make_sampler(config._replace(uncertainty_prefilter=0)).select(candidates, config.batch_size)
+        selection = make_sampler(config._replace(uncertainty_prefilter=0))._select(candidates, config.batch_size)
         return Selection(kept[selection.indices], selection.scores)
 
 
@@ -4055,15 +4223,16 @@ class WeightedD2(ShardRule):
 
     def send(self, config: "SelectionConfig", candidates: Candidates, seed: Any) -> "ShardPicks":
         n_picks = min(shard_pick_count(config), candidates.probabilities.shape[0])
-        indices, distances = badge_kmeanspp(candidates.embeddings, candidates.probabilities, n_picks,
-                                            metric=config.metric, random_state=seed)
+        indices, distances = _badge_kmeanspp(candidates.embeddings, candidates.probabilities, n_picks,
+                                             metric=config.metric, random_state=seed)
         weights = nearest_pick_counts(candidates.embeddings, candidates.probabilities, indices, metric=config.metric)
         return ShardPicks(indices, distances, weights, None)
 
     def merge(self, config: "SelectionConfig", pool: "MergedPool",
               outputs: Sequence["ShardOutput"]) -> Tuple[Selection, Dict[str, Any]]:
-        indices, distances = badge_kmeanspp(pool.vectors, pool.probabilities, config.batch_size, metric=config.metric,
-                                            random_state=config.random_seed, sample_weight=pool.weights)
+        indices, distances = _badge_kmeanspp(pool.vectors, pool.probabilities, config.batch_size,
+                                             metric=config.metric, random_state=config.random_seed,
+                                             sample_weight=pool.weights)
         return Selection(indices, distances), {
             "guarantee": "weighted D^2 sampling over the shards' D^2 picks, as in k-means|| (Bahmani et al. 2012); "
                          "first pick exact (largest gradient norm)",
@@ -4094,7 +4263,7 @@ class LabeledRowsReview(ShardRule):
         labels = pd.concat(stored, ignore_index=True).iloc[offsets[pool.piece] + pool.piece_row]
         given = given_class_positions(labels.reset_index(drop=True), np.ones(len(labels), dtype=bool), classes,
                                       config.label_field)
-        selection = label_review_selection(pool.probabilities, given, config.batch_size, config.review_method)
+        selection = _label_review_selection(pool.probabilities, given, config.batch_size, config.review_method)
         facts = dict(selection.facts, labeled_rows=sum(int(output.manifest["labeled_count"]) for output in outputs))
         sent = "every labeled row" if config.review_method == "confident_learning" else "its first BATCH_SIZE"
         return selection._replace(facts=facts), {"guarantee": "exact: each shard sends {}".format(sent)}
@@ -4104,12 +4273,12 @@ class CalibratedThresholds(ShardRule):
     shard's rows): the selection of a single run."""
 
     def send(self, config: "SelectionConfig", candidates: Candidates, seed: Any) -> "ShardPicks":
-        selection = make_sampler(config._replace(class_balance="none")).select(candidates)
+        selection = make_sampler(config._replace(class_balance="none"))._select(candidates)
         return ShardPicks(selection.indices, selection.scores, np.ones(selection.indices.size, np.int64), None)
 
     def merge(self, config: "SelectionConfig", pool: "MergedPool",
               outputs: Sequence["ShardOutput"]) -> Tuple[Selection, Dict[str, Any]]:
-        selection = make_sampler(config).select(Candidates(pool.probabilities, calibration=pool.calibration))
+        selection = make_sampler(config)._select(Candidates(pool.probabilities, calibration=pool.calibration))
         return selection, {"guarantee": "exact: every shard sent its rows above the thresholds that the merge "
                                         "finds on the same calibration_data"}
 
@@ -4147,15 +4316,15 @@ STRATEGY_TABLE = (
              settings={"target_precision": "target_precision", "precision_confidence": "precision_confidence",
                        "class_balance": "class_balance"}, sharding=CalibratedThresholds(), needs_calibration=True),
     Strategy("uncertainty", UncertaintySampler, "active_learning", needs_embeddings=False, batched=True,
-             settings={"uncertainty_mode": "strategy"}, sharding=ExactTopK("batch_size")),
+             settings={"uncertainty_mode": "mode"}, sharding=ExactTopK("batch_size")),
     Strategy("diversity", DiversitySampler, "active_learning", needs_embeddings=True, batched=True,
-             settings={"metric": "metric", "random_seed": "random_seed", "diversity_method": "method",
+             settings={"metric": "metric", "random_seed": "random_state", "diversity_method": "method",
                        "uncertainty_prefilter": "uncertainty_prefilter", "uncertainty_mode": "uncertainty_mode"},
              sharding=DiversitySharding()),
     Strategy("badge", BADGESampler, "active_learning", needs_embeddings=True, batched=True,
-             settings={"metric": "metric", "random_seed": "random_seed"}, sharding=WeightedD2()),
+             settings={"metric": "metric", "random_seed": "random_state"}, sharding=WeightedD2()),
     Strategy("hybrid", HybridSampler, "active_learning", needs_embeddings=True, batched=True,
-             settings={"metric": "metric", "random_seed": "random_seed", "diversity_method": "method",
+             settings={"metric": "metric", "random_seed": "random_state", "diversity_method": "method",
                        "uncertainty_prefilter": "uncertainty_prefilter", "uncertainty_mode": "uncertainty_mode"},
              sharding=DiversitySharding()),
     Strategy("label_review", LabelReviewSampler, "active_learning", needs_embeddings=False, batched=True,
@@ -4190,8 +4359,8 @@ def select_from_pool(pool: Pool, config: SelectionConfig, calibration: Optional[
     strategy that reviews labels).
 
     Returns the selected rows' positions in the pool, in rank order, with their selection scores (and,
-    for SSL strategies, the per-class thresholds applied). The pool's vectors may be overwritten
-    (diversity centers them in place). ``calibration`` is what strategies that need calibration_data read.
+    for SSL strategies, the per-class thresholds applied). ``calibration`` is what strategies that need
+    calibration_data read.
     """
     strategy = strategy_for(config.selection_strategy)
     if strategy.needs_calibration and calibration is None:
@@ -4210,7 +4379,7 @@ def select_from_pool(pool: Pool, config: SelectionConfig, calibration: Optional[
                     rows.size)
     sampler = make_sampler(config)
     candidates = _candidates(pool, rows, strategy)._replace(calibration=calibration)
-    selection = sampler.select(candidates, config.batch_size)
+    selection = sampler._select(candidates, config.batch_size)
     thresholds = sampler.class_thresholds(candidates, selection) if strategy.use_case == "ssl" else None
     _log_rule(sampler, candidates, strategy, pool.classes)
     return selection._replace(indices=rows[selection.indices], class_thresholds=thresholds)
@@ -4746,15 +4915,15 @@ def k_center_with_radius(
     asked gives ``r``, the farthest row's distance after ``n_select`` picks. Returns the picks, their
     distances and the bound in chord units (euclidean distance; for cosine, of the unit vectors).
     """
-    X = _as_matrix(X, "X", np.float32)
+    X = np.ascontiguousarray(X, dtype=np.float32)
     has_initial = initial_centers is not None and len(initial_centers) > 0
     if not has_initial and mean is None:
         mean = X.mean(axis=0, dtype=np.float64)
     centers = initial_centers if has_initial else np.asarray(mean, dtype=np.float32)[None, :]
     if n_select >= X.shape[0]:
-        indices, distances = k_center_greedy(X, n_select, initial_centers=centers, metric=metric)
+        indices, distances = _k_center_greedy(X, n_select, initial_centers=centers, metric=metric)
         return indices, distances, 0.0
-    indices, distances = k_center_greedy(X, n_select + 1, initial_centers=centers, metric=metric)
+    indices, distances = _k_center_greedy(X, n_select + 1, initial_centers=centers, metric=metric)
     radius = _chord(distances[-1], metric)
     if not has_initial:
         radius += _distance_to_nearest(centers[0], X[indices[:-1]], metric)
@@ -4779,8 +4948,8 @@ def nearest_pick_counts(embeddings: Any, probabilities: Any, picks: np.ndarray, 
 
     Uses ``g_i . g_p = (d_i . d_p)(h_i . h_p)`` in blocks, never the n x C*D gradients.
     """
-    H = _as_matrix(embeddings, "embeddings", np.float32)
-    residual = _prediction_residuals(_as_matrix(probabilities, "probabilities", np.float64))
+    H = np.ascontiguousarray(embeddings, dtype=np.float32)
+    residual = _prediction_residuals(np.ascontiguousarray(probabilities, dtype=np.float64))
     if metric == "cosine":
         H, residual = _normalize_rows(H.copy()), _normalize_rows(residual)
     sq_norms = np.einsum("ij,ij->i", residual, residual) * np.einsum("ij,ij->i", H, H, dtype=np.float64)
@@ -6030,7 +6199,7 @@ def stopping_counts(pool: Pool, previous: Optional[PredictedClasses] = None) -> 
     """The stopping block's sums over ``pool``: margin uncertainty of the candidates and, with ``previous``,
     the agreement confusion matrix (the pool must then carry its ids)."""
     candidates = ~pool.labeled
-    uncertainty = uncertainty_scores(pool.probabilities, "margin")[candidates]
+    uncertainty = _uncertainty_scores(pool.probabilities, "margin")[candidates]
     confusion, id_dtypes = None, ("", "")
     if previous is not None:
         confusion = agreement_confusion(previous, pool.ids, pool.probabilities.argmax(axis=1), candidates,
