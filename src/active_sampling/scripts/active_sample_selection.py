@@ -534,10 +534,6 @@ _OTHER_FORMATS_HINT = (".csv, .tsv (also .gz), .parquet, .pq, .jsonl, .json (JSO
                        "and parquet of any name")
 
 
-def _is_not_data(name: str) -> bool:
-    return bool(_NOT_DATA.match(name))
-
-
 def _first_bytes(path: Path, count: int = 4096) -> bytes:
     try:
         with open(str(path), "rb") as handle:
@@ -622,7 +618,7 @@ def _walk(folder: Path, relative: Tuple[str, ...], seen: set, forbidden: Sequenc
         raise SelectionError("cannot read input folder {}: {}".format(folder, error.strerror or error)) from None
     for name in entries:
         path = folder / name
-        if _is_not_data(name):
+        if _NOT_DATA.match(name):
             yield path, None
             continue
         try:
@@ -690,12 +686,6 @@ class FileColumns(NamedTuple):
     json_schema: Any = None  # JSON Lines: the (nested) Arrow schema the file is read with
 
 
-def _open_text(data_file: DataFile) -> Any:
-    if data_file.path.name.lower().endswith(".gz"):
-        return gzip.open(str(data_file.path), "rt", encoding="utf-8-sig", newline="")
-    return open(str(data_file.path), "r", encoding="utf-8-sig", newline="")
-
-
 _NUMBER_TEXT = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*\Z")
 
 
@@ -707,7 +697,8 @@ def _csv_header(data_file: DataFile, csv_columns: Sequence[str] = ()) -> Tuple[L
     row otherwise (with as many fields). Without CSV_COLUMNS, a first line holding a number is a data row
     of a file without a header: an error asking for CSV_COLUMNS, never a header made of data.
     """
-    with _open_text(data_file) as handle:
+    opener = gzip.open if data_file.path.name.lower().endswith(".gz") else open
+    with opener(str(data_file.path), "rt", encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle, delimiter=_SEPARATORS[data_file.fmt])
         first = next(reader, None)
         second = next((row for row in reader if row), None)  # pandas skips blank lines too
@@ -815,7 +806,9 @@ def _json_lines_schema(data_file: DataFile) -> Tuple[Optional[Any], int]:
 
 def _flattened(table: Any) -> Any:
     """``table`` with every object field as ``outer.inner`` columns."""
-    while any(_is_struct(field.type) for field in table.schema):
+    import pyarrow as pa
+
+    while any(pa.types.is_struct(field.type) for field in table.schema):
         table = table.flatten()
     return table
 
@@ -835,12 +828,6 @@ def _json_lines_table(data_file: DataFile, schema: Any = None) -> Optional[Any]:
     options = pj.ParseOptions(explicit_schema=schema)
     return _flattened(pa.concat_tables([pj.read_json(io.BytesIO(chunk), parse_options=options)
                                         for chunk in _json_chunks(data_file)]))
-
-
-def _is_struct(arrow_type: Any) -> bool:
-    import pyarrow as pa
-
-    return pa.types.is_struct(arrow_type)
 
 
 def _json_lines_columns(data_file: DataFile) -> FileColumns:
@@ -897,13 +884,7 @@ def _with_ranges(table: Any, file_columns: FileColumns, row_numbers: np.ndarray,
 def read_file_columns(data_file: DataFile, csv_columns: Sequence[str] = ()) -> FileColumns:
     """What ``data_file`` declares: its columns, and their types where the format has them."""
     try:
-        if data_file.fmt == "parquet":
-            found = _parquet_columns(data_file)
-        elif data_file.fmt == "jsonl":
-            found = _json_lines_columns(data_file)
-        else:
-            header, has_rows, has_header = _csv_header(data_file, csv_columns)
-            found = FileColumns(header, {}, None if has_rows else 0, [], {}, has_header)
+        found = _FILE_READERS[data_file.fmt][0](data_file, csv_columns)
     except SelectionError:
         raise
     except Exception as error:
@@ -912,10 +893,6 @@ def read_file_columns(data_file: DataFile, csv_columns: Sequence[str] = ()) -> F
     if duplicated:
         raise SelectionError("{} has duplicate column name(s) {}".format(data_file.path, _preview(duplicated)))
     return found
-
-
-def read_column_names(data_file: DataFile) -> List[str]:
-    return read_file_columns(data_file).names
 
 
 def common_columns(files: Sequence[DataFile], found: Optional[Sequence[FileColumns]] = None) -> List[str]:
@@ -993,6 +970,10 @@ def numeric_columns(columns: Sequence[str], config: SelectionConfig) -> Tuple[Li
     return required, [name for name in columns if name in scores or name in embeddings]
 
 
+class NoRowsError(SelectionError):
+    """Every data file under the input is empty."""
+
+
 def scan_input(root: Path, config: SelectionConfig, forbidden: Sequence[Path] = ()) -> InputTable:
     """Find the data files under ``root`` and agree on their columns and column types, reading no rows.
 
@@ -1003,7 +984,7 @@ def scan_input(root: Path, config: SelectionConfig, forbidden: Sequence[Path] = 
     found = [read_file_columns(data_file, config.csv_column_names) for data_file in files]
     empty = [data_file for data_file, columns in zip(files, found) if columns.rows == 0]
     if len(empty) == len(files):
-        raise SelectionError("the input under {} has no rows".format(root))
+        raise NoRowsError("the input under {} has no rows".format(root))
     if empty:
         # Empty partitions (a header only, no bytes, a parquet file without rows) add nothing: no rows,
         # no columns, no types.
@@ -1030,7 +1011,9 @@ def scan_input(root: Path, config: SelectionConfig, forbidden: Sequence[Path] = 
                 declared[name].append((kind, data_file))
     required += sorted(typed - set(required))
     kinds = {name: _agreed_kind(name, declared[name], name in strict) for name in columns}
-    arrow_types = _agreed_arrow_types(files, found, columns, kinds)
+    typed_files = [file_columns for data_file, file_columns in zip(files, found) if data_file.fmt in _TYPED_FORMATS]
+    arrow_types = {name: agreed_arrow_type([file_columns.arrow_types[name] for file_columns in typed_files])
+                   for name in columns} if typed_files else {}
     index_columns = sorted({name for file_columns in found for name in file_columns.index_columns})
     return InputTable(root, files, found, columns, {k: v for k, v in kinds.items() if v}, required, arrow_types,
                       index_columns, input_format)
@@ -1048,30 +1031,25 @@ def _agreed_kind(name: str, declared: List[Tuple[str, DataFile]], strict: bool) 
         " (csv cells are text)" if "csv" in (file_a.fmt, file_b.fmt) or "tsv" in (file_a.fmt, file_b.fmt) else ""))
 
 
-def _agreed_arrow_types(files: Sequence[DataFile], found: Sequence[FileColumns], columns: Sequence[str],
-                        kinds: Mapping[str, Optional[str]]) -> Dict[str, Any]:
+def agreed_arrow_type(types: Sequence[Any]) -> Any:
+    """The one Arrow type a column is read as when its parts declare ``types`` (their kinds already agree):
+    their common type, else int64 for integers, float64 for numbers, large_string for text; null parts
+    impose nothing. The scan applies it to the files, the merge to the shards' agreed types."""
     import pyarrow as pa
 
-    parquet = [(f, c) for f, c in zip(files, found) if f.fmt in _TYPED_FORMATS]
-    if not parquet:
-        return {}
-    agreed = {}
-    for name in columns:
-        types = [c.arrow_types[name] for _, c in parquet if _arrow_kind(c.arrow_types[name])]
-        kind = kinds[name]
-        if not types:
-            agreed[name] = parquet[0][1].arrow_types[name]
-        elif all(t == types[0] for t in types):
-            agreed[name] = types[0]
-        elif kind == "integer":
-            agreed[name] = pa.int64()
-        elif kind == "float":
-            agreed[name] = pa.float64()
-        elif kind == "text":
-            agreed[name] = pa.large_string()
-        else:
-            agreed[name] = types[0]
-    return agreed
+    declared = [arrow_type for arrow_type in types if _arrow_kind(arrow_type)]
+    if not declared:
+        return types[0]
+    if all(arrow_type == declared[0] for arrow_type in declared):
+        return declared[0]
+    kinds = {_arrow_kind(arrow_type) for arrow_type in declared}
+    if kinds == {"integer"}:
+        return pa.int64()
+    if kinds <= {"integer", "float"}:
+        return pa.float64()
+    if kinds == {"text"}:
+        return pa.large_string()
+    return declared[0]
 
 
 def _arrow_to_pandas(table: Any) -> pd.DataFrame:
@@ -1126,20 +1104,24 @@ def _unified(table: Any, source: InputTable) -> Any:
 
 def _read_file(data_file: DataFile, file_columns: FileColumns, source: InputTable) -> pd.DataFrame:
     try:
-        if data_file.fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            table = pq.read_table(str(data_file.path), columns=_stored(source.columns, file_columns))
-            table = _with_ranges(table, file_columns, np.arange(table.num_rows), source.columns)
-            return _arrow_to_pandas(_unified(table, source))
-        if data_file.fmt == "jsonl":
-            return _arrow_to_pandas(_unified(_json_lines_table(data_file, file_columns.json_schema), source))
-        frame = _read_csv(data_file, file_columns, source)
+        return _FILE_READERS[data_file.fmt][1](data_file, file_columns, source)
     except SelectionError:
         raise
     except Exception as error:
         raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
-    return frame
+
+
+def _read_parquet(data_file: DataFile, file_columns: FileColumns, source: InputTable) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(str(data_file.path), columns=_stored(source.columns, file_columns))
+    table = _with_ranges(table, file_columns, np.arange(table.num_rows), source.columns)
+    return _arrow_to_pandas(_unified(table, source))
+
+
+def _csv_columns(data_file: DataFile, csv_columns: Sequence[str]) -> FileColumns:
+    header, has_rows, has_header = _csv_header(data_file, csv_columns)
+    return FileColumns(header, {}, None if has_rows else 0, [], {}, has_header)
 
 
 def _read_csv(data_file: DataFile, file_columns: FileColumns, source: InputTable) -> pd.DataFrame:
@@ -1157,7 +1139,20 @@ def _read_csv(data_file: DataFile, file_columns: FileColumns, source: InputTable
     if len(frame):
         numbers = [name for name in source.numbers if not _holds_arrays(frame[name])]  # JSON arrays stay text
         _check_numeric(frame, numbers, "", where=data_file.path)
-    return _in_column_order(frame, source.columns)
+    # Selecting columns copies the whole frame on older pandas: do it only when the order differs.
+    return frame if list(frame.columns) == source.columns else frame[source.columns]
+
+
+# Each file format's two readers: what a file declares (columns, types, rows) and its rows as a DataFrame.
+_FILE_READERS: Dict[str, Tuple[Callable[[DataFile, Sequence[str]], FileColumns],
+                               Callable[[DataFile, FileColumns, InputTable], pd.DataFrame]]] = {
+    "csv": (_csv_columns, _read_csv),
+    "tsv": (_csv_columns, _read_csv),
+    "parquet": (lambda data_file, csv_columns: _parquet_columns(data_file), _read_parquet),
+    "jsonl": (lambda data_file, csv_columns: _json_lines_columns(data_file),
+              lambda data_file, file_columns, source: _arrow_to_pandas(
+                  _unified(_json_lines_table(data_file, file_columns.json_schema), source))),
+}
 
 
 def load_inference_data(inference_data_dir: Any, id_field: str = "id",
@@ -1168,18 +1163,14 @@ def load_inference_data(inference_data_dir: Any, id_field: str = "id",
     if config is None:
         config = parse_environment({"SELECTION_STRATEGY": "uncertainty", "ID_FIELD": id_field})
     source = scan_input(Path(inference_data_dir), config)
-    table = read_input_table(source)
+    table, _ = read_input_table(source)
     _check_ids(table[config.id_field], config.id_field)
     return table, source.fmt
 
 
-def read_input_table(source: InputTable) -> pd.DataFrame:
-    """Every file of ``source`` as one table; header-only parts add no rows."""
-    return _read_input_rows(source)[0]
-
-
-def _read_input_rows(source: InputTable) -> Tuple[pd.DataFrame, List[int]]:
-    """``read_input_table`` and the number of rows each file of ``source`` gave, in file order."""
+def read_input_table(source: InputTable) -> Tuple[pd.DataFrame, List[int]]:
+    """Every file of ``source`` as one table (header-only parts add no rows), and the number of rows each
+    file gave, in file order."""
     frames = [_read_file(data_file, file_columns, source)
               for data_file, file_columns in zip(source.files, source.file_columns)]
     filled = [frame for frame in frames if len(frame)] or frames[:1]
@@ -1198,11 +1189,6 @@ def row_locator(files: Sequence[DataFile], row_counts: Sequence[int]) -> Callabl
         index = int(np.searchsorted(starts, position, side="right")) - 1
         return "row {} of {}".format(int(position - starts[index]) + 1, files[index].path)
     return locate
-
-
-def _in_column_order(frame: pd.DataFrame, order: List[str]) -> pd.DataFrame:
-    # Selecting columns copies the whole frame on older pandas: do it only when the order differs.
-    return frame if list(frame.columns) == order else frame[order]
 
 
 def _check_ids(ids: pd.Series, id_field: str) -> None:
@@ -1241,32 +1227,6 @@ def _rows_of_file(data_file: DataFile, file_columns: FileColumns, rows: np.ndarr
             pieces.append(_unified(_with_ranges(piece, file_columns, rows[lo:hi], source.columns), source))
         offset += batch.num_rows
     return pieces
-
-
-def read_rows_at(source: InputTable, positions: np.ndarray) -> pd.DataFrame:
-    """Full rows at global ``positions`` (in that order) of parquet ``source``, reading one batch at a time."""
-    import pyarrow as pa
-
-    positions = np.asarray(positions, dtype=np.int64)
-    order = np.argsort(positions, kind="stable")
-    wanted = positions[order]
-    pieces, offset = [], 0
-    for data_file, file_columns in zip(source.files, source.file_columns):
-        lo, hi = np.searchsorted(wanted, [offset, offset + file_columns.rows])
-        if hi > lo:
-            try:
-                pieces += _rows_of_file(data_file, file_columns, wanted[lo:hi] - offset, source)
-            except Exception as error:
-                raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
-        offset += file_columns.rows
-    if pieces:
-        rows = _arrow_to_pandas(pa.concat_tables(pieces))
-    else:
-        schema = pa.schema([pa.field(name, source.arrow_types[name]) for name in source.columns])
-        rows = _arrow_to_pandas(schema.empty_table())
-    inverse = np.empty_like(order)
-    inverse[order] = np.arange(order.size)
-    return rows.iloc[inverse].reset_index(drop=True)
 
 
 # ---- Scores and pool: probabilities, embeddings and labeled rows as arrays -----------------------------------
@@ -4089,7 +4049,7 @@ def read_calibration(root: Path, config: SelectionConfig, forbidden: Sequence[Pa
     # Its format never decides the output's; its rows are never candidates.
     reading = config._replace(output_format=config.output_format or "csv")
     source = scan_input(root, reading, forbidden)
-    table = read_input_table(source)
+    table, _ = read_input_table(source)
     _check_ids(table[config.id_field], config.id_field)
     pool = pool_from_frame(table, reading, index_columns=source.index_columns)
     unlabeled = np.flatnonzero(~pool.labeled)
@@ -4103,25 +4063,6 @@ def read_calibration(root: Path, config: SelectionConfig, forbidden: Sequence[Pa
                 len(table), root, len(source.files))
     return CalibrationTable(Calibration(pool.probabilities, labels), table[config.id_field], pool.score_columns,
                             pool.score_interpretation, root)
-
-
-def read_id_column(source: InputTable, id_field: str) -> pd.Series:
-    """The id column of every file of ``source``, read alone."""
-    parts = []
-    for data_file, file_columns in zip(source.files, source.file_columns):
-        try:
-            if data_file.fmt == "parquet":
-                import pyarrow.parquet as pq
-
-                table = pq.read_table(str(data_file.path), columns=_stored([id_field], file_columns))
-                table = _with_ranges(table, file_columns, np.arange(table.num_rows), [id_field])
-                parts.append(table.column(id_field).to_pandas())
-            else:
-                parts.append(pd.read_csv(data_file.path, sep=_SEPARATORS[data_file.fmt], usecols=[id_field],
-                                         dtype={id_field: object}, keep_default_na=False)[id_field])
-        except Exception as error:
-            raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
-    return pd.concat(parts, ignore_index=True)
 
 
 def check_calibration_apart(evaluation_ids: pd.Series, calibration: CalibrationTable, id_field: str) -> None:
@@ -4498,6 +4439,111 @@ def predicted_classes(probabilities: np.ndarray, classes: Sequence[Any]) -> np.n
     return np.asarray(classes, dtype=object)[probabilities.argmax(axis=1)]
 
 
+class InputFacts(NamedTuple):
+    """What the metadata says about the input a selection read."""
+
+    files: List[str]  # relative paths, in a single run's order
+    fmt: Optional[str]  # the files' common format, or "mixed" (None: a shard that received no files)
+    arrow_types: Dict[str, Any]  # parquet input: each column's agreed Arrow type (kept in parquet output)
+
+
+class TableSource:
+    """The rows of a scanned input, read the way its storage allows: the pool, the full rows at given
+    positions, and the rows a shard forwards, one Arrow table per input file. ``open_source`` picks the
+    implementation; a new storage is one subclass."""
+
+    def __init__(self, table: InputTable, row_counts: Sequence[int]):
+        self.table = table
+        self.row_counts = list(row_counts)  # rows of each input file, in file order
+
+    def pool(self, config: SelectionConfig, keep_ids: bool = False) -> Pool:
+        """The selection arrays (ids checked; kept when ``keep_ids`` or when the storage holds them anyway)."""
+        raise NotImplementedError
+
+    def rows_at(self, positions: np.ndarray) -> pd.DataFrame:
+        """The full rows at global ``positions``, in that order."""
+        raise NotImplementedError
+
+    def column_dtypes(self) -> Dict[str, str]:
+        """The pandas type of each column as this source holds the rows; empty when its types are Arrow's."""
+        return {}
+
+    def _file_rows(self, index: int, rows: np.ndarray, positions: np.ndarray) -> Any:
+        """File ``index``'s ``rows`` (sorted, inside it; global ``positions``) as one Arrow table."""
+        raise NotImplementedError
+
+    def file_pieces(self, positions: np.ndarray) -> List[Tuple[int, np.ndarray, Any]]:
+        """The rows at sorted ``positions``, one Arrow table per file holding any: (file, rows in it, table)."""
+        starts = np.cumsum([0] + self.row_counts)
+        pieces = []
+        for index in range(len(self.table.files)):
+            lo, hi = np.searchsorted(positions, [starts[index], starts[index + 1]])
+            if hi > lo:
+                local = positions[lo:hi] - starts[index]
+                pieces.append((index, local, self._file_rows(index, local, positions[lo:hi])))
+        return pieces
+
+
+class FrameSource(TableSource):
+    """Files read whole into one DataFrame (csv, tsv, JSON Lines, mixed formats)."""
+
+    def __init__(self, table: InputTable):
+        self.frame, row_counts = read_input_table(table)
+        super().__init__(table, row_counts)
+
+    def pool(self, config: SelectionConfig, keep_ids: bool = False) -> Pool:
+        _check_ids(self.frame[config.id_field], config.id_field)
+        return pool_from_frame(self.frame, config, index_columns=self.table.index_columns,
+                               locate=row_locator(self.table.files, self.row_counts))
+
+    def rows_at(self, positions: np.ndarray) -> pd.DataFrame:
+        return self.frame.iloc[positions].reset_index(drop=True)
+
+    def column_dtypes(self) -> Dict[str, str]:
+        return {name: str(self.frame[name].dtype) for name in self.table.columns}
+
+    def _file_rows(self, index: int, rows: np.ndarray, positions: np.ndarray) -> Any:
+        import pyarrow as pa
+
+        return pa.Table.from_pandas(self.rows_at(positions), preserve_index=False)
+
+
+class ParquetSource(TableSource):
+    """Parquet files read a row group at a time: the pool straight into arrays, rows only where wanted."""
+
+    def __init__(self, table: InputTable):
+        super().__init__(table, [file_columns.rows for file_columns in table.file_columns])
+
+    def pool(self, config: SelectionConfig, keep_ids: bool = False) -> Pool:
+        return pool_from_parquet(self.table, config, keep_ids=keep_ids)
+
+    def rows_at(self, positions: np.ndarray) -> pd.DataFrame:
+        """Read one batch at a time, keeping only the wanted rows."""
+        import pyarrow as pa
+
+        order = np.argsort(positions, kind="stable")
+        pieces = [table for _, _, table in self.file_pieces(np.asarray(positions, dtype=np.int64)[order])]
+        schema = pa.schema([pa.field(name, self.table.arrow_types[name]) for name in self.table.columns])
+        rows = _arrow_to_pandas(pa.concat_tables(pieces) if pieces else schema.empty_table())
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(order.size)
+        return rows.iloc[inverse].reset_index(drop=True)
+
+    def _file_rows(self, index: int, rows: np.ndarray, positions: np.ndarray) -> Any:
+        import pyarrow as pa
+
+        data_file = self.table.files[index]
+        try:
+            return pa.concat_tables(_rows_of_file(data_file, self.table.file_columns[index], rows, self.table))
+        except Exception as error:
+            raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
+
+
+def open_source(table: InputTable) -> TableSource:
+    """The source that reads ``table``: parquet files by row group, any other format (or a mix) whole."""
+    return ParquetSource(table) if table.fmt == "parquet" else FrameSource(table)
+
+
 class Predictions(NamedTuple):
     """The model's guess for each selected row: its top class and that class's probability."""
 
@@ -4509,12 +4555,35 @@ class Predictions(NamedTuple):
 class SelectionResult(NamedTuple):
     """What a selection produced: the output rows and the facts the metadata reports."""
 
-    rows: pd.DataFrame  # selected rows in rank order, with the output columns
+    rows: Optional[pd.DataFrame]  # selected rows in rank order, with the output columns (a shard: None)
     counts: Dict[str, Any]  # pool_size, labeled_count, candidate_count, selected_count, selected_per_class, ...
     details: Dict[str, Any]  # score columns and how they were read, classes, vector columns
     predictions: Optional[Predictions] = None  # the model's guess for the same rows (labeling tasks show it)
     drawing: Optional[Dict[str, Any]] = None  # the report's 2-D projection (strategies that read embeddings)
     stopping: Optional["StoppingCounts"] = None  # what the metadata's stopping block is computed from
+    sharding: Optional[Dict[str, Any]] = None  # a merge: the shards and its guarantee; a shard: its manifest
+
+
+POOL_COUNTS = ("pool_size", "labeled_count", "candidate_count")  # the counts of a pool, in the metadata's order
+REVIEW_FACTS = "review"  # the metadata entry of a strategy's own facts (Selection.facts)
+
+
+class PoolTotals(NamedTuple):
+    """What the metadata says about the whole pool, whether one machine read it or shards did."""
+
+    counts: Dict[str, int]  # pool_size, labeled_count, candidate_count
+    facts: Dict[str, Any]  # pool_facts: additive counts over every row
+    stopping: Optional["StoppingCounts"]  # what the metadata's stopping block is computed from
+    note: Optional[str] = None  # what the report's projection draws, when not every row
+
+
+def pool_totals(pool: Pool, config: SelectionConfig, previous: Optional["PredictedClasses"] = None) -> PoolTotals:
+    """The totals of one machine's pool (a single run's, or a shard's for its manifest)."""
+    candidates = candidate_mask(pool, strategy_for(config.selection_strategy))
+    counts = {"pool_size": int(pool.labeled.shape[0]), "labeled_count": int(pool.labeled.sum()),
+              "candidate_count": int(candidates.sum())}
+    facts = pool_facts(pool.probabilities, pool.labeled, pool.classes, pool.known_labels, coverage_thresholds(config))
+    return PoolTotals(counts, facts, stopping_counts(pool, previous))
 
 
 def run_selection(pool: Pool, config: SelectionConfig, fetch_rows: Callable[[np.ndarray], pd.DataFrame],
@@ -4526,43 +4595,49 @@ def run_selection(pool: Pool, config: SelectionConfig, fetch_rows: Callable[[np.
     returns the input rows at the given positions, in that order. Pass the pool without keeping a
     reference: its arrays are released before the rows are fetched. ``previous`` (last round's
     predicted classes; the pool must then carry its ids) feeds the stopping counts. With ``calibration``
-    (calibration_data), SSL strategies report a precision estimate.
+    (calibration_data; the pool must carry its ids, which it may not share), SSL strategies report a
+    precision estimate.
     """
     if calibration is not None:
+        check_calibration_apart(pool.ids, calibration, config.id_field)
         check_calibration_fits(calibration, pool.score_columns, pool.score_interpretation)
     arrays = None if calibration is None else calibration.calibration
     selection = select_from_pool(pool, config, arrays)
-    stopping = stopping_counts(pool, previous)
-    chosen = pool.probabilities[selection.indices]
-    counts, details = _selection_facts(pool, selection, chosen)
-    facts = pool_facts(pool.probabilities, pool.labeled, pool.classes, pool.known_labels, coverage_thresholds(config))
-    counts = dict(counts, **summary_fields(facts, chosen, strategy_for(config.selection_strategy).use_case))
-    counts.update(_estimate_facts(config, arrays, selection, chosen, pool.classes))
-    drawing = None if pool.vectors is None else projection(pool.vectors, pool.labeled, selection.indices)
-    classes = pool.classes
+    chosen, summary = summarize_selection(pool, selection, config, pool_totals(pool, config, previous), arrays)
     del pool
-    rows = annotate(fetch_rows(selection.indices), chosen, classes, selection.scores, config.selection_strategy)
-    predictions = Predictions(tuple(classes), predicted_classes(chosen, classes), chosen.max(axis=1))
-    return SelectionResult(rows, counts, details, predictions, drawing, stopping)
+    return annotated_result(chosen, summary, selection, config, fetch_rows)
 
 
-REVIEW_FACTS = "review"  # the metadata entry of a strategy's own facts (Selection.facts)
-
-
-def _selection_facts(pool: Pool, selection: Selection, chosen: np.ndarray) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    n_rows = int(pool.labeled.shape[0])
-    labeled = int(pool.labeled.sum())
-    classes = [str(label) for label in pool.classes]
-    counts = {"pool_size": n_rows, "labeled_count": labeled,
-              "candidate_count": labeled if pool.given is not None else n_rows - labeled,
-              **_selected_counts(chosen, pool.classes, selection.scores)}
-    if selection.facts:
-        counts[REVIEW_FACTS] = selection.facts
+def summarize_selection(pool: Pool, selection: Selection, config: SelectionConfig, totals: PoolTotals,
+                        calibration: Optional[Calibration] = None) -> Tuple[np.ndarray, SelectionResult]:
+    """The selected rows' probabilities (in rank order), and what the metadata and the report say about the
+    selection, computed while ``pool`` is at hand (a single run's pool, or the merge's pool of every shard's
+    forwarded rows, whose ``totals`` the shards counted); the rows are fetched later."""
+    chosen = pool.probabilities[selection.indices]
+    review = {REVIEW_FACTS: selection.facts} if selection.facts else {}
+    counts = dict(totals.counts, **_selected_counts(chosen, pool.classes, selection.scores), **review,
+                  **summary_fields(totals.facts, chosen, strategy_for(config.selection_strategy).use_case),
+                  **_estimate_facts(config, calibration, selection, chosen, pool.classes))
     vectors = {} if pool.vectors is None else {"vector_columns": len(pool.vector_columns),
                                                 "vector_source": pool.vector_source}
     details = {"score_columns": pool.score_columns, "score_interpretation": pool.score_interpretation, **vectors,
-               "classes": classes}
-    return counts, details
+               "classes": [str(label) for label in pool.classes]}
+    drawing = None if pool.vectors is None else projection(pool.vectors, pool.labeled, selection.indices)
+    if drawing is not None and totals.note:
+        drawing = dict(drawing, note=totals.note)
+    classes = list(pool.classes)
+    predictions = Predictions(tuple(classes), predicted_classes(chosen, classes), chosen.max(axis=1))
+    return chosen, SelectionResult(rows=None, counts=counts, details=details, predictions=predictions,
+                                   drawing=drawing, stopping=totals.stopping)
+
+
+def annotated_result(chosen: np.ndarray, summary: SelectionResult, selection: Selection, config: SelectionConfig,
+                     fetch_rows: Callable[[np.ndarray], pd.DataFrame],
+                     sharding: Optional[Dict[str, Any]] = None) -> SelectionResult:
+    """``summary`` with the selected rows fetched and annotated (``chosen``: their probabilities)."""
+    rows = annotate(fetch_rows(selection.indices), chosen, list(summary.predictions.classes), selection.scores,
+                    config.selection_strategy)
+    return summary._replace(rows=rows, sharding=sharding)
 
 
 def _log_rule(sampler: _Sampler, candidates: Candidates, strategy: Strategy, classes: Sequence[Any]) -> None:
@@ -4919,68 +4994,38 @@ def _check_no_shard_columns(columns: Sequence[str]) -> None:
                              "them".format(_preview(reserved), SHARD_COLUMN_PREFIX))
 
 
-def _shard_input(root: Path, config: SelectionConfig, forbidden: Sequence[Path]) -> Optional[InputTable]:
-    """The data this shard received, or None: with more instances than files, an instance receives none."""
-    files: List[DataFile] = []
-    if root.is_dir():
-        try:
-            files = discover_data_files(root, forbidden)
-        except NoDataFilesError:
-            pass
-    if not files or all(read_file_columns(data_file, config.csv_column_names).rows == 0 for data_file in files):
-        logger.info("This shard received no rows under %s: it sends no candidates", root)
-        return None
-    return scan_input(root, config, forbidden)
-
-
 def run_shard(input_dir: Path, samples_dir: Path, metadata_dir: Path, config: SelectionConfig,
               resources: ResourceConfig, job_type: str,
-              previous: Optional["PredictedClasses"] = None,
-              calibration: Optional[CalibrationTable] = None) -> Tuple[Dict[str, Any], List[Path]]:
-    """Select this shard's candidates and write them with the manifest the merge checks them against.
+              previous: Optional["PredictedClasses"] = None, calibration: Optional[CalibrationTable] = None
+              ) -> Tuple[SelectionResult, InputFacts, List[Tuple[Path, Callable[[Path], None]]]]:
+    """Select this shard's candidates: what a selection returns (no rows; the manifest the merge checks the
+    shard's outputs against as ``sharding``), its input, and the files to write with their writers.
 
-    Returns the manifest and the files written (which are removed again if writing fails midway).
     ``previous`` (last round's predictions, read whole by every shard) feeds the shard's stopping counts,
     which the merge adds up.
     """
-    names = shard_file_names(resources.current_host)
-    source = _shard_input(input_dir, config, forbidden=(samples_dir, metadata_dir))
-    manifest: Dict[str, Any] = {
-        "format": SHARD_FORMAT, "host": resources.current_host, "hosts": resources.hosts, "job_type": job_type,
-        "config_fingerprint": config_fingerprint(config), "config": shared_settings(config), "input_files": [],
-        "input_format": None, "columns": [], "kinds": {}, "arrow_schema": None, "column_dtypes": {},
-        "pool_size": 0, "labeled_count": 0, "candidate_count": 0, "forwarded_count": 0, "candidate_files": [],
-        "labeled_file": None, "labeled_vectors": 0, "candidate_vector_sum": None, "covering_radius_chord": None,
-        "details": {}, "stopping": None, "calibration_fingerprint": calibration_fingerprint(calibration),
-    }
-    written: List[Path] = []
-    try:
-        if source is not None:
-            if calibration is not None:
-                check_calibration_apart(read_id_column(source, config.id_field), calibration, config.id_field)
-            pieces, labeled, shard_manifest = _shard_select(source, config, resources, previous, calibration)
-            manifest.update(shard_manifest)
-            for number, piece in enumerate(pieces):
-                written.append(samples_dir / names["piece"].format(number))
-                _write_atomically(written[-1], lambda target: _write_arrow(piece, target))
-                manifest["candidate_files"].append(written[-1].name)
-            if labeled is not None and labeled.shape[0]:
-                written.append(samples_dir / names["labeled"])
-                _write_atomically(written[-1], lambda target: _save_npy(target, labeled))
-                manifest.update(labeled_file=written[-1].name, labeled_vectors=int(labeled.shape[0]))
-        text = json.dumps(manifest, indent=2, default=_json_default, allow_nan=False) + "\n"
-        for folder in (samples_dir, metadata_dir):
-            written.append(folder / names["manifest"])
-            _write_atomically(written[-1], lambda target: target.write_text(text, encoding="utf-8"))
-    except BaseException:
-        for path in written:
-            if path.is_file():
-                path.unlink()
-        raise
+    source = None
+    try:  # with more instances than files, an instance receives none
+        source = scan_input(input_dir, config, (samples_dir, metadata_dir)) if input_dir.is_dir() else None
+    except (NoDataFilesError, NoRowsError):
+        pass
+    if source is None:
+        logger.info("This shard received no rows under %s: it sends no candidates", input_dir)
+    shard = _NO_ROWS if source is None else _shard_select(source, config, resources, previous, calibration)
+    manifest = shard_manifest(config, resources, job_type, calibration, shard)
+    files = [(samples_dir / name, lambda target, piece=piece: _write_arrow(piece, target))
+             for name, piece in zip(manifest["candidate_files"], shard.pieces)]
+    if manifest["labeled_file"]:
+        files.append((samples_dir / manifest["labeled_file"], lambda target: _save_npy(target, shard.labeled)))
+    text = json.dumps(manifest, indent=2, default=_json_default, allow_nan=False) + "\n"
+    files += [(folder / shard_file_names(resources.current_host)["manifest"],
+               lambda target: target.write_text(text, encoding="utf-8")) for folder in (samples_dir, metadata_dir)]
     logger.info("Shard %s (%d of %d): %d rows, %d candidates, sending %d", resources.current_host,
                 resources.hosts.index(resources.current_host) + 1, len(resources.hosts), manifest["pool_size"],
                 manifest["candidate_count"], manifest["forwarded_count"])
-    return manifest, written
+    result = SelectionResult(rows=None, counts=shard.totals.counts, details=shard.details,
+                             stopping=shard.totals.stopping, sharding=manifest)
+    return result, shard.inputs, files
 
 
 def _write_arrow(table: Any, target: Path) -> None:
@@ -5014,106 +5059,97 @@ def _schema_from_text(text: str) -> Any:
     return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
 
 
-def _arrow_pieces(source: InputTable, df: Optional[pd.DataFrame], row_counts: Sequence[int],
-                  positions: np.ndarray) -> List[Tuple[int, np.ndarray, Any]]:
-    """The rows at sorted ``positions``, one Arrow table per input file holding any: (file, rows in it, table).
+class ShardSelection(NamedTuple):
+    """What one shard computed from its rows: how it read them, its pool's totals, and what it forwards."""
 
-    Parquet rows come as ``read_rows_at`` reads them (the shard's agreed types; the merge casts them to
-    the types all shards agree on); csv/tsv rows come from the shard's frame.
-    """
-    import pyarrow as pa
-
-    starts = np.cumsum([0] + list(row_counts))
-    pieces = []
-    for index, (data_file, file_columns) in enumerate(zip(source.files, source.file_columns)):
-        lo, hi = np.searchsorted(positions, [starts[index], starts[index + 1]])
-        if hi == lo:
-            continue
-        local = positions[lo:hi] - starts[index]
-        if df is None:
-            try:
-                table = pa.concat_tables(_rows_of_file(data_file, file_columns, local, source))
-            except Exception as error:
-                raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
-        else:
-            table = pa.Table.from_pandas(df.iloc[positions[lo:hi]].reset_index(drop=True), preserve_index=False)
-        pieces.append((index, local, table))
-    return pieces
+    inputs: InputFacts  # its files ("/"-separated, relative to its input folder) and their format
+    columns: List[str]
+    kinds: Dict[str, str]
+    arrow_schema: Optional[str]  # ``_schema_text``
+    column_dtypes: Dict[str, str]
+    totals: PoolTotals
+    details: Dict[str, Any]  # how the shard read scores and vectors: the merge checks every shard agrees
+    rule_facts: Dict[str, Any]  # the strategy row's own manifest entries (``ShardRule.shard_facts``)
+    radius: Optional[float]  # diversity: the covering radius its picks leave, in chord units
+    pieces: List[Any]  # the forwarded rows, one Arrow table per input file holding any
+    labeled: Optional[np.ndarray]  # labeled rows' vectors, for rules that send them
 
 
 def _shard_select(source: InputTable, config: SelectionConfig, resources: ResourceConfig,
                   previous: Optional["PredictedClasses"] = None, calibration: Optional[CalibrationTable] = None
-                  ) -> Tuple[List[Any], Optional[np.ndarray], Dict[str, Any]]:
-    """The shard's forwarded rows (one Arrow table per input file), its labeled vectors and its manifest."""
+                  ) -> ShardSelection:
+    """The shard's pool, its strategy row's picks among the shard's candidates, and the rows it forwards."""
     import pyarrow as pa
 
     _check_no_shard_columns(source.columns)
     relative = [os.path.relpath(str(f.path), str(source.root)).replace(os.sep, "/") for f in source.files]
-    df = None
-    if source.fmt == "parquet":
-        pool = pool_from_parquet(source, config, keep_ids=previous is not None)
-        row_counts = [file_columns.rows for file_columns in source.file_columns]
-    else:
-        frames = [_read_file(data_file, file_columns, source)
-                  for data_file, file_columns in zip(source.files, source.file_columns)]
-        row_counts = [len(frame) for frame in frames]
-        df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-        df.index = pd.RangeIndex(len(df))
-        _check_ids(df[config.id_field], config.id_field)
-        pool = pool_from_frame(df, config, index_columns=source.index_columns,
-                               locate=row_locator(source.files, row_counts))
+    rows = open_source(source)
+    pool = rows.pool(config, keep_ids=previous is not None or calibration is not None)
     strategy = strategy_for(config.selection_strategy)
     rule = strategy.sharding
-    candidates = np.flatnonzero(pool.labeled if strategy.candidates == "labeled" else ~pool.labeled)
-    vectors = labeled_vectors = None
-    if pool.vectors is not None:
-        vectors = pool.vectors[candidates]
-        if rule.sends_labeled_vectors and candidates.size < pool.labeled.size:
-            labeled_vectors = pool.vectors[pool.labeled]
-    probabilities = pool.probabilities[candidates]
+    candidates = np.flatnonzero(candidate_mask(pool, strategy))
     if calibration is not None:
+        check_calibration_apart(pool.ids, calibration, config.id_field)
         check_calibration_fits(calibration, pool.score_columns, pool.score_interpretation)
-    members = None if pool.members is None else pool.members[:, candidates]
-    own = Candidates(probabilities, vectors, labeled_vectors,
-                     labels=None if pool.given is None else pool.given[candidates], members=members,
-                     calibration=None if calibration is None else calibration.calibration)
-    manifest = {
-        "input_files": relative, "input_format": source.fmt, "columns": source.columns, "kinds": source.kinds,
-        "arrow_schema": _schema_text(source), "pool_size": int(pool.labeled.size),
-        "labeled_count": int(pool.labeled.sum()), "candidate_count": int(candidates.size),
-        "column_dtypes": {} if df is None else {name: str(df[name].dtype) for name in source.columns},
-        "details": {"score_columns": pool.score_columns, "score_interpretation": pool.score_interpretation,
-                    "vector_columns": pool.vector_columns or None, "vector_source": pool.vector_source,
-                    "classes": pool.classes},
-        "pool_facts": pool_facts(pool.probabilities, pool.labeled, pool.classes, pool.known_labels,
-                                 coverage_thresholds(config)),
-        "stopping": stopping_counts(pool, previous)._asdict(),
-    }
+    own = _candidates(pool, candidates, strategy)._replace(
+        calibration=None if calibration is None else calibration.calibration)
+    labeled = own.labeled_embeddings if rule.sends_labeled_vectors else None
+    totals = pool_totals(pool, config, previous)
+    details = {"score_columns": pool.score_columns, "score_interpretation": pool.score_interpretation,
+               "vector_columns": pool.vector_columns or None, "vector_source": pool.vector_source,
+               "classes": pool.classes}
+    rule_facts, picks = {}, ShardPicks(np.empty(0, dtype=np.int64), np.empty(0), np.empty(0, dtype=np.int64), None)
     if candidates.size:
-        manifest.update(rule.shard_facts(own))
+        rule_facts = rule.shard_facts(own)
         picks = rule.send(config, own, shard_seed(config.random_seed, resources.hosts, resources.current_host))
-    else:
-        empty = np.empty(0, dtype=np.int64)
-        picks = ShardPicks(empty, np.empty(0), empty, None)
-    del pool, vectors, own, members
     order = np.argsort(candidates[picks.indices], kind="stable")  # forwarded in input order
     positions = candidates[picks.indices][order]
     sent = picks.indices[order]
-    manifest.update(covering_radius_chord=picks.radius, forwarded_count=int(positions.size))
+    scores = np.asarray(picks.scores, dtype=np.float64)[order]
+    probabilities = own.probabilities
+    del pool, own
     pieces, done = [], 0
-    for index, local, table in _arrow_pieces(source, df, row_counts, positions):
+    for index, local, table in rows.file_pieces(positions):
         chunk = slice(done, done + local.size)
         done += local.size
         added = [(SHARD_FILE, pa.array([relative[index]] * local.size, pa.string())),
                  (SHARD_ROW, pa.array(local.astype(np.int64))),
-                 (SHARD_SCORE, pa.array(np.asarray(picks.scores, dtype=np.float64)[order][chunk])),
+                 (SHARD_SCORE, pa.array(scores[chunk])),
                  (SHARD_WEIGHT, pa.array(picks.weights[order][chunk].astype(np.int64)))]
         added += [(SHARD_PROBABILITY + str(j), pa.array(probabilities[sent[chunk], j]))
                   for j in range(probabilities.shape[1])]
         for name, values in added:
             table = table.append_column(name, values)
         pieces.append(table)
-    return pieces, labeled_vectors, manifest
+    return ShardSelection(InputFacts(relative, source.fmt, source.arrow_types), source.columns, source.kinds,
+                          _schema_text(source), rows.column_dtypes(), totals, details, rule_facts, picks.radius,
+                          pieces, labeled)
+
+
+_NO_ROWS = ShardSelection(inputs=InputFacts([], None, {}), columns=[], kinds={}, arrow_schema=None, column_dtypes={},
+                          totals=PoolTotals({key: 0 for key in POOL_COUNTS}, {}, None), details={}, rule_facts={},
+                          radius=None, pieces=[], labeled=None)  # a shard that received no rows: it sends none
+
+
+def shard_manifest(config: SelectionConfig, resources: ResourceConfig, job_type: str,
+                   calibration: Optional[CalibrationTable], shard: ShardSelection) -> Dict[str, Any]:
+    """The manifest the merge checks a shard's outputs against."""
+    names = shard_file_names(resources.current_host)
+    labeled = 0 if shard.labeled is None else int(shard.labeled.shape[0])
+    stopping = shard.totals.stopping
+    return {
+        "format": SHARD_FORMAT, "host": resources.current_host, "hosts": resources.hosts, "job_type": job_type,
+        "config_fingerprint": config_fingerprint(config), "config": shared_settings(config),
+        "input_files": shard.inputs.files, "input_format": shard.inputs.fmt, "columns": shard.columns,
+        "kinds": shard.kinds, "arrow_schema": shard.arrow_schema, "column_dtypes": shard.column_dtypes,
+        **shard.totals.counts, "forwarded_count": sum(piece.num_rows for piece in shard.pieces),
+        "candidate_files": [names["piece"].format(number) for number in range(len(shard.pieces))],
+        "labeled_file": names["labeled"] if labeled else None, "labeled_vectors": labeled,
+        "candidate_vector_sum": None, "covering_radius_chord": shard.radius, "details": shard.details,
+        "stopping": None if stopping is None else stopping._asdict(),
+        "calibration_fingerprint": calibration_fingerprint(calibration), **shard.rule_facts,
+        **({} if stopping is None else {"pool_facts": shard.totals.facts}),
+    }
 
 
 class ShardOutput(NamedTuple):
@@ -5243,15 +5279,22 @@ def merge_ranked(scores: np.ndarray, keys: Sequence[np.ndarray], limit: int,
 
 
 class MergedPool(NamedTuple):
-    """All shards' forwarded rows in input order: what selection reads, and where each row is stored."""
+    """All shards' forwarded rows in input order: the pool the merge selects from (the fields of ``Pool``
+    the engine reads), what the shards sent with each row, and where each row is stored."""
 
     ids: pd.Series
     probabilities: np.ndarray
-    scores: np.ndarray
-    weights: np.ndarray
+    classes: List[Any]
+    labeled: np.ndarray  # every forwarded row is a candidate
+    vectors: Optional[np.ndarray]
+    score_columns: List[str]
+    score_interpretation: str
+    vector_columns: Optional[List[str]]
+    vector_source: Optional[str]
+    scores: np.ndarray  # the shard's selection score of each row
+    weights: np.ndarray  # the rows of its shard each row stands for
     file_rank: np.ndarray
     row: np.ndarray
-    vectors: Optional[np.ndarray]
     pieces: List[Any]  # Arrow tables as the shards wrote them
     piece: np.ndarray  # which piece holds each row
     piece_row: np.ndarray  # and where in it
@@ -5278,8 +5321,10 @@ def _read_pieces(outputs: Sequence[ShardOutput]) -> List[Any]:
     return pieces
 
 
-def _read_merged_pool(outputs: Sequence[ShardOutput], config: SelectionConfig, n_classes: int,
-                      vector_columns: Optional[Sequence[str]]) -> MergedPool:
+def _read_merged_pool(outputs: Sequence[ShardOutput], config: SelectionConfig, first: Mapping[str, Any],
+                      calibration: Optional[Calibration]) -> MergedPool:
+    """The merge's pool, read as the shards describe it (``first``: the details of a single run's first file)."""
+    vector_columns = first["vector_columns"]
     pieces = [piece for piece in _read_pieces(outputs) if piece.num_rows]
     if not pieces:
         raise SelectionError("no shard sent candidates")
@@ -5294,7 +5339,8 @@ def _read_merged_pool(outputs: Sequence[ShardOutput], config: SelectionConfig, n
     order = np.lexsort((row, file_rank))
     piece = np.repeat(np.arange(len(pieces)), [p.num_rows for p in pieces])[order]
     piece_row = np.concatenate([np.arange(p.num_rows) for p in pieces])[order]
-    probabilities = np.column_stack([gather(SHARD_PROBABILITY + str(j), np.float64) for j in range(n_classes)])
+    probabilities = np.column_stack([gather(SHARD_PROBABILITY + str(j), np.float64)
+                                     for j in range(len(first["classes"]))])
     vectors = None
     if vector_columns and _is_list(pieces[0].schema.field(vector_columns[0]).type):  # EMBEDDING_FIELD
         vectors = np.concatenate([_arrow_matrix(piece.column(vector_columns[0]), vector_columns[0], np.float32, 0)
@@ -5302,16 +5348,20 @@ def _read_merged_pool(outputs: Sequence[ShardOutput], config: SelectionConfig, n
     elif vector_columns:
         vectors = np.column_stack([gather(name, np.float32) for name in vector_columns])[order]
     ids = pd.concat([p.select([config.id_field]).to_pandas()[config.id_field] for p in pieces], ignore_index=True)
-    return MergedPool(ids.iloc[order].reset_index(drop=True), probabilities[order],
-                      gather(SHARD_SCORE, np.float64)[order], gather(SHARD_WEIGHT, np.float64)[order],
-                      file_rank[order], row[order], vectors, pieces, piece, piece_row)
+    return MergedPool(ids=ids.iloc[order].reset_index(drop=True), probabilities=probabilities[order],
+                      classes=first["classes"], labeled=np.zeros(order.size, dtype=bool), vectors=vectors,
+                      score_columns=first["score_columns"], score_interpretation=first["score_interpretation"],
+                      vector_columns=vector_columns, vector_source=first["vector_source"],
+                      scores=gather(SHARD_SCORE, np.float64)[order], weights=gather(SHARD_WEIGHT, np.float64)[order],
+                      file_rank=file_rank[order], row=row[order], pieces=pieces, piece=piece, piece_row=piece_row,
+                      calibration=calibration)
 
 
 def _merged_rows(pool: MergedPool, chosen: np.ndarray, columns: Sequence[str], schema: Any,
                  dtypes: Dict[str, Any]) -> pd.DataFrame:
     """Full rows of ``chosen`` (positions in the pool, in rank order).
 
-    Parquet pieces are cast to the types all shards agree on and converted as ``read_rows_at`` converts
+    Parquet pieces are cast to the types all shards agree on and converted as ``ParquetSource.rows_at`` converts
     a single run's rows; csv/tsv pieces are converted one by one and ``dtypes`` applied (``_merged_dtypes``).
     """
     import pyarrow as pa
@@ -5336,31 +5386,15 @@ def _merged_rows(pool: MergedPool, chosen: np.ndarray, columns: Sequence[str], s
 
 
 def _agreed_schema(manifests: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Any:
-    """The Arrow types a single run would read every parquet column as, from the shards' agreed types
-    (the rule of ``_agreed_arrow_types``); None unless every shard with rows read parquet."""
+    """The Arrow types a single run would read every parquet column as (``agreed_arrow_type`` over the shards'
+    agreed types); None unless every shard with rows read parquet."""
     import pyarrow as pa
 
     if any(manifest["input_format"] != "parquet" for manifest in manifests):
         return None
     schemas = [_schema_from_text(manifest["arrow_schema"]) for manifest in manifests]
-    fields = []
-    for name in columns:
-        types = [schema.field(name).type for schema in schemas if _arrow_kind(schema.field(name).type)]
-        kinds = {_arrow_kind(arrow_type) for arrow_type in types}
-        if not types:
-            agreed = schemas[0].field(name).type
-        elif all(arrow_type == types[0] for arrow_type in types):
-            agreed = types[0]
-        elif kinds == {"integer"}:
-            agreed = pa.int64()
-        elif kinds <= {"integer", "float"}:
-            agreed = pa.float64()
-        elif kinds == {"text"}:
-            agreed = pa.large_string()
-        else:
-            agreed = types[0]
-        fields.append(pa.field(name, agreed))
-    return pa.schema(fields)
+    return pa.schema([pa.field(name, agreed_arrow_type([schema.field(name).type for schema in schemas]))
+                      for name in columns])
 
 
 def _merged_dtypes(manifests: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
@@ -5405,19 +5439,8 @@ def _merge_centers(outputs: Sequence[ShardOutput], n_columns: int) -> Tuple[Opti
     return (np.concatenate(labeled) if labeled else None), total / max(count, 1)
 
 
-class MergeResult(NamedTuple):
-    """What the merge selected, and what the metadata reports about the input and the shards."""
-
-    result: SelectionResult
-    input_files: List[str]  # relative paths, in a single run's order
-    input_format: str
-    output_format: str
-    sharding: Dict[str, Any]
-    arrow_types: Dict[str, Any] = {}  # parquet input: each column's agreed Arrow type, as a single run has them
-
-
 def merge_select(input_dir: Path, config: SelectionConfig, skipped: Sequence[Path] = (),
-                 calibration: Optional[CalibrationTable] = None) -> MergeResult:
+                 calibration: Optional[CalibrationTable] = None) -> Tuple[SelectionResult, InputFacts]:
     """The merge role: check all shards, then select from their candidates as a single run would.
 
     ``skipped``: the output folders, never read (they may lie inside ``input_dir``)."""
@@ -5428,50 +5451,31 @@ def merge_select(input_dir: Path, config: SelectionConfig, skipped: Sequence[Pat
     with_rows = [manifest for manifest in manifests if manifest["pool_size"]]
     first_shard = min(with_rows, key=lambda manifest: _path_key(manifest["input_files"][0]))  # a single run's
     first = first_shard["details"]  # column order and reading come from its first file
-    counts = {key: sum(manifest[key] for manifest in manifests)
-              for key in ("pool_size", "labeled_count", "candidate_count")}
+    counts = {key: sum(manifest[key] for manifest in manifests) for key in POOL_COUNTS}
     if counts["candidate_count"] == 0:
         raise no_candidates_error(strategy_for(config.selection_strategy), counts["pool_size"], config.label_field)
     check_calibration_agreement(manifests, calibration)
-    pool = _read_merged_pool(outputs, config, len(first["classes"]), first["vector_columns"])
+    pool = _read_merged_pool(outputs, config, first, None if calibration is None else calibration.calibration)
     _check_ids(pool.ids, config.id_field)
     if calibration is not None:
         check_calibration_fits(calibration, first["score_columns"], first["score_interpretation"])
         check_calibration_apart(pool.ids, calibration, config.id_field)
-        pool = pool._replace(calibration=calibration.calibration)
-    selection, sharding = _merge_strategy(config, pool, outputs, counts["candidate_count"])
-    chosen = pool.probabilities[selection.indices]
-    counts.update(_selected_counts(chosen, first["classes"], selection.scores))
-    if selection.facts:
-        counts[REVIEW_FACTS] = selection.facts
+    selection, guarantee = _merge_strategy(config, pool, outputs, counts["candidate_count"])
+    totals = PoolTotals(counts, add_pool_facts([manifest["pool_facts"] for manifest in with_rows]),
+                        merged_stopping_counts([manifest["stopping"] for manifest in with_rows]),
+                        note="; sharded run: the candidates are the rows the shards sent to the merge")
     schema = _agreed_schema(with_rows, first_shard["columns"])
-    rows = _merged_rows(pool, selection.indices, first_shard["columns"], schema, _merged_dtypes(with_rows))
-    counts.update(summary_fields(add_pool_facts([manifest["pool_facts"] for manifest in with_rows]), chosen,
-                                 strategy_for(config.selection_strategy).use_case))
-    counts.update(_merged_estimate(config, pool, selection, chosen, first["classes"]))
-    rows = annotate(rows, chosen, first["classes"], selection.scores, config.selection_strategy)
-    vectors = {} if not first["vector_columns"] else {"vector_columns": len(first["vector_columns"]),
-                                                        "vector_source": first["vector_source"]}
-    details = {"score_columns": first["score_columns"], "score_interpretation": first["score_interpretation"],
-               **vectors, "classes": [str(label) for label in first["classes"]]}
+    dtypes = _merged_dtypes(with_rows)
+    sharding = dict(guarantee, hosts=hosts, config_fingerprint=config_fingerprint(config),
+                    shards=[{key: manifest[key] for key in ("host", "pool_size", "candidate_count", "forwarded_count")}
+                            for manifest in manifests], merged_candidates=int(len(pool.ids)))
+    chosen, summary = summarize_selection(pool, selection, config, totals, pool.calibration)
+    result = annotated_result(chosen, summary, selection, config,
+                              lambda rows: _merged_rows(pool, rows, first_shard["columns"], schema, dtypes), sharding)
     formats = {manifest["input_format"] for manifest in with_rows}
-    input_format = formats.pop() if len(formats) == 1 else "mixed"
     input_files = sorted((name for manifest in manifests for name in manifest["input_files"]), key=_path_key)
-    sharding.update(
-        hosts=hosts, config_fingerprint=config_fingerprint(config),
-        shards=[{key: manifest[key] for key in ("host", "pool_size", "candidate_count", "forwarded_count")}
-                for manifest in manifests],
-        merged_candidates=int(len(pool.ids)))
-    predictions = Predictions(tuple(first["classes"]), predicted_classes(chosen, first["classes"]),
-                              chosen.max(axis=1))
-    drawing = None
-    if pool.vectors is not None:
-        drawing = dict(projection(pool.vectors, np.zeros(len(pool.ids), dtype=bool), selection.indices),
-                       note="; sharded run: the candidates are the rows the shards sent to the merge")
-    stopping = merged_stopping_counts([manifest["stopping"] for manifest in with_rows])
-    return MergeResult(SelectionResult(rows, counts, details, predictions, drawing, stopping), input_files,
-                       input_format, resolve_output_format(config.output_format, input_format), sharding,
-                       {} if schema is None else {field.name: field.type for field in schema})
+    return result, InputFacts(input_files, formats.pop() if len(formats) == 1 else "mixed",
+                              {} if schema is None else {field.name: field.type for field in schema})
 
 
 def calibration_fingerprint(calibration: Optional[CalibrationTable]) -> Optional[str]:
@@ -5496,25 +5500,20 @@ def check_calibration_agreement(manifests: Sequence[Mapping[str, Any]],
                 manifest["host"], how))
 
 
-def _merged_estimate(config: SelectionConfig, pool: MergedPool, selection: Selection, chosen: np.ndarray,
-                     classes: Sequence[Any]) -> Dict[str, Any]:
-    """precision_estimate of a merged SSL selection: the thresholds are found among the merged rows, which hold
-    every selected row and, per class, every row a single run's rule would weigh."""
-    if strategy_for(config.selection_strategy).use_case != "ssl" or pool.calibration is None:
-        return _estimate_facts(config, pool.calibration, selection, chosen, classes)
-    if selection.class_thresholds is None:
-        thresholds = make_sampler(config).class_thresholds(Candidates(pool.probabilities), selection)
-        selection = selection._replace(class_thresholds=thresholds)
-    return _estimate_facts(config, pool.calibration, selection, chosen, classes)
-
-
 def _merge_strategy(config: SelectionConfig, pool: MergedPool, outputs: Sequence[ShardOutput],
                     candidate_count: int) -> Tuple[Selection, Dict[str, Any]]:
+    """The strategy row's merge, and for SSL with calibration_data the per-class thresholds of its selection,
+    found among the merged rows (they hold every selected row and, per class, every row a single run's rule
+    would weigh)."""
     strategy = strategy_for(config.selection_strategy)
     if strategy.batched and config.batch_size >= candidate_count:
         logger.info("BATCH_SIZE=%d is not smaller than the %d candidates: selecting them all", config.batch_size,
                     candidate_count)
-    return strategy.sharding.merge(config, pool, outputs)
+    selection, guarantee = strategy.sharding.merge(config, pool, outputs)
+    if strategy.use_case == "ssl" and pool.calibration is not None and selection.class_thresholds is None:
+        thresholds = make_sampler(config).class_thresholds(Candidates(pool.probabilities), selection)
+        selection = selection._replace(class_thresholds=thresholds)
+    return selection, guarantee
 
 
 # ---- Labeling tasks: the selection as a Ground Truth manifest or Label Studio tasks --------------------------
@@ -6128,12 +6127,7 @@ def read_previous_predictions(folder: Path, config: SelectionConfig,
                               labeling_data_field=None, output_format=OUTPUT_FORMATS[0])
     try:
         source = scan_input(folder, reading, forbidden)
-        if source.fmt == "parquet":
-            pool = pool_from_parquet(source, reading, keep_ids=True)
-        else:
-            df = read_input_table(source)
-            _check_ids(df[reading.id_field], reading.id_field)
-            pool = pool_from_frame(df, reading, index_columns=source.index_columns)
+        pool = open_source(source).pool(reading, keep_ids=True)
     except SelectionError as error:
         raise SelectionError("{} {}: {}".format(PREVIOUS_CHANNEL, folder, _one_line(error))) from None
     logger.info("Read %d rows of previous predictions from %s (%d file(s))", len(pool.ids), folder,
@@ -6745,7 +6739,6 @@ def _read_previous(input_paths: Any, config: SelectionConfig, outputs: Sequence[
     folder = _optional_input(input_paths, PREVIOUS_CHANNEL)
     if folder is None:
         return None
-    _check_optional_inputs_apart({PREVIOUS_CHANNEL: folder}, outputs)
     if config.selection_role == "merge":
         raise SelectionError("{} is read by the shard step (each shard matches its own rows); the merge adds up "
                              "their counts: give it to the shard step, not to the merge".format(PREVIOUS_CHANNEL))
@@ -6770,28 +6763,9 @@ def _check_labeling_channel(config: SelectionConfig, labeling_dir: Optional[Path
             config.labeling_format, LABELING_CHANNEL, LABELING_CHANNEL))
 
 
-def _select(source: InputTable, config: SelectionConfig,
-            previous: Optional[PredictedClasses] = None,
-            calibration: Optional[CalibrationTable] = None) -> Tuple[SelectionResult, str]:
-    """Read the prediction table of ``source`` and run the selection; also returns the output format."""
-    output_format = resolve_output_format(config.output_format, source.fmt)
-    logger.info("Reading %d %s file(s) from %s", len(source.files), source.fmt, source.root)
-    if source.fmt == "parquet":
-        result = run_selection(pool_from_parquet(source, config, keep_ids=previous is not None), config,
-                               lambda positions: read_rows_at(source, positions), previous, calibration)
-    else:
-        df, row_counts = _read_input_rows(source)
-        _check_ids(df[config.id_field], config.id_field)
-        result = run_selection(pool_from_frame(df, config, index_columns=source.index_columns,
-                                               locate=row_locator(source.files, row_counts)),
-                               config, lambda positions: df.iloc[positions].reset_index(drop=True), previous,
-                               calibration)
-    return result, output_format
-
-
-def _calibration_channel(input_paths: Mapping[str, Any], config: SelectionConfig,
-                         outputs: Sequence[Optional[Path]]) -> Optional[Path]:
-    """The calibration_data folder when one is given, checked against the outputs and the settings."""
+def _calibration_channel(input_paths: Mapping[str, Any], config: SelectionConfig) -> Optional[Path]:
+    """The calibration_data folder when one is given, checked against the settings (``main`` checks it lies
+    apart from the outputs, as every optional input)."""
     folder = _optional_input(input_paths, CALIBRATION_CHANNEL)
     strategy = strategy_for(config.selection_strategy)
     if folder is None:
@@ -6800,22 +6774,11 @@ def _calibration_channel(input_paths: Mapping[str, Any], config: SelectionConfig
                                  "predictions on held-out labeled rows".format(config.selection_strategy,
                                                                               CALIBRATION_CHANNEL, CALIBRATION_CHANNEL))
         return None
-    _check_optional_inputs_apart({CALIBRATION_CHANNEL: folder}, _present(*outputs))
     if strategy.use_case != "ssl":
         raise SelectionError("calibration_data is given but SELECTION_STRATEGY={} selects rows for humans to label: "
                              "calibration_data measures pseudo-label precision, for the SSL strategies {}; leave it "
                              "out".format(config.selection_strategy, ", ".join(SSL_STRATEGIES)))
     return folder
-
-
-def _load_calibration(folder: Optional[Path], source: InputTable, config: SelectionConfig,
-                      forbidden: Sequence[Path]) -> Optional[CalibrationTable]:
-    """calibration_data read and checked to share no id with the evaluation data."""
-    if folder is None:
-        return None
-    calibration = read_calibration(folder, config, forbidden)
-    check_calibration_apart(read_id_column(source, config.id_field), calibration, config.id_field)
-    return calibration
 
 
 def _write_labeling_tasks(result: SelectionResult, config: SelectionConfig,
@@ -6841,8 +6804,9 @@ def main(
     ``input_paths["previous_predictions"]`` (optional) is last round's prediction table: the metadata's
     ``stopping`` block then measures how much the two rounds' predictions agree.
 
-    SELECTION_ROLE=shard instead writes one instance's candidates and returns its manifest, and
-    SELECTION_ROLE=merge selects from all shards' outputs found in ``evaluation_data`` (docs/scaling.md).
+    SELECTION_ROLE=shard instead writes one instance's candidates and its manifest (returned in the
+    metadata as ``sharding``), and SELECTION_ROLE=merge selects from all shards' outputs found in
+    ``evaluation_data`` (docs/scaling.md).
     Writes ``selected_samples/selected_samples.<fmt>`` and ``selection_metadata/selection_metadata.json``
     atomically (with ``LABELING_FORMAT`` also the tasks files in ``labeling_tasks``), then ``_SUCCESS``
     (listing them) in every folder, and returns the metadata. This is the
@@ -6861,65 +6825,38 @@ def main(
         metadata_dir = _channel(output_paths, METADATA_CHANNEL, "output")
         input_dir = _channel(input_paths, INPUT_CHANNEL, "input")
         check_folders_apart(input_dir, samples_dir, metadata_dir, labeling_dir)
-        _check_optional_inputs_apart(_optional_inputs(input_paths), _present(samples_dir, metadata_dir, labeling_dir))
+        outputs = _present(samples_dir, metadata_dir, labeling_dir)
+        _check_optional_inputs_apart(_optional_inputs(input_paths), outputs)
         folders_checked = True  # before any output folder is created (claimed)
-        claimed = claim_output_folders(_present(samples_dir, metadata_dir, labeling_dir))
+        claimed = claim_output_folders(outputs)
         config = parse_environment(environ_vars)
         _check_labeling_channel(config, labeling_dir)
-        calibration_dir = _calibration_channel(input_paths, config, (samples_dir, metadata_dir, labeling_dir))
+        calibration_dir = _calibration_channel(input_paths, config)
         job_type = _job_type(job_args)
         resources = check_role_fits_instances(config)
-        previous = _read_previous(input_paths, config, _present(samples_dir, metadata_dir, labeling_dir))
+        previous = _read_previous(input_paths, config, outputs)
         _prepare_outputs(samples_dir, metadata_dir, labeling_dir)
         logger.info("Strategy %s (use case %s, job type %s, role %s)", config.selection_strategy, config.use_case,
                     job_type, config.selection_role)
-        if config.selection_role == "shard":
-            calibration = None if calibration_dir is None else read_calibration(
-                calibration_dir, config, _present(samples_dir, metadata_dir, labeling_dir))
-            manifest, shard_files = run_shard(input_dir, samples_dir, metadata_dir, config, resources, job_type,
-                                              previous, calibration)
-            written += shard_files
-            for folder in _present(samples_dir, metadata_dir, labeling_dir):
-                written.append(_mark_success(folder, written))
-            return manifest
-        sharding, arrow_types = None, {}
-        if config.selection_role == "merge":
-            calibration = None if calibration_dir is None else read_calibration(
-                calibration_dir, config, _present(samples_dir, metadata_dir, labeling_dir))
-            result, input_files, input_format, output_format, sharding, arrow_types = merge_select(
-                input_dir, config, skipped=_present(samples_dir, metadata_dir, labeling_dir), calibration=calibration)
-        else:
-            source = scan_input(input_dir, config, forbidden=_present(samples_dir, metadata_dir, labeling_dir))
-            calibration = _load_calibration(calibration_dir, source, config,
-                                            _present(samples_dir, metadata_dir, labeling_dir))
-            result, output_format = _select(source, config, previous, calibration)
-            input_files = [os.path.relpath(str(f.path), str(input_dir)) for f in source.files]
-            input_format, arrow_types = source.fmt, source.arrow_types
-        written.append(Path(save_selected_samples(result.rows, str(samples_dir), output_format,
-                                                  arrow_types=arrow_types)))
-        tasks_written, labeling = _write_labeling_tasks(result, config, labeling_dir)
-        written += tasks_written
-        metadata = {
-            "strategy": config.selection_strategy,
-            "use_case": config.use_case,
-            "job_type": job_type,
-            "config": settings_read(config),
-            **result.counts,
-            "output_format": output_format,
-            "output_file": os.path.relpath(str(written[0]), str(samples_dir)),
-            "input_files": input_files,
-            "details": dict(result.details, input_format=input_format),
-            **labeling,
-            "library_versions": _library_versions(),
-            "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        }
-        if sharding is not None:
-            metadata["sharding"] = sharding
-        metadata["stopping"] = stopping_block(result.stopping, result.counts["labeled_count"], config)
-        metadata["elapsed_seconds"] = round(time.time() - started, 3)
-        written.append(Path(save_selection_metadata(metadata, str(metadata_dir))))
-        written.append(Path(save_selection_report(selection_report_html(metadata, result.drawing), str(metadata_dir))))
-        for folder in _present(samples_dir, metadata_dir, labeling_dir):
+        result, inputs, role_files = _run_role(config, input_dir, samples_dir, metadata_dir, outputs, calibration_dir,
+                                               previous, resources, job_type)
+        for path, write in role_files:
+            written.append(path)
+            _write_atomically(path, write)
+        output_format = "parquet" if result.rows is None else resolve_output_format(config.output_format, inputs.fmt)
+        labeling: Dict[str, Any] = {}
+        if result.rows is not None:
+            written.append(Path(save_selected_samples(result.rows, str(samples_dir), output_format,
+                                                      arrow_types=inputs.arrow_types)))
+            tasks_written, labeling = _write_labeling_tasks(result, config, labeling_dir)
+            written += tasks_written
+        metadata = selection_metadata(config, job_type, result, inputs, output_format,
+                                      os.path.relpath(str(written[0]), str(samples_dir)), labeling, started)
+        if result.rows is not None:
+            written.append(Path(save_selection_metadata(metadata, str(metadata_dir))))
+            written.append(Path(save_selection_report(selection_report_html(metadata, result.drawing),
+                                                      str(metadata_dir))))
+        for folder in outputs:
             written.append(_mark_success(folder, written))
     except BaseException as error:
         folders = _outside_optional_inputs(_output_folders(output_paths) + list(_present(labeling_dir)), input_paths)
@@ -6929,12 +6866,59 @@ def main(
         raise
     finally:
         release_output_folders(claimed)
-    logger.info("Selected %d of %d candidates (pool of %d) with %s in %.2fs", metadata["selected_count"],
-                metadata["candidate_count"], metadata["pool_size"], config.selection_strategy,
-                metadata["elapsed_seconds"])
-    for line in summary_lines(metadata):
-        logger.info("%s", line)
-    logger.info("Selection report: %s", metadata_dir / REPORT_FILENAME)
+    if result.rows is not None:  # a shard said what it sends; the merge reports the selection
+        logger.info("Selected %d of %d candidates (pool of %d) with %s in %.2fs", metadata["selected_count"],
+                    metadata["candidate_count"], metadata["pool_size"], config.selection_strategy,
+                    metadata["elapsed_seconds"])
+        for line in summary_lines(metadata):
+            logger.info("%s", line)
+        logger.info("Selection report: %s", metadata_dir / REPORT_FILENAME)
+    return metadata
+
+
+def _run_role(config: SelectionConfig, input_dir: Path, samples_dir: Path, metadata_dir: Path,
+              outputs: Sequence[Path], calibration_dir: Optional[Path], previous: Optional[PredictedClasses],
+              resources: Optional[ResourceConfig], job_type: str
+              ) -> Tuple[SelectionResult, InputFacts, List[Tuple[Path, Callable[[Path], None]]]]:
+    """The selection of this run's SELECTION_ROLE, its input, and the files only this role writes (a shard's)."""
+    source = scan_input(input_dir, config, forbidden=outputs) if config.selection_role == "single" else None
+    calibration = None if calibration_dir is None else read_calibration(calibration_dir, config, outputs)
+    if config.selection_role == "merge":
+        return merge_select(input_dir, config, skipped=outputs, calibration=calibration) + ([],)
+    if config.selection_role == "shard":
+        return run_shard(input_dir, samples_dir, metadata_dir, config, resources, job_type, previous, calibration)
+    logger.info("Reading %d %s file(s) from %s", len(source.files), source.fmt, source.root)
+    rows = open_source(source)
+    result = run_selection(rows.pool(config, keep_ids=previous is not None or calibration is not None), config,
+                           rows.rows_at, previous, calibration)
+    inputs = InputFacts([os.path.relpath(str(f.path), str(input_dir)) for f in source.files], source.fmt,
+                        source.arrow_types)
+    return result, inputs, []
+
+
+def selection_metadata(config: SelectionConfig, job_type: str, result: SelectionResult, inputs: InputFacts,
+                       output_format: str, output_file: str, labeling: Mapping[str, Any],
+                       started: float) -> Dict[str, Any]:
+    """The run's metadata, in every role: what ``main`` returns (a shard's holds its manifest as ``sharding``)."""
+    metadata = {
+        "strategy": config.selection_strategy,
+        "use_case": config.use_case,
+        "job_type": job_type,
+        "config": settings_read(config),
+        **result.counts,
+        "output_format": output_format,
+        "output_file": output_file,
+        "input_files": inputs.files,
+        "details": dict(result.details, input_format=inputs.fmt),
+        **labeling,
+        "library_versions": _library_versions(),
+        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if result.sharding is not None:
+        metadata["sharding"] = result.sharding
+    metadata["stopping"] = None if result.stopping is None else stopping_block(
+        result.stopping, result.counts["labeled_count"], config)
+    metadata["elapsed_seconds"] = round(time.time() - started, 3)
     return metadata
 
 
