@@ -23,10 +23,13 @@ environment variables listed in ``ENV_VARS``; locally, the channels can be point
 block). Tests call ``main``. With ``LABELING_FORMAT`` set, an active-learning selection is also written as
 labeling tasks: a SageMaker Ground Truth input manifest or a Label Studio tasks file with its labeling configuration.
 
-The file reads in the order the data flows: constants; settings (``SelectionConfig``, ``parse_environment``);
-loading; scores and pool; samplers; engine (``STRATEGY_TABLE``, ``run_selection``); sharding; labeling
-tasks (``LABELING_FORMAT_TABLE``); writing; ``main`` and the command line. ``ENV_VARS``, declared by the
-``SelectionConfig`` fields, is built after both tables, which give SELECTION_STRATEGY and LABELING_FORMAT their choices.
+The file reads in the order the data flows, each section using only names of its own or earlier ones
+(``tests/script/test_layers.py`` checks it): constants; the samplers and their kernels, pure functions of arrays
+(with triangle-inequality pruning, the first sampler API's spellings and the calibration kernels); the two
+tables, ``STRATEGY_TABLE`` and ``LABELING_FORMAT_TABLE``, which give SELECTION_STRATEGY and LABELING_FORMAT
+their choices; settings (``SelectionConfig``, ``ENV_VARS``, ``parse_environment``); scores and pool; loading
+(the sources); summary and stopping facts; the engine (``run_selection``); sharding; writing; ``main`` and the
+command line. ``__all__`` lists the public API.
 """
 
 import argparse
@@ -59,8 +62,22 @@ import pandas as pd
 
 logger = logging.getLogger("active_sample_selection")
 
+__all__ = (
+    "main", "select_samples", "load_inference_data", "extract_score_columns", "normalize_scores_to_probabilities",
+    "save_selected_samples", "save_selection_metadata", "validate_strategy_for_use_case", "parse_environment",
+    "SelectionConfig", "SelectionError", "ENV_VARS", "Strategy", "STRATEGY_TABLE", "STRATEGIES",
+    "LABELING_FORMAT_TABLE", "make_sampler", "run_selection", "select_from_pool", "Candidates", "Selection",
+    "Calibration", "Pool", "ConfidenceThresholdSampler", "TopKPerClassSampler", "PrecisionTargetSampler",
+    "UncertaintySampler", "DiversitySampler", "HybridSampler", "BADGESampler", "LabelReviewSampler",
+    "CommitteeSampler", "confidence_threshold_selection", "top_k_per_class_selection",
+    "precision_target_thresholds", "precision_target_selection", "precision_estimate", "clopper_pearson_lower",
+    "clopper_pearson_interval", "uncertainty_scores", "uncertainty_prefilter", "k_center_greedy",
+    "kmeans_representatives", "gradient_embeddings", "badge_kmeanspp", "find_label_issues",
+    "label_review_selection", "committee_disagreement",
+)
 
-# ---- Constants and errors ------------------------------------------------------------------------------------
+
+# ---- Constants and errors -----------------------------------------------------------------------------------------
 
 USE_CASES = ("ssl", "active_learning", "auto")
 UNCERTAINTY_MODES = ("margin", "entropy", "least_confidence")
@@ -147,766 +164,59 @@ def _preview(names: Sequence[Any], limit: int = 8) -> str:
     return shown + (" ... ({} in all)".format(len(names)) if len(names) > limit else "")
 
 
-# ---- Settings: the environment variables, parsed and checked before any data is read -------------------------
-# Each setting is declared once, as a SelectionConfig field; ENV_VARS, the step's pydantic config, its contract
-# and docs/config.md are derived from these declarations.
-
-class EnvVar(NamedTuple):
-    """One environment variable of the script contract, declared in the annotation of its ``SelectionConfig`` field.
-
-    ``default`` is the text used when the variable is missing, None or "" (all three mean unset): ``None`` marks a
-    required variable, ``""`` an optional one. ``choices`` may be a function returning them, for a table further
-    down the file. ``field`` and ``kind`` ("choice", "int", "float" or "str") follow from the annotated field.
-    """
-
-    name: str
-    default: Optional[str]
-    description: str
-    choices: Tuple[str, ...] = ()
-    minimum: Optional[float] = None
-    maximum: Optional[float] = None
-    field: str = ""
-    kind: str = ""
-
-    @property
-    def required(self) -> bool:
-        return self.default is None
+def _real(path: Path) -> str:
+    return os.path.realpath(str(path))
 
 
-class SelectionConfig(NamedTuple):
-    """Typed value of every setting, each declared by its annotation; optional ones are None when unset."""
-
-    selection_strategy: Annotated[str, EnvVar("SELECTION_STRATEGY", None, "Selection strategy.",
-        choices=lambda: STRATEGIES)]
-    use_case: Annotated[str, EnvVar("USE_CASE", "auto", "ssl and active_learning allow only their own strategies; auto "
-        "allows all.", choices=USE_CASES)]
-    id_field: Annotated[str, EnvVar("ID_FIELD", "id", "Column holding a unique id per row.")]
-    label_field: Annotated[Optional[str], EnvVar("LABEL_FIELD", "", "Column holding known labels; rows where it is "
-        "filled are never selected (and are the initial centers for diversity), except by label_review, which selects "
-        "among them only. Unset: no row is labeled, with a warning when a column looks like labels (label, labels, y, "
-        "target); none: no row is labeled, silently.")]
-    score_field: Annotated[Optional[str], EnvVar("SCORE_FIELD", "", "One score column to use (a probability of the "
-        "positive class, or a logit), or an array column holding one score per class (a JSON Lines \"probabilities\": "
-        "[..] field, a parquet list).")]
-    score_field_prefix: Annotated[str, EnvVar("SCORE_FIELD_PREFIX", "prob_class_", "Prefix of the per-class score "
-        "columns, used when SCORE_FIELD is unset.")]
-    embedding_field_prefix: Annotated[str, EnvVar("EMBEDDING_FIELD_PREFIX", "emb_", "Prefix of the embedding columns "
-        "used by diversity and badge.")]
-    embedding_field: Annotated[Optional[str], EnvVar("EMBEDDING_FIELD", "", "diversity, badge: one array column "
-        "holding each row's embedding (a parquet list, a JSON Lines array, a CSV cell holding a JSON array); used "
-        "instead of the EMBEDDING_FIELD_PREFIX columns.")]
-    feature_columns: Annotated[Optional[str], EnvVar("FEATURE_COLUMNS", "", "diversity, badge: the columns to use as "
-        "embeddings, comma-separated; used instead of the EMBEDDING_FIELD_PREFIX columns. Unset and no such columns: "
-        "every numeric column, with a warning.")]
-    csv_columns: Annotated[Optional[str], EnvVar("CSV_COLUMNS", "", "Column names of CSV/TSV files without a header "
-        "(Batch Transform output; with join_source=Input the input's columns, then the model's), comma-separated. A "
-        "file whose first line is exactly these names has it as its header.")]
-    output_format: Annotated[Optional[str], EnvVar("OUTPUT_FORMAT", "", "Format of selected_samples; unset: the "
-        "input's format.", choices=OUTPUT_FORMATS)]
-    random_seed: Annotated[int, EnvVar("RANDOM_SEED", "42", "Seed of badge's k-means++ sampling and of diversity's "
-        "k-means.", minimum=0, maximum=MAX_SEED)]
-    confidence_threshold: Annotated[float, EnvVar("CONFIDENCE_THRESHOLD", "0.9", "confidence_threshold: minimum "
-        "max-probability of a selected row.", minimum=0.5, maximum=1.0)]
-    max_samples: Annotated[int, EnvVar("MAX_SAMPLES", "0", "confidence_threshold: keep at most this many, the most "
-        "confident (0 = no limit).", minimum=0)]
-    k_per_class: Annotated[int, EnvVar("K_PER_CLASS", "100", "top_k_per_class: rows kept per predicted class.",
-        minimum=1)]
-    uncertainty_mode: Annotated[str, EnvVar("UNCERTAINTY_MODE", "margin", "uncertainty, and diversity's pre-filter: "
-        "how uncertainty is measured.", choices=UNCERTAINTY_MODES)]
-    batch_size: Annotated[int, EnvVar("BATCH_SIZE", "32", "uncertainty, diversity, badge, label_review: number of rows "
-        "to select.", minimum=1)]
-    metric: Annotated[str, EnvVar("METRIC", "euclidean", "diversity, badge: distance between embeddings.",
-        choices=METRICS)]
-    selection_role: Annotated[str, EnvVar("SELECTION_ROLE", "single", "single: select from the whole input; shard: one "
-        "instance of a multi-instance job picks its own candidates; merge: selects from every shard's candidates.",
-        choices=SELECTION_ROLES)]
-    oversampling: Annotated[int, EnvVar("OVERSAMPLING", "4", "diversity, badge with SELECTION_ROLE=shard: each shard "
-        "picks OVERSAMPLING x BATCH_SIZE candidates.", minimum=1, maximum=1000)]
-    resource_config_path: Annotated[str, EnvVar(
-        "RESOURCE_CONFIG_PATH", RESOURCE_CONFIG_PATH, "SageMaker's resource config (current_host, hosts), read by "
-        "shard and merge; local runs point it at their own file.")]
-    diversity_method: Annotated[Optional[str], EnvVar("DIVERSITY_METHOD", "", "diversity, hybrid: kcenter (greedy "
-        "farthest-first from the labeled rows) or kmeans (k-means with BATCH_SIZE clusters, the row nearest each "
-        "centroid). Unset: the strategy's own, kcenter for diversity and kmeans for hybrid.",
-        choices=DIVERSITY_METHODS)]
-    uncertainty_prefilter: Annotated[Optional[int], EnvVar("UNCERTAINTY_PREFILTER", "", "diversity, hybrid: choose "
-        "among the UNCERTAINTY_PREFILTER x BATCH_SIZE most uncertain candidates by UNCERTAINTY_MODE only (0 = all "
-        "candidates). Unset: the strategy's own, 0 for diversity and 3 for hybrid.", minimum=0)]
-    labeling_format: Annotated[str, EnvVar("LABELING_FORMAT", "none", "Also write the active-learning selection as "
-        "labeling tasks into labeling_tasks: a SageMaker Ground Truth input manifest, or Label Studio tasks with their "
-        "labeling configuration.", choices=lambda: LABELING_FORMATS)]
-    labeling_data_field: Annotated[Optional[str], EnvVar("LABELING_DATA_FIELD", "", "Column annotators see: a text, or "
-        "an s3:// or https:// URI of the object to label. Required with a LABELING_FORMAT.")]
-    stop_agreement: Annotated[float, EnvVar("STOP_AGREEMENT", "0.99", "Stopping signal: should_stop once Cohen's kappa "
-        "between previous_predictions and this round's predicted classes (unlabeled rows in both) reaches it (0 = "
-        "off). Never changes the selection.", minimum=0.0, maximum=1.0)]
-    stop_max_labeled: Annotated[int, EnvVar("STOP_MAX_LABELED", "0", "Stopping signal: should_stop once the labeled "
-        "rows (LABEL_FIELD filled) reach it (0 = off).", minimum=0)]
-    stop_max_uncertainty: Annotated[float, EnvVar("STOP_MAX_UNCERTAINTY", "0", "Stopping signal: should_stop once "
-        "every candidate's margin uncertainty 1 - (p1 - p2) is below it (0 = off).", minimum=0.0, maximum=1.0)]
-    review_method: Annotated[str, EnvVar("REVIEW_METHOD", "confident_learning", "label_review: confident_learning (the "
-        "labeled rows confident learning flags, prune by noise rate, lowest probability of the given label first) or "
-        "self_confidence (every labeled row, lowest probability of the given label first).", choices=REVIEW_METHODS)]
-    committee_prefixes: Annotated[Optional[str], EnvVar("COMMITTEE_PREFIXES", "", "committee: comma-separated column "
-        "prefixes, one per member (at least 2), e.g. m0_prob_class_,m1_prob_class_; member j's columns are "
-        "<prefix_j><class>, read like the score columns. Required by committee.")]
-    disagreement: Annotated[str, EnvVar("DISAGREEMENT", "bald", "committee: vote_entropy (entropy of the members' "
-        "votes), consensus_entropy (entropy of the mean of their probabilities) or bald (mutual information: that "
-        "entropy minus the members' mean entropy).", choices=DISAGREEMENTS)]
-    target_precision: Annotated[float, EnvVar("TARGET_PRECISION", "0.95", "precision_target: the pseudo-label "
-        "precision each class's threshold must be shown to reach on calibration_data.", minimum=0.5, maximum=0.999)]
-    precision_confidence: Annotated[float, EnvVar("PRECISION_CONFIDENCE", "0.95", "precision_target: confidence of the "
-        "one-sided Clopper-Pearson lower bound that must reach TARGET_PRECISION.", minimum=0.5, maximum=0.999)]
-    class_balance: Annotated[str, EnvVar("CLASS_BALANCE", "none", "precision_target: none keeps every row above its "
-        "class's threshold; align caps each class's pseudo-labels at its share of the calibration labels times the "
-        "total.", choices=CLASS_BALANCES)]
-
-    @property
-    def feature_column_names(self) -> List[str]:
-        return _name_list(self.feature_columns)
-
-    @property
-    def csv_column_names(self) -> List[str]:
-        return _name_list(self.csv_columns)
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError("not JSON serializable: {!r}".format(value))
 
 
-def declared_env_vars(config_class: type = SelectionConfig) -> Tuple[EnvVar, ...]:
-    """The ``EnvVar`` of every field of ``config_class``, from its annotation, in declaration order."""
-    env_vars = []
-    for field, hint in get_type_hints(config_class, include_extras=True).items():
-        value_type, var = hint.__origin__, hint.__metadata__[0]
-        choices = tuple(var.choices() if callable(var.choices) else var.choices)
-        value_type = next(arg for arg in getattr(value_type, "__args__", (value_type,)) if arg is not type(None))
-        env_vars.append(var._replace(field=field, kind="choice" if choices else value_type.__name__, choices=choices))
-    return tuple(env_vars)
-
-
-NO_LABELS = "none"  # LABEL_FIELD=none: the table has no labels (parsed to "", which no column can be named)
-
-
-def _name_list(text: Optional[str]) -> List[str]:
-    """Comma-separated column names, spaces around each removed."""
-    return [name.strip() for name in text.split(",")] if text else []
-
-
-def _allowed_text(var: EnvVar) -> str:
-    if var.choices:
-        return "one of " + ", ".join(var.choices)
-    noun = {"int": "an integer", "float": "a number", "str": "a non-empty string"}[var.kind]
-    if var.minimum is not None and var.maximum is not None:
-        return "{} from {} to {}".format(noun, _plain(var.minimum), _plain(var.maximum))
-    if var.minimum is not None:
-        return "{} >= {}".format(noun, _plain(var.minimum))
-    return noun
-
-
-def _plain(number: float) -> str:
-    return str(int(number)) if float(number).is_integer() else str(number)
-
-
-def _parse_env_value(var: EnvVar, raw: str) -> Any:
-    text = raw.strip()
-    if var.kind == "str":
-        return raw
-    if var.kind == "choice":
-        value = text.lower()
-        if value not in var.choices:
-            raise SelectionError("{}={!r} is not allowed: expected {}".format(var.name, raw, _allowed_text(var)))
-        return value
+def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    # A fresh temporary name (never an existing file), renamed over a path that _prepare_outputs cleared.
     try:
-        number = int(text) if var.kind == "int" else float(text)
-    except ValueError:
-        raise SelectionError("{}={!r} is not valid: expected {}".format(var.name, raw, _allowed_text(var))) from None
-    return _in_range(var, number, raw)
-
-
-def _in_range(var: EnvVar, number: Any, given: Any) -> Any:
-    if (not math.isfinite(number) or (var.minimum is not None and number < var.minimum)
-            or (var.maximum is not None and number > var.maximum)):
-        raise SelectionError("{}={!r} is out of range: expected {}".format(var.name, given, _allowed_text(var)))
-    return number
-
-
-def default_value(var: EnvVar) -> Any:
-    """The value of ``var`` when it is unset: its default parsed, None for an optional one; required: an error."""
-    if var.required:
-        raise SelectionError("{} is required: expected {}".format(var.name, _allowed_text(var)))
-    return None if var.default == "" else _parse_env_value(var, var.default)
-
-
-def _typed_value(var: EnvVar, value: Any) -> Any:
-    """The value of ``var`` given ``value``, checked as in the environment: text is parsed, numbers are taken as
-    they are; None and blank text mean unset."""
-    if value is None or (isinstance(value, str) and value.strip() == ""):
-        return default_value(var)
-    if isinstance(value, str) or var.kind in ("str", "choice"):
-        return _parse_env_value(var, _env_text(var.name, value))
-    number_type = numbers.Integral if var.kind == "int" else numbers.Real
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, number_type):
-        raise SelectionError("{}={!r} is not valid: expected {}".format(var.name, value, _allowed_text(var)))
-    too_large = var.kind == "float" and isinstance(value, int) and abs(value) > sys.float_info.max  # no float holds it
-    return _in_range(var, math.inf if too_large else int(value) if var.kind == "int" else float(value), value)
-
-
-def validate_strategy_for_use_case(strategy: str, use_case: str) -> None:
-    """Refuse strategies that work against the use case; ``auto`` allows every strategy.
-
-    Raises ``SelectionError`` (a ``ValueError``) for a mismatch and for an unknown strategy or use case.
-    """
-    if use_case not in USE_CASES:
-        raise SelectionError("unknown use case {!r}: expected one of {}".format(use_case, ", ".join(USE_CASES)))
-    own = strategy_for(strategy).use_case
-    if use_case == "auto" or use_case == own:
-        return
-    if use_case == "ssl":
-        raise SelectionError(
-            "SELECTION_STRATEGY={} is not allowed with USE_CASE=ssl: it selects uncertain or merely diverse rows, "
-            "whose predictions would become noisy pseudo-labels; use one of {} (or USE_CASE=auto)".format(
-                strategy, ", ".join(SSL_STRATEGIES)))
-    raise SelectionError(
-        "SELECTION_STRATEGY={} is not allowed with USE_CASE=active_learning: it selects rows the model is "
-        "already confident about, which wastes human labeling effort; use one of {} (or USE_CASE=auto)".format(
-            strategy, ", ".join(ACTIVE_LEARNING_STRATEGIES)))
-
-
-def _env_text(name: str, raw: Any) -> Optional[str]:
-    """An environment value as text: str and None as they are, int and float through ``str``."""
-    if raw is None or isinstance(raw, str):
-        return raw
-    if isinstance(raw, (int, float, np.integer, np.floating)) and not isinstance(raw, (bool, np.bool_)):
-        return str(raw)
-    raise SelectionError("{}={!r} is a {}: environment values must be strings (or numbers)".format(
-        name, raw, type(raw).__name__))
-
-
-def parse_environment(environ_vars: Mapping[str, Any]) -> SelectionConfig:
-    """Parse and range-check every variable of ``ENV_VARS``; missing, None and "" all mean unset. Values are
-    strings as in a real environment; ints and floats are accepted and read through ``str``."""
-    if environ_vars is None:
-        environ_vars = {}
-    if not isinstance(environ_vars, Mapping):
-        raise SelectionError("environ_vars must be a mapping of variable names to strings, not {}".format(
-            type(environ_vars).__name__))
-    return config_from_values({var.field: _env_text(var.name, environ_vars.get(var.name)) for var in ENV_VARS})
-
-
-def config_from_values(values: Mapping[str, Any], rules: Optional[Sequence[Callable[..., None]]] = None
-                       ) -> SelectionConfig:
-    """``parse_environment`` for values by field name: text is parsed, numbers are taken as they are; missing,
-    None and blank mean unset. LABEL_FIELD=none reads as no labels, each unset setting its strategy reads takes the
-    strategy's default, and every rule of ``SETTING_RULES`` (or of ``rules``) is checked."""
-    typed = {var.field: _typed_value(var, values.get(var.field)) for var in ENV_VARS}
-    if typed["label_field"] is not None and typed["label_field"].strip().lower() == NO_LABELS:
-        typed["label_field"] = ""
-    config = with_strategy_defaults(SelectionConfig(**typed))
-    for rule in SETTING_RULES if rules is None else rules:
-        rule(config)
-    return config
-
-
-def with_strategy_defaults(config: SelectionConfig) -> SelectionConfig:
-    """``config`` with each unset setting its strategy reads filled in with its sampler's constructor default:
-    ``hybrid`` and ``diversity`` share DIVERSITY_METHOD and UNCERTAINTY_PREFILTER but default to kmeans behind
-    beta = 3 and to plain kcenter."""
-    strategy = strategy_for(config.selection_strategy)
-    defaults = inspect.signature(strategy.sampler).parameters
-    unset = {field: defaults[keyword].default for field, keyword in strategy.settings.items()
-             if getattr(config, field) is None}
-    return config._replace(**unset) if unset else config
-
-
-# The cross-field rules (SETTING_RULES): each raises SelectionError naming the variables and the fix.
-def validate_column_settings(config: SelectionConfig) -> None:
-    """EMBEDDING_FIELD and FEATURE_COLUMNS each choose the embeddings: one of them at most; lists of names
-    without blanks or repeats."""
-    if config.embedding_field and config.feature_columns:
-        raise SelectionError("EMBEDDING_FIELD={!r} and FEATURE_COLUMNS={!r} both choose the embeddings: set one of "
-                             "them".format(config.embedding_field, config.feature_columns))
-    for var_name, names in (("FEATURE_COLUMNS", config.feature_column_names),
-                            ("CSV_COLUMNS", config.csv_column_names)):
-        if any(not name for name in names):
-            raise SelectionError("{} has an empty name: expected column names separated by commas".format(var_name))
-        repeated = sorted({name for name in names if names.count(name) > 1})
-        if repeated:
-            raise SelectionError("{} names {} more than once".format(var_name, _preview(repeated)))
-
-
-def validate_use_case_settings(config: SelectionConfig) -> None:
-    """SELECTION_STRATEGY fits USE_CASE (``validate_strategy_for_use_case``)."""
-    validate_strategy_for_use_case(config.selection_strategy, config.use_case)
-
-
-def validate_labeling_settings(config: SelectionConfig) -> None:
-    """LABELING_DATA_FIELD goes with a LABELING_FORMAT that writes tasks, only active-learning selections become tasks,
-    and the format's own rule (``LabelingFormat.check_settings``) holds."""
-    labeling, field = LABELING_FORMATS_BY_NAME[config.labeling_format], config.labeling_data_field
-    if not labeling.files:
-        if field:
-            raise SelectionError("LABELING_DATA_FIELD={!r} is set but LABELING_FORMAT={}: set {}, or unset it".format(
-                field, labeling.name, " or ".join("LABELING_FORMAT=" + row.name for row in LABELING_FORMAT_TABLE
-                                                  if row.files)))
-        return
-    if not field:
-        raise SelectionError("LABELING_FORMAT={} needs LABELING_DATA_FIELD=<column>: the column annotators see "
-                             "(a text, or an s3:// or https:// URI of the object to label)".format(labeling.name))
-    if strategy_for(config.selection_strategy).use_case != "active_learning":
-        raise SelectionError(
-            "LABELING_FORMAT={} is not allowed with SELECTION_STRATEGY={}: it picks rows whose predictions become "
-            "pseudo-labels, not rows for humans to label; use one of {} or LABELING_FORMAT=none".format(
-                labeling.name, config.selection_strategy, ", ".join(ACTIVE_LEARNING_STRATEGIES)))
-    labeling.check_settings(config)
-
-
-def validate_label_settings(config: SelectionConfig) -> None:
-    """A strategy that selects among the labeled rows needs LABEL_FIELD."""
-    if strategy_for(config.selection_strategy).candidates == "labeled" and not config.label_field:
-        raise SelectionError("SELECTION_STRATEGY={} reviews labeled rows and needs LABEL_FIELD=<column>: the column "
-                             "holding the given labels".format(config.selection_strategy))
-
-
-def committee_prefixes(text: Optional[str]) -> Tuple[str, ...]:
-    """COMMITTEE_PREFIXES as its prefixes, in order: comma-separated, spaces around each one removed."""
-    return tuple(prefix.strip() for prefix in text.split(",")) if text else ()
-
-
-def validate_committee_settings(config: SelectionConfig) -> None:
-    """A strategy that reads committee members needs COMMITTEE_PREFIXES: two or more distinct prefixes."""
-    strategy, prefixes_text = config.selection_strategy, config.committee_prefixes
-    if not strategy_for(strategy).needs_members:
-        return
-    if not prefixes_text:
-        raise SelectionError("SELECTION_STRATEGY={} needs COMMITTEE_PREFIXES=<prefix>,<prefix>[,...]: the column "
-                             "prefix of each committee member, e.g. m0_prob_class_,m1_prob_class_".format(strategy))
-    prefixes = committee_prefixes(prefixes_text)
-    if not all(prefixes):
-        raise SelectionError("COMMITTEE_PREFIXES={!r} has an empty entry: give one column prefix per member, "
-                             "separated by commas".format(prefixes_text))
-    if len(prefixes) < 2:
-        raise SelectionError("COMMITTEE_PREFIXES={!r} names one member: a committee needs at least 2, since its "
-                             "score is their disagreement".format(prefixes_text))
-    repeated = sorted({prefix for prefix in prefixes if prefixes.count(prefix) > 1})
-    if repeated:
-        raise SelectionError("COMMITTEE_PREFIXES={!r} names {!r} more than once: each member needs its own "
-                             "prefix".format(prefixes_text, repeated[0]))
-
-
-SETTING_RULES = (validate_column_settings, validate_use_case_settings, validate_labeling_settings,
-                 validate_label_settings, validate_committee_settings)
-
-
-# ---- Loading: every data file under the input, read as written -----------------------------------------------
-
-class DataFile(NamedTuple):
-    path: Path
-    fmt: str
-
-
-_DATA_SUFFIXES = ((".csv", "csv"), (".csv.gz", "csv"), (".tsv", "tsv"), (".tsv.gz", "tsv"),
-                  (".parquet", "parquet"), (".pq", "parquet"))
-_SEPARATORS = {"csv": ",", "tsv": "\t"}
-_TYPED_FORMATS = ("parquet", "jsonl")  # formats whose files declare column types (Arrow types)
-# pandas before 3 parses some decimals 1 ulp off (1.1.3 reads 0.007 as 0.006999999999999999) unless asked for
-# round-trip parsing; pandas 3 parses exactly and deprecates the option.
-_EXACT_FLOATS = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
-_PANDAS_INDEX_ARTEFACT = re.compile(r"__index_level_\d+__\Z")
-# Tables this step cannot read (other compressions, other table formats): failing beats leaving them out.
-_UNREADABLE_DATA = re.compile(r"(\.(csv|tsv|parquet|pq)\.(bz2|xz|zip|zst|zstd|snappy|lz4|deflate|br|z)"
-                              r"|\.(orc|avro|feather|arrow|xlsx|xls))\Z")
-
-
-def _data_format(path: Path) -> Optional[str]:
-    name = path.name.lower()
-    for suffix, fmt in _DATA_SUFFIXES:
-        if name.endswith(suffix):
-            return fmt
-    return None
-
-
-# What the walk skips, and only this: job markers (Spark/Hadoop _SUCCESS, Databricks _committed_*/_started_*,
-# this step's _FAILURE), parquet summary files (_metadata, _common_metadata: schemas, no rows of their own),
-# Hadoop .crc checksum sidecars and hidden (dot) files and folders. Every other file is read or is an error.
-_NOT_DATA = re.compile(r"(_SUCCESS|_FAILURE|_committed_.*|_started_.*|_metadata|_common_metadata|\..*|.*\.crc)\Z",
-                       re.DOTALL)
-_JSON_LINES_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".json", ".json.gz")
-_BATCH_TRANSFORM_SUFFIX = ".out"  # Batch Transform names each output after its input: part-0.csv.out
-_PARQUET_MAGIC = b"PAR1"
-_OTHER_FORMATS_HINT = (".csv, .tsv (also .gz), .parquet, .pq, .jsonl, .json (JSON Lines), Batch Transform .out, "
-                       "and parquet of any name")
-
-
-def _first_bytes(path: Path, count: int = 4096) -> bytes:
-    try:
-        with open(str(path), "rb") as handle:
-            return handle.read(count)
+        handle, temporary_name = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=str(path.parent))
+        os.close(handle)
     except OSError as error:
-        raise SelectionError("cannot read {}: {}".format(path, error.strerror or _one_line(error))) from None
-
-
-def _format_from_content(path: Path) -> Optional[str]:
-    """parquet by its magic bytes, JSON Lines by a first '{', otherwise None."""
-    head = _first_bytes(path)
-    if head.startswith(_PARQUET_MAGIC):
-        return "parquet"
-    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
-    return "jsonl" if text.startswith(b"{") else None
-
-
-def file_format(path: Path) -> str:
-    """How one input file is read: "csv", "tsv", "parquet" or "jsonl"; anything else is an error naming it.
-
-    By name first (.csv, .tsv, .parquet, .pq, .jsonl, .json; a Batch Transform ``.out`` by the name it
-    extends, e.g. part-0.csv.out); a ``.out`` of another name is parquet by its magic bytes, JSON Lines when
-    it starts with '{', otherwise CSV; a file of any other name is read only when it is parquet (Spark part
-    files without an extension).
-    """
-    name = path.name.lower()
-    batch_transform = name.endswith(_BATCH_TRANSFORM_SUFFIX)
-    inner = Path(path.name[:-len(_BATCH_TRANSFORM_SUFFIX)]) if batch_transform else path
-    by_name = _data_format(inner)
-    if by_name is None and inner.name.lower().endswith(_JSON_LINES_SUFFIXES):
-        by_name = "jsonl"
-    if by_name is None and _UNREADABLE_DATA.search(inner.name.lower()):
-        raise SelectionError("cannot read {}: a table in a form this step does not read (it reads {})".format(
-            path, _OTHER_FORMATS_HINT))
-    if by_name is not None:
-        return by_name
-    by_content = _format_from_content(path)
-    if by_content is not None:
-        return by_content
-    if batch_transform:
-        return "csv"
-    raise SelectionError("cannot read {}: not a table this step reads (it reads {}); only markers, .crc sidecars "
-                         "and hidden files are skipped, so move this file out of the input".format(
-                             path, _OTHER_FORMATS_HINT))
-
-
-def _detect_file_format(file_path: Any) -> str:
-    """"csv", "tsv" or "parquet" from the name of ``file_path`` (str or Path); anything else is an error."""
-    fmt = _data_format(Path(file_path))
-    if fmt is None:
-        raise SelectionError("unsupported data file {}: expected a name ending in {}".format(
-            file_path, ", ".join(suffix for suffix, _ in _DATA_SUFFIXES)))
-    return fmt
-
-
-def _is_within(path: str, folder: str) -> bool:
-    """True when ``path`` is ``folder`` or lies inside it (both already resolved)."""
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
-
-
-def _check_outside(path: Path, forbidden: Sequence[str], skipped: Collection[str] = ()) -> None:
-    """A path that leads into an output folder, or to a folder holding one that the walk does not skip, is an error."""
-    real = os.path.realpath(str(path))
-    for other in forbidden:
-        if _is_within(real, other) or (_is_within(other, real) and other not in skipped):
-            raise SelectionError("input {} leads to the output folder {}: the step never reads its own output".format(
-                path, other))
-
-
-def _walk(folder: Path, relative: Tuple[str, ...], seen: set, forbidden: Sequence[str],
-          skipped: Collection[str] = ()) -> Iterable[Tuple[Path, Optional[Tuple[str, ...]]]]:
-    """Every file below ``folder``, links followed, in sorted path order, with its path relative to the input
-    (None for a name that is provably not data, see ``_NOT_DATA``); unreadable entries are errors.
-
-    ``skipped`` are the output folders inside the input: passed over where they stand (reached through
-    a link they are an error, like any other output folder).
-    """
-    _check_outside(folder, forbidden, skipped)
+        raise SelectionError("cannot write to the output folder {}: {}".format(
+            path.parent, error.strerror or _one_line(error))) from None
+    temporary = Path(temporary_name)
     try:
-        entries = sorted(os.listdir(str(folder)))
+        write(temporary)
+        os.replace(str(temporary), str(path))
     except OSError as error:
-        raise SelectionError("cannot read input folder {}: {}".format(folder, error.strerror or error)) from None
-    for name in entries:
-        path = folder / name
-        if _NOT_DATA.match(name):
-            yield path, None
+        raise SelectionError("cannot write {}: {}".format(path, error.strerror or _one_line(error))) from None
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
+def _arrow_to_pandas(table: Any) -> pd.DataFrame:
+    """An Arrow table as a DataFrame without pandas metadata; integer columns with nulls stay exact (Int64)."""
+    import pyarrow as pa
+
+    nullable = {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),
+                pa.int64(): pd.Int64Dtype(), pa.uint8(): pd.UInt8Dtype(), pa.uint16(): pd.UInt16Dtype(),
+                pa.uint32(): pd.UInt32Dtype(), pa.uint64(): pd.UInt64Dtype()}
+    table = table.replace_schema_metadata(None)
+    columns = {}
+    for name, column in zip(table.column_names, table.columns):
+        if (_is_list(column.type) and _arrow_kind(column.type.value_type) in ("integer", "float")
+                and not any(chunk.values.null_count for chunk in column.chunks)):
+            columns[name] = pd.Series(_list_cells(column), dtype=object)
             continue
-        try:
-            status = os.stat(str(path))
-        except OSError as error:
-            raise SelectionError("cannot read {}: {}".format(
-                path, "a broken link" if os.path.islink(str(path)) else error.strerror or error)) from None
-        key = (status.st_dev, status.st_ino)
-        if key in seen:
-            logger.info("Skipping %s: it links to a file or folder already read", path)
-            continue
-        seen.add(key)
-        if stat.S_ISDIR(status.st_mode):
-            if os.path.realpath(str(path)) in skipped and not os.path.islink(str(path)):
-                logger.info("Not reading %s: it is an output folder of this step", path)
-                continue
-            if name.startswith("_"):
-                raise SelectionError("cannot read {}: a folder whose name starts with _ holds a job's uncommitted or "
-                                     "private output (Spark's _temporary); remove it from the input".format(path))
-            yield from _walk(path, relative + (name,), seen, forbidden, skipped)
-        else:
-            _check_outside(path, forbidden)
-            yield path, relative + (name,)
-
-
-def discover_data_files(root: Path, forbidden: Sequence[Path] = ()) -> List[DataFile]:
-    """Data files below ``root`` in sorted path order, each with the format it is read in (``file_format``).
-
-    Only the names ``_NOT_DATA`` describes are skipped (counted in the log); any other file is read, or
-    the run fails naming it. Links are followed (each file or folder is read once); a folder or link that
-    cannot be read is an error, and so is a path that leads into one of the ``forbidden`` (output) folders.
-    Output folders inside ``root`` (``check_folders_apart`` allows them) are not read.
-    """
-    if not root.is_dir():
-        raise SelectionError("input folder {} does not exist or is not a folder".format(root))
-    real_forbidden = [os.path.realpath(str(folder)) for folder in forbidden]
-    inside = {folder for folder in real_forbidden if _is_within(folder, _real(root)) and folder != _real(root)}
-    seen = {(os.stat(str(root)).st_dev, os.stat(str(root)).st_ino)}
-    found, skipped = [], []
-    for path, relative in _walk(root, (), seen, real_forbidden, inside):
-        if relative is None:
-            skipped.append(os.path.relpath(str(path), str(root)))
-        elif not os.path.isfile(str(path)):
-            raise SelectionError("cannot read {}: not a regular file".format(path))
-        else:
-            found.append(DataFile(path, file_format(path)))
-    if skipped:
-        logger.info("Skipped %d file(s) that are not data (markers, .crc sidecars, hidden files) in %s: %s",
-                    len(skipped), root, _preview(skipped, 5))
-    if not found:
-        raise NoDataFilesError("no data files under {}: it holds only markers, .crc sidecars and hidden files ({} "
-                               "skipped)".format(root, len(skipped)))
-    return found
-
-
-class FileColumns(NamedTuple):
-    """What one data file declares before its rows are read."""
-
-    names: List[str]  # data columns in file order (pandas index artefacts removed)
-    arrow_types: Dict[str, Any]  # parquet: each column's Arrow type; csv: empty
-    rows: Optional[int]  # parquet: its row count; csv: unknown (0 when it holds no data row)
-    index_columns: List[str]  # parquet: named pandas index columns
-    ranges: Dict[str, Tuple[int, int]]  # parquet: named RangeIndex kept only as metadata -> (start, step)
-    has_header: bool = True  # csv: False when the names come from CSV_COLUMNS
-    json_schema: Any = None  # JSON Lines: the (nested) Arrow schema the file is read with
-
-
-_NUMBER_TEXT = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*\Z")
-
-
-def _csv_header(data_file: DataFile, csv_columns: Sequence[str] = ()) -> Tuple[List[str], bool, bool]:
-    """The column names of a csv/tsv file, whether a data row follows them, and whether the file has a header.
-
-    The first line is read with the csv module before pandas can rename anything. It is the header unless
-    CSV_COLUMNS names the columns: then it is the header only when it is exactly those names, and a data
-    row otherwise (with as many fields). Without CSV_COLUMNS, a first line holding a number is a data row
-    of a file without a header: an error asking for CSV_COLUMNS, never a header made of data.
-    """
-    opener = gzip.open if data_file.path.name.lower().endswith(".gz") else open
-    with opener(str(data_file.path), "rt", encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle, delimiter=_SEPARATORS[data_file.fmt])
-        first = next(reader, None)
-        second = next((row for row in reader if row), None)  # pandas skips blank lines too
-    if not first:
-        return [], False, True  # a file with no bytes: an empty partition
-    if csv_columns:
-        names = list(csv_columns)
-        if first == names:
-            return names, second is not None, True
-        if len(first) != len(names):
-            raise SelectionError("{}: its first line has {} fields but CSV_COLUMNS names {} columns (and it is not "
-                                 "the header CSV_COLUMNS names)".format(data_file.path, len(first), len(names)))
-        return names, True, False
-    numbers = [cell for cell in first if _NUMBER_TEXT.match(cell)]
-    if numbers:
-        raise SelectionError("{}: its first line holds the number {!r}, so it is a data row, not a header (Batch "
-                             "Transform writes CSV without one): set CSV_COLUMNS to the column names, "
-                             "comma-separated".format(data_file.path, numbers[0]))
-    blank = [position for position, name in enumerate(first, 1) if not name.strip()]
-    if blank:
-        raise SelectionError("{}: column {} of the header has no name (an index written by to_csv, or a trailing "
-                             "separator?)".format(data_file.path, blank[0]))
-    if second is not None and len(second) > len(first):
-        raise SelectionError("{}: the first data row has {} fields but the header has {} (a trailing separator?)"
-                             .format(data_file.path, len(second), len(first)))
-    return first, second is not None, True
-
-
-_JSON_CHUNK_BYTES = 1 << 24  # lines are parsed this many bytes at a time to learn the columns' types
-
-
-def _json_chunks(data_file: DataFile) -> Iterable[bytes]:
-    """The file's bytes in pieces of whole lines (about ``_JSON_CHUNK_BYTES`` each), a byte order mark removed."""
-    opener = gzip.open if data_file.path.name.lower().endswith(".gz") else open
-    with opener(str(data_file.path), "rb") as handle:
-        rest = b""
-        while True:
-            block = handle.read(_JSON_CHUNK_BYTES)
-            if not block:
-                break
-            if not rest and block.startswith(b"\xef\xbb\xbf"):
-                block = block[3:]
-            block = rest + block
-            cut = block.rfind(b"\n") + 1
-            if cut == 0:
-                rest = block
-                continue
-            yield block[:cut]
-            rest = block[cut:]
-        if rest.strip():
-            yield rest
-
-
-def _unify_json_types(a: Any, b: Any, name: str, path: Path) -> Any:
-    """The one type a JSON field has when one part of the file gives ``a`` and another ``b``: null gives way,
-    integers and floats make floats (as Arrow does within one read), lists and objects unify element-wise."""
-    import pyarrow as pa
-
-    if a == b or pa.types.is_null(b):
-        return a
-    if pa.types.is_null(a):
-        return b
-    if {_arrow_kind(a), _arrow_kind(b)} == {"integer", "float"}:
-        return pa.float64()
-    if pa.types.is_list(a) and pa.types.is_list(b):
-        return pa.list_(_unify_json_types(a.value_type, b.value_type, name, path))
-    if pa.types.is_struct(a) and pa.types.is_struct(b):
-        fields = {field.name: field.type for field in a}
-        for field in b:
-            fields[field.name] = (_unify_json_types(fields[field.name], field.type, name + "." + field.name, path)
-                                  if field.name in fields else field.type)
-        return pa.struct(list(fields.items()))
-    raise SelectionError("cannot read {}: field {!r} is {} in some lines and {} in others".format(path, name, a, b))
-
-
-def _json_lines_schema(data_file: DataFile) -> Tuple[Optional[Any], int]:
-    """The file's Arrow schema (fields in first-seen order; None: no lines) and its number of lines.
-
-    Learnt a chunk at a time: Arrow's type inference holds about three times the file in memory, a read
-    with the schema about once. One object per line; anything else is an error naming the file.
-    """
-    import io
-
-    import pyarrow as pa
-    import pyarrow.json as pj
-
-    opener = gzip.open if data_file.path.name.lower().endswith(".gz") else open
-    with opener(str(data_file.path), "rb") as handle:
-        head = handle.read(1 << 16).lstrip(b"\xef\xbb\xbf \t\r\n")
-    if not head:
-        return None, 0
-    if not head.startswith(b"{"):
-        raise SelectionError("{} is not JSON Lines: it starts with {!r}, and JSON Lines holds one object ({{...}}) per "
-                             "line".format(data_file.path, head[:1].decode("latin-1")))
-    fields: Dict[str, Any] = {}
-    rows = 0
-    for chunk in _json_chunks(data_file):
-        table = pj.read_json(io.BytesIO(chunk))
-        rows += table.num_rows
-        for field in table.schema:
-            fields[field.name] = (_unify_json_types(fields[field.name], field.type, field.name, data_file.path)
-                                  if field.name in fields else field.type)
-    return (pa.schema(list(fields.items())) if fields else None), rows
-
-
-def _flattened(table: Any) -> Any:
-    """``table`` with every object field as ``outer.inner`` columns."""
-    import pyarrow as pa
-
-    while any(pa.types.is_struct(field.type) for field in table.schema):
-        table = table.flatten()
-    return table
-
-
-def _json_lines_table(data_file: DataFile, schema: Any = None) -> Optional[Any]:
-    """A JSON Lines file as an Arrow table (None: no lines): arrays are list columns, objects' fields
-    ``outer.inner`` columns, each field of the one type ``_json_lines_schema`` finds (or ``schema``)."""
-    import io
-
-    import pyarrow as pa
-    import pyarrow.json as pj
-
-    if schema is None:
-        schema, _ = _json_lines_schema(data_file)
-    if schema is None:
-        return None
-    options = pj.ParseOptions(explicit_schema=schema)
-    return _flattened(pa.concat_tables([pj.read_json(io.BytesIO(chunk), parse_options=options)
-                                        for chunk in _json_chunks(data_file)]))
-
-
-def _json_lines_columns(data_file: DataFile) -> FileColumns:
-    """What a JSON Lines file declares, learnt without holding its table: the flattened columns and types."""
-    schema, rows = _json_lines_schema(data_file)
-    if schema is None:
-        return FileColumns([], {}, 0, [], {})
-    flat = _flattened(schema.empty_table()).schema
-    return FileColumns(list(flat.names), {field.name: field.type for field in flat}, rows, [], {},
-                       json_schema=schema)
-
-
-def _parquet_columns(data_file: DataFile) -> FileColumns:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    parquet = pq.ParquetFile(str(data_file.path))
-    schema = parquet.schema_arrow
-    metadata = schema.pandas_metadata or {}
-    index_names = [name for name in metadata.get("index_columns", []) if isinstance(name, str)]
-    artefacts = [name for name in schema.names if _PANDAS_INDEX_ARTEFACT.match(name)]
-    if artefacts:
-        logger.info("%s: dropping the unnamed pandas index column(s) %s (not data, never a feature)",
-                    data_file.path, ", ".join(artefacts))
-    # A named RangeIndex is stored as metadata only (start, stop, step): its values are rebuilt per row.
-    ranges = {entry["name"]: (int(entry["start"]), int(entry["step"])) for entry in metadata.get("index_columns", [])
-              if isinstance(entry, dict) and entry.get("kind") == "range" and isinstance(entry.get("name"), str)
-              and entry["name"] not in schema.names}
-    named_index = [name for name in index_names if name in schema.names and name not in artefacts] + list(ranges)
-    # pyarrow stores a named index after the data columns; it comes first, where pandas showed it.
-    names = named_index + [name for name in schema.names if name not in artefacts and name not in named_index]
-    if named_index:
-        logger.info("%s: pandas index column(s) %s are read as ordinary columns (never features)",
-                    data_file.path, ", ".join(named_index))
-    types = {name: pa.int64() if name in ranges else schema.field(name).type for name in names}
-    return FileColumns(names, types, parquet.metadata.num_rows, named_index, ranges)
-
-
-def _stored(columns: Sequence[str], file_columns: FileColumns) -> List[str]:
-    """The ``columns`` that the parquet file stores physically (not rebuilt from its RangeIndex)."""
-    return [name for name in columns if name not in file_columns.ranges]
-
-
-def _with_ranges(table: Any, file_columns: FileColumns, row_numbers: np.ndarray, columns: Sequence[str]) -> Any:
-    """``table`` (rows ``row_numbers`` of a file) with its RangeIndex columns rebuilt, in ``columns`` order."""
-    import pyarrow as pa
-
-    for name, (start, step) in file_columns.ranges.items():
-        if name in columns:
-            table = table.append_column(name, pa.array(start + step * np.asarray(row_numbers, dtype=np.int64)))
-    return table.select(list(columns))
-
-
-def read_file_columns(data_file: DataFile, csv_columns: Sequence[str] = ()) -> FileColumns:
-    """What ``data_file`` declares: its columns, and their types where the format has them."""
-    try:
-        found = _FILE_READERS[data_file.fmt][0](data_file, csv_columns)
-    except SelectionError:
-        raise
-    except Exception as error:
-        raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
-    duplicated = sorted({name for name in found.names if found.names.count(name) > 1})
-    if duplicated:
-        raise SelectionError("{} has duplicate column name(s) {}".format(data_file.path, _preview(duplicated)))
-    return found
-
-
-def common_columns(files: Sequence[DataFile], found: Optional[Sequence[FileColumns]] = None) -> List[str]:
-    """The column names shared by every file, in the first file's order; different columns are an error."""
-    found = [read_file_columns(data_file) for data_file in files] if found is None else found
-    first = found[0].names
-    for other, columns in zip(files[1:], found[1:]):
-        names = columns.names
-        if set(names) != set(first):
-            differences = ["{} has {} that {} lacks".format(a.path, _preview(sorted(set(x) - set(y))), b.path)
-                           for a, x, b, y in ((files[0], first, other, names), (other, names, files[0], first))
-                           if set(x) - set(y)]
-            raise SelectionError("files have different columns: " + "; ".join(differences))
-    return first
+        single = pa.table({name: column})
+        with_nulls = pa.types.is_integer(column.type) and column.null_count > 0
+        columns[name] = single.to_pandas(types_mapper=nullable.get if with_nulls else None)[name]
+    return pd.DataFrame(columns, columns=table.column_names)
 
 
 def _arrow_kind(arrow_type: Any) -> Optional[str]:
@@ -937,141 +247,6 @@ def _is_list(arrow_type: Any) -> bool:
         arrow_type)
 
 
-class InputTable(NamedTuple):
-    """The input folder's files and their agreed columns, known before any row is read."""
-
-    root: Path
-    files: List[DataFile]
-    file_columns: List[FileColumns]  # what each file declares, in the order of ``files``
-    columns: List[str]  # in the first file's order
-    kinds: Dict[str, str]  # column -> the kind every non-empty file declares ("text" for csv text columns)
-    numbers: List[str]  # columns that must hold numbers (scores; embeddings when the strategy uses them)
-    arrow_types: Dict[str, Any]  # parquet columns -> the Arrow type their parts are read as
-    index_columns: List[str]  # named pandas index columns: passed through, never features
-    fmt: str  # the files' common format, or "mixed"
-
-
-def numeric_columns(columns: Sequence[str], config: SelectionConfig) -> Tuple[List[str], List[str]]:
-    """Columns csv/tsv cells are parsed as numbers in: those that must be numbers (the scores, and the
-    embeddings when the strategy uses them), and all such candidates (the embeddings always, to keep wide
-    tables small). Every other csv column is text."""
-    try:
-        scores = planned_score_columns(columns, config)
-    except SelectionError:
-        scores = []  # reported when the columns are planned, after the table is known to be readable
-    text = {config.id_field, config.label_field}
-    for var_name, column in (("ID_FIELD", config.id_field), ("LABEL_FIELD", config.label_field)):
-        if column in scores:
-            raise SelectionError("{} column {!r} cannot also be a score column".format(var_name, column))
-    if config.label_field and config.label_field == config.id_field:
-        raise SelectionError("LABEL_FIELD and ID_FIELD are the same column {!r}".format(config.id_field))
-    embeddings = [name for name in columns if name.startswith(config.embedding_field_prefix) and name not in text]
-    required = scores + (embeddings if strategy_for(config.selection_strategy).needs_embeddings else [])
-    return required, [name for name in columns if name in scores or name in embeddings]
-
-
-class NoRowsError(SelectionError):
-    """Every data file under the input is empty."""
-
-
-def scan_input(root: Path, config: SelectionConfig, forbidden: Sequence[Path] = ()) -> InputTable:
-    """Find the data files under ``root`` and agree on their columns and column types, reading no rows.
-
-    Part files must have the same columns; each column must have one kind in every part (integer and
-    float mix, except in the id and label columns). Parts without rows are left out: they impose nothing.
-    """
-    files = discover_data_files(root, forbidden)
-    found = [read_file_columns(data_file, config.csv_column_names) for data_file in files]
-    empty = [data_file for data_file, columns in zip(files, found) if columns.rows == 0]
-    if len(empty) == len(files):
-        raise NoRowsError("the input under {} has no rows".format(root))
-    if empty:
-        # Empty partitions (a header only, no bytes, a parquet file without rows) add nothing: no rows,
-        # no columns, no types.
-        logger.info("Skipping %d file(s) without rows (empty partitions): %s", len(empty),
-                    ", ".join(os.path.relpath(str(data_file.path), str(root)) for data_file in empty[:5]))
-        files, found = map(list, zip(*[(f, c) for f, c in zip(files, found) if c.rows != 0]))
-    formats = {data_file.fmt for data_file in files}
-    input_format = formats.pop() if len(formats) == 1 else "mixed"
-    resolve_output_format(config.output_format, input_format)
-    columns = common_columns(files, found)
-    _check_columns_exist(columns, config, files[0].path)
-    required, parsed = numeric_columns(columns, config)
-    strict = {config.id_field, config.label_field}
-    # In a mix of csv and parquet parts, a column that parquet types as numbers is read as numbers from csv.
-    typed = {name for data_file, file_columns in zip(files, found) if data_file.fmt in _TYPED_FORMATS
-             for name in columns if _arrow_kind(file_columns.arrow_types[name]) in ("integer", "float")} - strict
-    as_numbers = set(parsed) | typed
-    declared: Dict[str, List[Tuple[str, DataFile]]] = {name: [] for name in columns}
-    for data_file, file_columns in zip(files, found):
-        for name in columns:
-            kind = _arrow_kind(file_columns.arrow_types[name]) if data_file.fmt in _TYPED_FORMATS else (
-                None if name in as_numbers else "text")
-            if kind is not None:
-                declared[name].append((kind, data_file))
-    required += sorted(typed - set(required))
-    kinds = {name: _agreed_kind(name, declared[name], name in strict) for name in columns}
-    typed_files = [file_columns for data_file, file_columns in zip(files, found) if data_file.fmt in _TYPED_FORMATS]
-    arrow_types = {name: agreed_arrow_type([file_columns.arrow_types[name] for file_columns in typed_files])
-                   for name in columns} if typed_files else {}
-    index_columns = sorted({name for file_columns in found for name in file_columns.index_columns})
-    return InputTable(root, files, found, columns, {k: v for k, v in kinds.items() if v}, required, arrow_types,
-                      index_columns, input_format)
-
-
-def _agreed_kind(name: str, declared: List[Tuple[str, DataFile]], strict: bool) -> Optional[str]:
-    kinds = {kind for kind, _ in declared}
-    if len(kinds) <= 1:
-        return kinds.pop() if kinds else None
-    if kinds == {"integer", "float"} and not strict:
-        return "float"
-    (kind_a, file_a), (kind_b, file_b) = declared[0], next(item for item in declared if item[0] != declared[0][0])
-    raise SelectionError("column {!r} is {} in {} but {} in {}: part files must agree on each column's type{}".format(
-        name, kind_a, file_a.path, kind_b, file_b.path,
-        " (csv cells are text)" if "csv" in (file_a.fmt, file_b.fmt) or "tsv" in (file_a.fmt, file_b.fmt) else ""))
-
-
-def agreed_arrow_type(types: Sequence[Any]) -> Any:
-    """The one Arrow type a column is read as when its parts declare ``types`` (their kinds already agree):
-    their common type, else int64 for integers, float64 for numbers, large_string for text; null parts
-    impose nothing. The scan applies it to the files, the merge to the shards' agreed types."""
-    import pyarrow as pa
-
-    declared = [arrow_type for arrow_type in types if _arrow_kind(arrow_type)]
-    if not declared:
-        return types[0]
-    if all(arrow_type == declared[0] for arrow_type in declared):
-        return declared[0]
-    kinds = {_arrow_kind(arrow_type) for arrow_type in declared}
-    if kinds == {"integer"}:
-        return pa.int64()
-    if kinds <= {"integer", "float"}:
-        return pa.float64()
-    if kinds == {"text"}:
-        return pa.large_string()
-    return declared[0]
-
-
-def _arrow_to_pandas(table: Any) -> pd.DataFrame:
-    """An Arrow table as a DataFrame without pandas metadata; integer columns with nulls stay exact (Int64)."""
-    import pyarrow as pa
-
-    nullable = {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),
-                pa.int64(): pd.Int64Dtype(), pa.uint8(): pd.UInt8Dtype(), pa.uint16(): pd.UInt16Dtype(),
-                pa.uint32(): pd.UInt32Dtype(), pa.uint64(): pd.UInt64Dtype()}
-    table = table.replace_schema_metadata(None)
-    columns = {}
-    for name, column in zip(table.column_names, table.columns):
-        if (_is_list(column.type) and _arrow_kind(column.type.value_type) in ("integer", "float")
-                and not any(chunk.values.null_count for chunk in column.chunks)):
-            columns[name] = pd.Series(_list_cells(column), dtype=object)
-            continue
-        single = pa.table({name: column})
-        with_nulls = pa.types.is_integer(column.type) and column.null_count > 0
-        columns[name] = single.to_pandas(types_mapper=nullable.get if with_nulls else None)[name]
-    return pd.DataFrame(columns, columns=table.column_names)
-
-
 def _list_cells(column: Any) -> np.ndarray:
     """A list column of numbers as an object array of numpy arrays that view the Arrow buffers (no copy of the
     values, which a wide embedding column would double); missing lists are None."""
@@ -1093,895 +268,15 @@ def _list_cells(column: Any) -> np.ndarray:
     return cells
 
 
-def _unified(table: Any, source: InputTable) -> Any:
-    """``table``'s columns in the agreed order, cast to the agreed types, without pandas metadata."""
-    import pyarrow as pa
-
-    table = table.select(source.columns).replace_schema_metadata(None)
-    schema = pa.schema([pa.field(name, source.arrow_types[name]) for name in source.columns])
-    return table if table.schema.equals(schema) else table.cast(schema)
-
-
-def _read_file(data_file: DataFile, file_columns: FileColumns, source: InputTable) -> pd.DataFrame:
-    try:
-        return _FILE_READERS[data_file.fmt][1](data_file, file_columns, source)
-    except SelectionError:
-        raise
-    except Exception as error:
-        raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
-
-
-def _read_parquet(data_file: DataFile, file_columns: FileColumns, source: InputTable) -> pd.DataFrame:
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(str(data_file.path), columns=_stored(source.columns, file_columns))
-    table = _with_ranges(table, file_columns, np.arange(table.num_rows), source.columns)
-    return _arrow_to_pandas(_unified(table, source))
-
-
-def _csv_columns(data_file: DataFile, csv_columns: Sequence[str]) -> FileColumns:
-    header, has_rows, has_header = _csv_header(data_file, csv_columns)
-    return FileColumns(header, {}, None if has_rows else 0, [], {}, has_header)
-
-
-def _read_csv(data_file: DataFile, file_columns: FileColumns, source: InputTable) -> pd.DataFrame:
-    """A csv/tsv file with its text columns exactly as written (no NA words) and its number columns parsed."""
-    header = file_columns.names
-    text = [name for name in header if source.kinds.get(name) == "text"]
-    parsed = [name for name in header if name not in text]
-    names = {} if file_columns.has_header else {"header": None, "names": header, "index_col": False}
-    frame = pd.read_csv(data_file.path, sep=_SEPARATORS[data_file.fmt], dtype={name: object for name in text},
-                        keep_default_na=False, na_values={name: [""] for name in parsed}, low_memory=False,
-                        **names, **_EXACT_FLOATS)
-    if list(frame.columns) != header:
-        raise SelectionError("cannot read the header of {} unambiguously: pandas reads {}".format(
-            data_file.path, _preview(list(frame.columns))))
-    if len(frame):
-        numbers = [name for name in source.numbers if not _holds_arrays(frame[name])]  # JSON arrays stay text
-        _check_numeric(frame, numbers, "", where=data_file.path)
-    # Selecting columns copies the whole frame on older pandas: do it only when the order differs.
-    return frame if list(frame.columns) == source.columns else frame[source.columns]
-
-
-# Each file format's two readers: what a file declares (columns, types, rows) and its rows as a DataFrame.
-_FILE_READERS: Dict[str, Tuple[Callable[[DataFile, Sequence[str]], FileColumns],
-                               Callable[[DataFile, FileColumns, InputTable], pd.DataFrame]]] = {
-    "csv": (_csv_columns, _read_csv),
-    "tsv": (_csv_columns, _read_csv),
-    "parquet": (lambda data_file, csv_columns: _parquet_columns(data_file), _read_parquet),
-    "jsonl": (lambda data_file, csv_columns: _json_lines_columns(data_file),
-              lambda data_file, file_columns, source: _arrow_to_pandas(
-                  _unified(_json_lines_table(data_file, file_columns.json_schema), source))),
-}
-
-
-def load_inference_data(inference_data_dir: Any, id_field: str = "id",
-                        config: Optional[SelectionConfig] = None) -> Tuple[pd.DataFrame, str]:
-    """Every data file under ``inference_data_dir`` as one table, and the files' format ("mixed" when
-    they differ); ids are checked. Cells are read as in ``main`` (``config`` decides which columns are
-    scores and embeddings; by default the ENV_VARS defaults)."""
-    if config is None:
-        config = parse_environment({"SELECTION_STRATEGY": "uncertainty", "ID_FIELD": id_field})
-    source = scan_input(Path(inference_data_dir), config)
-    table, _ = read_input_table(source)
-    _check_ids(table[config.id_field], config.id_field)
-    return table, source.fmt
-
-
-def read_input_table(source: InputTable) -> Tuple[pd.DataFrame, List[int]]:
-    """Every file of ``source`` as one table (header-only parts add no rows), and the number of rows each
-    file gave, in file order."""
-    frames = [_read_file(data_file, file_columns, source)
-              for data_file, file_columns in zip(source.files, source.file_columns)]
-    filled = [frame for frame in frames if len(frame)] or frames[:1]
-    table = filled[0] if len(filled) == 1 else pd.concat(filled, ignore_index=True)
-    table.index = pd.RangeIndex(len(table))
-    if len(table) == 0:
-        raise SelectionError("the input under {} has no rows".format(source.root))
-    return table, [len(frame) for frame in frames]
-
-
-def row_locator(files: Sequence[DataFile], row_counts: Sequence[int]) -> Callable[[int], str]:
-    """Names the file and the row (1 = its first data row) of a position in the files' concatenated rows."""
-    starts = np.concatenate([[0], np.cumsum(row_counts, dtype=np.int64)])
-
-    def locate(position: int) -> str:
-        index = int(np.searchsorted(starts, position, side="right")) - 1
-        return "row {} of {}".format(int(position - starts[index]) + 1, files[index].path)
-    return locate
-
-
-def _check_ids(ids: pd.Series, id_field: str) -> None:
-    missing = ids.isna().to_numpy()
-    if not pd.api.types.is_numeric_dtype(ids):
-        missing = missing | ids.astype(object).map(lambda value: isinstance(value, str) and not value.strip()
-                                                   ).to_numpy(dtype=bool)
-    if missing.any():
-        raise SelectionError("ID_FIELD column {!r} is empty in {} row(s), e.g. row {}".format(
-            id_field, int(missing.sum()), int(np.flatnonzero(missing)[0]) + 1))
-    if pd.api.types.is_numeric_dtype(ids):
-        # A sort needs one copy of the ids; a hash table for tens of millions of ids needs several.
-        ordered = np.sort(ids.to_numpy())
-        if not (ordered[1:] == ordered[:-1]).any():
-            return
-        del ordered
-    duplicated = ids.duplicated(keep=False)
-    if duplicated.any():
-        examples = ids[duplicated].drop_duplicates().head(3).tolist()
-        raise SelectionError("ID_FIELD column {!r} has {} row(s) with duplicate ids, e.g. {}".format(
-            id_field, int(duplicated.sum()), examples))
-
-
-def _rows_of_file(data_file: DataFile, file_columns: FileColumns, rows: np.ndarray, source: InputTable) -> List[Any]:
-    """Arrow tables holding the sorted ``rows`` of one parquet file, one table per batch that has any."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    pieces, offset = [], 0
-    parquet = pq.ParquetFile(str(data_file.path))
-    for batch in parquet.iter_batches(batch_size=65536, columns=_stored(source.columns, file_columns)):
-        lo, hi = np.searchsorted(rows, [offset, offset + batch.num_rows])
-        if hi > lo:
-            taken = rows[lo:hi] - offset
-            piece = pa.Table.from_batches([batch.take(pa.array(taken))])
-            pieces.append(_unified(_with_ranges(piece, file_columns, rows[lo:hi], source.columns), source))
-        offset += batch.num_rows
-    return pieces
-
-
-# ---- Scores and pool: probabilities, embeddings and labeled rows as arrays -----------------------------------
-
-def extract_score_columns(
-    columns: Any, score_field: Optional[str] = None, score_prefix: str = "prob_class_"
-) -> List[str]:
-    """Pick the score columns: SCORE_FIELD, then the prefix columns, then LLM names, then ruleset names.
-
-    ``columns`` is a DataFrame or a sequence of column names. Prefix columns are ordered by their
-    class suffix (numerically when the suffixes are integers), so prob_class_10 follows prob_class_9.
-    """
-    names = list(getattr(columns, "columns", columns))
-    if score_field:
-        if score_field not in names:
-            raise SelectionError("SCORE_FIELD column {!r} not found; columns are: {}".format(
-                score_field, _preview(names)))
-        return [score_field]
-    prefixed = [name for name in names if name.startswith(score_prefix) and len(name) > len(score_prefix)]
-    if len(prefixed) == 1:
-        raise SelectionError(
-            "{!r} is the only column starting with SCORE_FIELD_PREFIX={!r}: one per-class column cannot say what "
-            "the other classes score; give a column per class (e.g. {}0 and {}1), or set SCORE_FIELD={} to read it "
-            "as the probability of class 1 (classes 0 and 1)".format(
-                prefixed[0], score_prefix, score_prefix, score_prefix, prefixed[0]))
-    if prefixed:
-        return sorted(prefixed, key=lambda name: _class_sort_key(name[len(score_prefix):]))
-    for family in (LLM_SCORE_COLUMNS, RULESET_SCORE_COLUMNS):
-        present = [name for name in family if name in names]
-        if present:
-            return present[:1]
-    raise SelectionError(
-        "no score columns found: looked for SCORE_FIELD (unset), columns starting with SCORE_FIELD_PREFIX={!r}, "
-        "then {}; columns are: {}".format(score_prefix, ", ".join(LLM_SCORE_COLUMNS + RULESET_SCORE_COLUMNS),
-                                          _preview(names)))
-
+# ---- Samplers: pure functions of arrays, and the sampler classes around them --------------------------------------
 
 def _is_class_number(suffix: str) -> bool:
     # str.isdigit accepts superscripts and other scripts' digits that int() rejects or reads differently.
     return suffix.isascii() and suffix.isdigit()
 
 
-def _class_sort_key(suffix: str) -> Tuple[int, Any]:
-    return (0, int(suffix)) if _is_class_number(suffix) else (1, suffix)
-
-
-def class_labels(score_cols: Sequence[str], score_prefix: str) -> List[Any]:
-    """Class of each probability column: the prefix columns' suffixes, or 0/1 for a single score column.
-
-    The classes are integers when every suffix is ASCII digits (``prob_class_01`` is class 1), otherwise
-    the suffixes as text; two columns of one class are an error.
-    """
-    if len(score_cols) == 1:
-        return [0, 1]
-    suffixes = [name[len(score_prefix):] if name.startswith(score_prefix) else name for name in score_cols]
-    if not all(_is_class_number(s) for s in suffixes):
-        return suffixes
-    classes = [int(s) for s in suffixes]
-    for position, label in enumerate(classes):
-        if classes.index(label) != position:
-            raise SelectionError("score columns {!r} and {!r} both name class {}: rename one of them".format(
-                score_cols[classes.index(label)], score_cols[position], label))
-    return classes
-
-
-def _first_non_number(column: pd.Series) -> Tuple[int, Any]:
-    """Position and value of the first cell of ``column`` that is neither a number nor empty."""
-    values = column.astype(object)
-    coerced = pd.to_numeric(values, errors="coerce").to_numpy()
-    blank = values.map(lambda value: value is None or value != value or (isinstance(value, str)
-                                                                          and not value.strip())).to_numpy(dtype=bool)
-    flagged = np.flatnonzero(np.isnan(coerced.astype(np.float64)) & ~blank)
-    position = int(flagged[0]) if flagged.size else 0
-    return position, values.iloc[position]
-
-
-def _check_numeric(df: pd.DataFrame, columns: Sequence[str], what: str, where: Any = None) -> None:
-    for name in columns:
-        column = df[name]
-        if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
-            continue
-        position, value = _first_non_number(column)
-        raise SelectionError("{}column {!r} must hold numbers, but row {}{} holds {!r}".format(
-            what + " " if what else "", name, position + 1, " of {}".format(where) if where else "", value))
-
-
-def _check_finite(values: np.ndarray, names: Sequence[str], what: str) -> None:
-    if _all_finite(values):
-        return
-    bad = ~np.isfinite(values)
-    if bad.any():
-        per_column = bad.sum(axis=0)
-        worst = [(names[j], int(per_column[j])) for j in np.flatnonzero(per_column)[:3]]
-        raise SelectionError("{} contain NaN or inf in {} row(s): {}".format(
-            what, int(bad.any(axis=1).sum()),
-            ", ".join("column {!r} ({} rows)".format(name, count) for name, count in worst)))
-
-
-def probabilities_from_frame(df: pd.DataFrame, score_cols: Sequence[str]) -> Tuple[np.ndarray, str]:
-    """The score columns of ``df`` as an (n, n_classes) float64 probability matrix, and how they were read.
-
-    One column within [0, 1] (up to PROBABILITY_RANGE_TOLERANCE) is the positive-class probability p and
-    becomes [1 - p, p]; one with at least MIXED_SINGLE_SCORE_SHARE of its values outside [0, 1] is a logit
-    (sigmoid), and one in between is an error. Several columns are probabilities when every row is a
-    probability row (each value within [0, 1] up to PROBABILITY_RANGE_TOLERANCE, the row summing to 1 within
-    PROBABILITY_SUM_TOLERANCE), logits (softmax, with a warning) when fewer than MIXED_SCORES_SHARE of the
-    rows are, and an error in between; percentages are an error too. Values within the tolerance outside
-    [0, 1] are clipped (logged). Returns the matrix and a short description of how the scores were read.
-    """
-    _check_numeric(df, score_cols, "score")
-    return scores_to_probabilities(df[list(score_cols)].to_numpy(dtype=np.float64, copy=True), score_cols)
-
-
 def _in_unit_range(values: np.ndarray) -> np.ndarray:
     return (values >= -PROBABILITY_RANGE_TOLERANCE) & (values <= 1.0 + PROBABILITY_RANGE_TOLERANCE)
-
-
-def _probability_rows(values: np.ndarray, scale: float = 1.0) -> Tuple[int, int]:
-    """How many rows are probability rows (times ``scale``), and the position of the first row that is not
-    (-1: none)."""
-    count, first_other = 0, -1
-    for start in range(0, values.shape[0], _CHUNK_ROWS):
-        block = values[start:start + _CHUNK_ROWS]
-        is_probability = _in_unit_range(block / scale).all(axis=1)
-        is_probability &= np.abs(block.sum(axis=1) / scale - 1.0) <= PROBABILITY_SUM_TOLERANCE
-        count += int(is_probability.sum())
-        if first_other < 0 and not is_probability.all():
-            first_other = start + int(np.flatnonzero(~is_probability)[0])
-    return count, first_other
-
-
-def _clip_to_unit_range(values: np.ndarray, score_cols: Sequence[str]) -> np.ndarray:
-    clipped = 0
-    for start in range(0, values.shape[0], _CHUNK_ROWS):
-        block = values[start:start + _CHUNK_ROWS]
-        outside = (block < 0.0) | (block > 1.0)
-        clipped += int(outside.sum())
-        np.clip(block, 0.0, 1.0, out=block)
-    if clipped:
-        logger.info("Clipped %d score value(s) in %s that lay within %g outside [0, 1] (rounding noise)", clipped,
-                    _preview(score_cols), PROBABILITY_RANGE_TOLERANCE)
-    return values
-
-
-def normalize_scores_to_probabilities(df: pd.DataFrame, score_cols: Sequence[str]) -> pd.DataFrame:
-    """A copy of ``df`` with probability columns ``prob_class_0``, ``prob_class_1``, ... by position.
-
-    The scores are read as in ``probabilities_from_frame``; ``prob_class_<i>`` holds the probability of
-    ``score_cols[i]`` (a single score column p becomes ``prob_class_0`` = 1 - p and ``prob_class_1`` = p).
-    Existing columns of those names are replaced where they stand; every other column is kept as it is.
-    Of several score columns, one named ``prob_class_<x>`` must be the x-th (``prob_class_1`` second):
-    anything else (out of order, a gap, a class name) is a ``ValueError``, since its probability would land in
-    another class's column. ``attrs["score_interpretation"]`` says how the scores were read.
-    """
-    score_cols = list(score_cols)
-    for position, name in enumerate(score_cols if len(score_cols) > 1 else []):
-        if str(name).startswith("prob_class_") and name != "prob_class_{}".format(position):
-            raise ValueError("score_cols lists {!r} at position {}: the outputs are named by position "
-                             "(prob_class_<i> holds score_cols[i]), so it would become prob_class_{}; list "
-                             "prob_class_0, prob_class_1, ... in that order or rename the columns".format(
-                                 name, position, position))
-    probabilities, interpretation = probabilities_from_frame(df, score_cols)
-    result = df.copy()
-    for position in range(probabilities.shape[1]):
-        result["prob_class_{}".format(position)] = probabilities[:, position]
-    result.attrs["score_interpretation"] = interpretation
-    return result
-
-
-def scores_to_probabilities(values: np.ndarray, score_cols: Sequence[str]) -> Tuple[np.ndarray, str]:
-    """``normalize_scores_to_probabilities`` on an (n, n_columns) float64 array that it may overwrite."""
-    _check_finite(values, score_cols, "score columns")
-    if values.shape[1] == 1:
-        score = values[:, 0]
-        outside = ~_in_unit_range(score)
-        n_outside = int(outside.sum())
-        if n_outside == 0:
-            score = _clip_to_unit_range(values, score_cols)[:, 0]
-            return np.column_stack([1.0 - score, score]), "binary probability"
-        if n_outside < MIXED_SINGLE_SCORE_SHARE * score.size:
-            first = int(np.flatnonzero(outside)[0])
-            raise SelectionError(
-                "score column {!r} mixes probabilities and other scores: {} of {} values lie in [0, 1] but {} do not, "
-                "e.g. row {}: {:.6g}; fix those values, or give logits in every row".format(
-                    score_cols[0], score.size - n_outside, score.size, n_outside, first + 1, score[first]))
-        positive = 1.0 / (1.0 + np.exp(-score))
-        return np.column_stack([1.0 - positive, positive]), "binary logit (sigmoid)"
-    n_probability, first_other = _probability_rows(values)
-    n_rows = values.shape[0]
-    if n_probability == n_rows:
-        return _clip_to_unit_range(values, score_cols), "probabilities"
-    if n_probability >= MIXED_SCORES_SHARE * n_rows:
-        raise SelectionError(
-            "score columns {} mix probabilities and other scores: {} of {} rows are probabilities (in [0, 1], "
-            "summing to 1 within {:g}) but {} are not, e.g. row {}: {}; fix those rows, or give logits in every "
-            "row".format(
-                _preview(score_cols), n_probability, n_rows, PROBABILITY_SUM_TOLERANCE, n_rows - n_probability,
-                first_other + 1,
-                _preview(["{:.6g}".format(value) for value in values[first_other]])))
-    if n_probability == 0 and _probability_rows(values, scale=100.0)[0] == n_rows:
-        raise SelectionError("score columns {} look like percentages (every row lies in [0, 100] and sums to 100): "
-                             "divide them by 100, or give logits".format(_preview(score_cols)))
-    logger.warning("Score columns %s are not probabilities (values outside [0, 1] or rows not summing to 1): "
-                   "treating them as logits and applying softmax", _preview(score_cols))
-    values -= values.max(axis=1, keepdims=True)
-    np.exp(values, out=values)
-    values /= values.sum(axis=1, keepdims=True)
-    return values, "logits (softmax)"
-
-
-class Committee(NamedTuple):
-    """The committee members' score columns, as COMMITTEE_PREFIXES names them."""
-
-    prefixes: Tuple[str, ...]
-    columns: List[List[str]]  # per member, in class order
-    classes: List[Any]  # every member's classes, in that order
-
-
-def committee_columns(columns: Sequence[str], prefixes: Sequence[str]) -> Committee:
-    """Each member's score columns: those starting with its prefix, ordered by class as the score columns are.
-
-    Every member must have columns, no column may belong to two members, and every member must have the
-    same classes (its column suffixes; 0 and 1 for a single column). Raises ``SelectionError`` naming the
-    member.
-    """
-    names = list(columns)
-    members = []
-    for prefix in prefixes:
-        own = [name for name in names if name.startswith(prefix) and len(name) > len(prefix)]
-        if not own:
-            raise SelectionError("COMMITTEE_PREFIXES member {!r} has no columns: none start with it; columns are: "
-                                 "{}".format(prefix, _preview(names)))
-        members.append(sorted(own, key=lambda name, cut=len(prefix): _class_sort_key(name[cut:])))
-    owner: Dict[str, str] = {}
-    for prefix, own in zip(prefixes, members):
-        for name in own:
-            if name in owner:
-                raise SelectionError("column {!r} starts with two COMMITTEE_PREFIXES, {!r} and {!r}: make the "
-                                     "prefixes distinct".format(name, owner[name], prefix))
-            owner[name] = prefix
-    classes = [class_labels(own, prefix) for prefix, own in zip(prefixes, members)]
-    for prefix, own in zip(prefixes[1:], classes[1:]):
-        if own != classes[0]:
-            raise SelectionError("committee member {!r} has classes {} but member {!r} has {}: every member needs "
-                                 "the same classes".format(prefix, _preview(own), prefixes[0], _preview(classes[0])))
-    return Committee(tuple(prefixes), members, classes[0])
-
-
-def planned_score_columns(columns: Sequence[str], config: SelectionConfig) -> List[str]:
-    """The score columns the configured strategy reads: every committee member's, member after member, for a
-    strategy that reads members; otherwise the score columns of ``extract_score_columns``."""
-    if strategy_for(config.selection_strategy).needs_members:
-        committee = committee_columns(columns, committee_prefixes(config.committee_prefixes))
-        return [name for own in committee.columns for name in own]
-    return extract_score_columns(columns, config.score_field, config.score_field_prefix)
-
-
-class Scores(NamedTuple):
-    """The score columns read as probabilities."""
-
-    probabilities: np.ndarray  # (n, n_classes): the model's, or the committee members' mean (the consensus)
-    interpretation: str
-    classes: List[Any]
-    members: Optional[np.ndarray] = None  # (n_members, n, n_classes) for the strategies that read members
-
-
-def read_scores(values: np.ndarray, score_cols: Sequence[str], config: SelectionConfig) -> Scores:
-    """``values`` (n, len(score_cols)) float64, which may be overwritten, as the configured strategy reads them.
-
-    A strategy that reads committee members gets each member's block read by the rules of
-    ``scores_to_probabilities`` on its own, and their mean as its probabilities.
-    """
-    if not strategy_for(config.selection_strategy).needs_members:
-        probabilities, interpretation = scores_to_probabilities(values, score_cols)
-        return Scores(probabilities, interpretation, class_labels(score_cols, config.score_field_prefix))
-    committee = committee_columns(score_cols, committee_prefixes(config.committee_prefixes))
-    members = np.empty((len(committee.columns), values.shape[0], len(committee.classes)), dtype=np.float64)
-    kinds, start = [], 0
-    for j, own in enumerate(committee.columns):
-        block = np.array(values[:, start:start + len(own)], dtype=np.float64)
-        members[j], kind = scores_to_probabilities(block, own)
-        kinds.append(kind)
-        start += len(own)
-    if len(set(kinds)) == 1:
-        interpretation = "{} ({} committee members)".format(kinds[0], len(kinds))
-    else:
-        interpretation = "; ".join("{}: {}".format(prefix, kind) for prefix, kind in zip(committee.prefixes, kinds))
-    return Scores(members.mean(axis=0), interpretation, committee.classes, members)
-
-
-def embedding_columns(
-    columns: Sequence[str], prefix: str, excluded: Iterable[str], is_number: Callable[[str], bool],
-    feature_columns: Optional[Sequence[str]] = None, is_array: Callable[[str], bool] = lambda name: False,
-) -> Tuple[List[str], str]:
-    """Columns that describe each row for distance computations, and where they came from.
-
-    The ``prefix`` columns when there are any; otherwise ``feature_columns`` when given (they must
-    exist); otherwise every column that ``is_number`` accepts (numeric, not boolean) and that is not
-    excluded (the id, label, score and output columns), with a warning naming them. A column that
-    ``is_array`` accepts (arrays in its cells) is never passed over for those: it is an error naming it
-    and EMBEDDING_FIELD.
-    """
-    embedded = [name for name in columns if name.startswith(prefix)]
-    if embedded:
-        return embedded, "embedding columns"
-    if feature_columns:
-        _require_columns(columns, [("feature_columns", name) for name in feature_columns])
-        return list(feature_columns), "feature columns"
-    skip = set(excluded)
-    arrays = [name for name in columns if name not in skip and is_array(name)]
-    if arrays:
-        raise SelectionError("column {!r} holds arrays and no column starts with EMBEDDING_FIELD_PREFIX={!r}: set "
-                             "EMBEDDING_FIELD={} to use it as the embeddings (or FEATURE_COLUMNS to name other "
-                             "columns); numeric columns are never used in its place".format(arrays[0], prefix,
-                                                                                            arrays[0]))
-    features = [name for name in columns if name not in skip and is_number(name)]
-    if not features:
-        raise SelectionError("diversity and badge need embeddings: no columns start with EMBEDDING_FIELD_PREFIX={!r} "
-                             "and no numeric feature columns were found".format(prefix))
-    logger.warning("No %s* columns: using the %d numeric column(s) %s as embeddings; set EMBEDDING_FIELD, "
-                   "FEATURE_COLUMNS or EMBEDDING_FIELD_PREFIX to choose them", prefix, len(features),
-                   ", ".join(features))
-    return features, "numeric feature columns"
-
-
-LIKELY_LABEL_COLUMNS = ("label", "labels", "y", "target")
-
-
-def _warn_of_unnamed_labels(columns: Sequence[str], config: SelectionConfig) -> None:
-    """A column named like labels while LABEL_FIELD is unset: every row is a candidate, perhaps wrongly."""
-    if config.label_field is not None:
-        return
-    likely = [name for name in columns if name.strip().lower() in LIKELY_LABEL_COLUMNS]
-    if likely:
-        logger.warning("Column %r looks like labels but LABEL_FIELD is unset, so no row counts as labeled and "
-                       "every row may be selected; set LABEL_FIELD=%s, or LABEL_FIELD=%s to say there are no "
-                       "labels", likely[0], likely[0], NO_LABELS)
-
-
-def _is_array_cell(value: Any) -> bool:
-    return isinstance(value, (list, tuple, np.ndarray))
-
-
-def _holds_arrays(column: pd.Series) -> bool:
-    """True when the first filled cell is an array, or text that is a JSON array (a CSV cell)."""
-    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
-        return False
-    for value in column:
-        if _is_array_cell(value):
-            return True
-        if isinstance(value, str) and value.strip():
-            text = value.strip()
-            return text.startswith("[") and text.endswith("]")
-    return False
-
-
-def _cell_values(value: Any, name: str, row: int) -> Any:
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise SelectionError("array column {!r} holds {!r} in row {}: not a JSON array".format(
-                name, value[:40], row + 1)) from None
-    if not _is_array_cell(value):
-        raise SelectionError("array column {!r} is empty or not an array in row {} ({!r})".format(name, row + 1,
-                                                                                                  value))
-    return value
-
-
-def _array_matrix(column: pd.Series, name: str, dtype: Any) -> np.ndarray:
-    """An array column (arrays, or JSON text in CSV cells) as an (n, d) matrix; ragged or text is an error."""
-    cells = [_cell_values(value, name, row) for row, value in enumerate(column)]
-    lengths = np.fromiter((len(cell) for cell in cells), dtype=np.int64, count=len(cells))
-    _check_lengths(lengths, name)
-    matrix = np.empty((len(cells), int(lengths[0]) if lengths.size else 0), dtype=dtype)
-    try:
-        for row, cell in enumerate(cells):  # row by row: no second copy of the whole table
-            matrix[row] = cell
-    except (TypeError, ValueError):
-        raise SelectionError("array column {!r} must hold arrays of numbers, but row {} holds {!r}".format(
-            name, row + 1, cell)) from None
-    return matrix
-
-
-def _check_lengths(lengths: np.ndarray, name: str, offset: int = 0) -> None:
-    if lengths.size and (lengths != lengths[0]).any():
-        other = int(np.flatnonzero(lengths != lengths[0])[0])
-        raise SelectionError("array column {!r} holds arrays of different lengths: row {} has {} values, row {} has "
-                             "{}".format(name, offset + 1, int(lengths[0]), offset + other + 1, int(lengths[other])))
-    if lengths.size and lengths[0] == 0:
-        raise SelectionError("array column {!r} holds empty arrays".format(name))
-
-
-def _arrow_matrix(column: Any, name: str, dtype: Any, offset: int) -> np.ndarray:
-    """An Arrow list column (one row group) as an (n, d) matrix; nulls and ragged rows are errors."""
-    import pyarrow as pa
-
-    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    if column.null_count:
-        row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
-        raise SelectionError("array column {!r} is empty in row {}".format(name, offset + row + 1))
-    if pa.types.is_fixed_size_list(column.type):
-        width = column.type.list_size
-        values = column.flatten()
-    else:
-        lengths = np.diff(column.offsets.to_numpy())
-        _check_lengths(lengths, name, offset)
-        width = int(lengths[0]) if lengths.size else 0
-        values = column.flatten()
-    if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)):
-        raise SelectionError("array column {!r} must hold arrays of numbers, not {}".format(name, column.type))
-    return values.to_numpy(zero_copy_only=False).astype(dtype, copy=False).reshape(len(column), width)
-
-
-def _blank(values: pd.Series) -> np.ndarray:
-    return values.map(lambda value: value is None or value != value or (isinstance(value, str) and not value.strip())
-                      ).to_numpy(dtype=bool)
-
-
-def _text_as_numbers(column: pd.Series) -> Optional[np.ndarray]:
-    """A text column's cells as float64 (blank cells NaN), or None when a filled cell is not a number."""
-    values = column.astype(object)
-    blank = _blank(values)
-    if blank.all():
-        return None
-    numbers = pd.to_numeric(values.where(~blank, np.nan), errors="coerce").to_numpy(dtype=np.float64)
-    return None if (np.isnan(numbers) & ~blank).any() else numbers
-
-
-def _is_feature(column: pd.Series) -> bool:
-    """Numeric, not boolean; a text column (as csv cells are) counts when every filled cell is a number."""
-    if pd.api.types.is_bool_dtype(column):
-        return False
-    if pd.api.types.is_numeric_dtype(column):
-        return True
-    return _text_as_numbers(column) is not None
-
-
-def labeled_mask(df: pd.DataFrame, label_field: Optional[str]) -> np.ndarray:
-    """True where LABEL_FIELD is filled (not missing, not blank)."""
-    if not label_field:
-        return np.zeros(len(df), dtype=bool)
-    labels = df[label_field]
-    filled = labels.notna().to_numpy()
-    if not pd.api.types.is_numeric_dtype(labels):
-        filled = filled & labels.astype(str).str.strip().ne("").to_numpy()
-    return filled
-
-
-def _table_row(position: int) -> str:
-    return "row {} of the table".format(position + 1)
-
-
-_CLASS_NUMBER_TEXT = re.compile(r"[0-9]+(?:\.0*)?")  # 3, 03, 3.0: a number naming an integer class
-
-
-def _class_key(value: Any, integer_classes: bool) -> Any:
-    """What a label cell names: an int for integer classes (3, 3.0, "3", " 03 ", "3.0"), else the stripped text;
-    None when it cannot name a class of that kind (a bool, 2.5, "3.5", "x" for integer classes)."""
-    if isinstance(value, (bool, np.bool_)):
-        return None
-    if isinstance(value, numbers.Integral):
-        return int(value) if integer_classes else str(int(value))
-    if isinstance(value, numbers.Real):
-        return int(value) if integer_classes and math.isfinite(value) and float(value).is_integer() else None
-    if not isinstance(value, str):
-        return None
-    text = value.strip()
-    if not integer_classes:
-        return text
-    return int(text.split(".")[0]) if _CLASS_NUMBER_TEXT.fullmatch(text) else None
-
-
-def given_class_positions(labels: pd.Series, labeled: np.ndarray, classes: Sequence[Any], label_field: str,
-                          locate: Callable[[int], str] = _table_row) -> np.ndarray:
-    """The class position (in score-column order) of each labeled row's label; -1 for unlabeled rows.
-
-    Integer classes match integer-valued numbers and their text (``3``, ``3.0``, ``"03"``); text classes
-    match the stripped text exactly. A label that names no class is a ``SelectionError`` naming the value
-    and, through ``locate`` (row position -> text), the file and the row.
-    """
-    given = np.full(len(labels), -1, dtype=np.int64)
-    rows = np.flatnonzero(labeled)
-    if rows.size == 0:
-        return given
-    codes, uniques = pd.factorize(labels.iloc[rows])
-    integer_classes = all(isinstance(label, int) for label in classes)
-    lookup = {label if integer_classes else str(label): position for position, label in enumerate(classes)}
-    positions = np.array([lookup.get(_class_key(value, integer_classes), -1) for value in uniques], dtype=np.int64)
-    unknown = positions[codes] < 0
-    if unknown.any():
-        first = int(rows[np.flatnonzero(unknown)[0]])
-        value = labels.iloc[first]
-        raise SelectionError("LABEL_FIELD {!r} holds {!r} in {}, which names none of the score columns' classes "
-                             "({})".format(label_field, value.item() if isinstance(value, np.generic) else value,
-                                           locate(first), _preview(classes)))
-    given[rows] = positions[codes]
-    return given
-
-
-def output_columns(strategy: str) -> Tuple[str, ...]:
-    """The columns ``strategy`` appends to the selected rows."""
-    row = strategy_for(strategy)
-    if row.use_case == "ssl":
-        return OUTPUT_COLUMNS
-    return ACTIVE_LEARNING_OUTPUT_COLUMNS + ((SUGGESTED_LABEL,) if row.candidates == "labeled" else ())
-
-
-def _check_no_output_columns(columns: Iterable[str], strategy: str) -> None:
-    clashes = [name for name in output_columns(strategy) if name in set(columns)]
-    if clashes:
-        raise SelectionError("input already has column(s) {} that {} writes; rename or drop them".format(
-            ", ".join(clashes), strategy))
-
-
-def _require_columns(columns: Sequence[str], wanted: Iterable[Tuple[str, Optional[str]]], where: Any = None) -> None:
-    """Each (variable, column) of ``wanted`` whose column is set must be among ``columns``."""
-    for var_name, column in wanted:
-        if column and column not in columns:
-            near = [name for name in columns if name.strip().lower() == column.strip().lower()]
-            raise SelectionError("{} column {!r} not found{}; {}".format(
-                var_name, column, " in {}".format(where) if where else "",
-                "there is {!r} (names are exact: case and spaces count)".format(near[0]) if near
-                else "columns are: " + _preview(columns)))
-
-
-def _check_columns_exist(columns: Sequence[str], config: SelectionConfig, where: Any = None) -> None:
-    _require_columns(columns, [("ID_FIELD", config.id_field), ("LABEL_FIELD", config.label_field),
-                               ("LABELING_DATA_FIELD", config.labeling_data_field),
-                               ("EMBEDDING_FIELD", config.embedding_field)]
-                     + [("FEATURE_COLUMNS", name) for name in config.feature_column_names], where)
-
-
-def _non_feature_columns(columns: Sequence[str], config: SelectionConfig, score_cols: Sequence[str],
-                         index_columns: Iterable[str] = ()) -> List[str]:
-    reserved = set(score_cols) | set(OUTPUT_COLUMNS) | set(ACTIVE_LEARNING_OUTPUT_COLUMNS)
-    reserved |= set(LLM_SCORE_COLUMNS) | set(RULESET_SCORE_COLUMNS)
-    reserved |= {config.id_field, config.label_field or ""} | set(index_columns)
-    return [name for name in columns if name in reserved or name.startswith(config.score_field_prefix)]
-
-
-def _embedding_matrix(df: pd.DataFrame, columns: Sequence[str], arrays: bool = False) -> np.ndarray:
-    if arrays:
-        return _array_matrix(df[columns[0]], columns[0], np.float32)
-    text = [name for name in columns if not pd.api.types.is_numeric_dtype(df[name])]
-    if not text:
-        return df[list(columns)].to_numpy(dtype=np.float32)
-    matrix = np.empty((len(df), len(columns)), dtype=np.float32)
-    for j, name in enumerate(columns):
-        numbers = _text_as_numbers(df[name]) if name in text else df[name].to_numpy(dtype=np.float64)
-        if numbers is None:
-            _check_numeric(df, [name], "embedding/feature")
-        matrix[:, j] = numbers
-    return matrix
-
-
-class Pool(NamedTuple):
-    """What selection reads from the prediction table, as arrays with one row per input row."""
-
-    probabilities: np.ndarray  # (n, n_classes) float64
-    classes: List[Any]  # class of each probability column
-    labeled: np.ndarray  # (n,) bool: LABEL_FIELD filled, never a candidate
-    vectors: Optional[np.ndarray]  # (n, d) float32 for the strategies that need embeddings, else None
-    score_columns: List[str]
-    score_interpretation: str  # how the score columns were read, e.g. "probabilities"
-    vector_columns: List[str]
-    vector_source: Optional[str]  # "embedding columns", "feature columns" or "numeric feature columns"
-    known_labels: Optional[np.ndarray] = None  # (n_labeled,) object: label_texts of the labeled rows, in row order
-    ids: Optional[pd.Series] = None  # (n,) the ID_FIELD values in row order, when the reader keeps them
-    given: Optional[np.ndarray] = None  # (n,) int64: class position of each label, -1 unlabeled; label_review only
-    members: Optional[np.ndarray] = None  # (n_members, n, n_classes) for the strategies that read members
-
-
-class ColumnPlan(NamedTuple):
-    """Which columns selection reads: scores, vectors, and whether each of those is one array column."""
-
-    score_columns: List[str]
-    vector_columns: List[str]  # empty unless the strategy needs embeddings
-    vector_source: Optional[str]
-    score_array: bool  # SCORE_FIELD names an array column: one score per class
-    vector_array: bool  # EMBEDDING_FIELD: one array column
-
-
-def _plan_columns(columns: Sequence[str], is_number: Callable[[str], bool], config: SelectionConfig,
-                  feature_columns: Optional[Sequence[str]] = None, index_columns: Iterable[str] = (),
-                  is_array: Callable[[str], bool] = lambda name: False) -> ColumnPlan:
-    """The columns every reading path takes scores and vectors from, and the warnings about defaults."""
-    _check_columns_exist(columns, config)
-    _check_no_output_columns(columns, config.selection_strategy)
-    _warn_of_unnamed_labels(columns, config)
-    try:
-        score_cols = planned_score_columns(columns, config)
-    except SelectionError as error:
-        arrays = [name for name in columns if is_array(name)]
-        if config.score_field or not arrays:
-            raise
-        raise SelectionError("{}; column {!r} holds arrays: SCORE_FIELD={} reads it as one score per class".format(
-            error, arrays[0], arrays[0])) from None
-    score_array = bool(config.score_field) and is_array(config.score_field)
-    if not score_array:
-        class_labels(score_cols, config.score_field_prefix)  # two columns of one class fail here, before any read
-    if not strategy_for(config.selection_strategy).needs_embeddings:
-        return ColumnPlan(score_cols, [], None, score_array, False)
-    if config.embedding_field:
-        if not is_array(config.embedding_field):
-            raise SelectionError("EMBEDDING_FIELD column {!r} does not hold arrays: name an array column (a parquet "
-                                 "list, a JSON Lines array, a CSV cell holding a JSON array), or use "
-                                 "FEATURE_COLUMNS for ordinary columns".format(config.embedding_field))
-        return ColumnPlan(score_cols, [config.embedding_field], "embedding field", score_array, True)
-    if config.feature_columns:
-        return ColumnPlan(score_cols, config.feature_column_names, "feature columns", score_array, False)
-    excluded = _non_feature_columns(columns, config, score_cols, index_columns)
-    vector_cols, source = embedding_columns(columns, config.embedding_field_prefix, excluded, is_number,
-                                            feature_columns=feature_columns, is_array=is_array)
-    return ColumnPlan(score_cols, vector_cols, source, score_array, False)
-
-
-def _score_names(plan: ColumnPlan, width: int) -> List[str]:
-    """Names of the score matrix's columns: an array column's element k is ``name[k]``."""
-    if plan.score_array:
-        return ["{}[{}]".format(plan.score_columns[0], k) for k in range(width)]
-    return plan.score_columns
-
-
-def _make_pool(scores: np.ndarray, plan: ColumnPlan, labeled: np.ndarray, vectors: Optional[np.ndarray],
-               config: SelectionConfig, known_labels: Optional[np.ndarray] = None) -> Pool:
-    if plan.score_array:
-        probabilities, score_kind = scores_to_probabilities(scores, _score_names(plan, scores.shape[1]))
-        scored = Scores(probabilities, score_kind, list(range(probabilities.shape[1])))
-    else:
-        scored = read_scores(scores, plan.score_columns, config)
-    if vectors is not None:
-        names = (["{}[{}]".format(plan.vector_columns[0], j) for j in range(vectors.shape[1])] if plan.vector_array
-                 else plan.vector_columns)
-        _check_finite(vectors, names, "embedding/feature columns")
-    return Pool(scored.probabilities, scored.classes, labeled, vectors, plan.score_columns, scored.interpretation,
-                plan.vector_columns, plan.vector_source, known_labels=known_labels, members=scored.members)
-
-
-def _reviews_labels(config: SelectionConfig) -> bool:
-    return strategy_for(config.selection_strategy).candidates == "labeled"
-
-
-def pool_from_frame(df: pd.DataFrame, config: SelectionConfig,
-                    feature_columns: Optional[Sequence[str]] = None, index_columns: Iterable[str] = (),
-                    locate: Callable[[int], str] = _table_row) -> Pool:
-    """The selection arrays of an in-memory prediction table.
-
-    ``feature_columns``, when given, are the vectors of diversity and badge if the table has no
-    EMBEDDING_FIELD_PREFIX columns (``select_samples``' ``strategy_config["feature_columns"]``); ``index_columns``
-    (a parquet file's named pandas index) are never features. ``locate`` names the file and row of a
-    position in error messages.
-    """
-    columns = [str(name) for name in df.columns]
-    plan = _plan_columns(columns, lambda name: not _holds_arrays(df[name]) and _is_feature(df[name]), config,
-                         feature_columns, index_columns, is_array=lambda name: _holds_arrays(df[name]))
-    if plan.score_array:
-        scores = _array_matrix(df[plan.score_columns[0]], plan.score_columns[0], np.float64)
-    else:
-        _check_numeric(df, plan.score_columns, "score")
-        scores = df[list(plan.score_columns)].to_numpy(dtype=np.float64, copy=True)
-    vectors = _embedding_matrix(df, plan.vector_columns, plan.vector_array) if plan.vector_columns else None
-    labeled = labeled_mask(df, config.label_field)
-    known = label_texts(df[config.label_field][labeled]) if config.label_field else None
-    pool = _make_pool(scores, plan, labeled, vectors, config, known)
-    if _reviews_labels(config):
-        pool = pool._replace(given=given_class_positions(df[config.label_field], labeled, pool.classes,
-                                                         config.label_field, locate))
-    return pool._replace(ids=df[config.id_field]) if config.id_field in df.columns else pool
-
-
-def pool_from_parquet(source: InputTable, config: SelectionConfig, keep_ids: bool = False) -> Pool:
-    """The selection arrays of parquet files, filled one row group at a time.
-
-    Only the id, label, score and vector columns are read, straight into preallocated arrays, so
-    memory stays near the arrays themselves instead of an Arrow table plus a DataFrame plus copies.
-    The ids are checked and then dropped unless ``keep_ids`` (the stopping block matches them).
-    """
-    import pyarrow.parquet as pq
-
-    is_number = {name: source.kinds.get(name) in ("integer", "float") for name in source.columns}
-    is_array = {name: source.kinds.get(name) == "array" for name in source.columns}
-    plan = _plan_columns(source.columns, is_number.__getitem__, config, index_columns=source.index_columns,
-                         is_array=is_array.__getitem__)
-    score_cols, vector_cols = plan.score_columns, plan.vector_columns
-    for names, what in ((score_cols, "score"), (vector_cols, "embedding/feature")):
-        text = [name for name in names if not (is_number[name] or is_array[name])]
-        if text:
-            raise SelectionError("{} column {!r} must hold numbers, but its parquet type is {}".format(
-                what, text[0], source.arrow_types[text[0]]))
-    readers = [pq.ParquetFile(str(data_file.path)) for data_file in source.files]
-    n_rows = sum(reader.metadata.num_rows for reader in readers)
-    if n_rows == 0:
-        raise SelectionError("the input under {} has no rows".format(source.root))
-    scores = None if plan.score_array else np.empty((n_rows, len(score_cols)), dtype=np.float64)
-    vectors = None if plan.vector_array or not vector_cols else np.empty((n_rows, len(vector_cols)), dtype=np.float32)
-    labeled = np.zeros(n_rows, dtype=bool)
-    given = np.full(n_rows, -1, dtype=np.int64) if _reviews_labels(config) else None
-    classes = None if plan.score_array else class_labels(score_cols, config.score_field_prefix)
-    ids, known, offset = [], [], 0
-    wanted = [config.id_field] + ([config.label_field] if config.label_field else []) + score_cols + vector_cols
-    wanted = list(dict.fromkeys(wanted))
-    for data_file, file_columns, reader in zip(source.files, source.file_columns, readers):
-        file_start = offset
-        for group in range(reader.num_row_groups):
-            try:
-                table = reader.read_row_group(group, columns=_stored(wanted, file_columns))
-            except Exception as error:
-                raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
-            table = _with_ranges(table, file_columns, np.arange(table.num_rows) + (offset - file_start), wanted)
-            rows = slice(offset, offset + table.num_rows)
-            if plan.score_array:
-                scores = _fill_rows(scores, n_rows, rows, _arrow_matrix(table.column(score_cols[0]), score_cols[0],
-                                                                        np.float64, offset), score_cols[0])
-            else:
-                for j, name in enumerate(score_cols):
-                    scores[rows, j] = table.column(name).to_numpy()
-            if plan.vector_array:
-                vectors = _fill_rows(vectors, n_rows, rows, _arrow_matrix(table.column(vector_cols[0]),
-                                                                          vector_cols[0], np.float32, offset),
-                                     vector_cols[0])
-            else:
-                for j, name in enumerate(vector_cols):
-                    vectors[rows, j] = table.column(name).to_numpy()
-            ids.append(table.column(config.id_field).to_pandas())
-            if config.label_field:
-                labels = _arrow_to_pandas(table.select([config.label_field]))  # integers with nulls stay exact
-                labeled[rows] = labeled_mask(labels, config.label_field)
-                known.append(label_texts(labels[config.label_field][labeled[rows]]))
-                if given is not None:
-                    first_row = offset - file_start
-                    given[rows] = given_class_positions(
-                        labels[config.label_field], labeled[rows],
-                        list(range(scores.shape[1])) if classes is None else classes, config.label_field,
-                        lambda position: "row {} of {}".format(first_row + position + 1, data_file.path))
-            offset += table.num_rows
-    all_ids = pd.concat(ids, ignore_index=True)
-    del ids
-    _check_ids(all_ids, config.id_field)
-    pool = _make_pool(scores, plan, labeled, vectors, config, np.concatenate(known) if config.label_field else None)
-    return pool._replace(ids=all_ids if keep_ids else None, given=given)
-
-
-def _fill_rows(target: Optional[np.ndarray], n_rows: int, rows: slice, block: np.ndarray, name: str) -> np.ndarray:
-    """``target`` (allocated on the first block, as wide as it) with ``block`` in ``rows``."""
-    if target is None:
-        target = np.empty((n_rows, block.shape[1]), dtype=block.dtype)
-    elif block.shape[1] != target.shape[1]:
-        raise SelectionError("array column {!r} holds arrays of different lengths: {} values in row 1, {} in row "
-                             "{}".format(name, target.shape[1], block.shape[1], rows.start + 1))
-    target[rows] = block
-    return target
-
-
-# ---- Samplers: pure functions of arrays, and the five sampler classes ----------------------------------------
 
 _CHECK_BLOCK_BYTES = 1 << 22  # converted in blocks this size, so each block is still in cache when checked
 
@@ -2523,7 +818,58 @@ class _NearestCenter:
         return down
 
 
-# ---- Triangle-inequality pruning shared by k-center and BADGE ----
+_CLASS_NUMBER_TEXT = re.compile(r"[0-9]+(?:\.0*)?")  # 3, 03, 3.0: a number naming an integer class
+
+
+def _class_key(value: Any, integer_classes: bool) -> Any:
+    """What a label cell names: an int for integer classes (3, 3.0, "3", " 03 ", "3.0"), else the stripped text;
+    None when it cannot name a class of that kind (a bool, 2.5, "3.5", "x" for integer classes)."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, numbers.Integral):
+        return int(value) if integer_classes else str(int(value))
+    if isinstance(value, numbers.Real):
+        return int(value) if integer_classes and math.isfinite(value) and float(value).is_integer() else None
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if not integer_classes:
+        return text
+    return int(text.split(".")[0]) if _CLASS_NUMBER_TEXT.fullmatch(text) else None
+
+
+def _table_row(position: int) -> str:
+    return "row {} of the table".format(position + 1)
+
+
+def given_class_positions(labels: pd.Series, labeled: np.ndarray, classes: Sequence[Any], label_field: str,
+                          locate: Callable[[int], str] = _table_row) -> np.ndarray:
+    """The class position (in score-column order) of each labeled row's label; -1 for unlabeled rows.
+
+    Integer classes match integer-valued numbers and their text (``3``, ``3.0``, ``"03"``); text classes
+    match the stripped text exactly. A label that names no class is a ``SelectionError`` naming the value
+    and, through ``locate`` (row position -> text), the file and the row.
+    """
+    given = np.full(len(labels), -1, dtype=np.int64)
+    rows = np.flatnonzero(labeled)
+    if rows.size == 0:
+        return given
+    codes, uniques = pd.factorize(labels.iloc[rows])
+    integer_classes = all(isinstance(label, int) for label in classes)
+    lookup = {label if integer_classes else str(label): position for position, label in enumerate(classes)}
+    positions = np.array([lookup.get(_class_key(value, integer_classes), -1) for value in uniques], dtype=np.int64)
+    unknown = positions[codes] < 0
+    if unknown.any():
+        first = int(rows[np.flatnonzero(unknown)[0]])
+        value = labels.iloc[first]
+        raise SelectionError("LABEL_FIELD {!r} holds {!r} in {}, which names none of the score columns' classes "
+                             "({})".format(label_field, value.item() if isinstance(value, np.generic) else value,
+                                           locate(first), _preview(classes)))
+    given[rows] = positions[codes]
+    return given
+
+
+# ---- Triangle-inequality pruning shared by k-center and BADGE -----------------------------------------------------
 # A row x with nearest center a at distance d(x) cannot come closer to a new center c when
 # d(a, c) >= 2 d(x) (Elkan 2003). The kernels compute distances only for the rows this cannot rule
 # out, with a slack that covers float rounding and the duplicate snap, so every skipped row is one whose
@@ -3601,7 +1947,7 @@ class CommitteeSampler(_Sampler):
         return chosen if ids is None else ids[chosen]
 
 
-# ---- Compatibility: the first sampler API's spellings ----------------------------------------------------
+# ---- Compatibility: the first sampler API's spellings -------------------------------------------------------------
 # Code written against the first sampler API calls the samplers with random_seed= (UncertaintySampler with
 # strategy=), reads them back as attributes and calls two helpers of its classes. The samplers use one name for
 # one idea (random_state, mode); this section maps the old spellings onto them, and nothing else knows of them.
@@ -3660,7 +2006,7 @@ for _cls in (ConfidenceThresholdSampler, TopKPerClassSampler, UncertaintySampler
     _accept_old_names(_cls)
 
 
-# ---- Calibration: held-out labeled predictions, Clopper-Pearson bounds and the precision target -------------
+# ---- Calibration: held-out labeled predictions, Clopper-Pearson bounds and the precision target -------------------
 # Pseudo-label precision is measured on calibration_data: the same model's predictions on labeled rows it was
 # not trained on. The interval needs beta quantiles; scipy ships with the SageMaker scikit-learn image (as a
 # dependency of scikit-learn) and is imported only when calibration_data is given.
@@ -4040,31 +2386,6 @@ def calibration_label_positions(labels: pd.Series, classes: Sequence[Any], where
     return found
 
 
-def read_calibration(root: Path, config: SelectionConfig, forbidden: Sequence[Path] = ()) -> CalibrationTable:
-    """calibration_data under ``root``, read by the rules of the evaluation data; every row must be labeled."""
-    where = "calibration_data ({})".format(root)
-    if not config.label_field:
-        raise SelectionError("calibration_data needs LABEL_FIELD: the column holding each calibration row's true "
-                             "label")
-    # Its format never decides the output's; its rows are never candidates.
-    reading = config._replace(output_format=config.output_format or "csv")
-    source = scan_input(root, reading, forbidden)
-    table, _ = read_input_table(source)
-    _check_ids(table[config.id_field], config.id_field)
-    pool = pool_from_frame(table, reading, index_columns=source.index_columns)
-    unlabeled = np.flatnonzero(~pool.labeled)
-    if unlabeled.size:
-        raise SelectionError("{}: LABEL_FIELD {!r} is empty in {} row(s), e.g. row {} (id {!r}): every calibration "
-                             "row needs its true label".format(where, config.label_field, unlabeled.size,
-                                                               int(unlabeled[0]) + 1,
-                                                               table[config.id_field].iloc[int(unlabeled[0])]))
-    labels = calibration_label_positions(table[config.label_field], pool.classes, where)
-    logger.info("Read %d calibration rows from %s (%d file(s)); they must be rows the model was not trained on",
-                len(table), root, len(source.files))
-    return CalibrationTable(Calibration(pool.probabilities, labels), table[config.id_field], pool.score_columns,
-                            pool.score_interpretation, root)
-
-
 def check_calibration_apart(evaluation_ids: pd.Series, calibration: CalibrationTable, id_field: str) -> None:
     """The calibration ids must not occur in the evaluation data (compared as text)."""
     calibration_ids = set(calibration.ids.astype(str))
@@ -4088,7 +2409,146 @@ def check_calibration_fits(calibration: CalibrationTable, score_columns: Sequenc
                                                                           score_interpretation))
 
 
-# ---- Engine: the strategy table and the one path from pool to annotated rows ---------------------------------
+# ---- Strategies: the table of strategy rows, and how each row shards and merges -----------------------------------
+
+def _distance_to_nearest(point: np.ndarray, rows: np.ndarray, metric: str) -> float:
+    """Chord distance from ``point`` to the nearest of ``rows`` (float64)."""
+    point, rows = np.asarray(point, dtype=np.float64)[None, :], np.asarray(rows, dtype=np.float64)
+    if metric == "cosine":
+        point, rows = _normalize_rows(point.copy()), _normalize_rows(rows.copy())
+    return float(np.sqrt(((rows - point) ** 2).sum(axis=1).min()))
+
+
+def _chord(distance: float, metric: str) -> float:
+    """A distance that obeys the triangle inequality: euclidean as is, ``1 - cos`` as ``|u - v|`` of unit vectors."""
+    return math.sqrt(2.0 * max(distance, 0.0)) if metric == "cosine" else float(distance)
+
+
+_RADIUS_SLACK = 1e-4  # relative: float32 distances may round a radius down by this much
+
+
+class ShardPicks(NamedTuple):
+    """A shard's candidates: positions among its candidate rows, scores, weights, covering radius."""
+
+    indices: np.ndarray
+    scores: np.ndarray
+    weights: np.ndarray
+    radius: Optional[float]  # diversity: chord units
+
+
+def merge_ranked(scores: np.ndarray, keys: Sequence[np.ndarray], limit: int,
+                 groups: Optional[np.ndarray] = None) -> np.ndarray:
+    """Positions of the best ``limit`` rows (per group when ``groups`` is given), best first.
+
+    Highest score first; ties go to the row first in ``keys`` (most significant first), which for a
+    merge are the input file's rank and the row in it: a single run's order. ``limit`` 0 keeps all.
+    """
+    order = np.lexsort(tuple(reversed(list(keys))) + (-np.asarray(scores, dtype=np.float64),))
+    if limit <= 0:
+        return order.astype(np.int64)
+    if groups is None:
+        return order[:limit].astype(np.int64)
+    ranked_groups = np.asarray(groups)[order]
+    rank_in_group = np.empty(order.size, dtype=np.int64)
+    for group in np.unique(ranked_groups):
+        members = np.flatnonzero(ranked_groups == group)
+        rank_in_group[members] = np.arange(members.size)
+    return order[rank_in_group < limit].astype(np.int64)
+
+
+def shard_pick_count(config: "SelectionConfig") -> int:
+    """Candidates a diversity or badge shard sends: OVERSAMPLING x BATCH_SIZE."""
+    return config.oversampling * config.batch_size
+
+
+def _prefilter_size(config: "SelectionConfig") -> int:
+    """Candidates the hybrid's uncertainty pre-filter keeps: UNCERTAINTY_PREFILTER x BATCH_SIZE."""
+    return config.uncertainty_prefilter * config.batch_size
+
+
+def _from_chord(chord: float, metric: str) -> float:
+    return chord * chord / 2.0 if metric == "cosine" else chord
+
+
+def covering_radius_bound(shard_radii: Sequence[float], merge_radius: float, metric: str) -> float:
+    """Upper bound on the covering radius of the whole pool by the merged selection and the labeled rows.
+
+    The radii are in chord units (``k_center_with_radius``); the bound comes back in METRIC's. A row of
+    shard i lies within ``r_i`` of a labeled row or of a pick that shard sent, and every sent pick within
+    ``r_merge`` of a final center, so by the triangle inequality the row lies within ``max_i r_i + r_merge``;
+    the two-round greedy is a 4-approximation (Malkomes et al., NIPS 2015).
+    """
+    chord = (max(shard_radii, default=0.0) + merge_radius) * (1.0 + _RADIUS_SLACK)
+    return _from_chord(chord, metric)
+
+
+def k_center_with_radius(
+    X: Any, n_select: int, *, initial_centers: Any = None, mean: Any = None, metric: str = "euclidean"
+) -> Tuple[np.ndarray, np.ndarray, float]:
+    """``k_center_greedy``, plus an upper bound on the covering radius of X by its real centers.
+
+    The real centers are the picks and ``initial_centers``. Without initial centers the greedy starts from
+    ``mean`` (the column mean of X unless given; a merge passes the mean of every shard's candidates),
+    which is no row: a row nearest to it is within ``r + d(mean, picks)`` of a pick. One pick more than
+    asked gives ``r``, the farthest row's distance after ``n_select`` picks. Returns the picks, their
+    distances and the bound in chord units (euclidean distance; for cosine, of the unit vectors).
+    """
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    has_initial = initial_centers is not None and len(initial_centers) > 0
+    if not has_initial and mean is None:
+        mean = X.mean(axis=0, dtype=np.float64)
+    centers = initial_centers if has_initial else np.asarray(mean, dtype=np.float32)[None, :]
+    if n_select >= X.shape[0]:
+        indices, distances = _k_center_greedy(X, n_select, initial_centers=centers, metric=metric)
+        return indices, distances, 0.0
+    indices, distances = _k_center_greedy(X, n_select + 1, initial_centers=centers, metric=metric)
+    radius = _chord(distances[-1], metric)
+    if not has_initial:
+        radius += _distance_to_nearest(centers[0], X[indices[:-1]], metric)
+    return indices[:-1], distances[:-1], radius
+
+
+def _merge_centers(outputs: "Sequence[ShardOutput]", n_columns: int) -> Tuple[Optional[np.ndarray], np.ndarray]:
+    """diversity: every shard's labeled vectors (or None) and the mean of all candidates."""
+    labeled = []
+    total, count = np.zeros(n_columns, dtype=np.float64), 0
+    for output in outputs:
+        manifest = output.manifest
+        if manifest["labeled_file"]:
+            vectors = np.load(str(output.folder / manifest["labeled_file"]), allow_pickle=False)
+            if vectors.shape != (manifest["labeled_vectors"], n_columns):
+                raise SelectionError("host {}: labeled vectors of shape {}, expected ({}, {})".format(
+                    manifest["host"], vectors.shape, manifest["labeled_vectors"], n_columns))
+            labeled.append(vectors)
+        if manifest["candidate_vector_sum"] is not None:
+            total += np.asarray(manifest["candidate_vector_sum"], dtype=np.float64)
+            count += manifest["candidate_count"]
+    return (np.concatenate(labeled) if labeled else None), total / max(count, 1)
+
+
+def nearest_pick_counts(embeddings: Any, probabilities: Any, picks: np.ndarray, *, metric: str = "euclidean"
+                        ) -> np.ndarray:
+    """How many rows have each pick as their nearest pick in BADGE's gradient space (ties: the earlier pick).
+
+    Uses ``g_i . g_p = (d_i . d_p)(h_i . h_p)`` in blocks, never the n x C*D gradients.
+    """
+    H = np.ascontiguousarray(embeddings, dtype=np.float32)
+    residual = _prediction_residuals(np.ascontiguousarray(probabilities, dtype=np.float64))
+    if metric == "cosine":
+        H, residual = _normalize_rows(H.copy()), _normalize_rows(residual)
+    sq_norms = np.einsum("ij,ij->i", residual, residual) * np.einsum("ij,ij->i", H, H, dtype=np.float64)
+    picks = np.asarray(picks, dtype=np.int64)
+    H_picks, residual_picks, picks_sq_norms = H[picks], residual[picks], sq_norms[picks]
+    nearest = np.empty(H.shape[0], dtype=np.int64)
+    block = max(1, (1 << 22) // max(1, picks.size))
+    for start in range(0, H.shape[0], block):
+        rows = slice(start, start + block)
+        d2 = (residual[rows] @ residual_picks.T) * (H[rows] @ H_picks.T)
+        d2 *= -2.0
+        d2 += sq_norms[rows, None]
+        d2 += picks_sq_norms[None, :]
+        nearest[rows] = np.argmin(d2, axis=1)
+    return np.bincount(nearest, minlength=picks.size).astype(np.int64)
 
 class ShardRule:
     """How a strategy runs sharded: what each shard sends, and how the merge selects from what all sent.
@@ -4267,6 +2727,8 @@ class LabeledRowsReview(ShardRule):
         facts = dict(selection.facts, labeled_rows=sum(int(output.manifest["labeled_count"]) for output in outputs))
         sent = "every labeled row" if config.review_method == "confident_learning" else "its first BATCH_SIZE"
         return selection._replace(facts=facts), {"guarantee": "exact: each shard sends {}".format(sent)}
+
+
 class CalibratedThresholds(ShardRule):
     """Every shard reads calibration_data and sends its rows above their class's threshold; the merge reads it
     too, finds the same thresholds and runs the sampler on the union (CLASS_BALANCE caps counted over every
@@ -4332,11 +2794,21 @@ STRATEGY_TABLE = (
     Strategy("committee", CommitteeSampler, "active_learning", needs_embeddings=False, batched=True,
              settings={"disagreement": "disagreement"}, sharding=ExactTopK("batch_size"), needs_members=True),
 )
+
+
 STRATEGIES_BY_NAME = {strategy.name: strategy for strategy in STRATEGY_TABLE}
+
+
 STRATEGIES = tuple(STRATEGIES_BY_NAME)
+
+
 SSL_STRATEGIES = tuple(strategy.name for strategy in STRATEGY_TABLE if strategy.use_case == "ssl")
+
+
 ACTIVE_LEARNING_STRATEGIES = tuple(strategy.name for strategy in STRATEGY_TABLE
                                    if strategy.use_case == "active_learning")
+
+
 EMBEDDING_STRATEGIES = tuple(strategy.name for strategy in STRATEGY_TABLE if strategy.needs_embeddings)
 
 
@@ -4348,95 +2820,1975 @@ def strategy_for(name: str) -> Strategy:
         raise SelectionError("unknown strategy {!r}: expected one of {}".format(name, ", ".join(STRATEGIES))) from None
 
 
-def make_sampler(config: SelectionConfig) -> _Sampler:
+def make_sampler(config: "SelectionConfig") -> _Sampler:
     """The configured strategy's sampler, built from the settings its table row names."""
     strategy = strategy_for(config.selection_strategy)
     return strategy.sampler(**{keyword: getattr(config, field) for field, keyword in strategy.settings.items()})
 
 
-def select_from_pool(pool: Pool, config: SelectionConfig, calibration: Optional[Calibration] = None) -> Selection:
-    """Run the configured strategy over the pool's candidates (rows without a label; the labeled rows for a
-    strategy that reviews labels).
+def _reviews_labels(config: "SelectionConfig") -> bool:
+    return strategy_for(config.selection_strategy).candidates == "labeled"
 
-    Returns the selected rows' positions in the pool, in rank order, with their selection scores (and,
-    for SSL strategies, the per-class thresholds applied). ``calibration`` is what strategies that need
-    calibration_data read.
+
+# ---- Labeling tasks: the selection as a Ground Truth manifest or Label Studio tasks -------------------------------
+# Pure functions: they take the annotated rows, the model's predictions and the settings, and return the
+# files' text; main writes them into the labeling_tasks channel.
+
+GROUND_TRUTH_MANIFEST = "ground_truth.manifest"
+GROUND_TRUTH_CATEGORIES = "ground_truth_label_categories.json"
+LABEL_STUDIO_TASKS = "label_studio_tasks.json"
+LABEL_STUDIO_CONFIG = "label_studio_config.xml"
+GIVEN_LABEL = "given_label"  # strategies that review labeled rows: the label under review, as the input holds it
+LABEL_STUDIO_CHOICES = "label"  # name of the <Choices> control: from_name of predictions and answers
+LABEL_STUDIO_OBJECTS = {"text": ("Text", "text"), "uri": ("Image", "image")}  # data kind -> (tag, name)
+MODEL_VERSION_PREFIX = "active_sampling/"
+# Ground Truth's input manifest rules: one JSON object per line of at
+# most 100,000 characters, no attribute over 20,000, no attribute name starting with $, exactly one of
+# source (the text itself) and source-ref (an S3 object).
+GROUND_TRUTH_SOURCE_KEYS = ("source", "source-ref")
+GROUND_TRUTH_MAX_LINE_CHARS = 100000
+GROUND_TRUTH_MAX_ATTRIBUTE_CHARS = 20000
+GROUND_TRUTH_CATEGORIES_VERSION = "2018-11-28"
+S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/\S.*")  # bucket naming rules, then a key
+_URI_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_URI_SCHEMES = ("s3://", "https://")
+_LABEL_STUDIO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_KIND_NAMES = {"text": "a text", "uri": "a URI"}
+
+
+class LabelingTask(NamedTuple):
+    """One selected row as a task, with JSON-ready values."""
+
+    row_id: Any
+    shown: str  # LABELING_DATA_FIELD: the text, or the URI of the object
+    rank: int
+    score: float
+    predicted: str
+    confidence: float
+    given: Any = None  # the label under review (strategies that review labeled rows), else None
+
+
+def _json_scalar(value: Any) -> Any:
+    value = value.item() if isinstance(value, np.generic) else value
+    return value if isinstance(value, (str, int, float)) else str(value)
+
+
+def _row_name(task: LabelingTask, id_field: str) -> str:
+    return "selected row {} ({}={!r})".format(task.rank, id_field, task.row_id)
+
+
+def labeling_tasks(rows: pd.DataFrame, predictions: "Predictions", config: "SelectionConfig") -> List[LabelingTask]:
+    """One task per selected row, in rank order; each shown value must be a non-blank text.
+
+    ``rows`` are the annotated selected rows (``annotate``), ``predictions`` the model's guess for them.
     """
+    field = config.labeling_data_field
+    given = rows[config.label_field].map(_json_scalar) if _reviews_labels(config) else [None] * len(rows)
+    tasks = [LabelingTask(_json_scalar(row_id), shown, int(rank), float(score), str(predicted), float(confidence),
+                          label)
+             for row_id, shown, rank, score, predicted, confidence, label in zip(
+                 rows[config.id_field], rows[field], rows[SELECTION_RANK], rows[SELECTION_SCORE],
+                 predictions.labels, predictions.confidence, given)]
+    for task in tasks:
+        if isinstance(task.shown, str) and task.shown.strip():
+            continue
+        if isinstance(task.shown, str) or _is_missing(task.shown):
+            what = "is empty"
+        else:
+            what = "holds {} {}".format("the number" if isinstance(task.shown, numbers.Number) else "the value",
+                                        task.shown)
+        raise SelectionError("LABELING_DATA_FIELD column {!r} {} in the {}: expected a text or an s3:// or "
+                             "https:// URI".format(field, what, _row_name(task, config.id_field)))
+    return tasks
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or bool(pd.isna(value))
+
+
+def labeling_data_kind(tasks: Sequence[LabelingTask], config: "SelectionConfig") -> str:
+    """``"uri"`` when every shown value is an s3:// or https:// URI, ``"text"`` when none looks like a URI."""
+    kinds = ["uri" if _URI_SCHEME.match(task.shown) else "text" for task in tasks]
+    for task, kind in zip(tasks, kinds):
+        if kind != kinds[0]:
+            raise SelectionError("LABELING_DATA_FIELD column {!r} mixes texts and URIs: the {} is {}, the {} {}"
+                                 .format(config.labeling_data_field, _row_name(tasks[0], config.id_field),
+                                         _KIND_NAMES[kinds[0]], _row_name(task, config.id_field), _KIND_NAMES[kind]))
+        if kind == "uri" and not task.shown.lower().startswith(_URI_SCHEMES):
+            raise SelectionError("LABELING_DATA_FIELD value {!r} of the {} is a URI that labeling tools cannot "
+                                 "fetch: expected s3:// or https://".format(task.shown, _row_name(task, config.id_field)))
+    return kinds[0] if kinds else "text"
+
+
+def ground_truth_files(tasks: Sequence[LabelingTask], kind: str, predictions: "Predictions",
+                       config: "SelectionConfig") -> Tuple[str, str]:
+    """Ground Truth's input manifest and label category configuration (``LabelCategoryConfigS3Uri``). A manifest
+    line holds ``source`` (a text) or ``source-ref`` (an S3 URI), then the id, rank, score and the model's
+    prediction as extra attributes; every line is checked against Ground Truth's limits."""
+    key = "source-ref" if kind == "uri" else "source"
+    lines = []
+    for task in tasks:
+        where = _row_name(task, config.id_field)
+        if kind == "uri" and not S3_URI.fullmatch(task.shown):
+            raise SelectionError("Ground Truth reads objects from S3 only: LABELING_DATA_FIELD value {!r} of the {} "
+                                 "is not an s3://bucket/key URI".format(task.shown, where))
+        if len(task.shown) > GROUND_TRUTH_MAX_ATTRIBUTE_CHARS:
+            raise SelectionError("LABELING_DATA_FIELD value of the {} has {} characters; Ground Truth accepts at "
+                                 "most {} in one attribute".format(where, len(task.shown),
+                                                                  GROUND_TRUTH_MAX_ATTRIBUTE_CHARS))
+        entry = {key: task.shown, config.id_field: task.row_id, SELECTION_RANK: task.rank,
+                 SELECTION_SCORE: task.score, PREDICTED_LABEL: task.predicted, PREDICTED_CONFIDENCE: task.confidence}
+        if task.given is not None:
+            entry[GIVEN_LABEL] = task.given
+        line = json.dumps(entry, ensure_ascii=False, allow_nan=False)
+        if len(line) > GROUND_TRUTH_MAX_LINE_CHARS:
+            raise SelectionError("the Ground Truth manifest line of the {} has {} characters; Ground Truth accepts "
+                                 "at most {}".format(where, len(line), GROUND_TRUTH_MAX_LINE_CHARS))
+        lines.append(line + "\n")
+    categories = {"document-version": GROUND_TRUTH_CATEGORIES_VERSION,
+                  "labels": [{"label": str(c)} for c in predictions.classes]}
+    return "".join(lines), json.dumps(categories, indent=2, ensure_ascii=False) + "\n"
+
+
+def label_studio_files(tasks: Sequence[LabelingTask], kind: str, predictions: "Predictions",
+                       config: "SelectionConfig") -> Tuple[str, str]:
+    """Label Studio tasks, one per line of a JSON list (it imports as it is, reads and diffs well), and their
+    labeling configuration. ``data`` holds the shown field, the id, rank and score; the model's top class and
+    its probability are a prediction, so annotators start from the model's guess."""
+    object_name = LABEL_STUDIO_OBJECTS[kind][1]
+    model_version = MODEL_VERSION_PREFIX + config.selection_strategy
+    lines = [json.dumps({
+        "data": {config.labeling_data_field: task.shown, config.id_field: task.row_id, SELECTION_RANK: task.rank,
+                 SELECTION_SCORE: task.score, **({} if task.given is None else {GIVEN_LABEL: task.given})},
+        "predictions": [{
+            "model_version": model_version,
+            "score": task.confidence,
+            "result": [{"from_name": LABEL_STUDIO_CHOICES, "to_name": object_name, "type": "choices",
+                        "value": {"choices": [task.predicted]}}],
+        }],
+    }, ensure_ascii=False, allow_nan=False) for task in tasks]
+    return ("[\n" + ",\n".join(lines) + "\n]\n",
+            label_studio_config(predictions.classes, kind, config.labeling_data_field,
+                                shows_given=_reviews_labels(config)))
+
+
+def label_studio_config(classes: Sequence[Any], kind: str, data_field: str, *, shows_given: bool = False) -> str:
+    """The labeling configuration matching ``label_studio_files``' tasks: the shown field (a Text, or an Image for
+    URIs) and one single-choice control with the classes of the score columns; with ``shows_given``, a header
+    above them with the label under review (the model's suggestion is the preselected choice)."""
+    tag, name = LABEL_STUDIO_OBJECTS[kind]
+    choices = "".join("    <Choice value={}/>\n".format(quoteattr(str(label))) for label in classes)
+    header = '  <Header value="Given label: ${}"/>\n'.format(GIVEN_LABEL) if shows_given else ""
+    return ('<View>\n{header}  <{tag} name="{name}" value="${field}"/>\n'
+            '  <Choices name="{control}" toName="{name}" choice="single" showInline="true">\n{choices}'
+            '  </Choices>\n</View>\n').format(header=header, tag=tag, name=name, field=data_field,
+                                             control=LABEL_STUDIO_CHOICES, choices=choices)
+
+
+def check_ground_truth_settings(config: "SelectionConfig") -> None:
+    if config.id_field in GROUND_TRUTH_SOURCE_KEYS or config.id_field.startswith("$"):
+        raise SelectionError("ID_FIELD={!r} cannot be a Ground Truth manifest attribute: it is reserved for the "
+                             "object (source, source-ref) or starts with $".format(config.id_field))
+
+
+def check_label_studio_settings(config: "SelectionConfig") -> None:
+    if not _LABEL_STUDIO_NAME.fullmatch(config.labeling_data_field):
+        raise SelectionError("LABELING_DATA_FIELD={!r} cannot be a Label Studio variable ($name): with LABELING_FORMAT="
+                             "label_studio it must be letters, digits and _".format(config.labeling_data_field))
+
+
+class LabelingFormat(NamedTuple):
+    """A row of ``LABELING_FORMAT_TABLE``: the ``files`` LABELING_FORMAT=<name> writes into labeling_tasks (none:
+    no tasks); ``check_settings(config)`` raises ``SelectionError`` for settings its tool cannot take, and
+    ``render(tasks, kind, predictions, config)`` returns the text of each file, in the order of ``files``."""
+
+    name: str
+    files: Tuple[str, ...] = ()
+    check_settings: "Optional[Callable[[SelectionConfig], None]]" = None
+    render: Optional[Callable[..., Sequence[str]]] = None
+
+
+LABELING_FORMAT_TABLE = (
+    LabelingFormat("none"),
+    LabelingFormat("ground_truth", (GROUND_TRUTH_MANIFEST, GROUND_TRUTH_CATEGORIES), check_ground_truth_settings,
+                   ground_truth_files),
+    LabelingFormat("label_studio", (LABEL_STUDIO_TASKS, LABEL_STUDIO_CONFIG), check_label_studio_settings,
+                   label_studio_files),
+)
+LABELING_FORMATS_BY_NAME = {row.name: row for row in LABELING_FORMAT_TABLE}
+LABELING_FORMATS = tuple(LABELING_FORMATS_BY_NAME)
+
+
+def labeling_files(rows: pd.DataFrame, predictions: "Predictions", config: "SelectionConfig") -> Dict[str, str]:
+    """The labeling_tasks files (file name -> text), as the row of ``config.labeling_format`` names and renders them."""
+    labeling = LABELING_FORMATS_BY_NAME[config.labeling_format]
+    tasks = labeling_tasks(rows, predictions, config)
+    return dict(zip(labeling.files, labeling.render(tasks, labeling_data_kind(tasks, config), predictions, config)))
+
+
+def save_labeling_files(files: Mapping[str, str], labeling_dir: Path) -> List[str]:
+    """Write each file atomically into ``labeling_dir``; return their paths."""
+    labeling_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, text in files.items():
+        path = labeling_dir / name
+        _write_atomically(path, lambda target, text=text: target.write_text(text, encoding="utf-8"))
+        paths.append(str(path))
+    logger.info("Wrote labeling tasks to %s: %s", labeling_dir, ", ".join(files))
+    return paths
+
+
+# ---- Settings: the environment variables, parsed and checked before any data is read ------------------------------
+# Each setting is declared once, as a SelectionConfig field; ENV_VARS, the step's pydantic config, its contract
+# and docs/config.md are derived from these declarations.
+
+class EnvVar(NamedTuple):
+    """One environment variable of the script contract, declared in the annotation of its ``SelectionConfig`` field.
+
+    ``default`` is the text used when the variable is missing, None or "" (all three mean unset): ``None`` marks a
+    required variable, ``""`` an optional one. ``choices`` may be a function returning them, for a table further
+    down the file. ``field`` and ``kind`` ("choice", "int", "float" or "str") follow from the annotated field.
+    """
+
+    name: str
+    default: Optional[str]
+    description: str
+    choices: Tuple[str, ...] = ()
+    minimum: Optional[float] = None
+    maximum: Optional[float] = None
+    field: str = ""
+    kind: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.default is None
+
+
+class SelectionConfig(NamedTuple):
+    """Typed value of every setting, each declared by its annotation; optional ones are None when unset."""
+
+    selection_strategy: Annotated[str, EnvVar("SELECTION_STRATEGY", None, "Selection strategy.",
+        choices=lambda: STRATEGIES)]
+    use_case: Annotated[str, EnvVar("USE_CASE", "auto", "ssl and active_learning allow only their own strategies; auto "
+        "allows all.", choices=USE_CASES)]
+    id_field: Annotated[str, EnvVar("ID_FIELD", "id", "Column holding a unique id per row.")]
+    label_field: Annotated[Optional[str], EnvVar("LABEL_FIELD", "", "Column holding known labels; rows where it is "
+        "filled are never selected (and are the initial centers for diversity), except by label_review, which selects "
+        "among them only. Unset: no row is labeled, with a warning when a column looks like labels (label, labels, y, "
+        "target); none: no row is labeled, silently.")]
+    score_field: Annotated[Optional[str], EnvVar("SCORE_FIELD", "", "One score column to use (a probability of the "
+        "positive class, or a logit), or an array column holding one score per class (a JSON Lines \"probabilities\": "
+        "[..] field, a parquet list).")]
+    score_field_prefix: Annotated[str, EnvVar("SCORE_FIELD_PREFIX", "prob_class_", "Prefix of the per-class score "
+        "columns, used when SCORE_FIELD is unset.")]
+    embedding_field_prefix: Annotated[str, EnvVar("EMBEDDING_FIELD_PREFIX", "emb_", "Prefix of the embedding columns "
+        "used by diversity and badge.")]
+    embedding_field: Annotated[Optional[str], EnvVar("EMBEDDING_FIELD", "", "diversity, badge: one array column "
+        "holding each row's embedding (a parquet list, a JSON Lines array, a CSV cell holding a JSON array); used "
+        "instead of the EMBEDDING_FIELD_PREFIX columns.")]
+    feature_columns: Annotated[Optional[str], EnvVar("FEATURE_COLUMNS", "", "diversity, badge: the columns to use as "
+        "embeddings, comma-separated; used instead of the EMBEDDING_FIELD_PREFIX columns. Unset and no such columns: "
+        "every numeric column, with a warning.")]
+    csv_columns: Annotated[Optional[str], EnvVar("CSV_COLUMNS", "", "Column names of CSV/TSV files without a header "
+        "(Batch Transform output; with join_source=Input the input's columns, then the model's), comma-separated. A "
+        "file whose first line is exactly these names has it as its header.")]
+    output_format: Annotated[Optional[str], EnvVar("OUTPUT_FORMAT", "", "Format of selected_samples; unset: the "
+        "input's format.", choices=OUTPUT_FORMATS)]
+    random_seed: Annotated[int, EnvVar("RANDOM_SEED", "42", "Seed of badge's k-means++ sampling and of diversity's "
+        "k-means.", minimum=0, maximum=MAX_SEED)]
+    confidence_threshold: Annotated[float, EnvVar("CONFIDENCE_THRESHOLD", "0.9", "confidence_threshold: minimum "
+        "max-probability of a selected row.", minimum=0.5, maximum=1.0)]
+    max_samples: Annotated[int, EnvVar("MAX_SAMPLES", "0", "confidence_threshold: keep at most this many, the most "
+        "confident (0 = no limit).", minimum=0)]
+    k_per_class: Annotated[int, EnvVar("K_PER_CLASS", "100", "top_k_per_class: rows kept per predicted class.",
+        minimum=1)]
+    uncertainty_mode: Annotated[str, EnvVar("UNCERTAINTY_MODE", "margin", "uncertainty, and diversity's pre-filter: "
+        "how uncertainty is measured.", choices=UNCERTAINTY_MODES)]
+    batch_size: Annotated[int, EnvVar("BATCH_SIZE", "32", "uncertainty, diversity, badge, label_review: number of rows "
+        "to select.", minimum=1)]
+    metric: Annotated[str, EnvVar("METRIC", "euclidean", "diversity, badge: distance between embeddings.",
+        choices=METRICS)]
+    selection_role: Annotated[str, EnvVar("SELECTION_ROLE", "single", "single: select from the whole input; shard: one "
+        "instance of a multi-instance job picks its own candidates; merge: selects from every shard's candidates.",
+        choices=SELECTION_ROLES)]
+    oversampling: Annotated[int, EnvVar("OVERSAMPLING", "4", "diversity, badge with SELECTION_ROLE=shard: each shard "
+        "picks OVERSAMPLING x BATCH_SIZE candidates.", minimum=1, maximum=1000)]
+    resource_config_path: Annotated[str, EnvVar(
+        "RESOURCE_CONFIG_PATH", RESOURCE_CONFIG_PATH, "SageMaker's resource config (current_host, hosts), read by "
+        "shard and merge; local runs point it at their own file.")]
+    diversity_method: Annotated[Optional[str], EnvVar("DIVERSITY_METHOD", "", "diversity, hybrid: kcenter (greedy "
+        "farthest-first from the labeled rows) or kmeans (k-means with BATCH_SIZE clusters, the row nearest each "
+        "centroid). Unset: the strategy's own, kcenter for diversity and kmeans for hybrid.",
+        choices=DIVERSITY_METHODS)]
+    uncertainty_prefilter: Annotated[Optional[int], EnvVar("UNCERTAINTY_PREFILTER", "", "diversity, hybrid: choose "
+        "among the UNCERTAINTY_PREFILTER x BATCH_SIZE most uncertain candidates by UNCERTAINTY_MODE only (0 = all "
+        "candidates). Unset: the strategy's own, 0 for diversity and 3 for hybrid.", minimum=0)]
+    labeling_format: Annotated[str, EnvVar("LABELING_FORMAT", "none", "Also write the active-learning selection as "
+        "labeling tasks into labeling_tasks: a SageMaker Ground Truth input manifest, or Label Studio tasks with their "
+        "labeling configuration.", choices=lambda: LABELING_FORMATS)]
+    labeling_data_field: Annotated[Optional[str], EnvVar("LABELING_DATA_FIELD", "", "Column annotators see: a text, or "
+        "an s3:// or https:// URI of the object to label. Required with a LABELING_FORMAT.")]
+    stop_agreement: Annotated[float, EnvVar("STOP_AGREEMENT", "0.99", "Stopping signal: should_stop once Cohen's kappa "
+        "between previous_predictions and this round's predicted classes (unlabeled rows in both) reaches it (0 = "
+        "off). Never changes the selection.", minimum=0.0, maximum=1.0)]
+    stop_max_labeled: Annotated[int, EnvVar("STOP_MAX_LABELED", "0", "Stopping signal: should_stop once the labeled "
+        "rows (LABEL_FIELD filled) reach it (0 = off).", minimum=0)]
+    stop_max_uncertainty: Annotated[float, EnvVar("STOP_MAX_UNCERTAINTY", "0", "Stopping signal: should_stop once "
+        "every candidate's margin uncertainty 1 - (p1 - p2) is below it (0 = off).", minimum=0.0, maximum=1.0)]
+    review_method: Annotated[str, EnvVar("REVIEW_METHOD", "confident_learning", "label_review: confident_learning (the "
+        "labeled rows confident learning flags, prune by noise rate, lowest probability of the given label first) or "
+        "self_confidence (every labeled row, lowest probability of the given label first).", choices=REVIEW_METHODS)]
+    committee_prefixes: Annotated[Optional[str], EnvVar("COMMITTEE_PREFIXES", "", "committee: comma-separated column "
+        "prefixes, one per member (at least 2), e.g. m0_prob_class_,m1_prob_class_; member j's columns are "
+        "<prefix_j><class>, read like the score columns. Required by committee.")]
+    disagreement: Annotated[str, EnvVar("DISAGREEMENT", "bald", "committee: vote_entropy (entropy of the members' "
+        "votes), consensus_entropy (entropy of the mean of their probabilities) or bald (mutual information: that "
+        "entropy minus the members' mean entropy).", choices=DISAGREEMENTS)]
+    target_precision: Annotated[float, EnvVar("TARGET_PRECISION", "0.95", "precision_target: the pseudo-label "
+        "precision each class's threshold must be shown to reach on calibration_data.", minimum=0.5, maximum=0.999)]
+    precision_confidence: Annotated[float, EnvVar("PRECISION_CONFIDENCE", "0.95", "precision_target: confidence of the "
+        "one-sided Clopper-Pearson lower bound that must reach TARGET_PRECISION.", minimum=0.5, maximum=0.999)]
+    class_balance: Annotated[str, EnvVar("CLASS_BALANCE", "none", "precision_target: none keeps every row above its "
+        "class's threshold; align caps each class's pseudo-labels at its share of the calibration labels times the "
+        "total.", choices=CLASS_BALANCES)]
+
+    @property
+    def feature_column_names(self) -> List[str]:
+        return _name_list(self.feature_columns)
+
+    @property
+    def csv_column_names(self) -> List[str]:
+        return _name_list(self.csv_columns)
+
+
+def declared_env_vars(config_class: type = SelectionConfig) -> Tuple[EnvVar, ...]:
+    """The ``EnvVar`` of every field of ``config_class``, from its annotation, in declaration order."""
+    env_vars = []
+    for field, hint in get_type_hints(config_class, include_extras=True).items():
+        value_type, var = hint.__origin__, hint.__metadata__[0]
+        choices = tuple(var.choices() if callable(var.choices) else var.choices)
+        value_type = next(arg for arg in getattr(value_type, "__args__", (value_type,)) if arg is not type(None))
+        env_vars.append(var._replace(field=field, kind="choice" if choices else value_type.__name__, choices=choices))
+    return tuple(env_vars)
+
+
+NO_LABELS = "none"  # LABEL_FIELD=none: the table has no labels (parsed to "", which no column can be named)
+
+
+def _name_list(text: Optional[str]) -> List[str]:
+    """Comma-separated column names, spaces around each removed."""
+    return [name.strip() for name in text.split(",")] if text else []
+
+
+def _allowed_text(var: EnvVar) -> str:
+    if var.choices:
+        return "one of " + ", ".join(var.choices)
+    noun = {"int": "an integer", "float": "a number", "str": "a non-empty string"}[var.kind]
+    if var.minimum is not None and var.maximum is not None:
+        return "{} from {} to {}".format(noun, _plain(var.minimum), _plain(var.maximum))
+    if var.minimum is not None:
+        return "{} >= {}".format(noun, _plain(var.minimum))
+    return noun
+
+
+def _plain(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else str(number)
+
+
+def _parse_env_value(var: EnvVar, raw: str) -> Any:
+    text = raw.strip()
+    if var.kind == "str":
+        return raw
+    if var.kind == "choice":
+        value = text.lower()
+        if value not in var.choices:
+            raise SelectionError("{}={!r} is not allowed: expected {}".format(var.name, raw, _allowed_text(var)))
+        return value
+    try:
+        number = int(text) if var.kind == "int" else float(text)
+    except ValueError:
+        raise SelectionError("{}={!r} is not valid: expected {}".format(var.name, raw, _allowed_text(var))) from None
+    return _in_range(var, number, raw)
+
+
+def _in_range(var: EnvVar, number: Any, given: Any) -> Any:
+    if (not math.isfinite(number) or (var.minimum is not None and number < var.minimum)
+            or (var.maximum is not None and number > var.maximum)):
+        raise SelectionError("{}={!r} is out of range: expected {}".format(var.name, given, _allowed_text(var)))
+    return number
+
+
+def default_value(var: EnvVar) -> Any:
+    """The value of ``var`` when it is unset: its default parsed, None for an optional one; required: an error."""
+    if var.required:
+        raise SelectionError("{} is required: expected {}".format(var.name, _allowed_text(var)))
+    return None if var.default == "" else _parse_env_value(var, var.default)
+
+
+def _typed_value(var: EnvVar, value: Any) -> Any:
+    """The value of ``var`` given ``value``, checked as in the environment: text is parsed, numbers are taken as
+    they are; None and blank text mean unset."""
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        return default_value(var)
+    if isinstance(value, str) or var.kind in ("str", "choice"):
+        return _parse_env_value(var, _env_text(var.name, value))
+    number_type = numbers.Integral if var.kind == "int" else numbers.Real
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, number_type):
+        raise SelectionError("{}={!r} is not valid: expected {}".format(var.name, value, _allowed_text(var)))
+    too_large = var.kind == "float" and isinstance(value, int) and abs(value) > sys.float_info.max  # no float holds it
+    return _in_range(var, math.inf if too_large else int(value) if var.kind == "int" else float(value), value)
+
+
+def validate_strategy_for_use_case(strategy: str, use_case: str) -> None:
+    """Refuse strategies that work against the use case; ``auto`` allows every strategy.
+
+    Raises ``SelectionError`` (a ``ValueError``) for a mismatch and for an unknown strategy or use case.
+    """
+    if use_case not in USE_CASES:
+        raise SelectionError("unknown use case {!r}: expected one of {}".format(use_case, ", ".join(USE_CASES)))
+    own = strategy_for(strategy).use_case
+    if use_case == "auto" or use_case == own:
+        return
+    if use_case == "ssl":
+        raise SelectionError(
+            "SELECTION_STRATEGY={} is not allowed with USE_CASE=ssl: it selects uncertain or merely diverse rows, "
+            "whose predictions would become noisy pseudo-labels; use one of {} (or USE_CASE=auto)".format(
+                strategy, ", ".join(SSL_STRATEGIES)))
+    raise SelectionError(
+        "SELECTION_STRATEGY={} is not allowed with USE_CASE=active_learning: it selects rows the model is "
+        "already confident about, which wastes human labeling effort; use one of {} (or USE_CASE=auto)".format(
+            strategy, ", ".join(ACTIVE_LEARNING_STRATEGIES)))
+
+
+def _env_text(name: str, raw: Any) -> Optional[str]:
+    """An environment value as text: str and None as they are, int and float through ``str``."""
+    if raw is None or isinstance(raw, str):
+        return raw
+    if isinstance(raw, (int, float, np.integer, np.floating)) and not isinstance(raw, (bool, np.bool_)):
+        return str(raw)
+    raise SelectionError("{}={!r} is a {}: environment values must be strings (or numbers)".format(
+        name, raw, type(raw).__name__))
+
+
+def parse_environment(environ_vars: Mapping[str, Any]) -> SelectionConfig:
+    """Parse and range-check every variable of ``ENV_VARS``; missing, None and "" all mean unset. Values are
+    strings as in a real environment; ints and floats are accepted and read through ``str``."""
+    if environ_vars is None:
+        environ_vars = {}
+    if not isinstance(environ_vars, Mapping):
+        raise SelectionError("environ_vars must be a mapping of variable names to strings, not {}".format(
+            type(environ_vars).__name__))
+    return config_from_values({var.field: _env_text(var.name, environ_vars.get(var.name)) for var in ENV_VARS})
+
+
+def config_from_values(values: Mapping[str, Any], rules: Optional[Sequence[Callable[..., None]]] = None
+                       ) -> SelectionConfig:
+    """``parse_environment`` for values by field name: text is parsed, numbers are taken as they are; missing,
+    None and blank mean unset. LABEL_FIELD=none reads as no labels, each unset setting its strategy reads takes the
+    strategy's default, and every rule of ``SETTING_RULES`` (or of ``rules``) is checked."""
+    typed = {var.field: _typed_value(var, values.get(var.field)) for var in ENV_VARS}
+    if typed["label_field"] is not None and typed["label_field"].strip().lower() == NO_LABELS:
+        typed["label_field"] = ""
+    config = with_strategy_defaults(SelectionConfig(**typed))
+    for rule in SETTING_RULES if rules is None else rules:
+        rule(config)
+    return config
+
+
+def with_strategy_defaults(config: SelectionConfig) -> SelectionConfig:
+    """``config`` with each unset setting its strategy reads filled in with its sampler's constructor default:
+    ``hybrid`` and ``diversity`` share DIVERSITY_METHOD and UNCERTAINTY_PREFILTER but default to kmeans behind
+    beta = 3 and to plain kcenter."""
     strategy = strategy_for(config.selection_strategy)
-    if strategy.needs_calibration and calibration is None:
-        raise SelectionError("SELECTION_STRATEGY={} needs the input {!r} (--{} on the command line): the model's "
-                             "predictions on held-out labeled rows".format(config.selection_strategy,
-                                                                          CALIBRATION_CHANNEL, CALIBRATION_CHANNEL))
-    rows = np.flatnonzero(candidate_mask(pool, strategy))
-    n_rows = pool.labeled.shape[0]
-    if rows.size == 0:
-        raise no_candidates_error(strategy, n_rows, config.label_field)
-    n_labeled = int(pool.labeled.sum())
-    logger.info("Scores from %s read as %s; %d rows, %d labeled, %d candidates", _preview(pool.score_columns),
-                pool.score_interpretation, n_rows, n_labeled, rows.size)
-    if strategy.batched and config.batch_size >= rows.size:
-        logger.info("BATCH_SIZE=%d is not smaller than the %d candidates: selecting them all", config.batch_size,
-                    rows.size)
-    sampler = make_sampler(config)
-    candidates = _candidates(pool, rows, strategy)._replace(calibration=calibration)
-    selection = sampler._select(candidates, config.batch_size)
-    thresholds = sampler.class_thresholds(candidates, selection) if strategy.use_case == "ssl" else None
-    _log_rule(sampler, candidates, strategy, pool.classes)
-    return selection._replace(indices=rows[selection.indices], class_thresholds=thresholds)
+    defaults = inspect.signature(strategy.sampler).parameters
+    unset = {field: defaults[keyword].default for field, keyword in strategy.settings.items()
+             if getattr(config, field) is None}
+    return config._replace(**unset) if unset else config
 
 
-def candidate_mask(pool: Pool, strategy: Strategy) -> np.ndarray:
-    """The rows ``strategy`` selects among: the unlabeled ones, or the labeled ones for a strategy reviewing labels."""
-    return pool.labeled if strategy.candidates == "labeled" else ~pool.labeled
+# The cross-field rules (SETTING_RULES): each raises SelectionError naming the variables and the fix.
+def validate_column_settings(config: SelectionConfig) -> None:
+    """EMBEDDING_FIELD and FEATURE_COLUMNS each choose the embeddings: one of them at most; lists of names
+    without blanks or repeats."""
+    if config.embedding_field and config.feature_columns:
+        raise SelectionError("EMBEDDING_FIELD={!r} and FEATURE_COLUMNS={!r} both choose the embeddings: set one of "
+                             "them".format(config.embedding_field, config.feature_columns))
+    for var_name, names in (("FEATURE_COLUMNS", config.feature_column_names),
+                            ("CSV_COLUMNS", config.csv_column_names)):
+        if any(not name for name in names):
+            raise SelectionError("{} has an empty name: expected column names separated by commas".format(var_name))
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise SelectionError("{} names {} more than once".format(var_name, _preview(repeated)))
 
 
-def no_candidates_error(strategy: Strategy, n_rows: int, label_field: Optional[str]) -> SelectionError:
-    if strategy.candidates == "labeled":
-        return SelectionError("no candidate rows: none of the {} rows has LABEL_FIELD {!r} filled, and {} selects "
-                              "among the labeled rows only".format(n_rows, label_field, strategy.name))
-    return SelectionError("no candidate rows: all {} rows have LABEL_FIELD {!r} filled".format(n_rows, label_field))
+def validate_use_case_settings(config: SelectionConfig) -> None:
+    """SELECTION_STRATEGY fits USE_CASE (``validate_strategy_for_use_case``)."""
+    validate_strategy_for_use_case(config.selection_strategy, config.use_case)
 
 
-def _candidates(pool: Pool, rows: np.ndarray, strategy: Strategy) -> Candidates:
-    every_row = rows.size == pool.labeled.shape[0]
-    probabilities = pool.probabilities if every_row else pool.probabilities[rows]
-    members = None if pool.members is None else (pool.members if every_row else pool.members[:, rows])
-    if pool.given is not None:
-        return Candidates(probabilities, labels=pool.given[rows], members=members)
-    if pool.vectors is None:
-        return Candidates(probabilities, members=members)
-    embeddings = pool.vectors if every_row else pool.vectors[rows]
-    labeled = None if every_row else pool.vectors[pool.labeled]
-    return Candidates(probabilities, embeddings, labeled, members=members)
+def validate_labeling_settings(config: SelectionConfig) -> None:
+    """LABELING_DATA_FIELD goes with a LABELING_FORMAT that writes tasks, only active-learning selections become tasks,
+    and the format's own rule (``LabelingFormat.check_settings``) holds."""
+    labeling, field = LABELING_FORMATS_BY_NAME[config.labeling_format], config.labeling_data_field
+    if not labeling.files:
+        if field:
+            raise SelectionError("LABELING_DATA_FIELD={!r} is set but LABELING_FORMAT={}: set {}, or unset it".format(
+                field, labeling.name, " or ".join("LABELING_FORMAT=" + row.name for row in LABELING_FORMAT_TABLE
+                                                  if row.files)))
+        return
+    if not field:
+        raise SelectionError("LABELING_FORMAT={} needs LABELING_DATA_FIELD=<column>: the column annotators see "
+                             "(a text, or an s3:// or https:// URI of the object to label)".format(labeling.name))
+    if strategy_for(config.selection_strategy).use_case != "active_learning":
+        raise SelectionError(
+            "LABELING_FORMAT={} is not allowed with SELECTION_STRATEGY={}: it picks rows whose predictions become "
+            "pseudo-labels, not rows for humans to label; use one of {} or LABELING_FORMAT=none".format(
+                labeling.name, config.selection_strategy, ", ".join(ACTIVE_LEARNING_STRATEGIES)))
+    labeling.check_settings(config)
 
 
-def annotate(rows: pd.DataFrame, probabilities: np.ndarray, classes: Sequence[Any], scores: np.ndarray,
-             strategy: str) -> pd.DataFrame:
-    """The selected ``rows`` (in rank order) with the output columns appended.
+def validate_label_settings(config: SelectionConfig) -> None:
+    """A strategy that selects among the labeled rows needs LABEL_FIELD."""
+    if strategy_for(config.selection_strategy).candidates == "labeled" and not config.label_field:
+        raise SelectionError("SELECTION_STRATEGY={} reviews labeled rows and needs LABEL_FIELD=<column>: the column "
+                             "holding the given labels".format(config.selection_strategy))
 
-    ``probabilities`` (shape (n_selected, n_classes)) and ``scores`` belong to the same rows. Every
-    strategy adds selection_score, selection_rank and data_source; SSL strategies also pseudo_label
-    and confidence, active-learning strategies the same guess as predicted_label and predicted_confidence;
-    strategies that review labeled rows repeat it as suggested_label, the name label review gives it.
+
+def committee_prefixes(text: Optional[str]) -> Tuple[str, ...]:
+    """COMMITTEE_PREFIXES as its prefixes, in order: comma-separated, spaces around each one removed."""
+    return tuple(prefix.strip() for prefix in text.split(",")) if text else ()
+
+
+def validate_committee_settings(config: SelectionConfig) -> None:
+    """A strategy that reads committee members needs COMMITTEE_PREFIXES: two or more distinct prefixes."""
+    strategy, prefixes_text = config.selection_strategy, config.committee_prefixes
+    if not strategy_for(strategy).needs_members:
+        return
+    if not prefixes_text:
+        raise SelectionError("SELECTION_STRATEGY={} needs COMMITTEE_PREFIXES=<prefix>,<prefix>[,...]: the column "
+                             "prefix of each committee member, e.g. m0_prob_class_,m1_prob_class_".format(strategy))
+    prefixes = committee_prefixes(prefixes_text)
+    if not all(prefixes):
+        raise SelectionError("COMMITTEE_PREFIXES={!r} has an empty entry: give one column prefix per member, "
+                             "separated by commas".format(prefixes_text))
+    if len(prefixes) < 2:
+        raise SelectionError("COMMITTEE_PREFIXES={!r} names one member: a committee needs at least 2, since its "
+                             "score is their disagreement".format(prefixes_text))
+    repeated = sorted({prefix for prefix in prefixes if prefixes.count(prefix) > 1})
+    if repeated:
+        raise SelectionError("COMMITTEE_PREFIXES={!r} names {!r} more than once: each member needs its own "
+                             "prefix".format(prefixes_text, repeated[0]))
+
+
+SETTING_RULES = (validate_column_settings, validate_use_case_settings, validate_labeling_settings,
+                 validate_label_settings, validate_committee_settings)
+
+
+ENV_VARS = declared_env_vars()  # here, once the choices of SELECTION_STRATEGY and LABELING_FORMAT exist
+
+
+ENV_VARS_BY_NAME = {var.name: var for var in ENV_VARS}
+
+
+# ---- Scores and pool: probabilities, embeddings and labeled rows as arrays ----------------------------------------
+
+def label_texts(labels: pd.Series) -> np.ndarray:
+    """Labels (or class names) as text that compares equal when the values do: stripped, and a whole number in
+    any spelling ("3.0" of a csv column with gaps, 3.0, " 3") as its integer digits. Used only to compare."""
+    text = labels.astype(str).str.strip()
+    values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
+    whole = np.isfinite(values) & (np.abs(values) < 2.0 ** 53) & (values == np.floor(values))
+    canonical = text.to_numpy(dtype=object)
+    canonical[whole] = values[whole].astype(np.int64).astype(str).astype(object)
+    return canonical
+
+def extract_score_columns(
+    columns: Any, score_field: Optional[str] = None, score_prefix: str = "prob_class_"
+) -> List[str]:
+    """Pick the score columns: SCORE_FIELD, then the prefix columns, then LLM names, then ruleset names.
+
+    ``columns`` is a DataFrame or a sequence of column names. Prefix columns are ordered by their
+    class suffix (numerically when the suffixes are integers), so prob_class_10 follows prob_class_9.
     """
-    is_ssl = strategy_for(strategy).use_case == "ssl"
-    added = {
-        SELECTION_SCORE: np.asarray(scores, dtype=np.float64),
-        SELECTION_RANK: np.arange(1, len(rows) + 1, dtype=np.int64),
-        DATA_SOURCE: np.full(len(rows), DATA_SOURCE_SSL if is_ssl else DATA_SOURCE_ACTIVE_LEARNING, dtype=object),
-    }
-    label_column, confidence_column = (PSEUDO_LABEL, CONFIDENCE) if is_ssl else (PREDICTED_LABEL, PREDICTED_CONFIDENCE)
-    added[label_column] = pd.Series(predicted_classes(probabilities, classes), index=rows.index).infer_objects()
-    added[confidence_column] = probabilities.max(axis=1)
-    if SUGGESTED_LABEL in output_columns(strategy):
-        added[SUGGESTED_LABEL] = added[PREDICTED_LABEL]
-    # One concat rather than a column at a time: wide inputs would otherwise fragment the frame.
-    return pd.concat([rows, pd.DataFrame(added, index=rows.index)], axis=1)
+    names = list(getattr(columns, "columns", columns))
+    if score_field:
+        if score_field not in names:
+            raise SelectionError("SCORE_FIELD column {!r} not found; columns are: {}".format(
+                score_field, _preview(names)))
+        return [score_field]
+    prefixed = [name for name in names if name.startswith(score_prefix) and len(name) > len(score_prefix)]
+    if len(prefixed) == 1:
+        raise SelectionError(
+            "{!r} is the only column starting with SCORE_FIELD_PREFIX={!r}: one per-class column cannot say what "
+            "the other classes score; give a column per class (e.g. {}0 and {}1), or set SCORE_FIELD={} to read it "
+            "as the probability of class 1 (classes 0 and 1)".format(
+                prefixed[0], score_prefix, score_prefix, score_prefix, prefixed[0]))
+    if prefixed:
+        return sorted(prefixed, key=lambda name: _class_sort_key(name[len(score_prefix):]))
+    for family in (LLM_SCORE_COLUMNS, RULESET_SCORE_COLUMNS):
+        present = [name for name in family if name in names]
+        if present:
+            return present[:1]
+    raise SelectionError(
+        "no score columns found: looked for SCORE_FIELD (unset), columns starting with SCORE_FIELD_PREFIX={!r}, "
+        "then {}; columns are: {}".format(score_prefix, ", ".join(LLM_SCORE_COLUMNS + RULESET_SCORE_COLUMNS),
+                                          _preview(names)))
 
 
-def predicted_classes(probabilities: np.ndarray, classes: Sequence[Any]) -> np.ndarray:
-    """The class of each row's largest probability (object array of shape (n_rows,))."""
-    return np.asarray(classes, dtype=object)[probabilities.argmax(axis=1)]
+def _class_sort_key(suffix: str) -> Tuple[int, Any]:
+    return (0, int(suffix)) if _is_class_number(suffix) else (1, suffix)
+
+
+def class_labels(score_cols: Sequence[str], score_prefix: str) -> List[Any]:
+    """Class of each probability column: the prefix columns' suffixes, or 0/1 for a single score column.
+
+    The classes are integers when every suffix is ASCII digits (``prob_class_01`` is class 1), otherwise
+    the suffixes as text; two columns of one class are an error.
+    """
+    if len(score_cols) == 1:
+        return [0, 1]
+    suffixes = [name[len(score_prefix):] if name.startswith(score_prefix) else name for name in score_cols]
+    if not all(_is_class_number(s) for s in suffixes):
+        return suffixes
+    classes = [int(s) for s in suffixes]
+    for position, label in enumerate(classes):
+        if classes.index(label) != position:
+            raise SelectionError("score columns {!r} and {!r} both name class {}: rename one of them".format(
+                score_cols[classes.index(label)], score_cols[position], label))
+    return classes
+
+
+def _first_non_number(column: pd.Series) -> Tuple[int, Any]:
+    """Position and value of the first cell of ``column`` that is neither a number nor empty."""
+    values = column.astype(object)
+    coerced = pd.to_numeric(values, errors="coerce").to_numpy()
+    blank = values.map(lambda value: value is None or value != value or (isinstance(value, str)
+                                                                          and not value.strip())).to_numpy(dtype=bool)
+    flagged = np.flatnonzero(np.isnan(coerced.astype(np.float64)) & ~blank)
+    position = int(flagged[0]) if flagged.size else 0
+    return position, values.iloc[position]
+
+
+def _check_numeric(df: pd.DataFrame, columns: Sequence[str], what: str, where: Any = None) -> None:
+    for name in columns:
+        column = df[name]
+        if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+            continue
+        position, value = _first_non_number(column)
+        raise SelectionError("{}column {!r} must hold numbers, but row {}{} holds {!r}".format(
+            what + " " if what else "", name, position + 1, " of {}".format(where) if where else "", value))
+
+
+def _check_finite(values: np.ndarray, names: Sequence[str], what: str) -> None:
+    if _all_finite(values):
+        return
+    bad = ~np.isfinite(values)
+    if bad.any():
+        per_column = bad.sum(axis=0)
+        worst = [(names[j], int(per_column[j])) for j in np.flatnonzero(per_column)[:3]]
+        raise SelectionError("{} contain NaN or inf in {} row(s): {}".format(
+            what, int(bad.any(axis=1).sum()),
+            ", ".join("column {!r} ({} rows)".format(name, count) for name, count in worst)))
+
+
+def probabilities_from_frame(df: pd.DataFrame, score_cols: Sequence[str]) -> Tuple[np.ndarray, str]:
+    """The score columns of ``df`` as an (n, n_classes) float64 probability matrix, and how they were read.
+
+    One column within [0, 1] (up to PROBABILITY_RANGE_TOLERANCE) is the positive-class probability p and
+    becomes [1 - p, p]; one with at least MIXED_SINGLE_SCORE_SHARE of its values outside [0, 1] is a logit
+    (sigmoid), and one in between is an error. Several columns are probabilities when every row is a
+    probability row (each value within [0, 1] up to PROBABILITY_RANGE_TOLERANCE, the row summing to 1 within
+    PROBABILITY_SUM_TOLERANCE), logits (softmax, with a warning) when fewer than MIXED_SCORES_SHARE of the
+    rows are, and an error in between; percentages are an error too. Values within the tolerance outside
+    [0, 1] are clipped (logged). Returns the matrix and a short description of how the scores were read.
+    """
+    _check_numeric(df, score_cols, "score")
+    return scores_to_probabilities(df[list(score_cols)].to_numpy(dtype=np.float64, copy=True), score_cols)
+
+
+def _probability_rows(values: np.ndarray, scale: float = 1.0) -> Tuple[int, int]:
+    """How many rows are probability rows (times ``scale``), and the position of the first row that is not
+    (-1: none)."""
+    count, first_other = 0, -1
+    for start in range(0, values.shape[0], _CHUNK_ROWS):
+        block = values[start:start + _CHUNK_ROWS]
+        is_probability = _in_unit_range(block / scale).all(axis=1)
+        is_probability &= np.abs(block.sum(axis=1) / scale - 1.0) <= PROBABILITY_SUM_TOLERANCE
+        count += int(is_probability.sum())
+        if first_other < 0 and not is_probability.all():
+            first_other = start + int(np.flatnonzero(~is_probability)[0])
+    return count, first_other
+
+
+def _clip_to_unit_range(values: np.ndarray, score_cols: Sequence[str]) -> np.ndarray:
+    clipped = 0
+    for start in range(0, values.shape[0], _CHUNK_ROWS):
+        block = values[start:start + _CHUNK_ROWS]
+        outside = (block < 0.0) | (block > 1.0)
+        clipped += int(outside.sum())
+        np.clip(block, 0.0, 1.0, out=block)
+    if clipped:
+        logger.info("Clipped %d score value(s) in %s that lay within %g outside [0, 1] (rounding noise)", clipped,
+                    _preview(score_cols), PROBABILITY_RANGE_TOLERANCE)
+    return values
+
+
+def normalize_scores_to_probabilities(df: pd.DataFrame, score_cols: Sequence[str]) -> pd.DataFrame:
+    """A copy of ``df`` with probability columns ``prob_class_0``, ``prob_class_1``, ... by position.
+
+    The scores are read as in ``probabilities_from_frame``; ``prob_class_<i>`` holds the probability of
+    ``score_cols[i]`` (a single score column p becomes ``prob_class_0`` = 1 - p and ``prob_class_1`` = p).
+    Existing columns of those names are replaced where they stand; every other column is kept as it is.
+    Of several score columns, one named ``prob_class_<x>`` must be the x-th (``prob_class_1`` second):
+    anything else (out of order, a gap, a class name) is a ``ValueError``, since its probability would land in
+    another class's column. ``attrs["score_interpretation"]`` says how the scores were read.
+    """
+    score_cols = list(score_cols)
+    for position, name in enumerate(score_cols if len(score_cols) > 1 else []):
+        if str(name).startswith("prob_class_") and name != "prob_class_{}".format(position):
+            raise ValueError("score_cols lists {!r} at position {}: the outputs are named by position "
+                             "(prob_class_<i> holds score_cols[i]), so it would become prob_class_{}; list "
+                             "prob_class_0, prob_class_1, ... in that order or rename the columns".format(
+                                 name, position, position))
+    probabilities, interpretation = probabilities_from_frame(df, score_cols)
+    result = df.copy()
+    for position in range(probabilities.shape[1]):
+        result["prob_class_{}".format(position)] = probabilities[:, position]
+    result.attrs["score_interpretation"] = interpretation
+    return result
+
+
+def scores_to_probabilities(values: np.ndarray, score_cols: Sequence[str]) -> Tuple[np.ndarray, str]:
+    """``normalize_scores_to_probabilities`` on an (n, n_columns) float64 array that it may overwrite."""
+    _check_finite(values, score_cols, "score columns")
+    if values.shape[1] == 1:
+        score = values[:, 0]
+        outside = ~_in_unit_range(score)
+        n_outside = int(outside.sum())
+        if n_outside == 0:
+            score = _clip_to_unit_range(values, score_cols)[:, 0]
+            return np.column_stack([1.0 - score, score]), "binary probability"
+        if n_outside < MIXED_SINGLE_SCORE_SHARE * score.size:
+            first = int(np.flatnonzero(outside)[0])
+            raise SelectionError(
+                "score column {!r} mixes probabilities and other scores: {} of {} values lie in [0, 1] but {} do not, "
+                "e.g. row {}: {:.6g}; fix those values, or give logits in every row".format(
+                    score_cols[0], score.size - n_outside, score.size, n_outside, first + 1, score[first]))
+        positive = 1.0 / (1.0 + np.exp(-score))
+        return np.column_stack([1.0 - positive, positive]), "binary logit (sigmoid)"
+    n_probability, first_other = _probability_rows(values)
+    n_rows = values.shape[0]
+    if n_probability == n_rows:
+        return _clip_to_unit_range(values, score_cols), "probabilities"
+    if n_probability >= MIXED_SCORES_SHARE * n_rows:
+        raise SelectionError(
+            "score columns {} mix probabilities and other scores: {} of {} rows are probabilities (in [0, 1], "
+            "summing to 1 within {:g}) but {} are not, e.g. row {}: {}; fix those rows, or give logits in every "
+            "row".format(
+                _preview(score_cols), n_probability, n_rows, PROBABILITY_SUM_TOLERANCE, n_rows - n_probability,
+                first_other + 1,
+                _preview(["{:.6g}".format(value) for value in values[first_other]])))
+    if n_probability == 0 and _probability_rows(values, scale=100.0)[0] == n_rows:
+        raise SelectionError("score columns {} look like percentages (every row lies in [0, 100] and sums to 100): "
+                             "divide them by 100, or give logits".format(_preview(score_cols)))
+    logger.warning("Score columns %s are not probabilities (values outside [0, 1] or rows not summing to 1): "
+                   "treating them as logits and applying softmax", _preview(score_cols))
+    values -= values.max(axis=1, keepdims=True)
+    np.exp(values, out=values)
+    values /= values.sum(axis=1, keepdims=True)
+    return values, "logits (softmax)"
+
+
+class Committee(NamedTuple):
+    """The committee members' score columns, as COMMITTEE_PREFIXES names them."""
+
+    prefixes: Tuple[str, ...]
+    columns: List[List[str]]  # per member, in class order
+    classes: List[Any]  # every member's classes, in that order
+
+
+def committee_columns(columns: Sequence[str], prefixes: Sequence[str]) -> Committee:
+    """Each member's score columns: those starting with its prefix, ordered by class as the score columns are.
+
+    Every member must have columns, no column may belong to two members, and every member must have the
+    same classes (its column suffixes; 0 and 1 for a single column). Raises ``SelectionError`` naming the
+    member.
+    """
+    names = list(columns)
+    members = []
+    for prefix in prefixes:
+        own = [name for name in names if name.startswith(prefix) and len(name) > len(prefix)]
+        if not own:
+            raise SelectionError("COMMITTEE_PREFIXES member {!r} has no columns: none start with it; columns are: "
+                                 "{}".format(prefix, _preview(names)))
+        members.append(sorted(own, key=lambda name, cut=len(prefix): _class_sort_key(name[cut:])))
+    owner: Dict[str, str] = {}
+    for prefix, own in zip(prefixes, members):
+        for name in own:
+            if name in owner:
+                raise SelectionError("column {!r} starts with two COMMITTEE_PREFIXES, {!r} and {!r}: make the "
+                                     "prefixes distinct".format(name, owner[name], prefix))
+            owner[name] = prefix
+    classes = [class_labels(own, prefix) for prefix, own in zip(prefixes, members)]
+    for prefix, own in zip(prefixes[1:], classes[1:]):
+        if own != classes[0]:
+            raise SelectionError("committee member {!r} has classes {} but member {!r} has {}: every member needs "
+                                 "the same classes".format(prefix, _preview(own), prefixes[0], _preview(classes[0])))
+    return Committee(tuple(prefixes), members, classes[0])
+
+
+def planned_score_columns(columns: Sequence[str], config: SelectionConfig) -> List[str]:
+    """The score columns the configured strategy reads: every committee member's, member after member, for a
+    strategy that reads members; otherwise the score columns of ``extract_score_columns``."""
+    if strategy_for(config.selection_strategy).needs_members:
+        committee = committee_columns(columns, committee_prefixes(config.committee_prefixes))
+        return [name for own in committee.columns for name in own]
+    return extract_score_columns(columns, config.score_field, config.score_field_prefix)
+
+
+class Scores(NamedTuple):
+    """The score columns read as probabilities."""
+
+    probabilities: np.ndarray  # (n, n_classes): the model's, or the committee members' mean (the consensus)
+    interpretation: str
+    classes: List[Any]
+    members: Optional[np.ndarray] = None  # (n_members, n, n_classes) for the strategies that read members
+
+
+def read_scores(values: np.ndarray, score_cols: Sequence[str], config: SelectionConfig) -> Scores:
+    """``values`` (n, len(score_cols)) float64, which may be overwritten, as the configured strategy reads them.
+
+    A strategy that reads committee members gets each member's block read by the rules of
+    ``scores_to_probabilities`` on its own, and their mean as its probabilities.
+    """
+    if not strategy_for(config.selection_strategy).needs_members:
+        probabilities, interpretation = scores_to_probabilities(values, score_cols)
+        return Scores(probabilities, interpretation, class_labels(score_cols, config.score_field_prefix))
+    committee = committee_columns(score_cols, committee_prefixes(config.committee_prefixes))
+    members = np.empty((len(committee.columns), values.shape[0], len(committee.classes)), dtype=np.float64)
+    kinds, start = [], 0
+    for j, own in enumerate(committee.columns):
+        block = np.array(values[:, start:start + len(own)], dtype=np.float64)
+        members[j], kind = scores_to_probabilities(block, own)
+        kinds.append(kind)
+        start += len(own)
+    if len(set(kinds)) == 1:
+        interpretation = "{} ({} committee members)".format(kinds[0], len(kinds))
+    else:
+        interpretation = "; ".join("{}: {}".format(prefix, kind) for prefix, kind in zip(committee.prefixes, kinds))
+    return Scores(members.mean(axis=0), interpretation, committee.classes, members)
+
+
+def embedding_columns(
+    columns: Sequence[str], prefix: str, excluded: Iterable[str], is_number: Callable[[str], bool],
+    feature_columns: Optional[Sequence[str]] = None, is_array: Callable[[str], bool] = lambda name: False,
+) -> Tuple[List[str], str]:
+    """Columns that describe each row for distance computations, and where they came from.
+
+    The ``prefix`` columns when there are any; otherwise ``feature_columns`` when given (they must
+    exist); otherwise every column that ``is_number`` accepts (numeric, not boolean) and that is not
+    excluded (the id, label, score and output columns), with a warning naming them. A column that
+    ``is_array`` accepts (arrays in its cells) is never passed over for those: it is an error naming it
+    and EMBEDDING_FIELD.
+    """
+    embedded = [name for name in columns if name.startswith(prefix)]
+    if embedded:
+        return embedded, "embedding columns"
+    if feature_columns:
+        _require_columns(columns, [("feature_columns", name) for name in feature_columns])
+        return list(feature_columns), "feature columns"
+    skip = set(excluded)
+    arrays = [name for name in columns if name not in skip and is_array(name)]
+    if arrays:
+        raise SelectionError("column {!r} holds arrays and no column starts with EMBEDDING_FIELD_PREFIX={!r}: set "
+                             "EMBEDDING_FIELD={} to use it as the embeddings (or FEATURE_COLUMNS to name other "
+                             "columns); numeric columns are never used in its place".format(arrays[0], prefix,
+                                                                                            arrays[0]))
+    features = [name for name in columns if name not in skip and is_number(name)]
+    if not features:
+        raise SelectionError("diversity and badge need embeddings: no columns start with EMBEDDING_FIELD_PREFIX={!r} "
+                             "and no numeric feature columns were found".format(prefix))
+    logger.warning("No %s* columns: using the %d numeric column(s) %s as embeddings; set EMBEDDING_FIELD, "
+                   "FEATURE_COLUMNS or EMBEDDING_FIELD_PREFIX to choose them", prefix, len(features),
+                   ", ".join(features))
+    return features, "numeric feature columns"
+
+
+LIKELY_LABEL_COLUMNS = ("label", "labels", "y", "target")
+
+
+def _warn_of_unnamed_labels(columns: Sequence[str], config: SelectionConfig) -> None:
+    """A column named like labels while LABEL_FIELD is unset: every row is a candidate, perhaps wrongly."""
+    if config.label_field is not None:
+        return
+    likely = [name for name in columns if name.strip().lower() in LIKELY_LABEL_COLUMNS]
+    if likely:
+        logger.warning("Column %r looks like labels but LABEL_FIELD is unset, so no row counts as labeled and "
+                       "every row may be selected; set LABEL_FIELD=%s, or LABEL_FIELD=%s to say there are no "
+                       "labels", likely[0], likely[0], NO_LABELS)
+
+
+def _is_array_cell(value: Any) -> bool:
+    return isinstance(value, (list, tuple, np.ndarray))
+
+
+def _holds_arrays(column: pd.Series) -> bool:
+    """True when the first filled cell is an array, or text that is a JSON array (a CSV cell)."""
+    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        return False
+    for value in column:
+        if _is_array_cell(value):
+            return True
+        if isinstance(value, str) and value.strip():
+            text = value.strip()
+            return text.startswith("[") and text.endswith("]")
+    return False
+
+
+def _cell_values(value: Any, name: str, row: int) -> Any:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise SelectionError("array column {!r} holds {!r} in row {}: not a JSON array".format(
+                name, value[:40], row + 1)) from None
+    if not _is_array_cell(value):
+        raise SelectionError("array column {!r} is empty or not an array in row {} ({!r})".format(name, row + 1,
+                                                                                                  value))
+    return value
+
+
+def _array_matrix(column: pd.Series, name: str, dtype: Any) -> np.ndarray:
+    """An array column (arrays, or JSON text in CSV cells) as an (n, d) matrix; ragged or text is an error."""
+    cells = [_cell_values(value, name, row) for row, value in enumerate(column)]
+    lengths = np.fromiter((len(cell) for cell in cells), dtype=np.int64, count=len(cells))
+    _check_lengths(lengths, name)
+    matrix = np.empty((len(cells), int(lengths[0]) if lengths.size else 0), dtype=dtype)
+    try:
+        for row, cell in enumerate(cells):  # row by row: no second copy of the whole table
+            matrix[row] = cell
+    except (TypeError, ValueError):
+        raise SelectionError("array column {!r} must hold arrays of numbers, but row {} holds {!r}".format(
+            name, row + 1, cell)) from None
+    return matrix
+
+
+def _check_lengths(lengths: np.ndarray, name: str, offset: int = 0) -> None:
+    if lengths.size and (lengths != lengths[0]).any():
+        other = int(np.flatnonzero(lengths != lengths[0])[0])
+        raise SelectionError("array column {!r} holds arrays of different lengths: row {} has {} values, row {} has "
+                             "{}".format(name, offset + 1, int(lengths[0]), offset + other + 1, int(lengths[other])))
+    if lengths.size and lengths[0] == 0:
+        raise SelectionError("array column {!r} holds empty arrays".format(name))
+
+
+def _arrow_matrix(column: Any, name: str, dtype: Any, offset: int) -> np.ndarray:
+    """An Arrow list column (one row group) as an (n, d) matrix; nulls and ragged rows are errors."""
+    import pyarrow as pa
+
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if column.null_count:
+        row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+        raise SelectionError("array column {!r} is empty in row {}".format(name, offset + row + 1))
+    if pa.types.is_fixed_size_list(column.type):
+        width = column.type.list_size
+        values = column.flatten()
+    else:
+        lengths = np.diff(column.offsets.to_numpy())
+        _check_lengths(lengths, name, offset)
+        width = int(lengths[0]) if lengths.size else 0
+        values = column.flatten()
+    if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)):
+        raise SelectionError("array column {!r} must hold arrays of numbers, not {}".format(name, column.type))
+    return values.to_numpy(zero_copy_only=False).astype(dtype, copy=False).reshape(len(column), width)
+
+
+def _blank(values: pd.Series) -> np.ndarray:
+    return values.map(lambda value: value is None or value != value or (isinstance(value, str) and not value.strip())
+                      ).to_numpy(dtype=bool)
+
+
+def _text_as_numbers(column: pd.Series) -> Optional[np.ndarray]:
+    """A text column's cells as float64 (blank cells NaN), or None when a filled cell is not a number."""
+    values = column.astype(object)
+    blank = _blank(values)
+    if blank.all():
+        return None
+    numbers = pd.to_numeric(values.where(~blank, np.nan), errors="coerce").to_numpy(dtype=np.float64)
+    return None if (np.isnan(numbers) & ~blank).any() else numbers
+
+
+def _is_feature(column: pd.Series) -> bool:
+    """Numeric, not boolean; a text column (as csv cells are) counts when every filled cell is a number."""
+    if pd.api.types.is_bool_dtype(column):
+        return False
+    if pd.api.types.is_numeric_dtype(column):
+        return True
+    return _text_as_numbers(column) is not None
+
+
+def labeled_mask(df: pd.DataFrame, label_field: Optional[str]) -> np.ndarray:
+    """True where LABEL_FIELD is filled (not missing, not blank)."""
+    if not label_field:
+        return np.zeros(len(df), dtype=bool)
+    labels = df[label_field]
+    filled = labels.notna().to_numpy()
+    if not pd.api.types.is_numeric_dtype(labels):
+        filled = filled & labels.astype(str).str.strip().ne("").to_numpy()
+    return filled
+
+
+def output_columns(strategy: str) -> Tuple[str, ...]:
+    """The columns ``strategy`` appends to the selected rows."""
+    row = strategy_for(strategy)
+    if row.use_case == "ssl":
+        return OUTPUT_COLUMNS
+    return ACTIVE_LEARNING_OUTPUT_COLUMNS + ((SUGGESTED_LABEL,) if row.candidates == "labeled" else ())
+
+
+def _check_no_output_columns(columns: Iterable[str], strategy: str) -> None:
+    clashes = [name for name in output_columns(strategy) if name in set(columns)]
+    if clashes:
+        raise SelectionError("input already has column(s) {} that {} writes; rename or drop them".format(
+            ", ".join(clashes), strategy))
+
+
+def _require_columns(columns: Sequence[str], wanted: Iterable[Tuple[str, Optional[str]]], where: Any = None) -> None:
+    """Each (variable, column) of ``wanted`` whose column is set must be among ``columns``."""
+    for var_name, column in wanted:
+        if column and column not in columns:
+            near = [name for name in columns if name.strip().lower() == column.strip().lower()]
+            raise SelectionError("{} column {!r} not found{}; {}".format(
+                var_name, column, " in {}".format(where) if where else "",
+                "there is {!r} (names are exact: case and spaces count)".format(near[0]) if near
+                else "columns are: " + _preview(columns)))
+
+
+def _check_columns_exist(columns: Sequence[str], config: SelectionConfig, where: Any = None) -> None:
+    _require_columns(columns, [("ID_FIELD", config.id_field), ("LABEL_FIELD", config.label_field),
+                               ("LABELING_DATA_FIELD", config.labeling_data_field),
+                               ("EMBEDDING_FIELD", config.embedding_field)]
+                     + [("FEATURE_COLUMNS", name) for name in config.feature_column_names], where)
+
+
+def _non_feature_columns(columns: Sequence[str], config: SelectionConfig, score_cols: Sequence[str],
+                         index_columns: Iterable[str] = ()) -> List[str]:
+    reserved = set(score_cols) | set(OUTPUT_COLUMNS) | set(ACTIVE_LEARNING_OUTPUT_COLUMNS)
+    reserved |= set(LLM_SCORE_COLUMNS) | set(RULESET_SCORE_COLUMNS)
+    reserved |= {config.id_field, config.label_field or ""} | set(index_columns)
+    return [name for name in columns if name in reserved or name.startswith(config.score_field_prefix)]
+
+
+def _embedding_matrix(df: pd.DataFrame, columns: Sequence[str], arrays: bool = False) -> np.ndarray:
+    if arrays:
+        return _array_matrix(df[columns[0]], columns[0], np.float32)
+    text = [name for name in columns if not pd.api.types.is_numeric_dtype(df[name])]
+    if not text:
+        return df[list(columns)].to_numpy(dtype=np.float32)
+    matrix = np.empty((len(df), len(columns)), dtype=np.float32)
+    for j, name in enumerate(columns):
+        numbers = _text_as_numbers(df[name]) if name in text else df[name].to_numpy(dtype=np.float64)
+        if numbers is None:
+            _check_numeric(df, [name], "embedding/feature")
+        matrix[:, j] = numbers
+    return matrix
+
+
+class Pool(NamedTuple):
+    """What selection reads from the prediction table, as arrays with one row per input row."""
+
+    probabilities: np.ndarray  # (n, n_classes) float64
+    classes: List[Any]  # class of each probability column
+    labeled: np.ndarray  # (n,) bool: LABEL_FIELD filled, never a candidate
+    vectors: Optional[np.ndarray]  # (n, d) float32 for the strategies that need embeddings, else None
+    score_columns: List[str]
+    score_interpretation: str  # how the score columns were read, e.g. "probabilities"
+    vector_columns: List[str]
+    vector_source: Optional[str]  # "embedding columns", "feature columns" or "numeric feature columns"
+    known_labels: Optional[np.ndarray] = None  # (n_labeled,) object: label_texts of the labeled rows, in row order
+    ids: Optional[pd.Series] = None  # (n,) the ID_FIELD values in row order, when the reader keeps them
+    given: Optional[np.ndarray] = None  # (n,) int64: class position of each label, -1 unlabeled; label_review only
+    members: Optional[np.ndarray] = None  # (n_members, n, n_classes) for the strategies that read members
+
+
+class ColumnPlan(NamedTuple):
+    """Which columns selection reads: scores, vectors, and whether each of those is one array column."""
+
+    score_columns: List[str]
+    vector_columns: List[str]  # empty unless the strategy needs embeddings
+    vector_source: Optional[str]
+    score_array: bool  # SCORE_FIELD names an array column: one score per class
+    vector_array: bool  # EMBEDDING_FIELD: one array column
+
+
+def _plan_columns(columns: Sequence[str], is_number: Callable[[str], bool], config: SelectionConfig,
+                  feature_columns: Optional[Sequence[str]] = None, index_columns: Iterable[str] = (),
+                  is_array: Callable[[str], bool] = lambda name: False) -> ColumnPlan:
+    """The columns every reading path takes scores and vectors from, and the warnings about defaults."""
+    _check_columns_exist(columns, config)
+    _check_no_output_columns(columns, config.selection_strategy)
+    _warn_of_unnamed_labels(columns, config)
+    try:
+        score_cols = planned_score_columns(columns, config)
+    except SelectionError as error:
+        arrays = [name for name in columns if is_array(name)]
+        if config.score_field or not arrays:
+            raise
+        raise SelectionError("{}; column {!r} holds arrays: SCORE_FIELD={} reads it as one score per class".format(
+            error, arrays[0], arrays[0])) from None
+    score_array = bool(config.score_field) and is_array(config.score_field)
+    if not score_array:
+        class_labels(score_cols, config.score_field_prefix)  # two columns of one class fail here, before any read
+    if not strategy_for(config.selection_strategy).needs_embeddings:
+        return ColumnPlan(score_cols, [], None, score_array, False)
+    if config.embedding_field:
+        if not is_array(config.embedding_field):
+            raise SelectionError("EMBEDDING_FIELD column {!r} does not hold arrays: name an array column (a parquet "
+                                 "list, a JSON Lines array, a CSV cell holding a JSON array), or use "
+                                 "FEATURE_COLUMNS for ordinary columns".format(config.embedding_field))
+        return ColumnPlan(score_cols, [config.embedding_field], "embedding field", score_array, True)
+    if config.feature_columns:
+        return ColumnPlan(score_cols, config.feature_column_names, "feature columns", score_array, False)
+    excluded = _non_feature_columns(columns, config, score_cols, index_columns)
+    vector_cols, source = embedding_columns(columns, config.embedding_field_prefix, excluded, is_number,
+                                            feature_columns=feature_columns, is_array=is_array)
+    return ColumnPlan(score_cols, vector_cols, source, score_array, False)
+
+
+def _score_names(plan: ColumnPlan, width: int) -> List[str]:
+    """Names of the score matrix's columns: an array column's element k is ``name[k]``."""
+    if plan.score_array:
+        return ["{}[{}]".format(plan.score_columns[0], k) for k in range(width)]
+    return plan.score_columns
+
+
+def _make_pool(scores: np.ndarray, plan: ColumnPlan, labeled: np.ndarray, vectors: Optional[np.ndarray],
+               config: SelectionConfig, known_labels: Optional[np.ndarray] = None) -> Pool:
+    if plan.score_array:
+        probabilities, score_kind = scores_to_probabilities(scores, _score_names(plan, scores.shape[1]))
+        scored = Scores(probabilities, score_kind, list(range(probabilities.shape[1])))
+    else:
+        scored = read_scores(scores, plan.score_columns, config)
+    if vectors is not None:
+        names = (["{}[{}]".format(plan.vector_columns[0], j) for j in range(vectors.shape[1])] if plan.vector_array
+                 else plan.vector_columns)
+        _check_finite(vectors, names, "embedding/feature columns")
+    return Pool(scored.probabilities, scored.classes, labeled, vectors, plan.score_columns, scored.interpretation,
+                plan.vector_columns, plan.vector_source, known_labels=known_labels, members=scored.members)
+
+
+def _fill_rows(target: Optional[np.ndarray], n_rows: int, rows: slice, block: np.ndarray, name: str) -> np.ndarray:
+    """``target`` (allocated on the first block, as wide as it) with ``block`` in ``rows``."""
+    if target is None:
+        target = np.empty((n_rows, block.shape[1]), dtype=block.dtype)
+    elif block.shape[1] != target.shape[1]:
+        raise SelectionError("array column {!r} holds arrays of different lengths: {} values in row 1, {} in row "
+                             "{}".format(name, target.shape[1], block.shape[1], rows.start + 1))
+    target[rows] = block
+    return target
+
+
+# ---- Loading: every data file under the input, read as written ----------------------------------------------------
+
+def resolve_output_format(requested: Optional[str], input_format: str) -> str:
+    """OUTPUT_FORMAT when set, else the input's format (an error for inputs of mixed formats)."""
+    if requested:
+        return requested
+    if input_format == "jsonl":
+        return "parquet"  # keeps arrays and number types as they are; CSV_COLUMNS-style text would not
+    if input_format not in OUTPUT_FORMATS:
+        raise SelectionError("input files come in different formats; set OUTPUT_FORMAT to one of {}".format(
+            ", ".join(OUTPUT_FORMATS)))
+    return input_format
+
+class DataFile(NamedTuple):
+    path: Path
+    fmt: str
+
+
+_DATA_SUFFIXES = ((".csv", "csv"), (".csv.gz", "csv"), (".tsv", "tsv"), (".tsv.gz", "tsv"),
+                  (".parquet", "parquet"), (".pq", "parquet"))
+_SEPARATORS = {"csv": ",", "tsv": "\t"}
+_TYPED_FORMATS = ("parquet", "jsonl")  # formats whose files declare column types (Arrow types)
+# pandas before 3 parses some decimals 1 ulp off (1.1.3 reads 0.007 as 0.006999999999999999) unless asked for
+# round-trip parsing; pandas 3 parses exactly and deprecates the option.
+_EXACT_FLOATS = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
+_PANDAS_INDEX_ARTEFACT = re.compile(r"__index_level_\d+__\Z")
+# Tables this step cannot read (other compressions, other table formats): failing beats leaving them out.
+_UNREADABLE_DATA = re.compile(r"(\.(csv|tsv|parquet|pq)\.(bz2|xz|zip|zst|zstd|snappy|lz4|deflate|br|z)"
+                              r"|\.(orc|avro|feather|arrow|xlsx|xls))\Z")
+
+
+def _data_format(path: Path) -> Optional[str]:
+    name = path.name.lower()
+    for suffix, fmt in _DATA_SUFFIXES:
+        if name.endswith(suffix):
+            return fmt
+    return None
+
+
+# What the walk skips, and only this: job markers (Spark/Hadoop _SUCCESS, Databricks _committed_*/_started_*,
+# this step's _FAILURE), parquet summary files (_metadata, _common_metadata: schemas, no rows of their own),
+# Hadoop .crc checksum sidecars and hidden (dot) files and folders. Every other file is read or is an error.
+_NOT_DATA = re.compile(r"(_SUCCESS|_FAILURE|_committed_.*|_started_.*|_metadata|_common_metadata|\..*|.*\.crc)\Z",
+                       re.DOTALL)
+_JSON_LINES_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".json", ".json.gz")
+_BATCH_TRANSFORM_SUFFIX = ".out"  # Batch Transform names each output after its input: part-0.csv.out
+_PARQUET_MAGIC = b"PAR1"
+_OTHER_FORMATS_HINT = (".csv, .tsv (also .gz), .parquet, .pq, .jsonl, .json (JSON Lines), Batch Transform .out, "
+                       "and parquet of any name")
+
+
+def _first_bytes(path: Path, count: int = 4096) -> bytes:
+    try:
+        with open(str(path), "rb") as handle:
+            return handle.read(count)
+    except OSError as error:
+        raise SelectionError("cannot read {}: {}".format(path, error.strerror or _one_line(error))) from None
+
+
+def _format_from_content(path: Path) -> Optional[str]:
+    """parquet by its magic bytes, JSON Lines by a first '{', otherwise None."""
+    head = _first_bytes(path)
+    if head.startswith(_PARQUET_MAGIC):
+        return "parquet"
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    return "jsonl" if text.startswith(b"{") else None
+
+
+def file_format(path: Path) -> str:
+    """How one input file is read: "csv", "tsv", "parquet" or "jsonl"; anything else is an error naming it.
+
+    By name first (.csv, .tsv, .parquet, .pq, .jsonl, .json; a Batch Transform ``.out`` by the name it
+    extends, e.g. part-0.csv.out); a ``.out`` of another name is parquet by its magic bytes, JSON Lines when
+    it starts with '{', otherwise CSV; a file of any other name is read only when it is parquet (Spark part
+    files without an extension).
+    """
+    name = path.name.lower()
+    batch_transform = name.endswith(_BATCH_TRANSFORM_SUFFIX)
+    inner = Path(path.name[:-len(_BATCH_TRANSFORM_SUFFIX)]) if batch_transform else path
+    by_name = _data_format(inner)
+    if by_name is None and inner.name.lower().endswith(_JSON_LINES_SUFFIXES):
+        by_name = "jsonl"
+    if by_name is None and _UNREADABLE_DATA.search(inner.name.lower()):
+        raise SelectionError("cannot read {}: a table in a form this step does not read (it reads {})".format(
+            path, _OTHER_FORMATS_HINT))
+    if by_name is not None:
+        return by_name
+    by_content = _format_from_content(path)
+    if by_content is not None:
+        return by_content
+    if batch_transform:
+        return "csv"
+    raise SelectionError("cannot read {}: not a table this step reads (it reads {}); only markers, .crc sidecars "
+                         "and hidden files are skipped, so move this file out of the input".format(
+                             path, _OTHER_FORMATS_HINT))
+
+
+def _detect_file_format(file_path: Any) -> str:
+    """"csv", "tsv" or "parquet" from the name of ``file_path`` (str or Path); anything else is an error."""
+    fmt = _data_format(Path(file_path))
+    if fmt is None:
+        raise SelectionError("unsupported data file {}: expected a name ending in {}".format(
+            file_path, ", ".join(suffix for suffix, _ in _DATA_SUFFIXES)))
+    return fmt
+
+
+def _is_within(path: str, folder: str) -> bool:
+    """True when ``path`` is ``folder`` or lies inside it (both already resolved)."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _check_outside(path: Path, forbidden: Sequence[str], skipped: Collection[str] = ()) -> None:
+    """A path that leads into an output folder, or to a folder holding one that the walk does not skip, is an error."""
+    real = os.path.realpath(str(path))
+    for other in forbidden:
+        if _is_within(real, other) or (_is_within(other, real) and other not in skipped):
+            raise SelectionError("input {} leads to the output folder {}: the step never reads its own output".format(
+                path, other))
+
+
+def _walk(folder: Path, relative: Tuple[str, ...], seen: set, forbidden: Sequence[str],
+          skipped: Collection[str] = ()) -> Iterable[Tuple[Path, Optional[Tuple[str, ...]]]]:
+    """Every file below ``folder``, links followed, in sorted path order, with its path relative to the input
+    (None for a name that is provably not data, see ``_NOT_DATA``); unreadable entries are errors.
+
+    ``skipped`` are the output folders inside the input: passed over where they stand (reached through
+    a link they are an error, like any other output folder).
+    """
+    _check_outside(folder, forbidden, skipped)
+    try:
+        entries = sorted(os.listdir(str(folder)))
+    except OSError as error:
+        raise SelectionError("cannot read input folder {}: {}".format(folder, error.strerror or error)) from None
+    for name in entries:
+        path = folder / name
+        if _NOT_DATA.match(name):
+            yield path, None
+            continue
+        try:
+            status = os.stat(str(path))
+        except OSError as error:
+            raise SelectionError("cannot read {}: {}".format(
+                path, "a broken link" if os.path.islink(str(path)) else error.strerror or error)) from None
+        key = (status.st_dev, status.st_ino)
+        if key in seen:
+            logger.info("Skipping %s: it links to a file or folder already read", path)
+            continue
+        seen.add(key)
+        if stat.S_ISDIR(status.st_mode):
+            if os.path.realpath(str(path)) in skipped and not os.path.islink(str(path)):
+                logger.info("Not reading %s: it is an output folder of this step", path)
+                continue
+            if name.startswith("_"):
+                raise SelectionError("cannot read {}: a folder whose name starts with _ holds a job's uncommitted or "
+                                     "private output (Spark's _temporary); remove it from the input".format(path))
+            yield from _walk(path, relative + (name,), seen, forbidden, skipped)
+        else:
+            _check_outside(path, forbidden)
+            yield path, relative + (name,)
+
+
+def discover_data_files(root: Path, forbidden: Sequence[Path] = ()) -> List[DataFile]:
+    """Data files below ``root`` in sorted path order, each with the format it is read in (``file_format``).
+
+    Only the names ``_NOT_DATA`` describes are skipped (counted in the log); any other file is read, or
+    the run fails naming it. Links are followed (each file or folder is read once); a folder or link that
+    cannot be read is an error, and so is a path that leads into one of the ``forbidden`` (output) folders.
+    Output folders inside ``root`` (``check_folders_apart`` allows them) are not read.
+    """
+    if not root.is_dir():
+        raise SelectionError("input folder {} does not exist or is not a folder".format(root))
+    real_forbidden = [os.path.realpath(str(folder)) for folder in forbidden]
+    inside = {folder for folder in real_forbidden if _is_within(folder, _real(root)) and folder != _real(root)}
+    seen = {(os.stat(str(root)).st_dev, os.stat(str(root)).st_ino)}
+    found, skipped = [], []
+    for path, relative in _walk(root, (), seen, real_forbidden, inside):
+        if relative is None:
+            skipped.append(os.path.relpath(str(path), str(root)))
+        elif not os.path.isfile(str(path)):
+            raise SelectionError("cannot read {}: not a regular file".format(path))
+        else:
+            found.append(DataFile(path, file_format(path)))
+    if skipped:
+        logger.info("Skipped %d file(s) that are not data (markers, .crc sidecars, hidden files) in %s: %s",
+                    len(skipped), root, _preview(skipped, 5))
+    if not found:
+        raise NoDataFilesError("no data files under {}: it holds only markers, .crc sidecars and hidden files ({} "
+                               "skipped)".format(root, len(skipped)))
+    return found
+
+
+class FileColumns(NamedTuple):
+    """What one data file declares before its rows are read."""
+
+    names: List[str]  # data columns in file order (pandas index artefacts removed)
+    arrow_types: Dict[str, Any]  # parquet: each column's Arrow type; csv: empty
+    rows: Optional[int]  # parquet: its row count; csv: unknown (0 when it holds no data row)
+    index_columns: List[str]  # parquet: named pandas index columns
+    ranges: Dict[str, Tuple[int, int]]  # parquet: named RangeIndex kept only as metadata -> (start, step)
+    has_header: bool = True  # csv: False when the names come from CSV_COLUMNS
+    json_schema: Any = None  # JSON Lines: the (nested) Arrow schema the file is read with
+
+
+_NUMBER_TEXT = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*\Z")
+
+
+def _csv_header(data_file: DataFile, csv_columns: Sequence[str] = ()) -> Tuple[List[str], bool, bool]:
+    """The column names of a csv/tsv file, whether a data row follows them, and whether the file has a header.
+
+    The first line is read with the csv module before pandas can rename anything. It is the header unless
+    CSV_COLUMNS names the columns: then it is the header only when it is exactly those names, and a data
+    row otherwise (with as many fields). Without CSV_COLUMNS, a first line holding a number is a data row
+    of a file without a header: an error asking for CSV_COLUMNS, never a header made of data.
+    """
+    opener = gzip.open if data_file.path.name.lower().endswith(".gz") else open
+    with opener(str(data_file.path), "rt", encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle, delimiter=_SEPARATORS[data_file.fmt])
+        first = next(reader, None)
+        second = next((row for row in reader if row), None)  # pandas skips blank lines too
+    if not first:
+        return [], False, True  # a file with no bytes: an empty partition
+    if csv_columns:
+        names = list(csv_columns)
+        if first == names:
+            return names, second is not None, True
+        if len(first) != len(names):
+            raise SelectionError("{}: its first line has {} fields but CSV_COLUMNS names {} columns (and it is not "
+                                 "the header CSV_COLUMNS names)".format(data_file.path, len(first), len(names)))
+        return names, True, False
+    numbers = [cell for cell in first if _NUMBER_TEXT.match(cell)]
+    if numbers:
+        raise SelectionError("{}: its first line holds the number {!r}, so it is a data row, not a header (Batch "
+                             "Transform writes CSV without one): set CSV_COLUMNS to the column names, "
+                             "comma-separated".format(data_file.path, numbers[0]))
+    blank = [position for position, name in enumerate(first, 1) if not name.strip()]
+    if blank:
+        raise SelectionError("{}: column {} of the header has no name (an index written by to_csv, or a trailing "
+                             "separator?)".format(data_file.path, blank[0]))
+    if second is not None and len(second) > len(first):
+        raise SelectionError("{}: the first data row has {} fields but the header has {} (a trailing separator?)"
+                             .format(data_file.path, len(second), len(first)))
+    return first, second is not None, True
+
+
+_JSON_CHUNK_BYTES = 1 << 24  # lines are parsed this many bytes at a time to learn the columns' types
+
+
+def _json_chunks(data_file: DataFile) -> Iterable[bytes]:
+    """The file's bytes in pieces of whole lines (about ``_JSON_CHUNK_BYTES`` each), a byte order mark removed."""
+    opener = gzip.open if data_file.path.name.lower().endswith(".gz") else open
+    with opener(str(data_file.path), "rb") as handle:
+        rest = b""
+        while True:
+            block = handle.read(_JSON_CHUNK_BYTES)
+            if not block:
+                break
+            if not rest and block.startswith(b"\xef\xbb\xbf"):
+                block = block[3:]
+            block = rest + block
+            cut = block.rfind(b"\n") + 1
+            if cut == 0:
+                rest = block
+                continue
+            yield block[:cut]
+            rest = block[cut:]
+        if rest.strip():
+            yield rest
+
+
+def _unify_json_types(a: Any, b: Any, name: str, path: Path) -> Any:
+    """The one type a JSON field has when one part of the file gives ``a`` and another ``b``: null gives way,
+    integers and floats make floats (as Arrow does within one read), lists and objects unify element-wise."""
+    import pyarrow as pa
+
+    if a == b or pa.types.is_null(b):
+        return a
+    if pa.types.is_null(a):
+        return b
+    if {_arrow_kind(a), _arrow_kind(b)} == {"integer", "float"}:
+        return pa.float64()
+    if pa.types.is_list(a) and pa.types.is_list(b):
+        return pa.list_(_unify_json_types(a.value_type, b.value_type, name, path))
+    if pa.types.is_struct(a) and pa.types.is_struct(b):
+        fields = {field.name: field.type for field in a}
+        for field in b:
+            fields[field.name] = (_unify_json_types(fields[field.name], field.type, name + "." + field.name, path)
+                                  if field.name in fields else field.type)
+        return pa.struct(list(fields.items()))
+    raise SelectionError("cannot read {}: field {!r} is {} in some lines and {} in others".format(path, name, a, b))
+
+
+def _json_lines_schema(data_file: DataFile) -> Tuple[Optional[Any], int]:
+    """The file's Arrow schema (fields in first-seen order; None: no lines) and its number of lines.
+
+    Learnt a chunk at a time: Arrow's type inference holds about three times the file in memory, a read
+    with the schema about once. One object per line; anything else is an error naming the file.
+    """
+    import io
+
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    opener = gzip.open if data_file.path.name.lower().endswith(".gz") else open
+    with opener(str(data_file.path), "rb") as handle:
+        head = handle.read(1 << 16).lstrip(b"\xef\xbb\xbf \t\r\n")
+    if not head:
+        return None, 0
+    if not head.startswith(b"{"):
+        raise SelectionError("{} is not JSON Lines: it starts with {!r}, and JSON Lines holds one object ({{...}}) per "
+                             "line".format(data_file.path, head[:1].decode("latin-1")))
+    fields: Dict[str, Any] = {}
+    rows = 0
+    for chunk in _json_chunks(data_file):
+        table = pj.read_json(io.BytesIO(chunk))
+        rows += table.num_rows
+        for field in table.schema:
+            fields[field.name] = (_unify_json_types(fields[field.name], field.type, field.name, data_file.path)
+                                  if field.name in fields else field.type)
+    return (pa.schema(list(fields.items())) if fields else None), rows
+
+
+def _flattened(table: Any) -> Any:
+    """``table`` with every object field as ``outer.inner`` columns."""
+    import pyarrow as pa
+
+    while any(pa.types.is_struct(field.type) for field in table.schema):
+        table = table.flatten()
+    return table
+
+
+def _json_lines_table(data_file: DataFile, schema: Any = None) -> Optional[Any]:
+    """A JSON Lines file as an Arrow table (None: no lines): arrays are list columns, objects' fields
+    ``outer.inner`` columns, each field of the one type ``_json_lines_schema`` finds (or ``schema``)."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    if schema is None:
+        schema, _ = _json_lines_schema(data_file)
+    if schema is None:
+        return None
+    options = pj.ParseOptions(explicit_schema=schema)
+    return _flattened(pa.concat_tables([pj.read_json(io.BytesIO(chunk), parse_options=options)
+                                        for chunk in _json_chunks(data_file)]))
+
+
+def _json_lines_columns(data_file: DataFile) -> FileColumns:
+    """What a JSON Lines file declares, learnt without holding its table: the flattened columns and types."""
+    schema, rows = _json_lines_schema(data_file)
+    if schema is None:
+        return FileColumns([], {}, 0, [], {})
+    flat = _flattened(schema.empty_table()).schema
+    return FileColumns(list(flat.names), {field.name: field.type for field in flat}, rows, [], {},
+                       json_schema=schema)
+
+
+def _parquet_columns(data_file: DataFile) -> FileColumns:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(str(data_file.path))
+    schema = parquet.schema_arrow
+    metadata = schema.pandas_metadata or {}
+    index_names = [name for name in metadata.get("index_columns", []) if isinstance(name, str)]
+    artefacts = [name for name in schema.names if _PANDAS_INDEX_ARTEFACT.match(name)]
+    if artefacts:
+        logger.info("%s: dropping the unnamed pandas index column(s) %s (not data, never a feature)",
+                    data_file.path, ", ".join(artefacts))
+    # A named RangeIndex is stored as metadata only (start, stop, step): its values are rebuilt per row.
+    ranges = {entry["name"]: (int(entry["start"]), int(entry["step"])) for entry in metadata.get("index_columns", [])
+              if isinstance(entry, dict) and entry.get("kind") == "range" and isinstance(entry.get("name"), str)
+              and entry["name"] not in schema.names}
+    named_index = [name for name in index_names if name in schema.names and name not in artefacts] + list(ranges)
+    # pyarrow stores a named index after the data columns; it comes first, where pandas showed it.
+    names = named_index + [name for name in schema.names if name not in artefacts and name not in named_index]
+    if named_index:
+        logger.info("%s: pandas index column(s) %s are read as ordinary columns (never features)",
+                    data_file.path, ", ".join(named_index))
+    types = {name: pa.int64() if name in ranges else schema.field(name).type for name in names}
+    return FileColumns(names, types, parquet.metadata.num_rows, named_index, ranges)
+
+
+def _stored(columns: Sequence[str], file_columns: FileColumns) -> List[str]:
+    """The ``columns`` that the parquet file stores physically (not rebuilt from its RangeIndex)."""
+    return [name for name in columns if name not in file_columns.ranges]
+
+
+def _with_ranges(table: Any, file_columns: FileColumns, row_numbers: np.ndarray, columns: Sequence[str]) -> Any:
+    """``table`` (rows ``row_numbers`` of a file) with its RangeIndex columns rebuilt, in ``columns`` order."""
+    import pyarrow as pa
+
+    for name, (start, step) in file_columns.ranges.items():
+        if name in columns:
+            table = table.append_column(name, pa.array(start + step * np.asarray(row_numbers, dtype=np.int64)))
+    return table.select(list(columns))
+
+
+def read_file_columns(data_file: DataFile, csv_columns: Sequence[str] = ()) -> FileColumns:
+    """What ``data_file`` declares: its columns, and their types where the format has them."""
+    try:
+        found = _FILE_READERS[data_file.fmt][0](data_file, csv_columns)
+    except SelectionError:
+        raise
+    except Exception as error:
+        raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
+    duplicated = sorted({name for name in found.names if found.names.count(name) > 1})
+    if duplicated:
+        raise SelectionError("{} has duplicate column name(s) {}".format(data_file.path, _preview(duplicated)))
+    return found
+
+
+def common_columns(files: Sequence[DataFile], found: Optional[Sequence[FileColumns]] = None) -> List[str]:
+    """The column names shared by every file, in the first file's order; different columns are an error."""
+    found = [read_file_columns(data_file) for data_file in files] if found is None else found
+    first = found[0].names
+    for other, columns in zip(files[1:], found[1:]):
+        names = columns.names
+        if set(names) != set(first):
+            differences = ["{} has {} that {} lacks".format(a.path, _preview(sorted(set(x) - set(y))), b.path)
+                           for a, x, b, y in ((files[0], first, other, names), (other, names, files[0], first))
+                           if set(x) - set(y)]
+            raise SelectionError("files have different columns: " + "; ".join(differences))
+    return first
+
+
+class InputTable(NamedTuple):
+    """The input folder's files and their agreed columns, known before any row is read."""
+
+    root: Path
+    files: List[DataFile]
+    file_columns: List[FileColumns]  # what each file declares, in the order of ``files``
+    columns: List[str]  # in the first file's order
+    kinds: Dict[str, str]  # column -> the kind every non-empty file declares ("text" for csv text columns)
+    numbers: List[str]  # columns that must hold numbers (scores; embeddings when the strategy uses them)
+    arrow_types: Dict[str, Any]  # parquet columns -> the Arrow type their parts are read as
+    index_columns: List[str]  # named pandas index columns: passed through, never features
+    fmt: str  # the files' common format, or "mixed"
+
+
+def numeric_columns(columns: Sequence[str], config: SelectionConfig) -> Tuple[List[str], List[str]]:
+    """Columns csv/tsv cells are parsed as numbers in: those that must be numbers (the scores, and the
+    embeddings when the strategy uses them), and all such candidates (the embeddings always, to keep wide
+    tables small). Every other csv column is text."""
+    try:
+        scores = planned_score_columns(columns, config)
+    except SelectionError:
+        scores = []  # reported when the columns are planned, after the table is known to be readable
+    text = {config.id_field, config.label_field}
+    for var_name, column in (("ID_FIELD", config.id_field), ("LABEL_FIELD", config.label_field)):
+        if column in scores:
+            raise SelectionError("{} column {!r} cannot also be a score column".format(var_name, column))
+    if config.label_field and config.label_field == config.id_field:
+        raise SelectionError("LABEL_FIELD and ID_FIELD are the same column {!r}".format(config.id_field))
+    embeddings = [name for name in columns if name.startswith(config.embedding_field_prefix) and name not in text]
+    required = scores + (embeddings if strategy_for(config.selection_strategy).needs_embeddings else [])
+    return required, [name for name in columns if name in scores or name in embeddings]
+
+
+class NoRowsError(SelectionError):
+    """Every data file under the input is empty."""
+
+
+def scan_input(root: Path, config: SelectionConfig, forbidden: Sequence[Path] = ()) -> InputTable:
+    """Find the data files under ``root`` and agree on their columns and column types, reading no rows.
+
+    Part files must have the same columns; each column must have one kind in every part (integer and
+    float mix, except in the id and label columns). Parts without rows are left out: they impose nothing.
+    """
+    files = discover_data_files(root, forbidden)
+    found = [read_file_columns(data_file, config.csv_column_names) for data_file in files]
+    empty = [data_file for data_file, columns in zip(files, found) if columns.rows == 0]
+    if len(empty) == len(files):
+        raise NoRowsError("the input under {} has no rows".format(root))
+    if empty:
+        # Empty partitions (a header only, no bytes, a parquet file without rows) add nothing: no rows,
+        # no columns, no types.
+        logger.info("Skipping %d file(s) without rows (empty partitions): %s", len(empty),
+                    ", ".join(os.path.relpath(str(data_file.path), str(root)) for data_file in empty[:5]))
+        files, found = map(list, zip(*[(f, c) for f, c in zip(files, found) if c.rows != 0]))
+    formats = {data_file.fmt for data_file in files}
+    input_format = formats.pop() if len(formats) == 1 else "mixed"
+    resolve_output_format(config.output_format, input_format)
+    columns = common_columns(files, found)
+    _check_columns_exist(columns, config, files[0].path)
+    required, parsed = numeric_columns(columns, config)
+    strict = {config.id_field, config.label_field}
+    # In a mix of csv and parquet parts, a column that parquet types as numbers is read as numbers from csv.
+    typed = {name for data_file, file_columns in zip(files, found) if data_file.fmt in _TYPED_FORMATS
+             for name in columns if _arrow_kind(file_columns.arrow_types[name]) in ("integer", "float")} - strict
+    as_numbers = set(parsed) | typed
+    declared: Dict[str, List[Tuple[str, DataFile]]] = {name: [] for name in columns}
+    for data_file, file_columns in zip(files, found):
+        for name in columns:
+            kind = _arrow_kind(file_columns.arrow_types[name]) if data_file.fmt in _TYPED_FORMATS else (
+                None if name in as_numbers else "text")
+            if kind is not None:
+                declared[name].append((kind, data_file))
+    required += sorted(typed - set(required))
+    kinds = {name: _agreed_kind(name, declared[name], name in strict) for name in columns}
+    typed_files = [file_columns for data_file, file_columns in zip(files, found) if data_file.fmt in _TYPED_FORMATS]
+    arrow_types = {name: agreed_arrow_type([file_columns.arrow_types[name] for file_columns in typed_files])
+                   for name in columns} if typed_files else {}
+    index_columns = sorted({name for file_columns in found for name in file_columns.index_columns})
+    return InputTable(root, files, found, columns, {k: v for k, v in kinds.items() if v}, required, arrow_types,
+                      index_columns, input_format)
+
+
+def _agreed_kind(name: str, declared: List[Tuple[str, DataFile]], strict: bool) -> Optional[str]:
+    kinds = {kind for kind, _ in declared}
+    if len(kinds) <= 1:
+        return kinds.pop() if kinds else None
+    if kinds == {"integer", "float"} and not strict:
+        return "float"
+    (kind_a, file_a), (kind_b, file_b) = declared[0], next(item for item in declared if item[0] != declared[0][0])
+    raise SelectionError("column {!r} is {} in {} but {} in {}: part files must agree on each column's type{}".format(
+        name, kind_a, file_a.path, kind_b, file_b.path,
+        " (csv cells are text)" if "csv" in (file_a.fmt, file_b.fmt) or "tsv" in (file_a.fmt, file_b.fmt) else ""))
+
+
+def agreed_arrow_type(types: Sequence[Any]) -> Any:
+    """The one Arrow type a column is read as when its parts declare ``types`` (their kinds already agree):
+    their common type, else int64 for integers, float64 for numbers, large_string for text; null parts
+    impose nothing. The scan applies it to the files, the merge to the shards' agreed types."""
+    import pyarrow as pa
+
+    declared = [arrow_type for arrow_type in types if _arrow_kind(arrow_type)]
+    if not declared:
+        return types[0]
+    if all(arrow_type == declared[0] for arrow_type in declared):
+        return declared[0]
+    kinds = {_arrow_kind(arrow_type) for arrow_type in declared}
+    if kinds == {"integer"}:
+        return pa.int64()
+    if kinds <= {"integer", "float"}:
+        return pa.float64()
+    if kinds == {"text"}:
+        return pa.large_string()
+    return declared[0]
+
+
+def _unified(table: Any, source: InputTable) -> Any:
+    """``table``'s columns in the agreed order, cast to the agreed types, without pandas metadata."""
+    import pyarrow as pa
+
+    table = table.select(source.columns).replace_schema_metadata(None)
+    schema = pa.schema([pa.field(name, source.arrow_types[name]) for name in source.columns])
+    return table if table.schema.equals(schema) else table.cast(schema)
+
+
+def _read_file(data_file: DataFile, file_columns: FileColumns, source: InputTable) -> pd.DataFrame:
+    try:
+        return _FILE_READERS[data_file.fmt][1](data_file, file_columns, source)
+    except SelectionError:
+        raise
+    except Exception as error:
+        raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
+
+
+def _read_parquet(data_file: DataFile, file_columns: FileColumns, source: InputTable) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(str(data_file.path), columns=_stored(source.columns, file_columns))
+    table = _with_ranges(table, file_columns, np.arange(table.num_rows), source.columns)
+    return _arrow_to_pandas(_unified(table, source))
+
+
+def _csv_columns(data_file: DataFile, csv_columns: Sequence[str]) -> FileColumns:
+    header, has_rows, has_header = _csv_header(data_file, csv_columns)
+    return FileColumns(header, {}, None if has_rows else 0, [], {}, has_header)
+
+
+def _read_csv(data_file: DataFile, file_columns: FileColumns, source: InputTable) -> pd.DataFrame:
+    """A csv/tsv file with its text columns exactly as written (no NA words) and its number columns parsed."""
+    header = file_columns.names
+    text = [name for name in header if source.kinds.get(name) == "text"]
+    parsed = [name for name in header if name not in text]
+    names = {} if file_columns.has_header else {"header": None, "names": header, "index_col": False}
+    frame = pd.read_csv(data_file.path, sep=_SEPARATORS[data_file.fmt], dtype={name: object for name in text},
+                        keep_default_na=False, na_values={name: [""] for name in parsed}, low_memory=False,
+                        **names, **_EXACT_FLOATS)
+    if list(frame.columns) != header:
+        raise SelectionError("cannot read the header of {} unambiguously: pandas reads {}".format(
+            data_file.path, _preview(list(frame.columns))))
+    if len(frame):
+        numbers = [name for name in source.numbers if not _holds_arrays(frame[name])]  # JSON arrays stay text
+        _check_numeric(frame, numbers, "", where=data_file.path)
+    # Selecting columns copies the whole frame on older pandas: do it only when the order differs.
+    return frame if list(frame.columns) == source.columns else frame[source.columns]
+
+
+# Each file format's two readers: what a file declares (columns, types, rows) and its rows as a DataFrame.
+_FILE_READERS: Dict[str, Tuple[Callable[[DataFile, Sequence[str]], FileColumns],
+                               Callable[[DataFile, FileColumns, InputTable], pd.DataFrame]]] = {
+    "csv": (_csv_columns, _read_csv),
+    "tsv": (_csv_columns, _read_csv),
+    "parquet": (lambda data_file, csv_columns: _parquet_columns(data_file), _read_parquet),
+    "jsonl": (lambda data_file, csv_columns: _json_lines_columns(data_file),
+              lambda data_file, file_columns, source: _arrow_to_pandas(
+                  _unified(_json_lines_table(data_file, file_columns.json_schema), source))),
+}
+
+
+def load_inference_data(inference_data_dir: Any, id_field: str = "id",
+                        config: Optional[SelectionConfig] = None) -> Tuple[pd.DataFrame, str]:
+    """Every data file under ``inference_data_dir`` as one table, and the files' format ("mixed" when
+    they differ); ids are checked. Cells are read as in ``main`` (``config`` decides which columns are
+    scores and embeddings; by default the ENV_VARS defaults)."""
+    if config is None:
+        config = parse_environment({"SELECTION_STRATEGY": "uncertainty", "ID_FIELD": id_field})
+    source = scan_input(Path(inference_data_dir), config)
+    table, _ = read_input_table(source)
+    _check_ids(table[config.id_field], config.id_field)
+    return table, source.fmt
+
+
+def read_input_table(source: InputTable) -> Tuple[pd.DataFrame, List[int]]:
+    """Every file of ``source`` as one table (header-only parts add no rows), and the number of rows each
+    file gave, in file order."""
+    frames = [_read_file(data_file, file_columns, source)
+              for data_file, file_columns in zip(source.files, source.file_columns)]
+    filled = [frame for frame in frames if len(frame)] or frames[:1]
+    table = filled[0] if len(filled) == 1 else pd.concat(filled, ignore_index=True)
+    table.index = pd.RangeIndex(len(table))
+    if len(table) == 0:
+        raise SelectionError("the input under {} has no rows".format(source.root))
+    return table, [len(frame) for frame in frames]
+
+
+def row_locator(files: Sequence[DataFile], row_counts: Sequence[int]) -> Callable[[int], str]:
+    """Names the file and the row (1 = its first data row) of a position in the files' concatenated rows."""
+    starts = np.concatenate([[0], np.cumsum(row_counts, dtype=np.int64)])
+
+    def locate(position: int) -> str:
+        index = int(np.searchsorted(starts, position, side="right")) - 1
+        return "row {} of {}".format(int(position - starts[index]) + 1, files[index].path)
+    return locate
+
+
+def _check_ids(ids: pd.Series, id_field: str) -> None:
+    missing = ids.isna().to_numpy()
+    if not pd.api.types.is_numeric_dtype(ids):
+        missing = missing | ids.astype(object).map(lambda value: isinstance(value, str) and not value.strip()
+                                                   ).to_numpy(dtype=bool)
+    if missing.any():
+        raise SelectionError("ID_FIELD column {!r} is empty in {} row(s), e.g. row {}".format(
+            id_field, int(missing.sum()), int(np.flatnonzero(missing)[0]) + 1))
+    if pd.api.types.is_numeric_dtype(ids):
+        # A sort needs one copy of the ids; a hash table for tens of millions of ids needs several.
+        ordered = np.sort(ids.to_numpy())
+        if not (ordered[1:] == ordered[:-1]).any():
+            return
+        del ordered
+    duplicated = ids.duplicated(keep=False)
+    if duplicated.any():
+        examples = ids[duplicated].drop_duplicates().head(3).tolist()
+        raise SelectionError("ID_FIELD column {!r} has {} row(s) with duplicate ids, e.g. {}".format(
+            id_field, int(duplicated.sum()), examples))
+
+
+def _rows_of_file(data_file: DataFile, file_columns: FileColumns, rows: np.ndarray, source: InputTable) -> List[Any]:
+    """Arrow tables holding the sorted ``rows`` of one parquet file, one table per batch that has any."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pieces, offset = [], 0
+    parquet = pq.ParquetFile(str(data_file.path))
+    for batch in parquet.iter_batches(batch_size=65536, columns=_stored(source.columns, file_columns)):
+        lo, hi = np.searchsorted(rows, [offset, offset + batch.num_rows])
+        if hi > lo:
+            taken = rows[lo:hi] - offset
+            piece = pa.Table.from_batches([batch.take(pa.array(taken))])
+            pieces.append(_unified(_with_ranges(piece, file_columns, rows[lo:hi], source.columns), source))
+        offset += batch.num_rows
+    return pieces
+
+
+def pool_from_frame(df: pd.DataFrame, config: SelectionConfig,
+                    feature_columns: Optional[Sequence[str]] = None, index_columns: Iterable[str] = (),
+                    locate: Callable[[int], str] = _table_row) -> Pool:
+    """The selection arrays of an in-memory prediction table.
+
+    ``feature_columns``, when given, are the vectors of diversity and badge if the table has no
+    EMBEDDING_FIELD_PREFIX columns (``select_samples``' ``strategy_config["feature_columns"]``); ``index_columns``
+    (a parquet file's named pandas index) are never features. ``locate`` names the file and row of a
+    position in error messages.
+    """
+    columns = [str(name) for name in df.columns]
+    plan = _plan_columns(columns, lambda name: not _holds_arrays(df[name]) and _is_feature(df[name]), config,
+                         feature_columns, index_columns, is_array=lambda name: _holds_arrays(df[name]))
+    if plan.score_array:
+        scores = _array_matrix(df[plan.score_columns[0]], plan.score_columns[0], np.float64)
+    else:
+        _check_numeric(df, plan.score_columns, "score")
+        scores = df[list(plan.score_columns)].to_numpy(dtype=np.float64, copy=True)
+    vectors = _embedding_matrix(df, plan.vector_columns, plan.vector_array) if plan.vector_columns else None
+    labeled = labeled_mask(df, config.label_field)
+    known = label_texts(df[config.label_field][labeled]) if config.label_field else None
+    pool = _make_pool(scores, plan, labeled, vectors, config, known)
+    if _reviews_labels(config):
+        pool = pool._replace(given=given_class_positions(df[config.label_field], labeled, pool.classes,
+                                                         config.label_field, locate))
+    return pool._replace(ids=df[config.id_field]) if config.id_field in df.columns else pool
+
+
+def pool_from_parquet(source: InputTable, config: SelectionConfig, keep_ids: bool = False) -> Pool:
+    """The selection arrays of parquet files, filled one row group at a time.
+
+    Only the id, label, score and vector columns are read, straight into preallocated arrays, so
+    memory stays near the arrays themselves instead of an Arrow table plus a DataFrame plus copies.
+    The ids are checked and then dropped unless ``keep_ids`` (the stopping block matches them).
+    """
+    import pyarrow.parquet as pq
+
+    is_number = {name: source.kinds.get(name) in ("integer", "float") for name in source.columns}
+    is_array = {name: source.kinds.get(name) == "array" for name in source.columns}
+    plan = _plan_columns(source.columns, is_number.__getitem__, config, index_columns=source.index_columns,
+                         is_array=is_array.__getitem__)
+    score_cols, vector_cols = plan.score_columns, plan.vector_columns
+    for names, what in ((score_cols, "score"), (vector_cols, "embedding/feature")):
+        text = [name for name in names if not (is_number[name] or is_array[name])]
+        if text:
+            raise SelectionError("{} column {!r} must hold numbers, but its parquet type is {}".format(
+                what, text[0], source.arrow_types[text[0]]))
+    readers = [pq.ParquetFile(str(data_file.path)) for data_file in source.files]
+    n_rows = sum(reader.metadata.num_rows for reader in readers)
+    if n_rows == 0:
+        raise SelectionError("the input under {} has no rows".format(source.root))
+    scores = None if plan.score_array else np.empty((n_rows, len(score_cols)), dtype=np.float64)
+    vectors = None if plan.vector_array or not vector_cols else np.empty((n_rows, len(vector_cols)), dtype=np.float32)
+    labeled = np.zeros(n_rows, dtype=bool)
+    given = np.full(n_rows, -1, dtype=np.int64) if _reviews_labels(config) else None
+    classes = None if plan.score_array else class_labels(score_cols, config.score_field_prefix)
+    ids, known, offset = [], [], 0
+    wanted = [config.id_field] + ([config.label_field] if config.label_field else []) + score_cols + vector_cols
+    wanted = list(dict.fromkeys(wanted))
+    for data_file, file_columns, reader in zip(source.files, source.file_columns, readers):
+        file_start = offset
+        for group in range(reader.num_row_groups):
+            try:
+                table = reader.read_row_group(group, columns=_stored(wanted, file_columns))
+            except Exception as error:
+                raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
+            table = _with_ranges(table, file_columns, np.arange(table.num_rows) + (offset - file_start), wanted)
+            rows = slice(offset, offset + table.num_rows)
+            if plan.score_array:
+                scores = _fill_rows(scores, n_rows, rows, _arrow_matrix(table.column(score_cols[0]), score_cols[0],
+                                                                        np.float64, offset), score_cols[0])
+            else:
+                for j, name in enumerate(score_cols):
+                    scores[rows, j] = table.column(name).to_numpy()
+            if plan.vector_array:
+                vectors = _fill_rows(vectors, n_rows, rows, _arrow_matrix(table.column(vector_cols[0]),
+                                                                          vector_cols[0], np.float32, offset),
+                                     vector_cols[0])
+            else:
+                for j, name in enumerate(vector_cols):
+                    vectors[rows, j] = table.column(name).to_numpy()
+            ids.append(table.column(config.id_field).to_pandas())
+            if config.label_field:
+                labels = _arrow_to_pandas(table.select([config.label_field]))  # integers with nulls stay exact
+                labeled[rows] = labeled_mask(labels, config.label_field)
+                known.append(label_texts(labels[config.label_field][labeled[rows]]))
+                if given is not None:
+                    first_row = offset - file_start
+                    given[rows] = given_class_positions(
+                        labels[config.label_field], labeled[rows],
+                        list(range(scores.shape[1])) if classes is None else classes, config.label_field,
+                        lambda position: "row {} of {}".format(first_row + position + 1, data_file.path))
+            offset += table.num_rows
+    all_ids = pd.concat(ids, ignore_index=True)
+    del ids
+    _check_ids(all_ids, config.id_field)
+    pool = _make_pool(scores, plan, labeled, vectors, config, np.concatenate(known) if config.label_field else None)
+    return pool._replace(ids=all_ids if keep_ids else None, given=given)
+
+
+def read_calibration(root: Path, config: SelectionConfig, forbidden: Sequence[Path] = ()) -> CalibrationTable:
+    """calibration_data under ``root``, read by the rules of the evaluation data; every row must be labeled."""
+    where = "calibration_data ({})".format(root)
+    if not config.label_field:
+        raise SelectionError("calibration_data needs LABEL_FIELD: the column holding each calibration row's true "
+                             "label")
+    # Its format never decides the output's; its rows are never candidates.
+    reading = config._replace(output_format=config.output_format or "csv")
+    source = scan_input(root, reading, forbidden)
+    table, _ = read_input_table(source)
+    _check_ids(table[config.id_field], config.id_field)
+    pool = pool_from_frame(table, reading, index_columns=source.index_columns)
+    unlabeled = np.flatnonzero(~pool.labeled)
+    if unlabeled.size:
+        raise SelectionError("{}: LABEL_FIELD {!r} is empty in {} row(s), e.g. row {} (id {!r}): every calibration "
+                             "row needs its true label".format(where, config.label_field, unlabeled.size,
+                                                               int(unlabeled[0]) + 1,
+                                                               table[config.id_field].iloc[int(unlabeled[0])]))
+    labels = calibration_label_positions(table[config.label_field], pool.classes, where)
+    logger.info("Read %d calibration rows from %s (%d file(s)); they must be rows the model was not trained on",
+                len(table), root, len(source.files))
+    return CalibrationTable(Calibration(pool.probabilities, labels), table[config.id_field], pool.score_columns,
+                            pool.score_interpretation, root)
 
 
 class InputFacts(NamedTuple):
@@ -4544,1189 +4896,7 @@ def open_source(table: InputTable) -> TableSource:
     return ParquetSource(table) if table.fmt == "parquet" else FrameSource(table)
 
 
-class Predictions(NamedTuple):
-    """The model's guess for each selected row: its top class and that class's probability."""
-
-    classes: Tuple[Any, ...]  # every class, in score-column order
-    labels: np.ndarray  # (n_selected,) object: the top class of each row
-    confidence: np.ndarray  # (n_selected,) float64: its probability
-
-
-class SelectionResult(NamedTuple):
-    """What a selection produced: the output rows and the facts the metadata reports."""
-
-    rows: Optional[pd.DataFrame]  # selected rows in rank order, with the output columns (a shard: None)
-    counts: Dict[str, Any]  # pool_size, labeled_count, candidate_count, selected_count, selected_per_class, ...
-    details: Dict[str, Any]  # score columns and how they were read, classes, vector columns
-    predictions: Optional[Predictions] = None  # the model's guess for the same rows (labeling tasks show it)
-    drawing: Optional[Dict[str, Any]] = None  # the report's 2-D projection (strategies that read embeddings)
-    stopping: Optional["StoppingCounts"] = None  # what the metadata's stopping block is computed from
-    sharding: Optional[Dict[str, Any]] = None  # a merge: the shards and its guarantee; a shard: its manifest
-
-
-POOL_COUNTS = ("pool_size", "labeled_count", "candidate_count")  # the counts of a pool, in the metadata's order
-REVIEW_FACTS = "review"  # the metadata entry of a strategy's own facts (Selection.facts)
-
-
-class PoolTotals(NamedTuple):
-    """What the metadata says about the whole pool, whether one machine read it or shards did."""
-
-    counts: Dict[str, int]  # pool_size, labeled_count, candidate_count
-    facts: Dict[str, Any]  # pool_facts: additive counts over every row
-    stopping: Optional["StoppingCounts"]  # what the metadata's stopping block is computed from
-    note: Optional[str] = None  # what the report's projection draws, when not every row
-
-
-def pool_totals(pool: Pool, config: SelectionConfig, previous: Optional["PredictedClasses"] = None) -> PoolTotals:
-    """The totals of one machine's pool (a single run's, or a shard's for its manifest)."""
-    candidates = candidate_mask(pool, strategy_for(config.selection_strategy))
-    counts = {"pool_size": int(pool.labeled.shape[0]), "labeled_count": int(pool.labeled.sum()),
-              "candidate_count": int(candidates.sum())}
-    facts = pool_facts(pool.probabilities, pool.labeled, pool.classes, pool.known_labels, coverage_thresholds(config))
-    return PoolTotals(counts, facts, stopping_counts(pool, previous))
-
-
-def run_selection(pool: Pool, config: SelectionConfig, fetch_rows: Callable[[np.ndarray], pd.DataFrame],
-                  previous: Optional["PredictedClasses"] = None,
-                  calibration: Optional[CalibrationTable] = None) -> SelectionResult:
-    """Select from ``pool``, fetch the full rows at the selected positions and annotate them.
-
-    This is the one path behind ``main``, the command line and ``select_samples``. ``fetch_rows``
-    returns the input rows at the given positions, in that order. Pass the pool without keeping a
-    reference: its arrays are released before the rows are fetched. ``previous`` (last round's
-    predicted classes; the pool must then carry its ids) feeds the stopping counts. With ``calibration``
-    (calibration_data; the pool must carry its ids, which it may not share), SSL strategies report a
-    precision estimate.
-    """
-    if calibration is not None:
-        check_calibration_apart(pool.ids, calibration, config.id_field)
-        check_calibration_fits(calibration, pool.score_columns, pool.score_interpretation)
-    arrays = None if calibration is None else calibration.calibration
-    selection = select_from_pool(pool, config, arrays)
-    chosen, summary = summarize_selection(pool, selection, config, pool_totals(pool, config, previous), arrays)
-    del pool
-    return annotated_result(chosen, summary, selection, config, fetch_rows)
-
-
-def summarize_selection(pool: Pool, selection: Selection, config: SelectionConfig, totals: PoolTotals,
-                        calibration: Optional[Calibration] = None) -> Tuple[np.ndarray, SelectionResult]:
-    """The selected rows' probabilities (in rank order), and what the metadata and the report say about the
-    selection, computed while ``pool`` is at hand (a single run's pool, or the merge's pool of every shard's
-    forwarded rows, whose ``totals`` the shards counted); the rows are fetched later."""
-    chosen = pool.probabilities[selection.indices]
-    review = {REVIEW_FACTS: selection.facts} if selection.facts else {}
-    counts = dict(totals.counts, **_selected_counts(chosen, pool.classes, selection.scores), **review,
-                  **summary_fields(totals.facts, chosen, strategy_for(config.selection_strategy).use_case),
-                  **_estimate_facts(config, calibration, selection, chosen, pool.classes))
-    vectors = {} if pool.vectors is None else {"vector_columns": len(pool.vector_columns),
-                                                "vector_source": pool.vector_source}
-    details = {"score_columns": pool.score_columns, "score_interpretation": pool.score_interpretation, **vectors,
-               "classes": [str(label) for label in pool.classes]}
-    drawing = None if pool.vectors is None else projection(pool.vectors, pool.labeled, selection.indices)
-    if drawing is not None and totals.note:
-        drawing = dict(drawing, note=totals.note)
-    classes = list(pool.classes)
-    predictions = Predictions(tuple(classes), predicted_classes(chosen, classes), chosen.max(axis=1))
-    return chosen, SelectionResult(rows=None, counts=counts, details=details, predictions=predictions,
-                                   drawing=drawing, stopping=totals.stopping)
-
-
-def annotated_result(chosen: np.ndarray, summary: SelectionResult, selection: Selection, config: SelectionConfig,
-                     fetch_rows: Callable[[np.ndarray], pd.DataFrame],
-                     sharding: Optional[Dict[str, Any]] = None) -> SelectionResult:
-    """``summary`` with the selected rows fetched and annotated (``chosen``: their probabilities)."""
-    rows = annotate(fetch_rows(selection.indices), chosen, list(summary.predictions.classes), selection.scores,
-                    config.selection_strategy)
-    return summary._replace(rows=rows, sharding=sharding)
-
-
-def _log_rule(sampler: _Sampler, candidates: Candidates, strategy: Strategy, classes: Sequence[Any]) -> None:
-    """Say which classes a calibrated rule refused, and what it would take to qualify them."""
-    if not strategy.needs_calibration:
-        return
-    details = sampler.rule_details(candidates)
-    logger.info("Thresholds from calibration_data (fixed-sequence scan, TARGET_PRECISION=%g): %s",
-                details["target_precision"], _preview(["{}: {}".format(label, "none" if found["threshold"] is None
-                                                                      else "{:.4g}".format(found["threshold"]))
-                                                       for label, found in zip(classes, details["classes"])], 20))
-    refused = [(label, found) for label, found in zip(classes, details["classes"]) if not found["qualified"]]
-    if not refused:
-        return
-    needs = "; ".join("class {}: {} calibration rows predicted as it, {} correct{}".format(
-        label, found["calibration_rows"], found["calibration_correct"],
-        ", about {} needed at that precision".format(found["rows_needed"]) if found["rows_needed"]
-        else ", its calibration precision cannot reach the target") for label, found in refused[:10])
-    text = ("TARGET_PRECISION={:g} at PRECISION_CONFIDENCE={:g}: a class needs at least {} calibration rows predicted "
-            "as it, all correct, above its threshold (more when some are wrong); ").format(
-        details["target_precision"], details["precision_confidence"], details["minimum_rows"])
-    if len(refused) == len(details["classes"]):
-        logger.warning("No class reached %s%s. Selecting no rows.", text, needs)
-    else:
-        logger.warning("%d of %d classes get no pseudo-labels: %s%s", len(refused), len(details["classes"]), text,
-                       needs)
-
-
-def _estimate_facts(config: SelectionConfig, calibration: Optional[Calibration], selection: Selection,
-                    chosen: np.ndarray, classes: Sequence[Any]) -> Dict[str, Any]:
-    """The metadata's precision_estimate of an SSL selection (nothing for active learning)."""
-    strategy = strategy_for(config.selection_strategy)
-    if strategy.use_case != "ssl":
-        return {}
-    if calibration is None:
-        return {"precision_estimate": no_precision_estimate(NO_CALIBRATION)}
-    estimate = precision_estimate(calibration, selection.class_thresholds, chosen.argmax(axis=1), classes)
-    if strategy.needs_calibration:
-        candidates = Candidates(chosen[:0], calibration=calibration)
-        rule = make_sampler(config).rule_details(candidates)
-        estimate["rule"] = dict(rule, classes={str(label): found for label, found in zip(classes, rule["classes"])})
-    overall = estimate["overall"]
-    if overall["precision"] is None:
-        logger.info("Precision estimate: the rule selects none of the %d calibration rows",
-                    estimate["calibration_rows"])
-    else:
-        logger.info("Pseudo-label precision estimated on %d of %d calibration rows: %.1f %% (95 %% interval "
-                    "%.1f-%.1f %%); class-mix total variation %s", overall["selected_calibration_rows"],
-                    estimate["calibration_rows"], 100 * overall["precision"], 100 * overall["interval"][0],
-                    100 * overall["interval"][1],
-                    "n/a" if estimate["class_mix_total_variation"] is None
-                    else "{:.2f}".format(estimate["class_mix_total_variation"]))
-    return {"precision_estimate": estimate}
-
-
-def _selected_counts(chosen: np.ndarray, classes: Sequence[Any], scores: np.ndarray) -> Dict[str, Any]:
-    """selected_count, selected_per_class (predicted class) and selection_score of the selected rows."""
-    per_class = pd.Series(predicted_classes(chosen, classes), dtype=object).astype(str).value_counts()
-    return {
-        "selected_count": int(scores.size),
-        "selected_per_class": {str(label): int(per_class.get(str(label), 0)) for label in classes},
-        "selection_score": _score_summary(scores),
-    }
-
-
-def _score_summary(scores: np.ndarray) -> Dict[str, Optional[float]]:
-    if scores.size == 0:
-        return {"min": None, "median": None, "max": None}
-    values = np.asarray(scores, dtype=np.float64)
-    return {"min": float(values.min()), "median": float(np.median(values)), "max": float(values.max())}
-
-
-# Keys of select_samples' strategy_config that are not SelectionConfig fields, or are its own parameters.
-_SEED_ONLY_KEYS = ("feature_columns",)
-_PARAMETER_FIELDS = ("selection_strategy", "batch_size", "id_field")
-
-
-def config_from_settings(strategy: str, batch_size: int, strategy_config: Optional[Mapping[str, Any]] = None,
-                         id_field: str = "id") -> SelectionConfig:
-    """A ``SelectionConfig`` from Python values, parsed and checked exactly like the environment.
-
-    ``strategy_config`` keys are ``SelectionConfig`` field names (``confidence_threshold``, ``metric``,
-    ``label_field``, ...); missing keys and None take the ``ENV_VARS`` defaults. Unknown keys are an error.
-    ``batch_size`` is checked only for the strategies that read it.
-    """
-    settings = dict(strategy_config or {})
-    fields = {var.field: var for var in ENV_VARS}
-    unknown = sorted(key for key in settings
-                     if key not in _SEED_ONLY_KEYS and (key not in fields or key in _PARAMETER_FIELDS))
-    if unknown:
-        raise SelectionError("strategy_config has unknown key(s) {}: expected some of {}".format(
-            ", ".join(unknown), ", ".join(sorted(set(fields) - set(_PARAMETER_FIELDS)) + list(_SEED_ONLY_KEYS))))
-    # SSL strategies select every qualifying row: their batch_size is not read (and may be 0 or None).
-    batched = strategy_for(strategy).batched
-    # The seed's feature_columns (a list) keeps its own meaning, see select_samples; FEATURE_COLUMNS is the env's.
-    return config_from_values(dict(settings, feature_columns=None, selection_strategy=strategy,
-                                   batch_size=batch_size if batched else None, id_field=id_field))
-
-
-def select_samples(df: pd.DataFrame, strategy: str, batch_size: int,
-                   strategy_config: Optional[Mapping[str, Any]] = None, id_field: str = "id") -> pd.DataFrame:
-    """Apply ``strategy`` to the prediction table ``df`` and return the selected rows.
-
-    Parameters
-    ----------
-    df : DataFrame
-        The prediction table: an id column, score columns (for committee, each member's) and, for diversity
-        and badge, embeddings.
-    strategy : str
-        One of ``STRATEGIES``; an unknown name is a ``ValueError`` naming it.
-    batch_size : int
-        Rows to select (uncertainty, diversity, badge, committee).
-    strategy_config : mapping, optional
-        Settings by ``SelectionConfig`` field name, as a caller's own ``main`` would build them
-        (``confidence_threshold``, ``max_samples``, ``k_per_class``, ``uncertainty_mode``, ``metric``,
-        ``random_seed``, ``feature_columns``) plus ``diversity_method``, ``uncertainty_prefilter``,
-        ``committee_prefixes``, ``disagreement``, ``label_field``, ``score_field``, ``score_field_prefix``,
-        ``embedding_field_prefix`` and ``use_case``.
-    id_field : str, default="id"
-
-    Returns
-    -------
-    DataFrame
-        The selected rows of ``df`` (its index kept) in rank order with ``selection_score``,
-        ``selection_rank`` and ``data_source`` appended (SSL strategies also ``pseudo_label`` and
-        ``confidence``). Rows whose label field is filled are never selected. With nothing to choose from
-        (no rows, or every row labeled, logged as a warning) it is empty but has those columns; the
-        columns are checked all the same. (The pipeline step instead fails on an empty pool.)
-    """
-    config = config_from_settings(strategy, batch_size, strategy_config, id_field)
-    _require_columns([str(name) for name in df.columns], [("ID_FIELD", config.id_field)])
-    _check_ids(df[config.id_field], config.id_field)
-    feature_columns = (strategy_config or {}).get("feature_columns")
-    pool = pool_from_frame(df, config, feature_columns)
-    if not candidate_mask(pool, strategy_for(config.selection_strategy)).any():
-        return _nothing_selected(df, pool, config)
-    return run_selection(pool, config, lambda positions: df.iloc[positions]).rows
-
-
-def _nothing_selected(df: pd.DataFrame, pool: Pool, config: SelectionConfig) -> pd.DataFrame:
-    """``select_samples``' answer for a frame without candidates: no rows, the output columns."""
-    if len(df):
-        reason = no_candidates_error(strategy_for(config.selection_strategy), len(df), config.label_field)
-        logger.warning("select_samples: %s; nothing selected", str(reason).replace("LABEL_FIELD", "label_field"))
-    return annotate(df.iloc[:0], pool.probabilities[:0], pool.classes, np.empty(0), config.selection_strategy)
-
-
-# ---- Sharding: SELECTION_ROLE=shard on each instance, merge on one -------------------------------------------
-# A multi-instance job (input ShardedByS3Key) runs the shards; one instance merges their outputs. See
-# docs/scaling.md.
-
-SHARD_FORMAT = "active-sampling-shard/1"
-SHARD_PREFIX = "shard-"
-SHARD_COLUMN_PREFIX = "__shard_"
-SHARD_FILE = SHARD_COLUMN_PREFIX + "file"  # input path relative to the input folder ("/"-separated)
-SHARD_ROW = SHARD_COLUMN_PREFIX + "row"  # row number inside that file
-SHARD_SCORE = SHARD_COLUMN_PREFIX + "score"  # the shard's selection score, float64
-SHARD_WEIGHT = SHARD_COLUMN_PREFIX + "weight"  # badge: the shard's candidates nearest to this pick
-SHARD_PROBABILITY = SHARD_COLUMN_PREFIX + "p"  # + class position: the probabilities as the shard read them
-_HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_RADIUS_SLACK = 1e-4  # relative: float32 distances may round a radius down by this much
-# Settings shards and merge need not share: who runs where, and the labeling tasks only the merge writes.
-_ROLE_INDEPENDENT = ("selection_role", "resource_config_path", "labeling_format", "labeling_data_field")
-
-
-class ResourceConfig(NamedTuple):
-    """Who this instance is among the instances of one processing job."""
-
-    current_host: str
-    hosts: List[str]
-
-
-def read_resource_config(path: Path) -> ResourceConfig:
-    """``current_host`` and ``hosts`` from SageMaker's resource config (RESOURCE_CONFIG_PATH)."""
-    try:
-        document = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SelectionError("resource config {} not found: set RESOURCE_CONFIG_PATH to the file that names this "
-                             "instance (current_host) and all instances (hosts)".format(path)) from None
-    except (OSError, ValueError) as error:
-        raise SelectionError("cannot read resource config {}: {}".format(path, _one_line(error))) from None
-    current, hosts = (document.get(key) if isinstance(document, dict) else None for key in ("current_host", "hosts"))
-    if not isinstance(hosts, list) or not hosts or not all(isinstance(h, str) and _HOST_NAME.match(h) for h in hosts):
-        raise SelectionError("resource config {}: hosts must be a non-empty list of host names, got {!r}".format(
-            path, hosts))
-    if len(set(hosts)) != len(hosts):
-        raise SelectionError("resource config {}: hosts lists a host twice: {}".format(path, _preview(hosts)))
-    if current not in hosts:
-        raise SelectionError("resource config {}: current_host {!r} is not among hosts {}".format(
-            path, current, _preview(hosts)))
-    return ResourceConfig(current, list(hosts))
-
-
-def sharding_unsupported(config: SelectionConfig) -> Optional[str]:
-    """Why this configuration cannot be sharded (yet), or None: its strategy row's rule decides."""
-    rule = strategy_for(config.selection_strategy).sharding
-    if rule is None:
-        return "SELECTION_STRATEGY={} cannot be sharded: use SELECTION_ROLE=single".format(config.selection_strategy)
-    return rule.unsupported(config)
-
-
-def check_role_fits_instances(config: SelectionConfig) -> Optional[ResourceConfig]:
-    """The resource config a shard needs; single and merge runs must be on one instance.
-
-    A single run on N instances would select N times from the same data and overwrite its own files.
-    """
-    path = Path(config.resource_config_path)
-    unsupported = sharding_unsupported(config) if config.selection_role != "single" else None
-    if unsupported:
-        raise SelectionError(unsupported)
-    if config.selection_role == "shard":
-        return read_resource_config(path)
-    if not path.is_file():
-        return None
-    resources = read_resource_config(path)
-    if len(resources.hosts) > 1:
-        raise SelectionError(
-            "SELECTION_ROLE={} runs on one instance, but this job has {} ({}): with more than one instance, run "
-            "SELECTION_ROLE=shard and merge in a second one-instance step".format(
-                config.selection_role, len(resources.hosts), _preview(resources.hosts)))
-    return resources
-
-
-def shared_settings(config: SelectionConfig) -> Dict[str, Any]:
-    """The settings every shard and the merge must share (all but the role and the resource config)."""
-    return {field: value for field, value in config._asdict().items() if field not in _ROLE_INDEPENDENT}
-
-
-def config_fingerprint(config: SelectionConfig) -> str:
-    """SHA-256 of the shared settings, to compare a run's shards and merge at a glance."""
-    text = json.dumps(shared_settings(config), sort_keys=True, default=_json_default)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def shard_seed(random_seed: int, hosts: Sequence[str], host: str) -> List[int]:
-    """A seed per shard, so that shards do not draw the same random sequence."""
-    return [int(random_seed), hosts.index(host)]
-
-
-def shard_pick_count(config: SelectionConfig) -> int:
-    """Candidates a diversity or badge shard sends: OVERSAMPLING x BATCH_SIZE."""
-    return config.oversampling * config.batch_size
-
-
-def _prefilter_size(config: SelectionConfig) -> int:
-    """Candidates the hybrid's uncertainty pre-filter keeps: UNCERTAINTY_PREFILTER x BATCH_SIZE."""
-    return config.uncertainty_prefilter * config.batch_size
-
-
-def _chord(distance: float, metric: str) -> float:
-    """A distance that obeys the triangle inequality: euclidean as is, ``1 - cos`` as ``|u - v|`` of unit vectors."""
-    return math.sqrt(2.0 * max(distance, 0.0)) if metric == "cosine" else float(distance)
-
-
-def _from_chord(chord: float, metric: str) -> float:
-    return chord * chord / 2.0 if metric == "cosine" else chord
-
-
-def _distance_to_nearest(point: np.ndarray, rows: np.ndarray, metric: str) -> float:
-    """Chord distance from ``point`` to the nearest of ``rows`` (float64)."""
-    point, rows = np.asarray(point, dtype=np.float64)[None, :], np.asarray(rows, dtype=np.float64)
-    if metric == "cosine":
-        point, rows = _normalize_rows(point.copy()), _normalize_rows(rows.copy())
-    return float(np.sqrt(((rows - point) ** 2).sum(axis=1).min()))
-
-
-def k_center_with_radius(
-    X: Any, n_select: int, *, initial_centers: Any = None, mean: Any = None, metric: str = "euclidean"
-) -> Tuple[np.ndarray, np.ndarray, float]:
-    """``k_center_greedy``, plus an upper bound on the covering radius of X by its real centers.
-
-    The real centers are the picks and ``initial_centers``. Without initial centers the greedy starts from
-    ``mean`` (the column mean of X unless given; a merge passes the mean of every shard's candidates),
-    which is no row: a row nearest to it is within ``r + d(mean, picks)`` of a pick. One pick more than
-    asked gives ``r``, the farthest row's distance after ``n_select`` picks. Returns the picks, their
-    distances and the bound in chord units (euclidean distance; for cosine, of the unit vectors).
-    """
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    has_initial = initial_centers is not None and len(initial_centers) > 0
-    if not has_initial and mean is None:
-        mean = X.mean(axis=0, dtype=np.float64)
-    centers = initial_centers if has_initial else np.asarray(mean, dtype=np.float32)[None, :]
-    if n_select >= X.shape[0]:
-        indices, distances = _k_center_greedy(X, n_select, initial_centers=centers, metric=metric)
-        return indices, distances, 0.0
-    indices, distances = _k_center_greedy(X, n_select + 1, initial_centers=centers, metric=metric)
-    radius = _chord(distances[-1], metric)
-    if not has_initial:
-        radius += _distance_to_nearest(centers[0], X[indices[:-1]], metric)
-    return indices[:-1], distances[:-1], radius
-
-
-def covering_radius_bound(shard_radii: Sequence[float], merge_radius: float, metric: str) -> float:
-    """Upper bound on the covering radius of the whole pool by the merged selection and the labeled rows.
-
-    The radii are in chord units (``k_center_with_radius``); the bound comes back in METRIC's. A row of
-    shard i lies within ``r_i`` of a labeled row or of a pick that shard sent, and every sent pick within
-    ``r_merge`` of a final center, so by the triangle inequality the row lies within ``max_i r_i + r_merge``;
-    the two-round greedy is a 4-approximation (Malkomes et al., NIPS 2015).
-    """
-    chord = (max(shard_radii, default=0.0) + merge_radius) * (1.0 + _RADIUS_SLACK)
-    return _from_chord(chord, metric)
-
-
-def nearest_pick_counts(embeddings: Any, probabilities: Any, picks: np.ndarray, *, metric: str = "euclidean"
-                        ) -> np.ndarray:
-    """How many rows have each pick as their nearest pick in BADGE's gradient space (ties: the earlier pick).
-
-    Uses ``g_i . g_p = (d_i . d_p)(h_i . h_p)`` in blocks, never the n x C*D gradients.
-    """
-    H = np.ascontiguousarray(embeddings, dtype=np.float32)
-    residual = _prediction_residuals(np.ascontiguousarray(probabilities, dtype=np.float64))
-    if metric == "cosine":
-        H, residual = _normalize_rows(H.copy()), _normalize_rows(residual)
-    sq_norms = np.einsum("ij,ij->i", residual, residual) * np.einsum("ij,ij->i", H, H, dtype=np.float64)
-    picks = np.asarray(picks, dtype=np.int64)
-    H_picks, residual_picks, picks_sq_norms = H[picks], residual[picks], sq_norms[picks]
-    nearest = np.empty(H.shape[0], dtype=np.int64)
-    block = max(1, (1 << 22) // max(1, picks.size))
-    for start in range(0, H.shape[0], block):
-        rows = slice(start, start + block)
-        d2 = (residual[rows] @ residual_picks.T) * (H[rows] @ H_picks.T)
-        d2 *= -2.0
-        d2 += sq_norms[rows, None]
-        d2 += picks_sq_norms[None, :]
-        nearest[rows] = np.argmin(d2, axis=1)
-    return np.bincount(nearest, minlength=picks.size).astype(np.int64)
-
-
-class ShardPicks(NamedTuple):
-    """A shard's candidates: positions among its candidate rows, scores, weights, covering radius."""
-
-    indices: np.ndarray
-    scores: np.ndarray
-    weights: np.ndarray
-    radius: Optional[float]  # diversity: chord units
-
-
-def shard_file_names(host: str) -> Dict[str, str]:
-    """File names of one shard's outputs: unique per host, since all hosts upload to one S3 prefix."""
-    stem = SHARD_PREFIX + host
-    return {"manifest": stem + ".json", "piece": stem + ".{:05d}.parquet", "labeled": stem + ".labeled.npy"}
-
-
-def _path_key(relative: str) -> Tuple[str, ...]:
-    """Sort key of a relative input path, as ``sorted(Path.rglob())`` orders files (part by part)."""
-    return tuple(relative.split("/"))
-
-
-def _check_no_shard_columns(columns: Sequence[str]) -> None:
-    reserved = [name for name in columns if name.startswith(SHARD_COLUMN_PREFIX)]
-    if reserved:
-        raise SelectionError("input has column(s) {} whose prefix {!r} is reserved for a shard's outputs; rename "
-                             "them".format(_preview(reserved), SHARD_COLUMN_PREFIX))
-
-
-def run_shard(input_dir: Path, samples_dir: Path, metadata_dir: Path, config: SelectionConfig,
-              resources: ResourceConfig, job_type: str,
-              previous: Optional["PredictedClasses"] = None, calibration: Optional[CalibrationTable] = None
-              ) -> Tuple[SelectionResult, InputFacts, List[Tuple[Path, Callable[[Path], None]]]]:
-    """Select this shard's candidates: what a selection returns (no rows; the manifest the merge checks the
-    shard's outputs against as ``sharding``), its input, and the files to write with their writers.
-
-    ``previous`` (last round's predictions, read whole by every shard) feeds the shard's stopping counts,
-    which the merge adds up.
-    """
-    source = None
-    try:  # with more instances than files, an instance receives none
-        source = scan_input(input_dir, config, (samples_dir, metadata_dir)) if input_dir.is_dir() else None
-    except (NoDataFilesError, NoRowsError):
-        pass
-    if source is None:
-        logger.info("This shard received no rows under %s: it sends no candidates", input_dir)
-    shard = _NO_ROWS if source is None else _shard_select(source, config, resources, previous, calibration)
-    manifest = shard_manifest(config, resources, job_type, calibration, shard)
-    files = [(samples_dir / name, lambda target, piece=piece: _write_arrow(piece, target))
-             for name, piece in zip(manifest["candidate_files"], shard.pieces)]
-    if manifest["labeled_file"]:
-        files.append((samples_dir / manifest["labeled_file"], lambda target: _save_npy(target, shard.labeled)))
-    text = json.dumps(manifest, indent=2, default=_json_default, allow_nan=False) + "\n"
-    files += [(folder / shard_file_names(resources.current_host)["manifest"],
-               lambda target: target.write_text(text, encoding="utf-8")) for folder in (samples_dir, metadata_dir)]
-    logger.info("Shard %s (%d of %d): %d rows, %d candidates, sending %d", resources.current_host,
-                resources.hosts.index(resources.current_host) + 1, len(resources.hosts), manifest["pool_size"],
-                manifest["candidate_count"], manifest["forwarded_count"])
-    result = SelectionResult(rows=None, counts=shard.totals.counts, details=shard.details,
-                             stopping=shard.totals.stopping, sharding=manifest)
-    return result, shard.inputs, files
-
-
-def _write_arrow(table: Any, target: Path) -> None:
-    import pyarrow.parquet as pq
-
-    pq.write_table(table, str(target))
-
-
-def _save_npy(target: Path, array: np.ndarray) -> None:
-    with open(str(target), "wb") as handle:
-        np.save(handle, array, allow_pickle=False)
-
-
-def _schema_text(source: InputTable) -> Optional[str]:
-    """The agreed Arrow types of a parquet input, serialized for the manifest (None for csv/tsv)."""
-    import base64
-
-    import pyarrow as pa
-
-    if not source.arrow_types:
-        return None
-    schema = pa.schema([pa.field(name, source.arrow_types[name]) for name in source.columns])
-    return base64.b64encode(schema.serialize().to_pybytes()).decode("ascii")
-
-
-def _schema_from_text(text: str) -> Any:
-    import base64
-
-    import pyarrow as pa
-
-    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
-
-
-class ShardSelection(NamedTuple):
-    """What one shard computed from its rows: how it read them, its pool's totals, and what it forwards."""
-
-    inputs: InputFacts  # its files ("/"-separated, relative to its input folder) and their format
-    columns: List[str]
-    kinds: Dict[str, str]
-    arrow_schema: Optional[str]  # ``_schema_text``
-    column_dtypes: Dict[str, str]
-    totals: PoolTotals
-    details: Dict[str, Any]  # how the shard read scores and vectors: the merge checks every shard agrees
-    rule_facts: Dict[str, Any]  # the strategy row's own manifest entries (``ShardRule.shard_facts``)
-    radius: Optional[float]  # diversity: the covering radius its picks leave, in chord units
-    pieces: List[Any]  # the forwarded rows, one Arrow table per input file holding any
-    labeled: Optional[np.ndarray]  # labeled rows' vectors, for rules that send them
-
-
-def _shard_select(source: InputTable, config: SelectionConfig, resources: ResourceConfig,
-                  previous: Optional["PredictedClasses"] = None, calibration: Optional[CalibrationTable] = None
-                  ) -> ShardSelection:
-    """The shard's pool, its strategy row's picks among the shard's candidates, and the rows it forwards."""
-    import pyarrow as pa
-
-    _check_no_shard_columns(source.columns)
-    relative = [os.path.relpath(str(f.path), str(source.root)).replace(os.sep, "/") for f in source.files]
-    rows = open_source(source)
-    pool = rows.pool(config, keep_ids=previous is not None or calibration is not None)
-    strategy = strategy_for(config.selection_strategy)
-    rule = strategy.sharding
-    candidates = np.flatnonzero(candidate_mask(pool, strategy))
-    if calibration is not None:
-        check_calibration_apart(pool.ids, calibration, config.id_field)
-        check_calibration_fits(calibration, pool.score_columns, pool.score_interpretation)
-    own = _candidates(pool, candidates, strategy)._replace(
-        calibration=None if calibration is None else calibration.calibration)
-    labeled = own.labeled_embeddings if rule.sends_labeled_vectors else None
-    totals = pool_totals(pool, config, previous)
-    details = {"score_columns": pool.score_columns, "score_interpretation": pool.score_interpretation,
-               "vector_columns": pool.vector_columns or None, "vector_source": pool.vector_source,
-               "classes": pool.classes}
-    rule_facts, picks = {}, ShardPicks(np.empty(0, dtype=np.int64), np.empty(0), np.empty(0, dtype=np.int64), None)
-    if candidates.size:
-        rule_facts = rule.shard_facts(own)
-        picks = rule.send(config, own, shard_seed(config.random_seed, resources.hosts, resources.current_host))
-    order = np.argsort(candidates[picks.indices], kind="stable")  # forwarded in input order
-    positions = candidates[picks.indices][order]
-    sent = picks.indices[order]
-    scores = np.asarray(picks.scores, dtype=np.float64)[order]
-    probabilities = own.probabilities
-    del pool, own
-    pieces, done = [], 0
-    for index, local, table in rows.file_pieces(positions):
-        chunk = slice(done, done + local.size)
-        done += local.size
-        added = [(SHARD_FILE, pa.array([relative[index]] * local.size, pa.string())),
-                 (SHARD_ROW, pa.array(local.astype(np.int64))),
-                 (SHARD_SCORE, pa.array(scores[chunk])),
-                 (SHARD_WEIGHT, pa.array(picks.weights[order][chunk].astype(np.int64)))]
-        added += [(SHARD_PROBABILITY + str(j), pa.array(probabilities[sent[chunk], j]))
-                  for j in range(probabilities.shape[1])]
-        for name, values in added:
-            table = table.append_column(name, values)
-        pieces.append(table)
-    return ShardSelection(InputFacts(relative, source.fmt, source.arrow_types), source.columns, source.kinds,
-                          _schema_text(source), rows.column_dtypes(), totals, details, rule_facts, picks.radius,
-                          pieces, labeled)
-
-
-_NO_ROWS = ShardSelection(inputs=InputFacts([], None, {}), columns=[], kinds={}, arrow_schema=None, column_dtypes={},
-                          totals=PoolTotals({key: 0 for key in POOL_COUNTS}, {}, None), details={}, rule_facts={},
-                          radius=None, pieces=[], labeled=None)  # a shard that received no rows: it sends none
-
-
-def shard_manifest(config: SelectionConfig, resources: ResourceConfig, job_type: str,
-                   calibration: Optional[CalibrationTable], shard: ShardSelection) -> Dict[str, Any]:
-    """The manifest the merge checks a shard's outputs against."""
-    names = shard_file_names(resources.current_host)
-    labeled = 0 if shard.labeled is None else int(shard.labeled.shape[0])
-    stopping = shard.totals.stopping
-    return {
-        "format": SHARD_FORMAT, "host": resources.current_host, "hosts": resources.hosts, "job_type": job_type,
-        "config_fingerprint": config_fingerprint(config), "config": shared_settings(config),
-        "input_files": shard.inputs.files, "input_format": shard.inputs.fmt, "columns": shard.columns,
-        "kinds": shard.kinds, "arrow_schema": shard.arrow_schema, "column_dtypes": shard.column_dtypes,
-        **shard.totals.counts, "forwarded_count": sum(piece.num_rows for piece in shard.pieces),
-        "candidate_files": [names["piece"].format(number) for number in range(len(shard.pieces))],
-        "labeled_file": names["labeled"] if labeled else None, "labeled_vectors": labeled,
-        "candidate_vector_sum": None, "covering_radius_chord": shard.radius, "details": shard.details,
-        "stopping": None if stopping is None else stopping._asdict(),
-        "calibration_fingerprint": calibration_fingerprint(calibration), **shard.rule_facts,
-        **({} if stopping is None else {"pool_facts": shard.totals.facts}),
-    }
-
-
-class ShardOutput(NamedTuple):
-    """One shard's manifest and the folder it was found in."""
-
-    manifest: Dict[str, Any]
-    folder: Path
-
-
-def read_shard_outputs(root: Path, skipped: Sequence[Path] = ()) -> List[ShardOutput]:
-    """Every shard manifest under the merge's input folder, in path order, except in the ``skipped`` (output)
-    folders."""
-    if not root.is_dir():
-        raise SelectionError("input folder {} does not exist or is not a folder".format(root))
-    outputs = []
-    skipped_real = [_real(folder) for folder in skipped]
-    for path in sorted(root.rglob(SHARD_PREFIX + "*.json")):
-        if any(part.startswith((".", "_")) for part in path.relative_to(root).parts):
-            continue
-        if any(_is_within(_real(path.parent), folder) for folder in skipped_real):
-            continue
-        try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise SelectionError("cannot read shard manifest {}: {}".format(path, _one_line(error))) from None
-        if not isinstance(manifest, dict) or manifest.get("format") != SHARD_FORMAT:
-            raise SelectionError("{} is not a shard manifest of this script (format {!r})".format(path, SHARD_FORMAT))
-        outputs.append(ShardOutput(manifest, path.parent))
-    if not outputs:
-        raise SelectionError("no shard outputs ({}<host>.json) under {}: point evaluation_data of the merge at the "
-                             "shard step's selected_samples".format(SHARD_PREFIX, root))
-    return outputs
-
-
-_AGREEMENT = (
-    ("score_columns", "score columns"),
-    ("score_interpretation", "how scores were read"),
-    ("classes", "classes"),
-    ("vector_columns", "embedding columns"),
-)
-
-
-def check_shard_manifests(manifests: Sequence[Mapping[str, Any]], config: SelectionConfig) -> List[str]:
-    """Every host of the run exactly once, run with this configuration, reading its data the same way.
-
-    Returns the hosts in their resource-config order; any gap or disagreement is an error naming the host.
-    """
-    by_host: Dict[str, Mapping[str, Any]] = {}
-    for manifest in manifests:
-        host = manifest["host"]
-        if host in by_host:
-            raise SelectionError("host {} sent shard outputs twice: outputs of different runs share the merge's input "
-                                 "folder".format(host))
-        by_host[host] = manifest
-    hosts = list(manifests[0]["hosts"])
-    for manifest in manifests:
-        if list(manifest["hosts"]) != hosts:
-            raise SelectionError("host {} ran among hosts {} but host {} among {}: outputs of different runs share "
-                                 "the merge's input folder".format(manifest["host"], _preview(manifest["hosts"]),
-                                                                  manifests[0]["host"], _preview(hosts)))
-    missing = [host for host in hosts if host not in by_host]
-    if missing:
-        raise SelectionError("shard output of host {} is missing ({} of {} hosts found: {})".format(
-            missing[0], len(by_host), len(hosts), _preview(sorted(by_host))))
-    fingerprint = config_fingerprint(config)
-    for host in hosts:
-        if by_host[host]["config_fingerprint"] != fingerprint:
-            raise SelectionError("host {} ran with a different configuration than this merge: {}".format(
-                host, _first_difference(by_host[host]["config"], config)))
-    _check_agreement([by_host[host] for host in hosts], {config.id_field, config.label_field})
-    return hosts
-
-
-def _first_difference(settings: Mapping[str, Any], config: SelectionConfig) -> str:
-    """The first variable whose value in a shard's ``settings`` differs from ``config``'s, as NAME=there, here."""
-    expected = json.loads(json.dumps(shared_settings(config), default=_json_default))
-    for var in ENV_VARS:
-        if var.field in expected and settings.get(var.field) != expected[var.field]:
-            return "{}={!r} there, {!r} here".format(var.name, settings.get(var.field), expected[var.field])
-    return "the same settings, another fingerprint (another version of this script?)"
-
-
-def _check_agreement(manifests: Sequence[Mapping[str, Any]], strict: Iterable[Optional[str]]) -> None:
-    """Shards that read data must have read it as one run would: same columns, same score reading."""
-    with_rows = [manifest for manifest in manifests if manifest["pool_size"]]
-    if not with_rows:
-        raise SelectionError("no shard received any rows (hosts {})".format(_preview([m["host"] for m in manifests])))
-    first = with_rows[0]
-    for manifest in with_rows[1:]:
-        if set(manifest["columns"]) != set(first["columns"]):
-            extra = sorted(set(manifest["columns"]) ^ set(first["columns"]))
-            raise SelectionError("host {} read columns that host {} did not (or the other way): {}".format(
-                manifest["host"], first["host"], _preview(extra)))
-        for name in first["columns"]:
-            kinds = {manifest["kinds"].get(name), first["kinds"].get(name)} - {None}
-            if len(kinds) > 1 and not (kinds == {"integer", "float"} and name not in strict):
-                raise SelectionError("column {!r} is {} in host {}'s files but {} in host {}'s: part files must agree "
-                                     "on each column's type".format(name, manifest["kinds"].get(name),
-                                                                    manifest["host"], first["kinds"].get(name),
-                                                                    first["host"]))
-        for key, what in _AGREEMENT:
-            if manifest["details"].get(key) != first["details"].get(key):
-                raise SelectionError("host {} disagrees with host {} on {}: {!r} there, {!r} on {}; a single run "
-                                     "reads the whole pool one way".format(
-                                         manifest["host"], first["host"], what, manifest["details"].get(key),
-                                         first["details"].get(key), first["host"]))
-
-
-def merge_ranked(scores: np.ndarray, keys: Sequence[np.ndarray], limit: int,
-                 groups: Optional[np.ndarray] = None) -> np.ndarray:
-    """Positions of the best ``limit`` rows (per group when ``groups`` is given), best first.
-
-    Highest score first; ties go to the row first in ``keys`` (most significant first), which for a
-    merge are the input file's rank and the row in it: a single run's order. ``limit`` 0 keeps all.
-    """
-    order = np.lexsort(tuple(reversed(list(keys))) + (-np.asarray(scores, dtype=np.float64),))
-    if limit <= 0:
-        return order.astype(np.int64)
-    if groups is None:
-        return order[:limit].astype(np.int64)
-    ranked_groups = np.asarray(groups)[order]
-    rank_in_group = np.empty(order.size, dtype=np.int64)
-    for group in np.unique(ranked_groups):
-        members = np.flatnonzero(ranked_groups == group)
-        rank_in_group[members] = np.arange(members.size)
-    return order[rank_in_group < limit].astype(np.int64)
-
-
-class MergedPool(NamedTuple):
-    """All shards' forwarded rows in input order: the pool the merge selects from (the fields of ``Pool``
-    the engine reads), what the shards sent with each row, and where each row is stored."""
-
-    ids: pd.Series
-    probabilities: np.ndarray
-    classes: List[Any]
-    labeled: np.ndarray  # every forwarded row is a candidate
-    vectors: Optional[np.ndarray]
-    score_columns: List[str]
-    score_interpretation: str
-    vector_columns: Optional[List[str]]
-    vector_source: Optional[str]
-    scores: np.ndarray  # the shard's selection score of each row
-    weights: np.ndarray  # the rows of its shard each row stands for
-    file_rank: np.ndarray
-    row: np.ndarray
-    pieces: List[Any]  # Arrow tables as the shards wrote them
-    piece: np.ndarray  # which piece holds each row
-    piece_row: np.ndarray  # and where in it
-    calibration: Optional[Calibration] = None  # calibration_data, as the merge read it
-
-
-def _read_pieces(outputs: Sequence[ShardOutput]) -> List[Any]:
-    import pyarrow.parquet as pq
-
-    pieces = []
-    for output in outputs:
-        manifest, count = output.manifest, 0
-        for name in manifest["candidate_files"]:
-            path = output.folder / name
-            try:
-                pieces.append(pq.read_table(str(path)))
-            except Exception as error:
-                raise SelectionError("cannot read shard candidates {} of host {}: {}".format(
-                    path, manifest["host"], _one_line(error))) from None
-            count += pieces[-1].num_rows
-        if count != manifest["forwarded_count"]:
-            raise SelectionError("host {}: its candidate files hold {} rows, its manifest says {}".format(
-                manifest["host"], count, manifest["forwarded_count"]))
-    return pieces
-
-
-def _read_merged_pool(outputs: Sequence[ShardOutput], config: SelectionConfig, first: Mapping[str, Any],
-                      calibration: Optional[Calibration]) -> MergedPool:
-    """The merge's pool, read as the shards describe it (``first``: the details of a single run's first file)."""
-    vector_columns = first["vector_columns"]
-    pieces = [piece for piece in _read_pieces(outputs) if piece.num_rows]
-    if not pieces:
-        raise SelectionError("no shard sent candidates")
-
-    def gather(name: str, dtype: Any) -> np.ndarray:
-        return np.concatenate([piece.column(name).to_numpy().astype(dtype) for piece in pieces])
-
-    paths = np.concatenate([np.asarray(piece.column(SHARD_FILE).to_pylist(), dtype=object) for piece in pieces])
-    ranks = {path: rank for rank, path in enumerate(sorted(set(paths), key=_path_key))}
-    file_rank = np.array([ranks[path] for path in paths], dtype=np.int64)
-    row = gather(SHARD_ROW, np.int64)
-    order = np.lexsort((row, file_rank))
-    piece = np.repeat(np.arange(len(pieces)), [p.num_rows for p in pieces])[order]
-    piece_row = np.concatenate([np.arange(p.num_rows) for p in pieces])[order]
-    probabilities = np.column_stack([gather(SHARD_PROBABILITY + str(j), np.float64)
-                                     for j in range(len(first["classes"]))])
-    vectors = None
-    if vector_columns and _is_list(pieces[0].schema.field(vector_columns[0]).type):  # EMBEDDING_FIELD
-        vectors = np.concatenate([_arrow_matrix(piece.column(vector_columns[0]), vector_columns[0], np.float32, 0)
-                                  for piece in pieces])[order]
-    elif vector_columns:
-        vectors = np.column_stack([gather(name, np.float32) for name in vector_columns])[order]
-    ids = pd.concat([p.select([config.id_field]).to_pandas()[config.id_field] for p in pieces], ignore_index=True)
-    return MergedPool(ids=ids.iloc[order].reset_index(drop=True), probabilities=probabilities[order],
-                      classes=first["classes"], labeled=np.zeros(order.size, dtype=bool), vectors=vectors,
-                      score_columns=first["score_columns"], score_interpretation=first["score_interpretation"],
-                      vector_columns=vector_columns, vector_source=first["vector_source"],
-                      scores=gather(SHARD_SCORE, np.float64)[order], weights=gather(SHARD_WEIGHT, np.float64)[order],
-                      file_rank=file_rank[order], row=row[order], pieces=pieces, piece=piece, piece_row=piece_row,
-                      calibration=calibration)
-
-
-def _merged_rows(pool: MergedPool, chosen: np.ndarray, columns: Sequence[str], schema: Any,
-                 dtypes: Dict[str, Any]) -> pd.DataFrame:
-    """Full rows of ``chosen`` (positions in the pool, in rank order).
-
-    Parquet pieces are cast to the types all shards agree on and converted as ``ParquetSource.rows_at`` converts
-    a single run's rows; csv/tsv pieces are converted one by one and ``dtypes`` applied (``_merged_dtypes``).
-    """
-    import pyarrow as pa
-
-    by_input_order = np.sort(chosen)
-    tables = []
-    for number in dict.fromkeys(pool.piece[by_input_order].tolist()):  # one piece per file, in input order
-        rows = by_input_order[pool.piece[by_input_order] == number]
-        tables.append(pool.pieces[number].select(list(columns)).take(pa.array(pool.piece_row[rows])))
-    if schema is not None:
-        tables = [table if table.schema.equals(schema) else table.cast(schema) for table in tables]
-        merged = _arrow_to_pandas(pa.concat_tables(tables) if tables else schema.empty_table())
-    else:
-        frames = [table.to_pandas() for table in tables]
-        merged = pd.concat(frames, ignore_index=True) if frames else pool.pieces[0].select(
-            list(columns)).slice(0, 0).to_pandas()
-        for name, dtype in dtypes.items():
-            if merged[name].dtype != dtype:
-                merged[name] = merged[name].astype(dtype)
-    inverse = np.searchsorted(by_input_order, chosen)
-    return merged.iloc[inverse].reset_index(drop=True)
-
-
-def _agreed_schema(manifests: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Any:
-    """The Arrow types a single run would read every parquet column as (``agreed_arrow_type`` over the shards'
-    agreed types); None unless every shard with rows read parquet."""
-    import pyarrow as pa
-
-    if any(manifest["input_format"] != "parquet" for manifest in manifests):
-        return None
-    schemas = [_schema_from_text(manifest["arrow_schema"]) for manifest in manifests]
-    return pa.schema([pa.field(name, agreed_arrow_type([schema.field(name).type for schema in schemas]))
-                      for name in columns])
-
-
-def _merged_dtypes(manifests: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
-    """Numeric columns whose type differs between shards, and the type a single run's concat gives them.
-
-    A single run concatenates all CSV files; a column that is int64 in one shard and float64 in
-    another is float64 there. (Parquet runs concatenate only the pieces they select from, see docs.)
-    """
-    if any(manifest["input_format"] == "parquet" for manifest in manifests):
-        return {}
-    seen: Dict[str, set] = {}
-    for manifest in manifests:
-        for name, dtype in manifest["column_dtypes"].items():
-            seen.setdefault(name, set()).add(dtype)
-    result = {}
-    for name, types in seen.items():
-        if len(types) > 1:
-            try:
-                numpy_types = [np.dtype(text) for text in types]
-            except TypeError:
-                continue
-            if all(t.kind in "iuf" for t in numpy_types):
-                result[name] = np.result_type(*numpy_types)
-    return result
-
-
-def _merge_centers(outputs: Sequence[ShardOutput], n_columns: int) -> Tuple[Optional[np.ndarray], np.ndarray]:
-    """diversity: every shard's labeled vectors (or None) and the mean of all candidates."""
-    labeled = []
-    total, count = np.zeros(n_columns, dtype=np.float64), 0
-    for output in outputs:
-        manifest = output.manifest
-        if manifest["labeled_file"]:
-            vectors = np.load(str(output.folder / manifest["labeled_file"]), allow_pickle=False)
-            if vectors.shape != (manifest["labeled_vectors"], n_columns):
-                raise SelectionError("host {}: labeled vectors of shape {}, expected ({}, {})".format(
-                    manifest["host"], vectors.shape, manifest["labeled_vectors"], n_columns))
-            labeled.append(vectors)
-        if manifest["candidate_vector_sum"] is not None:
-            total += np.asarray(manifest["candidate_vector_sum"], dtype=np.float64)
-            count += manifest["candidate_count"]
-    return (np.concatenate(labeled) if labeled else None), total / max(count, 1)
-
-
-def merge_select(input_dir: Path, config: SelectionConfig, skipped: Sequence[Path] = (),
-                 calibration: Optional[CalibrationTable] = None) -> Tuple[SelectionResult, InputFacts]:
-    """The merge role: check all shards, then select from their candidates as a single run would.
-
-    ``skipped``: the output folders, never read (they may lie inside ``input_dir``)."""
-    outputs = read_shard_outputs(input_dir, skipped)
-    hosts = check_shard_manifests([output.manifest for output in outputs], config)
-    outputs = sorted(outputs, key=lambda output: hosts.index(output.manifest["host"]))
-    manifests = [output.manifest for output in outputs]
-    with_rows = [manifest for manifest in manifests if manifest["pool_size"]]
-    first_shard = min(with_rows, key=lambda manifest: _path_key(manifest["input_files"][0]))  # a single run's
-    first = first_shard["details"]  # column order and reading come from its first file
-    counts = {key: sum(manifest[key] for manifest in manifests) for key in POOL_COUNTS}
-    if counts["candidate_count"] == 0:
-        raise no_candidates_error(strategy_for(config.selection_strategy), counts["pool_size"], config.label_field)
-    check_calibration_agreement(manifests, calibration)
-    pool = _read_merged_pool(outputs, config, first, None if calibration is None else calibration.calibration)
-    _check_ids(pool.ids, config.id_field)
-    if calibration is not None:
-        check_calibration_fits(calibration, first["score_columns"], first["score_interpretation"])
-        check_calibration_apart(pool.ids, calibration, config.id_field)
-    selection, guarantee = _merge_strategy(config, pool, outputs, counts["candidate_count"])
-    totals = PoolTotals(counts, add_pool_facts([manifest["pool_facts"] for manifest in with_rows]),
-                        merged_stopping_counts([manifest["stopping"] for manifest in with_rows]),
-                        note="; sharded run: the candidates are the rows the shards sent to the merge")
-    schema = _agreed_schema(with_rows, first_shard["columns"])
-    dtypes = _merged_dtypes(with_rows)
-    sharding = dict(guarantee, hosts=hosts, config_fingerprint=config_fingerprint(config),
-                    shards=[{key: manifest[key] for key in ("host", "pool_size", "candidate_count", "forwarded_count")}
-                            for manifest in manifests], merged_candidates=int(len(pool.ids)))
-    chosen, summary = summarize_selection(pool, selection, config, totals, pool.calibration)
-    result = annotated_result(chosen, summary, selection, config,
-                              lambda rows: _merged_rows(pool, rows, first_shard["columns"], schema, dtypes), sharding)
-    formats = {manifest["input_format"] for manifest in with_rows}
-    input_files = sorted((name for manifest in manifests for name in manifest["input_files"]), key=_path_key)
-    return result, InputFacts(input_files, formats.pop() if len(formats) == 1 else "mixed",
-                              {} if schema is None else {field.name: field.type for field in schema})
-
-
-def calibration_fingerprint(calibration: Optional[CalibrationTable]) -> Optional[str]:
-    """SHA-256 of the calibration arrays, so that the merge can check every shard read the same rows."""
-    if calibration is None:
-        return None
-    digest = hashlib.sha256(np.ascontiguousarray(calibration.calibration.probabilities).tobytes())
-    digest.update(np.ascontiguousarray(calibration.calibration.labels).tobytes())
-    return digest.hexdigest()
-
-
-def check_calibration_agreement(manifests: Sequence[Mapping[str, Any]],
-                                calibration: Optional[CalibrationTable]) -> None:
-    own = calibration_fingerprint(calibration)
-    for manifest in manifests:
-        theirs = manifest.get("calibration_fingerprint")
-        if theirs != own:
-            how = ("read no calibration_data but the merge did" if theirs is None else
-                   "read calibration_data but the merge got none" if own is None else
-                   "read other calibration_data than the merge")
-            raise SelectionError("shard {} {}: give every shard and the merge the same calibration_data".format(
-                manifest["host"], how))
-
-
-def _merge_strategy(config: SelectionConfig, pool: MergedPool, outputs: Sequence[ShardOutput],
-                    candidate_count: int) -> Tuple[Selection, Dict[str, Any]]:
-    """The strategy row's merge, and for SSL with calibration_data the per-class thresholds of its selection,
-    found among the merged rows (they hold every selected row and, per class, every row a single run's rule
-    would weigh)."""
-    strategy = strategy_for(config.selection_strategy)
-    if strategy.batched and config.batch_size >= candidate_count:
-        logger.info("BATCH_SIZE=%d is not smaller than the %d candidates: selecting them all", config.batch_size,
-                    candidate_count)
-    selection, guarantee = strategy.sharding.merge(config, pool, outputs)
-    if strategy.use_case == "ssl" and pool.calibration is not None and selection.class_thresholds is None:
-        thresholds = make_sampler(config).class_thresholds(Candidates(pool.probabilities), selection)
-        selection = selection._replace(class_thresholds=thresholds)
-    return selection, guarantee
-
-
-# ---- Labeling tasks: the selection as a Ground Truth manifest or Label Studio tasks --------------------------
-# Pure functions: they take the annotated rows, the model's predictions and the settings, and return the
-# files' text; main writes them into the labeling_tasks channel.
-
-GROUND_TRUTH_MANIFEST = "ground_truth.manifest"
-GROUND_TRUTH_CATEGORIES = "ground_truth_label_categories.json"
-LABEL_STUDIO_TASKS = "label_studio_tasks.json"
-LABEL_STUDIO_CONFIG = "label_studio_config.xml"
-GIVEN_LABEL = "given_label"  # strategies that review labeled rows: the label under review, as the input holds it
-LABEL_STUDIO_CHOICES = "label"  # name of the <Choices> control: from_name of predictions and answers
-LABEL_STUDIO_OBJECTS = {"text": ("Text", "text"), "uri": ("Image", "image")}  # data kind -> (tag, name)
-MODEL_VERSION_PREFIX = "active_sampling/"
-# Ground Truth's input manifest rules: one JSON object per line of at
-# most 100,000 characters, no attribute over 20,000, no attribute name starting with $, exactly one of
-# source (the text itself) and source-ref (an S3 object).
-GROUND_TRUTH_SOURCE_KEYS = ("source", "source-ref")
-GROUND_TRUTH_MAX_LINE_CHARS = 100000
-GROUND_TRUTH_MAX_ATTRIBUTE_CHARS = 20000
-GROUND_TRUTH_CATEGORIES_VERSION = "2018-11-28"
-S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/\S.*")  # bucket naming rules, then a key
-_URI_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
-_URI_SCHEMES = ("s3://", "https://")
-_LABEL_STUDIO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_KIND_NAMES = {"text": "a text", "uri": "a URI"}
-
-
-class LabelingTask(NamedTuple):
-    """One selected row as a task, with JSON-ready values."""
-
-    row_id: Any
-    shown: str  # LABELING_DATA_FIELD: the text, or the URI of the object
-    rank: int
-    score: float
-    predicted: str
-    confidence: float
-    given: Any = None  # the label under review (strategies that review labeled rows), else None
-
-
-def _json_scalar(value: Any) -> Any:
-    value = value.item() if isinstance(value, np.generic) else value
-    return value if isinstance(value, (str, int, float)) else str(value)
-
-
-def _row_name(task: LabelingTask, id_field: str) -> str:
-    return "selected row {} ({}={!r})".format(task.rank, id_field, task.row_id)
-
-
-def labeling_tasks(rows: pd.DataFrame, predictions: Predictions, config: SelectionConfig) -> List[LabelingTask]:
-    """One task per selected row, in rank order; each shown value must be a non-blank text.
-
-    ``rows`` are the annotated selected rows (``annotate``), ``predictions`` the model's guess for them.
-    """
-    field = config.labeling_data_field
-    given = rows[config.label_field].map(_json_scalar) if _reviews_labels(config) else [None] * len(rows)
-    tasks = [LabelingTask(_json_scalar(row_id), shown, int(rank), float(score), str(predicted), float(confidence),
-                          label)
-             for row_id, shown, rank, score, predicted, confidence, label in zip(
-                 rows[config.id_field], rows[field], rows[SELECTION_RANK], rows[SELECTION_SCORE],
-                 predictions.labels, predictions.confidence, given)]
-    for task in tasks:
-        if isinstance(task.shown, str) and task.shown.strip():
-            continue
-        if isinstance(task.shown, str) or _is_missing(task.shown):
-            what = "is empty"
-        else:
-            what = "holds {} {}".format("the number" if isinstance(task.shown, numbers.Number) else "the value",
-                                        task.shown)
-        raise SelectionError("LABELING_DATA_FIELD column {!r} {} in the {}: expected a text or an s3:// or "
-                             "https:// URI".format(field, what, _row_name(task, config.id_field)))
-    return tasks
-
-
-def _is_missing(value: Any) -> bool:
-    return value is None or bool(pd.isna(value))
-
-
-def labeling_data_kind(tasks: Sequence[LabelingTask], config: SelectionConfig) -> str:
-    """``"uri"`` when every shown value is an s3:// or https:// URI, ``"text"`` when none looks like a URI."""
-    kinds = ["uri" if _URI_SCHEME.match(task.shown) else "text" for task in tasks]
-    for task, kind in zip(tasks, kinds):
-        if kind != kinds[0]:
-            raise SelectionError("LABELING_DATA_FIELD column {!r} mixes texts and URIs: the {} is {}, the {} {}"
-                                 .format(config.labeling_data_field, _row_name(tasks[0], config.id_field),
-                                         _KIND_NAMES[kinds[0]], _row_name(task, config.id_field), _KIND_NAMES[kind]))
-        if kind == "uri" and not task.shown.lower().startswith(_URI_SCHEMES):
-            raise SelectionError("LABELING_DATA_FIELD value {!r} of the {} is a URI that labeling tools cannot "
-                                 "fetch: expected s3:// or https://".format(task.shown, _row_name(task, config.id_field)))
-    return kinds[0] if kinds else "text"
-
-
-def ground_truth_files(tasks: Sequence[LabelingTask], kind: str, predictions: Predictions,
-                       config: SelectionConfig) -> Tuple[str, str]:
-    """Ground Truth's input manifest and label category configuration (``LabelCategoryConfigS3Uri``). A manifest
-    line holds ``source`` (a text) or ``source-ref`` (an S3 URI), then the id, rank, score and the model's
-    prediction as extra attributes; every line is checked against Ground Truth's limits."""
-    key = "source-ref" if kind == "uri" else "source"
-    lines = []
-    for task in tasks:
-        where = _row_name(task, config.id_field)
-        if kind == "uri" and not S3_URI.fullmatch(task.shown):
-            raise SelectionError("Ground Truth reads objects from S3 only: LABELING_DATA_FIELD value {!r} of the {} "
-                                 "is not an s3://bucket/key URI".format(task.shown, where))
-        if len(task.shown) > GROUND_TRUTH_MAX_ATTRIBUTE_CHARS:
-            raise SelectionError("LABELING_DATA_FIELD value of the {} has {} characters; Ground Truth accepts at "
-                                 "most {} in one attribute".format(where, len(task.shown),
-                                                                  GROUND_TRUTH_MAX_ATTRIBUTE_CHARS))
-        entry = {key: task.shown, config.id_field: task.row_id, SELECTION_RANK: task.rank,
-                 SELECTION_SCORE: task.score, PREDICTED_LABEL: task.predicted, PREDICTED_CONFIDENCE: task.confidence}
-        if task.given is not None:
-            entry[GIVEN_LABEL] = task.given
-        line = json.dumps(entry, ensure_ascii=False, allow_nan=False)
-        if len(line) > GROUND_TRUTH_MAX_LINE_CHARS:
-            raise SelectionError("the Ground Truth manifest line of the {} has {} characters; Ground Truth accepts "
-                                 "at most {}".format(where, len(line), GROUND_TRUTH_MAX_LINE_CHARS))
-        lines.append(line + "\n")
-    categories = {"document-version": GROUND_TRUTH_CATEGORIES_VERSION,
-                  "labels": [{"label": str(c)} for c in predictions.classes]}
-    return "".join(lines), json.dumps(categories, indent=2, ensure_ascii=False) + "\n"
-
-
-def label_studio_files(tasks: Sequence[LabelingTask], kind: str, predictions: Predictions,
-                       config: SelectionConfig) -> Tuple[str, str]:
-    """Label Studio tasks, one per line of a JSON list (it imports as it is, reads and diffs well), and their
-    labeling configuration. ``data`` holds the shown field, the id, rank and score; the model's top class and
-    its probability are a prediction, so annotators start from the model's guess."""
-    object_name = LABEL_STUDIO_OBJECTS[kind][1]
-    model_version = MODEL_VERSION_PREFIX + config.selection_strategy
-    lines = [json.dumps({
-        "data": {config.labeling_data_field: task.shown, config.id_field: task.row_id, SELECTION_RANK: task.rank,
-                 SELECTION_SCORE: task.score, **({} if task.given is None else {GIVEN_LABEL: task.given})},
-        "predictions": [{
-            "model_version": model_version,
-            "score": task.confidence,
-            "result": [{"from_name": LABEL_STUDIO_CHOICES, "to_name": object_name, "type": "choices",
-                        "value": {"choices": [task.predicted]}}],
-        }],
-    }, ensure_ascii=False, allow_nan=False) for task in tasks]
-    return ("[\n" + ",\n".join(lines) + "\n]\n",
-            label_studio_config(predictions.classes, kind, config.labeling_data_field,
-                                shows_given=_reviews_labels(config)))
-
-
-def label_studio_config(classes: Sequence[Any], kind: str, data_field: str, *, shows_given: bool = False) -> str:
-    """The labeling configuration matching ``label_studio_files``' tasks: the shown field (a Text, or an Image for
-    URIs) and one single-choice control with the classes of the score columns; with ``shows_given``, a header
-    above them with the label under review (the model's suggestion is the preselected choice)."""
-    tag, name = LABEL_STUDIO_OBJECTS[kind]
-    choices = "".join("    <Choice value={}/>\n".format(quoteattr(str(label))) for label in classes)
-    header = '  <Header value="Given label: ${}"/>\n'.format(GIVEN_LABEL) if shows_given else ""
-    return ('<View>\n{header}  <{tag} name="{name}" value="${field}"/>\n'
-            '  <Choices name="{control}" toName="{name}" choice="single" showInline="true">\n{choices}'
-            '  </Choices>\n</View>\n').format(header=header, tag=tag, name=name, field=data_field,
-                                             control=LABEL_STUDIO_CHOICES, choices=choices)
-
-
-def check_ground_truth_settings(config: SelectionConfig) -> None:
-    if config.id_field in GROUND_TRUTH_SOURCE_KEYS or config.id_field.startswith("$"):
-        raise SelectionError("ID_FIELD={!r} cannot be a Ground Truth manifest attribute: it is reserved for the "
-                             "object (source, source-ref) or starts with $".format(config.id_field))
-
-
-def check_label_studio_settings(config: SelectionConfig) -> None:
-    if not _LABEL_STUDIO_NAME.fullmatch(config.labeling_data_field):
-        raise SelectionError("LABELING_DATA_FIELD={!r} cannot be a Label Studio variable ($name): with LABELING_FORMAT="
-                             "label_studio it must be letters, digits and _".format(config.labeling_data_field))
-
-
-class LabelingFormat(NamedTuple):
-    """A row of ``LABELING_FORMAT_TABLE``: the ``files`` LABELING_FORMAT=<name> writes into labeling_tasks (none:
-    no tasks); ``check_settings(config)`` raises ``SelectionError`` for settings its tool cannot take, and
-    ``render(tasks, kind, predictions, config)`` returns the text of each file, in the order of ``files``."""
-
-    name: str
-    files: Tuple[str, ...] = ()
-    check_settings: Optional[Callable[[SelectionConfig], None]] = None
-    render: Optional[Callable[..., Sequence[str]]] = None
-
-
-LABELING_FORMAT_TABLE = (
-    LabelingFormat("none"),
-    LabelingFormat("ground_truth", (GROUND_TRUTH_MANIFEST, GROUND_TRUTH_CATEGORIES), check_ground_truth_settings,
-                   ground_truth_files),
-    LabelingFormat("label_studio", (LABEL_STUDIO_TASKS, LABEL_STUDIO_CONFIG), check_label_studio_settings,
-                   label_studio_files),
-)
-LABELING_FORMATS_BY_NAME = {row.name: row for row in LABELING_FORMAT_TABLE}
-LABELING_FORMATS = tuple(LABELING_FORMATS_BY_NAME)
-ENV_VARS = declared_env_vars()  # here, once the choices of SELECTION_STRATEGY and LABELING_FORMAT exist
-ENV_VARS_BY_NAME = {var.name: var for var in ENV_VARS}
-
-
-def labeling_files(rows: pd.DataFrame, predictions: Predictions, config: SelectionConfig) -> Dict[str, str]:
-    """The labeling_tasks files (file name -> text), as the row of ``config.labeling_format`` names and renders them."""
-    labeling = LABELING_FORMATS_BY_NAME[config.labeling_format]
-    tasks = labeling_tasks(rows, predictions, config)
-    return dict(zip(labeling.files, labeling.render(tasks, labeling_data_kind(tasks, config), predictions, config)))
-
-
-def save_labeling_files(files: Mapping[str, str], labeling_dir: Path) -> List[str]:
-    """Write each file atomically into ``labeling_dir``; return their paths."""
-    labeling_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, text in files.items():
-        path = labeling_dir / name
-        _write_atomically(path, lambda target, text=text: target.write_text(text, encoding="utf-8"))
-        paths.append(str(path))
-    logger.info("Wrote labeling tasks to %s: %s", labeling_dir, ", ".join(files))
-    return paths
-
-
-# ---- Summary and report: the facts people look at, as log lines and a self-contained HTML page -----------------
+# ---- Summary and report: the facts people look at, as log lines and a self-contained HTML page --------------------
 # Pure functions returning values or text; main writes the page. The facts over the pool are additive counts,
 # so shards compute them on their rows and the merge adds them up to what a single run reports.
 
@@ -5762,17 +4932,6 @@ def coverage_thresholds(config: SelectionConfig) -> Tuple[float, ...]:
         return ()
     used = (config.confidence_threshold,) if ENV_VARS_BY_NAME["CONFIDENCE_THRESHOLD"].field in strategy.reads else ()
     return tuple(sorted(set(COVERAGE_THRESHOLDS + used)))
-
-
-def label_texts(labels: pd.Series) -> np.ndarray:
-    """Labels (or class names) as text that compares equal when the values do: stripped, and a whole number in
-    any spelling ("3.0" of a csv column with gaps, 3.0, " 3") as its integer digits. Used only to compare."""
-    text = labels.astype(str).str.strip()
-    values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
-    whole = np.isfinite(values) & (np.abs(values) < 2.0 ** 53) & (values == np.floor(values))
-    canonical = text.to_numpy(dtype=object)
-    canonical[whole] = values[whole].astype(np.int64).astype(str).astype(object)
-    return canonical
 
 
 def _confidence_bins(confidence: np.ndarray) -> np.ndarray:
@@ -6088,7 +5247,7 @@ def selection_report_html(metadata: Mapping[str, Any], drawing: Optional[Mapping
                 _e(metadata["strategy"]), _REPORT_STYLE, "\n".join(parts))
 
 
-# ---- Stopping: agreement with last round's predictions, and the stopping block --------------------------------
+# ---- Stopping: agreement with last round's predictions, and the stopping block ------------------------------------
 # A signal for the pipeline, never an input to the selection: stabilizing predictions (Bloodgood and
 # Vijay-Shanker, CoNLL 2009) stop once consecutive models agree on the unlabeled rows (Cohen's kappa).
 
@@ -6281,38 +5440,928 @@ def stopping_block(counts: StoppingCounts, labeled_count: int, config: Selection
     return block
 
 
-# ---- Writing: result files, markers and the output folders' ownership ----------------------------------------
+# ---- Engine: the one path from pool to annotated rows, for every role ---------------------------------------------
 
-def resolve_output_format(requested: Optional[str], input_format: str) -> str:
-    """OUTPUT_FORMAT when set, else the input's format (an error for inputs of mixed formats)."""
-    if requested:
-        return requested
-    if input_format == "jsonl":
-        return "parquet"  # keeps arrays and number types as they are; CSV_COLUMNS-style text would not
-    if input_format not in OUTPUT_FORMATS:
-        raise SelectionError("input files come in different formats; set OUTPUT_FORMAT to one of {}".format(
-            ", ".join(OUTPUT_FORMATS)))
-    return input_format
+def select_from_pool(pool: Pool, config: SelectionConfig, calibration: Optional[Calibration] = None) -> Selection:
+    """Run the configured strategy over the pool's candidates (rows without a label; the labeled rows for a
+    strategy that reviews labels).
+
+    Returns the selected rows' positions in the pool, in rank order, with their selection scores (and,
+    for SSL strategies, the per-class thresholds applied). ``calibration`` is what strategies that need
+    calibration_data read.
+    """
+    strategy = strategy_for(config.selection_strategy)
+    if strategy.needs_calibration and calibration is None:
+        raise SelectionError("SELECTION_STRATEGY={} needs the input {!r} (--{} on the command line): the model's "
+                             "predictions on held-out labeled rows".format(config.selection_strategy,
+                                                                          CALIBRATION_CHANNEL, CALIBRATION_CHANNEL))
+    rows = np.flatnonzero(candidate_mask(pool, strategy))
+    n_rows = pool.labeled.shape[0]
+    if rows.size == 0:
+        raise no_candidates_error(strategy, n_rows, config.label_field)
+    n_labeled = int(pool.labeled.sum())
+    logger.info("Scores from %s read as %s; %d rows, %d labeled, %d candidates", _preview(pool.score_columns),
+                pool.score_interpretation, n_rows, n_labeled, rows.size)
+    if strategy.batched and config.batch_size >= rows.size:
+        logger.info("BATCH_SIZE=%d is not smaller than the %d candidates: selecting them all", config.batch_size,
+                    rows.size)
+    sampler = make_sampler(config)
+    candidates = _candidates(pool, rows, strategy)._replace(calibration=calibration)
+    selection = sampler._select(candidates, config.batch_size)
+    thresholds = sampler.class_thresholds(candidates, selection) if strategy.use_case == "ssl" else None
+    _log_rule(sampler, candidates, strategy, pool.classes)
+    return selection._replace(indices=rows[selection.indices], class_thresholds=thresholds)
 
 
-def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    # A fresh temporary name (never an existing file), renamed over a path that _prepare_outputs cleared.
+def candidate_mask(pool: Pool, strategy: Strategy) -> np.ndarray:
+    """The rows ``strategy`` selects among: the unlabeled ones, or the labeled ones for a strategy reviewing labels."""
+    return pool.labeled if strategy.candidates == "labeled" else ~pool.labeled
+
+
+def no_candidates_error(strategy: Strategy, n_rows: int, label_field: Optional[str]) -> SelectionError:
+    if strategy.candidates == "labeled":
+        return SelectionError("no candidate rows: none of the {} rows has LABEL_FIELD {!r} filled, and {} selects "
+                              "among the labeled rows only".format(n_rows, label_field, strategy.name))
+    return SelectionError("no candidate rows: all {} rows have LABEL_FIELD {!r} filled".format(n_rows, label_field))
+
+
+def _candidates(pool: Pool, rows: np.ndarray, strategy: Strategy) -> Candidates:
+    every_row = rows.size == pool.labeled.shape[0]
+    probabilities = pool.probabilities if every_row else pool.probabilities[rows]
+    members = None if pool.members is None else (pool.members if every_row else pool.members[:, rows])
+    if pool.given is not None:
+        return Candidates(probabilities, labels=pool.given[rows], members=members)
+    if pool.vectors is None:
+        return Candidates(probabilities, members=members)
+    embeddings = pool.vectors if every_row else pool.vectors[rows]
+    labeled = None if every_row else pool.vectors[pool.labeled]
+    return Candidates(probabilities, embeddings, labeled, members=members)
+
+
+def annotate(rows: pd.DataFrame, probabilities: np.ndarray, classes: Sequence[Any], scores: np.ndarray,
+             strategy: str) -> pd.DataFrame:
+    """The selected ``rows`` (in rank order) with the output columns appended.
+
+    ``probabilities`` (shape (n_selected, n_classes)) and ``scores`` belong to the same rows. Every
+    strategy adds selection_score, selection_rank and data_source; SSL strategies also pseudo_label
+    and confidence, active-learning strategies the same guess as predicted_label and predicted_confidence;
+    strategies that review labeled rows repeat it as suggested_label, the name label review gives it.
+    """
+    is_ssl = strategy_for(strategy).use_case == "ssl"
+    added = {
+        SELECTION_SCORE: np.asarray(scores, dtype=np.float64),
+        SELECTION_RANK: np.arange(1, len(rows) + 1, dtype=np.int64),
+        DATA_SOURCE: np.full(len(rows), DATA_SOURCE_SSL if is_ssl else DATA_SOURCE_ACTIVE_LEARNING, dtype=object),
+    }
+    label_column, confidence_column = (PSEUDO_LABEL, CONFIDENCE) if is_ssl else (PREDICTED_LABEL, PREDICTED_CONFIDENCE)
+    added[label_column] = pd.Series(predicted_classes(probabilities, classes), index=rows.index).infer_objects()
+    added[confidence_column] = probabilities.max(axis=1)
+    if SUGGESTED_LABEL in output_columns(strategy):
+        added[SUGGESTED_LABEL] = added[PREDICTED_LABEL]
+    # One concat rather than a column at a time: wide inputs would otherwise fragment the frame.
+    return pd.concat([rows, pd.DataFrame(added, index=rows.index)], axis=1)
+
+
+def predicted_classes(probabilities: np.ndarray, classes: Sequence[Any]) -> np.ndarray:
+    """The class of each row's largest probability (object array of shape (n_rows,))."""
+    return np.asarray(classes, dtype=object)[probabilities.argmax(axis=1)]
+
+
+class Predictions(NamedTuple):
+    """The model's guess for each selected row: its top class and that class's probability."""
+
+    classes: Tuple[Any, ...]  # every class, in score-column order
+    labels: np.ndarray  # (n_selected,) object: the top class of each row
+    confidence: np.ndarray  # (n_selected,) float64: its probability
+
+
+class SelectionResult(NamedTuple):
+    """What a selection produced: the output rows and the facts the metadata reports."""
+
+    rows: Optional[pd.DataFrame]  # selected rows in rank order, with the output columns (a shard: None)
+    counts: Dict[str, Any]  # pool_size, labeled_count, candidate_count, selected_count, selected_per_class, ...
+    details: Dict[str, Any]  # score columns and how they were read, classes, vector columns
+    predictions: Optional[Predictions] = None  # the model's guess for the same rows (labeling tasks show it)
+    drawing: Optional[Dict[str, Any]] = None  # the report's 2-D projection (strategies that read embeddings)
+    stopping: Optional["StoppingCounts"] = None  # what the metadata's stopping block is computed from
+    sharding: Optional[Dict[str, Any]] = None  # a merge: the shards and its guarantee; a shard: its manifest
+
+
+POOL_COUNTS = ("pool_size", "labeled_count", "candidate_count")  # the counts of a pool, in the metadata's order
+REVIEW_FACTS = "review"  # the metadata entry of a strategy's own facts (Selection.facts)
+
+
+class PoolTotals(NamedTuple):
+    """What the metadata says about the whole pool, whether one machine read it or shards did."""
+
+    counts: Dict[str, int]  # pool_size, labeled_count, candidate_count
+    facts: Dict[str, Any]  # pool_facts: additive counts over every row
+    stopping: Optional["StoppingCounts"]  # what the metadata's stopping block is computed from
+    note: Optional[str] = None  # what the report's projection draws, when not every row
+
+
+def pool_totals(pool: Pool, config: SelectionConfig, previous: Optional["PredictedClasses"] = None) -> PoolTotals:
+    """The totals of one machine's pool (a single run's, or a shard's for its manifest)."""
+    candidates = candidate_mask(pool, strategy_for(config.selection_strategy))
+    counts = {"pool_size": int(pool.labeled.shape[0]), "labeled_count": int(pool.labeled.sum()),
+              "candidate_count": int(candidates.sum())}
+    facts = pool_facts(pool.probabilities, pool.labeled, pool.classes, pool.known_labels, coverage_thresholds(config))
+    return PoolTotals(counts, facts, stopping_counts(pool, previous))
+
+
+def run_selection(pool: Pool, config: SelectionConfig, fetch_rows: Callable[[np.ndarray], pd.DataFrame],
+                  previous: Optional["PredictedClasses"] = None,
+                  calibration: Optional[CalibrationTable] = None) -> SelectionResult:
+    """Select from ``pool``, fetch the full rows at the selected positions and annotate them.
+
+    This is the one path behind ``main``, the command line and ``select_samples``. ``fetch_rows``
+    returns the input rows at the given positions, in that order. Pass the pool without keeping a
+    reference: its arrays are released before the rows are fetched. ``previous`` (last round's
+    predicted classes; the pool must then carry its ids) feeds the stopping counts. With ``calibration``
+    (calibration_data; the pool must carry its ids, which it may not share), SSL strategies report a
+    precision estimate.
+    """
+    if calibration is not None:
+        check_calibration_apart(pool.ids, calibration, config.id_field)
+        check_calibration_fits(calibration, pool.score_columns, pool.score_interpretation)
+    arrays = None if calibration is None else calibration.calibration
+    selection = select_from_pool(pool, config, arrays)
+    chosen, summary = summarize_selection(pool, selection, config, pool_totals(pool, config, previous), arrays)
+    del pool
+    return annotated_result(chosen, summary, selection, config, fetch_rows)
+
+
+def summarize_selection(pool: Pool, selection: Selection, config: SelectionConfig, totals: PoolTotals,
+                        calibration: Optional[Calibration] = None) -> Tuple[np.ndarray, SelectionResult]:
+    """The selected rows' probabilities (in rank order), and what the metadata and the report say about the
+    selection, computed while ``pool`` is at hand (a single run's pool, or the merge's pool of every shard's
+    forwarded rows, whose ``totals`` the shards counted); the rows are fetched later."""
+    chosen = pool.probabilities[selection.indices]
+    review = {REVIEW_FACTS: selection.facts} if selection.facts else {}
+    counts = dict(totals.counts, **_selected_counts(chosen, pool.classes, selection.scores), **review,
+                  **summary_fields(totals.facts, chosen, strategy_for(config.selection_strategy).use_case),
+                  **_estimate_facts(config, calibration, selection, chosen, pool.classes))
+    vectors = {} if pool.vectors is None else {"vector_columns": len(pool.vector_columns),
+                                                "vector_source": pool.vector_source}
+    details = {"score_columns": pool.score_columns, "score_interpretation": pool.score_interpretation, **vectors,
+               "classes": [str(label) for label in pool.classes]}
+    drawing = None if pool.vectors is None else projection(pool.vectors, pool.labeled, selection.indices)
+    if drawing is not None and totals.note:
+        drawing = dict(drawing, note=totals.note)
+    classes = list(pool.classes)
+    predictions = Predictions(tuple(classes), predicted_classes(chosen, classes), chosen.max(axis=1))
+    return chosen, SelectionResult(rows=None, counts=counts, details=details, predictions=predictions,
+                                   drawing=drawing, stopping=totals.stopping)
+
+
+def annotated_result(chosen: np.ndarray, summary: SelectionResult, selection: Selection, config: SelectionConfig,
+                     fetch_rows: Callable[[np.ndarray], pd.DataFrame],
+                     sharding: Optional[Dict[str, Any]] = None) -> SelectionResult:
+    """``summary`` with the selected rows fetched and annotated (``chosen``: their probabilities)."""
+    rows = annotate(fetch_rows(selection.indices), chosen, list(summary.predictions.classes), selection.scores,
+                    config.selection_strategy)
+    return summary._replace(rows=rows, sharding=sharding)
+
+
+def _log_rule(sampler: _Sampler, candidates: Candidates, strategy: Strategy, classes: Sequence[Any]) -> None:
+    """Say which classes a calibrated rule refused, and what it would take to qualify them."""
+    if not strategy.needs_calibration:
+        return
+    details = sampler.rule_details(candidates)
+    logger.info("Thresholds from calibration_data (fixed-sequence scan, TARGET_PRECISION=%g): %s",
+                details["target_precision"], _preview(["{}: {}".format(label, "none" if found["threshold"] is None
+                                                                      else "{:.4g}".format(found["threshold"]))
+                                                       for label, found in zip(classes, details["classes"])], 20))
+    refused = [(label, found) for label, found in zip(classes, details["classes"]) if not found["qualified"]]
+    if not refused:
+        return
+    needs = "; ".join("class {}: {} calibration rows predicted as it, {} correct{}".format(
+        label, found["calibration_rows"], found["calibration_correct"],
+        ", about {} needed at that precision".format(found["rows_needed"]) if found["rows_needed"]
+        else ", its calibration precision cannot reach the target") for label, found in refused[:10])
+    text = ("TARGET_PRECISION={:g} at PRECISION_CONFIDENCE={:g}: a class needs at least {} calibration rows predicted "
+            "as it, all correct, above its threshold (more when some are wrong); ").format(
+        details["target_precision"], details["precision_confidence"], details["minimum_rows"])
+    if len(refused) == len(details["classes"]):
+        logger.warning("No class reached %s%s. Selecting no rows.", text, needs)
+    else:
+        logger.warning("%d of %d classes get no pseudo-labels: %s%s", len(refused), len(details["classes"]), text,
+                       needs)
+
+
+def _estimate_facts(config: SelectionConfig, calibration: Optional[Calibration], selection: Selection,
+                    chosen: np.ndarray, classes: Sequence[Any]) -> Dict[str, Any]:
+    """The metadata's precision_estimate of an SSL selection (nothing for active learning)."""
+    strategy = strategy_for(config.selection_strategy)
+    if strategy.use_case != "ssl":
+        return {}
+    if calibration is None:
+        return {"precision_estimate": no_precision_estimate(NO_CALIBRATION)}
+    estimate = precision_estimate(calibration, selection.class_thresholds, chosen.argmax(axis=1), classes)
+    if strategy.needs_calibration:
+        candidates = Candidates(chosen[:0], calibration=calibration)
+        rule = make_sampler(config).rule_details(candidates)
+        estimate["rule"] = dict(rule, classes={str(label): found for label, found in zip(classes, rule["classes"])})
+    overall = estimate["overall"]
+    if overall["precision"] is None:
+        logger.info("Precision estimate: the rule selects none of the %d calibration rows",
+                    estimate["calibration_rows"])
+    else:
+        logger.info("Pseudo-label precision estimated on %d of %d calibration rows: %.1f %% (95 %% interval "
+                    "%.1f-%.1f %%); class-mix total variation %s", overall["selected_calibration_rows"],
+                    estimate["calibration_rows"], 100 * overall["precision"], 100 * overall["interval"][0],
+                    100 * overall["interval"][1],
+                    "n/a" if estimate["class_mix_total_variation"] is None
+                    else "{:.2f}".format(estimate["class_mix_total_variation"]))
+    return {"precision_estimate": estimate}
+
+
+def _selected_counts(chosen: np.ndarray, classes: Sequence[Any], scores: np.ndarray) -> Dict[str, Any]:
+    """selected_count, selected_per_class (predicted class) and selection_score of the selected rows."""
+    per_class = pd.Series(predicted_classes(chosen, classes), dtype=object).astype(str).value_counts()
+    return {
+        "selected_count": int(scores.size),
+        "selected_per_class": {str(label): int(per_class.get(str(label), 0)) for label in classes},
+        "selection_score": _score_summary(scores),
+    }
+
+
+def _score_summary(scores: np.ndarray) -> Dict[str, Optional[float]]:
+    if scores.size == 0:
+        return {"min": None, "median": None, "max": None}
+    values = np.asarray(scores, dtype=np.float64)
+    return {"min": float(values.min()), "median": float(np.median(values)), "max": float(values.max())}
+
+
+# Keys of select_samples' strategy_config that are not SelectionConfig fields, or are its own parameters.
+_SEED_ONLY_KEYS = ("feature_columns",)
+_PARAMETER_FIELDS = ("selection_strategy", "batch_size", "id_field")
+
+
+def config_from_settings(strategy: str, batch_size: int, strategy_config: Optional[Mapping[str, Any]] = None,
+                         id_field: str = "id") -> SelectionConfig:
+    """A ``SelectionConfig`` from Python values, parsed and checked exactly like the environment.
+
+    ``strategy_config`` keys are ``SelectionConfig`` field names (``confidence_threshold``, ``metric``,
+    ``label_field``, ...); missing keys and None take the ``ENV_VARS`` defaults. Unknown keys are an error.
+    ``batch_size`` is checked only for the strategies that read it.
+    """
+    settings = dict(strategy_config or {})
+    fields = {var.field: var for var in ENV_VARS}
+    unknown = sorted(key for key in settings
+                     if key not in _SEED_ONLY_KEYS and (key not in fields or key in _PARAMETER_FIELDS))
+    if unknown:
+        raise SelectionError("strategy_config has unknown key(s) {}: expected some of {}".format(
+            ", ".join(unknown), ", ".join(sorted(set(fields) - set(_PARAMETER_FIELDS)) + list(_SEED_ONLY_KEYS))))
+    # SSL strategies select every qualifying row: their batch_size is not read (and may be 0 or None).
+    batched = strategy_for(strategy).batched
+    # The seed's feature_columns (a list) keeps its own meaning, see select_samples; FEATURE_COLUMNS is the env's.
+    return config_from_values(dict(settings, feature_columns=None, selection_strategy=strategy,
+                                   batch_size=batch_size if batched else None, id_field=id_field))
+
+
+def select_samples(df: pd.DataFrame, strategy: str, batch_size: int,
+                   strategy_config: Optional[Mapping[str, Any]] = None, id_field: str = "id") -> pd.DataFrame:
+    """Apply ``strategy`` to the prediction table ``df`` and return the selected rows.
+
+    Parameters
+    ----------
+    df : DataFrame
+        The prediction table: an id column, score columns (for committee, each member's) and, for diversity
+        and badge, embeddings.
+    strategy : str
+        One of ``STRATEGIES``; an unknown name is a ``ValueError`` naming it.
+    batch_size : int
+        Rows to select (uncertainty, diversity, badge, committee).
+    strategy_config : mapping, optional
+        Settings by ``SelectionConfig`` field name, as a caller's own ``main`` would build them
+        (``confidence_threshold``, ``max_samples``, ``k_per_class``, ``uncertainty_mode``, ``metric``,
+        ``random_seed``, ``feature_columns``) plus ``diversity_method``, ``uncertainty_prefilter``,
+        ``committee_prefixes``, ``disagreement``, ``label_field``, ``score_field``, ``score_field_prefix``,
+        ``embedding_field_prefix`` and ``use_case``.
+    id_field : str, default="id"
+
+    Returns
+    -------
+    DataFrame
+        The selected rows of ``df`` (its index kept) in rank order with ``selection_score``,
+        ``selection_rank`` and ``data_source`` appended (SSL strategies also ``pseudo_label`` and
+        ``confidence``). Rows whose label field is filled are never selected. With nothing to choose from
+        (no rows, or every row labeled, logged as a warning) it is empty but has those columns; the
+        columns are checked all the same. (The pipeline step instead fails on an empty pool.)
+    """
+    config = config_from_settings(strategy, batch_size, strategy_config, id_field)
+    _require_columns([str(name) for name in df.columns], [("ID_FIELD", config.id_field)])
+    _check_ids(df[config.id_field], config.id_field)
+    feature_columns = (strategy_config or {}).get("feature_columns")
+    pool = pool_from_frame(df, config, feature_columns)
+    if not candidate_mask(pool, strategy_for(config.selection_strategy)).any():
+        return _nothing_selected(df, pool, config)
+    return run_selection(pool, config, lambda positions: df.iloc[positions]).rows
+
+
+def _nothing_selected(df: pd.DataFrame, pool: Pool, config: SelectionConfig) -> pd.DataFrame:
+    """``select_samples``' answer for a frame without candidates: no rows, the output columns."""
+    if len(df):
+        reason = no_candidates_error(strategy_for(config.selection_strategy), len(df), config.label_field)
+        logger.warning("select_samples: %s; nothing selected", str(reason).replace("LABEL_FIELD", "label_field"))
+    return annotate(df.iloc[:0], pool.probabilities[:0], pool.classes, np.empty(0), config.selection_strategy)
+
+
+# ---- Sharding: SELECTION_ROLE=shard on each instance, merge on one ------------------------------------------------
+# A multi-instance job (input ShardedByS3Key) runs the shards; one instance merges their outputs. See
+# docs/scaling.md.
+
+SHARD_FORMAT = "active-sampling-shard/1"
+SHARD_PREFIX = "shard-"
+SHARD_COLUMN_PREFIX = "__shard_"
+SHARD_FILE = SHARD_COLUMN_PREFIX + "file"  # input path relative to the input folder ("/"-separated)
+SHARD_ROW = SHARD_COLUMN_PREFIX + "row"  # row number inside that file
+SHARD_SCORE = SHARD_COLUMN_PREFIX + "score"  # the shard's selection score, float64
+SHARD_WEIGHT = SHARD_COLUMN_PREFIX + "weight"  # badge: the shard's candidates nearest to this pick
+SHARD_PROBABILITY = SHARD_COLUMN_PREFIX + "p"  # + class position: the probabilities as the shard read them
+_HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# Settings shards and merge need not share: who runs where, and the labeling tasks only the merge writes.
+_ROLE_INDEPENDENT = ("selection_role", "resource_config_path", "labeling_format", "labeling_data_field")
+
+
+class ResourceConfig(NamedTuple):
+    """Who this instance is among the instances of one processing job."""
+
+    current_host: str
+    hosts: List[str]
+
+
+def read_resource_config(path: Path) -> ResourceConfig:
+    """``current_host`` and ``hosts`` from SageMaker's resource config (RESOURCE_CONFIG_PATH)."""
     try:
-        handle, temporary_name = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=str(path.parent))
-        os.close(handle)
-    except OSError as error:
-        raise SelectionError("cannot write to the output folder {}: {}".format(
-            path.parent, error.strerror or _one_line(error))) from None
-    temporary = Path(temporary_name)
-    try:
-        write(temporary)
-        os.replace(str(temporary), str(path))
-    except OSError as error:
-        raise SelectionError("cannot write {}: {}".format(path, error.strerror or _one_line(error))) from None
-    finally:
-        if temporary.exists():
-            temporary.unlink()
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SelectionError("resource config {} not found: set RESOURCE_CONFIG_PATH to the file that names this "
+                             "instance (current_host) and all instances (hosts)".format(path)) from None
+    except (OSError, ValueError) as error:
+        raise SelectionError("cannot read resource config {}: {}".format(path, _one_line(error))) from None
+    current, hosts = (document.get(key) if isinstance(document, dict) else None for key in ("current_host", "hosts"))
+    if not isinstance(hosts, list) or not hosts or not all(isinstance(h, str) and _HOST_NAME.match(h) for h in hosts):
+        raise SelectionError("resource config {}: hosts must be a non-empty list of host names, got {!r}".format(
+            path, hosts))
+    if len(set(hosts)) != len(hosts):
+        raise SelectionError("resource config {}: hosts lists a host twice: {}".format(path, _preview(hosts)))
+    if current not in hosts:
+        raise SelectionError("resource config {}: current_host {!r} is not among hosts {}".format(
+            path, current, _preview(hosts)))
+    return ResourceConfig(current, list(hosts))
 
+
+def sharding_unsupported(config: SelectionConfig) -> Optional[str]:
+    """Why this configuration cannot be sharded (yet), or None: its strategy row's rule decides."""
+    rule = strategy_for(config.selection_strategy).sharding
+    if rule is None:
+        return "SELECTION_STRATEGY={} cannot be sharded: use SELECTION_ROLE=single".format(config.selection_strategy)
+    return rule.unsupported(config)
+
+
+def check_role_fits_instances(config: SelectionConfig) -> Optional[ResourceConfig]:
+    """The resource config a shard needs; single and merge runs must be on one instance.
+
+    A single run on N instances would select N times from the same data and overwrite its own files.
+    """
+    path = Path(config.resource_config_path)
+    unsupported = sharding_unsupported(config) if config.selection_role != "single" else None
+    if unsupported:
+        raise SelectionError(unsupported)
+    if config.selection_role == "shard":
+        return read_resource_config(path)
+    if not path.is_file():
+        return None
+    resources = read_resource_config(path)
+    if len(resources.hosts) > 1:
+        raise SelectionError(
+            "SELECTION_ROLE={} runs on one instance, but this job has {} ({}): with more than one instance, run "
+            "SELECTION_ROLE=shard and merge in a second one-instance step".format(
+                config.selection_role, len(resources.hosts), _preview(resources.hosts)))
+    return resources
+
+
+def shared_settings(config: SelectionConfig) -> Dict[str, Any]:
+    """The settings every shard and the merge must share (all but the role and the resource config)."""
+    return {field: value for field, value in config._asdict().items() if field not in _ROLE_INDEPENDENT}
+
+
+def config_fingerprint(config: SelectionConfig) -> str:
+    """SHA-256 of the shared settings, to compare a run's shards and merge at a glance."""
+    text = json.dumps(shared_settings(config), sort_keys=True, default=_json_default)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def shard_seed(random_seed: int, hosts: Sequence[str], host: str) -> List[int]:
+    """A seed per shard, so that shards do not draw the same random sequence."""
+    return [int(random_seed), hosts.index(host)]
+
+
+def shard_file_names(host: str) -> Dict[str, str]:
+    """File names of one shard's outputs: unique per host, since all hosts upload to one S3 prefix."""
+    stem = SHARD_PREFIX + host
+    return {"manifest": stem + ".json", "piece": stem + ".{:05d}.parquet", "labeled": stem + ".labeled.npy"}
+
+
+def _path_key(relative: str) -> Tuple[str, ...]:
+    """Sort key of a relative input path, as ``sorted(Path.rglob())`` orders files (part by part)."""
+    return tuple(relative.split("/"))
+
+
+def _check_no_shard_columns(columns: Sequence[str]) -> None:
+    reserved = [name for name in columns if name.startswith(SHARD_COLUMN_PREFIX)]
+    if reserved:
+        raise SelectionError("input has column(s) {} whose prefix {!r} is reserved for a shard's outputs; rename "
+                             "them".format(_preview(reserved), SHARD_COLUMN_PREFIX))
+
+
+def run_shard(input_dir: Path, samples_dir: Path, metadata_dir: Path, config: SelectionConfig,
+              resources: ResourceConfig, job_type: str,
+              previous: Optional["PredictedClasses"] = None, calibration: Optional[CalibrationTable] = None
+              ) -> Tuple[SelectionResult, InputFacts, List[Tuple[Path, Callable[[Path], None]]]]:
+    """Select this shard's candidates: what a selection returns (no rows; the manifest the merge checks the
+    shard's outputs against as ``sharding``), its input, and the files to write with their writers.
+
+    ``previous`` (last round's predictions, read whole by every shard) feeds the shard's stopping counts,
+    which the merge adds up.
+    """
+    source = None
+    try:  # with more instances than files, an instance receives none
+        source = scan_input(input_dir, config, (samples_dir, metadata_dir)) if input_dir.is_dir() else None
+    except (NoDataFilesError, NoRowsError):
+        pass
+    if source is None:
+        logger.info("This shard received no rows under %s: it sends no candidates", input_dir)
+    shard = _NO_ROWS if source is None else _shard_select(source, config, resources, previous, calibration)
+    manifest = shard_manifest(config, resources, job_type, calibration, shard)
+    files = [(samples_dir / name, lambda target, piece=piece: _write_arrow(piece, target))
+             for name, piece in zip(manifest["candidate_files"], shard.pieces)]
+    if manifest["labeled_file"]:
+        files.append((samples_dir / manifest["labeled_file"], lambda target: _save_npy(target, shard.labeled)))
+    text = json.dumps(manifest, indent=2, default=_json_default, allow_nan=False) + "\n"
+    files += [(folder / shard_file_names(resources.current_host)["manifest"],
+               lambda target: target.write_text(text, encoding="utf-8")) for folder in (samples_dir, metadata_dir)]
+    logger.info("Shard %s (%d of %d): %d rows, %d candidates, sending %d", resources.current_host,
+                resources.hosts.index(resources.current_host) + 1, len(resources.hosts), manifest["pool_size"],
+                manifest["candidate_count"], manifest["forwarded_count"])
+    result = SelectionResult(rows=None, counts=shard.totals.counts, details=shard.details,
+                             stopping=shard.totals.stopping, sharding=manifest)
+    return result, shard.inputs, files
+
+
+def _write_arrow(table: Any, target: Path) -> None:
+    import pyarrow.parquet as pq
+
+    pq.write_table(table, str(target))
+
+
+def _save_npy(target: Path, array: np.ndarray) -> None:
+    with open(str(target), "wb") as handle:
+        np.save(handle, array, allow_pickle=False)
+
+
+def _schema_text(source: InputTable) -> Optional[str]:
+    """The agreed Arrow types of a parquet input, serialized for the manifest (None for csv/tsv)."""
+    import base64
+
+    import pyarrow as pa
+
+    if not source.arrow_types:
+        return None
+    schema = pa.schema([pa.field(name, source.arrow_types[name]) for name in source.columns])
+    return base64.b64encode(schema.serialize().to_pybytes()).decode("ascii")
+
+
+def _schema_from_text(text: str) -> Any:
+    import base64
+
+    import pyarrow as pa
+
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
+
+
+class ShardSelection(NamedTuple):
+    """What one shard computed from its rows: how it read them, its pool's totals, and what it forwards."""
+
+    inputs: InputFacts  # its files ("/"-separated, relative to its input folder) and their format
+    columns: List[str]
+    kinds: Dict[str, str]
+    arrow_schema: Optional[str]  # ``_schema_text``
+    column_dtypes: Dict[str, str]
+    totals: PoolTotals
+    details: Dict[str, Any]  # how the shard read scores and vectors: the merge checks every shard agrees
+    rule_facts: Dict[str, Any]  # the strategy row's own manifest entries (``ShardRule.shard_facts``)
+    radius: Optional[float]  # diversity: the covering radius its picks leave, in chord units
+    pieces: List[Any]  # the forwarded rows, one Arrow table per input file holding any
+    labeled: Optional[np.ndarray]  # labeled rows' vectors, for rules that send them
+
+
+def _shard_select(source: InputTable, config: SelectionConfig, resources: ResourceConfig,
+                  previous: Optional["PredictedClasses"] = None, calibration: Optional[CalibrationTable] = None
+                  ) -> ShardSelection:
+    """The shard's pool, its strategy row's picks among the shard's candidates, and the rows it forwards."""
+    import pyarrow as pa
+
+    _check_no_shard_columns(source.columns)
+    relative = [os.path.relpath(str(f.path), str(source.root)).replace(os.sep, "/") for f in source.files]
+    rows = open_source(source)
+    pool = rows.pool(config, keep_ids=previous is not None or calibration is not None)
+    strategy = strategy_for(config.selection_strategy)
+    rule = strategy.sharding
+    candidates = np.flatnonzero(candidate_mask(pool, strategy))
+    if calibration is not None:
+        check_calibration_apart(pool.ids, calibration, config.id_field)
+        check_calibration_fits(calibration, pool.score_columns, pool.score_interpretation)
+    own = _candidates(pool, candidates, strategy)._replace(
+        calibration=None if calibration is None else calibration.calibration)
+    labeled = own.labeled_embeddings if rule.sends_labeled_vectors else None
+    totals = pool_totals(pool, config, previous)
+    details = {"score_columns": pool.score_columns, "score_interpretation": pool.score_interpretation,
+               "vector_columns": pool.vector_columns or None, "vector_source": pool.vector_source,
+               "classes": pool.classes}
+    rule_facts, picks = {}, ShardPicks(np.empty(0, dtype=np.int64), np.empty(0), np.empty(0, dtype=np.int64), None)
+    if candidates.size:
+        rule_facts = rule.shard_facts(own)
+        picks = rule.send(config, own, shard_seed(config.random_seed, resources.hosts, resources.current_host))
+    order = np.argsort(candidates[picks.indices], kind="stable")  # forwarded in input order
+    positions = candidates[picks.indices][order]
+    sent = picks.indices[order]
+    scores = np.asarray(picks.scores, dtype=np.float64)[order]
+    probabilities = own.probabilities
+    del pool, own
+    pieces, done = [], 0
+    for index, local, table in rows.file_pieces(positions):
+        chunk = slice(done, done + local.size)
+        done += local.size
+        added = [(SHARD_FILE, pa.array([relative[index]] * local.size, pa.string())),
+                 (SHARD_ROW, pa.array(local.astype(np.int64))),
+                 (SHARD_SCORE, pa.array(scores[chunk])),
+                 (SHARD_WEIGHT, pa.array(picks.weights[order][chunk].astype(np.int64)))]
+        added += [(SHARD_PROBABILITY + str(j), pa.array(probabilities[sent[chunk], j]))
+                  for j in range(probabilities.shape[1])]
+        for name, values in added:
+            table = table.append_column(name, values)
+        pieces.append(table)
+    return ShardSelection(InputFacts(relative, source.fmt, source.arrow_types), source.columns, source.kinds,
+                          _schema_text(source), rows.column_dtypes(), totals, details, rule_facts, picks.radius,
+                          pieces, labeled)
+
+
+_NO_ROWS = ShardSelection(inputs=InputFacts([], None, {}), columns=[], kinds={}, arrow_schema=None, column_dtypes={},
+                          totals=PoolTotals({key: 0 for key in POOL_COUNTS}, {}, None), details={}, rule_facts={},
+                          radius=None, pieces=[], labeled=None)  # a shard that received no rows: it sends none
+
+
+def shard_manifest(config: SelectionConfig, resources: ResourceConfig, job_type: str,
+                   calibration: Optional[CalibrationTable], shard: ShardSelection) -> Dict[str, Any]:
+    """The manifest the merge checks a shard's outputs against."""
+    names = shard_file_names(resources.current_host)
+    labeled = 0 if shard.labeled is None else int(shard.labeled.shape[0])
+    stopping = shard.totals.stopping
+    return {
+        "format": SHARD_FORMAT, "host": resources.current_host, "hosts": resources.hosts, "job_type": job_type,
+        "config_fingerprint": config_fingerprint(config), "config": shared_settings(config),
+        "input_files": shard.inputs.files, "input_format": shard.inputs.fmt, "columns": shard.columns,
+        "kinds": shard.kinds, "arrow_schema": shard.arrow_schema, "column_dtypes": shard.column_dtypes,
+        **shard.totals.counts, "forwarded_count": sum(piece.num_rows for piece in shard.pieces),
+        "candidate_files": [names["piece"].format(number) for number in range(len(shard.pieces))],
+        "labeled_file": names["labeled"] if labeled else None, "labeled_vectors": labeled,
+        "candidate_vector_sum": None, "covering_radius_chord": shard.radius, "details": shard.details,
+        "stopping": None if stopping is None else stopping._asdict(),
+        "calibration_fingerprint": calibration_fingerprint(calibration), **shard.rule_facts,
+        **({} if stopping is None else {"pool_facts": shard.totals.facts}),
+    }
+
+
+class ShardOutput(NamedTuple):
+    """One shard's manifest and the folder it was found in."""
+
+    manifest: Dict[str, Any]
+    folder: Path
+
+
+def read_shard_outputs(root: Path, skipped: Sequence[Path] = ()) -> List[ShardOutput]:
+    """Every shard manifest under the merge's input folder, in path order, except in the ``skipped`` (output)
+    folders."""
+    if not root.is_dir():
+        raise SelectionError("input folder {} does not exist or is not a folder".format(root))
+    outputs = []
+    skipped_real = [_real(folder) for folder in skipped]
+    for path in sorted(root.rglob(SHARD_PREFIX + "*.json")):
+        if any(part.startswith((".", "_")) for part in path.relative_to(root).parts):
+            continue
+        if any(_is_within(_real(path.parent), folder) for folder in skipped_real):
+            continue
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise SelectionError("cannot read shard manifest {}: {}".format(path, _one_line(error))) from None
+        if not isinstance(manifest, dict) or manifest.get("format") != SHARD_FORMAT:
+            raise SelectionError("{} is not a shard manifest of this script (format {!r})".format(path, SHARD_FORMAT))
+        outputs.append(ShardOutput(manifest, path.parent))
+    if not outputs:
+        raise SelectionError("no shard outputs ({}<host>.json) under {}: point evaluation_data of the merge at the "
+                             "shard step's selected_samples".format(SHARD_PREFIX, root))
+    return outputs
+
+
+_AGREEMENT = (
+    ("score_columns", "score columns"),
+    ("score_interpretation", "how scores were read"),
+    ("classes", "classes"),
+    ("vector_columns", "embedding columns"),
+)
+
+
+def check_shard_manifests(manifests: Sequence[Mapping[str, Any]], config: SelectionConfig) -> List[str]:
+    """Every host of the run exactly once, run with this configuration, reading its data the same way.
+
+    Returns the hosts in their resource-config order; any gap or disagreement is an error naming the host.
+    """
+    by_host: Dict[str, Mapping[str, Any]] = {}
+    for manifest in manifests:
+        host = manifest["host"]
+        if host in by_host:
+            raise SelectionError("host {} sent shard outputs twice: outputs of different runs share the merge's input "
+                                 "folder".format(host))
+        by_host[host] = manifest
+    hosts = list(manifests[0]["hosts"])
+    for manifest in manifests:
+        if list(manifest["hosts"]) != hosts:
+            raise SelectionError("host {} ran among hosts {} but host {} among {}: outputs of different runs share "
+                                 "the merge's input folder".format(manifest["host"], _preview(manifest["hosts"]),
+                                                                  manifests[0]["host"], _preview(hosts)))
+    missing = [host for host in hosts if host not in by_host]
+    if missing:
+        raise SelectionError("shard output of host {} is missing ({} of {} hosts found: {})".format(
+            missing[0], len(by_host), len(hosts), _preview(sorted(by_host))))
+    fingerprint = config_fingerprint(config)
+    for host in hosts:
+        if by_host[host]["config_fingerprint"] != fingerprint:
+            raise SelectionError("host {} ran with a different configuration than this merge: {}".format(
+                host, _first_difference(by_host[host]["config"], config)))
+    _check_agreement([by_host[host] for host in hosts], {config.id_field, config.label_field})
+    return hosts
+
+
+def _first_difference(settings: Mapping[str, Any], config: SelectionConfig) -> str:
+    """The first variable whose value in a shard's ``settings`` differs from ``config``'s, as NAME=there, here."""
+    expected = json.loads(json.dumps(shared_settings(config), default=_json_default))
+    for var in ENV_VARS:
+        if var.field in expected and settings.get(var.field) != expected[var.field]:
+            return "{}={!r} there, {!r} here".format(var.name, settings.get(var.field), expected[var.field])
+    return "the same settings, another fingerprint (another version of this script?)"
+
+
+def _check_agreement(manifests: Sequence[Mapping[str, Any]], strict: Iterable[Optional[str]]) -> None:
+    """Shards that read data must have read it as one run would: same columns, same score reading."""
+    with_rows = [manifest for manifest in manifests if manifest["pool_size"]]
+    if not with_rows:
+        raise SelectionError("no shard received any rows (hosts {})".format(_preview([m["host"] for m in manifests])))
+    first = with_rows[0]
+    for manifest in with_rows[1:]:
+        if set(manifest["columns"]) != set(first["columns"]):
+            extra = sorted(set(manifest["columns"]) ^ set(first["columns"]))
+            raise SelectionError("host {} read columns that host {} did not (or the other way): {}".format(
+                manifest["host"], first["host"], _preview(extra)))
+        for name in first["columns"]:
+            kinds = {manifest["kinds"].get(name), first["kinds"].get(name)} - {None}
+            if len(kinds) > 1 and not (kinds == {"integer", "float"} and name not in strict):
+                raise SelectionError("column {!r} is {} in host {}'s files but {} in host {}'s: part files must agree "
+                                     "on each column's type".format(name, manifest["kinds"].get(name),
+                                                                    manifest["host"], first["kinds"].get(name),
+                                                                    first["host"]))
+        for key, what in _AGREEMENT:
+            if manifest["details"].get(key) != first["details"].get(key):
+                raise SelectionError("host {} disagrees with host {} on {}: {!r} there, {!r} on {}; a single run "
+                                     "reads the whole pool one way".format(
+                                         manifest["host"], first["host"], what, manifest["details"].get(key),
+                                         first["details"].get(key), first["host"]))
+
+
+class MergedPool(NamedTuple):
+    """All shards' forwarded rows in input order: the pool the merge selects from (the fields of ``Pool``
+    the engine reads), what the shards sent with each row, and where each row is stored."""
+
+    ids: pd.Series
+    probabilities: np.ndarray
+    classes: List[Any]
+    labeled: np.ndarray  # every forwarded row is a candidate
+    vectors: Optional[np.ndarray]
+    score_columns: List[str]
+    score_interpretation: str
+    vector_columns: Optional[List[str]]
+    vector_source: Optional[str]
+    scores: np.ndarray  # the shard's selection score of each row
+    weights: np.ndarray  # the rows of its shard each row stands for
+    file_rank: np.ndarray
+    row: np.ndarray
+    pieces: List[Any]  # Arrow tables as the shards wrote them
+    piece: np.ndarray  # which piece holds each row
+    piece_row: np.ndarray  # and where in it
+    calibration: Optional[Calibration] = None  # calibration_data, as the merge read it
+
+
+def _read_pieces(outputs: Sequence[ShardOutput]) -> List[Any]:
+    import pyarrow.parquet as pq
+
+    pieces = []
+    for output in outputs:
+        manifest, count = output.manifest, 0
+        for name in manifest["candidate_files"]:
+            path = output.folder / name
+            try:
+                pieces.append(pq.read_table(str(path)))
+            except Exception as error:
+                raise SelectionError("cannot read shard candidates {} of host {}: {}".format(
+                    path, manifest["host"], _one_line(error))) from None
+            count += pieces[-1].num_rows
+        if count != manifest["forwarded_count"]:
+            raise SelectionError("host {}: its candidate files hold {} rows, its manifest says {}".format(
+                manifest["host"], count, manifest["forwarded_count"]))
+    return pieces
+
+
+def _read_merged_pool(outputs: Sequence[ShardOutput], config: SelectionConfig, first: Mapping[str, Any],
+                      calibration: Optional[Calibration]) -> MergedPool:
+    """The merge's pool, read as the shards describe it (``first``: the details of a single run's first file)."""
+    vector_columns = first["vector_columns"]
+    pieces = [piece for piece in _read_pieces(outputs) if piece.num_rows]
+    if not pieces:
+        raise SelectionError("no shard sent candidates")
+
+    def gather(name: str, dtype: Any) -> np.ndarray:
+        return np.concatenate([piece.column(name).to_numpy().astype(dtype) for piece in pieces])
+
+    paths = np.concatenate([np.asarray(piece.column(SHARD_FILE).to_pylist(), dtype=object) for piece in pieces])
+    ranks = {path: rank for rank, path in enumerate(sorted(set(paths), key=_path_key))}
+    file_rank = np.array([ranks[path] for path in paths], dtype=np.int64)
+    row = gather(SHARD_ROW, np.int64)
+    order = np.lexsort((row, file_rank))
+    piece = np.repeat(np.arange(len(pieces)), [p.num_rows for p in pieces])[order]
+    piece_row = np.concatenate([np.arange(p.num_rows) for p in pieces])[order]
+    probabilities = np.column_stack([gather(SHARD_PROBABILITY + str(j), np.float64)
+                                     for j in range(len(first["classes"]))])
+    vectors = None
+    if vector_columns and _is_list(pieces[0].schema.field(vector_columns[0]).type):  # EMBEDDING_FIELD
+        vectors = np.concatenate([_arrow_matrix(piece.column(vector_columns[0]), vector_columns[0], np.float32, 0)
+                                  for piece in pieces])[order]
+    elif vector_columns:
+        vectors = np.column_stack([gather(name, np.float32) for name in vector_columns])[order]
+    ids = pd.concat([p.select([config.id_field]).to_pandas()[config.id_field] for p in pieces], ignore_index=True)
+    return MergedPool(ids=ids.iloc[order].reset_index(drop=True), probabilities=probabilities[order],
+                      classes=first["classes"], labeled=np.zeros(order.size, dtype=bool), vectors=vectors,
+                      score_columns=first["score_columns"], score_interpretation=first["score_interpretation"],
+                      vector_columns=vector_columns, vector_source=first["vector_source"],
+                      scores=gather(SHARD_SCORE, np.float64)[order], weights=gather(SHARD_WEIGHT, np.float64)[order],
+                      file_rank=file_rank[order], row=row[order], pieces=pieces, piece=piece, piece_row=piece_row,
+                      calibration=calibration)
+
+
+def _merged_rows(pool: MergedPool, chosen: np.ndarray, columns: Sequence[str], schema: Any,
+                 dtypes: Dict[str, Any]) -> pd.DataFrame:
+    """Full rows of ``chosen`` (positions in the pool, in rank order).
+
+    Parquet pieces are cast to the types all shards agree on and converted as ``ParquetSource.rows_at`` converts
+    a single run's rows; csv/tsv pieces are converted one by one and ``dtypes`` applied (``_merged_dtypes``).
+    """
+    import pyarrow as pa
+
+    by_input_order = np.sort(chosen)
+    tables = []
+    for number in dict.fromkeys(pool.piece[by_input_order].tolist()):  # one piece per file, in input order
+        rows = by_input_order[pool.piece[by_input_order] == number]
+        tables.append(pool.pieces[number].select(list(columns)).take(pa.array(pool.piece_row[rows])))
+    if schema is not None:
+        tables = [table if table.schema.equals(schema) else table.cast(schema) for table in tables]
+        merged = _arrow_to_pandas(pa.concat_tables(tables) if tables else schema.empty_table())
+    else:
+        frames = [table.to_pandas() for table in tables]
+        merged = pd.concat(frames, ignore_index=True) if frames else pool.pieces[0].select(
+            list(columns)).slice(0, 0).to_pandas()
+        for name, dtype in dtypes.items():
+            if merged[name].dtype != dtype:
+                merged[name] = merged[name].astype(dtype)
+    inverse = np.searchsorted(by_input_order, chosen)
+    return merged.iloc[inverse].reset_index(drop=True)
+
+
+def _agreed_schema(manifests: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Any:
+    """The Arrow types a single run would read every parquet column as (``agreed_arrow_type`` over the shards'
+    agreed types); None unless every shard with rows read parquet."""
+    import pyarrow as pa
+
+    if any(manifest["input_format"] != "parquet" for manifest in manifests):
+        return None
+    schemas = [_schema_from_text(manifest["arrow_schema"]) for manifest in manifests]
+    return pa.schema([pa.field(name, agreed_arrow_type([schema.field(name).type for schema in schemas]))
+                      for name in columns])
+
+
+def _merged_dtypes(manifests: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
+    """Numeric columns whose type differs between shards, and the type a single run's concat gives them.
+
+    A single run concatenates all CSV files; a column that is int64 in one shard and float64 in
+    another is float64 there. (Parquet runs concatenate only the pieces they select from, see docs.)
+    """
+    if any(manifest["input_format"] == "parquet" for manifest in manifests):
+        return {}
+    seen: Dict[str, set] = {}
+    for manifest in manifests:
+        for name, dtype in manifest["column_dtypes"].items():
+            seen.setdefault(name, set()).add(dtype)
+    result = {}
+    for name, types in seen.items():
+        if len(types) > 1:
+            try:
+                numpy_types = [np.dtype(text) for text in types]
+            except TypeError:
+                continue
+            if all(t.kind in "iuf" for t in numpy_types):
+                result[name] = np.result_type(*numpy_types)
+    return result
+
+
+def merge_select(input_dir: Path, config: SelectionConfig, skipped: Sequence[Path] = (),
+                 calibration: Optional[CalibrationTable] = None) -> Tuple[SelectionResult, InputFacts]:
+    """The merge role: check all shards, then select from their candidates as a single run would.
+
+    ``skipped``: the output folders, never read (they may lie inside ``input_dir``)."""
+    outputs = read_shard_outputs(input_dir, skipped)
+    hosts = check_shard_manifests([output.manifest for output in outputs], config)
+    outputs = sorted(outputs, key=lambda output: hosts.index(output.manifest["host"]))
+    manifests = [output.manifest for output in outputs]
+    with_rows = [manifest for manifest in manifests if manifest["pool_size"]]
+    first_shard = min(with_rows, key=lambda manifest: _path_key(manifest["input_files"][0]))  # a single run's
+    first = first_shard["details"]  # column order and reading come from its first file
+    counts = {key: sum(manifest[key] for manifest in manifests) for key in POOL_COUNTS}
+    if counts["candidate_count"] == 0:
+        raise no_candidates_error(strategy_for(config.selection_strategy), counts["pool_size"], config.label_field)
+    check_calibration_agreement(manifests, calibration)
+    pool = _read_merged_pool(outputs, config, first, None if calibration is None else calibration.calibration)
+    _check_ids(pool.ids, config.id_field)
+    if calibration is not None:
+        check_calibration_fits(calibration, first["score_columns"], first["score_interpretation"])
+        check_calibration_apart(pool.ids, calibration, config.id_field)
+    selection, guarantee = _merge_strategy(config, pool, outputs, counts["candidate_count"])
+    totals = PoolTotals(counts, add_pool_facts([manifest["pool_facts"] for manifest in with_rows]),
+                        merged_stopping_counts([manifest["stopping"] for manifest in with_rows]),
+                        note="; sharded run: the candidates are the rows the shards sent to the merge")
+    schema = _agreed_schema(with_rows, first_shard["columns"])
+    dtypes = _merged_dtypes(with_rows)
+    sharding = dict(guarantee, hosts=hosts, config_fingerprint=config_fingerprint(config),
+                    shards=[{key: manifest[key] for key in ("host", "pool_size", "candidate_count", "forwarded_count")}
+                            for manifest in manifests], merged_candidates=int(len(pool.ids)))
+    chosen, summary = summarize_selection(pool, selection, config, totals, pool.calibration)
+    result = annotated_result(chosen, summary, selection, config,
+                              lambda rows: _merged_rows(pool, rows, first_shard["columns"], schema, dtypes), sharding)
+    formats = {manifest["input_format"] for manifest in with_rows}
+    input_files = sorted((name for manifest in manifests for name in manifest["input_files"]), key=_path_key)
+    return result, InputFacts(input_files, formats.pop() if len(formats) == 1 else "mixed",
+                              {} if schema is None else {field.name: field.type for field in schema})
+
+
+def calibration_fingerprint(calibration: Optional[CalibrationTable]) -> Optional[str]:
+    """SHA-256 of the calibration arrays, so that the merge can check every shard read the same rows."""
+    if calibration is None:
+        return None
+    digest = hashlib.sha256(np.ascontiguousarray(calibration.calibration.probabilities).tobytes())
+    digest.update(np.ascontiguousarray(calibration.calibration.labels).tobytes())
+    return digest.hexdigest()
+
+
+def check_calibration_agreement(manifests: Sequence[Mapping[str, Any]],
+                                calibration: Optional[CalibrationTable]) -> None:
+    own = calibration_fingerprint(calibration)
+    for manifest in manifests:
+        theirs = manifest.get("calibration_fingerprint")
+        if theirs != own:
+            how = ("read no calibration_data but the merge did" if theirs is None else
+                   "read calibration_data but the merge got none" if own is None else
+                   "read other calibration_data than the merge")
+            raise SelectionError("shard {} {}: give every shard and the merge the same calibration_data".format(
+                manifest["host"], how))
+
+
+def _merge_strategy(config: SelectionConfig, pool: MergedPool, outputs: Sequence[ShardOutput],
+                    candidate_count: int) -> Tuple[Selection, Dict[str, Any]]:
+    """The strategy row's merge, and for SSL with calibration_data the per-class thresholds of its selection,
+    found among the merged rows (they hold every selected row and, per class, every row a single run's rule
+    would weigh)."""
+    strategy = strategy_for(config.selection_strategy)
+    if strategy.batched and config.batch_size >= candidate_count:
+        logger.info("BATCH_SIZE=%d is not smaller than the %d candidates: selecting them all", config.batch_size,
+                    candidate_count)
+    selection, guarantee = strategy.sharding.merge(config, pool, outputs)
+    if strategy.use_case == "ssl" and pool.calibration is not None and selection.class_thresholds is None:
+        thresholds = make_sampler(config).class_thresholds(Candidates(pool.probabilities), selection)
+        selection = selection._replace(class_thresholds=thresholds)
+    return selection, guarantee
+
+
+# ---- Writing: result files, markers and the output folders' ownership ---------------------------------------------
 
 def save_selected_samples(selected_df: pd.DataFrame, output_dir: str, output_format: str = "csv",
                           metadata: Optional[Dict[str, Any]] = None,
@@ -6390,18 +6439,6 @@ def _with_json_cells(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError("not JSON serializable: {!r}".format(value))
-
-
 def save_selection_metadata(metadata: Dict[str, Any], metadata_dir: str) -> str:
     """Write ``selection_metadata.json`` atomically."""
     path = Path(metadata_dir) / METADATA_FILENAME
@@ -6422,10 +6459,6 @@ def save_selection_report(text: str, metadata_dir: str) -> str:
 RESULT_NAMES = (tuple("{}.{}".format(SAMPLES_BASENAME, fmt) for fmt in OUTPUT_FORMATS) + (METADATA_FILENAME,)
                 + (REPORT_FILENAME,)
                 + tuple(name for row in LABELING_FORMAT_TABLE for name in row.files))
-
-
-def _real(path: Path) -> str:
-    return os.path.realpath(str(path))
 
 
 def check_folders_apart(input_dir: Path, samples_dir: Path, metadata_dir: Path,
@@ -6665,7 +6698,7 @@ def _mark_success(folder: Path, written: Sequence[Path]) -> Path:
     return marker
 
 
-# ---- main and the command line -------------------------------------------------------------------------------
+# ---- main and the command line ------------------------------------------------------------------------------------
 
 def _library_versions() -> Dict[str, Optional[str]]:
     arrow = sys.modules.get("pyarrow")
