@@ -421,10 +421,8 @@ def _unit_number(name: str, value: Any) -> float:
     return float(value)
 
 
-def _seed(value: Any) -> Optional[int]:
-    if value is None:
-        return None
-    return _positive_int("random_state", value, 0)
+def _seed(name: str, value: Any) -> Optional[int]:
+    return None if value is None else _positive_int(name, value, 0)
 
 
 def _class_positions(labels: Any, n_rows: int, n_classes: int) -> np.ndarray:
@@ -517,9 +515,20 @@ class _Sampler:
             setattr(self, name, value)
         return self
 
+    # parameter -> its rule, checked in this order: the allowed values (a tuple), the least integer (an int), or
+    # check(name, value) raising ValueError
+    _rules: Mapping[str, Any] = dict(random_state=_seed)
+
     def _check_params(self) -> None:
         """Raise ``ValueError`` naming the first invalid parameter."""
-        _seed(self.random_state)
+        for name, rule in self._rules.items():
+            value = getattr(self, name)
+            if isinstance(rule, tuple):
+                _choice(name, value, rule)
+            elif isinstance(rule, int):
+                _positive_int(name, value, rule)
+            else:
+                rule(name, value)
 
     def _checked_batch_size(self, batch_size: Any) -> Any:
         return _positive_int("batch_size", batch_size, 1) if self._batched else batch_size
@@ -617,15 +626,12 @@ class ConfidenceThresholdSampler(_Sampler):
 
     _batched = False
 
+    _rules = dict(confidence_threshold=_unit_number, max_samples=0, random_state=_seed)
+
     def __init__(self, confidence_threshold: float = 0.9, *, max_samples: int = 0, random_state: Optional[int] = 42):
         self.confidence_threshold = confidence_threshold
         self.max_samples = max_samples
         self.random_state = random_state
-
-    def _check_params(self) -> None:
-        _unit_number("confidence_threshold", self.confidence_threshold)
-        _positive_int("max_samples", self.max_samples, 0)
-        _seed(self.random_state)
 
     def _select(self, candidates: Candidates, batch_size: Optional[int] = None) -> Selection:
         return _confidence_threshold_selection(candidates.probabilities, float(self.confidence_threshold),
@@ -656,13 +662,11 @@ class TopKPerClassSampler(_Sampler):
 
     _batched = False
 
+    _rules = dict(k_per_class=1, random_state=_seed)
+
     def __init__(self, k_per_class: int = 100, *, random_state: Optional[int] = 42):
         self.k_per_class = k_per_class
         self.random_state = random_state
-
-    def _check_params(self) -> None:
-        _positive_int("k_per_class", self.k_per_class, 1)
-        _seed(self.random_state)
 
     def _select(self, candidates: Candidates, batch_size: Optional[int] = None) -> Selection:
         return _top_k_per_class_selection(candidates.probabilities, int(self.k_per_class))
@@ -722,13 +726,11 @@ class UncertaintySampler(_Sampler):
         Unused: the selection is deterministic (ties go to the lower row). Kept so every sampler takes it.
     """
 
+    _rules = dict(mode=UNCERTAINTY_MODES, random_state=_seed)
+
     def __init__(self, mode: str = "margin", *, random_state: Optional[int] = 42):
         self.mode = mode
         self.random_state = random_state
-
-    def _check_params(self) -> None:
-        _choice("mode", self.mode, UNCERTAINTY_MODES)
-        _seed(self.random_state)
 
     def compute_scores(self, probabilities: Any) -> np.ndarray:
         """Uncertainty of each row, shape (n_rows,); higher is more uncertain."""
@@ -1138,6 +1140,9 @@ class DiversitySampler(_Sampler):
 
     _needs = ("embeddings",)
 
+    _rules = dict(metric=METRICS, random_state=_seed, method=DIVERSITY_METHODS, uncertainty_prefilter=0,
+              uncertainty_mode=UNCERTAINTY_MODES)
+
     def __init__(self, metric: str = "euclidean", *, method: str = "kcenter", uncertainty_prefilter: int = 0,
                  uncertainty_mode: str = "margin", random_state: Optional[int] = 42):
         self.metric = metric
@@ -1145,13 +1150,6 @@ class DiversitySampler(_Sampler):
         self.uncertainty_prefilter = uncertainty_prefilter
         self.uncertainty_mode = uncertainty_mode
         self.random_state = random_state
-
-    def _check_params(self) -> None:
-        _choice("metric", self.metric, METRICS)
-        _seed(self.random_state)
-        _choice("method", self.method, DIVERSITY_METHODS)
-        _positive_int("uncertainty_prefilter", self.uncertainty_prefilter, 0)
-        _choice("uncertainty_mode", self.uncertainty_mode, UNCERTAINTY_MODES)
 
     def _select(self, candidates: Candidates, batch_size: int, *, overwrite: bool = False) -> Selection:
         """``overwrite``: the embeddings are the caller's own working copy, which the kernel may center in place."""
@@ -1564,13 +1562,11 @@ class BADGESampler(_Sampler):
 
     _needs = ("probabilities", "embeddings")
 
+    _rules = dict(metric=METRICS, random_state=_seed)
+
     def __init__(self, metric: str = "euclidean", *, random_state: Optional[int] = 42):
         self.metric = metric
         self.random_state = random_state
-
-    def _check_params(self) -> None:
-        _choice("metric", self.metric, METRICS)
-        _seed(self.random_state)
 
     def _select(self, candidates: Candidates, batch_size: int) -> Selection:
         indices, distances = _badge_kmeanspp(candidates.embeddings, candidates.probabilities, batch_size,
@@ -1814,13 +1810,11 @@ class LabelReviewSampler(_Sampler):
 
     _needs = ("probabilities", "labels")
 
+    _rules = dict(method=REVIEW_METHODS, random_state=_seed)
+
     def __init__(self, method: str = "confident_learning", *, random_state: Optional[int] = 42):
         self.method = method
         self.random_state = random_state
-
-    def _check_params(self) -> None:
-        _choice("method", self.method, REVIEW_METHODS)
-        _seed(self.random_state)
 
     def _checked(self, probabilities: Any, labels: Any) -> Tuple[np.ndarray, np.ndarray]:
         self._check_params()
@@ -1920,13 +1914,11 @@ class CommitteeSampler(_Sampler):
 
     _needs = ("members",)
 
+    _rules = dict(disagreement=DISAGREEMENTS, random_state=_seed)
+
     def __init__(self, disagreement: str = "bald", *, random_state: Optional[int] = 42):
         self.disagreement = disagreement
         self.random_state = random_state
-
-    def _check_params(self) -> None:
-        _choice("disagreement", self.disagreement, DISAGREEMENTS)
-        _seed(self.random_state)
 
     def compute_scores(self, member_probabilities: Any) -> np.ndarray:
         """Disagreement of each row, shape (n_rows,); higher is more disagreement."""
@@ -2225,6 +2217,9 @@ class PrecisionTargetSampler(_Sampler):
         the class's share of the calibration labels and total the rows above their thresholds.
     """
 
+    _rules = dict(target_precision=_unit_interval, precision_confidence=_unit_interval,
+              class_balance=CLASS_BALANCES)
+
     def __init__(self, target_precision: float = 0.95, precision_confidence: float = 0.95,
                  class_balance: str = "none"):
         self.target_precision = target_precision
@@ -2239,11 +2234,6 @@ class PrecisionTargetSampler(_Sampler):
         return calibration, precision_target_thresholds(calibration, target, level)
 
     _batched = False
-
-    def _check_params(self) -> None:
-        _unit_interval("target_precision", self.target_precision)
-        _unit_interval("precision_confidence", self.precision_confidence)
-        _choice("class_balance", self.class_balance, CLASS_BALANCES)
 
     def _select(self, candidates: Candidates, batch_size: Optional[int] = None) -> Selection:
         calibration, scan = self._rule(candidates)
