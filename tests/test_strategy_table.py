@@ -45,7 +45,7 @@ def test_the_step_config_accepts_the_strategy_and_forwards_its_settings(row):
 @pytest.mark.parametrize("row", script.STRATEGY_TABLE, ids=lambda row: row.name)
 def test_the_docs_describe_the_strategy_and_its_settings(row):
     strategy_row = readme_table_row("`{}`".format(row.name))
-    assert strategy_row.count("|") >= 4
+    assert strategy_row.count("|") >= 3  # | strategy | what it selects |
     for field in row.reads:
         var = VARS_BY_FIELD[field]
         env_row = readme_table_row("`{}`".format(var.name))
