@@ -2430,8 +2430,10 @@ class _NearestCenter:
         self.d2 = initial
         self._threshold = np.empty_like(sq_norms)
         self._duplicates = np.empty(sq_norms.shape, dtype=bool)
-        self._ceiling: Optional[np.ndarray] = None  # built by the first full-pass fold
+        self._margin = 32.0 * float(np.finfo(sq_norms.dtype).eps)  # 64 units of rounding
+        self._key: Optional[np.ndarray] = None  # built by the first full-pass fold, with the arrays below
         self._highest_snap: Optional[np.ndarray] = None
+        self._scratch: Optional[np.ndarray] = None
 
     def add(self, dots: np.ndarray, center: int) -> None:
         dots *= -2
@@ -2446,25 +2448,30 @@ class _NearestCenter:
         """``add``, element for element the same arithmetic; returns the rows (ascending) whose distance went down.
 
         With ``rows`` (ascending), ``dots`` holds those rows' products only. Without, ``dots`` holds every row's
-        product and is overwritten as scratch; only the rows whose unsnapped value is below ``_ceiling`` (at
-        least their distance, and strictly above any snap threshold they can meet) can go down, so the snap
-        and the minimum run on those alone.
+        product (left as it is) and only the rows that pass one subtraction and one comparison can go down:
+        ``dots - key > |c|^2 / 2 - margin``, with ``key = (|x|^2 - ceiling) / 2 - margin`` kept per row and the
+        ceiling at least the row's distance and above any snap threshold it can meet. The margins, 64 units
+        of rounding of the norms and ceilings, exceed every rounding of the expansion and of the test, so
+        every row whose expanded value is below its ceiling passes; the snap and the minimum run on those alone.
         """
         if rows is None:
-            dots *= -2
-            dots += self.sq_norms
-            dots += self.sq_norms[center]
-            if self._ceiling is None:
+            if self._key is None:
                 with np.errstate(under="ignore"):  # next above 0 is subnormal; it still compares exactly
-                    highest = np.nextafter(self.tolerances + self.tolerances.max(), np.inf)
-                self._ceiling = np.maximum(self.d2, highest)
-                self._highest_snap = highest
-            rows = np.flatnonzero(np.less(dots, self._ceiling, out=self._duplicates))
-            return self._fold_rows(dots[rows], center, rows)
+                    self._highest_snap = np.nextafter(self.tolerances + self.tolerances.max(), np.inf)
+                self._scratch = np.empty_like(self.d2)
+                self._key = self._filter_key(np.maximum(self.d2, self._highest_snap), self.sq_norms)
+            half = self.sq_norms.dtype.type(float(self.sq_norms[center]) * (0.5 - self._margin))
+            np.subtract(dots, self._key, out=self._scratch)
+            rows = np.flatnonzero(np.greater(self._scratch, half, out=self._duplicates))
+            dots = dots[rows]
         dots *= -2
         dots += self.sq_norms[rows]
         dots += self.sq_norms[center]
         return self._fold_rows(dots, center, rows)
+
+    def _filter_key(self, ceiling: np.ndarray, sq_norms: np.ndarray) -> np.ndarray:
+        sq_norms, ceiling = sq_norms.astype(np.float64), ceiling.astype(np.float64)
+        return ((sq_norms - ceiling) * 0.5 - self._margin * (sq_norms + ceiling)).astype(self.d2.dtype)
 
     def _fold_rows(self, values: np.ndarray, center: int, rows: np.ndarray) -> np.ndarray:
         """Snap and fold the expanded squared distances ``values`` of ``rows`` into ``self.d2``."""
@@ -2473,8 +2480,9 @@ class _NearestCenter:
         decreased = np.flatnonzero(values < self.d2[rows])
         down = rows[decreased]
         self.d2[down] = values[decreased]
-        if self._ceiling is not None:  # d2 only goes down, so a stale ceiling is merely loose
-            self._ceiling[down] = np.maximum(values[decreased], self._highest_snap[down])
+        if self._key is not None:  # d2 only goes down, so a stale key is merely loose
+            self._key[down] = self._filter_key(np.maximum(values[decreased], self._highest_snap[down]),
+                                               self.sq_norms[down])
         return down
 
 
