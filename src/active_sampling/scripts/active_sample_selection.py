@@ -2628,6 +2628,12 @@ class _RowDots:
         return out
 
 
+def _with_row(rows: np.ndarray, row: int) -> np.ndarray:
+    """Ascending unique ``rows`` with ``row`` in its place (``np.union1d`` without the sort of every row)."""
+    at = int(np.searchsorted(rows, row))
+    return rows if at < rows.size and rows[at] == row else np.insert(rows, at, row)
+
+
 def _nearest_of_centers(X: np.ndarray, sq_norms: np.ndarray, centers: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Squared euclidean distance from every row of X to its nearest center (ties to the lower center) and that
     center's position, in bounded blocks; ``sq_norms`` are the rows' squared norms."""
@@ -3112,11 +3118,11 @@ def badge_kmeanspp(
             np.dot(H, H[chosen], out=h_dot)
             np.dot(residual_by_class[:, chosen], residual_by_class, out=dots)
             dots *= h_dot
-            moved = np.union1d(nearest.fold(dots, chosen), [chosen])
+            moved = _with_row(nearest.fold(dots, chosen), chosen)
         else:
             row_dots = residual_row_dots(residual_by_class[:, chosen], rows)
             row_dots *= h_row_dots(H[chosen], rows)
-            moved = np.union1d(nearest.fold(row_dots, chosen, rows), [chosen])
+            moved = _with_row(nearest.fold(row_dots, chosen, rows), chosen)
         min_d2[chosen] = 0.0
         bound.add_center(gradient, float(sq_norms[chosen]), moved)
         progress.update(pick)
