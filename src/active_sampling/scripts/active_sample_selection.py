@@ -2526,12 +2526,14 @@ class _TriangleBound:
     is a few passes over n numbers and is backed off while it rules out too few rows to pay for itself.
     """
 
-    def __init__(self, sq_norms: np.ndarray, nearest: np.ndarray, centers: np.ndarray, center_sq: np.ndarray,
-                 capacity: int, slack: float, gather_cost: float, check_cost: float):
+    def __init__(self, sq_norms: np.ndarray, d2: np.ndarray, nearest: np.ndarray, centers: np.ndarray,
+                 center_sq: np.ndarray, capacity: int, slack: float, gather_cost: float, check_cost: float):
         n_rows = sq_norms.shape[0]
         self.slack = slack
         self.slack_sq = (slack * sq_norms.astype(np.float64)).astype(sq_norms.dtype)  # in d2's dtype: no casts
-        self.nearest = nearest.astype(np.intp)
+        self.d2 = d2  # the kernel's distances, updated in place; only the moved rows' go down
+        self._keys = d2 + self.slack_sq  # kept for the moved rows: a stale key is higher, so merely loose
+        self.nearest = nearest.astype(np.int32 if centers.shape[0] + capacity < 2 ** 31 else np.intp)
         self.centers = np.empty((centers.shape[0] + capacity, centers.shape[1]), dtype=np.float64)
         self.centers[:centers.shape[0]] = centers
         self.center_sq = np.empty(self.centers.shape[0], dtype=np.float64)
@@ -2539,7 +2541,6 @@ class _TriangleBound:
         self.n_centers = centers.shape[0]
         self.gather_cost, self.check_cost = gather_cost, check_cost
         self._limits = np.empty(n_rows, dtype=sq_norms.dtype)
-        self._keys = np.empty(n_rows, dtype=sq_norms.dtype)
         self._live = np.empty(n_rows, dtype=bool)
         self._unchecked, self._skip = 0, 0  # full passes before the next check, and the current back-off
         self.computed = 0  # row-center distances computed, for the logs and the benchmarks
@@ -2553,7 +2554,7 @@ class _TriangleBound:
             return 1.0
         return self.gather_cost if kind == "gather" else self.check_cost
 
-    def live_rows(self, center: np.ndarray, center_sq: float, d2: np.ndarray) -> Optional[np.ndarray]:
+    def live_rows(self, center: np.ndarray, center_sq: float) -> Optional[np.ndarray]:
         """Rows (ascending) the new center may come closer to; None when one full pass is the cheaper way.
 
         The check runs while it pays for itself; after one that did not, the next full passes skip it, twice as
@@ -2561,7 +2562,7 @@ class _TriangleBound:
         today's loop plus a check every few dozen picks. A check that alone costs what gathering may save
         never runs.
         """
-        n_rows = d2.shape[0]
+        n_rows = self.d2.shape[0]
         if self.n_centers == 0 or self._unchecked > 0 or self._per_row("check") >= _PAYING_SHARE:
             self._unchecked = max(0, self._unchecked - 1)
             self.computed += n_rows
@@ -2572,7 +2573,6 @@ class _TriangleBound:
         limit -= self.slack / 2 * (self.center_sq[:self.n_centers] + center_sq)
         # In float32 the check rounds by < 2^-23 (|x|^2 + |a|^2 + |c|^2), far inside the slack's spare half.
         np.take(limit.astype(self._limits.dtype), self.nearest, out=self._limits)
-        np.add(d2, self.slack_sq, out=self._keys)
         rows = np.flatnonzero(np.less_equal(self._limits, self._keys, out=self._live))
         stream, gather, check = (self._per_row(kind) for kind in ("stream", "gather", "check"))
         if gather * rows.size + check * n_rows >= _PAYING_SHARE * stream * n_rows:  # did not pay: back off
@@ -2593,6 +2593,7 @@ class _TriangleBound:
         self.center_sq[index] = center_sq
         self.n_centers += 1
         self.nearest[moved] = index
+        self._keys[moved] = self.d2[moved] + self.slack_sq[moved]
 
 
 class _RowDots:
@@ -2696,7 +2697,7 @@ def k_center_greedy(
     sq_norms = np.einsum("ij,ij->i", X, X)
     d2, nearest_center = _nearest_of_centers(X, sq_norms, centers)
     nearest = _NearestCenter(sq_norms, d2)
-    bound = _TriangleBound(sq_norms, nearest_center, centers, np.einsum("ij,ij->i", centers, centers,
+    bound = _TriangleBound(sq_norms, nearest.d2, nearest_center, centers, np.einsum("ij,ij->i", centers, centers,
                            dtype=np.float64), n_select, _pruning_slack(X.shape[1]),
                            gather_cost=_GATHER_COST["k_center_greedy"],
                            check_cost=_CHECK_BYTES["k_center_greedy"] / (4 * X.shape[1]))
@@ -2710,7 +2711,7 @@ def k_center_greedy(
         indices[pick] = chosen
         distances[pick] = max(float(nearest.d2[chosen]), 0.0)
         center = X[chosen]
-        rows = bound.live_rows(center, float(sq_norms[chosen]), nearest.d2)
+        rows = bound.live_rows(center, float(sq_norms[chosen]))
         if rows is None:
             np.dot(X, center, out=dots)
             moved = nearest.fold(dots, chosen)
@@ -3100,7 +3101,7 @@ def badge_kmeanspp(
     nearest = _NearestCenter(sq_norms, np.full(n_rows, np.inf))
     min_d2 = nearest.d2
     n_classes = residual_by_class.shape[0]
-    bound = _TriangleBound(sq_norms, np.zeros(n_rows, dtype=np.intp), np.empty((0, n_classes * H.shape[1])),
+    bound = _TriangleBound(sq_norms, min_d2, np.zeros(n_rows, dtype=np.intp), np.empty((0, n_classes * H.shape[1])),
                            np.empty(0), n_select, _pruning_slack(H.shape[1]),
                            gather_cost=_GATHER_COST["badge_kmeanspp"],
                            check_cost=_CHECK_BYTES["badge_kmeanspp"] / (4 * H.shape[1] + 8 * n_classes))
@@ -3113,7 +3114,7 @@ def badge_kmeanspp(
     progress = _Progress("BADGE k-means++", n_select)
     for pick in range(1, n_select + 1):
         gradient = np.multiply.outer(residual_by_class[:, chosen], H[chosen].astype(np.float64)).ravel()
-        rows = bound.live_rows(gradient, float(sq_norms[chosen]), min_d2)
+        rows = bound.live_rows(gradient, float(sq_norms[chosen]))
         if rows is None:
             np.dot(H, H[chosen], out=h_dot)
             np.dot(residual_by_class[:, chosen], residual_by_class, out=dots)
