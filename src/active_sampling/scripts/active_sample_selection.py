@@ -2533,7 +2533,7 @@ class _TriangleBound:
         self.slack_sq = (slack * sq_norms.astype(np.float64)).astype(sq_norms.dtype)  # in d2's dtype: no casts
         self.d2 = d2  # the kernel's distances, updated in place; only the moved rows' go down
         self._keys = d2 + self.slack_sq  # kept for the moved rows: a stale key is higher, so merely loose
-        self.nearest = nearest.astype(np.int32 if centers.shape[0] + capacity < 2 ** 31 else np.intp)
+        self.nearest = nearest.astype(np.intp)  # np.take would convert narrower indices at every check
         self.centers = np.empty((centers.shape[0] + capacity, centers.shape[1]), dtype=np.float64)
         self.centers[:centers.shape[0]] = centers
         self.center_sq = np.empty(self.centers.shape[0], dtype=np.float64)
