@@ -2431,6 +2431,7 @@ class _NearestCenter:
         self._threshold = np.empty_like(sq_norms)
         self._duplicates = np.empty(sq_norms.shape, dtype=bool)
         self._margin = 32.0 * float(np.finfo(sq_norms.dtype).eps)  # 64 units of rounding
+        self._tiny = 4.0 * float(np.finfo(sq_norms.dtype).smallest_subnormal)  # and 4 steps where they underflow
         self._key: Optional[np.ndarray] = None  # built by the first full-pass fold, with the arrays below
         self._highest_snap: Optional[np.ndarray] = None
         self._scratch: Optional[np.ndarray] = None
@@ -2460,7 +2461,7 @@ class _NearestCenter:
                     self._highest_snap = np.nextafter(self.tolerances + self.tolerances.max(), np.inf)
                 self._scratch = np.empty_like(self.d2)
                 self._key = self._filter_key(np.maximum(self.d2, self._highest_snap), self.sq_norms)
-            half = self.sq_norms.dtype.type(float(self.sq_norms[center]) * (0.5 - self._margin))
+            half = self.sq_norms.dtype.type(float(self.sq_norms[center]) * (0.5 - self._margin) - self._tiny)
             np.subtract(dots, self._key, out=self._scratch)
             rows = np.flatnonzero(np.greater(self._scratch, half, out=self._duplicates))
             dots = dots[rows]
@@ -2471,7 +2472,9 @@ class _NearestCenter:
 
     def _filter_key(self, ceiling: np.ndarray, sq_norms: np.ndarray) -> np.ndarray:
         sq_norms, ceiling = sq_norms.astype(np.float64), ceiling.astype(np.float64)
-        return ((sq_norms - ceiling) * 0.5 - self._margin * (sq_norms + ceiling)).astype(self.d2.dtype)
+        with np.errstate(under="ignore"):  # subnormal ceilings (all-zero rows): _tiny stands in for the margin
+            key = (sq_norms - ceiling) * 0.5 - self._margin * (sq_norms + ceiling) - self._tiny
+        return key.astype(self.d2.dtype)
 
     def _fold_rows(self, values: np.ndarray, center: int, rows: np.ndarray) -> np.ndarray:
         """Snap and fold the expanded squared distances ``values`` of ``rows`` into ``self.d2``."""
