@@ -2435,6 +2435,7 @@ class _NearestCenter:
         self._key: Optional[np.ndarray] = None  # built by the first full-pass fold, with the arrays below
         self._highest_snap: Optional[np.ndarray] = None
         self._scratch: Optional[np.ndarray] = None
+        self._norm_part: Optional[np.ndarray] = None
 
     def add(self, dots: np.ndarray, center: int) -> None:
         dots *= -2
@@ -2460,7 +2461,9 @@ class _NearestCenter:
                 with np.errstate(under="ignore"):  # next above 0 is subnormal; it still compares exactly
                     self._highest_snap = np.nextafter(self.tolerances + self.tolerances.max(), np.inf)
                 self._scratch = np.empty_like(self.d2)
-                self._key = self._filter_key(np.maximum(self.d2, self._highest_snap), self.sq_norms)
+                with np.errstate(under="ignore"):
+                    self._norm_part = self.sq_norms * self.d2.dtype.type(0.5 - self._margin) - self._tiny
+                self._key = self._filter_key(np.maximum(self.d2, self._highest_snap), self._norm_part)
             half = self.sq_norms.dtype.type(float(self.sq_norms[center]) * (0.5 - self._margin) - self._tiny)
             np.subtract(dots, self._key, out=self._scratch)
             rows = np.flatnonzero(np.greater(self._scratch, half, out=self._duplicates))
@@ -2470,11 +2473,11 @@ class _NearestCenter:
         dots += self.sq_norms[center]
         return self._fold_rows(dots, center, rows)
 
-    def _filter_key(self, ceiling: np.ndarray, sq_norms: np.ndarray) -> np.ndarray:
-        sq_norms, ceiling = sq_norms.astype(np.float64), ceiling.astype(np.float64)
+    def _filter_key(self, ceiling: np.ndarray, norm_part: np.ndarray) -> np.ndarray:
+        """``(|x|^2 - ceiling) / 2 - margin (|x|^2 + ceiling) - tiny``, ``norm_part`` being its first terms; in
+        d2's dtype, whose three roundings (1.5 units of ``|x|^2 + ceiling``) the margin's 64 units cover."""
         with np.errstate(under="ignore"):  # subnormal ceilings (all-zero rows): _tiny stands in for the margin
-            key = (sq_norms - ceiling) * 0.5 - self._margin * (sq_norms + ceiling) - self._tiny
-        return key.astype(self.d2.dtype)
+            return norm_part - ceiling * self.d2.dtype.type(0.5 + self._margin)
 
     def _fold_rows(self, values: np.ndarray, center: int, rows: np.ndarray) -> np.ndarray:
         """Snap and fold the expanded squared distances ``values`` of ``rows`` into ``self.d2``."""
@@ -2485,7 +2488,7 @@ class _NearestCenter:
         self.d2[down] = values[decreased]
         if self._key is not None:  # d2 only goes down, so a stale key is merely loose
             self._key[down] = self._filter_key(np.maximum(values[decreased], self._highest_snap[down]),
-                                               self.sq_norms[down])
+                                               self._norm_part[down])
         return down
 
 
@@ -2590,7 +2593,9 @@ class _TriangleBound:
         return rows
 
     def add_center(self, center: np.ndarray, center_sq: float, moved: np.ndarray) -> None:
-        """Record the new center, nearest now to the ``moved`` rows."""
+        """Record the new center, nearest now to the ``moved`` rows (nothing to keep when no check can run)."""
+        if self._per_row("check") >= _PAYING_SHARE:
+            return
         index = self.n_centers
         self.centers[index] = center
         self.center_sq[index] = center_sq
