@@ -2560,6 +2560,11 @@ class _TriangleBound:
             return 1.0
         return self.gather_cost if kind == "gather" else self.check_cost
 
+    @property
+    def tracking(self) -> bool:
+        """Whether a check can ever pay, hence whether the rows' nearest centers are worth keeping."""
+        return self._per_row("check") < _PAYING_SHARE
+
     def live_rows(self, center: np.ndarray, center_sq: float) -> Optional[np.ndarray]:
         """Rows (ascending) the new center may come closer to; None when one full pass is the cheaper way.
 
@@ -2569,7 +2574,7 @@ class _TriangleBound:
         never runs.
         """
         n_rows = self.d2.shape[0]
-        if self.n_centers == 0 or self._unchecked > 0 or self._per_row("check") >= _PAYING_SHARE:
+        if self.n_centers == 0 or self._unchecked > 0 or not self.tracking:
             self._unchecked = max(0, self._unchecked - 1)
             self.computed += n_rows
             return None
@@ -2594,7 +2599,7 @@ class _TriangleBound:
 
     def add_center(self, center: np.ndarray, center_sq: float, moved: np.ndarray) -> None:
         """Record the new center, nearest now to the ``moved`` rows (nothing to keep when no check can run)."""
-        if self._per_row("check") >= _PAYING_SHARE:
+        if not self.tracking:
             return
         index = self.n_centers
         self.centers[index] = center
@@ -2722,7 +2727,7 @@ def k_center_greedy(
         rows = bound.live_rows(center, float(sq_norms[chosen]))
         if rows is None:
             np.dot(X, center, out=dots)
-            moved = nearest.fold(dots, chosen)
+            moved = nearest.fold(dots, chosen) if bound.tracking else nearest.add(dots, chosen)  # add: no rows
         else:
             moved = nearest.fold(row_dots(center, rows), chosen, rows)
         bound.add_center(center, float(sq_norms[chosen]), moved)
