@@ -59,6 +59,10 @@ FULL = {
     "uncertainty": [dict(name="uncertainty_10m", rows=10_000_000, C=10, batch=1000)],
     "sharded": [dict(name="sharded_kcenter_10m", N=10_000_000, D=128, k=1000, shards=8, files=32)],
     "arrays": [dict(name="arrays_1m", rows=1_000_000, D=128, k=10)],
+    "validation": [
+        dict(name="class_path_100k", N=100_000, D=128, k=200, rounds=7),
+        dict(name="validation_memory_1m", N=1_000_000, D=128, k=10),
+    ],
     "pruning": [
         dict(name="prune_kcenter_satimage", table="satimage", kernel="kcenter", k=1000, rounds=5, target=0.6),
         dict(name="prune_kcenter_texture", table="texture", kernel="kcenter", k=1000, rounds=5, target=0.6),
@@ -86,6 +90,10 @@ QUICK = {
     ],
     "uncertainty": [dict(name="uncertainty_500k", rows=500_000, C=10, batch=1000)],
     "sharded": [dict(name="sharded_kcenter_200k", N=200_000, D=32, k=50, shards=4, files=16)],
+    "validation": [
+        dict(name="class_path_20k", N=20_000, D=64, k=50, rounds=3),
+        dict(name="validation_memory_100k", N=100_000, D=64, k=10),
+    ],
     "arrays": [dict(name="arrays_50k", rows=50_000, D=128, k=10)],
     "pruning": [
         dict(name="prune_kcenter_satimage", table="satimage", kernel="kcenter", k=200, rounds=2, repeats=4,
@@ -567,6 +575,102 @@ def write_arrays_section(results, path, mode):
     return checks
 
 
+def validation_data(case):
+    """Unclustered N(0, 1) rows as float64 (the class path's input) and as float32: the pruning rules out few
+    rows there, so the class path's time is the full passes plus the overhead around them."""
+    N, D = case["N"], case["D"]
+    rng = np.random.default_rng(3)
+    X64 = _save_in_chunks(DATA_DIR / f"validation_X64_{N}x{D}.npy", (N, D),
+                          lambda start, stop: rng.standard_normal((stop - start, D)))
+    X32 = _save_in_chunks(DATA_DIR / f"validation_X32_{N}x{D}.npy", (N, D),
+                          lambda start, stop: np.load(X64, mmap_mode="r")[start:stop].astype(np.float32))
+    return {"X64": str(X64), "X32": str(X32)}
+
+
+# The calls whose peak memory the validation cases measure, each in its own process (see benchmarks/worker.py).
+VALIDATION_CALLS = ("k_center_greedy_float64", "k_center_greedy_float32", "diversity_select_batch_float64")
+CLASS_PATH_TARGET = 1.25  # DiversitySampler().select_batch(X64, k) / k float32 matrix-vector products
+VALIDATION_ROW_BYTES = 96  # per row, beyond the float32 working copy: k-center's length-N vectors (~75 B)
+
+
+def run_validation(case, log_dir):
+    """class_path: the class path on float64 input against the floor, interleaved in one process; memory: the
+    peak above the loaded input of each public call in VALIDATION_CALLS, one process each."""
+    inputs = validation_data(case)
+    if case["name"].startswith("class_path"):
+        print(f"  {case['name']}: {case['rounds']} interleaved rounds", flush=True)
+        spec = dict(case="class_path", impl="class_path", inputs={"X": inputs["X64"]}, k=case["k"],
+                    rounds=case["rounds"])
+        out, _, peak = _run_measured([sys.executable, str(WORKER), json.dumps(spec)],
+                                     log=str(log_dir / f"{case['name']}.log"))
+        return dict(case, kind="validation", runs={}, process_peak_bytes=peak, **json.loads(out.splitlines()[-1]))
+    runs = {}
+    for call in VALIDATION_CALLS:
+        print(f"  {case['name']}: {call}", flush=True)
+        name = "X32" if call.endswith("float32") else "X64"
+        runs[call] = _worker("validation", call, {"X": inputs[name]}, str(log_dir / f"{case['name']}_{call}.log"),
+                             k=case["k"])
+        runs[call].pop("indices", None)
+    return dict(case, kind="validation", runs=runs)
+
+
+VALIDATION_START = "<!-- validation: written by benchmarks/run.py --only validation -->"
+VALIDATION_END = "<!-- end of validation -->"
+
+
+def _validation_checks(r):
+    if r["name"].startswith("class_path"):
+        ratio = r["median_ratio_to_floor"]
+        return [(f"{r['name']}: DiversitySampler().select_batch(X64, {r['k']}) / {r['k']} float32 matvecs "
+                 f"(median of {r['rounds']})", f"{ratio:.2f}x", f"<= {CLASS_PATH_TARGET}x",
+                 ratio <= CLASS_PATH_TARGET)]
+    copy_bytes, allowance = r["N"] * r["D"] * 4, r["N"] * VALIDATION_ROW_BYTES
+    checks = []
+    for call, run in r["runs"].items():
+        above = run["peak_above_baseline_bytes"]
+        checks.append((f"{r['name']} {call}: peak above the loaded input", _mb(above),
+                       f"<= float32 working copy {_mb(copy_bytes)} + {VALIDATION_ROW_BYTES} B/row "
+                       f"= {_mb(copy_bytes + allowance)}", above is not None and above <= copy_bytes + allowance))
+    return checks
+
+
+def write_validation_section(results, path, mode):
+    """Replace (or append) the validation section of ``path``; the rest of the report is left as it is."""
+    checks = [check for r in results for check in _validation_checks(r)]
+    lines = [VALIDATION_START, "## Validation at the public edge: the float64 class path and peak memory", "",
+             "Public kernels and `select_batch` convert and check their arrays once, in one pass of row blocks; the "
+             "engine runs the private kernels on its checked pool. *class path*: `DiversitySampler().select_batch(X64, "
+             "k)` (float64 input: conversion, check, k-center) against the floor of k float32 matrix-vector products "
+             "over the same matrix, run one after another in one process, median of the rounds' ratios; on unclustered N(0, 1) rows, where the pruning rules out few rows, so the ratio is the overhead around the full passes. *memory*: "
+             "each call in its own process after loading its input (`VmHWM` reset, so the peak is the call's own); "
+             "an N x D boolean mask of the whole input would add N x D bytes (128 B/row at D = 128) and fail the "
+             "allowance. BLAS single-threaded. Reproduce with:", "",
+             "```", ".venv/bin/python benchmarks/run.py --only validation" + (" --quick" if mode == "quick" else ""),
+             "```", "", "| target | measured | required | result |", "|---|---|---|---|"]
+    lines += [f"| {d} | {m} | {req} | {'PASS' if ok else 'FAIL'} |" for d, m, req, ok in checks]
+    lines += ["", "| case | rows x dims | k | measured | floor / input | project |", "|---|---|---|---|---|---|"]
+    for r in results:
+        if r["name"].startswith("class_path"):
+            seconds = r["median_seconds"]
+            lines.append(f"| {r['name']} | {r['N']:,} x {r['D']} | {r['k']} | time (median) | "
+                         f"{_seconds(seconds['floor'])} | {_seconds(seconds['project'])} |")
+            continue
+        for call, run in r["runs"].items():
+            lines.append(f"| {r['name']} {call} | {r['N']:,} x {r['D']} | {r['k']} | peak above input | "
+                         f"{_mb(run['baseline_bytes'])} loaded | {_mb(run['peak_above_baseline_bytes'])} |")
+    lines += ["", "Measured " + ", ".join(sorted({r["measured_at"] for r in results})) + " at commit "
+              + ", ".join(sorted({r.get("commit", "unknown") for r in results})) + ".", VALIDATION_END]
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if VALIDATION_START in text:
+        before, rest = text.split(VALIDATION_START)
+        text = before + "\n".join(lines) + rest.split(VALIDATION_END)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return checks
+
+
 def run_pruning(case, log_dir):
     """Floor, today's unpruned kernel and the pruned kernel, interleaved ``rounds`` times in one process."""
     inputs = pruning_data(case)
@@ -581,7 +685,7 @@ def run_pruning(case, log_dir):
 
 
 RUNNERS = {"kcenter": run_kcenter, "badge": run_badge, "uncertainty": run_uncertainty, "sharded": run_sharded,
-           "arrays": run_arrays, "pruning": run_pruning}
+           "arrays": run_arrays, "pruning": run_pruning, "validation": run_validation}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -655,6 +759,10 @@ def _pruning_table(results):
 
 def _gb(n):
     return "-" if n is None else f"{n / GB:.2f} GB"
+
+
+def _mb(n):
+    return "-" if n is None else f"{n / 10**6:,.0f} MB"
 
 
 def _seconds(s):
@@ -939,7 +1047,7 @@ def main(argv=None):
     results = [json.loads((result_dir / f"{n}.json").read_text()) for n in names
                if (result_dir / f"{n}.json").exists()]
     report = DOC if mode == "full" else RESULTS_DIR / "quick.md"
-    general = [r for r in results if r["kind"] not in ("sharded", "arrays")]
+    general = [r for r in results if r["kind"] not in ("sharded", "arrays", "validation")]
     if general and all(r["kind"] == "pruning" for r in general):
         checks = write_pruning_section(general, report, mode)  # the other cases' stored results are not here
     else:
@@ -947,6 +1055,9 @@ def main(argv=None):
     arrays = [r for r in results if r["kind"] == "arrays"]
     if arrays:
         checks += write_arrays_section(arrays, report, mode)
+    validation = [r for r in results if r["kind"] == "validation"]
+    if validation:
+        checks += write_validation_section(validation, report, mode)
     sharded = [r for r in results if r["kind"] == "sharded"]
     if sharded:
         sharded_report = SHARDED_DOC if mode == "full" else RESULTS_DIR / "quick_sharded.md"

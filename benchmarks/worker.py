@@ -145,7 +145,47 @@ def _pruning(spec, arrays):
     }
 
 
-CASES = {"kcenter": _kcenter, "badge": _badge}
+def _class_path(spec, arrays):
+    """DiversitySampler().select_batch on float64 input against k float32 matrix-vector products over the same
+    matrix (converted once, outside the timing), interleaved ``rounds`` times in this one process."""
+    import statistics
+
+    script = _project()
+    X64, k = arrays["X"], spec["k"]
+    X32 = X64.astype(np.float32)
+    vectors = np.random.default_rng(0).standard_normal((k, X64.shape[1]), dtype=np.float32)
+    out = np.empty(X64.shape[0], dtype=np.float32)
+
+    def floor():
+        for v in vectors:
+            np.dot(X32, v, out=out)
+
+    def project():
+        script.DiversitySampler().select_batch(X64, k)
+
+    times = {"floor": [], "project": []}
+    for _ in range(spec["rounds"]):
+        for name, run in (("floor", floor), ("project", project)):
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    ratios = [p / f for p, f in zip(times["project"], times["floor"])]
+    return {"times": times, "median_seconds": {name: statistics.median(v) for name, v in times.items()},
+            "median_ratio_to_floor": statistics.median(ratios)}
+
+
+def _validation(spec, arrays):
+    """One public call on the loaded input, for its peak memory (the conversion and check, then k picks)."""
+    script = _project()
+    X, k, call = arrays["X"], spec["k"], spec["impl"]
+    if call.startswith("k_center_greedy"):
+        return lambda: script.k_center_greedy(X, k)[0]
+    if call == "diversity_select_batch_float64":
+        return lambda: script.DiversitySampler().select_batch(X, k)
+    raise ValueError(call)
+
+
+CASES = {"kcenter": _kcenter, "badge": _badge, "validation": _validation}
 
 
 def main(argv):
@@ -153,6 +193,9 @@ def main(argv):
     arrays = {name: np.load(path) for name, path in spec["inputs"].items()}
     if spec["case"] == "pruning":
         print(json.dumps(_pruning(spec, arrays)))
+        return
+    if spec["case"] == "class_path":
+        print(json.dumps(_class_path(spec, arrays)))
         return
     run = CASES[spec["case"]](spec, arrays)
     baseline_kb = _status_kb("VmRSS")
@@ -169,7 +212,7 @@ def main(argv):
         "baseline_bytes": baseline_kb * 1024,
         "peak_bytes": peak_kb * 1024,
         "peak_above_baseline_bytes": (peak_kb - baseline_kb) * 1024 if peak_is_call_only else None,
-        "indices": None if result is None else np.asarray(result).tolist(),
+        "indices": None if result is None or spec["case"] == "validation" else np.asarray(result).tolist(),
     }
     print(json.dumps(out))
 

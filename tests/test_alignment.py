@@ -21,6 +21,9 @@ from active_sampling.steps import (
     ActiveSampleSelectionConfig,
 )
 from active_sampling.steps.builder import ActiveSampleSelectionStepBuilder
+from active_sampling.steps.config import settings_model
+from active_sampling.steps.contract import script_contract
+from active_sampling.steps.docs import render_config_reference
 
 pytestmark = pytest.mark.sdk
 
@@ -144,3 +147,62 @@ def test_builder_declares_every_contract_output_once_labeling_tasks_are_asked_fo
     assert with_tasks == list(CONTRACT.expected_output_paths)
     assert builder().output_names() == [name for name in CONTRACT.expected_output_paths
                                         if name != script.LABELING_CHANNEL]
+
+
+class NewSettings(typing.NamedTuple):
+    """Settings a developer adds to the script's SelectionConfig, declared once each."""
+
+    knob_count: typing.Annotated[int, script.EnvVar("KNOB_COUNT", "3", "How many knobs.", minimum=1, maximum=9)]
+    knob_mode: typing.Annotated[typing.Optional[str], script.EnvVar("KNOB_MODE", "", "Which knob.",
+                                                                    choices=("soft", "hard"))]
+
+
+def test_a_setting_declared_in_the_script_reaches_the_config_contract_and_docs():
+    env_vars = script.ENV_VARS + script.declared_env_vars(NewSettings)
+    model = settings_model(env_vars)
+    count, mode = model.model_fields["knob_count"], model.model_fields["knob_mode"]
+    assert (count.annotation, count.default, count.description) == (int, 3, "How many knobs.")
+    assert count.json_schema_extra == {"env_var": "KNOB_COUNT"}
+    assert [item.ge for item in count.metadata if isinstance(item, Ge)] == [1]
+    assert [item.le for item in count.metadata if isinstance(item, Le)] == [9]
+    assert mode.annotation == typing.Optional[typing.Literal["soft", "hard"]] and mode.default is None
+    made = model(**BASE_FIELDS, selection_strategy="badge", knob_count=9, knob_mode=" ")
+    assert (made.knob_count, made.knob_mode) == (9, None)  # blank optional text means unset, as for every setting
+    with pytest.raises(ValueError, match="knob_count"):
+        model(**BASE_FIELDS, selection_strategy="badge", knob_count=10)
+
+    contract = script_contract(env_vars)
+    assert (contract.optional_env_vars["KNOB_COUNT"], contract.optional_env_vars["KNOB_MODE"]) == ("3", "")
+    text = render_config_reference(model, contract)
+    assert "| `knob_count` | int | `3` | >= 1, <= 9 | `KNOB_COUNT` | How many knobs. |" in text
+    assert "| `knob_mode` | `soft` \\| `hard` or None | `None` |  | `KNOB_MODE` | Which knob. |" in text
+    assert "| `KNOB_COUNT` | no | `3` |" in text and "| `KNOB_MODE` | no | unset |" in text
+
+
+def test_each_cross_field_rule_of_the_script_is_a_config_validator(monkeypatch):
+    def small_batches_only(config):
+        if config.batch_size > 100:
+            raise script.SelectionError(f"BATCH_SIZE={config.batch_size} is too large here")
+
+    monkeypatch.setattr(script, "SETTING_RULES", script.SETTING_RULES + (small_batches_only,))
+    model = settings_model()
+    assert "_small_batches_only" in model.__pydantic_decorators__.model_validators
+    assert model(**BASE_FIELDS, selection_strategy="badge", batch_size=100).batch_size == 100
+    with pytest.raises(ValueError, match="batch_size=101 is too large here"):  # in config terms
+        model(**BASE_FIELDS, selection_strategy="badge", batch_size=101)
+
+
+def test_the_config_gives_the_scripts_typed_config_without_text():
+    config = ActiveSampleSelectionConfig(**BASE_FIELDS, selection_strategy="hybrid", batch_size=12,
+                                         label_field="none", confidence_threshold=0.625)
+    typed = config.selection_config
+    assert typed == script.parse_environment(ActiveSampleSelectionStepBuilder(config).environment_variables())
+    assert (typed.batch_size, typed.label_field, typed.diversity_method, typed.uncertainty_prefilter) == (
+        12, "", "kmeans", 3)
+
+
+def test_a_shard_builder_is_built_with_its_shard_count():
+    shard = builder().with_role("shard", 4)
+    assert (shard.shard_count, shard.instance_count(), shard.config.selection_role) == (4, 4, "shard")
+    merge = builder().with_role("merge")
+    assert (merge.shard_count, merge.instance_count(), merge.config.selection_role) == (None, 1, "merge")

@@ -37,3 +37,17 @@ def test_readme_names_the_container_paths():
     text = README.read_text()
     for path in list(script.CONTAINER_INPUT_PATHS.values()) + list(script.CONTAINER_OUTPUT_PATHS.values()):
         assert path in text
+
+
+def score_table_strategies():
+    """The strategies named by the rows of the README's one table of what selection_score is."""
+    text = README.read_text()
+    table = text[text.index("What `selection_score` is, per strategy"):]
+    table = table[:table.index("\n\n", table.index("| --- |"))]
+    return [re.match(r"\| (\w+)", line).group(1) for line in table.splitlines()[4:]]
+
+
+def test_one_table_says_what_selection_score_is_for_every_strategy():
+    assert set(score_table_strategies()) == set(script.STRATEGIES)
+    strategies_table = README.read_text().split("## Strategies", 1)[1].split("\n\n", 2)[1]
+    assert "selection_score" not in strategies_table.splitlines()[0], "said in one table, not two"

@@ -344,14 +344,19 @@ BAD_PARAMETERS = [
 ]
 
 
+# The seeds' spellings and the samplers' own names of the same parameters.
+CURRENT_NAMES = {"random_seed": "random_state", "strategy": "mode"}
+
+
 @pytest.mark.parametrize("cls, parameter, value", BAD_PARAMETERS,
                          ids=["{}-{}-{!r}".format(c.__name__, p, v) for c, p, v in BAD_PARAMETERS])
 def test_a_bad_parameter_is_stored_by_init_and_refused_at_use(cls, parameter, value):
-    sampler = cls(**{parameter: value})  # construction only stores
-    stored = getattr(sampler, parameter)
-    assert stored is value or (stored != stored and value != value)
+    sampler = cls(**{parameter: value})  # construction only stores, under the seeds' spelling as under the current
+    for name in {parameter, CURRENT_NAMES.get(parameter, parameter)}:
+        stored = getattr(sampler, name)
+        assert stored is value or (stored != stored and value != value)
     for use in uses(sampler):
-        with pytest.raises(ValueError, match=parameter):
+        with pytest.raises(ValueError, match=CURRENT_NAMES.get(parameter, parameter)):
             use()
 
 
@@ -360,10 +365,10 @@ def test_a_bad_parameter_is_stored_by_init_and_refused_at_use(cls, parameter, va
 def test_get_params_and_set_params_round_trip(cls):
     sampler = cls()
     params = sampler.get_params()
-    assert params["random_seed"] == 42
+    assert params["random_state"] == 42 and "random_seed" not in params
     copy = cls(**params)  # what clone-style code does
     assert copy.get_params() == params
-    bad = {"confidence_threshold": 2.0, "k_per_class": 0, "strategy": "invalid", "metric": "invalid"}
+    bad = {"confidence_threshold": 2.0, "k_per_class": 0, "mode": "invalid", "metric": "invalid"}
     name = next(key for key in bad if key in params)
     assert copy.set_params(**{name: bad[name]}) is copy and getattr(copy, name) == bad[name]
     with pytest.raises(ValueError, match=name):
@@ -376,7 +381,8 @@ def test_scikit_learn_clone_works_on_an_unchecked_sampler():
     base = pytest.importorskip("sklearn.base")
     sampler = base.clone(UncertaintySampler(strategy="invalid", random_seed=7))
     assert (sampler.strategy, sampler.random_seed) == ("invalid", 7)
-    with pytest.raises(ValueError, match="strategy must be one of margin, entropy, least_confidence, got 'invalid'"):
+    assert sampler.get_params() == {"mode": "invalid", "random_state": 7}
+    with pytest.raises(ValueError, match="mode must be one of margin, entropy, least_confidence, got 'invalid'"):
         sampler.compute_scores(P2)
     assert base.clone(DiversitySampler(method="kmeans")).get_params()["method"] == "kmeans"
 
@@ -651,7 +657,7 @@ def test_an_unknown_strategy_cannot_fall_through():
 def test_selection_config_fields_are_env_vars_in_order_with_their_types():
     kinds = {"int": int, "float": float, "str": str, "choice": str}
     assert script.SelectionConfig._fields == tuple(var.field for var in script.ENV_VARS)
-    hints = script.SelectionConfig.__annotations__
+    hints = script.get_type_hints(script.SelectionConfig)  # without the setting declared in each annotation
     for var in script.ENV_VARS:
         expected = kinds[var.kind]
         assert hints[var.field] in ((expected,) if var.default != "" else (script.Optional[expected],)), var.name

@@ -13,9 +13,11 @@ from test_hostile import assert_failed, run_cli
 
 
 class FirstRowsSampler(script._Sampler):
-    """Selects the first ``batch_size`` candidates in input order; the score is the candidate's position."""
+    """Selects the first ``batch_size`` candidates in input order; the score is the candidate's position.
 
-    def select(self, candidates, batch_size):
+    A sampler implements ``_select`` on checked arrays; the public ``select`` and the engine both run it."""
+
+    def _select(self, candidates, batch_size):
         n = min(batch_size, candidates.probabilities.shape[0])
         return script.Selection(np.arange(n), np.arange(n, dtype=np.float64))
 

@@ -32,6 +32,8 @@ class ActiveSampleSelectionStepBuilder(ProcessingStepBuilderBase):
         config: ActiveSampleSelectionConfig,
         sagemaker_session: Optional[Any] = None,
         role: Optional[str] = None,
+        *,
+        shard_count: Optional[Any] = None,
     ):
         if not isinstance(config, ActiveSampleSelectionConfig):
             raise TypeError(
@@ -39,7 +41,7 @@ class ActiveSampleSelectionStepBuilder(ProcessingStepBuilderBase):
             )
         super().__init__(config, ACTIVE_SAMPLE_SELECTION_SPEC, sagemaker_session=sagemaker_session, role=role)
         self.config: ActiveSampleSelectionConfig = config
-        self.shard_count: Optional[Any] = None  # set by create_sharded_steps on its shard step's builder
+        self.shard_count = shard_count  # a shard step's instances (create_sharded_steps); None: the config's
         self.property_file = sdk.property_file(PROPERTY_FILE_NAME, output_name=script.METADATA_CHANNEL,
                                                path=script.METADATA_FILENAME)
 
@@ -100,15 +102,13 @@ class ActiveSampleSelectionStepBuilder(ProcessingStepBuilderBase):
     def with_role(self, role: str, shard_count: Optional[Any] = None) -> "ActiveSampleSelectionStepBuilder":
         """A builder for the same selection in another SELECTION_ROLE (a merge runs on one instance; a
         shard step on ``shard_count`` instances, an int or a pipeline parameter)."""
-        update: Dict[str, Any] = {"selection_role": role}
-        if role == "shard":  # labeling tasks come from the merge's selection only
-            update.update(labeling_format="none", labeling_data_field=None)
+        if role == "shard":  # labeling tasks come from the merge's selection only: the shards' setting is unset
+            unset = type(self.config).model_fields["labeling_format"].default
+            update = {"selection_role": role, "labeling_format": unset, "labeling_data_field": None}
         else:
-            update["processing_instance_count"] = 1
-        builder = ActiveSampleSelectionStepBuilder(self.config.model_copy(update=update), sagemaker_session=self.session,
-                                                   role=self.role)
-        builder.shard_count = shard_count
-        return builder
+            update = {"selection_role": role, "processing_instance_count": 1}
+        return ActiveSampleSelectionStepBuilder(self.config.model_copy(update=update), sagemaker_session=self.session,
+                                                role=self.role, shard_count=shard_count)
 
     def create_sharded_steps(
         self,
@@ -132,7 +132,7 @@ class ActiveSampleSelectionStepBuilder(ProcessingStepBuilderBase):
             raise ValueError(f"shard_count must be from 1 to 100 (or a pipeline parameter), got {shard_count!r}")
         if not isinstance(shard_count, (int, sdk.ParameterInteger)):
             raise TypeError(f"shard_count must be an int or a ParameterInteger, got {type(shard_count).__name__}")
-        unsupported = script.sharding_unsupported(script.parse_environment(self.environment_variables()))
+        unsupported = script.sharding_unsupported(self.config.selection_config)
         if unsupported:
             raise ValueError(unsupported)
         shard = self.with_role("shard", shard_count).create_step(

@@ -1,36 +1,20 @@
 """Configuration of the ActiveSampleSelection step.
 
-Every field that sets an environment variable of the script is named after ``EnvVar.field`` and takes
-its choices, range and default from the script (``ENV_VARS``), so the config cannot accept a value the
-script would reject at run time.
+Its settings are derived from the script's declarations (``script.ENV_VARS``, from the fields of the script's
+``SelectionConfig``): one field per environment variable, named after it, with its choices as a ``Literal``,
+its range, default and description, and one validator per cross-field rule of ``script.SETTING_RULES``. So
+the config accepts what the script accepts, and a setting declared in the script appears here unedited.
 """
 
 from pathlib import Path
-from typing import Any, Dict, Literal, Optional
+from typing import Any, Callable, Literal, Optional, Sequence
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, create_model, field_validator, model_validator
 
 from ..core.config import ProcessingStepConfigBase
 from ..scripts import active_sample_selection as script
 
-# Defaults exactly as the script parses them when the variable is unset.
-SCRIPT_DEFAULTS: Dict[str, Any] = script.parse_environment(
-    {var.name: var.choices[0] for var in script.ENV_VARS if var.required}
-)._asdict()
-
-Strategy = Literal[script.STRATEGIES]  # type: ignore[valid-type]
-UseCase = Literal[script.USE_CASES]  # type: ignore[valid-type]
-UncertaintyMode = Literal[script.UNCERTAINTY_MODES]  # type: ignore[valid-type]
-Metric = Literal[script.METRICS]  # type: ignore[valid-type]
-DiversityMethod = Literal[script.DIVERSITY_METHODS]  # type: ignore[valid-type]
-OutputFormat = Literal[script.OUTPUT_FORMATS]  # type: ignore[valid-type]
-SelectionRole = Literal[script.SELECTION_ROLES]  # type: ignore[valid-type]
-LabelingFormat = Literal[script.LABELING_FORMATS]  # type: ignore[valid-type]
-ReviewMethod = Literal[script.REVIEW_METHODS]  # type: ignore[valid-type]
-Disagreement = Literal[script.DISAGREEMENTS]  # type: ignore[valid-type]
-ClassBalance = Literal[script.CLASS_BALANCES]  # type: ignore[valid-type]
-
-_OPTIONAL_TEXT_FIELDS = tuple(var.field for var in script.ENV_VARS if var.default == "")
+_TYPES = {"int": int, "float": float, "str": str}
 
 
 def _in_config_terms(message: str) -> str:
@@ -40,67 +24,63 @@ def _in_config_terms(message: str) -> str:
     return message
 
 
-def env_field(name: str) -> Any:
-    """A pydantic Field for the config value of the script's environment variable ``name``."""
-    var = script.ENV_VARS_BY_NAME[name]
-    if var.required:
-        default = ...
-    elif var.default == "":
-        default = None
-    else:
-        default = SCRIPT_DEFAULTS[var.field]
+def setting_annotation(var: script.EnvVar) -> Any:
+    """The config type of ``var``: a ``Literal`` of its choices or its kind's type; Optional when it may be unset."""
+    value_type = Literal[var.choices] if var.choices else _TYPES[var.kind]  # type: ignore[valid-type]
+    return Optional[value_type] if var.default == "" else value_type
+
+
+def env_field(var: script.EnvVar) -> Any:
+    """A pydantic Field for the config value of ``var``: the script's default, range and description."""
     return Field(
-        default,
+        ... if var.required else script.default_value(var),
         ge=var.minimum,
         le=var.maximum,
         min_length=1 if var.kind == "str" else None,
         description=var.description,
-        json_schema_extra={"env_var": name},
+        json_schema_extra={"env_var": var.name},
     )
 
 
-class ActiveSampleSelectionConfig(ProcessingStepConfigBase):
+def _script_config(config: Any, rules: Optional[Sequence[Callable[..., None]]] = None) -> script.SelectionConfig:
+    """The script's ``SelectionConfig`` of ``config``'s values, with ``rules`` (default: all) checked."""
+    return script.config_from_values({var.field: getattr(config, var.field) for var in script.ENV_VARS}, rules)
+
+
+def _rule_validator(rule: Callable[[script.SelectionConfig], None]) -> Any:
+    def check(self: Any) -> Any:
+        try:
+            rule(_script_config(self, rules=()))
+        except script.SelectionError as error:
+            raise ValueError(_in_config_terms(str(error))) from None
+        return self
+
+    check.__doc__ = rule.__doc__
+    return model_validator(mode="after")(check)
+
+
+def _blank_means_unset(cls: type, value: Any) -> Any:
+    return None if isinstance(value, str) and value.strip() == "" else value
+
+
+def settings_model(env_vars: Sequence[script.EnvVar] = script.ENV_VARS) -> type:
+    """A pydantic model with a field for each of ``env_vars`` on ``ProcessingStepConfigBase``, and a validator for
+    each rule of ``script.SETTING_RULES``."""
+    optional_text = [var.field for var in env_vars if var.default == ""]
+    validators = {f"_{rule.__name__}": _rule_validator(rule) for rule in script.SETTING_RULES}
+    validators["_blank_means_unset"] = field_validator(*optional_text, mode="before")(classmethod(_blank_means_unset))
+    return create_model("ActiveSampleSelectionSettings", __base__=ProcessingStepConfigBase, __module__=__name__,
+                        __validators__=validators,
+                        **{var.field: (setting_annotation(var), env_field(var)) for var in env_vars})
+
+
+class ActiveSampleSelectionConfig(settings_model()):  # type: ignore[misc]
     """Configuration of one ActiveSampleSelection processing step.
 
     Essential: the base fields (author, bucket, role, region, service_name, pipeline_version,
     project_root_folder) and ``selection_strategy``, because ssl and active learning strategies pick
     opposite rows and no default fits both. Everything else has the script's default.
     """
-
-    selection_strategy: Strategy = env_field("SELECTION_STRATEGY")
-    use_case: UseCase = env_field("USE_CASE")
-    id_field: str = env_field("ID_FIELD")
-    label_field: Optional[str] = env_field("LABEL_FIELD")
-    score_field: Optional[str] = env_field("SCORE_FIELD")
-    score_field_prefix: str = env_field("SCORE_FIELD_PREFIX")
-    embedding_field_prefix: str = env_field("EMBEDDING_FIELD_PREFIX")
-    embedding_field: Optional[str] = env_field("EMBEDDING_FIELD")
-    feature_columns: Optional[str] = env_field("FEATURE_COLUMNS")
-    csv_columns: Optional[str] = env_field("CSV_COLUMNS")
-    output_format: Optional[OutputFormat] = env_field("OUTPUT_FORMAT")
-    random_seed: int = env_field("RANDOM_SEED")
-    confidence_threshold: float = env_field("CONFIDENCE_THRESHOLD")
-    max_samples: int = env_field("MAX_SAMPLES")
-    k_per_class: int = env_field("K_PER_CLASS")
-    uncertainty_mode: UncertaintyMode = env_field("UNCERTAINTY_MODE")
-    batch_size: int = env_field("BATCH_SIZE")
-    metric: Metric = env_field("METRIC")
-    selection_role: SelectionRole = env_field("SELECTION_ROLE")
-    oversampling: int = env_field("OVERSAMPLING")
-    resource_config_path: str = env_field("RESOURCE_CONFIG_PATH")
-    diversity_method: Optional[DiversityMethod] = env_field("DIVERSITY_METHOD")
-    uncertainty_prefilter: Optional[int] = env_field("UNCERTAINTY_PREFILTER")
-    labeling_format: LabelingFormat = env_field("LABELING_FORMAT")
-    labeling_data_field: Optional[str] = env_field("LABELING_DATA_FIELD")
-    stop_agreement: float = env_field("STOP_AGREEMENT")
-    stop_max_labeled: int = env_field("STOP_MAX_LABELED")
-    stop_max_uncertainty: float = env_field("STOP_MAX_UNCERTAINTY")
-    review_method: ReviewMethod = env_field("REVIEW_METHOD")
-    committee_prefixes: Optional[str] = env_field("COMMITTEE_PREFIXES")
-    disagreement: Disagreement = env_field("DISAGREEMENT")
-    target_precision: float = env_field("TARGET_PRECISION")
-    precision_confidence: float = env_field("PRECISION_CONFIDENCE")
-    class_balance: ClassBalance = env_field("CLASS_BALANCE")
 
     job_type: Optional[str] = Field(
         None,
@@ -118,11 +98,6 @@ class ActiveSampleSelectionConfig(ProcessingStepConfigBase):
         pattern=r"^[A-Za-z0-9_.-]+\.py$",
         description="Script file name inside processing_source_dir.",
     )
-
-    @field_validator(*_OPTIONAL_TEXT_FIELDS, mode="before")
-    @classmethod
-    def _blank_means_unset(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and value.strip() == "" else value
 
     @field_validator("id_field", "score_field_prefix", "embedding_field_prefix")
     @classmethod
@@ -143,50 +118,15 @@ class ActiveSampleSelectionConfig(ProcessingStepConfigBase):
             )
         return self
 
-    @model_validator(mode="after")
-    def _one_source_of_embeddings(self) -> "ActiveSampleSelectionConfig":
-        if self.embedding_field and self.feature_columns:
-            raise ValueError(f"embedding_field={self.embedding_field!r} and feature_columns={self.feature_columns!r} "
-                             "both choose the embeddings: set one of them")
-        return self
-
-    @model_validator(mode="after")
-    def _strategy_fits_use_case(self) -> "ActiveSampleSelectionConfig":
-        try:
-            script.validate_strategy_for_use_case(self.selection_strategy, self.use_case)
-        except script.SelectionError as error:
-            raise ValueError(_in_config_terms(str(error))) from None
-        return self
-
-    @model_validator(mode="after")
-    def _labeling_settings_fit(self) -> "ActiveSampleSelectionConfig":
-        try:
-            script.validate_labeling_settings(self.labeling_format, self.labeling_data_field,
-                                              strategy=self.selection_strategy, id_field=self.id_field)
-        except script.SelectionError as error:
-            raise ValueError(_in_config_terms(str(error))) from None
-        return self
-
-    @model_validator(mode="after")
-    def _label_field_for_label_review(self) -> "ActiveSampleSelectionConfig":
-        try:
-            script.validate_label_settings(self.selection_strategy, self.label_field)
-        except script.SelectionError as error:
-            raise ValueError(_in_config_terms(str(error))) from None
-        return self
-
-    @model_validator(mode="after")
-    def _committee_settings_fit(self) -> "ActiveSampleSelectionConfig":
-        try:
-            script.validate_committee_settings(self.selection_strategy, self.committee_prefixes)
-        except script.SelectionError as error:
-            raise ValueError(_in_config_terms(str(error))) from None
-        return self
+    @property
+    def selection_config(self) -> script.SelectionConfig:
+        """The script's SelectionConfig of these settings: what the job parses from its environment."""
+        return _script_config(self)
 
     @property
     def writes_labeling_tasks(self) -> bool:
-        """Whether the step writes the labeling_tasks output (a labeling_format other than none)."""
-        return self.labeling_format != "none"
+        """Whether the step writes the labeling_tasks output (a labeling_format that writes tasks)."""
+        return bool(script.LABELING_FORMATS_BY_NAME[self.labeling_format].files)
 
     @property
     def script_path(self) -> str:

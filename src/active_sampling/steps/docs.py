@@ -12,6 +12,7 @@ from typing import Any, List, Optional, Sequence
 
 from pydantic.fields import FieldInfo
 
+from ..core.contract import ScriptContract
 from ..scripts import active_sample_selection as script
 from .config import ActiveSampleSelectionConfig
 from .contract import ACTIVE_SAMPLE_SELECTION_CONTRACT
@@ -84,10 +85,10 @@ def _derived_rows(model: type) -> List[Sequence[str]]:
     return rows
 
 
-def render_config_reference(model: type = ActiveSampleSelectionConfig) -> str:
+def render_config_reference(model: type = ActiveSampleSelectionConfig,
+                            contract: ScriptContract = ACTIVE_SAMPLE_SELECTION_CONTRACT) -> str:
     """The Markdown text of docs/config.md."""
     tiers = model.fields_by_tier()
-    contract = ACTIVE_SAMPLE_SELECTION_CONTRACT
     lines = [
         "# ActiveSampleSelection configuration reference",
         "",
