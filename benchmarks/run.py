@@ -971,14 +971,22 @@ def _pruning_section(results, mode):
              "and never runs, so there *distances computed* is 100 % although the bound would rule rows out "
              "(checked every pick it leaves 32 % / 17 % / 44 % of the satimage / texture / optdigits k-center "
              "distances, but a gathered row costs 2-4x a streamed one).",
-             "* The machine is shared (2 cores, other jobs running while measuring): single timings vary by "
-             "10-20 % between rounds, so only the medians mean anything.", "",
+             "* The machine is shared (2 cores, other jobs running while measuring): in this run a case's floor "
+             f"varied by up to {_floor_spread(results):.1f}x between its rounds, so only the medians mean "
+             "anything.",
+             "* Where the bound's savings end: `benchmarks/pruning_shares.py` (below the table) shows the share of "
+             "rows the row-level and the group-level bound leave at k = 1000, and what BADGE's exact draws cost "
+             "alone.", "",
              _pruning_table(results), "",
              "| target | measured | required | result |", "|---|---|---|---|"]
     lines += [f"| {d} | {m} | {req} | {'PASS' if ok else 'FAIL'} |" for d, m, req, ok in checks]
     lines += ["", f"Measured {when[0]}" + (f" to {when[-1]}" if len(when) > 1 else "")
               + f" at commit {commits}; " + _machine(results)[1] + "."]
     return "\n".join(lines)
+
+
+def _floor_spread(results):
+    return max(max(r["times"]["floor"]) / min(r["times"]["floor"]) for r in results)
 
 
 def write_pruning_section(results, path, mode):

@@ -201,3 +201,38 @@ def test_full_pass_fold_equals_todays_update_bit_for_bit(dtype):
         assert down.tolist() == np.flatnonzero(today.d2 < before).tolist()
         if step % 7 == 0:  # the kernels lower a picked row's distance outside fold
             today.d2[center] = pruned.d2[center] = -np.inf if step % 2 else 0.0
+
+
+def test_with_row_equals_union1d():
+    """The moved rows of a BADGE pick always include the pick: inserted in order, never twice."""
+    rng = np.random.default_rng(9)
+    for trial in range(300):
+        n = int(rng.integers(1, 50))
+        rows = np.sort(rng.choice(n, int(rng.integers(0, n + 1)), replace=False)).astype(np.intp)
+        row = int(rng.integers(n))
+        got = script._with_row(rows, row)
+        assert got.tolist() == np.union1d(rows, [row]).tolist()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("norm_scale, distance_scale", [(1e4, 1e-3), (1e-3, 1e2), (1.0, 1e-6), (1e-38, 1e-40)])
+def test_full_pass_fold_is_exact_across_magnitudes(dtype, norm_scale, distance_scale):
+    """Rows far from the origin with tiny distances (and the reverse): the filter's margins are relative to the
+    norms and ceilings, so products expanding to within a few roundings of the current distance still fold."""
+    rng = np.random.default_rng(int(-np.log10(norm_scale)) % 100)
+    n_rows = 4000
+    sq_norms = (norm_scale * rng.uniform(0.5, 1.5, n_rows)).astype(dtype)
+    initial = (distance_scale * rng.uniform(0.0, 2.0, n_rows)).astype(dtype)
+    today = ref._NearestCenter(sq_norms, initial.copy())
+    pruned = script._NearestCenter(sq_norms, initial.copy())
+    eps = np.finfo(dtype).eps
+    for step in range(40):
+        center = int(rng.integers(n_rows))
+        span = (sq_norms + sq_norms[center]).astype(np.float64)
+        target = today.d2.astype(np.float64) + rng.integers(-6, 7, n_rows) * eps * span
+        dots = ((sq_norms + sq_norms[center].astype(np.float64) - target) / 2).astype(dtype)
+        before = today.d2.copy()
+        today.add(dots.copy(), center)
+        down = pruned.fold(dots.copy(), center)
+        np.testing.assert_array_equal(pruned.d2, today.d2)
+        assert down.tolist() == np.flatnonzero(today.d2 < before).tolist()

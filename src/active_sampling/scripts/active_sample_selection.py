@@ -772,8 +772,12 @@ class _NearestCenter:
         self.d2 = initial
         self._threshold = np.empty_like(sq_norms)
         self._duplicates = np.empty(sq_norms.shape, dtype=bool)
-        self._ceiling: Optional[np.ndarray] = None  # built by the first full-pass fold
+        self._margin = 32.0 * float(np.finfo(sq_norms.dtype).eps)  # 64 units of rounding
+        self._tiny = 4.0 * float(np.finfo(sq_norms.dtype).smallest_subnormal)  # and 4 steps where they underflow
+        self._key: Optional[np.ndarray] = None  # built by the first full-pass fold, with the arrays below
         self._highest_snap: Optional[np.ndarray] = None
+        self._scratch: Optional[np.ndarray] = None
+        self._norm_part: Optional[np.ndarray] = None
 
     def add(self, dots: np.ndarray, center: int) -> None:
         dots *= -2
@@ -788,25 +792,34 @@ class _NearestCenter:
         """``add``, element for element the same arithmetic; returns the rows (ascending) whose distance went down.
 
         With ``rows`` (ascending), ``dots`` holds those rows' products only. Without, ``dots`` holds every row's
-        product and is overwritten as scratch; only the rows whose unsnapped value is below ``_ceiling`` (at
-        least their distance, and strictly above any snap threshold they can meet) can go down, so the snap
-        and the minimum run on those alone.
+        product (left as it is) and only the rows that pass one subtraction and one comparison can go down:
+        ``dots - key > |c|^2 / 2 - margin``, with ``key = (|x|^2 - ceiling) / 2 - margin`` kept per row and the
+        ceiling at least the row's distance and above any snap threshold it can meet. The margins, 64 units
+        of rounding of the norms and ceilings, exceed every rounding of the expansion and of the test, so
+        every row whose expanded value is below its ceiling passes; the snap and the minimum run on those alone.
         """
         if rows is None:
-            dots *= -2
-            dots += self.sq_norms
-            dots += self.sq_norms[center]
-            if self._ceiling is None:
+            if self._key is None:
                 with np.errstate(under="ignore"):  # next above 0 is subnormal; it still compares exactly
-                    highest = np.nextafter(self.tolerances + self.tolerances.max(), np.inf)
-                self._ceiling = np.maximum(self.d2, highest)
-                self._highest_snap = highest
-            rows = np.flatnonzero(np.less(dots, self._ceiling, out=self._duplicates))
-            return self._fold_rows(dots[rows], center, rows)
+                    self._highest_snap = np.nextafter(self.tolerances + self.tolerances.max(), np.inf)
+                self._scratch = np.empty_like(self.d2)
+                with np.errstate(under="ignore"):
+                    self._norm_part = self.sq_norms * self.d2.dtype.type(0.5 - self._margin) - self._tiny
+                self._key = self._filter_key(np.maximum(self.d2, self._highest_snap), self._norm_part)
+            half = self.sq_norms.dtype.type(float(self.sq_norms[center]) * (0.5 - self._margin) - self._tiny)
+            np.subtract(dots, self._key, out=self._scratch)
+            rows = np.flatnonzero(np.greater(self._scratch, half, out=self._duplicates))
+            dots = dots[rows]
         dots *= -2
         dots += self.sq_norms[rows]
         dots += self.sq_norms[center]
         return self._fold_rows(dots, center, rows)
+
+    def _filter_key(self, ceiling: np.ndarray, norm_part: np.ndarray) -> np.ndarray:
+        """``(|x|^2 - ceiling) / 2 - margin (|x|^2 + ceiling) - tiny``, ``norm_part`` being its first terms; in
+        d2's dtype, whose three roundings (1.5 units of ``|x|^2 + ceiling``) the margin's 64 units cover."""
+        with np.errstate(under="ignore"):  # subnormal ceilings (all-zero rows): _tiny stands in for the margin
+            return norm_part - ceiling * self.d2.dtype.type(0.5 + self._margin)
 
     def _fold_rows(self, values: np.ndarray, center: int, rows: np.ndarray) -> np.ndarray:
         """Snap and fold the expanded squared distances ``values`` of ``rows`` into ``self.d2``."""
@@ -815,8 +828,9 @@ class _NearestCenter:
         decreased = np.flatnonzero(values < self.d2[rows])
         down = rows[decreased]
         self.d2[down] = values[decreased]
-        if self._ceiling is not None:  # d2 only goes down, so a stale ceiling is merely loose
-            self._ceiling[down] = np.maximum(values[decreased], self._highest_snap[down])
+        if self._key is not None:  # d2 only goes down, so a stale key is merely loose
+            self._key[down] = self._filter_key(np.maximum(values[decreased], self._highest_snap[down]),
+                                               self._norm_part[down])
         return down
 
 
@@ -911,12 +925,14 @@ class _TriangleBound:
     is a few passes over n numbers and is backed off while it rules out too few rows to pay for itself.
     """
 
-    def __init__(self, sq_norms: np.ndarray, nearest: np.ndarray, centers: np.ndarray, center_sq: np.ndarray,
-                 capacity: int, slack: float, gather_cost: float, check_cost: float):
+    def __init__(self, sq_norms: np.ndarray, d2: np.ndarray, nearest: np.ndarray, centers: np.ndarray,
+                 center_sq: np.ndarray, capacity: int, slack: float, gather_cost: float, check_cost: float):
         n_rows = sq_norms.shape[0]
         self.slack = slack
         self.slack_sq = (slack * sq_norms.astype(np.float64)).astype(sq_norms.dtype)  # in d2's dtype: no casts
-        self.nearest = nearest.astype(np.intp)
+        self.d2 = d2  # the kernel's distances, updated in place; only the moved rows' go down
+        self._keys = d2 + self.slack_sq  # kept for the moved rows: a stale key is higher, so merely loose
+        self.nearest = nearest.astype(np.intp)  # np.take would convert narrower indices at every check
         self.centers = np.empty((centers.shape[0] + capacity, centers.shape[1]), dtype=np.float64)
         self.centers[:centers.shape[0]] = centers
         self.center_sq = np.empty(self.centers.shape[0], dtype=np.float64)
@@ -924,7 +940,6 @@ class _TriangleBound:
         self.n_centers = centers.shape[0]
         self.gather_cost, self.check_cost = gather_cost, check_cost
         self._limits = np.empty(n_rows, dtype=sq_norms.dtype)
-        self._keys = np.empty(n_rows, dtype=sq_norms.dtype)
         self._live = np.empty(n_rows, dtype=bool)
         self._unchecked, self._skip = 0, 0  # full passes before the next check, and the current back-off
         self.computed = 0  # row-center distances computed, for the logs and the benchmarks
@@ -938,7 +953,12 @@ class _TriangleBound:
             return 1.0
         return self.gather_cost if kind == "gather" else self.check_cost
 
-    def live_rows(self, center: np.ndarray, center_sq: float, d2: np.ndarray) -> Optional[np.ndarray]:
+    @property
+    def tracking(self) -> bool:
+        """Whether a check can ever pay, hence whether the rows' nearest centers are worth keeping."""
+        return self._per_row("check") < _PAYING_SHARE
+
+    def live_rows(self, center: np.ndarray, center_sq: float) -> Optional[np.ndarray]:
         """Rows (ascending) the new center may come closer to; None when one full pass is the cheaper way.
 
         The check runs while it pays for itself; after one that did not, the next full passes skip it, twice as
@@ -946,8 +966,8 @@ class _TriangleBound:
         today's loop plus a check every few dozen picks. A check that alone costs what gathering may save
         never runs.
         """
-        n_rows = d2.shape[0]
-        if self.n_centers == 0 or self._unchecked > 0 or self._per_row("check") >= _PAYING_SHARE:
+        n_rows = self.d2.shape[0]
+        if self.n_centers == 0 or self._unchecked > 0 or not self.tracking:
             self._unchecked = max(0, self._unchecked - 1)
             self.computed += n_rows
             return None
@@ -957,7 +977,6 @@ class _TriangleBound:
         limit -= self.slack / 2 * (self.center_sq[:self.n_centers] + center_sq)
         # In float32 the check rounds by < 2^-23 (|x|^2 + |a|^2 + |c|^2), far inside the slack's spare half.
         np.take(limit.astype(self._limits.dtype), self.nearest, out=self._limits)
-        np.add(d2, self.slack_sq, out=self._keys)
         rows = np.flatnonzero(np.less_equal(self._limits, self._keys, out=self._live))
         stream, gather, check = (self._per_row(kind) for kind in ("stream", "gather", "check"))
         if gather * rows.size + check * n_rows >= _PAYING_SHARE * stream * n_rows:  # did not pay: back off
@@ -972,12 +991,15 @@ class _TriangleBound:
         return rows
 
     def add_center(self, center: np.ndarray, center_sq: float, moved: np.ndarray) -> None:
-        """Record the new center, nearest now to the ``moved`` rows."""
+        """Record the new center, nearest now to the ``moved`` rows (nothing to keep when no check can run)."""
+        if not self.tracking:
+            return
         index = self.n_centers
         self.centers[index] = center
         self.center_sq[index] = center_sq
         self.n_centers += 1
         self.nearest[moved] = index
+        self._keys[moved] = self.d2[moved] + self.slack_sq[moved]
 
 
 class _RowDots:
@@ -1011,6 +1033,12 @@ class _RowDots:
             block = self.matrix[first:] if self.rows_axis == 0 else self.matrix[:, first:]
             out[split:] = self._product(block, vector)[tail - first]
         return out
+
+
+def _with_row(rows: np.ndarray, row: int) -> np.ndarray:
+    """Ascending unique ``rows`` with ``row`` in its place (``np.union1d`` without the sort of every row)."""
+    at = int(np.searchsorted(rows, row))
+    return rows if at < rows.size and rows[at] == row else np.insert(rows, at, row)
 
 
 def _nearest_of_centers(X: np.ndarray, sq_norms: np.ndarray, centers: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -1085,7 +1113,7 @@ def _k_center_greedy(
     sq_norms = np.einsum("ij,ij->i", X, X)
     d2, nearest_center = _nearest_of_centers(X, sq_norms, centers)
     nearest = _NearestCenter(sq_norms, d2)
-    bound = _TriangleBound(sq_norms, nearest_center, centers, np.einsum("ij,ij->i", centers, centers,
+    bound = _TriangleBound(sq_norms, nearest.d2, nearest_center, centers, np.einsum("ij,ij->i", centers, centers,
                            dtype=np.float64), n_select, _pruning_slack(X.shape[1]),
                            gather_cost=_GATHER_COST["k_center_greedy"],
                            check_cost=_CHECK_BYTES["k_center_greedy"] / (4 * X.shape[1]))
@@ -1099,10 +1127,10 @@ def _k_center_greedy(
         indices[pick] = chosen
         distances[pick] = max(float(nearest.d2[chosen]), 0.0)
         center = X[chosen]
-        rows = bound.live_rows(center, float(sq_norms[chosen]), nearest.d2)
+        rows = bound.live_rows(center, float(sq_norms[chosen]))
         if rows is None:
             np.dot(X, center, out=dots)
-            moved = nearest.fold(dots, chosen)
+            moved = nearest.fold(dots, chosen) if bound.tracking else nearest.add(dots, chosen)  # add: no rows
         else:
             moved = nearest.fold(row_dots(center, rows), chosen, rows)
         bound.add_center(center, float(sq_norms[chosen]), moved)
@@ -1486,7 +1514,7 @@ def _badge_kmeanspp(
     nearest = _NearestCenter(sq_norms, np.full(n_rows, np.inf))
     min_d2 = nearest.d2
     n_classes = residual_by_class.shape[0]
-    bound = _TriangleBound(sq_norms, np.zeros(n_rows, dtype=np.intp), np.empty((0, n_classes * H.shape[1])),
+    bound = _TriangleBound(sq_norms, min_d2, np.zeros(n_rows, dtype=np.intp), np.empty((0, n_classes * H.shape[1])),
                            np.empty(0), n_select, _pruning_slack(H.shape[1]),
                            gather_cost=_GATHER_COST["badge_kmeanspp"],
                            check_cost=_CHECK_BYTES["badge_kmeanspp"] / (4 * H.shape[1] + 8 * n_classes))
@@ -1499,16 +1527,16 @@ def _badge_kmeanspp(
     progress = _Progress("BADGE k-means++", n_select)
     for pick in range(1, n_select + 1):
         gradient = np.multiply.outer(residual_by_class[:, chosen], H[chosen].astype(np.float64)).ravel()
-        rows = bound.live_rows(gradient, float(sq_norms[chosen]), min_d2)
+        rows = bound.live_rows(gradient, float(sq_norms[chosen]))
         if rows is None:
             np.dot(H, H[chosen], out=h_dot)
             np.dot(residual_by_class[:, chosen], residual_by_class, out=dots)
             dots *= h_dot
-            moved = np.union1d(nearest.fold(dots, chosen), [chosen])
+            moved = _with_row(nearest.fold(dots, chosen), chosen)
         else:
             row_dots = residual_row_dots(residual_by_class[:, chosen], rows)
             row_dots *= h_row_dots(H[chosen], rows)
-            moved = np.union1d(nearest.fold(row_dots, chosen, rows), [chosen])
+            moved = _with_row(nearest.fold(row_dots, chosen, rows), chosen)
         min_d2[chosen] = 0.0
         bound.add_center(gradient, float(sq_norms[chosen]), moved)
         progress.update(pick)
