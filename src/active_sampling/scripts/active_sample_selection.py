@@ -5581,14 +5581,21 @@ def run_selection(pool: Pool, config: SelectionConfig, fetch_rows: Callable[[np.
     (calibration_data; the pool must carry its ids, which it may not share), SSL strategies report a
     precision estimate.
     """
-    if calibration is not None:
-        check_calibration_apart(pool.ids, calibration, config.id_field)
-        check_calibration_fits(calibration, pool.score_columns, pool.score_interpretation)
-    arrays = None if calibration is None else calibration.calibration
+    arrays = _checked_calibration(pool, calibration, config.id_field)
     selection = select_from_pool(pool, config, arrays)
     chosen, summary = summarize_selection(pool, selection, config, pool_totals(pool, config, previous), arrays)
     del pool
     return annotated_result(chosen, summary, selection, config, fetch_rows)
+
+
+def _checked_calibration(pool: Pool, calibration: Optional[CalibrationTable], id_field: str) -> Optional[Calibration]:
+    """The arrays of ``calibration`` once its ids are checked apart from the pool's and its scores read as the pool's
+    (a single run's pool, a shard's or the merge's)."""
+    if calibration is None:
+        return None
+    check_calibration_apart(pool.ids, calibration, id_field)
+    check_calibration_fits(calibration, pool.score_columns, pool.score_interpretation)
+    return calibration.calibration
 
 
 def summarize_selection(pool: Pool, selection: Selection, config: SelectionConfig, totals: PoolTotals,
@@ -5971,11 +5978,8 @@ def _shard_select(source: InputTable, config: SelectionConfig, resources: Resour
     strategy = strategy_for(config.selection_strategy)
     rule = strategy.sharding
     candidates = np.flatnonzero(candidate_mask(pool, strategy))
-    if calibration is not None:
-        check_calibration_apart(pool.ids, calibration, config.id_field)
-        check_calibration_fits(calibration, pool.score_columns, pool.score_interpretation)
     own = _candidates(pool, candidates, strategy)._replace(
-        calibration=None if calibration is None else calibration.calibration)
+        calibration=_checked_calibration(pool, calibration, config.id_field))
     labeled = own.labeled_embeddings if rule.sends_labeled_vectors else None
     totals = pool_totals(pool, config, previous)
     details = {"score_columns": pool.score_columns, "score_interpretation": pool.score_interpretation,
@@ -6184,8 +6188,8 @@ def _read_pieces(outputs: Sequence[ShardOutput]) -> List[Any]:
     return pieces
 
 
-def _read_merged_pool(outputs: Sequence[ShardOutput], config: SelectionConfig, first: Mapping[str, Any],
-                      calibration: Optional[Calibration]) -> MergedPool:
+def _read_merged_pool(outputs: Sequence[ShardOutput], config: SelectionConfig, first: Mapping[str, Any]
+                      ) -> MergedPool:
     """The merge's pool, read as the shards describe it (``first``: the details of a single run's first file)."""
     vector_columns = first["vector_columns"]
     pieces = [piece for piece in _read_pieces(outputs) if piece.num_rows]
@@ -6216,8 +6220,7 @@ def _read_merged_pool(outputs: Sequence[ShardOutput], config: SelectionConfig, f
                       score_columns=first["score_columns"], score_interpretation=first["score_interpretation"],
                       vector_columns=vector_columns, vector_source=first["vector_source"],
                       scores=gather(SHARD_SCORE, np.float64)[order], weights=gather(SHARD_WEIGHT, np.float64)[order],
-                      file_rank=file_rank[order], row=row[order], pieces=pieces, piece=piece, piece_row=piece_row,
-                      calibration=calibration)
+                      file_rank=file_rank[order], row=row[order], pieces=pieces, piece=piece, piece_row=piece_row)
 
 
 def _merged_rows(pool: MergedPool, chosen: np.ndarray, columns: Sequence[str], schema: Any,
@@ -6300,11 +6303,9 @@ def merge_select(input_dir: Path, config: SelectionConfig, skipped: Sequence[Pat
     if counts["candidate_count"] == 0:
         raise no_candidates_error(strategy_for(config.selection_strategy), counts["pool_size"], config.label_field)
     check_calibration_agreement(manifests, calibration)
-    pool = _read_merged_pool(outputs, config, first, None if calibration is None else calibration.calibration)
+    pool = _read_merged_pool(outputs, config, first)
     _check_ids(pool.ids, config.id_field)
-    if calibration is not None:
-        check_calibration_fits(calibration, first["score_columns"], first["score_interpretation"])
-        check_calibration_apart(pool.ids, calibration, config.id_field)
+    pool = pool._replace(calibration=_checked_calibration(pool, calibration, config.id_field))
     selection, guarantee = _merge_strategy(config, pool, outputs, counts["candidate_count"])
     totals = PoolTotals(counts, add_pool_facts([manifest["pool_facts"] for manifest in with_rows]),
                         merged_stopping_counts([manifest["stopping"] for manifest in with_rows]),
@@ -6601,12 +6602,16 @@ def claim_output_folders(folders: Sequence[Path]) -> List[Tuple[Path, Optional[i
             claimed.append((folder, _lock_folder(folder)))
     except OSError as error:
         release_output_folders(claimed)
-        raise SelectionError("cannot write to the output folder {}: {}".format(
-            error.filename or "", error.strerror or _one_line(error))) from None
+        raise _unwritable(error) from None
     except BaseException:
         release_output_folders(claimed)
         raise
     return claimed
+
+
+def _unwritable(error: OSError) -> SelectionError:
+    return SelectionError("cannot write to the output folder {}: {}".format(
+        error.filename or "", error.strerror or _one_line(error)))
 
 
 def release_output_folders(claimed: Sequence[Tuple[Path, Optional[int]]]) -> None:
@@ -6622,18 +6627,14 @@ def _remove_own_temporaries(folder: Path) -> None:
             (folder / name).unlink()
 
 
-def _prepare_outputs(samples_dir: Path, metadata_dir: Path, labeling_dir: Optional[Path] = None) -> None:
-    """Create the output folders and remove an earlier run's results from them, and nothing else.
+def _prepare_outputs(folders: Sequence[Path]) -> None:
+    """Remove an earlier run's results from the output folders (created by ``claim_output_folders``), and
+    nothing else.
 
     A result name (selected_samples.*, selection_metadata.json, the labeling tasks files) that no earlier
     ``_SUCCESS`` lists was not provably written by this step: it is left alone and the run stops.
     """
-    folders = _present(samples_dir, metadata_dir, labeling_dir)
     try:
-        for folder in folders:
-            if folder.exists() and not folder.is_dir():
-                raise SelectionError("output path {} exists and is not a folder".format(folder))
-            folder.mkdir(parents=True, exist_ok=True)
         for folder in folders:
             proven = {path.name for path in _ours(folder)}
             foreign = [name for name in RESULT_NAMES if (folder / name).exists() and name not in proven]
@@ -6647,25 +6648,22 @@ def _prepare_outputs(samples_dir: Path, metadata_dir: Path, labeling_dir: Option
             if not os.access(str(folder), os.W_OK):
                 raise PermissionError(errno.EACCES, "Permission denied", str(folder))
     except OSError as error:
-        raise SelectionError("cannot write to the output folder {}: {}".format(
-            error.filename or "", error.strerror or _one_line(error))) from None
+        raise _unwritable(error) from None
 
 
 def _present(*folders: Optional[Path]) -> Tuple[Path, ...]:
     return tuple(folder for folder in folders if folder is not None)
 
 
+def _named_folder(paths: Any, channel: str) -> Optional[Path]:
+    """The folder ``paths`` names usably for ``channel``, or None (no error: failures are recorded with it)."""
+    folder = paths.get(channel) if isinstance(paths, Mapping) else None
+    return Path(folder) if isinstance(folder, (str, os.PathLike)) and str(folder) else None
+
+
 def _output_folders(output_paths: Any) -> List[Path]:
     """The output folders that ``output_paths`` names usably (no error when it does not)."""
-    if not isinstance(output_paths, Mapping):
-        return []
-    folders = [output_paths.get(channel) for channel in (SAMPLES_CHANNEL, METADATA_CHANNEL)]
-    return [Path(folder) for folder in folders if isinstance(folder, (str, os.PathLike)) and str(folder)]
-
-
-def _input_folder(input_paths: Any) -> Optional[Path]:
-    folder = input_paths.get(INPUT_CHANNEL) if isinstance(input_paths, Mapping) else None
-    return Path(folder) if isinstance(folder, (str, os.PathLike)) and str(folder) else None
+    return list(_present(*(_named_folder(output_paths, channel) for channel in (SAMPLES_CHANNEL, METADATA_CHANNEL))))
 
 
 def _record_failure(folders: Sequence[Path], input_dir: Optional[Path], error: BaseException,
@@ -6761,9 +6759,8 @@ def _optional_inputs(input_paths: Any) -> Dict[str, Path]:
 
 def _outside_optional_inputs(folders: Sequence[Path], input_paths: Any) -> List[Path]:
     """``folders`` without those inside a named optional input folder, where no _FAILURE may be written."""
-    inputs = [input_paths.get(channel) for channel in OPTIONAL_INPUT_CHANNELS] if isinstance(
-        input_paths, Mapping) else []
-    inputs = [_real(Path(folder)) for folder in inputs if isinstance(folder, (str, os.PathLike)) and str(folder)]
+    inputs = [_real(folder) for folder in _present(*(_named_folder(input_paths, channel)
+                                                     for channel in OPTIONAL_INPUT_CHANNELS))]
     return [folder for folder in folders if not any(_is_within(_real(folder), other) for other in inputs)]
 
 
@@ -6784,10 +6781,8 @@ def _labeling_channel(output_paths: Any, environ_vars: Any) -> Optional[Path]:
     failure is recorded there too."""
     raw = environ_vars.get("LABELING_FORMAT") if isinstance(environ_vars, Mapping) else None
     requested = "" if raw is None else str(raw).strip().lower()
-    folder = output_paths.get(LABELING_CHANNEL) if isinstance(output_paths, Mapping) else None
-    usable = isinstance(folder, (str, os.PathLike)) and str(folder) != ""
     labeling = LABELING_FORMATS_BY_NAME.get(requested or ENV_VARS_BY_NAME["LABELING_FORMAT"].default)
-    return Path(folder) if usable and (labeling is None or labeling.files) else None
+    return _named_folder(output_paths, LABELING_CHANNEL) if labeling is None or labeling.files else None
 
 
 def _check_labeling_channel(config: SelectionConfig, labeling_dir: Optional[Path]) -> None:
@@ -6868,7 +6863,7 @@ def main(
         job_type = _job_type(job_args)
         resources = check_role_fits_instances(config)
         previous = _read_previous(input_paths, config, outputs)
-        _prepare_outputs(samples_dir, metadata_dir, labeling_dir)
+        _prepare_outputs(outputs)
         logger.info("Strategy %s (use case %s, job type %s, role %s)", config.selection_strategy, config.use_case,
                     job_type, config.selection_role)
         result, inputs, role_files = _run_role(config, input_dir, samples_dir, metadata_dir, outputs, calibration_dir,
@@ -6895,7 +6890,7 @@ def main(
         folders = _outside_optional_inputs(_output_folders(output_paths) + list(_present(labeling_dir)), input_paths)
         if isinstance(error, FolderInUseError):  # only the folders this run holds are its to mark
             folders = [folder for folder, _ in claimed]
-        _record_failure(folders, _input_folder(input_paths), error, written, folders_checked)
+        _record_failure(folders, _named_folder(input_paths, INPUT_CHANNEL), error, written, folders_checked)
         raise
     finally:
         release_output_folders(claimed)
@@ -7028,7 +7023,7 @@ def cli(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str
         args = parser.parse_args(argv)
     except SelectionError as error:
         paths = _paths_despite_errors(argv)
-        _record_failure(_output_folders(paths), _input_folder(paths), error,
+        _record_failure(_output_folders(paths), _named_folder(paths, INPUT_CHANNEL), error,
                         folders_checked=_folders_are_apart(paths))
         logger.error("%s", _one_line(error))
         return 1
