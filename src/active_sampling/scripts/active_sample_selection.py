@@ -5141,12 +5141,10 @@ def class_mix_svg(pool_per_class: Mapping[str, int], selected_per_class: Mapping
     for i, (label, n_pool, n_selected) in enumerate(shares):
         y = 20 + i * row
         body.append(_text(left - 6, y + 15, str(label)[:24], "end"))
-        body.append(_bar(left, y + 2, width * (n_pool / candidates if candidates else 0.0) / widest, 10, "pool",
-                         "class {}: {} of {} candidates ({})".format(label, n_pool, candidates,
-                                                                     _percent(n_pool, candidates))))
-        body.append(_bar(left, y + 13, width * (n_selected / selected if selected else 0.0) / widest, 10,
-                         "selected", "class {}: {} of {} selected ({})".format(label, n_selected, selected,
-                                                                               _percent(n_selected, selected))))
+        for offset, kind, count, total, noun in ((2, "pool", n_pool, candidates, "candidates"),
+                                                 (13, "selected", n_selected, selected, "selected")):
+            body.append(_bar(left, y + offset, width * (count / total if total else 0.0) / widest, 10, kind,
+                             "class {}: {} of {} {} ({})".format(label, count, total, noun, _percent(count, total))))
         body.append(_text(left + width + 8, y + 15, "{} of the selected, {} of the candidates".format(
             _percent(n_selected, selected), _percent(n_pool, candidates))))
     return _svg(left + width + 260, 30 + row * len(shown), "class mix of candidates and selected rows", body)
@@ -5452,9 +5450,7 @@ def select_from_pool(pool: Pool, config: SelectionConfig, calibration: Optional[
     """
     strategy = strategy_for(config.selection_strategy)
     if strategy.needs_calibration and calibration is None:
-        raise SelectionError("SELECTION_STRATEGY={} needs the input {!r} (--{} on the command line): the model's "
-                             "predictions on held-out labeled rows".format(config.selection_strategy,
-                                                                          CALIBRATION_CHANNEL, CALIBRATION_CHANNEL))
+        raise _no_calibration_error(config)
     rows = np.flatnonzero(candidate_mask(pool, strategy))
     n_rows = pool.labeled.shape[0]
     if rows.size == 0:
@@ -5471,6 +5467,12 @@ def select_from_pool(pool: Pool, config: SelectionConfig, calibration: Optional[
     thresholds = sampler.class_thresholds(candidates, selection) if strategy.use_case == "ssl" else None
     _log_rule(sampler, candidates, strategy, pool.classes)
     return selection._replace(indices=rows[selection.indices], class_thresholds=thresholds)
+
+
+def _no_calibration_error(config: SelectionConfig) -> SelectionError:
+    return SelectionError("SELECTION_STRATEGY={} needs the input {!r} (--{} on the command line): the model's "
+                          "predictions on held-out labeled rows".format(config.selection_strategy, CALIBRATION_CHANNEL,
+                                                                       CALIBRATION_CHANNEL))
 
 
 def candidate_mask(pool: Pool, strategy: Strategy) -> np.ndarray:
@@ -5604,8 +5606,10 @@ def summarize_selection(pool: Pool, selection: Selection, config: SelectionConfi
     selection, computed while ``pool`` is at hand (a single run's pool, or the merge's pool of every shard's
     forwarded rows, whose ``totals`` the shards counted); the rows are fetched later."""
     chosen = pool.probabilities[selection.indices]
+    classes = list(pool.classes)
+    predictions = Predictions(tuple(classes), predicted_classes(chosen, classes), chosen.max(axis=1))
     review = {REVIEW_FACTS: selection.facts} if selection.facts else {}
-    counts = dict(totals.counts, **_selected_counts(chosen, pool.classes, selection.scores), **review,
+    counts = dict(totals.counts, **_selected_counts(predictions.labels, classes, selection.scores), **review,
                   **summary_fields(totals.facts, chosen, strategy_for(config.selection_strategy).use_case),
                   **_estimate_facts(config, calibration, selection, chosen, pool.classes))
     vectors = {} if pool.vectors is None else {"vector_columns": len(pool.vector_columns),
@@ -5615,8 +5619,6 @@ def summarize_selection(pool: Pool, selection: Selection, config: SelectionConfi
     drawing = None if pool.vectors is None else projection(pool.vectors, pool.labeled, selection.indices)
     if drawing is not None and totals.note:
         drawing = dict(drawing, note=totals.note)
-    classes = list(pool.classes)
-    predictions = Predictions(tuple(classes), predicted_classes(chosen, classes), chosen.max(axis=1))
     return chosen, SelectionResult(rows=None, counts=counts, details=details, predictions=predictions,
                                    drawing=drawing, stopping=totals.stopping)
 
@@ -5683,9 +5685,9 @@ def _estimate_facts(config: SelectionConfig, calibration: Optional[Calibration],
     return {"precision_estimate": estimate}
 
 
-def _selected_counts(chosen: np.ndarray, classes: Sequence[Any], scores: np.ndarray) -> Dict[str, Any]:
-    """selected_count, selected_per_class (predicted class) and selection_score of the selected rows."""
-    per_class = pd.Series(predicted_classes(chosen, classes), dtype=object).astype(str).value_counts()
+def _selected_counts(labels: np.ndarray, classes: Sequence[Any], scores: np.ndarray) -> Dict[str, Any]:
+    """selected_count, selected_per_class (``labels``: each selected row's predicted class) and selection_score."""
+    per_class = pd.Series(labels, dtype=object).astype(str).value_counts()
     return {
         "selected_count": int(scores.size),
         "selected_per_class": {str(label): int(per_class.get(str(label), 0)) for label in classes},
@@ -6727,18 +6729,21 @@ def _channel(paths: Any, key: str, kind: str) -> Path:
     return Path(value)
 
 
-def _optional_input(input_paths: Any, channel: str) -> Optional[Path]:
-    """The folder of an optional input channel (``OPTIONAL_INPUT_CHANNELS``), or None when it is not given.
+def _optional_inputs(input_paths: Any) -> Dict[str, Path]:
+    """The folders of the optional input channels (``OPTIONAL_INPUT_CHANNELS``) this run was given, by channel.
 
     Missing, None and "" mean not given; a folder that is named must exist.
     """
-    value = input_paths.get(channel) if isinstance(input_paths, Mapping) else None
-    if value is None or (isinstance(value, str) and value == ""):
-        return None
-    folder = _channel(input_paths, channel, "input")
-    if not folder.is_dir():
-        raise SelectionError("input folder {} ({}) does not exist or is not a folder".format(folder, channel))
-    return folder
+    folders = {}
+    for channel in OPTIONAL_INPUT_CHANNELS:
+        value = input_paths.get(channel) if isinstance(input_paths, Mapping) else None
+        if value is None or (isinstance(value, str) and value == ""):
+            continue
+        folders[channel] = _channel(input_paths, channel, "input")
+        if not folders[channel].is_dir():
+            raise SelectionError("input folder {} ({}) does not exist or is not a folder".format(
+                folders[channel], channel))
+    return folders
 
 
 def _check_optional_inputs_apart(inputs: Mapping[str, Path], outputs: Sequence[Path]) -> None:
@@ -6751,12 +6756,6 @@ def _check_optional_inputs_apart(inputs: Mapping[str, Path], outputs: Sequence[P
                                          output, folder, channel))
 
 
-def _optional_inputs(input_paths: Any) -> Dict[str, Path]:
-    """The optional input folders this run was given, by channel."""
-    folders = {channel: _optional_input(input_paths, channel) for channel in OPTIONAL_INPUT_CHANNELS}
-    return {channel: folder for channel, folder in folders.items() if folder is not None}
-
-
 def _outside_optional_inputs(folders: Sequence[Path], input_paths: Any) -> List[Path]:
     """``folders`` without those inside a named optional input folder, where no _FAILURE may be written."""
     inputs = [_real(folder) for folder in _present(*(_named_folder(input_paths, channel)
@@ -6764,9 +6763,9 @@ def _outside_optional_inputs(folders: Sequence[Path], input_paths: Any) -> List[
     return [folder for folder in folders if not any(_is_within(_real(folder), other) for other in inputs)]
 
 
-def _read_previous(input_paths: Any, config: SelectionConfig, outputs: Sequence[Path]) -> Optional[PredictedClasses]:
+def _read_previous(folder: Optional[Path], config: SelectionConfig,
+                   outputs: Sequence[Path]) -> Optional[PredictedClasses]:
     """Last round's predictions when previous_predictions is given (read by the shards, not by a merge)."""
-    folder = _optional_input(input_paths, PREVIOUS_CHANNEL)
     if folder is None:
         return None
     if config.selection_role == "merge":
@@ -6791,16 +6790,13 @@ def _check_labeling_channel(config: SelectionConfig, labeling_dir: Optional[Path
             config.labeling_format, LABELING_CHANNEL, LABELING_CHANNEL))
 
 
-def _calibration_channel(input_paths: Mapping[str, Any], config: SelectionConfig) -> Optional[Path]:
-    """The calibration_data folder when one is given, checked against the settings (``main`` checks it lies
+def _calibration_channel(folder: Optional[Path], config: SelectionConfig) -> Optional[Path]:
+    """The calibration_data ``folder`` when one is given, checked against the settings (``main`` checks it lies
     apart from the outputs, as every optional input)."""
-    folder = _optional_input(input_paths, CALIBRATION_CHANNEL)
     strategy = strategy_for(config.selection_strategy)
     if folder is None:
         if strategy.needs_calibration:
-            raise SelectionError("SELECTION_STRATEGY={} needs the input {!r} (--{} on the command line): the model's "
-                                 "predictions on held-out labeled rows".format(config.selection_strategy,
-                                                                              CALIBRATION_CHANNEL, CALIBRATION_CHANNEL))
+            raise _no_calibration_error(config)
         return None
     if strategy.use_case != "ssl":
         raise SelectionError("calibration_data is given but SELECTION_STRATEGY={} selects rows for humans to label: "
@@ -6854,15 +6850,16 @@ def main(
         input_dir = _channel(input_paths, INPUT_CHANNEL, "input")
         check_folders_apart(input_dir, samples_dir, metadata_dir, labeling_dir)
         outputs = _present(samples_dir, metadata_dir, labeling_dir)
-        _check_optional_inputs_apart(_optional_inputs(input_paths), outputs)
+        optional_inputs = _optional_inputs(input_paths)
+        _check_optional_inputs_apart(optional_inputs, outputs)
         folders_checked = True  # before any output folder is created (claimed)
         claimed = claim_output_folders(outputs)
         config = parse_environment(environ_vars)
         _check_labeling_channel(config, labeling_dir)
-        calibration_dir = _calibration_channel(input_paths, config)
+        calibration_dir = _calibration_channel(optional_inputs.get(CALIBRATION_CHANNEL), config)
         job_type = _job_type(job_args)
         resources = check_role_fits_instances(config)
-        previous = _read_previous(input_paths, config, outputs)
+        previous = _read_previous(optional_inputs.get(PREVIOUS_CHANNEL), config, outputs)
         _prepare_outputs(outputs)
         logger.info("Strategy %s (use case %s, job type %s, role %s)", config.selection_strategy, config.use_case,
                     job_type, config.selection_role)
