@@ -5863,11 +5863,6 @@ def config_fingerprint(config: SelectionConfig) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def shard_seed(random_seed: int, hosts: Sequence[str], host: str) -> List[int]:
-    """A seed per shard, so that shards do not draw the same random sequence."""
-    return [int(random_seed), hosts.index(host)]
-
-
 def shard_file_names(host: str) -> Dict[str, str]:
     """File names of one shard's outputs: unique per host, since all hosts upload to one S3 prefix."""
     stem = SHARD_PREFIX + host
@@ -5955,10 +5950,7 @@ class ShardSelection(NamedTuple):
     """What one shard computed from its rows: how it read them, its pool's totals, and what it forwards."""
 
     inputs: InputFacts  # its files ("/"-separated, relative to its input folder) and their format
-    columns: List[str]
-    kinds: Dict[str, str]
-    arrow_schema: Optional[str]  # ``_schema_text``
-    column_dtypes: Dict[str, str]
+    reading: Dict[str, Any]  # columns, kinds, arrow_schema (``_schema_text``) and column_dtypes, as read
     totals: PoolTotals
     details: Dict[str, Any]  # how the shard read scores and vectors: the merge checks every shard agrees
     rule_facts: Dict[str, Any]  # the strategy row's own manifest entries (``ShardRule.shard_facts``)
@@ -5990,7 +5982,8 @@ def _shard_select(source: InputTable, config: SelectionConfig, resources: Resour
     rule_facts, picks = {}, ShardPicks(np.empty(0, dtype=np.int64), np.empty(0), np.empty(0, dtype=np.int64), None)
     if candidates.size:
         rule_facts = rule.shard_facts(own)
-        picks = rule.send(config, own, shard_seed(config.random_seed, resources.hosts, resources.current_host))
+        seed = [int(config.random_seed), resources.hosts.index(resources.current_host)]  # no two shards draw alike
+        picks = rule.send(config, own, seed)
     order = np.argsort(candidates[picks.indices], kind="stable")  # forwarded in input order
     positions = candidates[picks.indices][order]
     sent = picks.indices[order]
@@ -6010,12 +6003,14 @@ def _shard_select(source: InputTable, config: SelectionConfig, resources: Resour
         for name, values in added:
             table = table.append_column(name, values)
         pieces.append(table)
-    return ShardSelection(InputFacts(relative, source.fmt, source.arrow_types), source.columns, source.kinds,
-                          _schema_text(source), rows.column_dtypes(), totals, details, rule_facts, picks.radius,
-                          pieces, labeled)
+    reading = {"columns": source.columns, "kinds": source.kinds, "arrow_schema": _schema_text(source),
+               "column_dtypes": rows.column_dtypes()}
+    return ShardSelection(InputFacts(relative, source.fmt, source.arrow_types), reading, totals, details, rule_facts,
+                          picks.radius, pieces, labeled)
 
 
-_NO_ROWS = ShardSelection(inputs=InputFacts([], None, {}), columns=[], kinds={}, arrow_schema=None, column_dtypes={},
+_NO_ROWS = ShardSelection(inputs=InputFacts([], None, {}),
+                          reading={"columns": [], "kinds": {}, "arrow_schema": None, "column_dtypes": {}},
                           totals=PoolTotals({key: 0 for key in POOL_COUNTS}, {}, None), details={}, rule_facts={},
                           radius=None, pieces=[], labeled=None)  # a shard that received no rows: it sends none
 
@@ -6029,8 +6024,7 @@ def shard_manifest(config: SelectionConfig, resources: ResourceConfig, job_type:
     return {
         "format": SHARD_FORMAT, "host": resources.current_host, "hosts": resources.hosts, "job_type": job_type,
         "config_fingerprint": config_fingerprint(config), "config": shared_settings(config),
-        "input_files": shard.inputs.files, "input_format": shard.inputs.fmt, "columns": shard.columns,
-        "kinds": shard.kinds, "arrow_schema": shard.arrow_schema, "column_dtypes": shard.column_dtypes,
+        "input_files": shard.inputs.files, "input_format": shard.inputs.fmt, **shard.reading,
         **shard.totals.counts, "forwarded_count": sum(piece.num_rows for piece in shard.pieces),
         "candidate_files": [names["piece"].format(number) for number in range(len(shard.pieces))],
         "labeled_file": names["labeled"] if labeled else None, "labeled_vectors": labeled,
