@@ -5559,7 +5559,6 @@ class PoolTotals(NamedTuple):
     counts: Dict[str, int]  # pool_size, labeled_count, candidate_count
     facts: Dict[str, Any]  # pool_facts: additive counts over every row
     stopping: Optional["StoppingCounts"]  # what the metadata's stopping block is computed from
-    note: Optional[str] = None  # what the report's projection draws, when not every row
 
 
 def pool_totals(pool: Pool, config: SelectionConfig, previous: Optional["PredictedClasses"] = None) -> PoolTotals:
@@ -5617,19 +5616,16 @@ def summarize_selection(pool: Pool, selection: Selection, config: SelectionConfi
     details = {"score_columns": pool.score_columns, "score_interpretation": pool.score_interpretation, **vectors,
                "classes": [str(label) for label in pool.classes]}
     drawing = None if pool.vectors is None else projection(pool.vectors, pool.labeled, selection.indices)
-    if drawing is not None and totals.note:
-        drawing = dict(drawing, note=totals.note)
     return chosen, SelectionResult(rows=None, counts=counts, details=details, predictions=predictions,
                                    drawing=drawing, stopping=totals.stopping)
 
 
 def annotated_result(chosen: np.ndarray, summary: SelectionResult, selection: Selection, config: SelectionConfig,
-                     fetch_rows: Callable[[np.ndarray], pd.DataFrame],
-                     sharding: Optional[Dict[str, Any]] = None) -> SelectionResult:
+                     fetch_rows: Callable[[np.ndarray], pd.DataFrame]) -> SelectionResult:
     """``summary`` with the selected rows fetched and annotated (``chosen``: their probabilities)."""
     rows = annotate(fetch_rows(selection.indices), chosen, list(summary.predictions.classes), selection.scores,
                     config.selection_strategy)
-    return summary._replace(rows=rows, sharding=sharding)
+    return summary._replace(rows=rows)
 
 
 def _log_rule(sampler: _Sampler, candidates: Candidates, strategy: Strategy, classes: Sequence[Any]) -> None:
@@ -5938,14 +5934,6 @@ def _schema_text(source: InputTable) -> Optional[str]:
     return base64.b64encode(schema.serialize().to_pybytes()).decode("ascii")
 
 
-def _schema_from_text(text: str) -> Any:
-    import base64
-
-    import pyarrow as pa
-
-    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
-
-
 class ShardSelection(NamedTuple):
     """What one shard computed from its rows: how it read them, its pool's totals, and what it forwards."""
 
@@ -6249,12 +6237,14 @@ def _merged_rows(pool: MergedPool, chosen: np.ndarray, columns: Sequence[str], s
 
 def _agreed_schema(manifests: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Any:
     """The Arrow types a single run would read every parquet column as (``agreed_arrow_type`` over the shards'
-    agreed types); None unless every shard with rows read parquet."""
+    agreed types, as ``_schema_text`` wrote them); None unless every shard with rows read parquet."""
+    import base64
+
     import pyarrow as pa
 
     if any(manifest["input_format"] != "parquet" for manifest in manifests):
         return None
-    schemas = [_schema_from_text(manifest["arrow_schema"]) for manifest in manifests]
+    schemas = [pa.ipc.read_schema(pa.py_buffer(base64.b64decode(manifest["arrow_schema"]))) for manifest in manifests]
     return pa.schema([pa.field(name, agreed_arrow_type([schema.field(name).type for schema in schemas]))
                       for name in columns])
 
@@ -6304,16 +6294,17 @@ def merge_select(input_dir: Path, config: SelectionConfig, skipped: Sequence[Pat
     pool = pool._replace(calibration=_checked_calibration(pool, calibration, config.id_field))
     selection, guarantee = _merge_strategy(config, pool, outputs, counts["candidate_count"])
     totals = PoolTotals(counts, add_pool_facts([manifest["pool_facts"] for manifest in with_rows]),
-                        merged_stopping_counts([manifest["stopping"] for manifest in with_rows]),
-                        note="; sharded run: the candidates are the rows the shards sent to the merge")
+                        merged_stopping_counts([manifest["stopping"] for manifest in with_rows]))
     schema = _agreed_schema(with_rows, first_shard["columns"])
     dtypes = _merged_dtypes(with_rows)
     sharding = dict(guarantee, hosts=hosts, config_fingerprint=config_fingerprint(config),
                     shards=[{key: manifest[key] for key in ("host", "pool_size", "candidate_count", "forwarded_count")}
                             for manifest in manifests], merged_candidates=int(len(pool.ids)))
     chosen, summary = summarize_selection(pool, selection, config, totals, pool.calibration)
+    note = "; sharded run: the candidates are the rows the shards sent to the merge"  # what the projection draws
+    summary = summary._replace(sharding=sharding, drawing=summary.drawing and dict(summary.drawing, note=note))
     result = annotated_result(chosen, summary, selection, config,
-                              lambda rows: _merged_rows(pool, rows, first_shard["columns"], schema, dtypes), sharding)
+                              lambda rows: _merged_rows(pool, rows, first_shard["columns"], schema, dtypes))
     formats = {manifest["input_format"] for manifest in with_rows}
     input_files = sorted((name for manifest in manifests for name in manifest["input_files"]), key=_path_key)
     return result, InputFacts(input_files, formats.pop() if len(formats) == 1 else "mixed",
