@@ -5159,12 +5159,10 @@ def class_mix_svg(pool_per_class: Mapping[str, int], selected_per_class: Mapping
     for i, (label, n_pool, n_selected) in enumerate(shares):
         y = 20 + i * row
         body.append(_text(left - 6, y + 15, str(label)[:24], "end"))
-        body.append(_bar(left, y + 2, width * (n_pool / candidates if candidates else 0.0) / widest, 10, "pool",
-                         "class {}: {} of {} candidates ({})".format(label, n_pool, candidates,
-                                                                     _percent(n_pool, candidates))))
-        body.append(_bar(left, y + 13, width * (n_selected / selected if selected else 0.0) / widest, 10,
-                         "selected", "class {}: {} of {} selected ({})".format(label, n_selected, selected,
-                                                                               _percent(n_selected, selected))))
+        for offset, kind, count, total, noun in ((2, "pool", n_pool, candidates, "candidates"),
+                                                 (13, "selected", n_selected, selected, "selected")):
+            body.append(_bar(left, y + offset, width * (count / total if total else 0.0) / widest, 10, kind,
+                             "class {}: {} of {} {} ({})".format(label, count, total, noun, _percent(count, total))))
         body.append(_text(left + width + 8, y + 15, "{} of the selected, {} of the candidates".format(
             _percent(n_selected, selected), _percent(n_pool, candidates))))
     return _svg(left + width + 260, 30 + row * len(shown), "class mix of candidates and selected rows", body)
@@ -5470,9 +5468,7 @@ def select_from_pool(pool: Pool, config: SelectionConfig, calibration: Optional[
     """
     strategy = strategy_for(config.selection_strategy)
     if strategy.needs_calibration and calibration is None:
-        raise SelectionError("SELECTION_STRATEGY={} needs the input {!r} (--{} on the command line): the model's "
-                             "predictions on held-out labeled rows".format(config.selection_strategy,
-                                                                          CALIBRATION_CHANNEL, CALIBRATION_CHANNEL))
+        raise _no_calibration_error(config)
     rows = np.flatnonzero(candidate_mask(pool, strategy))
     n_rows = pool.labeled.shape[0]
     if rows.size == 0:
@@ -5489,6 +5485,12 @@ def select_from_pool(pool: Pool, config: SelectionConfig, calibration: Optional[
     thresholds = sampler.class_thresholds(candidates, selection) if strategy.use_case == "ssl" else None
     _log_rule(sampler, candidates, strategy, pool.classes)
     return selection._replace(indices=rows[selection.indices], class_thresholds=thresholds)
+
+
+def _no_calibration_error(config: SelectionConfig) -> SelectionError:
+    return SelectionError("SELECTION_STRATEGY={} needs the input {!r} (--{} on the command line): the model's "
+                          "predictions on held-out labeled rows".format(config.selection_strategy, CALIBRATION_CHANNEL,
+                                                                       CALIBRATION_CHANNEL))
 
 
 def candidate_mask(pool: Pool, strategy: Strategy) -> np.ndarray:
@@ -5575,7 +5577,6 @@ class PoolTotals(NamedTuple):
     counts: Dict[str, int]  # pool_size, labeled_count, candidate_count
     facts: Dict[str, Any]  # pool_facts: additive counts over every row
     stopping: Optional["StoppingCounts"]  # what the metadata's stopping block is computed from
-    note: Optional[str] = None  # what the report's projection draws, when not every row
 
 
 def pool_totals(pool: Pool, config: SelectionConfig, previous: Optional["PredictedClasses"] = None) -> PoolTotals:
@@ -5599,14 +5600,21 @@ def run_selection(pool: Pool, config: SelectionConfig, fetch_rows: Callable[[np.
     (calibration_data; the pool must carry its ids, which it may not share), SSL strategies report a
     precision estimate.
     """
-    if calibration is not None:
-        check_calibration_apart(pool.ids, calibration, config.id_field)
-        check_calibration_fits(calibration, pool.score_columns, pool.score_interpretation)
-    arrays = None if calibration is None else calibration.calibration
+    arrays = _checked_calibration(pool, calibration, config.id_field)
     selection = select_from_pool(pool, config, arrays)
     chosen, summary = summarize_selection(pool, selection, config, pool_totals(pool, config, previous), arrays)
     del pool
     return annotated_result(chosen, summary, selection, config, fetch_rows)
+
+
+def _checked_calibration(pool: Pool, calibration: Optional[CalibrationTable], id_field: str) -> Optional[Calibration]:
+    """The arrays of ``calibration`` once its ids are checked apart from the pool's and its scores read as the pool's
+    (a single run's pool, a shard's or the merge's)."""
+    if calibration is None:
+        return None
+    check_calibration_apart(pool.ids, calibration, id_field)
+    check_calibration_fits(calibration, pool.score_columns, pool.score_interpretation)
+    return calibration.calibration
 
 
 def summarize_selection(pool: Pool, selection: Selection, config: SelectionConfig, totals: PoolTotals,
@@ -5615,8 +5623,10 @@ def summarize_selection(pool: Pool, selection: Selection, config: SelectionConfi
     selection, computed while ``pool`` is at hand (a single run's pool, or the merge's pool of every shard's
     forwarded rows, whose ``totals`` the shards counted); the rows are fetched later."""
     chosen = pool.probabilities[selection.indices]
+    classes = list(pool.classes)
+    predictions = Predictions(tuple(classes), predicted_classes(chosen, classes), chosen.max(axis=1))
     review = {REVIEW_FACTS: selection.facts} if selection.facts else {}
-    counts = dict(totals.counts, **_selected_counts(chosen, pool.classes, selection.scores), **review,
+    counts = dict(totals.counts, **_selected_counts(predictions.labels, classes, selection.scores), **review,
                   **summary_fields(totals.facts, chosen, strategy_for(config.selection_strategy).use_case),
                   **_estimate_facts(config, calibration, selection, chosen, pool.classes))
     vectors = {} if pool.vectors is None else {"vector_columns": len(pool.vector_columns),
@@ -5624,21 +5634,16 @@ def summarize_selection(pool: Pool, selection: Selection, config: SelectionConfi
     details = {"score_columns": pool.score_columns, "score_interpretation": pool.score_interpretation, **vectors,
                "classes": [str(label) for label in pool.classes]}
     drawing = None if pool.vectors is None else projection(pool.vectors, pool.labeled, selection.indices)
-    if drawing is not None and totals.note:
-        drawing = dict(drawing, note=totals.note)
-    classes = list(pool.classes)
-    predictions = Predictions(tuple(classes), predicted_classes(chosen, classes), chosen.max(axis=1))
     return chosen, SelectionResult(rows=None, counts=counts, details=details, predictions=predictions,
                                    drawing=drawing, stopping=totals.stopping)
 
 
 def annotated_result(chosen: np.ndarray, summary: SelectionResult, selection: Selection, config: SelectionConfig,
-                     fetch_rows: Callable[[np.ndarray], pd.DataFrame],
-                     sharding: Optional[Dict[str, Any]] = None) -> SelectionResult:
+                     fetch_rows: Callable[[np.ndarray], pd.DataFrame]) -> SelectionResult:
     """``summary`` with the selected rows fetched and annotated (``chosen``: their probabilities)."""
     rows = annotate(fetch_rows(selection.indices), chosen, list(summary.predictions.classes), selection.scores,
                     config.selection_strategy)
-    return summary._replace(rows=rows, sharding=sharding)
+    return summary._replace(rows=rows)
 
 
 def _log_rule(sampler: _Sampler, candidates: Candidates, strategy: Strategy, classes: Sequence[Any]) -> None:
@@ -5694,9 +5699,9 @@ def _estimate_facts(config: SelectionConfig, calibration: Optional[Calibration],
     return {"precision_estimate": estimate}
 
 
-def _selected_counts(chosen: np.ndarray, classes: Sequence[Any], scores: np.ndarray) -> Dict[str, Any]:
-    """selected_count, selected_per_class (predicted class) and selection_score of the selected rows."""
-    per_class = pd.Series(predicted_classes(chosen, classes), dtype=object).astype(str).value_counts()
+def _selected_counts(labels: np.ndarray, classes: Sequence[Any], scores: np.ndarray) -> Dict[str, Any]:
+    """selected_count, selected_per_class (``labels``: each selected row's predicted class) and selection_score."""
+    per_class = pd.Series(labels, dtype=object).astype(str).value_counts()
     return {
         "selected_count": int(scores.size),
         "selected_per_class": {str(label): int(per_class.get(str(label), 0)) for label in classes},
@@ -5872,11 +5877,6 @@ def config_fingerprint(config: SelectionConfig) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def shard_seed(random_seed: int, hosts: Sequence[str], host: str) -> List[int]:
-    """A seed per shard, so that shards do not draw the same random sequence."""
-    return [int(random_seed), hosts.index(host)]
-
-
 def shard_file_names(host: str) -> Dict[str, str]:
     """File names of one shard's outputs: unique per host, since all hosts upload to one S3 prefix."""
     stem = SHARD_PREFIX + host
@@ -5952,22 +5952,11 @@ def _schema_text(source: InputTable) -> Optional[str]:
     return base64.b64encode(schema.serialize().to_pybytes()).decode("ascii")
 
 
-def _schema_from_text(text: str) -> Any:
-    import base64
-
-    import pyarrow as pa
-
-    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
-
-
 class ShardSelection(NamedTuple):
     """What one shard computed from its rows: how it read them, its pool's totals, and what it forwards."""
 
     inputs: InputFacts  # its files ("/"-separated, relative to its input folder) and their format
-    columns: List[str]
-    kinds: Dict[str, str]
-    arrow_schema: Optional[str]  # ``_schema_text``
-    column_dtypes: Dict[str, str]
+    reading: Dict[str, Any]  # columns, kinds, arrow_schema (``_schema_text``) and column_dtypes, as read
     totals: PoolTotals
     details: Dict[str, Any]  # how the shard read scores and vectors: the merge checks every shard agrees
     rule_facts: Dict[str, Any]  # the strategy row's own manifest entries (``ShardRule.shard_facts``)
@@ -5989,11 +5978,8 @@ def _shard_select(source: InputTable, config: SelectionConfig, resources: Resour
     strategy = strategy_for(config.selection_strategy)
     rule = strategy.sharding
     candidates = np.flatnonzero(candidate_mask(pool, strategy))
-    if calibration is not None:
-        check_calibration_apart(pool.ids, calibration, config.id_field)
-        check_calibration_fits(calibration, pool.score_columns, pool.score_interpretation)
     own = _candidates(pool, candidates, strategy)._replace(
-        calibration=None if calibration is None else calibration.calibration)
+        calibration=_checked_calibration(pool, calibration, config.id_field))
     labeled = own.labeled_embeddings if rule.sends_labeled_vectors else None
     totals = pool_totals(pool, config, previous)
     details = {"score_columns": pool.score_columns, "score_interpretation": pool.score_interpretation,
@@ -6002,7 +5988,8 @@ def _shard_select(source: InputTable, config: SelectionConfig, resources: Resour
     rule_facts, picks = {}, ShardPicks(np.empty(0, dtype=np.int64), np.empty(0), np.empty(0, dtype=np.int64), None)
     if candidates.size:
         rule_facts = rule.shard_facts(own)
-        picks = rule.send(config, own, shard_seed(config.random_seed, resources.hosts, resources.current_host))
+        seed = [int(config.random_seed), resources.hosts.index(resources.current_host)]  # no two shards draw alike
+        picks = rule.send(config, own, seed)
     order = np.argsort(candidates[picks.indices], kind="stable")  # forwarded in input order
     positions = candidates[picks.indices][order]
     sent = picks.indices[order]
@@ -6022,12 +6009,14 @@ def _shard_select(source: InputTable, config: SelectionConfig, resources: Resour
         for name, values in added:
             table = table.append_column(name, values)
         pieces.append(table)
-    return ShardSelection(InputFacts(relative, source.fmt, source.arrow_types), source.columns, source.kinds,
-                          _schema_text(source), rows.column_dtypes(), totals, details, rule_facts, picks.radius,
-                          pieces, labeled)
+    reading = {"columns": source.columns, "kinds": source.kinds, "arrow_schema": _schema_text(source),
+               "column_dtypes": rows.column_dtypes()}
+    return ShardSelection(InputFacts(relative, source.fmt, source.arrow_types), reading, totals, details, rule_facts,
+                          picks.radius, pieces, labeled)
 
 
-_NO_ROWS = ShardSelection(inputs=InputFacts([], None, {}), columns=[], kinds={}, arrow_schema=None, column_dtypes={},
+_NO_ROWS = ShardSelection(inputs=InputFacts([], None, {}),
+                          reading={"columns": [], "kinds": {}, "arrow_schema": None, "column_dtypes": {}},
                           totals=PoolTotals({key: 0 for key in POOL_COUNTS}, {}, None), details={}, rule_facts={},
                           radius=None, pieces=[], labeled=None)  # a shard that received no rows: it sends none
 
@@ -6041,8 +6030,7 @@ def shard_manifest(config: SelectionConfig, resources: ResourceConfig, job_type:
     return {
         "format": SHARD_FORMAT, "host": resources.current_host, "hosts": resources.hosts, "job_type": job_type,
         "config_fingerprint": config_fingerprint(config), "config": shared_settings(config),
-        "input_files": shard.inputs.files, "input_format": shard.inputs.fmt, "columns": shard.columns,
-        "kinds": shard.kinds, "arrow_schema": shard.arrow_schema, "column_dtypes": shard.column_dtypes,
+        "input_files": shard.inputs.files, "input_format": shard.inputs.fmt, **shard.reading,
         **shard.totals.counts, "forwarded_count": sum(piece.num_rows for piece in shard.pieces),
         "candidate_files": [names["piece"].format(number) for number in range(len(shard.pieces))],
         "labeled_file": names["labeled"] if labeled else None, "labeled_vectors": labeled,
@@ -6202,8 +6190,8 @@ def _read_pieces(outputs: Sequence[ShardOutput]) -> List[Any]:
     return pieces
 
 
-def _read_merged_pool(outputs: Sequence[ShardOutput], config: SelectionConfig, first: Mapping[str, Any],
-                      calibration: Optional[Calibration]) -> MergedPool:
+def _read_merged_pool(outputs: Sequence[ShardOutput], config: SelectionConfig, first: Mapping[str, Any]
+                      ) -> MergedPool:
     """The merge's pool, read as the shards describe it (``first``: the details of a single run's first file)."""
     vector_columns = first["vector_columns"]
     pieces = [piece for piece in _read_pieces(outputs) if piece.num_rows]
@@ -6234,8 +6222,7 @@ def _read_merged_pool(outputs: Sequence[ShardOutput], config: SelectionConfig, f
                       score_columns=first["score_columns"], score_interpretation=first["score_interpretation"],
                       vector_columns=vector_columns, vector_source=first["vector_source"],
                       scores=gather(SHARD_SCORE, np.float64)[order], weights=gather(SHARD_WEIGHT, np.float64)[order],
-                      file_rank=file_rank[order], row=row[order], pieces=pieces, piece=piece, piece_row=piece_row,
-                      calibration=calibration)
+                      file_rank=file_rank[order], row=row[order], pieces=pieces, piece=piece, piece_row=piece_row)
 
 
 def _merged_rows(pool: MergedPool, chosen: np.ndarray, columns: Sequence[str], schema: Any,
@@ -6268,12 +6255,14 @@ def _merged_rows(pool: MergedPool, chosen: np.ndarray, columns: Sequence[str], s
 
 def _agreed_schema(manifests: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Any:
     """The Arrow types a single run would read every parquet column as (``agreed_arrow_type`` over the shards'
-    agreed types); None unless every shard with rows read parquet."""
+    agreed types, as ``_schema_text`` wrote them); None unless every shard with rows read parquet."""
+    import base64
+
     import pyarrow as pa
 
     if any(manifest["input_format"] != "parquet" for manifest in manifests):
         return None
-    schemas = [_schema_from_text(manifest["arrow_schema"]) for manifest in manifests]
+    schemas = [pa.ipc.read_schema(pa.py_buffer(base64.b64decode(manifest["arrow_schema"]))) for manifest in manifests]
     return pa.schema([pa.field(name, agreed_arrow_type([schema.field(name).type for schema in schemas]))
                       for name in columns])
 
@@ -6318,23 +6307,22 @@ def merge_select(input_dir: Path, config: SelectionConfig, skipped: Sequence[Pat
     if counts["candidate_count"] == 0:
         raise no_candidates_error(strategy_for(config.selection_strategy), counts["pool_size"], config.label_field)
     check_calibration_agreement(manifests, calibration)
-    pool = _read_merged_pool(outputs, config, first, None if calibration is None else calibration.calibration)
+    pool = _read_merged_pool(outputs, config, first)
     _check_ids(pool.ids, config.id_field)
-    if calibration is not None:
-        check_calibration_fits(calibration, first["score_columns"], first["score_interpretation"])
-        check_calibration_apart(pool.ids, calibration, config.id_field)
+    pool = pool._replace(calibration=_checked_calibration(pool, calibration, config.id_field))
     selection, guarantee = _merge_strategy(config, pool, outputs, counts["candidate_count"])
     totals = PoolTotals(counts, add_pool_facts([manifest["pool_facts"] for manifest in with_rows]),
-                        merged_stopping_counts([manifest["stopping"] for manifest in with_rows]),
-                        note="; sharded run: the candidates are the rows the shards sent to the merge")
+                        merged_stopping_counts([manifest["stopping"] for manifest in with_rows]))
     schema = _agreed_schema(with_rows, first_shard["columns"])
     dtypes = _merged_dtypes(with_rows)
     sharding = dict(guarantee, hosts=hosts, config_fingerprint=config_fingerprint(config),
                     shards=[{key: manifest[key] for key in ("host", "pool_size", "candidate_count", "forwarded_count")}
                             for manifest in manifests], merged_candidates=int(len(pool.ids)))
     chosen, summary = summarize_selection(pool, selection, config, totals, pool.calibration)
+    note = "; sharded run: the candidates are the rows the shards sent to the merge"  # what the projection draws
+    summary = summary._replace(sharding=sharding, drawing=summary.drawing and dict(summary.drawing, note=note))
     result = annotated_result(chosen, summary, selection, config,
-                              lambda rows: _merged_rows(pool, rows, first_shard["columns"], schema, dtypes), sharding)
+                              lambda rows: _merged_rows(pool, rows, first_shard["columns"], schema, dtypes))
     formats = {manifest["input_format"] for manifest in with_rows}
     input_files = sorted((name for manifest in manifests for name in manifest["input_files"]), key=_path_key)
     return result, InputFacts(input_files, formats.pop() if len(formats) == 1 else "mixed",
@@ -6619,12 +6607,16 @@ def claim_output_folders(folders: Sequence[Path]) -> List[Tuple[Path, Optional[i
             claimed.append((folder, _lock_folder(folder)))
     except OSError as error:
         release_output_folders(claimed)
-        raise SelectionError("cannot write to the output folder {}: {}".format(
-            error.filename or "", error.strerror or _one_line(error))) from None
+        raise _unwritable(error) from None
     except BaseException:
         release_output_folders(claimed)
         raise
     return claimed
+
+
+def _unwritable(error: OSError) -> SelectionError:
+    return SelectionError("cannot write to the output folder {}: {}".format(
+        error.filename or "", error.strerror or _one_line(error)))
 
 
 def release_output_folders(claimed: Sequence[Tuple[Path, Optional[int]]]) -> None:
@@ -6640,18 +6632,14 @@ def _remove_own_temporaries(folder: Path) -> None:
             (folder / name).unlink()
 
 
-def _prepare_outputs(samples_dir: Path, metadata_dir: Path, labeling_dir: Optional[Path] = None) -> None:
-    """Create the output folders and remove an earlier run's results from them, and nothing else.
+def _prepare_outputs(folders: Sequence[Path]) -> None:
+    """Remove an earlier run's results from the output folders (created by ``claim_output_folders``), and
+    nothing else.
 
     A result name (selected_samples.*, selection_metadata.json, the labeling tasks files) that no earlier
     ``_SUCCESS`` lists was not provably written by this step: it is left alone and the run stops.
     """
-    folders = _present(samples_dir, metadata_dir, labeling_dir)
     try:
-        for folder in folders:
-            if folder.exists() and not folder.is_dir():
-                raise SelectionError("output path {} exists and is not a folder".format(folder))
-            folder.mkdir(parents=True, exist_ok=True)
         for folder in folders:
             proven = {path.name for path in _ours(folder)}
             foreign = [name for name in RESULT_NAMES if (folder / name).exists() and name not in proven]
@@ -6665,25 +6653,22 @@ def _prepare_outputs(samples_dir: Path, metadata_dir: Path, labeling_dir: Option
             if not os.access(str(folder), os.W_OK):
                 raise PermissionError(errno.EACCES, "Permission denied", str(folder))
     except OSError as error:
-        raise SelectionError("cannot write to the output folder {}: {}".format(
-            error.filename or "", error.strerror or _one_line(error))) from None
+        raise _unwritable(error) from None
 
 
 def _present(*folders: Optional[Path]) -> Tuple[Path, ...]:
     return tuple(folder for folder in folders if folder is not None)
 
 
+def _named_folder(paths: Any, channel: str) -> Optional[Path]:
+    """The folder ``paths`` names usably for ``channel``, or None (no error: failures are recorded with it)."""
+    folder = paths.get(channel) if isinstance(paths, Mapping) else None
+    return Path(folder) if isinstance(folder, (str, os.PathLike)) and str(folder) else None
+
+
 def _output_folders(output_paths: Any) -> List[Path]:
     """The output folders that ``output_paths`` names usably (no error when it does not)."""
-    if not isinstance(output_paths, Mapping):
-        return []
-    folders = [output_paths.get(channel) for channel in (SAMPLES_CHANNEL, METADATA_CHANNEL)]
-    return [Path(folder) for folder in folders if isinstance(folder, (str, os.PathLike)) and str(folder)]
-
-
-def _input_folder(input_paths: Any) -> Optional[Path]:
-    folder = input_paths.get(INPUT_CHANNEL) if isinstance(input_paths, Mapping) else None
-    return Path(folder) if isinstance(folder, (str, os.PathLike)) and str(folder) else None
+    return list(_present(*(_named_folder(output_paths, channel) for channel in (SAMPLES_CHANNEL, METADATA_CHANNEL))))
 
 
 def _record_failure(folders: Sequence[Path], input_dir: Optional[Path], error: BaseException,
@@ -6747,18 +6732,21 @@ def _channel(paths: Any, key: str, kind: str) -> Path:
     return Path(value)
 
 
-def _optional_input(input_paths: Any, channel: str) -> Optional[Path]:
-    """The folder of an optional input channel (``OPTIONAL_INPUT_CHANNELS``), or None when it is not given.
+def _optional_inputs(input_paths: Any) -> Dict[str, Path]:
+    """The folders of the optional input channels (``OPTIONAL_INPUT_CHANNELS``) this run was given, by channel.
 
     Missing, None and "" mean not given; a folder that is named must exist.
     """
-    value = input_paths.get(channel) if isinstance(input_paths, Mapping) else None
-    if value is None or (isinstance(value, str) and value == ""):
-        return None
-    folder = _channel(input_paths, channel, "input")
-    if not folder.is_dir():
-        raise SelectionError("input folder {} ({}) does not exist or is not a folder".format(folder, channel))
-    return folder
+    folders = {}
+    for channel in OPTIONAL_INPUT_CHANNELS:
+        value = input_paths.get(channel) if isinstance(input_paths, Mapping) else None
+        if value is None or (isinstance(value, str) and value == ""):
+            continue
+        folders[channel] = _channel(input_paths, channel, "input")
+        if not folders[channel].is_dir():
+            raise SelectionError("input folder {} ({}) does not exist or is not a folder".format(
+                folders[channel], channel))
+    return folders
 
 
 def _check_optional_inputs_apart(inputs: Mapping[str, Path], outputs: Sequence[Path]) -> None:
@@ -6771,23 +6759,16 @@ def _check_optional_inputs_apart(inputs: Mapping[str, Path], outputs: Sequence[P
                                          output, folder, channel))
 
 
-def _optional_inputs(input_paths: Any) -> Dict[str, Path]:
-    """The optional input folders this run was given, by channel."""
-    folders = {channel: _optional_input(input_paths, channel) for channel in OPTIONAL_INPUT_CHANNELS}
-    return {channel: folder for channel, folder in folders.items() if folder is not None}
-
-
 def _outside_optional_inputs(folders: Sequence[Path], input_paths: Any) -> List[Path]:
     """``folders`` without those inside a named optional input folder, where no _FAILURE may be written."""
-    inputs = [input_paths.get(channel) for channel in OPTIONAL_INPUT_CHANNELS] if isinstance(
-        input_paths, Mapping) else []
-    inputs = [_real(Path(folder)) for folder in inputs if isinstance(folder, (str, os.PathLike)) and str(folder)]
+    inputs = [_real(folder) for folder in _present(*(_named_folder(input_paths, channel)
+                                                     for channel in OPTIONAL_INPUT_CHANNELS))]
     return [folder for folder in folders if not any(_is_within(_real(folder), other) for other in inputs)]
 
 
-def _read_previous(input_paths: Any, config: SelectionConfig, outputs: Sequence[Path]) -> Optional[PredictedClasses]:
+def _read_previous(folder: Optional[Path], config: SelectionConfig,
+                   outputs: Sequence[Path]) -> Optional[PredictedClasses]:
     """Last round's predictions when previous_predictions is given (read by the shards, not by a merge)."""
-    folder = _optional_input(input_paths, PREVIOUS_CHANNEL)
     if folder is None:
         return None
     if config.selection_role == "merge":
@@ -6802,10 +6783,8 @@ def _labeling_channel(output_paths: Any, environ_vars: Any) -> Optional[Path]:
     failure is recorded there too."""
     raw = environ_vars.get("LABELING_FORMAT") if isinstance(environ_vars, Mapping) else None
     requested = "" if raw is None else str(raw).strip().lower()
-    folder = output_paths.get(LABELING_CHANNEL) if isinstance(output_paths, Mapping) else None
-    usable = isinstance(folder, (str, os.PathLike)) and str(folder) != ""
     labeling = LABELING_FORMATS_BY_NAME.get(requested or ENV_VARS_BY_NAME["LABELING_FORMAT"].default)
-    return Path(folder) if usable and (labeling is None or labeling.files) else None
+    return _named_folder(output_paths, LABELING_CHANNEL) if labeling is None or labeling.files else None
 
 
 def _check_labeling_channel(config: SelectionConfig, labeling_dir: Optional[Path]) -> None:
@@ -6814,16 +6793,13 @@ def _check_labeling_channel(config: SelectionConfig, labeling_dir: Optional[Path
             config.labeling_format, LABELING_CHANNEL, LABELING_CHANNEL))
 
 
-def _calibration_channel(input_paths: Mapping[str, Any], config: SelectionConfig) -> Optional[Path]:
-    """The calibration_data folder when one is given, checked against the settings (``main`` checks it lies
+def _calibration_channel(folder: Optional[Path], config: SelectionConfig) -> Optional[Path]:
+    """The calibration_data ``folder`` when one is given, checked against the settings (``main`` checks it lies
     apart from the outputs, as every optional input)."""
-    folder = _optional_input(input_paths, CALIBRATION_CHANNEL)
     strategy = strategy_for(config.selection_strategy)
     if folder is None:
         if strategy.needs_calibration:
-            raise SelectionError("SELECTION_STRATEGY={} needs the input {!r} (--{} on the command line): the model's "
-                                 "predictions on held-out labeled rows".format(config.selection_strategy,
-                                                                              CALIBRATION_CHANNEL, CALIBRATION_CHANNEL))
+            raise _no_calibration_error(config)
         return None
     if strategy.use_case != "ssl":
         raise SelectionError("calibration_data is given but SELECTION_STRATEGY={} selects rows for humans to label: "
@@ -6877,16 +6853,17 @@ def main(
         input_dir = _channel(input_paths, INPUT_CHANNEL, "input")
         check_folders_apart(input_dir, samples_dir, metadata_dir, labeling_dir)
         outputs = _present(samples_dir, metadata_dir, labeling_dir)
-        _check_optional_inputs_apart(_optional_inputs(input_paths), outputs)
+        optional_inputs = _optional_inputs(input_paths)
+        _check_optional_inputs_apart(optional_inputs, outputs)
         folders_checked = True  # before any output folder is created (claimed)
         claimed = claim_output_folders(outputs)
         config = parse_environment(environ_vars)
         _check_labeling_channel(config, labeling_dir)
-        calibration_dir = _calibration_channel(input_paths, config)
+        calibration_dir = _calibration_channel(optional_inputs.get(CALIBRATION_CHANNEL), config)
         job_type = _job_type(job_args)
         resources = check_role_fits_instances(config)
-        previous = _read_previous(input_paths, config, outputs)
-        _prepare_outputs(samples_dir, metadata_dir, labeling_dir)
+        previous = _read_previous(optional_inputs.get(PREVIOUS_CHANNEL), config, outputs)
+        _prepare_outputs(outputs)
         logger.info("Strategy %s (use case %s, job type %s, role %s)", config.selection_strategy, config.use_case,
                     job_type, config.selection_role)
         result, inputs, role_files = _run_role(config, input_dir, samples_dir, metadata_dir, outputs, calibration_dir,
@@ -6913,7 +6890,7 @@ def main(
         folders = _outside_optional_inputs(_output_folders(output_paths) + list(_present(labeling_dir)), input_paths)
         if isinstance(error, FolderInUseError):  # only the folders this run holds are its to mark
             folders = [folder for folder, _ in claimed]
-        _record_failure(folders, _input_folder(input_paths), error, written, folders_checked)
+        _record_failure(folders, _named_folder(input_paths, INPUT_CHANNEL), error, written, folders_checked)
         raise
     finally:
         release_output_folders(claimed)
@@ -7046,7 +7023,7 @@ def cli(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str
         args = parser.parse_args(argv)
     except SelectionError as error:
         paths = _paths_despite_errors(argv)
-        _record_failure(_output_folders(paths), _input_folder(paths), error,
+        _record_failure(_output_folders(paths), _named_folder(paths, INPUT_CHANNEL), error,
                         folders_checked=_folders_are_apart(paths))
         logger.error("%s", _one_line(error))
         return 1
