@@ -1450,12 +1450,12 @@ def gradient_embeddings(embeddings: Any, probabilities: Any) -> np.ndarray:
 
     Materialized, so only for small inputs and for checking; ``badge_kmeanspp`` never builds it.
     """
-    H = _as_matrix(embeddings, "embeddings", np.float64)
+    X = _as_matrix(embeddings, "embeddings", np.float64)
     residual = _prediction_residuals(_as_matrix(probabilities, "probabilities", np.float64))
-    if residual.shape[0] != H.shape[0]:
+    if residual.shape[0] != X.shape[0]:
         raise ValueError("embeddings and probabilities have different row counts: {} and {}".format(
-            H.shape[0], residual.shape[0]))
-    return (residual[:, :, None] * H[:, None, :]).reshape(H.shape[0], -1)
+            X.shape[0], residual.shape[0]))
+    return (residual[:, :, None] * X[:, None, :]).reshape(X.shape[0], -1)
 
 
 def badge_kmeanspp(
@@ -1494,17 +1494,17 @@ def _badge_kmeanspp(
     Returns the picked row indices in order and each one's distance to its nearest earlier pick at the
     moment it was picked (the first pick reports its gradient norm, or 1.0 for cosine).
     """
-    H = np.ascontiguousarray(embeddings, dtype=np.float32)
+    X = np.ascontiguousarray(embeddings, dtype=np.float32)
     residual = _prediction_residuals(np.ascontiguousarray(probabilities, dtype=np.float64))
     rng = np.random.default_rng(random_state)
-    n_rows = H.shape[0]
+    n_rows = X.shape[0]
     n_select = min(int(n_select), n_rows)
     weights = sample_weight
-    raw_sq_norms = np.einsum("ij,ij->i", residual, residual) * np.einsum("ij,ij->i", H, H, dtype=np.float64)
+    raw_sq_norms = np.einsum("ij,ij->i", residual, residual) * np.einsum("ij,ij->i", X, X, dtype=np.float64)
     if metric == "cosine":
-        H = _normalize_rows(H.copy())
+        X = _normalize_rows(X.copy())
         residual = _normalize_rows(residual)
-    sq_norms = np.einsum("ij,ij->i", residual, residual) * np.einsum("ij,ij->i", H, H, dtype=np.float64)
+    sq_norms = np.einsum("ij,ij->i", residual, residual) * np.einsum("ij,ij->i", X, X, dtype=np.float64)
     indices = np.empty(n_select, dtype=np.int64)
     distances = np.empty(n_select, dtype=np.float64)
     if n_select == 0:
@@ -1514,11 +1514,11 @@ def _badge_kmeanspp(
     nearest = _NearestCenter(sq_norms, np.full(n_rows, np.inf))
     min_d2 = nearest.d2
     n_classes = residual_by_class.shape[0]
-    bound = _TriangleBound(sq_norms, min_d2, np.zeros(n_rows, dtype=np.intp), np.empty((0, n_classes * H.shape[1])),
-                           np.empty(0), n_select, _pruning_slack(H.shape[1]),
+    bound = _TriangleBound(sq_norms, min_d2, np.zeros(n_rows, dtype=np.intp), np.empty((0, n_classes * X.shape[1])),
+                           np.empty(0), n_select, _pruning_slack(X.shape[1]),
                            gather_cost=_GATHER_COST["badge_kmeanspp"],
-                           check_cost=_CHECK_BYTES["badge_kmeanspp"] / (4 * H.shape[1] + 8 * n_classes))
-    h_row_dots, residual_row_dots = _RowDots(H, rows_axis=0), _RowDots(residual_by_class, rows_axis=1)
+                           check_cost=_CHECK_BYTES["badge_kmeanspp"] / (4 * X.shape[1] + 8 * n_classes))
+    h_row_dots, residual_row_dots = _RowDots(X, rows_axis=0), _RowDots(residual_by_class, rows_axis=1)
     h_dot = np.empty(n_rows, dtype=np.float32)
     dots = np.empty(n_rows, dtype=np.float64)
     chosen = int(np.argmax(raw_sq_norms))
@@ -1526,16 +1526,16 @@ def _badge_kmeanspp(
     distances[0] = 1.0 if metric == "cosine" else math.sqrt(raw_sq_norms[chosen])
     progress = _Progress("BADGE k-means++", n_select)
     for pick in range(1, n_select + 1):
-        gradient = np.multiply.outer(residual_by_class[:, chosen], H[chosen].astype(np.float64)).ravel()
+        gradient = np.multiply.outer(residual_by_class[:, chosen], X[chosen].astype(np.float64)).ravel()
         rows = bound.live_rows(gradient, float(sq_norms[chosen]))
         if rows is None:
-            np.dot(H, H[chosen], out=h_dot)
+            np.dot(X, X[chosen], out=h_dot)
             np.dot(residual_by_class[:, chosen], residual_by_class, out=dots)
             dots *= h_dot
             moved = _with_row(nearest.fold(dots, chosen), chosen)
         else:
             row_dots = residual_row_dots(residual_by_class[:, chosen], rows)
-            row_dots *= h_row_dots(H[chosen], rows)
+            row_dots *= h_row_dots(X[chosen], rows)
             moved = _with_row(nearest.fold(row_dots, chosen, rows), chosen)
         min_d2[chosen] = 0.0
         bound.add_center(gradient, float(sq_norms[chosen]), moved)
@@ -2550,18 +2550,18 @@ def nearest_pick_counts(embeddings: Any, probabilities: Any, picks: np.ndarray, 
 
     Uses ``g_i . g_p = (d_i . d_p)(h_i . h_p)`` in blocks, never the n x C*D gradients.
     """
-    H = np.ascontiguousarray(embeddings, dtype=np.float32)
+    X = np.ascontiguousarray(embeddings, dtype=np.float32)
     residual = _prediction_residuals(np.ascontiguousarray(probabilities, dtype=np.float64))
     if metric == "cosine":
-        H, residual = _normalize_rows(H.copy()), _normalize_rows(residual)
-    sq_norms = np.einsum("ij,ij->i", residual, residual) * np.einsum("ij,ij->i", H, H, dtype=np.float64)
+        X, residual = _normalize_rows(X.copy()), _normalize_rows(residual)
+    sq_norms = np.einsum("ij,ij->i", residual, residual) * np.einsum("ij,ij->i", X, X, dtype=np.float64)
     picks = np.asarray(picks, dtype=np.int64)
-    H_picks, residual_picks, picks_sq_norms = H[picks], residual[picks], sq_norms[picks]
-    nearest = np.empty(H.shape[0], dtype=np.int64)
+    X_picks, residual_picks, picks_sq_norms = X[picks], residual[picks], sq_norms[picks]
+    nearest = np.empty(X.shape[0], dtype=np.int64)
     block = max(1, (1 << 22) // max(1, picks.size))
-    for start in range(0, H.shape[0], block):
+    for start in range(0, X.shape[0], block):
         rows = slice(start, start + block)
-        d2 = (residual[rows] @ residual_picks.T) * (H[rows] @ H_picks.T)
+        d2 = (residual[rows] @ residual_picks.T) * (X[rows] @ X_picks.T)
         d2 *= -2.0
         d2 += sq_norms[rows, None]
         d2 += picks_sq_norms[None, :]
