@@ -3459,13 +3459,16 @@ def class_labels(score_cols: Sequence[str], score_prefix: str) -> List[Any]:
     return classes
 
 
+def _blank(values: pd.Series) -> np.ndarray:
+    return values.map(lambda value: value is None or value != value or (isinstance(value, str) and not value.strip())
+                      ).to_numpy(dtype=bool)
+
+
 def _first_non_number(column: pd.Series) -> Tuple[int, Any]:
     """Position and value of the first cell of ``column`` that is neither a number nor empty."""
     values = column.astype(object)
     coerced = pd.to_numeric(values, errors="coerce").to_numpy()
-    blank = values.map(lambda value: value is None or value != value or (isinstance(value, str)
-                                                                          and not value.strip())).to_numpy(dtype=bool)
-    flagged = np.flatnonzero(np.isnan(coerced.astype(np.float64)) & ~blank)
+    flagged = np.flatnonzero(np.isnan(coerced.astype(np.float64)) & ~_blank(values))
     position = int(flagged[0]) if flagged.size else 0
     return position, values.iloc[position]
 
@@ -3484,12 +3487,11 @@ def _check_finite(values: np.ndarray, names: Sequence[str], what: str) -> None:
     if _all_finite(values):
         return
     bad = ~np.isfinite(values)
-    if bad.any():
-        per_column = bad.sum(axis=0)
-        worst = [(names[j], int(per_column[j])) for j in np.flatnonzero(per_column)[:3]]
-        raise SelectionError("{} contain NaN or inf in {} row(s): {}".format(
-            what, int(bad.any(axis=1).sum()),
-            ", ".join("column {!r} ({} rows)".format(name, count) for name, count in worst)))
+    per_column = bad.sum(axis=0)
+    worst = [(names[j], int(per_column[j])) for j in np.flatnonzero(per_column)[:3]]
+    raise SelectionError("{} contain NaN or inf in {} row(s): {}".format(
+        what, int(bad.any(axis=1).sum()),
+        ", ".join("column {!r} ({} rows)".format(name, count) for name, count in worst)))
 
 
 def probabilities_from_frame(df: pd.DataFrame, score_cols: Sequence[str]) -> Tuple[np.ndarray, str]:
@@ -3793,20 +3795,14 @@ def _arrow_matrix(column: Any, name: str, dtype: Any, offset: int) -> np.ndarray
         raise SelectionError("array column {!r} is empty in row {}".format(name, offset + row + 1))
     if pa.types.is_fixed_size_list(column.type):
         width = column.type.list_size
-        values = column.flatten()
     else:
         lengths = np.diff(column.offsets.to_numpy())
         _check_lengths(lengths, name, offset)
         width = int(lengths[0]) if lengths.size else 0
-        values = column.flatten()
+    values = column.flatten()
     if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)):
         raise SelectionError("array column {!r} must hold arrays of numbers, not {}".format(name, column.type))
     return values.to_numpy(zero_copy_only=False).astype(dtype, copy=False).reshape(len(column), width)
-
-
-def _blank(values: pd.Series) -> np.ndarray:
-    return values.map(lambda value: value is None or value != value or (isinstance(value, str) and not value.strip())
-                      ).to_numpy(dtype=bool)
 
 
 def _text_as_numbers(column: pd.Series) -> Optional[np.ndarray]:
@@ -3956,35 +3952,40 @@ def _plan_columns(columns: Sequence[str], is_number: Callable[[str], bool], conf
     return ColumnPlan(score_cols, vector_cols, source, score_array, False)
 
 
-def _score_names(plan: ColumnPlan, width: int) -> List[str]:
-    """Names of the score matrix's columns: an array column's element k is ``name[k]``."""
-    if plan.score_array:
-        return ["{}[{}]".format(plan.score_columns[0], k) for k in range(width)]
-    return plan.score_columns
+def _element_names(name: str, width: int) -> List[str]:
+    """Names of an array column's elements as matrix columns: element k is ``name[k]``."""
+    return ["{}[{}]".format(name, k) for k in range(width)]
 
 
 def _make_pool(scores: np.ndarray, plan: ColumnPlan, labeled: np.ndarray, vectors: Optional[np.ndarray],
                config: SelectionConfig, known_labels: Optional[np.ndarray] = None) -> Pool:
     if plan.score_array:
-        probabilities, score_kind = scores_to_probabilities(scores, _score_names(plan, scores.shape[1]))
+        names = _element_names(plan.score_columns[0], scores.shape[1])
+        probabilities, score_kind = scores_to_probabilities(scores, names)
         scored = Scores(probabilities, score_kind, list(range(probabilities.shape[1])))
     else:
         scored = read_scores(scores, plan.score_columns, config)
     if vectors is not None:
-        names = (["{}[{}]".format(plan.vector_columns[0], j) for j in range(vectors.shape[1])] if plan.vector_array
-                 else plan.vector_columns)
+        names = _element_names(plan.vector_columns[0], vectors.shape[1]) if plan.vector_array else plan.vector_columns
         _check_finite(vectors, names, "embedding/feature columns")
     return Pool(scored.probabilities, scored.classes, labeled, vectors, plan.score_columns, scored.interpretation,
                 plan.vector_columns, plan.vector_source, known_labels=known_labels, members=scored.members)
 
 
-def _fill_rows(target: Optional[np.ndarray], n_rows: int, rows: slice, block: np.ndarray, name: str) -> np.ndarray:
-    """``target`` (allocated on the first block, as wide as it) with ``block`` in ``rows``."""
+def _fill_rows(target: Optional[np.ndarray], n_rows: int, rows: slice, table: Any, names: Sequence[str],
+               array: bool, dtype: Any) -> Optional[np.ndarray]:
+    """``target`` with the Arrow ``table``'s columns ``names`` in ``rows``; for one array column (``array``), its
+    elements, ``target`` being allocated on the first block, as wide as the arrays."""
+    if not array:
+        for j, name in enumerate(names):
+            target[rows, j] = table.column(name).to_numpy()
+        return target
+    block = _arrow_matrix(table.column(names[0]), names[0], dtype, rows.start)
     if target is None:
         target = np.empty((n_rows, block.shape[1]), dtype=block.dtype)
     elif block.shape[1] != target.shape[1]:
         raise SelectionError("array column {!r} holds arrays of different lengths: {} values in row 1, {} in row "
-                             "{}".format(name, target.shape[1], block.shape[1], rows.start + 1))
+                             "{}".format(names[0], target.shape[1], block.shape[1], rows.start + 1))
     target[rows] = block
     return target
 
@@ -4005,6 +4006,17 @@ def resolve_output_format(requested: Optional[str], input_format: str) -> str:
 class DataFile(NamedTuple):
     path: Path
     fmt: str
+
+
+def _reading(path: Path, read: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``read(*args, **kwargs)``, any error but a SelectionError (which names its cause) becoming one line naming
+    ``path``."""
+    try:
+        return read(*args, **kwargs)
+    except SelectionError:
+        raise
+    except Exception as error:
+        raise SelectionError("cannot read {}: {}".format(path, _one_line(error))) from None
 
 
 _DATA_SUFFIXES = ((".csv", "csv"), (".csv.gz", "csv"), (".tsv", "tsv"), (".tsv.gz", "tsv"),
@@ -4389,12 +4401,7 @@ def _with_ranges(table: Any, file_columns: FileColumns, row_numbers: np.ndarray,
 
 def read_file_columns(data_file: DataFile, csv_columns: Sequence[str] = ()) -> FileColumns:
     """What ``data_file`` declares: its columns, and their types where the format has them."""
-    try:
-        found = _FILE_READERS[data_file.fmt][0](data_file, csv_columns)
-    except SelectionError:
-        raise
-    except Exception as error:
-        raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
+    found = _reading(data_file.path, _FILE_READERS[data_file.fmt][0], data_file, csv_columns)
     duplicated = sorted({name for name in found.names if found.names.count(name) > 1})
     if duplicated:
         raise SelectionError("{} has duplicate column name(s) {}".format(data_file.path, _preview(duplicated)))
@@ -4539,15 +4546,6 @@ def _unified(table: Any, source: InputTable) -> Any:
     return table if table.schema.equals(schema) else table.cast(schema)
 
 
-def _read_file(data_file: DataFile, file_columns: FileColumns, source: InputTable) -> pd.DataFrame:
-    try:
-        return _FILE_READERS[data_file.fmt][1](data_file, file_columns, source)
-    except SelectionError:
-        raise
-    except Exception as error:
-        raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
-
-
 def _read_parquet(data_file: DataFile, file_columns: FileColumns, source: InputTable) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
@@ -4608,7 +4606,7 @@ def load_inference_data(inference_data_dir: Any, id_field: str = "id",
 def read_input_table(source: InputTable) -> Tuple[pd.DataFrame, List[int]]:
     """Every file of ``source`` as one table (header-only parts add no rows), and the number of rows each
     file gave, in file order."""
-    frames = [_read_file(data_file, file_columns, source)
+    frames = [_reading(data_file.path, _FILE_READERS[data_file.fmt][1], data_file, file_columns, source)
               for data_file, file_columns in zip(source.files, source.file_columns)]
     filled = [frame for frame in frames if len(frame)] or frames[:1]
     table = filled[0] if len(filled) == 1 else pd.concat(filled, ignore_index=True)
@@ -4728,25 +4726,11 @@ def pool_from_parquet(source: InputTable, config: SelectionConfig, keep_ids: boo
     for data_file, file_columns, reader in zip(source.files, source.file_columns, readers):
         file_start = offset
         for group in range(reader.num_row_groups):
-            try:
-                table = reader.read_row_group(group, columns=_stored(wanted, file_columns))
-            except Exception as error:
-                raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
+            table = _reading(data_file.path, reader.read_row_group, group, columns=_stored(wanted, file_columns))
             table = _with_ranges(table, file_columns, np.arange(table.num_rows) + (offset - file_start), wanted)
             rows = slice(offset, offset + table.num_rows)
-            if plan.score_array:
-                scores = _fill_rows(scores, n_rows, rows, _arrow_matrix(table.column(score_cols[0]), score_cols[0],
-                                                                        np.float64, offset), score_cols[0])
-            else:
-                for j, name in enumerate(score_cols):
-                    scores[rows, j] = table.column(name).to_numpy()
-            if plan.vector_array:
-                vectors = _fill_rows(vectors, n_rows, rows, _arrow_matrix(table.column(vector_cols[0]),
-                                                                          vector_cols[0], np.float32, offset),
-                                     vector_cols[0])
-            else:
-                for j, name in enumerate(vector_cols):
-                    vectors[rows, j] = table.column(name).to_numpy()
+            scores = _fill_rows(scores, n_rows, rows, table, score_cols, plan.score_array, np.float64)
+            vectors = _fill_rows(vectors, n_rows, rows, table, vector_cols, plan.vector_array, np.float32)
             ids.append(table.column(config.id_field).to_pandas())
             if config.label_field:
                 labels = _arrow_to_pandas(table.select([config.label_field]))  # integers with nulls stay exact
@@ -4885,10 +4869,8 @@ class ParquetSource(TableSource):
         import pyarrow as pa
 
         data_file = self.table.files[index]
-        try:
-            return pa.concat_tables(_rows_of_file(data_file, self.table.file_columns[index], rows, self.table))
-        except Exception as error:
-            raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
+        return _reading(data_file.path, lambda: pa.concat_tables(
+            _rows_of_file(data_file, self.table.file_columns[index], rows, self.table)))
 
 
 def open_source(table: InputTable) -> TableSource:
