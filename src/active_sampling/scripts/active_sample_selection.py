@@ -3357,7 +3357,7 @@ def validate_label_settings(config: SelectionConfig) -> None:
 
 def committee_prefixes(text: Optional[str]) -> Tuple[str, ...]:
     """COMMITTEE_PREFIXES as its prefixes, in order: comma-separated, spaces around each one removed."""
-    return tuple(prefix.strip() for prefix in text.split(",")) if text else ()
+    return tuple(_name_list(text))
 
 
 def validate_committee_settings(config: SelectionConfig) -> None:
@@ -4207,8 +4207,9 @@ class FileColumns(NamedTuple):
 _NUMBER_TEXT = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*\Z")
 
 
-def _csv_header(data_file: DataFile, csv_columns: Sequence[str] = ()) -> Tuple[List[str], bool, bool]:
-    """The column names of a csv/tsv file, whether a data row follows them, and whether the file has a header.
+def _csv_columns(data_file: DataFile, csv_columns: Sequence[str] = ()) -> FileColumns:
+    """What a csv/tsv file declares: its column names, no rows (0) when no data row follows them, and whether
+    the file has a header.
 
     The first line is read with the csv module before pandas can rename anything. It is the header unless
     CSV_COLUMNS names the columns: then it is the header only when it is exactly those names, and a data
@@ -4221,15 +4222,15 @@ def _csv_header(data_file: DataFile, csv_columns: Sequence[str] = ()) -> Tuple[L
         first = next(reader, None)
         second = next((row for row in reader if row), None)  # pandas skips blank lines too
     if not first:
-        return [], False, True  # a file with no bytes: an empty partition
+        return FileColumns([], {}, 0, [], {})  # a file with no bytes: an empty partition
     if csv_columns:
         names = list(csv_columns)
         if first == names:
-            return names, second is not None, True
+            return FileColumns(names, {}, None if second is not None else 0, [], {})
         if len(first) != len(names):
             raise SelectionError("{}: its first line has {} fields but CSV_COLUMNS names {} columns (and it is not "
                                  "the header CSV_COLUMNS names)".format(data_file.path, len(first), len(names)))
-        return names, True, False
+        return FileColumns(names, {}, None, [], {}, has_header=False)
     numbers = [cell for cell in first if _NUMBER_TEXT.match(cell)]
     if numbers:
         raise SelectionError("{}: its first line holds the number {!r}, so it is a data row, not a header (Batch "
@@ -4242,7 +4243,7 @@ def _csv_header(data_file: DataFile, csv_columns: Sequence[str] = ()) -> Tuple[L
     if second is not None and len(second) > len(first):
         raise SelectionError("{}: the first data row has {} fields but the header has {} (a trailing separator?)"
                              .format(data_file.path, len(second), len(first)))
-    return first, second is not None, True
+    return FileColumns(first, {}, None if second is not None else 0, [], {})
 
 
 _JSON_CHUNK_BYTES = 1 << 24  # lines are parsed this many bytes at a time to learn the columns' types
@@ -4270,9 +4271,10 @@ def _json_chunks(data_file: DataFile) -> Iterable[bytes]:
             yield rest
 
 
-def _unify_json_types(a: Any, b: Any, name: str, path: Path) -> Any:
+def _unify_json_types(a: Any, b: Any, name: Optional[str], path: Path) -> Any:
     """The one type a JSON field has when one part of the file gives ``a`` and another ``b``: null gives way,
-    integers and floats make floats (as Arrow does within one read), lists and objects unify element-wise."""
+    integers and floats make floats (as Arrow does within one read), lists and objects unify element-wise.
+    ``name`` is the field's dotted name; None for a whole line, whose fields are named by themselves."""
     import pyarrow as pa
 
     if a == b or pa.types.is_null(b):
@@ -4286,7 +4288,8 @@ def _unify_json_types(a: Any, b: Any, name: str, path: Path) -> Any:
     if pa.types.is_struct(a) and pa.types.is_struct(b):
         fields = {field.name: field.type for field in a}
         for field in b:
-            fields[field.name] = (_unify_json_types(fields[field.name], field.type, name + "." + field.name, path)
+            inner = field.name if name is None else name + "." + field.name
+            fields[field.name] = (_unify_json_types(fields[field.name], field.type, inner, path)
                                   if field.name in fields else field.type)
         return pa.struct(list(fields.items()))
     raise SelectionError("cannot read {}: field {!r} is {} in some lines and {} in others".format(path, name, a, b))
@@ -4311,15 +4314,12 @@ def _json_lines_schema(data_file: DataFile) -> Tuple[Optional[Any], int]:
     if not head.startswith(b"{"):
         raise SelectionError("{} is not JSON Lines: it starts with {!r}, and JSON Lines holds one object ({{...}}) per "
                              "line".format(data_file.path, head[:1].decode("latin-1")))
-    fields: Dict[str, Any] = {}
-    rows = 0
+    line_type, rows = pa.struct([]), 0
     for chunk in _json_chunks(data_file):
         table = pj.read_json(io.BytesIO(chunk))
         rows += table.num_rows
-        for field in table.schema:
-            fields[field.name] = (_unify_json_types(fields[field.name], field.type, field.name, data_file.path)
-                                  if field.name in fields else field.type)
-    return (pa.schema(list(fields.items())) if fields else None), rows
+        line_type = _unify_json_types(line_type, pa.struct(list(table.schema)), None, data_file.path)
+    return (pa.schema(list(line_type)) if line_type.num_fields else None), rows
 
 
 def _flattened(table: Any) -> Any:
@@ -4408,9 +4408,8 @@ def read_file_columns(data_file: DataFile, csv_columns: Sequence[str] = ()) -> F
     return found
 
 
-def common_columns(files: Sequence[DataFile], found: Optional[Sequence[FileColumns]] = None) -> List[str]:
+def common_columns(files: Sequence[DataFile], found: Sequence[FileColumns]) -> List[str]:
     """The column names shared by every file, in the first file's order; different columns are an error."""
-    found = [read_file_columns(data_file) for data_file in files] if found is None else found
     first = found[0].names
     for other, columns in zip(files[1:], found[1:]):
         names = columns.names
@@ -4484,8 +4483,9 @@ def scan_input(root: Path, config: SelectionConfig, forbidden: Sequence[Path] = 
     required, parsed = numeric_columns(columns, config)
     strict = {config.id_field, config.label_field}
     # In a mix of csv and parquet parts, a column that parquet types as numbers is read as numbers from csv.
-    typed = {name for data_file, file_columns in zip(files, found) if data_file.fmt in _TYPED_FORMATS
-             for name in columns if _arrow_kind(file_columns.arrow_types[name]) in ("integer", "float")} - strict
+    typed_files = [file_columns for data_file, file_columns in zip(files, found) if data_file.fmt in _TYPED_FORMATS]
+    typed = {name for file_columns in typed_files for name in columns
+             if _arrow_kind(file_columns.arrow_types[name]) in ("integer", "float")} - strict
     as_numbers = set(parsed) | typed
     declared: Dict[str, List[Tuple[str, DataFile]]] = {name: [] for name in columns}
     for data_file, file_columns in zip(files, found):
@@ -4496,7 +4496,6 @@ def scan_input(root: Path, config: SelectionConfig, forbidden: Sequence[Path] = 
                 declared[name].append((kind, data_file))
     required += sorted(typed - set(required))
     kinds = {name: _agreed_kind(name, declared[name], name in strict) for name in columns}
-    typed_files = [file_columns for data_file, file_columns in zip(files, found) if data_file.fmt in _TYPED_FORMATS]
     arrow_types = {name: agreed_arrow_type([file_columns.arrow_types[name] for file_columns in typed_files])
                    for name in columns} if typed_files else {}
     index_columns = sorted({name for file_columns in found for name in file_columns.index_columns})
@@ -4552,11 +4551,6 @@ def _read_parquet(data_file: DataFile, file_columns: FileColumns, source: InputT
     table = pq.read_table(str(data_file.path), columns=_stored(source.columns, file_columns))
     table = _with_ranges(table, file_columns, np.arange(table.num_rows), source.columns)
     return _arrow_to_pandas(_unified(table, source))
-
-
-def _csv_columns(data_file: DataFile, csv_columns: Sequence[str]) -> FileColumns:
-    header, has_rows, has_header = _csv_header(data_file, csv_columns)
-    return FileColumns(header, {}, None if has_rows else 0, [], {}, has_header)
 
 
 def _read_csv(data_file: DataFile, file_columns: FileColumns, source: InputTable) -> pd.DataFrame:
