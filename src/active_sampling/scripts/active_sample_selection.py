@@ -3417,7 +3417,7 @@ def extract_score_columns(
             raise SelectionError("SCORE_FIELD column {!r} not found; columns are: {}".format(
                 score_field, _preview(names)))
         return [score_field]
-    prefixed = [name for name in names if name.startswith(score_prefix) and len(name) > len(score_prefix)]
+    prefixed = _prefixed_columns(names, score_prefix)
     if len(prefixed) == 1:
         raise SelectionError(
             "{!r} is the only column starting with SCORE_FIELD_PREFIX={!r}: one per-class column cannot say what "
@@ -3425,7 +3425,7 @@ def extract_score_columns(
             "as the probability of class 1 (classes 0 and 1)".format(
                 prefixed[0], score_prefix, score_prefix, score_prefix, prefixed[0]))
     if prefixed:
-        return sorted(prefixed, key=lambda name: _class_sort_key(name[len(score_prefix):]))
+        return prefixed
     for family in (LLM_SCORE_COLUMNS, RULESET_SCORE_COLUMNS):
         present = [name for name in family if name in names]
         if present:
@@ -3434,6 +3434,12 @@ def extract_score_columns(
         "no score columns found: looked for SCORE_FIELD (unset), columns starting with SCORE_FIELD_PREFIX={!r}, "
         "then {}; columns are: {}".format(score_prefix, ", ".join(LLM_SCORE_COLUMNS + RULESET_SCORE_COLUMNS),
                                           _preview(names)))
+
+
+def _prefixed_columns(names: Sequence[str], prefix: str) -> List[str]:
+    """The columns named ``<prefix><class>``, ordered by class (numerically when the classes are integers)."""
+    own = [name for name in names if name.startswith(prefix) and len(name) > len(prefix)]
+    return sorted(own, key=lambda name: _class_sort_key(name[len(prefix):]))
 
 
 def _class_sort_key(suffix: str) -> Tuple[int, Any]:
@@ -3620,11 +3626,11 @@ def committee_columns(columns: Sequence[str], prefixes: Sequence[str]) -> Commit
     names = list(columns)
     members = []
     for prefix in prefixes:
-        own = [name for name in names if name.startswith(prefix) and len(name) > len(prefix)]
+        own = _prefixed_columns(names, prefix)
         if not own:
             raise SelectionError("COMMITTEE_PREFIXES member {!r} has no columns: none start with it; columns are: "
                                  "{}".format(prefix, _preview(names)))
-        members.append(sorted(own, key=lambda name, cut=len(prefix): _class_sort_key(name[cut:])))
+        members.append(own)
     owner: Dict[str, str] = {}
     for prefix, own in zip(prefixes, members):
         for name in own:
@@ -4080,19 +4086,15 @@ def file_format(path: Path) -> str:
     name = path.name.lower()
     batch_transform = name.endswith(_BATCH_TRANSFORM_SUFFIX)
     inner = Path(path.name[:-len(_BATCH_TRANSFORM_SUFFIX)]) if batch_transform else path
-    by_name = _data_format(inner)
-    if by_name is None and inner.name.lower().endswith(_JSON_LINES_SUFFIXES):
-        by_name = "jsonl"
-    if by_name is None and _UNREADABLE_DATA.search(inner.name.lower()):
-        raise SelectionError("cannot read {}: a table in a form this step does not read (it reads {})".format(
-            path, _OTHER_FORMATS_HINT))
+    by_name = _data_format(inner) or ("jsonl" if inner.name.lower().endswith(_JSON_LINES_SUFFIXES) else None)
     if by_name is not None:
         return by_name
-    by_content = _format_from_content(path)
+    if _UNREADABLE_DATA.search(inner.name.lower()):
+        raise SelectionError("cannot read {}: a table in a form this step does not read (it reads {})".format(
+            path, _OTHER_FORMATS_HINT))
+    by_content = _format_from_content(path) or ("csv" if batch_transform else None)
     if by_content is not None:
         return by_content
-    if batch_transform:
-        return "csv"
     raise SelectionError("cannot read {}: not a table this step reads (it reads {}); only markers, .crc sidecars "
                          "and hidden files are skipped, so move this file out of the input".format(
                              path, _OTHER_FORMATS_HINT))
@@ -4706,9 +4708,7 @@ def pool_from_parquet(source: InputTable, config: SelectionConfig, keep_ids: boo
             raise SelectionError("{} column {!r} must hold numbers, but its parquet type is {}".format(
                 what, text[0], source.arrow_types[text[0]]))
     readers = [pq.ParquetFile(str(data_file.path)) for data_file in source.files]
-    n_rows = sum(reader.metadata.num_rows for reader in readers)
-    if n_rows == 0:
-        raise SelectionError("the input under {} has no rows".format(source.root))
+    n_rows = sum(reader.metadata.num_rows for reader in readers)  # > 0: scan_input leaves out files without rows
     scores = None if plan.score_array else np.empty((n_rows, len(score_cols)), dtype=np.float64)
     vectors = None if plan.vector_array or not vector_cols else np.empty((n_rows, len(vector_cols)), dtype=np.float32)
     labeled = np.zeros(n_rows, dtype=bool)
