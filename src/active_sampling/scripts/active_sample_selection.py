@@ -4058,17 +4058,13 @@ _OTHER_FORMATS_HINT = (".csv, .tsv (also .gz), .parquet, .pq, .jsonl, .json (JSO
                        "and parquet of any name")
 
 
-def _first_bytes(path: Path, count: int = 4096) -> bytes:
-    try:
-        with open(str(path), "rb") as handle:
-            return handle.read(count)
-    except OSError as error:
-        raise SelectionError("cannot read {}: {}".format(path, error.strerror or _one_line(error))) from None
-
-
 def _format_from_content(path: Path) -> Optional[str]:
     """parquet by its magic bytes, JSON Lines by a first '{', otherwise None."""
-    head = _first_bytes(path)
+    try:
+        with open(str(path), "rb") as handle:
+            head = handle.read(4096)
+    except OSError as error:
+        raise SelectionError("cannot read {}: {}".format(path, error.strerror or _one_line(error))) from None
     if head.startswith(_PARQUET_MAGIC):
         return "parquet"
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
@@ -4333,18 +4329,14 @@ def _flattened(table: Any) -> Any:
     return table
 
 
-def _json_lines_table(data_file: DataFile, schema: Any = None) -> Optional[Any]:
-    """A JSON Lines file as an Arrow table (None: no lines): arrays are list columns, objects' fields
-    ``outer.inner`` columns, each field of the one type ``_json_lines_schema`` finds (or ``schema``)."""
+def _json_lines_table(data_file: DataFile, schema: Any) -> Any:
+    """A JSON Lines file as an Arrow table read with its ``schema`` (from ``_json_lines_schema``; files without
+    lines never get here): arrays are list columns, objects' fields ``outer.inner`` columns."""
     import io
 
     import pyarrow as pa
     import pyarrow.json as pj
 
-    if schema is None:
-        schema, _ = _json_lines_schema(data_file)
-    if schema is None:
-        return None
     options = pj.ParseOptions(explicit_schema=schema)
     return _flattened(pa.concat_tables([pj.read_json(io.BytesIO(chunk), parse_options=options)
                                         for chunk in _json_chunks(data_file)]))
