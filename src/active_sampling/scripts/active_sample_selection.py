@@ -3743,7 +3743,7 @@ def _is_array_cell(value: Any) -> bool:
 
 def _holds_arrays(column: pd.Series) -> bool:
     """True when the first filled cell is an array, or text that is a JSON array (a CSV cell)."""
-    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+    if pd.api.types.is_numeric_dtype(column):  # boolean columns included
         return False
     for value in column:
         if _is_array_cell(value):
