@@ -3375,7 +3375,7 @@ def validate_label_settings(config: SelectionConfig) -> None:
 
 def committee_prefixes(text: Optional[str]) -> Tuple[str, ...]:
     """COMMITTEE_PREFIXES as its prefixes, in order: comma-separated, spaces around each one removed."""
-    return tuple(prefix.strip() for prefix in text.split(",")) if text else ()
+    return tuple(_name_list(text))
 
 
 def validate_committee_settings(config: SelectionConfig) -> None:
@@ -3435,7 +3435,7 @@ def extract_score_columns(
             raise SelectionError("SCORE_FIELD column {!r} not found; columns are: {}".format(
                 score_field, _preview(names)))
         return [score_field]
-    prefixed = [name for name in names if name.startswith(score_prefix) and len(name) > len(score_prefix)]
+    prefixed = _prefixed_columns(names, score_prefix)
     if len(prefixed) == 1:
         raise SelectionError(
             "{!r} is the only column starting with SCORE_FIELD_PREFIX={!r}: one per-class column cannot say what "
@@ -3443,7 +3443,7 @@ def extract_score_columns(
             "as the probability of class 1 (classes 0 and 1)".format(
                 prefixed[0], score_prefix, score_prefix, score_prefix, prefixed[0]))
     if prefixed:
-        return sorted(prefixed, key=lambda name: _class_sort_key(name[len(score_prefix):]))
+        return prefixed
     for family in (LLM_SCORE_COLUMNS, RULESET_SCORE_COLUMNS):
         present = [name for name in family if name in names]
         if present:
@@ -3452,6 +3452,12 @@ def extract_score_columns(
         "no score columns found: looked for SCORE_FIELD (unset), columns starting with SCORE_FIELD_PREFIX={!r}, "
         "then {}; columns are: {}".format(score_prefix, ", ".join(LLM_SCORE_COLUMNS + RULESET_SCORE_COLUMNS),
                                           _preview(names)))
+
+
+def _prefixed_columns(names: Sequence[str], prefix: str) -> List[str]:
+    """The columns named ``<prefix><class>``, ordered by class (numerically when the classes are integers)."""
+    own = [name for name in names if name.startswith(prefix) and len(name) > len(prefix)]
+    return sorted(own, key=lambda name: _class_sort_key(name[len(prefix):]))
 
 
 def _class_sort_key(suffix: str) -> Tuple[int, Any]:
@@ -3477,13 +3483,16 @@ def class_labels(score_cols: Sequence[str], score_prefix: str) -> List[Any]:
     return classes
 
 
+def _blank(values: pd.Series) -> np.ndarray:
+    return values.map(lambda value: value is None or value != value or (isinstance(value, str) and not value.strip())
+                      ).to_numpy(dtype=bool)
+
+
 def _first_non_number(column: pd.Series) -> Tuple[int, Any]:
     """Position and value of the first cell of ``column`` that is neither a number nor empty."""
     values = column.astype(object)
     coerced = pd.to_numeric(values, errors="coerce").to_numpy()
-    blank = values.map(lambda value: value is None or value != value or (isinstance(value, str)
-                                                                          and not value.strip())).to_numpy(dtype=bool)
-    flagged = np.flatnonzero(np.isnan(coerced.astype(np.float64)) & ~blank)
+    flagged = np.flatnonzero(np.isnan(coerced.astype(np.float64)) & ~_blank(values))
     position = int(flagged[0]) if flagged.size else 0
     return position, values.iloc[position]
 
@@ -3502,12 +3511,11 @@ def _check_finite(values: np.ndarray, names: Sequence[str], what: str) -> None:
     if _all_finite(values):
         return
     bad = ~np.isfinite(values)
-    if bad.any():
-        per_column = bad.sum(axis=0)
-        worst = [(names[j], int(per_column[j])) for j in np.flatnonzero(per_column)[:3]]
-        raise SelectionError("{} contain NaN or inf in {} row(s): {}".format(
-            what, int(bad.any(axis=1).sum()),
-            ", ".join("column {!r} ({} rows)".format(name, count) for name, count in worst)))
+    per_column = bad.sum(axis=0)
+    worst = [(names[j], int(per_column[j])) for j in np.flatnonzero(per_column)[:3]]
+    raise SelectionError("{} contain NaN or inf in {} row(s): {}".format(
+        what, int(bad.any(axis=1).sum()),
+        ", ".join("column {!r} ({} rows)".format(name, count) for name, count in worst)))
 
 
 def probabilities_from_frame(df: pd.DataFrame, score_cols: Sequence[str]) -> Tuple[np.ndarray, str]:
@@ -3636,11 +3644,11 @@ def committee_columns(columns: Sequence[str], prefixes: Sequence[str]) -> Commit
     names = list(columns)
     members = []
     for prefix in prefixes:
-        own = [name for name in names if name.startswith(prefix) and len(name) > len(prefix)]
+        own = _prefixed_columns(names, prefix)
         if not own:
             raise SelectionError("COMMITTEE_PREFIXES member {!r} has no columns: none start with it; columns are: "
                                  "{}".format(prefix, _preview(names)))
-        members.append(sorted(own, key=lambda name, cut=len(prefix): _class_sort_key(name[cut:])))
+        members.append(own)
     owner: Dict[str, str] = {}
     for prefix, own in zip(prefixes, members):
         for name in own:
@@ -3753,7 +3761,7 @@ def _is_array_cell(value: Any) -> bool:
 
 def _holds_arrays(column: pd.Series) -> bool:
     """True when the first filled cell is an array, or text that is a JSON array (a CSV cell)."""
-    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+    if pd.api.types.is_numeric_dtype(column):  # boolean columns included
         return False
     for value in column:
         if _is_array_cell(value):
@@ -3811,20 +3819,14 @@ def _arrow_matrix(column: Any, name: str, dtype: Any, offset: int) -> np.ndarray
         raise SelectionError("array column {!r} is empty in row {}".format(name, offset + row + 1))
     if pa.types.is_fixed_size_list(column.type):
         width = column.type.list_size
-        values = column.flatten()
     else:
         lengths = np.diff(column.offsets.to_numpy())
         _check_lengths(lengths, name, offset)
         width = int(lengths[0]) if lengths.size else 0
-        values = column.flatten()
+    values = column.flatten()
     if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)):
         raise SelectionError("array column {!r} must hold arrays of numbers, not {}".format(name, column.type))
     return values.to_numpy(zero_copy_only=False).astype(dtype, copy=False).reshape(len(column), width)
-
-
-def _blank(values: pd.Series) -> np.ndarray:
-    return values.map(lambda value: value is None or value != value or (isinstance(value, str) and not value.strip())
-                      ).to_numpy(dtype=bool)
 
 
 def _text_as_numbers(column: pd.Series) -> Optional[np.ndarray]:
@@ -3974,35 +3976,40 @@ def _plan_columns(columns: Sequence[str], is_number: Callable[[str], bool], conf
     return ColumnPlan(score_cols, vector_cols, source, score_array, False)
 
 
-def _score_names(plan: ColumnPlan, width: int) -> List[str]:
-    """Names of the score matrix's columns: an array column's element k is ``name[k]``."""
-    if plan.score_array:
-        return ["{}[{}]".format(plan.score_columns[0], k) for k in range(width)]
-    return plan.score_columns
+def _element_names(name: str, width: int) -> List[str]:
+    """Names of an array column's elements as matrix columns: element k is ``name[k]``."""
+    return ["{}[{}]".format(name, k) for k in range(width)]
 
 
 def _make_pool(scores: np.ndarray, plan: ColumnPlan, labeled: np.ndarray, vectors: Optional[np.ndarray],
                config: SelectionConfig, known_labels: Optional[np.ndarray] = None) -> Pool:
     if plan.score_array:
-        probabilities, score_kind = scores_to_probabilities(scores, _score_names(plan, scores.shape[1]))
+        names = _element_names(plan.score_columns[0], scores.shape[1])
+        probabilities, score_kind = scores_to_probabilities(scores, names)
         scored = Scores(probabilities, score_kind, list(range(probabilities.shape[1])))
     else:
         scored = read_scores(scores, plan.score_columns, config)
     if vectors is not None:
-        names = (["{}[{}]".format(plan.vector_columns[0], j) for j in range(vectors.shape[1])] if plan.vector_array
-                 else plan.vector_columns)
+        names = _element_names(plan.vector_columns[0], vectors.shape[1]) if plan.vector_array else plan.vector_columns
         _check_finite(vectors, names, "embedding/feature columns")
     return Pool(scored.probabilities, scored.classes, labeled, vectors, plan.score_columns, scored.interpretation,
                 plan.vector_columns, plan.vector_source, known_labels=known_labels, members=scored.members)
 
 
-def _fill_rows(target: Optional[np.ndarray], n_rows: int, rows: slice, block: np.ndarray, name: str) -> np.ndarray:
-    """``target`` (allocated on the first block, as wide as it) with ``block`` in ``rows``."""
+def _fill_rows(target: Optional[np.ndarray], n_rows: int, rows: slice, table: Any, names: Sequence[str],
+               array: bool, dtype: Any) -> Optional[np.ndarray]:
+    """``target`` with the Arrow ``table``'s columns ``names`` in ``rows``; for one array column (``array``), its
+    elements, ``target`` being allocated on the first block, as wide as the arrays."""
+    if not array:
+        for j, name in enumerate(names):
+            target[rows, j] = table.column(name).to_numpy()
+        return target
+    block = _arrow_matrix(table.column(names[0]), names[0], dtype, rows.start)
     if target is None:
         target = np.empty((n_rows, block.shape[1]), dtype=block.dtype)
     elif block.shape[1] != target.shape[1]:
         raise SelectionError("array column {!r} holds arrays of different lengths: {} values in row 1, {} in row "
-                             "{}".format(name, target.shape[1], block.shape[1], rows.start + 1))
+                             "{}".format(names[0], target.shape[1], block.shape[1], rows.start + 1))
     target[rows] = block
     return target
 
@@ -4023,6 +4030,17 @@ def resolve_output_format(requested: Optional[str], input_format: str) -> str:
 class DataFile(NamedTuple):
     path: Path
     fmt: str
+
+
+def _reading(path: Path, read: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``read(*args, **kwargs)``, any error but a SelectionError (which names its cause) becoming one line naming
+    ``path``."""
+    try:
+        return read(*args, **kwargs)
+    except SelectionError:
+        raise
+    except Exception as error:
+        raise SelectionError("cannot read {}: {}".format(path, _one_line(error))) from None
 
 
 _DATA_SUFFIXES = ((".csv", "csv"), (".csv.gz", "csv"), (".tsv", "tsv"), (".tsv.gz", "tsv"),
@@ -4058,17 +4076,13 @@ _OTHER_FORMATS_HINT = (".csv, .tsv (also .gz), .parquet, .pq, .jsonl, .json (JSO
                        "and parquet of any name")
 
 
-def _first_bytes(path: Path, count: int = 4096) -> bytes:
-    try:
-        with open(str(path), "rb") as handle:
-            return handle.read(count)
-    except OSError as error:
-        raise SelectionError("cannot read {}: {}".format(path, error.strerror or _one_line(error))) from None
-
-
 def _format_from_content(path: Path) -> Optional[str]:
     """parquet by its magic bytes, JSON Lines by a first '{', otherwise None."""
-    head = _first_bytes(path)
+    try:
+        with open(str(path), "rb") as handle:
+            head = handle.read(4096)
+    except OSError as error:
+        raise SelectionError("cannot read {}: {}".format(path, error.strerror or _one_line(error))) from None
     if head.startswith(_PARQUET_MAGIC):
         return "parquet"
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
@@ -4086,19 +4100,15 @@ def file_format(path: Path) -> str:
     name = path.name.lower()
     batch_transform = name.endswith(_BATCH_TRANSFORM_SUFFIX)
     inner = Path(path.name[:-len(_BATCH_TRANSFORM_SUFFIX)]) if batch_transform else path
-    by_name = _data_format(inner)
-    if by_name is None and inner.name.lower().endswith(_JSON_LINES_SUFFIXES):
-        by_name = "jsonl"
-    if by_name is None and _UNREADABLE_DATA.search(inner.name.lower()):
-        raise SelectionError("cannot read {}: a table in a form this step does not read (it reads {})".format(
-            path, _OTHER_FORMATS_HINT))
+    by_name = _data_format(inner) or ("jsonl" if inner.name.lower().endswith(_JSON_LINES_SUFFIXES) else None)
     if by_name is not None:
         return by_name
-    by_content = _format_from_content(path)
+    if _UNREADABLE_DATA.search(inner.name.lower()):
+        raise SelectionError("cannot read {}: a table in a form this step does not read (it reads {})".format(
+            path, _OTHER_FORMATS_HINT))
+    by_content = _format_from_content(path) or ("csv" if batch_transform else None)
     if by_content is not None:
         return by_content
-    if batch_transform:
-        return "csv"
     raise SelectionError("cannot read {}: not a table this step reads (it reads {}); only markers, .crc sidecars "
                          "and hidden files are skipped, so move this file out of the input".format(
                              path, _OTHER_FORMATS_HINT))
@@ -4213,8 +4223,9 @@ class FileColumns(NamedTuple):
 _NUMBER_TEXT = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*\Z")
 
 
-def _csv_header(data_file: DataFile, csv_columns: Sequence[str] = ()) -> Tuple[List[str], bool, bool]:
-    """The column names of a csv/tsv file, whether a data row follows them, and whether the file has a header.
+def _csv_columns(data_file: DataFile, csv_columns: Sequence[str] = ()) -> FileColumns:
+    """What a csv/tsv file declares: its column names, no rows (0) when no data row follows them, and whether
+    the file has a header.
 
     The first line is read with the csv module before pandas can rename anything. It is the header unless
     CSV_COLUMNS names the columns: then it is the header only when it is exactly those names, and a data
@@ -4227,15 +4238,15 @@ def _csv_header(data_file: DataFile, csv_columns: Sequence[str] = ()) -> Tuple[L
         first = next(reader, None)
         second = next((row for row in reader if row), None)  # pandas skips blank lines too
     if not first:
-        return [], False, True  # a file with no bytes: an empty partition
+        return FileColumns([], {}, 0, [], {})  # a file with no bytes: an empty partition
     if csv_columns:
         names = list(csv_columns)
         if first == names:
-            return names, second is not None, True
+            return FileColumns(names, {}, None if second is not None else 0, [], {})
         if len(first) != len(names):
             raise SelectionError("{}: its first line has {} fields but CSV_COLUMNS names {} columns (and it is not "
                                  "the header CSV_COLUMNS names)".format(data_file.path, len(first), len(names)))
-        return names, True, False
+        return FileColumns(names, {}, None, [], {}, has_header=False)
     numbers = [cell for cell in first if _NUMBER_TEXT.match(cell)]
     if numbers:
         raise SelectionError("{}: its first line holds the number {!r}, so it is a data row, not a header (Batch "
@@ -4248,7 +4259,7 @@ def _csv_header(data_file: DataFile, csv_columns: Sequence[str] = ()) -> Tuple[L
     if second is not None and len(second) > len(first):
         raise SelectionError("{}: the first data row has {} fields but the header has {} (a trailing separator?)"
                              .format(data_file.path, len(second), len(first)))
-    return first, second is not None, True
+    return FileColumns(first, {}, None if second is not None else 0, [], {})
 
 
 _JSON_CHUNK_BYTES = 1 << 24  # lines are parsed this many bytes at a time to learn the columns' types
@@ -4276,9 +4287,10 @@ def _json_chunks(data_file: DataFile) -> Iterable[bytes]:
             yield rest
 
 
-def _unify_json_types(a: Any, b: Any, name: str, path: Path) -> Any:
+def _unify_json_types(a: Any, b: Any, name: Optional[str], path: Path) -> Any:
     """The one type a JSON field has when one part of the file gives ``a`` and another ``b``: null gives way,
-    integers and floats make floats (as Arrow does within one read), lists and objects unify element-wise."""
+    integers and floats make floats (as Arrow does within one read), lists and objects unify element-wise.
+    ``name`` is the field's dotted name; None for a whole line, whose fields are named by themselves."""
     import pyarrow as pa
 
     if a == b or pa.types.is_null(b):
@@ -4292,7 +4304,8 @@ def _unify_json_types(a: Any, b: Any, name: str, path: Path) -> Any:
     if pa.types.is_struct(a) and pa.types.is_struct(b):
         fields = {field.name: field.type for field in a}
         for field in b:
-            fields[field.name] = (_unify_json_types(fields[field.name], field.type, name + "." + field.name, path)
+            inner = field.name if name is None else name + "." + field.name
+            fields[field.name] = (_unify_json_types(fields[field.name], field.type, inner, path)
                                   if field.name in fields else field.type)
         return pa.struct(list(fields.items()))
     raise SelectionError("cannot read {}: field {!r} is {} in some lines and {} in others".format(path, name, a, b))
@@ -4317,15 +4330,12 @@ def _json_lines_schema(data_file: DataFile) -> Tuple[Optional[Any], int]:
     if not head.startswith(b"{"):
         raise SelectionError("{} is not JSON Lines: it starts with {!r}, and JSON Lines holds one object ({{...}}) per "
                              "line".format(data_file.path, head[:1].decode("latin-1")))
-    fields: Dict[str, Any] = {}
-    rows = 0
+    line_type, rows = pa.struct([]), 0
     for chunk in _json_chunks(data_file):
         table = pj.read_json(io.BytesIO(chunk))
         rows += table.num_rows
-        for field in table.schema:
-            fields[field.name] = (_unify_json_types(fields[field.name], field.type, field.name, data_file.path)
-                                  if field.name in fields else field.type)
-    return (pa.schema(list(fields.items())) if fields else None), rows
+        line_type = _unify_json_types(line_type, pa.struct(list(table.schema)), None, data_file.path)
+    return (pa.schema(list(line_type)) if line_type.num_fields else None), rows
 
 
 def _flattened(table: Any) -> Any:
@@ -4337,18 +4347,14 @@ def _flattened(table: Any) -> Any:
     return table
 
 
-def _json_lines_table(data_file: DataFile, schema: Any = None) -> Optional[Any]:
-    """A JSON Lines file as an Arrow table (None: no lines): arrays are list columns, objects' fields
-    ``outer.inner`` columns, each field of the one type ``_json_lines_schema`` finds (or ``schema``)."""
+def _json_lines_table(data_file: DataFile, schema: Any) -> Any:
+    """A JSON Lines file as an Arrow table read with its ``schema`` (from ``_json_lines_schema``; files without
+    lines never get here): arrays are list columns, objects' fields ``outer.inner`` columns."""
     import io
 
     import pyarrow as pa
     import pyarrow.json as pj
 
-    if schema is None:
-        schema, _ = _json_lines_schema(data_file)
-    if schema is None:
-        return None
     options = pj.ParseOptions(explicit_schema=schema)
     return _flattened(pa.concat_tables([pj.read_json(io.BytesIO(chunk), parse_options=options)
                                         for chunk in _json_chunks(data_file)]))
@@ -4407,21 +4413,15 @@ def _with_ranges(table: Any, file_columns: FileColumns, row_numbers: np.ndarray,
 
 def read_file_columns(data_file: DataFile, csv_columns: Sequence[str] = ()) -> FileColumns:
     """What ``data_file`` declares: its columns, and their types where the format has them."""
-    try:
-        found = _FILE_READERS[data_file.fmt][0](data_file, csv_columns)
-    except SelectionError:
-        raise
-    except Exception as error:
-        raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
+    found = _reading(data_file.path, _FILE_READERS[data_file.fmt][0], data_file, csv_columns)
     duplicated = sorted({name for name in found.names if found.names.count(name) > 1})
     if duplicated:
         raise SelectionError("{} has duplicate column name(s) {}".format(data_file.path, _preview(duplicated)))
     return found
 
 
-def common_columns(files: Sequence[DataFile], found: Optional[Sequence[FileColumns]] = None) -> List[str]:
+def common_columns(files: Sequence[DataFile], found: Sequence[FileColumns]) -> List[str]:
     """The column names shared by every file, in the first file's order; different columns are an error."""
-    found = [read_file_columns(data_file) for data_file in files] if found is None else found
     first = found[0].names
     for other, columns in zip(files[1:], found[1:]):
         names = columns.names
@@ -4495,8 +4495,9 @@ def scan_input(root: Path, config: SelectionConfig, forbidden: Sequence[Path] = 
     required, parsed = numeric_columns(columns, config)
     strict = {config.id_field, config.label_field}
     # In a mix of csv and parquet parts, a column that parquet types as numbers is read as numbers from csv.
-    typed = {name for data_file, file_columns in zip(files, found) if data_file.fmt in _TYPED_FORMATS
-             for name in columns if _arrow_kind(file_columns.arrow_types[name]) in ("integer", "float")} - strict
+    typed_files = [file_columns for data_file, file_columns in zip(files, found) if data_file.fmt in _TYPED_FORMATS]
+    typed = {name for file_columns in typed_files for name in columns
+             if _arrow_kind(file_columns.arrow_types[name]) in ("integer", "float")} - strict
     as_numbers = set(parsed) | typed
     declared: Dict[str, List[Tuple[str, DataFile]]] = {name: [] for name in columns}
     for data_file, file_columns in zip(files, found):
@@ -4507,7 +4508,6 @@ def scan_input(root: Path, config: SelectionConfig, forbidden: Sequence[Path] = 
                 declared[name].append((kind, data_file))
     required += sorted(typed - set(required))
     kinds = {name: _agreed_kind(name, declared[name], name in strict) for name in columns}
-    typed_files = [file_columns for data_file, file_columns in zip(files, found) if data_file.fmt in _TYPED_FORMATS]
     arrow_types = {name: agreed_arrow_type([file_columns.arrow_types[name] for file_columns in typed_files])
                    for name in columns} if typed_files else {}
     index_columns = sorted({name for file_columns in found for name in file_columns.index_columns})
@@ -4557,26 +4557,12 @@ def _unified(table: Any, source: InputTable) -> Any:
     return table if table.schema.equals(schema) else table.cast(schema)
 
 
-def _read_file(data_file: DataFile, file_columns: FileColumns, source: InputTable) -> pd.DataFrame:
-    try:
-        return _FILE_READERS[data_file.fmt][1](data_file, file_columns, source)
-    except SelectionError:
-        raise
-    except Exception as error:
-        raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
-
-
 def _read_parquet(data_file: DataFile, file_columns: FileColumns, source: InputTable) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
     table = pq.read_table(str(data_file.path), columns=_stored(source.columns, file_columns))
     table = _with_ranges(table, file_columns, np.arange(table.num_rows), source.columns)
     return _arrow_to_pandas(_unified(table, source))
-
-
-def _csv_columns(data_file: DataFile, csv_columns: Sequence[str]) -> FileColumns:
-    header, has_rows, has_header = _csv_header(data_file, csv_columns)
-    return FileColumns(header, {}, None if has_rows else 0, [], {}, has_header)
 
 
 def _read_csv(data_file: DataFile, file_columns: FileColumns, source: InputTable) -> pd.DataFrame:
@@ -4626,7 +4612,7 @@ def load_inference_data(inference_data_dir: Any, id_field: str = "id",
 def read_input_table(source: InputTable) -> Tuple[pd.DataFrame, List[int]]:
     """Every file of ``source`` as one table (header-only parts add no rows), and the number of rows each
     file gave, in file order."""
-    frames = [_read_file(data_file, file_columns, source)
+    frames = [_reading(data_file.path, _FILE_READERS[data_file.fmt][1], data_file, file_columns, source)
               for data_file, file_columns in zip(source.files, source.file_columns)]
     filled = [frame for frame in frames if len(frame)] or frames[:1]
     table = filled[0] if len(filled) == 1 else pd.concat(filled, ignore_index=True)
@@ -4732,9 +4718,7 @@ def pool_from_parquet(source: InputTable, config: SelectionConfig, keep_ids: boo
             raise SelectionError("{} column {!r} must hold numbers, but its parquet type is {}".format(
                 what, text[0], source.arrow_types[text[0]]))
     readers = [pq.ParquetFile(str(data_file.path)) for data_file in source.files]
-    n_rows = sum(reader.metadata.num_rows for reader in readers)
-    if n_rows == 0:
-        raise SelectionError("the input under {} has no rows".format(source.root))
+    n_rows = sum(reader.metadata.num_rows for reader in readers)  # > 0: scan_input leaves out files without rows
     scores = None if plan.score_array else np.empty((n_rows, len(score_cols)), dtype=np.float64)
     vectors = None if plan.vector_array or not vector_cols else np.empty((n_rows, len(vector_cols)), dtype=np.float32)
     labeled = np.zeros(n_rows, dtype=bool)
@@ -4746,25 +4730,11 @@ def pool_from_parquet(source: InputTable, config: SelectionConfig, keep_ids: boo
     for data_file, file_columns, reader in zip(source.files, source.file_columns, readers):
         file_start = offset
         for group in range(reader.num_row_groups):
-            try:
-                table = reader.read_row_group(group, columns=_stored(wanted, file_columns))
-            except Exception as error:
-                raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
+            table = _reading(data_file.path, reader.read_row_group, group, columns=_stored(wanted, file_columns))
             table = _with_ranges(table, file_columns, np.arange(table.num_rows) + (offset - file_start), wanted)
             rows = slice(offset, offset + table.num_rows)
-            if plan.score_array:
-                scores = _fill_rows(scores, n_rows, rows, _arrow_matrix(table.column(score_cols[0]), score_cols[0],
-                                                                        np.float64, offset), score_cols[0])
-            else:
-                for j, name in enumerate(score_cols):
-                    scores[rows, j] = table.column(name).to_numpy()
-            if plan.vector_array:
-                vectors = _fill_rows(vectors, n_rows, rows, _arrow_matrix(table.column(vector_cols[0]),
-                                                                          vector_cols[0], np.float32, offset),
-                                     vector_cols[0])
-            else:
-                for j, name in enumerate(vector_cols):
-                    vectors[rows, j] = table.column(name).to_numpy()
+            scores = _fill_rows(scores, n_rows, rows, table, score_cols, plan.score_array, np.float64)
+            vectors = _fill_rows(vectors, n_rows, rows, table, vector_cols, plan.vector_array, np.float32)
             ids.append(table.column(config.id_field).to_pandas())
             if config.label_field:
                 labels = _arrow_to_pandas(table.select([config.label_field]))  # integers with nulls stay exact
@@ -4903,10 +4873,8 @@ class ParquetSource(TableSource):
         import pyarrow as pa
 
         data_file = self.table.files[index]
-        try:
-            return pa.concat_tables(_rows_of_file(data_file, self.table.file_columns[index], rows, self.table))
-        except Exception as error:
-            raise SelectionError("cannot read {}: {}".format(data_file.path, _one_line(error))) from None
+        return _reading(data_file.path, lambda: pa.concat_tables(
+            _rows_of_file(data_file, self.table.file_columns[index], rows, self.table)))
 
 
 def open_source(table: InputTable) -> TableSource:
