@@ -4433,8 +4433,8 @@ def common_columns(files: Sequence[DataFile], found: Sequence[FileColumns]) -> L
     return first
 
 
-class InputTable(NamedTuple):
-    """The input folder's files and their agreed columns, known before any row is read."""
+class InputScan(NamedTuple):
+    """What scan_input learns of the input folder before reading a row: its files and their agreed columns."""
 
     root: Path
     files: List[DataFile]
@@ -4470,7 +4470,7 @@ class NoRowsError(SelectionError):
     """Every data file under the input is empty."""
 
 
-def scan_input(root: Path, config: SelectionConfig, forbidden: Sequence[Path] = ()) -> InputTable:
+def scan_input(root: Path, config: SelectionConfig, forbidden: Sequence[Path] = ()) -> InputScan:
     """Find the data files under ``root`` and agree on their columns and column types, reading no rows.
 
     Part files must have the same columns; each column must have one kind in every part (integer and
@@ -4511,7 +4511,7 @@ def scan_input(root: Path, config: SelectionConfig, forbidden: Sequence[Path] = 
     arrow_types = {name: agreed_arrow_type([file_columns.arrow_types[name] for file_columns in typed_files])
                    for name in columns} if typed_files else {}
     index_columns = sorted({name for file_columns in found for name in file_columns.index_columns})
-    return InputTable(root, files, found, columns, {k: v for k, v in kinds.items() if v}, required, arrow_types,
+    return InputScan(root, files, found, columns, {k: v for k, v in kinds.items() if v}, required, arrow_types,
                       index_columns, input_format)
 
 
@@ -4548,7 +4548,7 @@ def agreed_arrow_type(types: Sequence[Any]) -> Any:
     return declared[0]
 
 
-def _unified(table: Any, source: InputTable) -> Any:
+def _unified(table: Any, source: InputScan) -> Any:
     """``table``'s columns in the agreed order, cast to the agreed types, without pandas metadata."""
     import pyarrow as pa
 
@@ -4557,7 +4557,7 @@ def _unified(table: Any, source: InputTable) -> Any:
     return table if table.schema.equals(schema) else table.cast(schema)
 
 
-def _read_parquet(data_file: DataFile, file_columns: FileColumns, source: InputTable) -> pd.DataFrame:
+def _read_parquet(data_file: DataFile, file_columns: FileColumns, source: InputScan) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
     table = pq.read_table(str(data_file.path), columns=_stored(source.columns, file_columns))
@@ -4565,7 +4565,7 @@ def _read_parquet(data_file: DataFile, file_columns: FileColumns, source: InputT
     return _arrow_to_pandas(_unified(table, source))
 
 
-def _read_csv(data_file: DataFile, file_columns: FileColumns, source: InputTable) -> pd.DataFrame:
+def _read_csv(data_file: DataFile, file_columns: FileColumns, source: InputScan) -> pd.DataFrame:
     """A csv/tsv file with its text columns exactly as written (no NA words) and its number columns parsed."""
     header = file_columns.names
     text = [name for name in header if source.kinds.get(name) == "text"]
@@ -4586,7 +4586,7 @@ def _read_csv(data_file: DataFile, file_columns: FileColumns, source: InputTable
 
 # Each file format's two readers: what a file declares (columns, types, rows) and its rows as a DataFrame.
 _FILE_READERS: Dict[str, Tuple[Callable[[DataFile, Sequence[str]], FileColumns],
-                               Callable[[DataFile, FileColumns, InputTable], pd.DataFrame]]] = {
+                               Callable[[DataFile, FileColumns, InputScan], pd.DataFrame]]] = {
     "csv": (_csv_columns, _read_csv),
     "tsv": (_csv_columns, _read_csv),
     "parquet": (lambda data_file, csv_columns: _parquet_columns(data_file), _read_parquet),
@@ -4609,7 +4609,7 @@ def load_inference_data(inference_data_dir: Any, id_field: str = "id",
     return table, source.fmt
 
 
-def read_input_table(source: InputTable) -> Tuple[pd.DataFrame, List[int]]:
+def read_input_table(source: InputScan) -> Tuple[pd.DataFrame, List[int]]:
     """Every file of ``source`` as one table (header-only parts add no rows), and the number of rows each
     file gave, in file order."""
     frames = [_reading(data_file.path, _FILE_READERS[data_file.fmt][1], data_file, file_columns, source)
@@ -4653,7 +4653,7 @@ def _check_ids(ids: pd.Series, id_field: str) -> None:
             id_field, int(duplicated.sum()), examples))
 
 
-def _rows_of_file(data_file: DataFile, file_columns: FileColumns, rows: np.ndarray, source: InputTable) -> List[Any]:
+def _rows_of_file(data_file: DataFile, file_columns: FileColumns, rows: np.ndarray, source: InputScan) -> List[Any]:
     """Arrow tables holding the sorted ``rows`` of one parquet file, one table per batch that has any."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -4698,7 +4698,7 @@ def pool_from_frame(df: pd.DataFrame, config: SelectionConfig,
     return pool._replace(ids=df[config.id_field]) if config.id_field in df.columns else pool
 
 
-def pool_from_parquet(source: InputTable, config: SelectionConfig, keep_ids: bool = False) -> Pool:
+def pool_from_parquet(source: InputScan, config: SelectionConfig, keep_ids: bool = False) -> Pool:
     """The selection arrays of parquet files, filled one row group at a time.
 
     Only the id, label, score and vector columns are read, straight into preallocated arrays, so
@@ -4792,7 +4792,7 @@ class TableSource:
     positions, and the rows a shard forwards, one Arrow table per input file. ``open_source`` picks the
     implementation; a new storage is one subclass."""
 
-    def __init__(self, table: InputTable, row_counts: Sequence[int]):
+    def __init__(self, table: InputScan, row_counts: Sequence[int]):
         self.table = table
         self.row_counts = list(row_counts)  # rows of each input file, in file order
 
@@ -4827,7 +4827,7 @@ class TableSource:
 class FrameSource(TableSource):
     """Files read whole into one DataFrame (csv, tsv, JSON Lines, mixed formats)."""
 
-    def __init__(self, table: InputTable):
+    def __init__(self, table: InputScan):
         self.frame, row_counts = read_input_table(table)
         super().__init__(table, row_counts)
 
@@ -4851,7 +4851,7 @@ class FrameSource(TableSource):
 class ParquetSource(TableSource):
     """Parquet files read a row group at a time: the pool straight into arrays, rows only where wanted."""
 
-    def __init__(self, table: InputTable):
+    def __init__(self, table: InputScan):
         super().__init__(table, [file_columns.rows for file_columns in table.file_columns])
 
     def pool(self, config: SelectionConfig, keep_ids: bool = False) -> Pool:
@@ -4877,7 +4877,7 @@ class ParquetSource(TableSource):
             _rows_of_file(data_file, self.table.file_columns[index], rows, self.table)))
 
 
-def open_source(table: InputTable) -> TableSource:
+def open_source(table: InputScan) -> TableSource:
     """The source that reads ``table``: parquet files by row group, any other format (or a mix) whole."""
     return ParquetSource(table) if table.fmt == "parquet" else FrameSource(table)
 
@@ -5908,7 +5908,7 @@ def _save_npy(target: Path, array: np.ndarray) -> None:
         np.save(handle, array, allow_pickle=False)
 
 
-def _schema_text(source: InputTable) -> Optional[str]:
+def _schema_text(source: InputScan) -> Optional[str]:
     """The agreed Arrow types of a parquet input, serialized for the manifest (None for csv/tsv)."""
     import base64
 
@@ -5933,7 +5933,7 @@ class ShardSelection(NamedTuple):
     labeled: Optional[np.ndarray]  # labeled rows' vectors, for rules that send them
 
 
-def _shard_select(source: InputTable, config: SelectionConfig, resources: ResourceConfig,
+def _shard_select(source: InputScan, config: SelectionConfig, resources: ResourceConfig,
                   previous: Optional["PredictedClasses"] = None, calibration: Optional[CalibrationTable] = None
                   ) -> ShardSelection:
     """The shard's pool, its strategy row's picks among the shard's candidates, and the rows it forwards."""
