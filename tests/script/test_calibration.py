@@ -230,7 +230,7 @@ def test_select_batch_returns_entries_of_indices_one_per_row():
     assert sampler.select_batch(pool, *calibration).tolist() == [0, 2]
     labels = np.array(["a", "b", "c"])
     assert sampler.select_batch(pool, *calibration, indices=labels).tolist() == ["a", "c"]
-    with pytest.raises(ValueError, match="one entry per row: 2 entries for 3 rows"):
+    with pytest.raises(ValueError, match="indices has 2 entries but probabilities has 3 rows"):
         sampler.select_batch(pool, *calibration, indices=np.array([10, 20]))
 
 

@@ -2245,8 +2245,8 @@ class PrecisionTargetSampler(_Sampler):
         the class's share of the calibration labels and total the rows above their thresholds.
     """
 
-    _rules = dict(target_precision=_unit_interval, precision_confidence=_unit_interval,
-              class_balance=CLASS_BALANCES)
+    _batched = False
+    _rules = dict(target_precision=_unit_interval, precision_confidence=_unit_interval, class_balance=CLASS_BALANCES)
 
     def __init__(self, target_precision: float = 0.95, precision_confidence: float = 0.95,
                  class_balance: str = "none"):
@@ -2255,13 +2255,10 @@ class PrecisionTargetSampler(_Sampler):
         self.class_balance = class_balance
 
     def _rule(self, candidates: Candidates) -> Tuple[Calibration, List[ClassThreshold]]:
-        target = _unit_interval("target_precision", self.target_precision)
-        level = _unit_interval("precision_confidence", self.precision_confidence)
-        _choice("class_balance", self.class_balance, CLASS_BALANCES)
+        self._check_params()
         calibration = _check_calibration(candidates.calibration, candidates.probabilities.shape[1])
-        return calibration, precision_target_thresholds(calibration, target, level)
-
-    _batched = False
+        return calibration, precision_target_thresholds(calibration, float(self.target_precision),
+                                                        float(self.precision_confidence))
 
     def _select(self, candidates: Candidates, batch_size: Optional[int] = None) -> Selection:
         calibration, scan = self._rule(candidates)
@@ -2308,13 +2305,9 @@ class PrecisionTargetSampler(_Sampler):
                      indices: Any = None) -> np.ndarray:
         """Entries of ``indices`` (one per row of ``probabilities``; default their positions) of the selected
         rows, most confident first. ``calibration_labels`` are class positions (columns of the probabilities)."""
-        probabilities = _as_matrix(probabilities, "probabilities", np.float64)
-        ids = np.arange(probabilities.shape[0]) if indices is None else np.asarray(indices)
-        if ids.ndim != 1 or ids.shape[0] != probabilities.shape[0]:
-            raise ValueError("indices must have one entry per row: {} entries for {} rows".format(
-                ids.shape[0] if ids.ndim else ids.size, probabilities.shape[0]))
         calibration = Calibration(np.asarray(calibration_probabilities), np.asarray(calibration_labels))
-        return ids[self._select(Candidates(probabilities, calibration=calibration)).indices]
+        candidates = _checked_candidates(Candidates(probabilities))._replace(calibration=calibration)
+        return self._select_batch(candidates, None, indices, "probabilities")
 
 
 def precision_estimate(calibration: Calibration, thresholds: np.ndarray, pseudo_labels: np.ndarray,
