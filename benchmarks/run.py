@@ -529,6 +529,8 @@ def run_arrays(case, log_dir):
 
 
 ARRAYS_MEMORY_FACTOR = 3.0
+SHARES_START = "<!-- pruning shares: measured by benchmarks/pruning_shares.py, written by hand -->"
+SHARES_END = "<!-- end of pruning shares -->"
 ARRAYS_START = "<!-- arrays: written by benchmarks/run.py --only arrays -->"
 ARRAYS_END = "<!-- end of arrays -->"
 
@@ -936,9 +938,10 @@ def write_report(results, path, mode):
               + f"; repository at commit {commits}", ""]
     pruning = [r for r in results if r["kind"] == "pruning"]
     lines += [PRUNING_BEGIN, _pruning_section(pruning, mode), PRUNING_END, ""] if pruning else []
-    if path.exists() and ARRAYS_START in path.read_text():  # kept: written by its own family
-        kept = path.read_text().split(ARRAYS_START)[1].split(ARRAYS_END)[0]
-        lines += [ARRAYS_START + kept + ARRAYS_END, ""]
+    for start, end in ((SHARES_START, SHARES_END), (ARRAYS_START, ARRAYS_END)):  # kept: written by their own runs
+        if path.exists() and start in path.read_text():
+            kept = path.read_text().split(start)[1].split(end)[0]
+            lines += [start + kept + end, ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
     return checks
