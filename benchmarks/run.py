@@ -529,6 +529,19 @@ def run_arrays(case, log_dir):
 
 
 ARRAYS_MEMORY_FACTOR = 3.0
+def write_section(path, start, end, section):
+    """Put ``section`` (which begins with ``start`` and ends with ``end``) in place of the report's part between
+    those markers, or append it; the rest of the report stays as it was measured."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if start in text and end in text:
+        before, rest = text.split(start, 1)
+        text = before + section + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
 SHARES_START = "<!-- pruning shares: measured by benchmarks/pruning_shares.py, written by hand -->"
 SHARES_END = "<!-- end of pruning shares -->"
 ARRAYS_START = "<!-- arrays: written by benchmarks/run.py --only arrays -->"
@@ -566,14 +579,7 @@ def write_arrays_section(results, path, mode):
                          f"{_gb(run['process_peak_bytes'])} |")
     lines += ["", "Measured " + ", ".join(sorted({r["measured_at"] for r in results})) + " at commit "
               + ", ".join(sorted({r.get("commit", "unknown") for r in results})) + ".", ARRAYS_END]
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if ARRAYS_START in text:
-        before, rest = text.split(ARRAYS_START)
-        text = before + "\n".join(lines) + rest.split(ARRAYS_END)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    write_section(path, ARRAYS_START, ARRAYS_END, "\n".join(lines))
     return checks
 
 
@@ -662,14 +668,7 @@ def write_validation_section(results, path, mode):
                          f"{_mb(run['baseline_bytes'])} loaded | {_mb(run['peak_above_baseline_bytes'])} |")
     lines += ["", "Measured " + ", ".join(sorted({r["measured_at"] for r in results})) + " at commit "
               + ", ".join(sorted({r.get("commit", "unknown") for r in results})) + ".", VALIDATION_END]
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if VALIDATION_START in text:
-        before, rest = text.split(VALIDATION_START)
-        text = before + "\n".join(lines) + rest.split(VALIDATION_END)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    write_section(path, VALIDATION_START, VALIDATION_END, "\n".join(lines))
     return checks
 
 
@@ -938,7 +937,8 @@ def write_report(results, path, mode):
               + f"; repository at commit {commits}", ""]
     pruning = [r for r in results if r["kind"] == "pruning"]
     lines += [PRUNING_BEGIN, _pruning_section(pruning, mode), PRUNING_END, ""] if pruning else []
-    for start, end in ((SHARES_START, SHARES_END), (ARRAYS_START, ARRAYS_END)):  # kept: written by their own runs
+    kept_sections = ((SHARES_START, SHARES_END), (ARRAYS_START, ARRAYS_END), (VALIDATION_START, VALIDATION_END))
+    for start, end in kept_sections:  # written by their own runs, which replace them in place
         if path.exists() and start in path.read_text():
             kept = path.read_text().split(start)[1].split(end)[0]
             lines += [start + kept + end, ""]
@@ -994,14 +994,8 @@ def _floor_spread(results):
 
 def write_pruning_section(results, path, mode):
     """Replace (or append) the pruning section of an existing report, leaving the rest as it was measured."""
-    section = "\n".join([PRUNING_BEGIN, _pruning_section(results, mode), PRUNING_END])
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if PRUNING_BEGIN in text and PRUNING_END in text:
-        head, rest = text.split(PRUNING_BEGIN, 1)
-        text = head + section + rest.split(PRUNING_END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+    write_section(path, PRUNING_BEGIN, PRUNING_END,
+                  "\n".join([PRUNING_BEGIN, _pruning_section(results, mode), PRUNING_END]))
     return [check for r in results for check in _pruning_targets(r)]
 
 
