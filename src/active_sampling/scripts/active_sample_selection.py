@@ -545,10 +545,13 @@ class _Sampler:
         raise NotImplementedError
 
     def _select_batch(self, candidates: Candidates, batch_size: Any, indices: Any, what: str,
-                      **options: Any) -> np.ndarray:
-        """``select_batch`` on checked ``candidates``: positions of the picks, or their entries of ``indices``."""
-        first = next(array for array in (candidates.probabilities, candidates.embeddings) if array is not None)
-        ids = _row_ids(indices, first.shape[0], what)
+                      names: Optional[Mapping[str, str]] = None, *, copy: bool = False, **options: Any) -> np.ndarray:
+        """``select_batch`` after checking the parameters and ``candidates``: the picks' positions or ``indices``."""
+        self._check_params()
+        candidates = _checked_candidates(candidates, names, copy=copy)
+        first = next(array for array in (candidates.probabilities, candidates.embeddings, candidates.members)
+                     if array is not None)
+        ids = _row_ids(indices, first.shape[-2], what)  # rows are the last axis but one (members: the second)
         chosen = self._select(candidates, self._checked_batch_size(batch_size), **options).indices
         return chosen if ids is None else ids[chosen]
 
@@ -646,8 +649,7 @@ class ConfidenceThresholdSampler(_Sampler):
 
     def select_batch(self, probabilities: Any, indices: Any = None) -> np.ndarray:
         """Positions (or ``indices[chosen]``) of the selected rows, most confident first."""
-        self._check_params()
-        return self._select_batch(_checked_candidates(Candidates(probabilities)), None, indices, "probabilities")
+        return self._select_batch(Candidates(probabilities), None, indices, "probabilities")
 
 
 class TopKPerClassSampler(_Sampler):
@@ -683,8 +685,7 @@ class TopKPerClassSampler(_Sampler):
 
     def select_batch(self, probabilities: Any, indices: Any = None) -> np.ndarray:
         """Positions (or ``indices[chosen]``) of the selected rows, most confident first."""
-        self._check_params()
-        return self._select_batch(_checked_candidates(Candidates(probabilities)), None, indices, "probabilities")
+        return self._select_batch(Candidates(probabilities), None, indices, "probabilities")
 
 
 def uncertainty_scores(probabilities: Any, mode: str = "margin") -> np.ndarray:
@@ -744,9 +745,7 @@ class UncertaintySampler(_Sampler):
 
     def select_batch(self, probabilities: Any, batch_size: int, indices: Any = None) -> np.ndarray:
         """Positions (or ``indices[chosen]``) of the ``batch_size`` most uncertain rows, most uncertain first."""
-        self._check_params()
-        return self._select_batch(_checked_candidates(Candidates(probabilities)), batch_size, indices,
-                                  "probabilities")
+        return self._select_batch(Candidates(probabilities), batch_size, indices, "probabilities")
 
 
 def _normalize_rows(matrix: np.ndarray) -> np.ndarray:
@@ -1215,9 +1214,8 @@ class DiversitySampler(_Sampler):
         already-labeled rows, are k-center's initial centers (never picked, and not counted by ``indices``);
         ``probabilities`` (shape (n, n_classes)) are needed when ``uncertainty_prefilter`` > 0.
         """
-        self._check_params()
-        candidates = _checked_candidates(Candidates(probabilities, embeddings, labeled_embeddings), copy=True)
-        return self._select_batch(candidates, batch_size, indices, "embeddings", overwrite=True)
+        return self._select_batch(Candidates(probabilities, embeddings, labeled_embeddings), batch_size, indices,
+                                  "embeddings", copy=True, overwrite=True)
 
 
 class HybridSampler(DiversitySampler):
@@ -1603,9 +1601,8 @@ class BADGESampler(_Sampler):
 
     def select_batch(self, features: Any, probabilities: Any, batch_size: int, indices: Any = None) -> np.ndarray:
         """Positions (or ``indices[chosen]``, one id per row of ``features``) of the picks in order."""
-        self._check_params()
-        candidates = _checked_candidates(Candidates(probabilities, features), {"embeddings": "features"})
-        return self._select_batch(candidates, batch_size, indices, "features")
+        return self._select_batch(Candidates(probabilities, features), batch_size, indices, "features",
+                                  {"embeddings": "features"})
 
 
 # Label review: the labeled rows whose given label the model doubts. Confident learning as cleanlab's
@@ -1863,9 +1860,7 @@ class LabelReviewSampler(_Sampler):
     def select_batch(self, probabilities: Any, labels: Any, batch_size: int, indices: Any = None) -> np.ndarray:
         """Positions of the rows to review in rank order, or ``indices[chosen]`` when ``indices`` (one id per
         row) is given. ``labels`` are the given labels' class positions, one per row."""
-        self._check_params()
-        return self._select_batch(_checked_candidates(Candidates(probabilities, labels=labels)), batch_size, indices,
-                                  "probabilities")
+        return self._select_batch(Candidates(probabilities, labels=labels), batch_size, indices, "probabilities")
 
 
 _AGREEMENT_NOISE = 1e-12  # bald below this is rounding noise of members that agree: 0, so such rows tie
@@ -1960,11 +1955,8 @@ class CommitteeSampler(_Sampler):
     def select_batch(self, member_probabilities: Any, batch_size: int, indices: Any = None) -> np.ndarray:
         """The ``batch_size`` rows of most disagreement, most first: positions, or their entries of ``indices``
         (one id per row)."""
-        self._check_params()
-        members = _as_members(member_probabilities)
-        ids = _row_ids(indices, members.shape[1], "member_probabilities")
-        chosen = self._select(Candidates(None, members=members), self._checked_batch_size(batch_size)).indices
-        return chosen if ids is None else ids[chosen]
+        return self._select_batch(Candidates(None, members=member_probabilities), batch_size, indices,
+                                  "member_probabilities")
 
 
 # ---- Compatibility: the first sampler API's spellings -------------------------------------------------------------
@@ -2306,8 +2298,7 @@ class PrecisionTargetSampler(_Sampler):
         """Entries of ``indices`` (one per row of ``probabilities``; default their positions) of the selected
         rows, most confident first. ``calibration_labels`` are class positions (columns of the probabilities)."""
         calibration = Calibration(np.asarray(calibration_probabilities), np.asarray(calibration_labels))
-        candidates = _checked_candidates(Candidates(probabilities))._replace(calibration=calibration)
-        return self._select_batch(candidates, None, indices, "probabilities")
+        return self._select_batch(Candidates(probabilities, calibration=calibration), None, indices, "probabilities")
 
 
 def precision_estimate(calibration: Calibration, thresholds: np.ndarray, pseudo_labels: np.ndarray,
