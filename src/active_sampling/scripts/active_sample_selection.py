@@ -601,15 +601,18 @@ def top_k_per_class_selection(probabilities: Any, k_per_class: int) -> Selection
                                       _positive_int("k_per_class", k_per_class, 1))
 
 
+def _rows_by_class(labels: np.ndarray, n_classes: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Row positions grouped by class (increasing within a class) and each class's [start, stop) bounds."""
+    order = np.argsort(labels.astype(np.int16 if n_classes < 2**15 else np.int64), kind="stable")  # int16 sorts fast
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=n_classes))])
+    return order, bounds
+
+
 def _top_k_per_class_selection(probabilities: np.ndarray, k_per_class: int) -> Selection:
-    predicted = probabilities.argmax(axis=1)
     confidence = probabilities.max(axis=1)
-    by_class = np.argsort(predicted.astype(np.int16 if probabilities.shape[1] < 2**15 else np.int64),
-                          kind="stable")
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(predicted, minlength=probabilities.shape[1]))])
-    picked = [by_class[start:stop][top_k_indices(confidence[by_class[start:stop]], k_per_class)]
-              for start, stop in zip(bounds[:-1], bounds[1:])]
-    chosen = np.concatenate(picked) if picked else np.empty(0, dtype=np.int64)
+    by_class, bounds = _rows_by_class(probabilities.argmax(axis=1), probabilities.shape[1])
+    chosen = np.concatenate([by_class[start:stop][top_k_indices(confidence[by_class[start:stop]], k_per_class)]
+                             for start, stop in zip(bounds[:-1], bounds[1:])])  # one entry per class: never empty
     chosen = chosen[np.lexsort((chosen, -confidence[chosen]))]
     return Selection(chosen, confidence[chosen])
 
@@ -1633,13 +1636,6 @@ def self_confidence(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray
     return probabilities[np.arange(labels.shape[0]), labels]
 
 
-def _rows_by_class(labels: np.ndarray, n_classes: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Row positions grouped by label (increasing within a class) and each class's [start, stop) bounds."""
-    order = np.argsort(labels, kind="stable")
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=n_classes))])
-    return order, bounds
-
-
 def confident_thresholds(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Per-class thresholds t_j = mean p_j over the rows labeled j, at least 2e-6; 2.0 for a class no row has.
 
@@ -2193,7 +2189,7 @@ def precision_target_selection(probabilities: np.ndarray, thresholds: np.ndarray
                 rows = rows[top_k_indices(confidence[rows], int(caps[position]))]
                 applied[position] = confidence[rows].min() if rows.size else math.inf
             kept.append(rows)
-        eligible = np.sort(np.concatenate(kept)) if kept else eligible
+        eligible = np.sort(np.concatenate(kept))  # one entry per class: never empty
     chosen = eligible[np.lexsort((eligible, -confidence[eligible]))]
     return Selection(chosen, confidence[chosen], class_thresholds=applied)
 
