@@ -425,15 +425,15 @@ def _seed(name: str, value: Any) -> Optional[int]:
     return None if value is None else _positive_int(name, value, 0)
 
 
-def _class_positions(labels: Any, n_rows: int, n_classes: int) -> np.ndarray:
+def _class_positions(labels: Any, n_rows: int, n_classes: int, name: str = "labels") -> np.ndarray:
     positions = np.asarray(labels)
     if positions.shape != (n_rows,) or (positions.size and not np.issubdtype(positions.dtype, np.integer)):
-        raise ValueError("labels must be a 1-D array of {} integer class positions, got {} of shape {}".format(
-            n_rows, positions.dtype, positions.shape))
+        raise ValueError("{} must be a 1-D array of {} integer class positions, got {} of shape {}".format(
+            name, n_rows, positions.dtype, positions.shape))
     positions = positions.astype(np.int64)
     if positions.size and (positions.min() < 0 or positions.max() >= n_classes):
-        raise ValueError("labels must be class positions in [0, {}), got values from {} to {}".format(
-            n_classes, positions.min(), positions.max()))
+        raise ValueError("{} must be class positions in [0, {}), got values from {} to {}".format(
+            name, n_classes, positions.min(), positions.max()))
     return positions
 
 
@@ -2199,16 +2199,11 @@ def _check_calibration(calibration: Any, n_classes: int) -> Calibration:
         raise ValueError("precision_target needs calibration: the model's probabilities on held-out labeled rows "
                          "and their true classes")
     probabilities = _as_matrix(calibration.probabilities, "calibration probabilities", np.float64)
-    labels = np.asarray(calibration.labels)
     if probabilities.shape[1] != n_classes:
         raise ValueError("calibration probabilities have {} columns but the candidates have {}".format(
             probabilities.shape[1], n_classes))
-    if labels.shape != (probabilities.shape[0],) or (labels.size and not np.issubdtype(labels.dtype, np.integer)):
-        raise ValueError("calibration labels must be one integer class position per calibration row, got {} of "
-                         "shape {}".format(labels.dtype, labels.shape))
-    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
-        raise ValueError("calibration labels must be class positions in [0, {})".format(n_classes))
-    return Calibration(probabilities, labels.astype(np.int64))
+    return Calibration(probabilities, _class_positions(calibration.labels, probabilities.shape[0], n_classes,
+                                                       "calibration labels"))
 
 
 def _unit_interval(name: str, value: Any) -> float:
