@@ -2267,22 +2267,16 @@ class PrecisionTargetSampler(_Sampler):
         """What the scan found per class, and how many calibration rows a class needs at least."""
         calibration, scan = self._rule(candidates)
         predicted = calibration.probabilities.argmax(axis=1)
-        correct = predicted == calibration.labels
-        minimum = minimum_calibration_rows(self.target_precision, self.precision_confidence)
-        classes = []
-        for position, found in enumerate(scan):
-            mine = predicted == position
-            rows, hits = int(mine.sum()), int((mine & correct).sum())
-            precision = hits / rows if rows else None
-            classes.append({
-                "threshold": None if math.isinf(found.threshold) else found.threshold,
-                "qualified": not math.isinf(found.threshold), "calibration_rows": rows, "calibration_correct": hits,
-                "rows_needed": None if precision is None else rows_needed(
-                    precision, self.target_precision, self.precision_confidence),
-            })
+        rows = np.bincount(predicted, minlength=len(scan)).tolist()
+        hits = np.bincount(predicted[predicted == calibration.labels], minlength=len(scan)).tolist()
+        classes = [{"threshold": None if math.isinf(found.threshold) else found.threshold,
+                    "qualified": not math.isinf(found.threshold), "calibration_rows": n, "calibration_correct": k,
+                    "rows_needed": rows_needed(k / n, self.target_precision, self.precision_confidence) if n else None}
+                   for found, n, k in zip(scan, rows, hits)]
         return {"target_precision": self.target_precision, "precision_confidence": self.precision_confidence,
                 "class_balance": self.class_balance, "scan": "fixed sequence, highest threshold first",
-                "minimum_rows": minimum, "classes": classes}
+                "minimum_rows": minimum_calibration_rows(self.target_precision, self.precision_confidence),
+                "classes": classes}
 
     def select_batch(self, probabilities: Any, calibration_probabilities: Any, calibration_labels: Any,
                      indices: Any = None) -> np.ndarray:
