@@ -739,7 +739,7 @@ class UncertaintySampler(_Sampler):
     def compute_scores(self, probabilities: Any) -> np.ndarray:
         """Uncertainty of each row, shape (n_rows,); higher is more uncertain."""
         self._check_params()
-        return _uncertainty_scores(_as_matrix(probabilities, "probabilities", np.float64), self.mode)
+        return uncertainty_scores(probabilities, self.mode)
 
     def _select(self, candidates: Candidates, batch_size: int) -> Selection:
         scores = _uncertainty_scores(candidates.probabilities, self.mode)
@@ -1598,9 +1598,8 @@ class BADGESampler(_Sampler):
         self.random_state = random_state
 
     def _select(self, candidates: Candidates, batch_size: int) -> Selection:
-        indices, distances = _badge_kmeanspp(candidates.embeddings, candidates.probabilities, batch_size,
-                                             metric=self.metric, random_state=self.random_state)
-        return Selection(indices, distances)
+        return Selection(*_badge_kmeanspp(candidates.embeddings, candidates.probabilities, batch_size,
+                                          metric=self.metric, random_state=self.random_state))
 
     def select_batch(self, features: Any, probabilities: Any, batch_size: int, indices: Any = None) -> np.ndarray:
         """Positions (or ``indices[chosen]``, one id per row of ``features``) of the picks in order."""
