@@ -1338,8 +1338,7 @@ def _kmeans_representatives(X: np.ndarray, n_select: int, *, metric: str, random
         X = _normalize_rows(X)
     X -= X.mean(axis=0, dtype=np.float64).astype(np.float32)
     sq_norms = np.einsum("ij,ij->i", X, X)
-    rng = np.random.default_rng(random_state)
-    centers = X[_kmeans_plusplus(X, n_select, rng, weights)]
+    centers = X[_kmeans_plusplus(X, sq_norms, n_select, np.random.default_rng(random_state), weights)]
     if weights is None:
         variance = np.var(X, axis=0, dtype=np.float64)
     else:
@@ -1365,14 +1364,13 @@ def _kmeans_representatives(X: np.ndarray, n_select: int, *, metric: str, random
     return _nearest_to_each_centroid(labels, d2, n_select, weights)
 
 
-def _kmeans_plusplus(X: np.ndarray, n_clusters: int, rng: np.random.Generator,
+def _kmeans_plusplus(X: np.ndarray, sq_norms: np.ndarray, n_clusters: int, rng: np.random.Generator,
                      weights: Optional[np.ndarray] = None) -> np.ndarray:
     """k-means++ seeding: row positions of the initial centers (distinct while rows are distinct).
 
     With ``weights`` each draw is proportional to weight x D^2 (the first to the weight alone).
     """
     n_rows = X.shape[0]
-    sq_norms = np.einsum("ij,ij->i", X, X)
     nearest = _NearestCenter(sq_norms, np.full(n_rows, np.inf, dtype=np.float32))
     chosen = np.empty(n_clusters, dtype=np.int64)
     dots = np.empty(n_rows, dtype=np.float32)
