@@ -1605,9 +1605,8 @@ class BADGESampler(_Sampler):
                                   {"embeddings": "features"})
 
 
-# Label review: the labeled rows whose given label the model doubts. Confident learning as cleanlab's
-# find_label_issues(labels, pred_probs, filter_by="prune_by_noise_rate") computes it, with its defaults
-# (frac_noise=1, min_examples_per_class=1, single-label), step for step so that the flagged rows agree.
+# Label review: the labeled rows whose given label the model doubts, flagged step for step as cleanlab's
+# find_label_issues computes them with its defaults (frac_noise=1, min_examples_per_class=1, single-label).
 _CL_TOLERANCE = 1e-6  # a probability this far below a class's threshold still counts as confident in it
 _CL_MIN_THRESHOLD = 2e-6
 _CL_ABSENT_THRESHOLD = 2.0  # the threshold of a class no row is labeled with: no probability reaches it
