@@ -542,7 +542,10 @@ class _Sampler:
         return self._select(_checked_candidates(candidates), self._checked_batch_size(batch_size))
 
     def _select(self, candidates: Candidates, batch_size: Optional[int]) -> Selection:
-        raise NotImplementedError
+        """The ``batch_size`` rows of highest ``_scores``, highest first (samplers that rank otherwise override it)."""
+        scores = self._scores(candidates)
+        chosen = top_k_indices(scores, batch_size)
+        return Selection(chosen, scores[chosen])
 
     def _select_batch(self, candidates: Candidates, batch_size: Any, indices: Any, what: str,
                       names: Optional[Mapping[str, str]] = None, *, copy: bool = False, **options: Any) -> np.ndarray:
@@ -741,10 +744,8 @@ class UncertaintySampler(_Sampler):
         self._check_params()
         return uncertainty_scores(probabilities, self.mode)
 
-    def _select(self, candidates: Candidates, batch_size: int) -> Selection:
-        scores = _uncertainty_scores(candidates.probabilities, self.mode)
-        chosen = top_k_indices(scores, batch_size)
-        return Selection(chosen, scores[chosen])
+    def _scores(self, candidates: Candidates) -> np.ndarray:
+        return _uncertainty_scores(candidates.probabilities, self.mode)
 
     def select_batch(self, probabilities: Any, batch_size: int, indices: Any = None) -> np.ndarray:
         """Positions (or ``indices[chosen]``) of the ``batch_size`` most uncertain rows, most uncertain first."""
@@ -1939,10 +1940,8 @@ class CommitteeSampler(_Sampler):
         """Disagreement of each row, shape (n_rows,); higher is more disagreement."""
         return committee_disagreement(member_probabilities, self.disagreement)
 
-    def _select(self, candidates: Candidates, batch_size: int) -> Selection:
-        scores = _committee_disagreement(candidates.members, self.disagreement)
-        chosen = top_k_indices(scores, batch_size)
-        return Selection(chosen, scores[chosen])
+    def _scores(self, candidates: Candidates) -> np.ndarray:
+        return _committee_disagreement(candidates.members, self.disagreement)
 
     def select_batch(self, member_probabilities: Any, batch_size: int, indices: Any = None) -> np.ndarray:
         """The ``batch_size`` rows of most disagreement, most first: positions, or their entries of ``indices``
