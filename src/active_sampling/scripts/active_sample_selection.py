@@ -689,9 +689,7 @@ class TopKPerClassSampler(_Sampler):
             thresholds[position] = selection.scores[predicted == position].min()
         return thresholds
 
-    def select_batch(self, probabilities: Any, indices: Any = None) -> np.ndarray:
-        """Positions (or ``indices[chosen]``) of the selected rows, most confident first."""
-        return self._select_batch(Candidates(probabilities), None, indices, "probabilities")
+    select_batch = ConfidenceThresholdSampler.select_batch  # the same rows-by-confidence API
 
 
 def uncertainty_scores(probabilities: Any, mode: str = "margin") -> np.ndarray:
