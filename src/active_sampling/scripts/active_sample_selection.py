@@ -425,15 +425,15 @@ def _seed(name: str, value: Any) -> Optional[int]:
     return None if value is None else _positive_int(name, value, 0)
 
 
-def _class_positions(labels: Any, n_rows: int, n_classes: int) -> np.ndarray:
+def _class_positions(labels: Any, n_rows: int, n_classes: int, name: str = "labels") -> np.ndarray:
     positions = np.asarray(labels)
     if positions.shape != (n_rows,) or (positions.size and not np.issubdtype(positions.dtype, np.integer)):
-        raise ValueError("labels must be a 1-D array of {} integer class positions, got {} of shape {}".format(
-            n_rows, positions.dtype, positions.shape))
+        raise ValueError("{} must be a 1-D array of {} integer class positions, got {} of shape {}".format(
+            name, n_rows, positions.dtype, positions.shape))
     positions = positions.astype(np.int64)
     if positions.size and (positions.min() < 0 or positions.max() >= n_classes):
-        raise ValueError("labels must be class positions in [0, {}), got values from {} to {}".format(
-            n_classes, positions.min(), positions.max()))
+        raise ValueError("{} must be class positions in [0, {}), got values from {} to {}".format(
+            name, n_classes, positions.min(), positions.max()))
     return positions
 
 
@@ -542,13 +542,19 @@ class _Sampler:
         return self._select(_checked_candidates(candidates), self._checked_batch_size(batch_size))
 
     def _select(self, candidates: Candidates, batch_size: Optional[int]) -> Selection:
-        raise NotImplementedError
+        """The ``batch_size`` rows of highest ``_scores``, highest first (samplers that rank otherwise override it)."""
+        scores = self._scores(candidates)
+        chosen = top_k_indices(scores, batch_size)
+        return Selection(chosen, scores[chosen])
 
     def _select_batch(self, candidates: Candidates, batch_size: Any, indices: Any, what: str,
-                      **options: Any) -> np.ndarray:
-        """``select_batch`` on checked ``candidates``: positions of the picks, or their entries of ``indices``."""
-        first = next(array for array in (candidates.probabilities, candidates.embeddings) if array is not None)
-        ids = _row_ids(indices, first.shape[0], what)
+                      names: Optional[Mapping[str, str]] = None, *, copy: bool = False, **options: Any) -> np.ndarray:
+        """``select_batch`` after checking the parameters and ``candidates``: the picks' positions or ``indices``."""
+        self._check_params()
+        candidates = _checked_candidates(candidates, names, copy=copy)
+        first = next(array for array in (candidates.probabilities, candidates.embeddings, candidates.members)
+                     if array is not None)
+        ids = _row_ids(indices, first.shape[-2], what)  # rows are the last axis but one (members: the second)
         chosen = self._select(candidates, self._checked_batch_size(batch_size), **options).indices
         return chosen if ids is None else ids[chosen]
 
@@ -598,15 +604,18 @@ def top_k_per_class_selection(probabilities: Any, k_per_class: int) -> Selection
                                       _positive_int("k_per_class", k_per_class, 1))
 
 
+def _rows_by_class(labels: np.ndarray, n_classes: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Row positions grouped by class (increasing within a class) and each class's [start, stop) bounds."""
+    order = np.argsort(labels.astype(np.int16 if n_classes < 2**15 else np.int64), kind="stable")  # int16 sorts fast
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=n_classes))])
+    return order, bounds
+
+
 def _top_k_per_class_selection(probabilities: np.ndarray, k_per_class: int) -> Selection:
-    predicted = probabilities.argmax(axis=1)
     confidence = probabilities.max(axis=1)
-    by_class = np.argsort(predicted.astype(np.int16 if probabilities.shape[1] < 2**15 else np.int64),
-                          kind="stable")
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(predicted, minlength=probabilities.shape[1]))])
-    picked = [by_class[start:stop][top_k_indices(confidence[by_class[start:stop]], k_per_class)]
-              for start, stop in zip(bounds[:-1], bounds[1:])]
-    chosen = np.concatenate(picked) if picked else np.empty(0, dtype=np.int64)
+    by_class, bounds = _rows_by_class(probabilities.argmax(axis=1), probabilities.shape[1])
+    chosen = np.concatenate([by_class[start:stop][top_k_indices(confidence[by_class[start:stop]], k_per_class)]
+                             for start, stop in zip(bounds[:-1], bounds[1:])])  # one entry per class: never empty
     chosen = chosen[np.lexsort((chosen, -confidence[chosen]))]
     return Selection(chosen, confidence[chosen])
 
@@ -646,8 +655,7 @@ class ConfidenceThresholdSampler(_Sampler):
 
     def select_batch(self, probabilities: Any, indices: Any = None) -> np.ndarray:
         """Positions (or ``indices[chosen]``) of the selected rows, most confident first."""
-        self._check_params()
-        return self._select_batch(_checked_candidates(Candidates(probabilities)), None, indices, "probabilities")
+        return self._select_batch(Candidates(probabilities), None, indices, "probabilities")
 
 
 class TopKPerClassSampler(_Sampler):
@@ -681,10 +689,7 @@ class TopKPerClassSampler(_Sampler):
             thresholds[position] = selection.scores[predicted == position].min()
         return thresholds
 
-    def select_batch(self, probabilities: Any, indices: Any = None) -> np.ndarray:
-        """Positions (or ``indices[chosen]``) of the selected rows, most confident first."""
-        self._check_params()
-        return self._select_batch(_checked_candidates(Candidates(probabilities)), None, indices, "probabilities")
+    select_batch = ConfidenceThresholdSampler.select_batch  # the same rows-by-confidence API
 
 
 def uncertainty_scores(probabilities: Any, mode: str = "margin") -> np.ndarray:
@@ -735,18 +740,14 @@ class UncertaintySampler(_Sampler):
     def compute_scores(self, probabilities: Any) -> np.ndarray:
         """Uncertainty of each row, shape (n_rows,); higher is more uncertain."""
         self._check_params()
-        return _uncertainty_scores(_as_matrix(probabilities, "probabilities", np.float64), self.mode)
+        return uncertainty_scores(probabilities, self.mode)
 
-    def _select(self, candidates: Candidates, batch_size: int) -> Selection:
-        scores = _uncertainty_scores(candidates.probabilities, self.mode)
-        chosen = top_k_indices(scores, batch_size)
-        return Selection(chosen, scores[chosen])
+    def _scores(self, candidates: Candidates) -> np.ndarray:
+        return _uncertainty_scores(candidates.probabilities, self.mode)
 
     def select_batch(self, probabilities: Any, batch_size: int, indices: Any = None) -> np.ndarray:
         """Positions (or ``indices[chosen]``) of the ``batch_size`` most uncertain rows, most uncertain first."""
-        self._check_params()
-        return self._select_batch(_checked_candidates(Candidates(probabilities)), batch_size, indices,
-                                  "probabilities")
+        return self._select_batch(Candidates(probabilities), batch_size, indices, "probabilities")
 
 
 def _normalize_rows(matrix: np.ndarray) -> np.ndarray:
@@ -1215,9 +1216,8 @@ class DiversitySampler(_Sampler):
         already-labeled rows, are k-center's initial centers (never picked, and not counted by ``indices``);
         ``probabilities`` (shape (n, n_classes)) are needed when ``uncertainty_prefilter`` > 0.
         """
-        self._check_params()
-        candidates = _checked_candidates(Candidates(probabilities, embeddings, labeled_embeddings), copy=True)
-        return self._select_batch(candidates, batch_size, indices, "embeddings", overwrite=True)
+        return self._select_batch(Candidates(probabilities, embeddings, labeled_embeddings), batch_size, indices,
+                                  "embeddings", copy=True, overwrite=True)
 
 
 class HybridSampler(DiversitySampler):
@@ -1337,8 +1337,7 @@ def _kmeans_representatives(X: np.ndarray, n_select: int, *, metric: str, random
         X = _normalize_rows(X)
     X -= X.mean(axis=0, dtype=np.float64).astype(np.float32)
     sq_norms = np.einsum("ij,ij->i", X, X)
-    rng = np.random.default_rng(random_state)
-    centers = X[_kmeans_plusplus(X, n_select, rng, weights)]
+    centers = X[_kmeans_plusplus(X, sq_norms, n_select, np.random.default_rng(random_state), weights)]
     if weights is None:
         variance = np.var(X, axis=0, dtype=np.float64)
     else:
@@ -1364,14 +1363,13 @@ def _kmeans_representatives(X: np.ndarray, n_select: int, *, metric: str, random
     return _nearest_to_each_centroid(labels, d2, n_select, weights)
 
 
-def _kmeans_plusplus(X: np.ndarray, n_clusters: int, rng: np.random.Generator,
+def _kmeans_plusplus(X: np.ndarray, sq_norms: np.ndarray, n_clusters: int, rng: np.random.Generator,
                      weights: Optional[np.ndarray] = None) -> np.ndarray:
     """k-means++ seeding: row positions of the initial centers (distinct while rows are distinct).
 
     With ``weights`` each draw is proportional to weight x D^2 (the first to the weight alone).
     """
     n_rows = X.shape[0]
-    sq_norms = np.einsum("ij,ij->i", X, X)
     nearest = _NearestCenter(sq_norms, np.full(n_rows, np.inf, dtype=np.float32))
     chosen = np.empty(n_clusters, dtype=np.int64)
     dots = np.empty(n_rows, dtype=np.float32)
@@ -1597,20 +1595,17 @@ class BADGESampler(_Sampler):
         self.random_state = random_state
 
     def _select(self, candidates: Candidates, batch_size: int) -> Selection:
-        indices, distances = _badge_kmeanspp(candidates.embeddings, candidates.probabilities, batch_size,
-                                             metric=self.metric, random_state=self.random_state)
-        return Selection(indices, distances)
+        return Selection(*_badge_kmeanspp(candidates.embeddings, candidates.probabilities, batch_size,
+                                          metric=self.metric, random_state=self.random_state))
 
     def select_batch(self, features: Any, probabilities: Any, batch_size: int, indices: Any = None) -> np.ndarray:
         """Positions (or ``indices[chosen]``, one id per row of ``features``) of the picks in order."""
-        self._check_params()
-        candidates = _checked_candidates(Candidates(probabilities, features), {"embeddings": "features"})
-        return self._select_batch(candidates, batch_size, indices, "features")
+        return self._select_batch(Candidates(probabilities, features), batch_size, indices, "features",
+                                  {"embeddings": "features"})
 
 
-# Label review: the labeled rows whose given label the model doubts. Confident learning as cleanlab's
-# find_label_issues(labels, pred_probs, filter_by="prune_by_noise_rate") computes it, with its defaults
-# (frac_noise=1, min_examples_per_class=1, single-label), step for step so that the flagged rows agree.
+# Label review: the labeled rows whose given label the model doubts, flagged step for step as cleanlab's
+# find_label_issues computes them with its defaults (frac_noise=1, min_examples_per_class=1, single-label).
 _CL_TOLERANCE = 1e-6  # a probability this far below a class's threshold still counts as confident in it
 _CL_MIN_THRESHOLD = 2e-6
 _CL_ABSENT_THRESHOLD = 2.0  # the threshold of a class no row is labeled with: no probability reaches it
@@ -1634,13 +1629,6 @@ class LabelIssues(NamedTuple):
 def self_confidence(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """p[given label] of every row, shape (n_rows,)."""
     return probabilities[np.arange(labels.shape[0]), labels]
-
-
-def _rows_by_class(labels: np.ndarray, n_classes: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Row positions grouped by label (increasing within a class) and each class's [start, stop) bounds."""
-    order = np.argsort(labels, kind="stable")
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=n_classes))])
-    return order, bounds
 
 
 def confident_thresholds(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -1863,9 +1851,7 @@ class LabelReviewSampler(_Sampler):
     def select_batch(self, probabilities: Any, labels: Any, batch_size: int, indices: Any = None) -> np.ndarray:
         """Positions of the rows to review in rank order, or ``indices[chosen]`` when ``indices`` (one id per
         row) is given. ``labels`` are the given labels' class positions, one per row."""
-        self._check_params()
-        return self._select_batch(_checked_candidates(Candidates(probabilities, labels=labels)), batch_size, indices,
-                                  "probabilities")
+        return self._select_batch(Candidates(probabilities, labels=labels), batch_size, indices, "probabilities")
 
 
 _AGREEMENT_NOISE = 1e-12  # bald below this is rounding noise of members that agree: 0, so such rows tie
@@ -1952,19 +1938,14 @@ class CommitteeSampler(_Sampler):
         """Disagreement of each row, shape (n_rows,); higher is more disagreement."""
         return committee_disagreement(member_probabilities, self.disagreement)
 
-    def _select(self, candidates: Candidates, batch_size: int) -> Selection:
-        scores = _committee_disagreement(candidates.members, self.disagreement)
-        chosen = top_k_indices(scores, batch_size)
-        return Selection(chosen, scores[chosen])
+    def _scores(self, candidates: Candidates) -> np.ndarray:
+        return _committee_disagreement(candidates.members, self.disagreement)
 
     def select_batch(self, member_probabilities: Any, batch_size: int, indices: Any = None) -> np.ndarray:
         """The ``batch_size`` rows of most disagreement, most first: positions, or their entries of ``indices``
         (one id per row)."""
-        self._check_params()
-        members = _as_members(member_probabilities)
-        ids = _row_ids(indices, members.shape[1], "member_probabilities")
-        chosen = self._select(Candidates(None, members=members), self._checked_batch_size(batch_size)).indices
-        return chosen if ids is None else ids[chosen]
+        return self._select_batch(Candidates(None, members=member_probabilities), batch_size, indices,
+                                  "member_probabilities")
 
 
 # ---- Compatibility: the first sampler API's spellings -------------------------------------------------------------
@@ -2201,7 +2182,7 @@ def precision_target_selection(probabilities: np.ndarray, thresholds: np.ndarray
                 rows = rows[top_k_indices(confidence[rows], int(caps[position]))]
                 applied[position] = confidence[rows].min() if rows.size else math.inf
             kept.append(rows)
-        eligible = np.sort(np.concatenate(kept)) if kept else eligible
+        eligible = np.sort(np.concatenate(kept))  # one entry per class: never empty
     chosen = eligible[np.lexsort((eligible, -confidence[eligible]))]
     return Selection(chosen, confidence[chosen], class_thresholds=applied)
 
@@ -2211,16 +2192,11 @@ def _check_calibration(calibration: Any, n_classes: int) -> Calibration:
         raise ValueError("precision_target needs calibration: the model's probabilities on held-out labeled rows "
                          "and their true classes")
     probabilities = _as_matrix(calibration.probabilities, "calibration probabilities", np.float64)
-    labels = np.asarray(calibration.labels)
     if probabilities.shape[1] != n_classes:
         raise ValueError("calibration probabilities have {} columns but the candidates have {}".format(
             probabilities.shape[1], n_classes))
-    if labels.shape != (probabilities.shape[0],) or (labels.size and not np.issubdtype(labels.dtype, np.integer)):
-        raise ValueError("calibration labels must be one integer class position per calibration row, got {} of "
-                         "shape {}".format(labels.dtype, labels.shape))
-    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
-        raise ValueError("calibration labels must be class positions in [0, {})".format(n_classes))
-    return Calibration(probabilities, labels.astype(np.int64))
+    return Calibration(probabilities, _class_positions(calibration.labels, probabilities.shape[0], n_classes,
+                                                       "calibration labels"))
 
 
 def _unit_interval(name: str, value: Any) -> float:
@@ -2284,30 +2260,23 @@ class PrecisionTargetSampler(_Sampler):
         """What the scan found per class, and how many calibration rows a class needs at least."""
         calibration, scan = self._rule(candidates)
         predicted = calibration.probabilities.argmax(axis=1)
-        correct = predicted == calibration.labels
-        minimum = minimum_calibration_rows(self.target_precision, self.precision_confidence)
-        classes = []
-        for position, found in enumerate(scan):
-            mine = predicted == position
-            rows, hits = int(mine.sum()), int((mine & correct).sum())
-            precision = hits / rows if rows else None
-            classes.append({
-                "threshold": None if math.isinf(found.threshold) else found.threshold,
-                "qualified": not math.isinf(found.threshold), "calibration_rows": rows, "calibration_correct": hits,
-                "rows_needed": None if precision is None else rows_needed(
-                    precision, self.target_precision, self.precision_confidence),
-            })
+        rows = np.bincount(predicted, minlength=len(scan)).tolist()
+        hits = np.bincount(predicted[predicted == calibration.labels], minlength=len(scan)).tolist()
+        classes = [{"threshold": None if math.isinf(found.threshold) else found.threshold,
+                    "qualified": not math.isinf(found.threshold), "calibration_rows": n, "calibration_correct": k,
+                    "rows_needed": rows_needed(k / n, self.target_precision, self.precision_confidence) if n else None}
+                   for found, n, k in zip(scan, rows, hits)]
         return {"target_precision": self.target_precision, "precision_confidence": self.precision_confidence,
                 "class_balance": self.class_balance, "scan": "fixed sequence, highest threshold first",
-                "minimum_rows": minimum, "classes": classes}
+                "minimum_rows": minimum_calibration_rows(self.target_precision, self.precision_confidence),
+                "classes": classes}
 
     def select_batch(self, probabilities: Any, calibration_probabilities: Any, calibration_labels: Any,
                      indices: Any = None) -> np.ndarray:
         """Entries of ``indices`` (one per row of ``probabilities``; default their positions) of the selected
         rows, most confident first. ``calibration_labels`` are class positions (columns of the probabilities)."""
         calibration = Calibration(np.asarray(calibration_probabilities), np.asarray(calibration_labels))
-        candidates = _checked_candidates(Candidates(probabilities))._replace(calibration=calibration)
-        return self._select_batch(candidates, None, indices, "probabilities")
+        return self._select_batch(Candidates(probabilities, calibration=calibration), None, indices, "probabilities")
 
 
 def precision_estimate(calibration: Calibration, thresholds: np.ndarray, pseudo_labels: np.ndarray,
