@@ -473,3 +473,27 @@ def test_a_missing_calibration_folder_and_one_around_an_output_are_errors(run):
         main_with(run, inputs, env)
     assert not (run.samples_dir / "_FAILURE").exists()  # the calibration folder is input: nothing written there
     assert not (run.metadata_dir / "_FAILURE").exists()
+
+
+# Label cells and what they name, written out by hand: integer classes take integer-valued numbers and their
+# digits; text classes take stripped text only; a bool names no class in either.
+LABEL_CELLS = [
+    ([0, 1, 2], [2, "2", " 02 ", "2.0", 2.0, np.int64(2)], 2),
+    ([0, 1, 2], [2.5, "2.5", "x", True], None),
+    (["cat", "dog"], ["dog", " dog "], 1),
+    (["3", "x"], [3.0, True, np.float64(3.0)], None),
+]
+
+
+@pytest.mark.parametrize("classes, cells, position", LABEL_CELLS)
+def test_calibration_labels_and_label_field_read_a_cell_by_the_same_rule(classes, cells, position):
+    for cell in cells:
+        labels = pd.Series([cell], dtype=object)
+        if position is None:
+            with pytest.raises(script.SelectionError, match="names none of|not one of the classes"):
+                script.given_class_positions(labels, np.array([True]), classes, "label")
+            with pytest.raises(script.SelectionError, match="not one of the classes"):
+                script.calibration_label_positions(labels, classes, "calibration_data")
+        else:
+            assert script.given_class_positions(labels, np.array([True]), classes, "label").tolist() == [position]
+            assert script.calibration_label_positions(labels, classes, "calibration_data").tolist() == [position]

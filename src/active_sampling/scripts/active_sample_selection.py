@@ -2344,19 +2344,13 @@ class CalibrationTable(NamedTuple):
     root: Path
 
 
-def _label_key(value: Any, integer_classes: bool) -> str:
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        value = int(value)
-    text = str(value).strip()
-    return str(int(text)) if integer_classes and _is_class_number(text) else text
-
-
 def calibration_label_positions(labels: pd.Series, classes: Sequence[Any], where: Any) -> np.ndarray:
-    """The position among ``classes`` of each label; a label that names no class is an error."""
+    """The position among ``classes`` of each label, read by the rule of LABEL_FIELD (``_class_key``); a label
+    that names no class is an error."""
     integer_classes = all(isinstance(label, int) for label in classes)
-    positions = {str(label): position for position, label in enumerate(classes)}
-    keys = [_label_key(value, integer_classes) for value in labels.tolist()]
-    found = np.array([positions.get(key, -1) for key in keys], dtype=np.int64)
+    positions = {label if integer_classes else str(label): position for position, label in enumerate(classes)}
+    found = np.array([positions.get(_class_key(value, integer_classes), -1) for value in labels.tolist()],
+                     dtype=np.int64)
     unknown = np.flatnonzero(found < 0)
     if unknown.size:
         row = int(unknown[0])
