@@ -479,7 +479,7 @@ def test_a_missing_calibration_folder_and_one_around_an_output_are_errors(run):
 # digits; text classes take stripped text only; a bool names no class in either.
 LABEL_CELLS = [
     ([0, 1, 2], [2, "2", " 02 ", "2.0", 2.0, np.int64(2)], 2),
-    ([0, 1, 2], [2.5, "2.5", "x", True], None),
+    ([0, 1, 2], [2.5, "2.5", "x", True, None], None),
     (["cat", "dog"], ["dog", " dog "], 1),
     (["3", "x"], [3.0, True, np.float64(3.0)], None),
 ]
@@ -497,3 +497,9 @@ def test_calibration_labels_and_label_field_read_a_cell_by_the_same_rule(classes
         else:
             assert script.given_class_positions(labels, np.array([True]), classes, "label").tolist() == [position]
             assert script.calibration_label_positions(labels, classes, "calibration_data").tolist() == [position]
+
+
+def test_a_missing_label_among_labeled_rows_names_no_class_rather_than_another_row_s():
+    labels = pd.Series([2, None], dtype=object)
+    with pytest.raises(script.SelectionError, match="holds None in row 2 of the table"):
+        script.given_class_positions(labels, np.array([True, True]), [0, 1, 2], "label")

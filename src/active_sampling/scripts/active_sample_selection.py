@@ -874,7 +874,8 @@ def given_class_positions(labels: pd.Series, labeled: np.ndarray, classes: Seque
     codes, uniques = pd.factorize(labels.iloc[rows])
     integer_classes = all(isinstance(label, int) for label in classes)
     lookup = {label if integer_classes else str(label): position for position, label in enumerate(classes)}
-    positions = np.array([lookup.get(_class_key(value, integer_classes), -1) for value in uniques], dtype=np.int64)
+    positions = np.array([lookup.get(_class_key(value, integer_classes), -1) for value in uniques] + [-1],
+                         dtype=np.int64)  # a missing cell's code is -1: it names no class
     unknown = positions[codes] < 0
     if unknown.any():
         first = int(rows[np.flatnonzero(unknown)[0]])
