@@ -2777,6 +2777,10 @@ class Strategy(NamedTuple):
         return tuple(self.settings) + (("batch_size",) if self.batched else ()) + members
 
 
+_DIVERSITY_SETTINGS = {"metric": "metric", "random_seed": "random_state", "diversity_method": "method",
+                       "uncertainty_prefilter": "uncertainty_prefilter", "uncertainty_mode": "uncertainty_mode"}
+
+
 # The strategies. Everything else (the SELECTION_STRATEGY choices, use-case rules, the step's config,
 # contract and docs) is derived from this table: a new strategy is one sampler class and one row here.
 STRATEGY_TABLE = (
@@ -2791,15 +2795,11 @@ STRATEGY_TABLE = (
     Strategy("uncertainty", UncertaintySampler, "active_learning", needs_embeddings=False, batched=True,
              settings={"uncertainty_mode": "mode"}, sharding=ExactTopK("batch_size")),
     Strategy("diversity", DiversitySampler, "active_learning", needs_embeddings=True, batched=True,
-             settings={"metric": "metric", "random_seed": "random_state", "diversity_method": "method",
-                       "uncertainty_prefilter": "uncertainty_prefilter", "uncertainty_mode": "uncertainty_mode"},
-             sharding=DiversitySharding()),
+             settings=_DIVERSITY_SETTINGS, sharding=DiversitySharding()),
     Strategy("badge", BADGESampler, "active_learning", needs_embeddings=True, batched=True,
              settings={"metric": "metric", "random_seed": "random_state"}, sharding=WeightedD2()),
     Strategy("hybrid", HybridSampler, "active_learning", needs_embeddings=True, batched=True,
-             settings={"metric": "metric", "random_seed": "random_state", "diversity_method": "method",
-                       "uncertainty_prefilter": "uncertainty_prefilter", "uncertainty_mode": "uncertainty_mode"},
-             sharding=DiversitySharding()),
+             settings=_DIVERSITY_SETTINGS, sharding=DiversitySharding()),
     Strategy("label_review", LabelReviewSampler, "active_learning", needs_embeddings=False, batched=True,
              settings={"review_method": "method"}, sharding=LabeledRowsReview(), candidates="labeled"),
     Strategy("committee", CommitteeSampler, "active_learning", needs_embeddings=False, batched=True,
@@ -2818,9 +2818,6 @@ SSL_STRATEGIES = tuple(strategy.name for strategy in STRATEGY_TABLE if strategy.
 
 ACTIVE_LEARNING_STRATEGIES = tuple(strategy.name for strategy in STRATEGY_TABLE
                                    if strategy.use_case == "active_learning")
-
-
-EMBEDDING_STRATEGIES = tuple(strategy.name for strategy in STRATEGY_TABLE if strategy.needs_embeddings)
 
 
 def strategy_for(name: str) -> Strategy:
