@@ -3257,15 +3257,13 @@ def validate_strategy_for_use_case(strategy: str, use_case: str) -> None:
     own = strategy_for(strategy).use_case
     if use_case == "auto" or use_case == own:
         return
-    if use_case == "ssl":
-        raise SelectionError(
-            "SELECTION_STRATEGY={} is not allowed with USE_CASE=ssl: it selects uncertain or merely diverse rows, "
-            "whose predictions would become noisy pseudo-labels; use one of {} (or USE_CASE=auto)".format(
-                strategy, ", ".join(SSL_STRATEGIES)))
-    raise SelectionError(
-        "SELECTION_STRATEGY={} is not allowed with USE_CASE=active_learning: it selects rows the model is "
-        "already confident about, which wastes human labeling effort; use one of {} (or USE_CASE=auto)".format(
-            strategy, ", ".join(ACTIVE_LEARNING_STRATEGIES)))
+    why, fitting = {
+        "ssl": ("it selects uncertain or merely diverse rows, whose predictions would become noisy pseudo-labels",
+                SSL_STRATEGIES),
+        "active_learning": ("it selects rows the model is already confident about, which wastes human labeling "
+                            "effort", ACTIVE_LEARNING_STRATEGIES)}[use_case]
+    raise SelectionError("SELECTION_STRATEGY={} is not allowed with USE_CASE={}: {}; use one of {} (or USE_CASE=auto)"
+                         .format(strategy, use_case, why, ", ".join(fitting)))
 
 
 def _env_text(name: str, raw: Any) -> Optional[str]:
@@ -3358,7 +3356,7 @@ def validate_labeling_settings(config: SelectionConfig) -> None:
 
 def validate_label_settings(config: SelectionConfig) -> None:
     """A strategy that selects among the labeled rows needs LABEL_FIELD."""
-    if strategy_for(config.selection_strategy).candidates == "labeled" and not config.label_field:
+    if _reviews_labels(config) and not config.label_field:
         raise SelectionError("SELECTION_STRATEGY={} reviews labeled rows and needs LABEL_FIELD=<column>: the column "
                              "holding the given labels".format(config.selection_strategy))
 
