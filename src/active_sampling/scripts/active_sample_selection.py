@@ -2900,7 +2900,7 @@ def labeling_tasks(rows: pd.DataFrame, predictions: "Predictions", config: "Sele
     for task in tasks:
         if isinstance(task.shown, str) and task.shown.strip():
             continue
-        if isinstance(task.shown, str) or _is_missing(task.shown):
+        if isinstance(task.shown, str) or bool(pd.isna(task.shown)):
             what = "is empty"
         else:
             what = "holds {} {}".format("the number" if isinstance(task.shown, numbers.Number) else "the value",
@@ -2908,10 +2908,6 @@ def labeling_tasks(rows: pd.DataFrame, predictions: "Predictions", config: "Sele
         raise SelectionError("LABELING_DATA_FIELD column {!r} {} in the {}: expected a text or an s3:// or "
                              "https:// URI".format(field, what, _row_name(task, config.id_field)))
     return tasks
-
-
-def _is_missing(value: Any) -> bool:
-    return value is None or bool(pd.isna(value))
 
 
 def labeling_data_kind(tasks: Sequence[LabelingTask], config: "SelectionConfig") -> str:
