@@ -36,6 +36,7 @@ import argparse
 import csv
 import datetime
 import errno
+import functools
 import hashlib
 import gzip
 import html
@@ -4950,10 +4951,7 @@ def add_pool_facts(parts: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
             return [x + y for x, y in zip(a, b)]
         return a + b
 
-    total = None
-    for part in parts:
-        total = add(total, part)
-    return dict(total or {})
+    return dict(functools.reduce(add, parts, None) or {})
 
 
 def summary_fields(facts: Mapping[str, Any], chosen: np.ndarray, use_case: str) -> Dict[str, Any]:
