@@ -5362,8 +5362,7 @@ def _agreement_note(counts: StoppingCounts, kappa: Optional[float]) -> Optional[
         return ("no id of {} is among this round's {} unlabeled rows (ids read as {} there, {} here): check that "
                 "both tables come from the same pool".format(PREVIOUS_CHANNEL, counts.candidate_count,
                                                                previous_dtype, current_dtype))
-    if int(np.count_nonzero(counts.confusion.sum(axis=0))) == 1 and int(np.trace(counts.confusion)) == int(
-            counts.confusion.sum()):
+    if np.count_nonzero(counts.confusion) == 1 and np.trace(counts.confusion):
         return "both rounds predict one class for every common row: kappa is 0/0 there, taken as 1.0"
     return None
 
