@@ -2437,6 +2437,7 @@ def _chord(distance: float, metric: str) -> float:
 
 
 _RADIUS_SLACK = 1e-4  # relative: float32 distances may round a radius down by this much
+_MergeResult = Tuple[Selection, Dict[str, Any]]  # ShardRule.merge: the selection, and its guarantee's facts
 
 
 class ShardPicks(NamedTuple):
@@ -2583,8 +2584,7 @@ class ShardRule:
         """The shard's picks among its own candidates."""
         raise NotImplementedError
 
-    def merge(self, config: "SelectionConfig", pool: "MergedPool",
-              outputs: Sequence["ShardOutput"]) -> Tuple[Selection, Dict[str, Any]]:
+    def merge(self, config: "SelectionConfig", pool: "MergedPool", outputs: Sequence["ShardOutput"]) -> _MergeResult:
         """The selection among every shard's picks, and what the metadata says about its guarantee."""
         raise NotImplementedError
 
@@ -2605,8 +2605,7 @@ class ExactTopK(ShardRule):
                                                 config.batch_size)
         return ShardPicks(selection.indices, selection.scores, np.ones(selection.indices.size, np.int64), None)
 
-    def merge(self, config: "SelectionConfig", pool: "MergedPool",
-              outputs: Sequence["ShardOutput"]) -> Tuple[Selection, Dict[str, Any]]:
+    def merge(self, config: "SelectionConfig", pool: "MergedPool", outputs: Sequence["ShardOutput"]) -> _MergeResult:
         groups = pool.probabilities.argmax(axis=1) if self.per_class else None
         indices = merge_ranked(pool.scores, (pool.file_rank, pool.row), getattr(config, self.limit_field), groups)
         return Selection(indices, pool.scores[indices]), {"guarantee": "exact"}
@@ -2644,8 +2643,7 @@ class DiversitySharding(ShardRule):
             metric=config.metric)
         return ShardPicks(indices, distances, np.ones(indices.size, np.int64), radius)
 
-    def merge(self, config: "SelectionConfig", pool: "MergedPool",
-              outputs: Sequence["ShardOutput"]) -> Tuple[Selection, Dict[str, Any]]:
+    def merge(self, config: "SelectionConfig", pool: "MergedPool", outputs: Sequence["ShardOutput"]) -> _MergeResult:
         labeled, mean = _merge_centers(outputs, pool.vectors.shape[1])
         if config.uncertainty_prefilter:
             return self._merge_prefiltered(config, pool, labeled), {"guarantee": "exact"}
@@ -2700,8 +2698,7 @@ class WeightedD2(ShardRule):
         weights = nearest_pick_counts(candidates.embeddings, candidates.probabilities, indices, metric=config.metric)
         return ShardPicks(indices, distances, weights, None)
 
-    def merge(self, config: "SelectionConfig", pool: "MergedPool",
-              outputs: Sequence["ShardOutput"]) -> Tuple[Selection, Dict[str, Any]]:
+    def merge(self, config: "SelectionConfig", pool: "MergedPool", outputs: Sequence["ShardOutput"]) -> _MergeResult:
         indices, distances = _badge_kmeanspp(pool.vectors, pool.probabilities, config.batch_size,
                                              metric=config.metric, random_state=config.random_seed,
                                              sample_weight=pool.weights)
@@ -2727,8 +2724,7 @@ class LabeledRowsReview(ShardRule):
             indices = np.arange(confidence.size)
         return ShardPicks(indices, 1.0 - confidence[indices], np.ones(indices.size, np.int64), None)
 
-    def merge(self, config: "SelectionConfig", pool: "MergedPool",
-              outputs: Sequence["ShardOutput"]) -> Tuple[Selection, Dict[str, Any]]:
+    def merge(self, config: "SelectionConfig", pool: "MergedPool", outputs: Sequence["ShardOutput"]) -> _MergeResult:
         classes = next(output.manifest["details"]["classes"] for output in outputs if output.manifest["pool_size"])
         stored = [_arrow_to_pandas(piece.select([config.label_field]))[config.label_field] for piece in pool.pieces]
         offsets = np.concatenate([[0], np.cumsum([len(labels) for labels in stored])])[:-1]
@@ -2750,8 +2746,7 @@ class CalibratedThresholds(ShardRule):
         selection = make_sampler(config._replace(class_balance="none"))._select(candidates)
         return ShardPicks(selection.indices, selection.scores, np.ones(selection.indices.size, np.int64), None)
 
-    def merge(self, config: "SelectionConfig", pool: "MergedPool",
-              outputs: Sequence["ShardOutput"]) -> Tuple[Selection, Dict[str, Any]]:
+    def merge(self, config: "SelectionConfig", pool: "MergedPool", outputs: Sequence["ShardOutput"]) -> _MergeResult:
         selection = make_sampler(config)._select(Candidates(pool.probabilities, calibration=pool.calibration))
         return selection, {"guarantee": "exact: every shard sent its rows above the thresholds that the merge "
                                         "finds on the same calibration_data"}
