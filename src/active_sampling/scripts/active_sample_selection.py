@@ -96,19 +96,13 @@ METADATA_CHANNEL = "selection_metadata"
 LABELING_CHANNEL = "labeling_tasks"  # optional: used only with a LABELING_FORMAT
 PREVIOUS_CHANNEL = "previous_predictions"  # optional: last round's predictions, read for the stopping block
 CALIBRATION_CHANNEL = "calibration_data"  # optional: held-out labeled predictions, for SSL precision estimates
-CONTAINER_INPUT_PATHS = {
-    INPUT_CHANNEL: "/opt/ml/processing/input/evaluation_data",
-    PREVIOUS_CHANNEL: "/opt/ml/processing/input/previous_predictions",
-    CALIBRATION_CHANNEL: "/opt/ml/processing/input/calibration_data",
-}
+CONTAINER_INPUT_PATHS = {channel: "/opt/ml/processing/input/" + channel
+                         for channel in (INPUT_CHANNEL, PREVIOUS_CHANNEL, CALIBRATION_CHANNEL)}
 # Input channels a run may go without: absent from input_paths (or, in the container, not mounted) means
 # not given; a folder that is named must exist.
 OPTIONAL_INPUT_CHANNELS = (PREVIOUS_CHANNEL, CALIBRATION_CHANNEL)
-CONTAINER_OUTPUT_PATHS = {
-    SAMPLES_CHANNEL: "/opt/ml/processing/output/selected_samples",
-    METADATA_CHANNEL: "/opt/ml/processing/output/selection_metadata",
-    LABELING_CHANNEL: "/opt/ml/processing/output/labeling_tasks",
-}
+CONTAINER_OUTPUT_PATHS = {channel: "/opt/ml/processing/output/" + channel
+                          for channel in (SAMPLES_CHANNEL, METADATA_CHANNEL, LABELING_CHANNEL)}
 JOB_ARGUMENTS = ("job_type",)
 RESOURCE_CONFIG_PATH = "/opt/ml/config/resourceconfig.json"
 
