@@ -164,12 +164,10 @@ def _real(path: Path) -> str:
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, np.integer):
-        return int(value)
+    if isinstance(value, (np.integer, np.ndarray)):
+        return value.tolist()
     if isinstance(value, np.floating):
         return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
     if isinstance(value, Path):
         return str(value)
     raise TypeError("not JSON serializable: {!r}".format(value))
