@@ -36,6 +36,7 @@ import argparse
 import csv
 import datetime
 import errno
+import functools
 import hashlib
 import gzip
 import html
@@ -95,19 +96,13 @@ METADATA_CHANNEL = "selection_metadata"
 LABELING_CHANNEL = "labeling_tasks"  # optional: used only with a LABELING_FORMAT
 PREVIOUS_CHANNEL = "previous_predictions"  # optional: last round's predictions, read for the stopping block
 CALIBRATION_CHANNEL = "calibration_data"  # optional: held-out labeled predictions, for SSL precision estimates
-CONTAINER_INPUT_PATHS = {
-    INPUT_CHANNEL: "/opt/ml/processing/input/evaluation_data",
-    PREVIOUS_CHANNEL: "/opt/ml/processing/input/previous_predictions",
-    CALIBRATION_CHANNEL: "/opt/ml/processing/input/calibration_data",
-}
+CONTAINER_INPUT_PATHS = {channel: "/opt/ml/processing/input/" + channel
+                         for channel in (INPUT_CHANNEL, PREVIOUS_CHANNEL, CALIBRATION_CHANNEL)}
 # Input channels a run may go without: absent from input_paths (or, in the container, not mounted) means
 # not given; a folder that is named must exist.
 OPTIONAL_INPUT_CHANNELS = (PREVIOUS_CHANNEL, CALIBRATION_CHANNEL)
-CONTAINER_OUTPUT_PATHS = {
-    SAMPLES_CHANNEL: "/opt/ml/processing/output/selected_samples",
-    METADATA_CHANNEL: "/opt/ml/processing/output/selection_metadata",
-    LABELING_CHANNEL: "/opt/ml/processing/output/labeling_tasks",
-}
+CONTAINER_OUTPUT_PATHS = {channel: "/opt/ml/processing/output/" + channel
+                          for channel in (SAMPLES_CHANNEL, METADATA_CHANNEL, LABELING_CHANNEL)}
 JOB_ARGUMENTS = ("job_type",)
 RESOURCE_CONFIG_PATH = "/opt/ml/config/resourceconfig.json"
 
@@ -169,12 +164,10 @@ def _real(path: Path) -> str:
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, np.integer):
-        return int(value)
+    if isinstance(value, (np.integer, np.ndarray)):
+        return value.tolist()
     if isinstance(value, np.floating):
         return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
     if isinstance(value, Path):
         return str(value)
     raise TypeError("not JSON serializable: {!r}".format(value))
@@ -2400,6 +2393,7 @@ def _chord(distance: float, metric: str) -> float:
 
 
 _RADIUS_SLACK = 1e-4  # relative: float32 distances may round a radius down by this much
+_MergeResult = Tuple[Selection, Dict[str, Any]]  # ShardRule.merge: the selection, and its guarantee's facts
 
 
 class ShardPicks(NamedTuple):
@@ -2546,8 +2540,7 @@ class ShardRule:
         """The shard's picks among its own candidates."""
         raise NotImplementedError
 
-    def merge(self, config: "SelectionConfig", pool: "MergedPool",
-              outputs: Sequence["ShardOutput"]) -> Tuple[Selection, Dict[str, Any]]:
+    def merge(self, config: "SelectionConfig", pool: "MergedPool", outputs: Sequence["ShardOutput"]) -> _MergeResult:
         """The selection among every shard's picks, and what the metadata says about its guarantee."""
         raise NotImplementedError
 
@@ -2568,8 +2561,7 @@ class ExactTopK(ShardRule):
                                                 config.batch_size)
         return ShardPicks(selection.indices, selection.scores, np.ones(selection.indices.size, np.int64), None)
 
-    def merge(self, config: "SelectionConfig", pool: "MergedPool",
-              outputs: Sequence["ShardOutput"]) -> Tuple[Selection, Dict[str, Any]]:
+    def merge(self, config: "SelectionConfig", pool: "MergedPool", outputs: Sequence["ShardOutput"]) -> _MergeResult:
         groups = pool.probabilities.argmax(axis=1) if self.per_class else None
         indices = merge_ranked(pool.scores, (pool.file_rank, pool.row), getattr(config, self.limit_field), groups)
         return Selection(indices, pool.scores[indices]), {"guarantee": "exact"}
@@ -2607,8 +2599,7 @@ class DiversitySharding(ShardRule):
             metric=config.metric)
         return ShardPicks(indices, distances, np.ones(indices.size, np.int64), radius)
 
-    def merge(self, config: "SelectionConfig", pool: "MergedPool",
-              outputs: Sequence["ShardOutput"]) -> Tuple[Selection, Dict[str, Any]]:
+    def merge(self, config: "SelectionConfig", pool: "MergedPool", outputs: Sequence["ShardOutput"]) -> _MergeResult:
         labeled, mean = _merge_centers(outputs, pool.vectors.shape[1])
         if config.uncertainty_prefilter:
             return self._merge_prefiltered(config, pool, labeled), {"guarantee": "exact"}
@@ -2663,8 +2654,7 @@ class WeightedD2(ShardRule):
         weights = nearest_pick_counts(candidates.embeddings, candidates.probabilities, indices, metric=config.metric)
         return ShardPicks(indices, distances, weights, None)
 
-    def merge(self, config: "SelectionConfig", pool: "MergedPool",
-              outputs: Sequence["ShardOutput"]) -> Tuple[Selection, Dict[str, Any]]:
+    def merge(self, config: "SelectionConfig", pool: "MergedPool", outputs: Sequence["ShardOutput"]) -> _MergeResult:
         indices, distances = _badge_kmeanspp(pool.vectors, pool.probabilities, config.batch_size,
                                              metric=config.metric, random_state=config.random_seed,
                                              sample_weight=pool.weights)
@@ -2690,8 +2680,7 @@ class LabeledRowsReview(ShardRule):
             indices = np.arange(confidence.size)
         return ShardPicks(indices, 1.0 - confidence[indices], np.ones(indices.size, np.int64), None)
 
-    def merge(self, config: "SelectionConfig", pool: "MergedPool",
-              outputs: Sequence["ShardOutput"]) -> Tuple[Selection, Dict[str, Any]]:
+    def merge(self, config: "SelectionConfig", pool: "MergedPool", outputs: Sequence["ShardOutput"]) -> _MergeResult:
         classes = next(output.manifest["details"]["classes"] for output in outputs if output.manifest["pool_size"])
         stored = [_arrow_to_pandas(piece.select([config.label_field]))[config.label_field] for piece in pool.pieces]
         offsets = np.concatenate([[0], np.cumsum([len(labels) for labels in stored])])[:-1]
@@ -2713,8 +2702,7 @@ class CalibratedThresholds(ShardRule):
         selection = make_sampler(config._replace(class_balance="none"))._select(candidates)
         return ShardPicks(selection.indices, selection.scores, np.ones(selection.indices.size, np.int64), None)
 
-    def merge(self, config: "SelectionConfig", pool: "MergedPool",
-              outputs: Sequence["ShardOutput"]) -> Tuple[Selection, Dict[str, Any]]:
+    def merge(self, config: "SelectionConfig", pool: "MergedPool", outputs: Sequence["ShardOutput"]) -> _MergeResult:
         selection = make_sampler(config)._select(Candidates(pool.probabilities, calibration=pool.calibration))
         return selection, {"guarantee": "exact: every shard sent its rows above the thresholds that the merge "
                                         "finds on the same calibration_data"}
@@ -2741,6 +2729,10 @@ class Strategy(NamedTuple):
         return tuple(self.settings) + (("batch_size",) if self.batched else ()) + members
 
 
+_DIVERSITY_SETTINGS = {"metric": "metric", "random_seed": "random_state", "diversity_method": "method",
+                       "uncertainty_prefilter": "uncertainty_prefilter", "uncertainty_mode": "uncertainty_mode"}
+
+
 # The strategies. Everything else (the SELECTION_STRATEGY choices, use-case rules, the step's config,
 # contract and docs) is derived from this table: a new strategy is one sampler class and one row here.
 STRATEGY_TABLE = (
@@ -2755,15 +2747,11 @@ STRATEGY_TABLE = (
     Strategy("uncertainty", UncertaintySampler, "active_learning", needs_embeddings=False, batched=True,
              settings={"uncertainty_mode": "mode"}, sharding=ExactTopK("batch_size")),
     Strategy("diversity", DiversitySampler, "active_learning", needs_embeddings=True, batched=True,
-             settings={"metric": "metric", "random_seed": "random_state", "diversity_method": "method",
-                       "uncertainty_prefilter": "uncertainty_prefilter", "uncertainty_mode": "uncertainty_mode"},
-             sharding=DiversitySharding()),
+             settings=_DIVERSITY_SETTINGS, sharding=DiversitySharding()),
     Strategy("badge", BADGESampler, "active_learning", needs_embeddings=True, batched=True,
              settings={"metric": "metric", "random_seed": "random_state"}, sharding=WeightedD2()),
     Strategy("hybrid", HybridSampler, "active_learning", needs_embeddings=True, batched=True,
-             settings={"metric": "metric", "random_seed": "random_state", "diversity_method": "method",
-                       "uncertainty_prefilter": "uncertainty_prefilter", "uncertainty_mode": "uncertainty_mode"},
-             sharding=DiversitySharding()),
+             settings=_DIVERSITY_SETTINGS, sharding=DiversitySharding()),
     Strategy("label_review", LabelReviewSampler, "active_learning", needs_embeddings=False, batched=True,
              settings={"review_method": "method"}, sharding=LabeledRowsReview(), candidates="labeled"),
     Strategy("committee", CommitteeSampler, "active_learning", needs_embeddings=False, batched=True,
@@ -2782,9 +2770,6 @@ SSL_STRATEGIES = tuple(strategy.name for strategy in STRATEGY_TABLE if strategy.
 
 ACTIVE_LEARNING_STRATEGIES = tuple(strategy.name for strategy in STRATEGY_TABLE
                                    if strategy.use_case == "active_learning")
-
-
-EMBEDDING_STRATEGIES = tuple(strategy.name for strategy in STRATEGY_TABLE if strategy.needs_embeddings)
 
 
 def strategy_for(name: str) -> Strategy:
@@ -2867,7 +2852,7 @@ def labeling_tasks(rows: pd.DataFrame, predictions: "Predictions", config: "Sele
     for task in tasks:
         if isinstance(task.shown, str) and task.shown.strip():
             continue
-        if isinstance(task.shown, str) or _is_missing(task.shown):
+        if isinstance(task.shown, str) or bool(pd.isna(task.shown)):
             what = "is empty"
         else:
             what = "holds {} {}".format("the number" if isinstance(task.shown, numbers.Number) else "the value",
@@ -2875,10 +2860,6 @@ def labeling_tasks(rows: pd.DataFrame, predictions: "Predictions", config: "Sele
         raise SelectionError("LABELING_DATA_FIELD column {!r} {} in the {}: expected a text or an s3:// or "
                              "https:// URI".format(field, what, _row_name(task, config.id_field)))
     return tasks
-
-
-def _is_missing(value: Any) -> bool:
-    return value is None or bool(pd.isna(value))
 
 
 def labeling_data_kind(tasks: Sequence[LabelingTask], config: "SelectionConfig") -> str:
@@ -3224,15 +3205,13 @@ def validate_strategy_for_use_case(strategy: str, use_case: str) -> None:
     own = strategy_for(strategy).use_case
     if use_case == "auto" or use_case == own:
         return
-    if use_case == "ssl":
-        raise SelectionError(
-            "SELECTION_STRATEGY={} is not allowed with USE_CASE=ssl: it selects uncertain or merely diverse rows, "
-            "whose predictions would become noisy pseudo-labels; use one of {} (or USE_CASE=auto)".format(
-                strategy, ", ".join(SSL_STRATEGIES)))
-    raise SelectionError(
-        "SELECTION_STRATEGY={} is not allowed with USE_CASE=active_learning: it selects rows the model is "
-        "already confident about, which wastes human labeling effort; use one of {} (or USE_CASE=auto)".format(
-            strategy, ", ".join(ACTIVE_LEARNING_STRATEGIES)))
+    why, fitting = {
+        "ssl": ("it selects uncertain or merely diverse rows, whose predictions would become noisy pseudo-labels",
+                SSL_STRATEGIES),
+        "active_learning": ("it selects rows the model is already confident about, which wastes human labeling "
+                            "effort", ACTIVE_LEARNING_STRATEGIES)}[use_case]
+    raise SelectionError("SELECTION_STRATEGY={} is not allowed with USE_CASE={}: {}; use one of {} (or USE_CASE=auto)"
+                         .format(strategy, use_case, why, ", ".join(fitting)))
 
 
 def _env_text(name: str, raw: Any) -> Optional[str]:
@@ -3325,7 +3304,7 @@ def validate_labeling_settings(config: SelectionConfig) -> None:
 
 def validate_label_settings(config: SelectionConfig) -> None:
     """A strategy that selects among the labeled rows needs LABEL_FIELD."""
-    if strategy_for(config.selection_strategy).candidates == "labeled" and not config.label_field:
+    if _reviews_labels(config) and not config.label_field:
         raise SelectionError("SELECTION_STRATEGY={} reviews labeled rows and needs LABEL_FIELD=<column>: the column "
                              "holding the given labels".format(config.selection_strategy))
 
@@ -4923,10 +4902,7 @@ def add_pool_facts(parts: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
             return [x + y for x, y in zip(a, b)]
         return a + b
 
-    total = None
-    for part in parts:
-        total = add(total, part)
-    return dict(total or {})
+    return dict(functools.reduce(add, parts, None) or {})
 
 
 def summary_fields(facts: Mapping[str, Any], chosen: np.ndarray, use_case: str) -> Dict[str, Any]:
@@ -5337,8 +5313,7 @@ def _agreement_note(counts: StoppingCounts, kappa: Optional[float]) -> Optional[
         return ("no id of {} is among this round's {} unlabeled rows (ids read as {} there, {} here): check that "
                 "both tables come from the same pool".format(PREVIOUS_CHANNEL, counts.candidate_count,
                                                                previous_dtype, current_dtype))
-    if int(np.count_nonzero(counts.confusion.sum(axis=0))) == 1 and int(np.trace(counts.confusion)) == int(
-            counts.confusion.sum()):
+    if np.count_nonzero(counts.confusion) == 1 and np.trace(counts.confusion):
         return "both rounds predict one class for every common row: kappa is 0/0 there, taken as 1.0"
     return None
 
