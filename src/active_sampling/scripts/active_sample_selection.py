@@ -1483,7 +1483,7 @@ def _badge_kmeanspp(
     uncertainty (gradient magnitude) and diversity. The n x C*D gradient matrix is never built:
     ``g_i . g_j = (d_i . d_j)(h_i . h_j)``, so each pick costs one n x D (float32) and one n x C
     matrix-vector product. A draw is ``u = rng.random() * sum(D2)`` located in ``cumsum(D2)`` by binary
-    search; picked rows and exact duplicates of picks have D2 = 0 and are never drawn. Rows whose nearest
+    search (``_BlockedDraw``: the same row, from per-block sums); picked rows and exact duplicates of picks have D2 = 0 and are never drawn. Rows whose nearest
     pick cannot change (``_TriangleBound``, in gradient space: the picks' gradients are built, one C*D
     vector each) keep their D2 uncomputed, the others get a full pass's value, so the draws are the same. When every
     remaining row duplicates a pick (sum(D2) = 0), the rest are taken by decreasing gradient norm.
@@ -1521,6 +1521,8 @@ def _badge_kmeanspp(
     h_row_dots, residual_row_dots = _RowDots(X, rows_axis=0), _RowDots(residual_by_class, rows_axis=1)
     h_dot = np.empty(n_rows, dtype=np.float32)
     dots = np.empty(n_rows, dtype=np.float64)
+    draw = _BlockedDraw(n_rows)
+    weighted = None if weights is None else np.empty(n_rows)  # min_d2 * weights, kept at the moved rows
     chosen = int(np.argmax(raw_sq_norms))
     indices[0] = chosen
     distances[0] = 1.0 if metric == "cosine" else math.sqrt(raw_sq_norms[chosen])
@@ -1542,7 +1544,12 @@ def _badge_kmeanspp(
         progress.update(pick)
         if pick == n_select:
             break
-        chosen = _draw_proportional(min_d2 if weights is None else min_d2 * weights, rng)
+        if weighted is not None:
+            if pick == 1:
+                np.multiply(min_d2, weights, out=weighted)
+            else:
+                weighted[moved] = min_d2[moved] * weights[moved]
+        chosen = draw(min_d2 if weights is None else weighted, rng)
         if chosen < 0:
             rest = np.setdiff1d(np.arange(n_rows), indices[:pick], assume_unique=True)
             fill = rest[top_k_indices(raw_sq_norms[rest], n_select - pick)]
@@ -1555,6 +1562,7 @@ def _badge_kmeanspp(
         distances[pick] = min_d2[chosen] / 2.0 if metric == "cosine" else math.sqrt(min_d2[chosen])
     logger.debug("BADGE: %.1f%% of the %d x %d row-pick distances computed", 100.0 * bound.computed
                  / max(1, n_rows * n_select), n_rows, n_select)
+    logger.debug("BADGE: %d of %d draws summed every row", draw.fallbacks, draw.draws)
     return indices, distances
 
 
@@ -1569,13 +1577,86 @@ def _sample_weights(sample_weight: Any, n_rows: int) -> np.ndarray:
 def _draw_proportional(weights: np.ndarray, rng: np.random.Generator) -> int:
     """Index drawn with probability weights[i] / sum(weights), or -1 when all weights are zero."""
     cumulative = np.cumsum(weights)
-    total = cumulative[-1]
-    if not total > 0.0:
+    if not cumulative[-1] > 0.0:
         return -1
-    position = int(np.searchsorted(cumulative, rng.random() * total, side="right"))
+    return _position_drawn(cumulative, weights, rng.random())
+
+
+def _position_drawn(cumulative: np.ndarray, weights: np.ndarray, uniform: float) -> int:
+    """The row of ``uniform * total`` in ``cumulative = np.cumsum(weights)`` (whose total is positive)."""
+    position = int(np.searchsorted(cumulative, uniform * cumulative[-1], side="right"))
     if position >= weights.shape[0]:  # rounding put the draw at the very end
         position = int(np.flatnonzero(weights > 0)[-1])
     return position
+
+
+_DRAW_BLOCK = 1024  # rows per partial sum of _BlockedDraw
+_DRAW_RANGE = (2.0 ** -900, 2.0 ** 900)  # totals (and draws) where no product of the check under- or overflows
+
+
+class _BlockedDraw:
+    """``_draw_proportional`` on non-negative float64 weights, the same index from the same generator state,
+    without a cumulative sum over every row.
+
+    ``_draw_proportional`` returns the first row whose running sum ``S_i`` (``np.cumsum``) exceeds
+    ``u = fl(r S_last)``, ``r = rng.random()``. Here the weights are summed per block of ``_DRAW_BLOCK`` rows,
+    the blocks' running sums locate the block, and a running sum inside that block alone the row ``i``.
+    Every such value, and every ``S_i``, is a float sum of the same exact prefix of non-negative numbers in
+    at most ``n + 2 _DRAW_BLOCK + 8`` additions per term, so it lies within the relative error
+    ``g = m 2^-53 / (1 - m 2^-53)`` of the exact prefix, in any order of summation; two of them lie
+    within ``2.01 g`` of each other. Row ``i`` is returned only when its prefix is above the located draw and
+    the prefix before it below, both by ``tolerance = 4 g + 8 2^-53`` (which also covers the roundings of
+    the draw and of the check), which implies ``S_(i-1) <= u < S_i``. Otherwise (a draw within that
+    distance of a boundary, a total out of ``_DRAW_RANGE``, not finite or NaN) the draw is
+    ``_draw_proportional``'s with the same ``r``. A zero total is exact in any order, so -1 without a draw.
+    """
+
+    def __init__(self, n_rows: int):
+        self.starts = np.arange(0, n_rows, _DRAW_BLOCK)
+        unit, terms = 2.0 ** -53, n_rows + 2 * _DRAW_BLOCK + 8
+        error = terms * unit / (1.0 - terms * unit)
+        self.tolerance = 4.0 * error + 8.0 * unit
+        self.draws, self.fallbacks = 0, 0  # for the logs and the tests
+
+    def __call__(self, weights: np.ndarray, rng: np.random.Generator) -> int:
+        self.draws += 1
+        if weights.shape[0] == 0:
+            self.fallbacks += 1
+            return _draw_proportional(weights, rng)
+        with np.errstate(over="ignore"):  # an infinite total is today's draw, which warns as today
+            ends = np.cumsum(np.add.reduceat(weights, self.starts))
+        total = float(ends[-1])
+        if total == 0.0:
+            return -1
+        if not _DRAW_RANGE[0] <= total <= _DRAW_RANGE[1]:  # NaN too
+            self.fallbacks += 1
+            return _draw_proportional(weights, rng)
+        uniform = rng.random()
+        position = self._located(weights, ends, uniform * total)
+        if position < 0:
+            self.fallbacks += 1
+            return _position_drawn(np.cumsum(weights), weights, uniform)
+        return position
+
+    def _located(self, weights: np.ndarray, ends: np.ndarray, target: float) -> int:
+        """The row whose prefix provably holds ``target``, or -1 when it is too close to a boundary to tell."""
+        if target < _DRAW_RANGE[0] and target != 0.0:
+            return -1
+        block = int(np.searchsorted(ends, target, side="right"))
+        if block >= ends.size:
+            return -1
+        before = float(ends[block - 1]) if block else 0.0
+        start = block * _DRAW_BLOCK
+        prefix = np.cumsum(weights[start:start + _DRAW_BLOCK])
+        prefix += before
+        at = int(np.searchsorted(prefix, target, side="right"))
+        if at >= prefix.size:
+            return -1
+        previous = float(prefix[at - 1]) if at else before
+        if float(prefix[at]) * (1.0 - self.tolerance) > target * (1.0 + self.tolerance) \
+                and previous * (1.0 + self.tolerance) <= target * (1.0 - self.tolerance):
+            return start + at
+        return -1
 
 
 class BADGESampler(_Sampler):
