@@ -971,8 +971,7 @@ class _TriangleBound:
             self._unchecked = max(0, self._unchecked - 1)
             self.computed += n_rows
             return None
-        gaps = self.centers[:self.n_centers] - center
-        limit = np.einsum("ij,ij->i", gaps, gaps)
+        limit = self._squared_gaps(center, center_sq)
         limit *= 0.25 * (1.0 - 1e-9)
         limit -= self.slack / 2 * (self.center_sq[:self.n_centers] + center_sq)
         # In float32 the check rounds by < 2^-23 (|x|^2 + |a|^2 + |c|^2), far inside the slack's spare half.
@@ -990,6 +989,11 @@ class _TriangleBound:
         self.computed += rows.size
         return rows
 
+    def _squared_gaps(self, center: np.ndarray, center_sq: float) -> np.ndarray:
+        """Squared distances from the centers so far to ``center`` (float64, a lower bound up to rounding)."""
+        gaps = self.centers[:self.n_centers] - center
+        return np.einsum("ij,ij->i", gaps, gaps)
+
     def add_center(self, center: np.ndarray, center_sq: float, moved: np.ndarray) -> None:
         """Record the new center, nearest now to the ``moved`` rows (nothing to keep when no check can run)."""
         if not self.tracking:
@@ -1000,6 +1004,33 @@ class _TriangleBound:
         self.n_centers += 1
         self.nearest[moved] = index
         self._keys[moved] = self.d2[moved] + self.slack_sq[moved]
+
+
+class _GradientBound(_TriangleBound):
+    """``_TriangleBound`` over BADGE's gradient embeddings ``g = r (x) h`` (r: C residuals, h: D features),
+    whose centers are stored as ``[r, h]`` (C + D numbers, ``n_classes`` the first C) instead of C*D.
+
+    ``|g_a - g_c|^2 = |g_a|^2 + |g_c|^2 - 2 (r_a . r_c)(h_a . h_c)``, the norms being the kernel's squared
+    norms. In float64 (h is float32, so its products are exact) the dots err by at most ``C`` and ``D``
+    units of rounding of ``|r_a||r_c|`` and ``|h_a||h_c|``, the norms by ``C + D + 1``, the sum by three more:
+    below ``(2 (C + D) + 10) 2^-53 (|g_a|^2 + |g_c|^2)`` in all. Subtracting ``2 (C + D + 8) 2^-52`` of
+    that sum keeps every value below the exact squared gap, so the check is the base class's.
+    """
+
+    def __init__(self, n_classes: int, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.n_classes = n_classes
+        self._expansion_error = 2.0 * (self.centers.shape[1] + 8) * 2.0 ** -52
+
+    def _squared_gaps(self, center: np.ndarray, center_sq: float) -> np.ndarray:
+        stored, split = self.centers[:self.n_centers], self.n_classes
+        gaps = np.dot(stored[:, :split], center[:split])
+        gaps *= np.dot(stored[:, split:], center[split:])
+        gaps *= -2.0
+        norms = self.center_sq[:self.n_centers] + center_sq
+        gaps += norms
+        gaps -= self._expansion_error * norms
+        return gaps
 
 
 class _RowDots:
@@ -1483,9 +1514,10 @@ def _badge_kmeanspp(
     uncertainty (gradient magnitude) and diversity. The n x C*D gradient matrix is never built:
     ``g_i . g_j = (d_i . d_j)(h_i . h_j)``, so each pick costs one n x D (float32) and one n x C
     matrix-vector product. A draw is ``u = rng.random() * sum(D2)`` located in ``cumsum(D2)`` by binary
-    search (``_BlockedDraw``: the same row, from per-block sums); picked rows and exact duplicates of picks have D2 = 0 and are never drawn. Rows whose nearest
-    pick cannot change (``_TriangleBound``, in gradient space: the picks' gradients are built, one C*D
-    vector each) keep their D2 uncomputed, the others get a full pass's value, so the draws are the same. When every
+    search (``_BlockedDraw``: the same row, from per-block sums); picked rows and exact duplicates of picks
+    have D2 = 0 and are never drawn. Rows whose nearest pick cannot change (``_GradientBound``, in gradient
+    space through the same factorization) keep their D2 uncomputed, the others get a full pass's value, so
+    the draws are the same. When every
     remaining row duplicates a pick (sum(D2) = 0), the rest are taken by decreasing gradient norm.
 
     ``metric="cosine"`` normalizes d and h (hence g) first; the first pick still maximizes the raw norm.
@@ -1514,8 +1546,8 @@ def _badge_kmeanspp(
     nearest = _NearestCenter(sq_norms, np.full(n_rows, np.inf))
     min_d2 = nearest.d2
     n_classes = residual_by_class.shape[0]
-    bound = _TriangleBound(sq_norms, min_d2, np.zeros(n_rows, dtype=np.intp), np.empty((0, n_classes * X.shape[1])),
-                           np.empty(0), n_select, _pruning_slack(X.shape[1]),
+    bound = _GradientBound(n_classes, sq_norms, min_d2, np.zeros(n_rows, dtype=np.intp),
+                           np.empty((0, n_classes + X.shape[1])), np.empty(0), n_select, _pruning_slack(X.shape[1]),
                            gather_cost=_GATHER_COST["badge_kmeanspp"],
                            check_cost=_CHECK_BYTES["badge_kmeanspp"] / (4 * X.shape[1] + 8 * n_classes))
     h_row_dots, residual_row_dots = _RowDots(X, rows_axis=0), _RowDots(residual_by_class, rows_axis=1)
@@ -1528,7 +1560,7 @@ def _badge_kmeanspp(
     distances[0] = 1.0 if metric == "cosine" else math.sqrt(raw_sq_norms[chosen])
     progress = _Progress("BADGE k-means++", n_select)
     for pick in range(1, n_select + 1):
-        gradient = np.multiply.outer(residual_by_class[:, chosen], X[chosen].astype(np.float64)).ravel()
+        gradient = np.concatenate([residual_by_class[:, chosen], X[chosen].astype(np.float64)])  # factors of g
         rows = bound.live_rows(gradient, float(sq_norms[chosen]))
         if rows is None:
             np.dot(X, X[chosen], out=h_dot)
