@@ -389,3 +389,35 @@ def test_badge_weighted_draws_equal_the_unpruned_kernel_on_adversarial_weights(k
         got = script.badge_kmeanspp(X, P, 120, random_state=seed, sample_weight=weights)
         assert got[0].tolist() == expected[0].tolist()
         np.testing.assert_array_equal(got[1], expected[1])
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-150, 1e120])
+def test_gradient_bound_gaps_stay_below_the_exact_gaps(scale):
+    """``_GradientBound`` takes |g_a - g_c|^2 from the factorization; every value must be at most the exact squared
+    distance of the outer products (rational arithmetic) and within the stated rounding allowance of it, also
+    for nearly equal centers, where the expansion cancels."""
+    from fractions import Fraction
+
+    rng = np.random.default_rng(int(np.log10(scale)) + 200)
+    n_classes, n_features, n_centers = 5, 7, 40
+    residuals = rng.standard_normal((n_centers, n_classes)) * scale
+    features = rng.standard_normal((n_centers, n_features)).astype(np.float32)
+    residuals[20:] = residuals[:20] * (1 + 1e-9)  # near copies of the first twenty
+    features[20:] = features[:20]
+    sq_norms = np.einsum("ij,ij->i", residuals, residuals) * np.einsum("ij,ij->i", features, features,
+                                                                       dtype=np.float64)
+    centers = np.hstack([residuals, features.astype(np.float64)])
+    bound = script._GradientBound(n_classes, np.ones(3), np.ones(3), np.zeros(3, dtype=np.intp), centers[:-1],
+                                  sq_norms[:-1], 1, 0.0, gather_cost=1.0, check_cost=0.0)
+    got = bound._squared_gaps(centers[-1], float(sq_norms[-1]))
+
+    def gradient(i):
+        return [Fraction(float(r)) * Fraction(float(h)) for r in residuals[i] for h in features[i]]
+
+    last = gradient(n_centers - 1)
+    for i in range(n_centers - 1):
+        exact = sum((a - b) ** 2 for a, b in zip(gradient(i), last))
+        allowance = Fraction(2 * (n_classes + n_features + 8)) * Fraction(2.0 ** -52) * Fraction(
+            float(sq_norms[i]) + float(sq_norms[-1])) * 2
+        assert Fraction(float(got[i])) <= exact
+        assert exact - Fraction(float(got[i])) <= allowance

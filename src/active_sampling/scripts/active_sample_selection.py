@@ -895,12 +895,13 @@ _GATHER_ALIGNMENT = 64  # rows per BLAS call are padded to a multiple of this (s
 _MAX_UNCHECKED_PICKS = 32  # after a check that did not pay, the next is 1, 2, 4, ... up to this many picks later
 # Costs per row relative to one row of a full pass (one matrix-vector product over all n rows). They are fixed
 # ratios, not timings, so the choice is the same on a loaded machine. A gathered row costs a random read, a copy
-# and its product: 2-4x a streamed row for 16 <= D <= 128, more in BADGE (a strided read of the row's C residuals).
+# and its product: 2-4x a streamed row for 16 <= D <= 128, in BADGE too (its full pass is heavier: two products,
+# one float64, and their product; pruning_badge.py measures 2-3x for 5-30 % of the rows gathered).
 # The check is a few passes over n numbers, worth about _CHECK_BYTES of a row in k-center and less against BADGE's
-# heavier full pass (float64, two products); both measured on the benchmark's KEEL tables, where a k-center check
-# with D <= 50 never pays for itself.
-_GATHER_COST = {"k_center_greedy": 4.0, "badge_kmeanspp": 6.0}  # by kernel
-_CHECK_BYTES = {"k_center_greedy": 160.0, "badge_kmeanspp": 48.0}
+# heavier full pass; both measured on the benchmark's KEEL tables, where a k-center check with D <= 50 never pays
+# for itself.
+_GATHER_COST = {"k_center_greedy": 4.0, "badge_kmeanspp": 3.0}  # by kernel
+_CHECK_BYTES = {"k_center_greedy": 160.0, "badge_kmeanspp": 24.0}
 _PAYING_SHARE = 0.8  # gather only when predicted to cost at most this share of a full pass
 
 
