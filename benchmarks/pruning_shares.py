@@ -5,8 +5,8 @@ For k-center greedy (float64, from the column mean, k picks) it prints the mean 
 nearest to center a is ruled out together when d(a, c) >= 2 max d(x) over a's rows (contiguous groups of
 rows), with how many groups survive per pick (one BLAS call each). For BADGE it prints the cost of the one
 pass the unpruned kernel makes over all rows per draw, ``np.cumsum`` of the float64 D^2, relative to one pick
-of BADGE's floor (an n x D and an n x C float32 matrix-vector product); identical draws need that sum's every
-rounding, so no pruning removes it. CPU time, medians of 20.
+of BADGE's floor (an n x D and an n x C float32 matrix-vector product); the kernel's draw
+(``_BlockedDraw``) now avoids it; ``pruning_badge.py`` times the parts of a BADGE pick. CPU time, medians of 20.
 
     PYTHONPATH=src .venv/bin/python benchmarks/pruning_shares.py satimage texture optdigits
 """

@@ -236,3 +236,189 @@ def test_full_pass_fold_is_exact_across_magnitudes(dtype, norm_scale, distance_s
         down = pruned.fold(dots.copy(), center)
         np.testing.assert_array_equal(pruned.d2, today.d2)
         assert down.tolist() == np.flatnonzero(today.d2 < before).tolist()
+
+
+# ---- BADGE's draws from per-block sums (_BlockedDraw) against today's np.cumsum draw -----------------------------
+
+
+class _FixedUniform:
+    """A generator whose ``random()`` returns the given values in turn (and fails when asked for more)."""
+
+    def __init__(self, *values):
+        self.values = list(values)
+
+    def random(self):
+        return self.values.pop(0)
+
+
+def _twins(seed):
+    return np.random.default_rng(seed), np.random.default_rng(seed)
+
+
+def _adversarial_weights(kind, rng, n_rows):
+    if kind == "uniform":
+        return rng.random(n_rows)
+    if kind == "huge_and_tiny":  # 2^-1000 .. 2^600: the sums' low digits are lost over and over
+        return np.ldexp(rng.random(n_rows), rng.integers(-1000, 600, size=n_rows))
+    if kind == "mostly_zero":
+        weights = np.zeros(n_rows)
+        hot = rng.choice(n_rows, max(1, n_rows // 50), replace=False)
+        weights[hot] = rng.random(hot.size)
+        return weights
+    if kind == "one_positive":
+        weights = np.zeros(n_rows)
+        weights[rng.integers(n_rows)] = 3.0
+        return weights
+    if kind == "ties":  # integers: every prefix exact, so draws meet boundaries exactly
+        return rng.integers(0, 3, size=n_rows).astype(np.float64)
+    if kind == "subnormal":
+        return rng.random(n_rows) * 2.0 ** -1060
+    if kind == "near_overflow":  # totals above the checked range: today's draw
+        return rng.random(n_rows) * 1e306
+    if kind == "one_huge":  # one weight holds almost all the mass; the others are below its rounding
+        weights = rng.random(n_rows)
+        weights[rng.integers(n_rows)] = 1e20
+        return weights
+    raise ValueError(kind)
+
+
+WEIGHT_KINDS = ("uniform", "huge_and_tiny", "mostly_zero", "one_positive", "ties", "subnormal", "near_overflow",
+                "one_huge")
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered")  # near_overflow: today's np.cumsum warns
+@pytest.mark.parametrize("n_rows", [1, 2, 1023, 1024, 1025, 5000, 40961])
+@pytest.mark.parametrize("kind", WEIGHT_KINDS)
+def test_blocked_draw_equals_todays_draw(kind, n_rows):
+    rng = np.random.default_rng(WEIGHT_KINDS.index(kind) * 100 + n_rows)
+    draw = script._BlockedDraw(n_rows)
+    for seed in range(60):
+        weights = _adversarial_weights(kind, rng, n_rows)
+        ours, todays = _twins(seed)
+        assert draw(weights, ours) == ref._draw_proportional(weights, todays)
+        assert ours.random() == todays.random()  # the same generator state after the draw
+    assert draw.draws == 60
+
+
+def test_blocked_draw_of_zero_weights_is_minus_one_without_a_draw():
+    draw = script._BlockedDraw(3000)
+    ours, todays = _twins(5)
+    assert draw(np.zeros(3000), ours) == ref._draw_proportional(np.zeros(3000), todays) == -1
+    assert ours.random() == todays.random() == np.random.default_rng(5).random()
+
+
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_blocked_draw_of_non_finite_weights_is_todays(bad):
+    weights = np.random.default_rng(0).random(3000)
+    weights[1700] = bad
+    draw = script._BlockedDraw(3000)
+    ours, todays = _twins(1)
+    assert draw(weights, ours) == ref._draw_proportional(weights, todays)
+    assert ours.random() == todays.random()
+    assert draw.fallbacks == 1
+
+
+@pytest.mark.parametrize("uniform, row", [(0.25, 1024), (0.5, 2048), (0.0, 0), (1.0 - 2.0 ** -53, 4095)])
+def test_blocked_draw_on_a_boundary_sums_every_row(uniform, row):
+    """4096 ones: every prefix is exact, so ``uniform * 4096`` falls exactly on a row's boundary (or at 0) and
+    the draw is the first row whose prefix exceeds it; the blocked sums cannot tell the boundary's side, so
+    that draw sums every row as today (except at 0, which is exact in any order)."""
+    weights = np.ones(4096)
+    draw = script._BlockedDraw(weights.size)
+    assert draw(weights, _FixedUniform(uniform)) == row == ref._draw_proportional(weights, _FixedUniform(uniform))
+    assert draw.fallbacks == (0 if uniform == 0.0 else 1)
+
+
+def test_blocked_draw_past_the_last_prefix_is_the_last_positive_row():
+    """A uniform so close to 1 that ``u`` rounds to the total: today's draw takes the last positive weight."""
+    weights = np.zeros(3000)
+    weights[[10, 2100]] = [1.0, 2.0 ** 60]
+    uniform = 1.0 - 2.0 ** -53
+    draw = script._BlockedDraw(weights.size)
+    assert draw(weights, _FixedUniform(uniform)) == ref._draw_proportional(weights, _FixedUniform(uniform)) == 2100
+
+
+def test_blocked_draw_rarely_sums_every_row():
+    """Away from exact boundaries the fallback needs a draw within about 1e-11 of the total from one of the
+    prefixes: none in 2000 draws over random weights."""
+    rng = np.random.default_rng(11)
+    draw = script._BlockedDraw(50_000)
+    for seed in range(2000):
+        weights = rng.random(50_000) ** 3
+        ours, todays = _twins(seed)
+        assert draw(weights, ours) == ref._draw_proportional(weights, todays)
+    assert draw.fallbacks == 0
+
+
+def test_badge_draws_equal_the_unpruned_kernel_when_every_draw_sums_every_row(monkeypatch):
+    monkeypatch.setattr(script._BlockedDraw, "_located", lambda self, weights, ends, target: -1)
+    rng = np.random.default_rng(21)
+    X = _mixture(rng, 2500, 8, 20)
+    P = rng.dirichlet(0.5 * np.ones(3), len(X))
+    expected = ref.badge_kmeanspp_reference(X, P, 150, random_state=4)
+    got = script.badge_kmeanspp(X, P, 150, random_state=4)
+    assert got[0].tolist() == expected[0].tolist()
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_badge_draws_equal_the_unpruned_kernel_on_many_seeds(seed):
+    rng = np.random.default_rng(1000 + seed)
+    X = _mixture(rng, 3000, 6, 15, spread=0.3)
+    P = rng.dirichlet(0.4 * np.ones(5), len(X))
+    for random_state in range(5):
+        expected = ref.badge_kmeanspp_reference(X, P, 250, random_state=random_state)
+        got = script.badge_kmeanspp(X, P, 250, random_state=random_state)
+        assert got[0].tolist() == expected[0].tolist()
+        np.testing.assert_array_equal(got[1], expected[1])
+
+
+@pytest.mark.parametrize("kind", ["zeros", "wide_range", "one_row"])
+def test_badge_weighted_draws_equal_the_unpruned_kernel_on_adversarial_weights(kind, mode):
+    """The kernel keeps weight x D^2 at the rows whose D^2 went down only; every draw must still be today's."""
+    rng = np.random.default_rng(31)
+    X = _mixture(rng, 2600, 7, 20)
+    P = rng.dirichlet(0.5 * np.ones(4), len(X))
+    if kind == "zeros":  # most rows can never be drawn
+        weights = (rng.random(len(X)) < 0.1) * rng.integers(1, 50, size=len(X)).astype(np.float64)
+    elif kind == "wide_range":
+        weights = np.ldexp(1.0, rng.integers(-60, 60, size=len(X)))
+    else:  # one row holds all the weight: after it, every draw is by gradient norm
+        weights = np.zeros(len(X))
+        weights[1234] = 1.0
+    for seed in (0, 9):
+        expected = ref.badge_kmeanspp_reference(X, P, 120, random_state=seed, sample_weight=weights)
+        got = script.badge_kmeanspp(X, P, 120, random_state=seed, sample_weight=weights)
+        assert got[0].tolist() == expected[0].tolist()
+        np.testing.assert_array_equal(got[1], expected[1])
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-150, 1e120])
+def test_gradient_bound_gaps_stay_below_the_exact_gaps(scale):
+    """``_GradientBound`` takes |g_a - g_c|^2 from the factorization; every value must be at most the exact squared
+    distance of the outer products (rational arithmetic) and within the stated rounding allowance of it, also
+    for nearly equal centers, where the expansion cancels."""
+    from fractions import Fraction
+
+    rng = np.random.default_rng(int(np.log10(scale)) + 200)
+    n_classes, n_features, n_centers = 5, 7, 40
+    residuals = rng.standard_normal((n_centers, n_classes)) * scale
+    features = rng.standard_normal((n_centers, n_features)).astype(np.float32)
+    residuals[20:] = residuals[:20] * (1 + 1e-9)  # near copies of the first twenty
+    features[20:] = features[:20]
+    sq_norms = np.einsum("ij,ij->i", residuals, residuals) * np.einsum("ij,ij->i", features, features,
+                                                                       dtype=np.float64)
+    centers = np.hstack([residuals, features.astype(np.float64)])
+    bound = script._GradientBound(n_classes, np.ones(3), np.ones(3), np.zeros(3, dtype=np.intp), centers[:-1],
+                                  sq_norms[:-1], 1, 0.0, gather_cost=1.0, check_cost=0.0)
+    got = bound._squared_gaps(centers[-1], float(sq_norms[-1]))
+
+    def gradient(i):
+        return [Fraction(float(r)) * Fraction(float(h)) for r in residuals[i] for h in features[i]]
+
+    last = gradient(n_centers - 1)
+    for i in range(n_centers - 1):
+        exact = sum((a - b) ** 2 for a, b in zip(gradient(i), last))
+        allowance = Fraction(2 * (n_classes + n_features + 8)) * Fraction(2.0 ** -52) * Fraction(
+            float(sq_norms[i]) + float(sq_norms[-1])) * 2
+        assert Fraction(float(got[i])) <= exact
+        assert exact - Fraction(float(got[i])) <= allowance

@@ -890,12 +890,13 @@ _GATHER_ALIGNMENT = 64  # rows per BLAS call are padded to a multiple of this (s
 _MAX_UNCHECKED_PICKS = 32  # after a check that did not pay, the next is 1, 2, 4, ... up to this many picks later
 # Costs per row relative to one row of a full pass (one matrix-vector product over all n rows). They are fixed
 # ratios, not timings, so the choice is the same on a loaded machine. A gathered row costs a random read, a copy
-# and its product: 2-4x a streamed row for 16 <= D <= 128, more in BADGE (a strided read of the row's C residuals).
+# and its product: 2-4x a streamed row for 16 <= D <= 128, in BADGE too (its full pass is heavier: two products,
+# one float64, and their product; pruning_badge.py measures 2-3x for 5-30 % of the rows gathered).
 # The check is a few passes over n numbers, worth about _CHECK_BYTES of a row in k-center and less against BADGE's
-# heavier full pass (float64, two products); both measured on the benchmark's KEEL tables, where a k-center check
-# with D <= 50 never pays for itself.
-_GATHER_COST = {"k_center_greedy": 4.0, "badge_kmeanspp": 6.0}  # by kernel
-_CHECK_BYTES = {"k_center_greedy": 160.0, "badge_kmeanspp": 48.0}
+# heavier full pass; both measured on the benchmark's KEEL tables, where a k-center check with D <= 50 never pays
+# for itself.
+_GATHER_COST = {"k_center_greedy": 4.0, "badge_kmeanspp": 3.0}  # by kernel
+_CHECK_BYTES = {"k_center_greedy": 160.0, "badge_kmeanspp": 24.0}
 _PAYING_SHARE = 0.8  # gather only when predicted to cost at most this share of a full pass
 
 
@@ -966,8 +967,7 @@ class _TriangleBound:
             self._unchecked = max(0, self._unchecked - 1)
             self.computed += n_rows
             return None
-        gaps = self.centers[:self.n_centers] - center
-        limit = np.einsum("ij,ij->i", gaps, gaps)
+        limit = self._squared_gaps(center, center_sq)
         limit *= 0.25 * (1.0 - 1e-9)
         limit -= self.slack / 2 * (self.center_sq[:self.n_centers] + center_sq)
         # In float32 the check rounds by < 2^-23 (|x|^2 + |a|^2 + |c|^2), far inside the slack's spare half.
@@ -985,6 +985,11 @@ class _TriangleBound:
         self.computed += rows.size
         return rows
 
+    def _squared_gaps(self, center: np.ndarray, center_sq: float) -> np.ndarray:
+        """Squared distances from the centers so far to ``center`` (float64, a lower bound up to rounding)."""
+        gaps = self.centers[:self.n_centers] - center
+        return np.einsum("ij,ij->i", gaps, gaps)
+
     def add_center(self, center: np.ndarray, center_sq: float, moved: np.ndarray) -> None:
         """Record the new center, nearest now to the ``moved`` rows (nothing to keep when no check can run)."""
         if not self.tracking:
@@ -995,6 +1000,33 @@ class _TriangleBound:
         self.n_centers += 1
         self.nearest[moved] = index
         self._keys[moved] = self.d2[moved] + self.slack_sq[moved]
+
+
+class _GradientBound(_TriangleBound):
+    """``_TriangleBound`` over BADGE's gradient embeddings ``g = r (x) h`` (r: C residuals, h: D features),
+    whose centers are stored as ``[r, h]`` (C + D numbers, ``n_classes`` the first C) instead of C*D.
+
+    ``|g_a - g_c|^2 = |g_a|^2 + |g_c|^2 - 2 (r_a . r_c)(h_a . h_c)``, the norms being the kernel's squared
+    norms. In float64 (h is float32, so its products are exact) the dots err by at most ``C`` and ``D``
+    units of rounding of ``|r_a||r_c|`` and ``|h_a||h_c|``, the norms by ``C + D + 1``, the sum by three more:
+    below ``(2 (C + D) + 10) 2^-53 (|g_a|^2 + |g_c|^2)`` in all. Subtracting ``2 (C + D + 8) 2^-52`` of
+    that sum keeps every value below the exact squared gap, so the check is the base class's.
+    """
+
+    def __init__(self, n_classes: int, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.n_classes = n_classes
+        self._expansion_error = 2.0 * (self.centers.shape[1] + 8) * 2.0 ** -52
+
+    def _squared_gaps(self, center: np.ndarray, center_sq: float) -> np.ndarray:
+        stored, split = self.centers[:self.n_centers], self.n_classes
+        gaps = np.dot(stored[:, :split], center[:split])
+        gaps *= np.dot(stored[:, split:], center[split:])
+        gaps *= -2.0
+        norms = self.center_sq[:self.n_centers] + center_sq
+        gaps += norms
+        gaps -= self._expansion_error * norms
+        return gaps
 
 
 class _RowDots:
@@ -1475,9 +1507,10 @@ def _badge_kmeanspp(
     uncertainty (gradient magnitude) and diversity. The n x C*D gradient matrix is never built:
     ``g_i . g_j = (d_i . d_j)(h_i . h_j)``, so each pick costs one n x D (float32) and one n x C
     matrix-vector product. A draw is ``u = rng.random() * sum(D2)`` located in ``cumsum(D2)`` by binary
-    search; picked rows and exact duplicates of picks have D2 = 0 and are never drawn. Rows whose nearest
-    pick cannot change (``_TriangleBound``, in gradient space: the picks' gradients are built, one C*D
-    vector each) keep their D2 uncomputed, the others get a full pass's value, so the draws are the same. When every
+    search (``_BlockedDraw``: the same row, from per-block sums); picked rows and exact duplicates of picks
+    have D2 = 0 and are never drawn. Rows whose nearest pick cannot change (``_GradientBound``, in gradient
+    space through the same factorization) keep their D2 uncomputed, the others get a full pass's value, so
+    the draws are the same. When every
     remaining row duplicates a pick (sum(D2) = 0), the rest are taken by decreasing gradient norm.
 
     ``metric="cosine"`` normalizes d and h (hence g) first; the first pick still maximizes the raw norm.
@@ -1506,19 +1539,21 @@ def _badge_kmeanspp(
     nearest = _NearestCenter(sq_norms, np.full(n_rows, np.inf))
     min_d2 = nearest.d2
     n_classes = residual_by_class.shape[0]
-    bound = _TriangleBound(sq_norms, min_d2, np.zeros(n_rows, dtype=np.intp), np.empty((0, n_classes * X.shape[1])),
-                           np.empty(0), n_select, _pruning_slack(X.shape[1]),
+    bound = _GradientBound(n_classes, sq_norms, min_d2, np.zeros(n_rows, dtype=np.intp),
+                           np.empty((0, n_classes + X.shape[1])), np.empty(0), n_select, _pruning_slack(X.shape[1]),
                            gather_cost=_GATHER_COST["badge_kmeanspp"],
                            check_cost=_CHECK_BYTES["badge_kmeanspp"] / (4 * X.shape[1] + 8 * n_classes))
     h_row_dots, residual_row_dots = _RowDots(X, rows_axis=0), _RowDots(residual_by_class, rows_axis=1)
     h_dot = np.empty(n_rows, dtype=np.float32)
     dots = np.empty(n_rows, dtype=np.float64)
+    draw = _BlockedDraw(n_rows)
+    weighted = None if weights is None else np.empty(n_rows)  # min_d2 * weights, kept at the moved rows
     chosen = int(np.argmax(raw_sq_norms))
     indices[0] = chosen
     distances[0] = 1.0 if metric == "cosine" else math.sqrt(raw_sq_norms[chosen])
     progress = _Progress("BADGE k-means++", n_select)
     for pick in range(1, n_select + 1):
-        gradient = np.multiply.outer(residual_by_class[:, chosen], X[chosen].astype(np.float64)).ravel()
+        gradient = np.concatenate([residual_by_class[:, chosen], X[chosen].astype(np.float64)])  # factors of g
         rows = bound.live_rows(gradient, float(sq_norms[chosen]))
         if rows is None:
             np.dot(X, X[chosen], out=h_dot)
@@ -1534,7 +1569,12 @@ def _badge_kmeanspp(
         progress.update(pick)
         if pick == n_select:
             break
-        chosen = _draw_proportional(min_d2 if weights is None else min_d2 * weights, rng)
+        if weighted is not None:
+            if pick == 1:
+                np.multiply(min_d2, weights, out=weighted)
+            else:
+                weighted[moved] = min_d2[moved] * weights[moved]
+        chosen = draw(min_d2 if weights is None else weighted, rng)
         if chosen < 0:
             rest = np.setdiff1d(np.arange(n_rows), indices[:pick], assume_unique=True)
             fill = rest[top_k_indices(raw_sq_norms[rest], n_select - pick)]
@@ -1547,6 +1587,7 @@ def _badge_kmeanspp(
         distances[pick] = min_d2[chosen] / 2.0 if metric == "cosine" else math.sqrt(min_d2[chosen])
     logger.debug("BADGE: %.1f%% of the %d x %d row-pick distances computed", 100.0 * bound.computed
                  / max(1, n_rows * n_select), n_rows, n_select)
+    logger.debug("BADGE: %d of %d draws summed every row", draw.fallbacks, draw.draws)
     return indices, distances
 
 
@@ -1561,13 +1602,86 @@ def _sample_weights(sample_weight: Any, n_rows: int) -> np.ndarray:
 def _draw_proportional(weights: np.ndarray, rng: np.random.Generator) -> int:
     """Index drawn with probability weights[i] / sum(weights), or -1 when all weights are zero."""
     cumulative = np.cumsum(weights)
-    total = cumulative[-1]
-    if not total > 0.0:
+    if not cumulative[-1] > 0.0:
         return -1
-    position = int(np.searchsorted(cumulative, rng.random() * total, side="right"))
+    return _position_drawn(cumulative, weights, rng.random())
+
+
+def _position_drawn(cumulative: np.ndarray, weights: np.ndarray, uniform: float) -> int:
+    """The row of ``uniform * total`` in ``cumulative = np.cumsum(weights)`` (whose total is positive)."""
+    position = int(np.searchsorted(cumulative, uniform * cumulative[-1], side="right"))
     if position >= weights.shape[0]:  # rounding put the draw at the very end
         position = int(np.flatnonzero(weights > 0)[-1])
     return position
+
+
+_DRAW_BLOCK = 1024  # rows per partial sum of _BlockedDraw
+_DRAW_RANGE = (2.0 ** -900, 2.0 ** 900)  # totals (and draws) where no product of the check under- or overflows
+
+
+class _BlockedDraw:
+    """``_draw_proportional`` on non-negative float64 weights, the same index from the same generator state,
+    without a cumulative sum over every row.
+
+    ``_draw_proportional`` returns the first row whose running sum ``S_i`` (``np.cumsum``) exceeds
+    ``u = fl(r S_last)``, ``r = rng.random()``. Here the weights are summed per block of ``_DRAW_BLOCK`` rows,
+    the blocks' running sums locate the block, and a running sum inside that block alone the row ``i``.
+    Every such value, and every ``S_i``, is a float sum of the same exact prefix of non-negative numbers in
+    at most ``n + 2 _DRAW_BLOCK + 8`` additions per term, so it lies within the relative error
+    ``g = m 2^-53 / (1 - m 2^-53)`` of the exact prefix, in any order of summation; two of them lie
+    within ``2.01 g`` of each other. Row ``i`` is returned only when its prefix is above the located draw and
+    the prefix before it below, both by ``tolerance = 4 g + 8 2^-53`` (which also covers the roundings of
+    the draw and of the check), which implies ``S_(i-1) <= u < S_i``. Otherwise (a draw within that
+    distance of a boundary, a total out of ``_DRAW_RANGE``, not finite or NaN) the draw is
+    ``_draw_proportional``'s with the same ``r``. A zero total is exact in any order, so -1 without a draw.
+    """
+
+    def __init__(self, n_rows: int):
+        self.starts = np.arange(0, n_rows, _DRAW_BLOCK)
+        unit, terms = 2.0 ** -53, n_rows + 2 * _DRAW_BLOCK + 8
+        error = terms * unit / (1.0 - terms * unit)
+        self.tolerance = 4.0 * error + 8.0 * unit
+        self.draws, self.fallbacks = 0, 0  # for the logs and the tests
+
+    def __call__(self, weights: np.ndarray, rng: np.random.Generator) -> int:
+        self.draws += 1
+        if weights.shape[0] == 0:
+            self.fallbacks += 1
+            return _draw_proportional(weights, rng)
+        with np.errstate(over="ignore"):  # an infinite total is today's draw, which warns as today
+            ends = np.cumsum(np.add.reduceat(weights, self.starts))
+        total = float(ends[-1])
+        if total == 0.0:
+            return -1
+        if not _DRAW_RANGE[0] <= total <= _DRAW_RANGE[1]:  # NaN too
+            self.fallbacks += 1
+            return _draw_proportional(weights, rng)
+        uniform = rng.random()
+        position = self._located(weights, ends, uniform * total)
+        if position < 0:
+            self.fallbacks += 1
+            return _position_drawn(np.cumsum(weights), weights, uniform)
+        return position
+
+    def _located(self, weights: np.ndarray, ends: np.ndarray, target: float) -> int:
+        """The row whose prefix provably holds ``target``, or -1 when it is too close to a boundary to tell."""
+        if target < _DRAW_RANGE[0] and target != 0.0:
+            return -1
+        block = int(np.searchsorted(ends, target, side="right"))
+        if block >= ends.size:
+            return -1
+        before = float(ends[block - 1]) if block else 0.0
+        start = block * _DRAW_BLOCK
+        prefix = np.cumsum(weights[start:start + _DRAW_BLOCK])
+        prefix += before
+        at = int(np.searchsorted(prefix, target, side="right"))
+        if at >= prefix.size:
+            return -1
+        previous = float(prefix[at - 1]) if at else before
+        if float(prefix[at]) * (1.0 - self.tolerance) > target * (1.0 + self.tolerance) \
+                and previous * (1.0 + self.tolerance) <= target * (1.0 - self.tolerance):
+            return start + at
+        return -1
 
 
 class BADGESampler(_Sampler):
