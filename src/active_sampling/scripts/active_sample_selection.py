@@ -1469,6 +1469,20 @@ def _prediction_residuals(probabilities: np.ndarray) -> np.ndarray:
     return residual
 
 
+def _gradient_factors(embeddings: Any, probabilities: Any, metric: str
+                      ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The factors of BADGE's gradients ``g_i = d_i (x) h_i``: h as float32, d = ``_prediction_residuals``,
+    both unit-length rows for cosine; and |g_i|^2 = |d_i|^2 |h_i|^2 before and after that normalization."""
+    X = np.ascontiguousarray(embeddings, dtype=np.float32)
+    residual = _prediction_residuals(np.ascontiguousarray(probabilities, dtype=np.float64))
+    raw_sq_norms = np.einsum("ij,ij->i", residual, residual) * np.einsum("ij,ij->i", X, X, dtype=np.float64)
+    if metric != "cosine":
+        return X, residual, raw_sq_norms, raw_sq_norms
+    X, residual = _normalize_rows(X.copy()), _normalize_rows(residual)
+    sq_norms = np.einsum("ij,ij->i", residual, residual) * np.einsum("ij,ij->i", X, X, dtype=np.float64)
+    return X, residual, raw_sq_norms, sq_norms
+
+
 def gradient_embeddings(embeddings: Any, probabilities: Any) -> np.ndarray:
     """BADGE's gradient embeddings ``(p - onehot(argmax p)) (x) h`` as an (n, C*D) float64 matrix.
 
@@ -1519,17 +1533,11 @@ def _badge_kmeanspp(
     Returns the picked row indices in order and each one's distance to its nearest earlier pick at the
     moment it was picked (the first pick reports its gradient norm, or 1.0 for cosine).
     """
-    X = np.ascontiguousarray(embeddings, dtype=np.float32)
-    residual = _prediction_residuals(np.ascontiguousarray(probabilities, dtype=np.float64))
+    X, residual, raw_sq_norms, sq_norms = _gradient_factors(embeddings, probabilities, metric)
     rng = np.random.default_rng(random_state)
     n_rows = X.shape[0]
     n_select = min(int(n_select), n_rows)
     weights = sample_weight
-    raw_sq_norms = np.einsum("ij,ij->i", residual, residual) * np.einsum("ij,ij->i", X, X, dtype=np.float64)
-    if metric == "cosine":
-        X = _normalize_rows(X.copy())
-        residual = _normalize_rows(residual)
-    sq_norms = np.einsum("ij,ij->i", residual, residual) * np.einsum("ij,ij->i", X, X, dtype=np.float64)
     indices = np.empty(n_select, dtype=np.int64)
     distances = np.empty(n_select, dtype=np.float64)
     if n_select == 0:
@@ -2615,11 +2623,7 @@ def nearest_pick_counts(embeddings: Any, probabilities: Any, picks: np.ndarray, 
 
     Uses ``g_i . g_p = (d_i . d_p)(h_i . h_p)`` in blocks, never the n x C*D gradients.
     """
-    X = np.ascontiguousarray(embeddings, dtype=np.float32)
-    residual = _prediction_residuals(np.ascontiguousarray(probabilities, dtype=np.float64))
-    if metric == "cosine":
-        X, residual = _normalize_rows(X.copy()), _normalize_rows(residual)
-    sq_norms = np.einsum("ij,ij->i", residual, residual) * np.einsum("ij,ij->i", X, X, dtype=np.float64)
+    X, residual, _, sq_norms = _gradient_factors(embeddings, probabilities, metric)
     picks = np.asarray(picks, dtype=np.int64)
     X_picks, residual_picks, picks_sq_norms = X[picks], residual[picks], sq_norms[picks]
     nearest = np.empty(X.shape[0], dtype=np.int64)
