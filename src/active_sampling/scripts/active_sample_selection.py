@@ -2528,10 +2528,6 @@ class ShardRule:
 
     sends_labeled_vectors = False  # shards forward their labeled rows' vectors to the merge
 
-    def unsupported(self, config: "SelectionConfig") -> Optional[str]:
-        """Why this configuration cannot be sharded, or None."""
-        return None
-
     def shard_facts(self, candidates: Candidates) -> Dict[str, Any]:
         """Manifest entries the merge needs besides the forwarded rows."""
         return {}
@@ -5737,11 +5733,10 @@ def read_resource_config(path: Path) -> ResourceConfig:
 
 
 def sharding_unsupported(config: SelectionConfig) -> Optional[str]:
-    """Why this configuration cannot be sharded (yet), or None: its strategy row's rule decides."""
-    rule = strategy_for(config.selection_strategy).sharding
-    if rule is None:
-        return "SELECTION_STRATEGY={} cannot be sharded: use SELECTION_ROLE=single".format(config.selection_strategy)
-    return rule.unsupported(config)
+    """Why this configuration cannot be sharded, or None: its strategy row has a sharding rule or not."""
+    if strategy_for(config.selection_strategy).sharding is not None:
+        return None
+    return "SELECTION_STRATEGY={} cannot be sharded: use SELECTION_ROLE=single".format(config.selection_strategy)
 
 
 def check_role_fits_instances(config: SelectionConfig) -> Optional[ResourceConfig]:
