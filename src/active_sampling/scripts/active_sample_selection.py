@@ -2677,11 +2677,10 @@ class LabeledRowsReview(ShardRule):
         return ShardPicks(indices, 1.0 - confidence[indices], np.ones(indices.size, np.int64), None)
 
     def merge(self, config: "SelectionConfig", pool: "MergedPool", outputs: Sequence["ShardOutput"]) -> _MergeResult:
-        classes = next(output.manifest["details"]["classes"] for output in outputs if output.manifest["pool_size"])
         stored = [_arrow_to_pandas(piece.select([config.label_field]))[config.label_field] for piece in pool.pieces]
         offsets = np.concatenate([[0], np.cumsum([len(labels) for labels in stored])])[:-1]
         labels = pd.concat(stored, ignore_index=True).iloc[offsets[pool.piece] + pool.piece_row]
-        given = given_class_positions(labels.reset_index(drop=True), np.ones(len(labels), dtype=bool), classes,
+        given = given_class_positions(labels.reset_index(drop=True), np.ones(len(labels), dtype=bool), pool.classes,
                                       config.label_field)
         selection = _label_review_selection(pool.probabilities, given, config.batch_size, config.review_method)
         facts = dict(selection.facts, labeled_rows=sum(int(output.manifest["labeled_count"]) for output in outputs))
