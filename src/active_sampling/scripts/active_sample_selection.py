@@ -5375,7 +5375,7 @@ def select_from_pool(pool: Pool, config: SelectionConfig, calibration: Optional[
         logger.info("BATCH_SIZE=%d is not smaller than the %d candidates: selecting them all", config.batch_size,
                     rows.size)
     sampler = make_sampler(config)
-    candidates = _candidates(pool, rows, strategy)._replace(calibration=calibration)
+    candidates = _candidates(pool, rows, calibration)
     selection = sampler._select(candidates, config.batch_size)
     thresholds = sampler.class_thresholds(candidates, selection) if strategy.use_case == "ssl" else None
     _log_rule(sampler, candidates, strategy, pool.classes)
@@ -5400,17 +5400,17 @@ def no_candidates_error(strategy: Strategy, n_rows: int, label_field: Optional[s
     return SelectionError("no candidate rows: all {} rows have LABEL_FIELD {!r} filled".format(n_rows, label_field))
 
 
-def _candidates(pool: Pool, rows: np.ndarray, strategy: Strategy) -> Candidates:
+def _candidates(pool: Pool, rows: np.ndarray, calibration: Optional[Calibration] = None) -> Candidates:
     every_row = rows.size == pool.labeled.shape[0]
     probabilities = pool.probabilities if every_row else pool.probabilities[rows]
     members = None if pool.members is None else (pool.members if every_row else pool.members[:, rows])
     if pool.given is not None:
-        return Candidates(probabilities, labels=pool.given[rows], members=members)
+        return Candidates(probabilities, labels=pool.given[rows], members=members, calibration=calibration)
     if pool.vectors is None:
-        return Candidates(probabilities, members=members)
+        return Candidates(probabilities, members=members, calibration=calibration)
     embeddings = pool.vectors if every_row else pool.vectors[rows]
     labeled = None if every_row else pool.vectors[pool.labeled]
-    return Candidates(probabilities, embeddings, labeled, members=members)
+    return Candidates(probabilities, embeddings, labeled, members=members, calibration=calibration)
 
 
 def annotate(rows: pd.DataFrame, probabilities: np.ndarray, classes: Sequence[Any], scores: np.ndarray,
@@ -5872,8 +5872,7 @@ def _shard_select(source: InputScan, config: SelectionConfig, resources: Resourc
     strategy = strategy_for(config.selection_strategy)
     rule = strategy.sharding
     candidates = np.flatnonzero(candidate_mask(pool, strategy))
-    own = _candidates(pool, candidates, strategy)._replace(
-        calibration=_checked_calibration(pool, calibration, config.id_field))
+    own = _candidates(pool, candidates, _checked_calibration(pool, calibration, config.id_field))
     labeled = own.labeled_embeddings if rule.sends_labeled_vectors else None
     totals = pool_totals(pool, config, previous)
     details = {"score_columns": pool.score_columns, "score_interpretation": pool.score_interpretation,
