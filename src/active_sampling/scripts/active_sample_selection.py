@@ -5413,11 +5413,10 @@ def _candidates(pool: Pool, rows: np.ndarray, calibration: Optional[Calibration]
     return Candidates(probabilities, embeddings, labeled, members=members, calibration=calibration)
 
 
-def annotate(rows: pd.DataFrame, probabilities: np.ndarray, classes: Sequence[Any], scores: np.ndarray,
-             strategy: str) -> pd.DataFrame:
+def annotate(rows: pd.DataFrame, predictions: "Predictions", scores: np.ndarray, strategy: str) -> pd.DataFrame:
     """The selected ``rows`` (in rank order) with the output columns appended.
 
-    ``probabilities`` (shape (n_selected, n_classes)) and ``scores`` belong to the same rows. Every
+    ``predictions`` (the model's guess) and ``scores`` belong to the same rows. Every
     strategy adds selection_score, selection_rank and data_source; SSL strategies also pseudo_label
     and confidence, active-learning strategies the same guess as predicted_label and predicted_confidence;
     strategies that review labeled rows repeat it as suggested_label, the name label review gives it.
@@ -5429,17 +5428,12 @@ def annotate(rows: pd.DataFrame, probabilities: np.ndarray, classes: Sequence[An
         DATA_SOURCE: np.full(len(rows), DATA_SOURCE_SSL if is_ssl else DATA_SOURCE_ACTIVE_LEARNING, dtype=object),
     }
     label_column, confidence_column = (PSEUDO_LABEL, CONFIDENCE) if is_ssl else (PREDICTED_LABEL, PREDICTED_CONFIDENCE)
-    added[label_column] = pd.Series(predicted_classes(probabilities, classes), index=rows.index).infer_objects()
-    added[confidence_column] = probabilities.max(axis=1)
+    added[label_column] = pd.Series(predictions.labels, index=rows.index).infer_objects()
+    added[confidence_column] = predictions.confidence
     if SUGGESTED_LABEL in output_columns(strategy):
         added[SUGGESTED_LABEL] = added[PREDICTED_LABEL]
     # One concat rather than a column at a time: wide inputs would otherwise fragment the frame.
     return pd.concat([rows, pd.DataFrame(added, index=rows.index)], axis=1)
-
-
-def predicted_classes(probabilities: np.ndarray, classes: Sequence[Any]) -> np.ndarray:
-    """The class of each row's largest probability (object array of shape (n_rows,))."""
-    return np.asarray(classes, dtype=object)[probabilities.argmax(axis=1)]
 
 
 class Predictions(NamedTuple):
@@ -5448,6 +5442,12 @@ class Predictions(NamedTuple):
     classes: Tuple[Any, ...]  # every class, in score-column order
     labels: np.ndarray  # (n_selected,) object: the top class of each row
     confidence: np.ndarray  # (n_selected,) float64: its probability
+
+    @classmethod
+    def of(cls, probabilities: np.ndarray, classes: Sequence[Any]) -> "Predictions":
+        """The guess for each row of ``probabilities`` (shape (n_rows, n_classes))."""
+        classes = tuple(classes)
+        return cls(classes, np.asarray(classes, dtype=object)[probabilities.argmax(axis=1)], probabilities.max(axis=1))
 
 
 class SelectionResult(NamedTuple):
@@ -5497,9 +5497,9 @@ def run_selection(pool: Pool, config: SelectionConfig, fetch_rows: Callable[[np.
     """
     arrays = _checked_calibration(pool, calibration, config.id_field)
     selection = select_from_pool(pool, config, arrays)
-    chosen, summary = summarize_selection(pool, selection, config, pool_totals(pool, config, previous), arrays)
+    summary = summarize_selection(pool, selection, config, pool_totals(pool, config, previous), arrays)
     del pool
-    return annotated_result(chosen, summary, selection, config, fetch_rows)
+    return annotated_result(summary, selection, config, fetch_rows)
 
 
 def _checked_calibration(pool: Pool, calibration: Optional[CalibrationTable], id_field: str) -> Optional[Calibration]:
@@ -5513,15 +5513,14 @@ def _checked_calibration(pool: Pool, calibration: Optional[CalibrationTable], id
 
 
 def summarize_selection(pool: Pool, selection: Selection, config: SelectionConfig, totals: PoolTotals,
-                        calibration: Optional[Calibration] = None) -> Tuple[np.ndarray, SelectionResult]:
-    """The selected rows' probabilities (in rank order), and what the metadata and the report say about the
-    selection, computed while ``pool`` is at hand (a single run's pool, or the merge's pool of every shard's
-    forwarded rows, whose ``totals`` the shards counted); the rows are fetched later."""
+                        calibration: Optional[Calibration] = None) -> SelectionResult:
+    """What the metadata and the report say about the selection, computed while ``pool`` is at hand (a single
+    run's pool, or the merge's pool of every shard's forwarded rows, whose ``totals`` the shards counted); the
+    rows are fetched later."""
     chosen = pool.probabilities[selection.indices]
-    classes = list(pool.classes)
-    predictions = Predictions(tuple(classes), predicted_classes(chosen, classes), chosen.max(axis=1))
+    predictions = Predictions.of(chosen, pool.classes)
     review = {REVIEW_FACTS: selection.facts} if selection.facts else {}
-    counts = dict(totals.counts, **_selected_counts(predictions.labels, classes, selection.scores), **review,
+    counts = dict(totals.counts, **_selected_counts(predictions.labels, pool.classes, selection.scores), **review,
                   **summary_fields(totals.facts, chosen, strategy_for(config.selection_strategy).use_case),
                   **_estimate_facts(config, calibration, selection, chosen, pool.classes))
     vectors = {} if pool.vectors is None else {"vector_columns": len(pool.vector_columns),
@@ -5529,15 +5528,14 @@ def summarize_selection(pool: Pool, selection: Selection, config: SelectionConfi
     details = {"score_columns": pool.score_columns, "score_interpretation": pool.score_interpretation, **vectors,
                "classes": [str(label) for label in pool.classes]}
     drawing = None if pool.vectors is None else projection(pool.vectors, pool.labeled, selection.indices)
-    return chosen, SelectionResult(rows=None, counts=counts, details=details, predictions=predictions,
-                                   drawing=drawing, stopping=totals.stopping)
+    return SelectionResult(rows=None, counts=counts, details=details, predictions=predictions, drawing=drawing,
+                           stopping=totals.stopping)
 
 
-def annotated_result(chosen: np.ndarray, summary: SelectionResult, selection: Selection, config: SelectionConfig,
+def annotated_result(summary: SelectionResult, selection: Selection, config: SelectionConfig,
                      fetch_rows: Callable[[np.ndarray], pd.DataFrame]) -> SelectionResult:
-    """``summary`` with the selected rows fetched and annotated (``chosen``: their probabilities)."""
-    rows = annotate(fetch_rows(selection.indices), chosen, list(summary.predictions.classes), selection.scores,
-                    config.selection_strategy)
+    """``summary`` with the selected rows fetched and annotated."""
+    rows = annotate(fetch_rows(selection.indices), summary.predictions, selection.scores, config.selection_strategy)
     return summary._replace(rows=rows)
 
 
@@ -5683,7 +5681,8 @@ def _nothing_selected(df: pd.DataFrame, pool: Pool, config: SelectionConfig) -> 
     if len(df):
         reason = no_candidates_error(strategy_for(config.selection_strategy), len(df), config.label_field)
         logger.warning("select_samples: %s; nothing selected", str(reason).replace("LABEL_FIELD", "label_field"))
-    return annotate(df.iloc[:0], pool.probabilities[:0], pool.classes, np.empty(0), config.selection_strategy)
+    return annotate(df.iloc[:0], Predictions.of(pool.probabilities[:0], pool.classes), np.empty(0),
+                    config.selection_strategy)
 
 
 # ---- Sharding: SELECTION_ROLE=shard on each instance, merge on one ------------------------------------------------
@@ -6211,10 +6210,10 @@ def merge_select(input_dir: Path, config: SelectionConfig, skipped: Sequence[Pat
     sharding = dict(guarantee, hosts=hosts, config_fingerprint=config_fingerprint(config),
                     shards=[{key: manifest[key] for key in ("host", "pool_size", "candidate_count", "forwarded_count")}
                             for manifest in manifests], merged_candidates=int(len(pool.ids)))
-    chosen, summary = summarize_selection(pool, selection, config, totals, pool.calibration)
+    summary = summarize_selection(pool, selection, config, totals, pool.calibration)
     note = "; sharded run: the candidates are the rows the shards sent to the merge"  # what the projection draws
     summary = summary._replace(sharding=sharding, drawing=summary.drawing and dict(summary.drawing, note=note))
-    result = annotated_result(chosen, summary, selection, config,
+    result = annotated_result(summary, selection, config,
                               lambda rows: _merged_rows(pool, rows, first_shard["columns"], schema, dtypes))
     formats = {manifest["input_format"] for manifest in with_rows}
     input_files = sorted((name for manifest in manifests for name in manifest["input_files"]), key=_path_key)
