@@ -6448,7 +6448,6 @@ class FolderInUseError(SelectionError):
     def __init__(self, folder: Path) -> None:
         super().__init__("output folder {} is in use by another run of this step (it holds {}): wait for that run to "
                          "finish, or give this run its own folders".format(folder, LOCK_NAME))
-        self.folder = folder
 
 
 def _lock_folder(folder: Path) -> Optional[int]:
@@ -6497,11 +6496,10 @@ def claim_output_folders(folders: Sequence[Path]) -> List[Tuple[Path, Optional[i
                 raise SelectionError("output path {} exists and is not a folder".format(folder))
             folder.mkdir(parents=True, exist_ok=True)
             claimed.append((folder, _lock_folder(folder)))
-    except OSError as error:
+    except BaseException as error:
         release_output_folders(claimed)
-        raise _unwritable(error) from None
-    except BaseException:
-        release_output_folders(claimed)
+        if isinstance(error, OSError):
+            raise _unwritable(error) from None
         raise
     return claimed
 
