@@ -6146,14 +6146,12 @@ def _merged_rows(pool: MergedPool, chosen: np.ndarray, columns: Sequence[str], s
 
 
 def _agreed_schema(manifests: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Any:
-    """The Arrow types a single run would read every parquet column as (``agreed_arrow_type`` over the shards'
-    agreed types, as ``_schema_text`` wrote them); None unless every shard with rows read parquet."""
+    """The Arrow types a single run would read every column of the shards' parquet input as
+    (``agreed_arrow_type`` over the shards' agreed types, as ``_schema_text`` wrote them)."""
     import base64
 
     import pyarrow as pa
 
-    if any(manifest["input_format"] != "parquet" for manifest in manifests):
-        return None
     schemas = [pa.ipc.read_schema(pa.py_buffer(base64.b64decode(manifest["arrow_schema"]))) for manifest in manifests]
     return pa.schema([pa.field(name, agreed_arrow_type([schema.field(name).type for schema in schemas]))
                       for name in columns])
@@ -6165,8 +6163,6 @@ def _merged_dtypes(manifests: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
     A single run concatenates all CSV files; a column that is int64 in one shard and float64 in
     another is float64 there. (Parquet runs concatenate only the pieces they select from, see docs.)
     """
-    if any(manifest["input_format"] == "parquet" for manifest in manifests):
-        return {}
     seen: Dict[str, set] = {}
     for manifest in manifests:
         for name, dtype in manifest["column_dtypes"].items():
@@ -6205,8 +6201,9 @@ def merge_select(input_dir: Path, config: SelectionConfig, skipped: Sequence[Pat
     selection, guarantee = _merge_strategy(config, pool, outputs, counts["candidate_count"])
     totals = PoolTotals(counts, add_pool_facts([manifest["pool_facts"] for manifest in with_rows]),
                         merged_stopping_counts([manifest["stopping"] for manifest in with_rows]))
-    schema = _agreed_schema(with_rows, first_shard["columns"])
-    dtypes = _merged_dtypes(with_rows)
+    formats = {manifest["input_format"] for manifest in with_rows}
+    schema = _agreed_schema(with_rows, first_shard["columns"]) if formats == {"parquet"} else None
+    dtypes = {} if "parquet" in formats else _merged_dtypes(with_rows)
     sharding = dict(guarantee, hosts=hosts, config_fingerprint=config_fingerprint(config),
                     shards=[{key: manifest[key] for key in ("host", "pool_size", "candidate_count", "forwarded_count")}
                             for manifest in manifests], merged_candidates=int(len(pool.ids)))
@@ -6215,7 +6212,6 @@ def merge_select(input_dir: Path, config: SelectionConfig, skipped: Sequence[Pat
     summary = summary._replace(sharding=sharding, drawing=summary.drawing and dict(summary.drawing, note=note))
     result = annotated_result(summary, selection, config,
                               lambda rows: _merged_rows(pool, rows, first_shard["columns"], schema, dtypes))
-    formats = {manifest["input_format"] for manifest in with_rows}
     input_files = sorted((name for manifest in manifests for name in manifest["input_files"]), key=_path_key)
     return result, InputFacts(input_files, formats.pop() if len(formats) == 1 else "mixed",
                               {} if schema is None else {field.name: field.type for field in schema})
