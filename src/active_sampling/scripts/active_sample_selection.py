@@ -2553,8 +2553,7 @@ class ExactTopK(ShardRule):
         self.per_class = per_class
 
     def send(self, config: "SelectionConfig", candidates: Candidates, seed: Any) -> "ShardPicks":
-        selection = make_sampler(config)._select(Candidates(candidates.probabilities, members=candidates.members),
-                                                config.batch_size)
+        selection = make_sampler(config)._select(candidates, config.batch_size)
         return ShardPicks(selection.indices, selection.scores, np.ones(selection.indices.size, np.int64), None)
 
     def merge(self, config: "SelectionConfig", pool: "MergedPool", outputs: Sequence["ShardOutput"]) -> _MergeResult:
