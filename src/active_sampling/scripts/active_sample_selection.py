@@ -2646,10 +2646,6 @@ class ShardRule:
 
     sends_labeled_vectors = False  # shards forward their labeled rows' vectors to the merge
 
-    def unsupported(self, config: "SelectionConfig") -> Optional[str]:
-        """Why this configuration cannot be sharded, or None."""
-        return None
-
     def shard_facts(self, candidates: Candidates) -> Dict[str, Any]:
         """Manifest entries the merge needs besides the forwarded rows."""
         return {}
@@ -2675,8 +2671,7 @@ class ExactTopK(ShardRule):
         self.per_class = per_class
 
     def send(self, config: "SelectionConfig", candidates: Candidates, seed: Any) -> "ShardPicks":
-        selection = make_sampler(config)._select(Candidates(candidates.probabilities, members=candidates.members),
-                                                config.batch_size)
+        selection = make_sampler(config)._select(candidates, config.batch_size)
         return ShardPicks(selection.indices, selection.scores, np.ones(selection.indices.size, np.int64), None)
 
     def merge(self, config: "SelectionConfig", pool: "MergedPool", outputs: Sequence["ShardOutput"]) -> _MergeResult:
@@ -2799,11 +2794,10 @@ class LabeledRowsReview(ShardRule):
         return ShardPicks(indices, 1.0 - confidence[indices], np.ones(indices.size, np.int64), None)
 
     def merge(self, config: "SelectionConfig", pool: "MergedPool", outputs: Sequence["ShardOutput"]) -> _MergeResult:
-        classes = next(output.manifest["details"]["classes"] for output in outputs if output.manifest["pool_size"])
         stored = [_arrow_to_pandas(piece.select([config.label_field]))[config.label_field] for piece in pool.pieces]
         offsets = np.concatenate([[0], np.cumsum([len(labels) for labels in stored])])[:-1]
         labels = pd.concat(stored, ignore_index=True).iloc[offsets[pool.piece] + pool.piece_row]
-        given = given_class_positions(labels.reset_index(drop=True), np.ones(len(labels), dtype=bool), classes,
+        given = given_class_positions(labels.reset_index(drop=True), np.ones(len(labels), dtype=bool), pool.classes,
                                       config.label_field)
         selection = _label_review_selection(pool.probabilities, given, config.batch_size, config.review_method)
         facts = dict(selection.facts, labeled_rows=sum(int(output.manifest["labeled_count"]) for output in outputs))
@@ -5498,7 +5492,7 @@ def select_from_pool(pool: Pool, config: SelectionConfig, calibration: Optional[
         logger.info("BATCH_SIZE=%d is not smaller than the %d candidates: selecting them all", config.batch_size,
                     rows.size)
     sampler = make_sampler(config)
-    candidates = _candidates(pool, rows, strategy)._replace(calibration=calibration)
+    candidates = _candidates(pool, rows, calibration)
     selection = sampler._select(candidates, config.batch_size)
     thresholds = sampler.class_thresholds(candidates, selection) if strategy.use_case == "ssl" else None
     _log_rule(sampler, candidates, strategy, pool.classes)
@@ -5523,24 +5517,23 @@ def no_candidates_error(strategy: Strategy, n_rows: int, label_field: Optional[s
     return SelectionError("no candidate rows: all {} rows have LABEL_FIELD {!r} filled".format(n_rows, label_field))
 
 
-def _candidates(pool: Pool, rows: np.ndarray, strategy: Strategy) -> Candidates:
+def _candidates(pool: Pool, rows: np.ndarray, calibration: Optional[Calibration] = None) -> Candidates:
     every_row = rows.size == pool.labeled.shape[0]
     probabilities = pool.probabilities if every_row else pool.probabilities[rows]
     members = None if pool.members is None else (pool.members if every_row else pool.members[:, rows])
     if pool.given is not None:
-        return Candidates(probabilities, labels=pool.given[rows], members=members)
+        return Candidates(probabilities, labels=pool.given[rows], members=members, calibration=calibration)
     if pool.vectors is None:
-        return Candidates(probabilities, members=members)
+        return Candidates(probabilities, members=members, calibration=calibration)
     embeddings = pool.vectors if every_row else pool.vectors[rows]
     labeled = None if every_row else pool.vectors[pool.labeled]
-    return Candidates(probabilities, embeddings, labeled, members=members)
+    return Candidates(probabilities, embeddings, labeled, members=members, calibration=calibration)
 
 
-def annotate(rows: pd.DataFrame, probabilities: np.ndarray, classes: Sequence[Any], scores: np.ndarray,
-             strategy: str) -> pd.DataFrame:
+def annotate(rows: pd.DataFrame, predictions: "Predictions", scores: np.ndarray, strategy: str) -> pd.DataFrame:
     """The selected ``rows`` (in rank order) with the output columns appended.
 
-    ``probabilities`` (shape (n_selected, n_classes)) and ``scores`` belong to the same rows. Every
+    ``predictions`` (the model's guess) and ``scores`` belong to the same rows. Every
     strategy adds selection_score, selection_rank and data_source; SSL strategies also pseudo_label
     and confidence, active-learning strategies the same guess as predicted_label and predicted_confidence;
     strategies that review labeled rows repeat it as suggested_label, the name label review gives it.
@@ -5552,17 +5545,12 @@ def annotate(rows: pd.DataFrame, probabilities: np.ndarray, classes: Sequence[An
         DATA_SOURCE: np.full(len(rows), DATA_SOURCE_SSL if is_ssl else DATA_SOURCE_ACTIVE_LEARNING, dtype=object),
     }
     label_column, confidence_column = (PSEUDO_LABEL, CONFIDENCE) if is_ssl else (PREDICTED_LABEL, PREDICTED_CONFIDENCE)
-    added[label_column] = pd.Series(predicted_classes(probabilities, classes), index=rows.index).infer_objects()
-    added[confidence_column] = probabilities.max(axis=1)
+    added[label_column] = pd.Series(predictions.labels, index=rows.index).infer_objects()
+    added[confidence_column] = predictions.confidence
     if SUGGESTED_LABEL in output_columns(strategy):
         added[SUGGESTED_LABEL] = added[PREDICTED_LABEL]
     # One concat rather than a column at a time: wide inputs would otherwise fragment the frame.
     return pd.concat([rows, pd.DataFrame(added, index=rows.index)], axis=1)
-
-
-def predicted_classes(probabilities: np.ndarray, classes: Sequence[Any]) -> np.ndarray:
-    """The class of each row's largest probability (object array of shape (n_rows,))."""
-    return np.asarray(classes, dtype=object)[probabilities.argmax(axis=1)]
 
 
 class Predictions(NamedTuple):
@@ -5571,6 +5559,12 @@ class Predictions(NamedTuple):
     classes: Tuple[Any, ...]  # every class, in score-column order
     labels: np.ndarray  # (n_selected,) object: the top class of each row
     confidence: np.ndarray  # (n_selected,) float64: its probability
+
+    @classmethod
+    def of(cls, probabilities: np.ndarray, classes: Sequence[Any]) -> "Predictions":
+        """The guess for each row of ``probabilities`` (shape (n_rows, n_classes))."""
+        classes = tuple(classes)
+        return cls(classes, np.asarray(classes, dtype=object)[probabilities.argmax(axis=1)], probabilities.max(axis=1))
 
 
 class SelectionResult(NamedTuple):
@@ -5620,9 +5614,9 @@ def run_selection(pool: Pool, config: SelectionConfig, fetch_rows: Callable[[np.
     """
     arrays = _checked_calibration(pool, calibration, config.id_field)
     selection = select_from_pool(pool, config, arrays)
-    chosen, summary = summarize_selection(pool, selection, config, pool_totals(pool, config, previous), arrays)
+    summary = summarize_selection(pool, selection, config, pool_totals(pool, config, previous), arrays)
     del pool
-    return annotated_result(chosen, summary, selection, config, fetch_rows)
+    return annotated_result(summary, selection, config, fetch_rows)
 
 
 def _checked_calibration(pool: Pool, calibration: Optional[CalibrationTable], id_field: str) -> Optional[Calibration]:
@@ -5636,15 +5630,14 @@ def _checked_calibration(pool: Pool, calibration: Optional[CalibrationTable], id
 
 
 def summarize_selection(pool: Pool, selection: Selection, config: SelectionConfig, totals: PoolTotals,
-                        calibration: Optional[Calibration] = None) -> Tuple[np.ndarray, SelectionResult]:
-    """The selected rows' probabilities (in rank order), and what the metadata and the report say about the
-    selection, computed while ``pool`` is at hand (a single run's pool, or the merge's pool of every shard's
-    forwarded rows, whose ``totals`` the shards counted); the rows are fetched later."""
+                        calibration: Optional[Calibration] = None) -> SelectionResult:
+    """What the metadata and the report say about the selection, computed while ``pool`` is at hand (a single
+    run's pool, or the merge's pool of every shard's forwarded rows, whose ``totals`` the shards counted); the
+    rows are fetched later."""
     chosen = pool.probabilities[selection.indices]
-    classes = list(pool.classes)
-    predictions = Predictions(tuple(classes), predicted_classes(chosen, classes), chosen.max(axis=1))
+    predictions = Predictions.of(chosen, pool.classes)
     review = {REVIEW_FACTS: selection.facts} if selection.facts else {}
-    counts = dict(totals.counts, **_selected_counts(predictions.labels, classes, selection.scores), **review,
+    counts = dict(totals.counts, **_selected_counts(predictions.labels, pool.classes, selection.scores), **review,
                   **summary_fields(totals.facts, chosen, strategy_for(config.selection_strategy).use_case),
                   **_estimate_facts(config, calibration, selection, chosen, pool.classes))
     vectors = {} if pool.vectors is None else {"vector_columns": len(pool.vector_columns),
@@ -5652,15 +5645,14 @@ def summarize_selection(pool: Pool, selection: Selection, config: SelectionConfi
     details = {"score_columns": pool.score_columns, "score_interpretation": pool.score_interpretation, **vectors,
                "classes": [str(label) for label in pool.classes]}
     drawing = None if pool.vectors is None else projection(pool.vectors, pool.labeled, selection.indices)
-    return chosen, SelectionResult(rows=None, counts=counts, details=details, predictions=predictions,
-                                   drawing=drawing, stopping=totals.stopping)
+    return SelectionResult(rows=None, counts=counts, details=details, predictions=predictions, drawing=drawing,
+                           stopping=totals.stopping)
 
 
-def annotated_result(chosen: np.ndarray, summary: SelectionResult, selection: Selection, config: SelectionConfig,
+def annotated_result(summary: SelectionResult, selection: Selection, config: SelectionConfig,
                      fetch_rows: Callable[[np.ndarray], pd.DataFrame]) -> SelectionResult:
-    """``summary`` with the selected rows fetched and annotated (``chosen``: their probabilities)."""
-    rows = annotate(fetch_rows(selection.indices), chosen, list(summary.predictions.classes), selection.scores,
-                    config.selection_strategy)
+    """``summary`` with the selected rows fetched and annotated."""
+    rows = annotate(fetch_rows(selection.indices), summary.predictions, selection.scores, config.selection_strategy)
     return summary._replace(rows=rows)
 
 
@@ -5806,7 +5798,8 @@ def _nothing_selected(df: pd.DataFrame, pool: Pool, config: SelectionConfig) -> 
     if len(df):
         reason = no_candidates_error(strategy_for(config.selection_strategy), len(df), config.label_field)
         logger.warning("select_samples: %s; nothing selected", str(reason).replace("LABEL_FIELD", "label_field"))
-    return annotate(df.iloc[:0], pool.probabilities[:0], pool.classes, np.empty(0), config.selection_strategy)
+    return annotate(df.iloc[:0], Predictions.of(pool.probabilities[:0], pool.classes), np.empty(0),
+                    config.selection_strategy)
 
 
 # ---- Sharding: SELECTION_ROLE=shard on each instance, merge on one ------------------------------------------------
@@ -5855,11 +5848,10 @@ def read_resource_config(path: Path) -> ResourceConfig:
 
 
 def sharding_unsupported(config: SelectionConfig) -> Optional[str]:
-    """Why this configuration cannot be sharded (yet), or None: its strategy row's rule decides."""
-    rule = strategy_for(config.selection_strategy).sharding
-    if rule is None:
-        return "SELECTION_STRATEGY={} cannot be sharded: use SELECTION_ROLE=single".format(config.selection_strategy)
-    return rule.unsupported(config)
+    """Why this configuration cannot be sharded, or None: its strategy row has a sharding rule or not."""
+    if strategy_for(config.selection_strategy).sharding is not None:
+        return None
+    return "SELECTION_STRATEGY={} cannot be sharded: use SELECTION_ROLE=single".format(config.selection_strategy)
 
 
 def check_role_fits_instances(config: SelectionConfig) -> Optional[ResourceConfig]:
@@ -5996,8 +5988,7 @@ def _shard_select(source: InputScan, config: SelectionConfig, resources: Resourc
     strategy = strategy_for(config.selection_strategy)
     rule = strategy.sharding
     candidates = np.flatnonzero(candidate_mask(pool, strategy))
-    own = _candidates(pool, candidates, strategy)._replace(
-        calibration=_checked_calibration(pool, calibration, config.id_field))
+    own = _candidates(pool, candidates, _checked_calibration(pool, calibration, config.id_field))
     labeled = own.labeled_embeddings if rule.sends_labeled_vectors else None
     totals = pool_totals(pool, config, previous)
     details = {"score_columns": pool.score_columns, "score_interpretation": pool.score_interpretation,
@@ -6272,14 +6263,12 @@ def _merged_rows(pool: MergedPool, chosen: np.ndarray, columns: Sequence[str], s
 
 
 def _agreed_schema(manifests: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Any:
-    """The Arrow types a single run would read every parquet column as (``agreed_arrow_type`` over the shards'
-    agreed types, as ``_schema_text`` wrote them); None unless every shard with rows read parquet."""
+    """The Arrow types a single run would read every column of the shards' parquet input as
+    (``agreed_arrow_type`` over the shards' agreed types, as ``_schema_text`` wrote them)."""
     import base64
 
     import pyarrow as pa
 
-    if any(manifest["input_format"] != "parquet" for manifest in manifests):
-        return None
     schemas = [pa.ipc.read_schema(pa.py_buffer(base64.b64decode(manifest["arrow_schema"]))) for manifest in manifests]
     return pa.schema([pa.field(name, agreed_arrow_type([schema.field(name).type for schema in schemas]))
                       for name in columns])
@@ -6291,8 +6280,6 @@ def _merged_dtypes(manifests: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
     A single run concatenates all CSV files; a column that is int64 in one shard and float64 in
     another is float64 there. (Parquet runs concatenate only the pieces they select from, see docs.)
     """
-    if any(manifest["input_format"] == "parquet" for manifest in manifests):
-        return {}
     seen: Dict[str, set] = {}
     for manifest in manifests:
         for name, dtype in manifest["column_dtypes"].items():
@@ -6331,17 +6318,17 @@ def merge_select(input_dir: Path, config: SelectionConfig, skipped: Sequence[Pat
     selection, guarantee = _merge_strategy(config, pool, outputs, counts["candidate_count"])
     totals = PoolTotals(counts, add_pool_facts([manifest["pool_facts"] for manifest in with_rows]),
                         merged_stopping_counts([manifest["stopping"] for manifest in with_rows]))
-    schema = _agreed_schema(with_rows, first_shard["columns"])
-    dtypes = _merged_dtypes(with_rows)
+    formats = {manifest["input_format"] for manifest in with_rows}
+    schema = _agreed_schema(with_rows, first_shard["columns"]) if formats == {"parquet"} else None
+    dtypes = {} if "parquet" in formats else _merged_dtypes(with_rows)
     sharding = dict(guarantee, hosts=hosts, config_fingerprint=config_fingerprint(config),
                     shards=[{key: manifest[key] for key in ("host", "pool_size", "candidate_count", "forwarded_count")}
                             for manifest in manifests], merged_candidates=int(len(pool.ids)))
-    chosen, summary = summarize_selection(pool, selection, config, totals, pool.calibration)
+    summary = summarize_selection(pool, selection, config, totals, pool.calibration)
     note = "; sharded run: the candidates are the rows the shards sent to the merge"  # what the projection draws
     summary = summary._replace(sharding=sharding, drawing=summary.drawing and dict(summary.drawing, note=note))
-    result = annotated_result(chosen, summary, selection, config,
+    result = annotated_result(summary, selection, config,
                               lambda rows: _merged_rows(pool, rows, first_shard["columns"], schema, dtypes))
-    formats = {manifest["input_format"] for manifest in with_rows}
     input_files = sorted((name for manifest in manifests for name in manifest["input_files"]), key=_path_key)
     return result, InputFacts(input_files, formats.pop() if len(formats) == 1 else "mixed",
                               {} if schema is None else {field.name: field.type for field in schema})
@@ -6574,7 +6561,6 @@ class FolderInUseError(SelectionError):
     def __init__(self, folder: Path) -> None:
         super().__init__("output folder {} is in use by another run of this step (it holds {}): wait for that run to "
                          "finish, or give this run its own folders".format(folder, LOCK_NAME))
-        self.folder = folder
 
 
 def _lock_folder(folder: Path) -> Optional[int]:
@@ -6623,11 +6609,10 @@ def claim_output_folders(folders: Sequence[Path]) -> List[Tuple[Path, Optional[i
                 raise SelectionError("output path {} exists and is not a folder".format(folder))
             folder.mkdir(parents=True, exist_ok=True)
             claimed.append((folder, _lock_folder(folder)))
-    except OSError as error:
+    except BaseException as error:
         release_output_folders(claimed)
-        raise _unwritable(error) from None
-    except BaseException:
-        release_output_folders(claimed)
+        if isinstance(error, OSError):
+            raise _unwritable(error) from None
         raise
     return claimed
 
