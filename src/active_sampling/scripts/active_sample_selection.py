@@ -4801,9 +4801,7 @@ class ParquetSource(TableSource):
         pieces = [table for _, _, table in self.file_pieces(np.asarray(positions, dtype=np.int64)[order])]
         schema = pa.schema([pa.field(name, self.table.arrow_types[name]) for name in self.table.columns])
         rows = _arrow_to_pandas(pa.concat_tables(pieces) if pieces else schema.empty_table())
-        inverse = np.empty_like(order)
-        inverse[order] = np.arange(order.size)
-        return rows.iloc[inverse].reset_index(drop=True)
+        return rows.iloc[np.argsort(order)].reset_index(drop=True)  # the inverse of the sorting permutation
 
     def _file_rows(self, index: int, rows: np.ndarray, positions: np.ndarray) -> Any:
         import pyarrow as pa
