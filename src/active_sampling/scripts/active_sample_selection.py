@@ -3784,15 +3784,13 @@ def _is_feature(column: pd.Series) -> bool:
     return _text_as_numbers(column) is not None
 
 
-def labeled_mask(df: pd.DataFrame, label_field: Optional[str]) -> np.ndarray:
-    """True where LABEL_FIELD is filled (not missing, not blank)."""
-    if not label_field:
-        return np.zeros(len(df), dtype=bool)
-    labels = df[label_field]
-    filled = labels.notna().to_numpy()
-    if not pd.api.types.is_numeric_dtype(labels):
-        filled = filled & labels.astype(str).str.strip().ne("").to_numpy()
-    return filled
+def _missing(column: pd.Series) -> np.ndarray:
+    """True where a cell holds nothing: missing, or blank text (an id or a label that is not there)."""
+    missing = column.isna().to_numpy()
+    if pd.api.types.is_numeric_dtype(column):
+        return missing
+    return missing | column.astype(object).map(lambda value: isinstance(value, str) and not value.strip()
+                                               ).to_numpy(dtype=bool)
 
 
 def output_columns(strategy: str) -> Tuple[str, ...]:
@@ -4569,10 +4567,7 @@ def row_locator(files: Sequence[DataFile], row_counts: Sequence[int]) -> Callabl
 
 
 def _check_ids(ids: pd.Series, id_field: str) -> None:
-    missing = ids.isna().to_numpy()
-    if not pd.api.types.is_numeric_dtype(ids):
-        missing = missing | ids.astype(object).map(lambda value: isinstance(value, str) and not value.strip()
-                                                   ).to_numpy(dtype=bool)
+    missing = _missing(ids)
     if missing.any():
         raise SelectionError("ID_FIELD column {!r} is empty in {} row(s), e.g. row {}".format(
             id_field, int(missing.sum()), int(np.flatnonzero(missing)[0]) + 1))
@@ -4625,7 +4620,7 @@ def pool_from_frame(df: pd.DataFrame, config: SelectionConfig,
         _check_numeric(df, plan.score_columns, "score")
         scores = df[list(plan.score_columns)].to_numpy(dtype=np.float64, copy=True)
     vectors = _embedding_matrix(df, plan.vector_columns, plan.vector_array) if plan.vector_columns else None
-    labeled = labeled_mask(df, config.label_field)
+    labeled = ~_missing(df[config.label_field]) if config.label_field else np.zeros(len(df), dtype=bool)
     known = label_texts(df[config.label_field][labeled]) if config.label_field else None
     pool = _make_pool(scores, plan, labeled, vectors, config, known)
     if _reviews_labels(config):
@@ -4674,7 +4669,7 @@ def pool_from_parquet(source: InputScan, config: SelectionConfig, keep_ids: bool
             ids.append(table.column(config.id_field).to_pandas())
             if config.label_field:
                 labels = _arrow_to_pandas(table.select([config.label_field]))  # integers with nulls stay exact
-                labeled[rows] = labeled_mask(labels, config.label_field)
+                labeled[rows] = ~_missing(labels[config.label_field])
                 known.append(label_texts(labels[config.label_field][labeled[rows]]))
                 if given is not None:
                     first_row = offset - file_start
