@@ -4256,16 +4256,12 @@ def _json_lines_schema(data_file: DataFile) -> Tuple[Optional[Any], int]:
     import pyarrow as pa
     import pyarrow.json as pj
 
-    opener = gzip.open if data_file.path.name.lower().endswith(".gz") else open
-    with opener(str(data_file.path), "rb") as handle:
-        head = handle.read(1 << 16).lstrip(b"\xef\xbb\xbf \t\r\n")
-    if not head:
-        return None, 0
-    if not head.startswith(b"{"):
-        raise SelectionError("{} is not JSON Lines: it starts with {!r}, and JSON Lines holds one object ({{...}}) per "
-                             "line".format(data_file.path, head[:1].decode("latin-1")))
     line_type, rows = pa.struct([]), 0
     for chunk in _json_chunks(data_file):
+        head = chunk.lstrip(b" \t\r\n")
+        if not rows and head and not head.startswith(b"{"):
+            raise SelectionError("{} is not JSON Lines: it starts with {!r}, and JSON Lines holds one object ({{...}}) "
+                                 "per line".format(data_file.path, head[:1].decode("latin-1")))
         table = pj.read_json(io.BytesIO(chunk))
         rows += table.num_rows
         line_type = _unify_json_types(line_type, pa.struct(list(table.schema)), None, data_file.path)
