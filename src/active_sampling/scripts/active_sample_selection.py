@@ -4652,8 +4652,7 @@ def pool_from_parquet(source: InputScan, config: SelectionConfig, keep_ids: bool
     given = np.full(n_rows, -1, dtype=np.int64) if _reviews_labels(config) else None
     classes = None if plan.score_array else class_labels(score_cols, config.score_field_prefix)
     ids, known, offset = [], [], 0
-    wanted = [config.id_field] + ([config.label_field] if config.label_field else []) + score_cols + vector_cols
-    wanted = list(dict.fromkeys(wanted))
+    wanted = [name for name in dict.fromkeys([config.id_field, config.label_field] + score_cols + vector_cols) if name]
     for data_file, file_columns, reader in zip(source.files, source.file_columns, readers):
         file_start = offset
         for group in range(reader.num_row_groups):
