@@ -3419,18 +3419,13 @@ def class_labels(score_cols: Sequence[str], score_prefix: str) -> List[Any]:
     return classes
 
 
-def _blank(values: pd.Series) -> np.ndarray:
-    return values.map(lambda value: value is None or value != value or (isinstance(value, str) and not value.strip())
-                      ).to_numpy(dtype=bool)
-
-
-def _first_non_number(column: pd.Series) -> Tuple[int, Any]:
-    """Position and value of the first cell of ``column`` that is neither a number nor empty."""
+def _as_numbers(column: pd.Series) -> Tuple[np.ndarray, np.ndarray]:
+    """A column's cells as float64 (blank cells NaN), and where a filled cell is not a number."""
     values = column.astype(object)
-    coerced = pd.to_numeric(values, errors="coerce").to_numpy()
-    flagged = np.flatnonzero(np.isnan(coerced.astype(np.float64)) & ~_blank(values))
-    position = int(flagged[0]) if flagged.size else 0
-    return position, values.iloc[position]
+    blank = values.map(lambda value: value is None or value != value or (isinstance(value, str) and not value.strip())
+                       ).to_numpy(dtype=bool)
+    numbers = pd.to_numeric(values.where(~blank, np.nan), errors="coerce").to_numpy(dtype=np.float64)
+    return numbers, np.isnan(numbers) & ~blank
 
 
 def _check_numeric(df: pd.DataFrame, columns: Sequence[str], what: str, where: Any = None) -> None:
@@ -3438,9 +3433,11 @@ def _check_numeric(df: pd.DataFrame, columns: Sequence[str], what: str, where: A
         column = df[name]
         if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
             continue
-        position, value = _first_non_number(column)
+        flagged = np.flatnonzero(_as_numbers(column)[1])
+        position = int(flagged[0]) if flagged.size else 0
         raise SelectionError("{}column {!r} must hold numbers, but row {}{} holds {!r}".format(
-            what + " " if what else "", name, position + 1, " of {}".format(where) if where else "", value))
+            what + " " if what else "", name, position + 1, " of {}".format(where) if where else "",
+            column.astype(object).iloc[position]))
 
 
 def _check_finite(values: np.ndarray, names: Sequence[str], what: str) -> None:
@@ -3767,12 +3764,8 @@ def _arrow_matrix(column: Any, name: str, dtype: Any, offset: int) -> np.ndarray
 
 def _text_as_numbers(column: pd.Series) -> Optional[np.ndarray]:
     """A text column's cells as float64 (blank cells NaN), or None when a filled cell is not a number."""
-    values = column.astype(object)
-    blank = _blank(values)
-    if blank.all():
-        return None
-    numbers = pd.to_numeric(values.where(~blank, np.nan), errors="coerce").to_numpy(dtype=np.float64)
-    return None if (np.isnan(numbers) & ~blank).any() else numbers
+    numbers, other = _as_numbers(column)
+    return None if other.any() or np.isnan(numbers).all() else numbers
 
 
 def _is_feature(column: pd.Series) -> bool:
