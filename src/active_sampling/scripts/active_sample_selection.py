@@ -4197,18 +4197,13 @@ def _json_chunks(data_file: DataFile) -> Iterable[bytes]:
     opener = gzip.open if data_file.path.name.lower().endswith(".gz") else open
     with opener(str(data_file.path), "rb") as handle:
         rest = b""
-        while True:
-            block = handle.read(_JSON_CHUNK_BYTES)
-            if not block:
-                break
+        for block in iter(lambda: handle.read(_JSON_CHUNK_BYTES), b""):
             if not rest and block.startswith(b"\xef\xbb\xbf"):
                 block = block[3:]
             block = rest + block
             cut = block.rfind(b"\n") + 1
-            if cut == 0:
-                rest = block
-                continue
-            yield block[:cut]
+            if cut:
+                yield block[:cut]
             rest = block[cut:]
         if rest.strip():
             yield rest
