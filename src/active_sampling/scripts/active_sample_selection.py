@@ -4568,8 +4568,8 @@ def _check_ids(ids: pd.Series, id_field: str) -> None:
             id_field, int(duplicated.sum()), examples))
 
 
-def _rows_of_file(data_file: DataFile, file_columns: FileColumns, rows: np.ndarray, source: InputScan) -> List[Any]:
-    """Arrow tables holding the sorted ``rows`` of one parquet file, one table per batch that has any."""
+def _rows_of_file(data_file: DataFile, file_columns: FileColumns, rows: np.ndarray, source: InputScan) -> Any:
+    """The sorted ``rows`` of one parquet file as one Arrow table, read a batch at a time."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -4582,7 +4582,7 @@ def _rows_of_file(data_file: DataFile, file_columns: FileColumns, rows: np.ndarr
             piece = pa.Table.from_batches([batch.take(pa.array(taken))])
             pieces.append(_unified(_with_ranges(piece, file_columns, rows[lo:hi], source.columns), source))
         offset += batch.num_rows
-    return pieces
+    return pa.concat_tables(pieces)
 
 
 def pool_from_frame(df: pd.DataFrame, config: SelectionConfig,
@@ -4772,7 +4772,6 @@ class ParquetSource(TableSource):
         return pool_from_parquet(self.table, config, keep_ids=keep_ids)
 
     def rows_at(self, positions: np.ndarray) -> pd.DataFrame:
-        """Read one batch at a time, keeping only the wanted rows."""
         import pyarrow as pa
 
         order = np.argsort(positions, kind="stable")
@@ -4782,11 +4781,8 @@ class ParquetSource(TableSource):
         return rows.iloc[np.argsort(order)].reset_index(drop=True)  # the inverse of the sorting permutation
 
     def _file_rows(self, index: int, rows: np.ndarray, positions: np.ndarray) -> Any:
-        import pyarrow as pa
-
         data_file = self.table.files[index]
-        return _reading(data_file.path, lambda: pa.concat_tables(
-            _rows_of_file(data_file, self.table.file_columns[index], rows, self.table)))
+        return _reading(data_file.path, _rows_of_file, data_file, self.table.file_columns[index], rows, self.table)
 
 
 def open_source(table: InputScan) -> TableSource:
