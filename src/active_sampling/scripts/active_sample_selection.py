@@ -4540,16 +4540,6 @@ def read_input_table(source: InputScan) -> Tuple[pd.DataFrame, List[int]]:
     return table, [len(frame) for frame in frames]
 
 
-def row_locator(files: Sequence[DataFile], row_counts: Sequence[int]) -> Callable[[int], str]:
-    """Names the file and the row (1 = its first data row) of a position in the files' concatenated rows."""
-    starts = np.concatenate([[0], np.cumsum(row_counts, dtype=np.int64)])
-
-    def locate(position: int) -> str:
-        index = int(np.searchsorted(starts, position, side="right")) - 1
-        return "row {} of {}".format(int(position - starts[index]) + 1, files[index].path)
-    return locate
-
-
 def _check_ids(ids: pd.Series, id_field: str) -> None:
     missing = _missing(ids)
     if missing.any():
@@ -4726,6 +4716,12 @@ class TableSource:
         """File ``index``'s ``rows`` (sorted, inside it; global ``positions``) as one Arrow table."""
         raise NotImplementedError
 
+    def _locate(self, position: int) -> str:
+        """The file and the row (1 = its first data row) of a global ``position``, for error messages."""
+        starts = np.cumsum([0] + self.row_counts)
+        index = int(np.searchsorted(starts, position, side="right")) - 1
+        return "row {} of {}".format(int(position - starts[index]) + 1, self.table.files[index].path)
+
     def file_pieces(self, positions: np.ndarray) -> List[Tuple[int, np.ndarray, Any]]:
         """The rows at sorted ``positions``, one Arrow table per file holding any: (file, rows in it, table)."""
         starts = np.cumsum([0] + self.row_counts)
@@ -4747,8 +4743,7 @@ class FrameSource(TableSource):
 
     def pool(self, config: SelectionConfig, keep_ids: bool = False) -> Pool:
         _check_ids(self.frame[config.id_field], config.id_field)
-        return pool_from_frame(self.frame, config, index_columns=self.table.index_columns,
-                               locate=row_locator(self.table.files, self.row_counts))
+        return pool_from_frame(self.frame, config, index_columns=self.table.index_columns, locate=self._locate)
 
     def rows_at(self, positions: np.ndarray) -> pd.DataFrame:
         return self.frame.iloc[positions].reset_index(drop=True)
