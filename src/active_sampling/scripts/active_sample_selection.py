@@ -4057,7 +4057,7 @@ def _is_within(path: str, folder: str) -> bool:
 
 def _check_outside(path: Path, forbidden: Sequence[str], skipped: Collection[str] = ()) -> None:
     """A path that leads into an output folder, or to a folder holding one that the walk does not skip, is an error."""
-    real = os.path.realpath(str(path))
+    real = _real(path)
     for other in forbidden:
         if _is_within(real, other) or (_is_within(other, real) and other not in skipped):
             raise SelectionError("input {} leads to the output folder {}: the step never reads its own output".format(
@@ -4093,7 +4093,7 @@ def _walk(folder: Path, relative: Tuple[str, ...], seen: set, forbidden: Sequenc
             continue
         seen.add(key)
         if stat.S_ISDIR(status.st_mode):
-            if os.path.realpath(str(path)) in skipped and not os.path.islink(str(path)):
+            if _real(path) in skipped and not os.path.islink(str(path)):
                 logger.info("Not reading %s: it is an output folder of this step", path)
                 continue
             if name.startswith("_"):
@@ -4115,7 +4115,7 @@ def discover_data_files(root: Path, forbidden: Sequence[Path] = ()) -> List[Data
     """
     if not root.is_dir():
         raise SelectionError("input folder {} does not exist or is not a folder".format(root))
-    real_forbidden = [os.path.realpath(str(folder)) for folder in forbidden]
+    real_forbidden = [_real(folder) for folder in forbidden]
     inside = {folder for folder in real_forbidden if _is_within(folder, _real(root)) and folder != _real(root)}
     seen = {(os.stat(str(root)).st_dev, os.stat(str(root)).st_ino)}
     found, skipped = [], []
