@@ -3985,10 +3985,7 @@ _UNREADABLE_DATA = re.compile(r"(\.(csv|tsv|parquet|pq)\.(bz2|xz|zip|zst|zstd|sn
 
 def _data_format(path: Path) -> Optional[str]:
     name = path.name.lower()
-    for suffix, fmt in _DATA_SUFFIXES:
-        if name.endswith(suffix):
-            return fmt
-    return None
+    return next((fmt for suffix, fmt in _DATA_SUFFIXES if name.endswith(suffix)), None)
 
 
 # What the walk skips, and only this: job markers (Spark/Hadoop _SUCCESS, Databricks _committed_*/_started_*,
