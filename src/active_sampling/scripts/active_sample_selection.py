@@ -3531,18 +3531,13 @@ def class_labels(score_cols: Sequence[str], score_prefix: str) -> List[Any]:
     return classes
 
 
-def _blank(values: pd.Series) -> np.ndarray:
-    return values.map(lambda value: value is None or value != value or (isinstance(value, str) and not value.strip())
-                      ).to_numpy(dtype=bool)
-
-
-def _first_non_number(column: pd.Series) -> Tuple[int, Any]:
-    """Position and value of the first cell of ``column`` that is neither a number nor empty."""
+def _as_numbers(column: pd.Series) -> Tuple[np.ndarray, np.ndarray]:
+    """A column's cells as float64 (blank cells NaN), and where a filled cell is not a number."""
     values = column.astype(object)
-    coerced = pd.to_numeric(values, errors="coerce").to_numpy()
-    flagged = np.flatnonzero(np.isnan(coerced.astype(np.float64)) & ~_blank(values))
-    position = int(flagged[0]) if flagged.size else 0
-    return position, values.iloc[position]
+    blank = values.map(lambda value: value is None or value != value or (isinstance(value, str) and not value.strip())
+                       ).to_numpy(dtype=bool)
+    numbers = pd.to_numeric(values.where(~blank, np.nan), errors="coerce").to_numpy(dtype=np.float64)
+    return numbers, np.isnan(numbers) & ~blank
 
 
 def _check_numeric(df: pd.DataFrame, columns: Sequence[str], what: str, where: Any = None) -> None:
@@ -3550,9 +3545,11 @@ def _check_numeric(df: pd.DataFrame, columns: Sequence[str], what: str, where: A
         column = df[name]
         if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
             continue
-        position, value = _first_non_number(column)
+        flagged = np.flatnonzero(_as_numbers(column)[1])
+        position = int(flagged[0]) if flagged.size else 0
         raise SelectionError("{}column {!r} must hold numbers, but row {}{} holds {!r}".format(
-            what + " " if what else "", name, position + 1, " of {}".format(where) if where else "", value))
+            what + " " if what else "", name, position + 1, " of {}".format(where) if where else "",
+            column.astype(object).iloc[position]))
 
 
 def _check_finite(values: np.ndarray, names: Sequence[str], what: str) -> None:
@@ -3879,12 +3876,8 @@ def _arrow_matrix(column: Any, name: str, dtype: Any, offset: int) -> np.ndarray
 
 def _text_as_numbers(column: pd.Series) -> Optional[np.ndarray]:
     """A text column's cells as float64 (blank cells NaN), or None when a filled cell is not a number."""
-    values = column.astype(object)
-    blank = _blank(values)
-    if blank.all():
-        return None
-    numbers = pd.to_numeric(values.where(~blank, np.nan), errors="coerce").to_numpy(dtype=np.float64)
-    return None if (np.isnan(numbers) & ~blank).any() else numbers
+    numbers, other = _as_numbers(column)
+    return None if other.any() or np.isnan(numbers).all() else numbers
 
 
 def _is_feature(column: pd.Series) -> bool:
@@ -3896,15 +3889,13 @@ def _is_feature(column: pd.Series) -> bool:
     return _text_as_numbers(column) is not None
 
 
-def labeled_mask(df: pd.DataFrame, label_field: Optional[str]) -> np.ndarray:
-    """True where LABEL_FIELD is filled (not missing, not blank)."""
-    if not label_field:
-        return np.zeros(len(df), dtype=bool)
-    labels = df[label_field]
-    filled = labels.notna().to_numpy()
-    if not pd.api.types.is_numeric_dtype(labels):
-        filled = filled & labels.astype(str).str.strip().ne("").to_numpy()
-    return filled
+def _missing(column: pd.Series) -> np.ndarray:
+    """True where a cell holds nothing: missing, or blank text (an id or a label that is not there)."""
+    missing = column.isna().to_numpy()
+    if pd.api.types.is_numeric_dtype(column):
+        return missing
+    return missing | column.astype(object).map(lambda value: isinstance(value, str) and not value.strip()
+                                               ).to_numpy(dtype=bool)
 
 
 def output_columns(strategy: str) -> Tuple[str, ...]:
@@ -4106,10 +4097,7 @@ _UNREADABLE_DATA = re.compile(r"(\.(csv|tsv|parquet|pq)\.(bz2|xz|zip|zst|zstd|sn
 
 def _data_format(path: Path) -> Optional[str]:
     name = path.name.lower()
-    for suffix, fmt in _DATA_SUFFIXES:
-        if name.endswith(suffix):
-            return fmt
-    return None
+    return next((fmt for suffix, fmt in _DATA_SUFFIXES if name.endswith(suffix)), None)
 
 
 # What the walk skips, and only this: job markers (Spark/Hadoop _SUCCESS, Databricks _committed_*/_started_*,
@@ -4178,7 +4166,7 @@ def _is_within(path: str, folder: str) -> bool:
 
 def _check_outside(path: Path, forbidden: Sequence[str], skipped: Collection[str] = ()) -> None:
     """A path that leads into an output folder, or to a folder holding one that the walk does not skip, is an error."""
-    real = os.path.realpath(str(path))
+    real = _real(path)
     for other in forbidden:
         if _is_within(real, other) or (_is_within(other, real) and other not in skipped):
             raise SelectionError("input {} leads to the output folder {}: the step never reads its own output".format(
@@ -4214,7 +4202,7 @@ def _walk(folder: Path, relative: Tuple[str, ...], seen: set, forbidden: Sequenc
             continue
         seen.add(key)
         if stat.S_ISDIR(status.st_mode):
-            if os.path.realpath(str(path)) in skipped and not os.path.islink(str(path)):
+            if _real(path) in skipped and not os.path.islink(str(path)):
                 logger.info("Not reading %s: it is an output folder of this step", path)
                 continue
             if name.startswith("_"):
@@ -4236,7 +4224,7 @@ def discover_data_files(root: Path, forbidden: Sequence[Path] = ()) -> List[Data
     """
     if not root.is_dir():
         raise SelectionError("input folder {} does not exist or is not a folder".format(root))
-    real_forbidden = [os.path.realpath(str(folder)) for folder in forbidden]
+    real_forbidden = [_real(folder) for folder in forbidden]
     inside = {folder for folder in real_forbidden if _is_within(folder, _real(root)) and folder != _real(root)}
     seen = {(os.stat(str(root)).st_dev, os.stat(str(root)).st_ino)}
     found, skipped = [], []
@@ -4318,18 +4306,13 @@ def _json_chunks(data_file: DataFile) -> Iterable[bytes]:
     opener = gzip.open if data_file.path.name.lower().endswith(".gz") else open
     with opener(str(data_file.path), "rb") as handle:
         rest = b""
-        while True:
-            block = handle.read(_JSON_CHUNK_BYTES)
-            if not block:
-                break
+        for block in iter(lambda: handle.read(_JSON_CHUNK_BYTES), b""):
             if not rest and block.startswith(b"\xef\xbb\xbf"):
                 block = block[3:]
             block = rest + block
             cut = block.rfind(b"\n") + 1
-            if cut == 0:
-                rest = block
-                continue
-            yield block[:cut]
+            if cut:
+                yield block[:cut]
             rest = block[cut:]
         if rest.strip():
             yield rest
@@ -4370,16 +4353,12 @@ def _json_lines_schema(data_file: DataFile) -> Tuple[Optional[Any], int]:
     import pyarrow as pa
     import pyarrow.json as pj
 
-    opener = gzip.open if data_file.path.name.lower().endswith(".gz") else open
-    with opener(str(data_file.path), "rb") as handle:
-        head = handle.read(1 << 16).lstrip(b"\xef\xbb\xbf \t\r\n")
-    if not head:
-        return None, 0
-    if not head.startswith(b"{"):
-        raise SelectionError("{} is not JSON Lines: it starts with {!r}, and JSON Lines holds one object ({{...}}) per "
-                             "line".format(data_file.path, head[:1].decode("latin-1")))
     line_type, rows = pa.struct([]), 0
     for chunk in _json_chunks(data_file):
+        head = chunk.lstrip(b" \t\r\n")
+        if not rows and head and not head.startswith(b"{"):
+            raise SelectionError("{} is not JSON Lines: it starts with {!r}, and JSON Lines holds one object ({{...}}) "
+                                 "per line".format(data_file.path, head[:1].decode("latin-1")))
         table = pj.read_json(io.BytesIO(chunk))
         rows += table.num_rows
         line_type = _unify_json_types(line_type, pa.struct(list(table.schema)), None, data_file.path)
@@ -4670,21 +4649,8 @@ def read_input_table(source: InputScan) -> Tuple[pd.DataFrame, List[int]]:
     return table, [len(frame) for frame in frames]
 
 
-def row_locator(files: Sequence[DataFile], row_counts: Sequence[int]) -> Callable[[int], str]:
-    """Names the file and the row (1 = its first data row) of a position in the files' concatenated rows."""
-    starts = np.concatenate([[0], np.cumsum(row_counts, dtype=np.int64)])
-
-    def locate(position: int) -> str:
-        index = int(np.searchsorted(starts, position, side="right")) - 1
-        return "row {} of {}".format(int(position - starts[index]) + 1, files[index].path)
-    return locate
-
-
 def _check_ids(ids: pd.Series, id_field: str) -> None:
-    missing = ids.isna().to_numpy()
-    if not pd.api.types.is_numeric_dtype(ids):
-        missing = missing | ids.astype(object).map(lambda value: isinstance(value, str) and not value.strip()
-                                                   ).to_numpy(dtype=bool)
+    missing = _missing(ids)
     if missing.any():
         raise SelectionError("ID_FIELD column {!r} is empty in {} row(s), e.g. row {}".format(
             id_field, int(missing.sum()), int(np.flatnonzero(missing)[0]) + 1))
@@ -4701,8 +4667,8 @@ def _check_ids(ids: pd.Series, id_field: str) -> None:
             id_field, int(duplicated.sum()), examples))
 
 
-def _rows_of_file(data_file: DataFile, file_columns: FileColumns, rows: np.ndarray, source: InputScan) -> List[Any]:
-    """Arrow tables holding the sorted ``rows`` of one parquet file, one table per batch that has any."""
+def _rows_of_file(data_file: DataFile, file_columns: FileColumns, rows: np.ndarray, source: InputScan) -> Any:
+    """The sorted ``rows`` of one parquet file as one Arrow table, read a batch at a time."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -4715,7 +4681,7 @@ def _rows_of_file(data_file: DataFile, file_columns: FileColumns, rows: np.ndarr
             piece = pa.Table.from_batches([batch.take(pa.array(taken))])
             pieces.append(_unified(_with_ranges(piece, file_columns, rows[lo:hi], source.columns), source))
         offset += batch.num_rows
-    return pieces
+    return pa.concat_tables(pieces)
 
 
 def pool_from_frame(df: pd.DataFrame, config: SelectionConfig,
@@ -4737,7 +4703,7 @@ def pool_from_frame(df: pd.DataFrame, config: SelectionConfig,
         _check_numeric(df, plan.score_columns, "score")
         scores = df[list(plan.score_columns)].to_numpy(dtype=np.float64, copy=True)
     vectors = _embedding_matrix(df, plan.vector_columns, plan.vector_array) if plan.vector_columns else None
-    labeled = labeled_mask(df, config.label_field)
+    labeled = ~_missing(df[config.label_field]) if config.label_field else np.zeros(len(df), dtype=bool)
     known = label_texts(df[config.label_field][labeled]) if config.label_field else None
     pool = _make_pool(scores, plan, labeled, vectors, config, known)
     if _reviews_labels(config):
@@ -4773,8 +4739,7 @@ def pool_from_parquet(source: InputScan, config: SelectionConfig, keep_ids: bool
     given = np.full(n_rows, -1, dtype=np.int64) if _reviews_labels(config) else None
     classes = None if plan.score_array else class_labels(score_cols, config.score_field_prefix)
     ids, known, offset = [], [], 0
-    wanted = [config.id_field] + ([config.label_field] if config.label_field else []) + score_cols + vector_cols
-    wanted = list(dict.fromkeys(wanted))
+    wanted = [name for name in dict.fromkeys([config.id_field, config.label_field] + score_cols + vector_cols) if name]
     for data_file, file_columns, reader in zip(source.files, source.file_columns, readers):
         file_start = offset
         for group in range(reader.num_row_groups):
@@ -4786,7 +4751,7 @@ def pool_from_parquet(source: InputScan, config: SelectionConfig, keep_ids: bool
             ids.append(table.column(config.id_field).to_pandas())
             if config.label_field:
                 labels = _arrow_to_pandas(table.select([config.label_field]))  # integers with nulls stay exact
-                labeled[rows] = labeled_mask(labels, config.label_field)
+                labeled[rows] = ~_missing(labels[config.label_field])
                 known.append(label_texts(labels[config.label_field][labeled[rows]]))
                 if given is not None:
                     first_row = offset - file_start
@@ -4860,6 +4825,12 @@ class TableSource:
         """File ``index``'s ``rows`` (sorted, inside it; global ``positions``) as one Arrow table."""
         raise NotImplementedError
 
+    def _locate(self, position: int) -> str:
+        """The file and the row (1 = its first data row) of a global ``position``, for error messages."""
+        starts = np.cumsum([0] + self.row_counts)
+        index = int(np.searchsorted(starts, position, side="right")) - 1
+        return "row {} of {}".format(int(position - starts[index]) + 1, self.table.files[index].path)
+
     def file_pieces(self, positions: np.ndarray) -> List[Tuple[int, np.ndarray, Any]]:
         """The rows at sorted ``positions``, one Arrow table per file holding any: (file, rows in it, table)."""
         starts = np.cumsum([0] + self.row_counts)
@@ -4881,8 +4852,7 @@ class FrameSource(TableSource):
 
     def pool(self, config: SelectionConfig, keep_ids: bool = False) -> Pool:
         _check_ids(self.frame[config.id_field], config.id_field)
-        return pool_from_frame(self.frame, config, index_columns=self.table.index_columns,
-                               locate=row_locator(self.table.files, self.row_counts))
+        return pool_from_frame(self.frame, config, index_columns=self.table.index_columns, locate=self._locate)
 
     def rows_at(self, positions: np.ndarray) -> pd.DataFrame:
         return self.frame.iloc[positions].reset_index(drop=True)
@@ -4906,23 +4876,17 @@ class ParquetSource(TableSource):
         return pool_from_parquet(self.table, config, keep_ids=keep_ids)
 
     def rows_at(self, positions: np.ndarray) -> pd.DataFrame:
-        """Read one batch at a time, keeping only the wanted rows."""
         import pyarrow as pa
 
         order = np.argsort(positions, kind="stable")
         pieces = [table for _, _, table in self.file_pieces(np.asarray(positions, dtype=np.int64)[order])]
         schema = pa.schema([pa.field(name, self.table.arrow_types[name]) for name in self.table.columns])
         rows = _arrow_to_pandas(pa.concat_tables(pieces) if pieces else schema.empty_table())
-        inverse = np.empty_like(order)
-        inverse[order] = np.arange(order.size)
-        return rows.iloc[inverse].reset_index(drop=True)
+        return rows.iloc[np.argsort(order)].reset_index(drop=True)  # the inverse of the sorting permutation
 
     def _file_rows(self, index: int, rows: np.ndarray, positions: np.ndarray) -> Any:
-        import pyarrow as pa
-
         data_file = self.table.files[index]
-        return _reading(data_file.path, lambda: pa.concat_tables(
-            _rows_of_file(data_file, self.table.file_columns[index], rows, self.table)))
+        return _reading(data_file.path, _rows_of_file, data_file, self.table.file_columns[index], rows, self.table)
 
 
 def open_source(table: InputScan) -> TableSource:
