@@ -3,6 +3,7 @@
 docs/errors.md lists this catalogue; test_docs_list_every_case keeps the two in step.
 """
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -563,3 +564,14 @@ if __name__ == "__main__":
     after = rest.split(TABLE_END)[1]
     DOC_PATH.write_text(before + TABLE_START + "\n" + render_catalogue(conftest.script_module) + "\n" + TABLE_END
                         + after)
+
+
+@pytest.mark.parametrize("cells, words", [
+    (pd.array(["0.2", pd.NA, "0.5"], dtype="string"), "must hold numbers, but holds them as text (dtype string)"),
+    (pd.array(["0.2", pd.NA, "x"], dtype="string"), "must hold numbers, but row 3 holds 'x'"),
+    (pd.Series([0.2, pd.NA, "x"], dtype=object), "must hold numbers, but row 3 holds 'x'"),
+])
+def test_a_text_score_column_with_missing_cells_is_one_clear_error(script, cells, words):
+    frame = pd.DataFrame({"id": ["a", "b", "c"], "prob_class_0": cells, "prob_class_1": [0.8, 0.5, 0.5]})
+    with pytest.raises(script.SelectionError, match=r"score column 'prob_class_0' " + re.escape(words)):
+        script.select_samples(frame, "uncertainty", 1)

@@ -698,3 +698,20 @@ def test_list_cells_and_json_lines_come_out_exactly_as_they_went_in(tmp_path_fac
             assert np.array_equal(np.array(value, dtype=np.float32), np.array(cell, dtype=np.float32))
         else:
             assert value == cell and [repr(v) for v in value] == [repr(v) for v in cell]
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 2, 3, 4, 54, 1 << 20])
+def test_only_the_file_s_leading_byte_order_mark_is_dropped_wherever_the_chunks_are_cut(
+        run, script, caplog, monkeypatch, chunk_bytes):
+    monkeypatch.setattr(script, "_JSON_CHUNK_BYTES", chunk_bytes)
+    lines = [json.dumps({"id": key, "prob_class_0": p, "prob_class_1": round(1 - p, 10)}) + "\n"
+             for key, p in P0.items()]
+    bom = "\ufeff"
+    write(run.input_dir / "p.jsonl", bom + "".join(lines))
+    assert run_cli(run, script, dict(UNCERTAINTY, BATCH_SIZE="3")) == 0
+    assert ids_of(run) == UNCERTAIN_THREE
+    # The first line is 54 bytes long, so 54-byte chunks cut right before the second line's mark.
+    assert len(lines[0].encode()) == 54
+    write(run.input_dir / "p.jsonl", lines[0] + bom + "".join(lines[1:]))
+    message = fails(run, script, caplog, dict(UNCERTAINTY, BATCH_SIZE="3"), "p.jsonl")
+    assert "has a byte order mark at the start of a line inside the file (byte 54)" in message, message

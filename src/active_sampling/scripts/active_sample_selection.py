@@ -3534,8 +3534,7 @@ def class_labels(score_cols: Sequence[str], score_prefix: str) -> List[Any]:
 def _as_numbers(column: pd.Series) -> Tuple[np.ndarray, np.ndarray]:
     """A column's cells as float64 (blank cells NaN), and where a filled cell is not a number."""
     values = column.astype(object)
-    blank = values.map(lambda value: value is None or value != value or (isinstance(value, str) and not value.strip())
-                       ).to_numpy(dtype=bool)
+    blank = _missing(values)
     numbers = pd.to_numeric(values.where(~blank, np.nan), errors="coerce").to_numpy(dtype=np.float64)
     return numbers, np.isnan(numbers) & ~blank
 
@@ -3546,10 +3545,13 @@ def _check_numeric(df: pd.DataFrame, columns: Sequence[str], what: str, where: A
         if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
             continue
         flagged = np.flatnonzero(_as_numbers(column)[1])
-        position = int(flagged[0]) if flagged.size else 0
-        raise SelectionError("{}column {!r} must hold numbers, but row {}{} holds {!r}".format(
-            what + " " if what else "", name, position + 1, " of {}".format(where) if where else "",
-            column.astype(object).iloc[position]))
+        label = "{}column {!r}".format(what + " " if what else "", name)
+        within = " of {}".format(where) if where else ""
+        if not flagged.size:
+            raise SelectionError("{} must hold numbers, but holds them as text (dtype {}){}: convert it to a number "
+                                 "type".format(label, column.dtype, within))
+        raise SelectionError("{} must hold numbers, but row {}{} holds {!r}".format(
+            label, int(flagged[0]) + 1, within, column.astype(object).iloc[int(flagged[0])]))
 
 
 def _check_finite(values: np.ndarray, names: Sequence[str], what: str) -> None:
@@ -4082,6 +4084,7 @@ def _reading(path: Path, read: Callable[..., Any], *args: Any, **kwargs: Any) ->
         raise SelectionError("cannot read {}: {}".format(path, _one_line(error))) from None
 
 
+_BYTE_ORDER_MARK = b"\xef\xbb\xbf"  # UTF-8's
 _DATA_SUFFIXES = ((".csv", "csv"), (".csv.gz", "csv"), (".tsv", "tsv"), (".tsv.gz", "tsv"),
                   (".parquet", "parquet"), (".pq", "parquet"))
 _SEPARATORS = {"csv": ",", "tsv": "\t"}
@@ -4121,7 +4124,7 @@ def _format_from_content(path: Path) -> Optional[str]:
         raise SelectionError("cannot read {}: {}".format(path, error.strerror or _one_line(error))) from None
     if head.startswith(_PARQUET_MAGIC):
         return "parquet"
-    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    text = head.lstrip(_BYTE_ORDER_MARK + b" \t\r\n")
     return "jsonl" if text.startswith(b"{") else None
 
 
@@ -4302,20 +4305,31 @@ _JSON_CHUNK_BYTES = 1 << 24  # lines are parsed this many bytes at a time to lea
 
 
 def _json_chunks(data_file: DataFile) -> Iterable[bytes]:
-    """The file's bytes in pieces of whole lines (about ``_JSON_CHUNK_BYTES`` each), a byte order mark removed."""
+    """The file's bytes in pieces of whole lines (about ``_JSON_CHUNK_BYTES`` each), the file's leading byte order
+    mark removed. A line that starts with one inside the file is an error wherever the pieces are cut: Arrow
+    would drop it at the start of a piece and fail on it elsewhere."""
     opener = gzip.open if data_file.path.name.lower().endswith(".gz") else open
     with opener(str(data_file.path), "rb") as handle:
-        rest = b""
+        rest = handle.read(len(_BYTE_ORDER_MARK))
+        offset = len(rest) if rest == _BYTE_ORDER_MARK else 0
+        rest = rest[offset:]
         for block in iter(lambda: handle.read(_JSON_CHUNK_BYTES), b""):
-            if not rest and block.startswith(b"\xef\xbb\xbf"):
-                block = block[3:]
             block = rest + block
             cut = block.rfind(b"\n") + 1
             if cut:
-                yield block[:cut]
+                yield _without_inner_mark(block[:cut], offset, data_file.path)
+                offset += cut
             rest = block[cut:]
         if rest.strip():
-            yield rest
+            yield _without_inner_mark(rest, offset, data_file.path)
+
+
+def _without_inner_mark(chunk: bytes, offset: int, path: Path) -> bytes:
+    at = (b"\n" + chunk).find(b"\n" + _BYTE_ORDER_MARK)  # the mark's position in chunk
+    if at >= 0:
+        raise SelectionError("{} has a byte order mark at the start of a line inside the file (byte {}): only one "
+                             "at the very start of a file is read as such; remove it".format(path, offset + at))
+    return chunk
 
 
 def _unify_json_types(a: Any, b: Any, name: Optional[str], path: Path) -> Any:
