@@ -934,20 +934,15 @@ class _TriangleBound:
         self.center_sq = np.empty(self.centers.shape[0], dtype=np.float64)
         self.center_sq[:centers.shape[0]] = center_sq
         self.n_centers = centers.shape[0]
-        self.gather_cost, self.check_cost = gather_cost, check_cost
+        self._costs = {"stream": 1.0, "gather": gather_cost, "check": check_cost}
         self._limits = np.empty(n_rows, dtype=sq_norms.dtype)
         self._live = np.empty(n_rows, dtype=bool)
         self._unchecked, self._skip = 0, 0  # full passes before the next check, and the current back-off
         self.computed = 0  # row-center distances computed, for the logs and the benchmarks
 
     def _per_row(self, kind: str) -> float:
-        """Cost of one row of ``kind`` ("stream": in a full pass, "gather": computed alone, "check": the bound).
-
-        Fixed ratios, so the way a pick is computed (never its value) depends on the input alone.
-        """
-        if kind == "stream":
-            return 1.0
-        return self.gather_cost if kind == "gather" else self.check_cost
+        """Cost of one row of ``kind`` ("stream": in a full pass, "gather": computed alone, "check": the bound)."""
+        return self._costs[kind]
 
     @property
     def tracking(self) -> bool:
