@@ -1648,9 +1648,6 @@ class _BlockedDraw:
 
     def __call__(self, weights: np.ndarray, rng: np.random.Generator) -> int:
         self.draws += 1
-        if weights.shape[0] == 0:
-            self.fallbacks += 1
-            return _draw_proportional(weights, rng)
         with np.errstate(over="ignore"):  # an infinite total is today's draw, which warns as today
             ends = np.cumsum(np.add.reduceat(weights, self.starts))
         total = float(ends[-1])
