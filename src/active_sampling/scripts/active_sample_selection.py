@@ -1559,14 +1559,12 @@ def _badge_kmeanspp(
         gradient = np.concatenate([residual_by_class[:, chosen], X[chosen].astype(np.float64)])  # factors of g
         rows = bound.live_rows(gradient, float(sq_norms[chosen]))
         if rows is None:
-            np.dot(X, X[chosen], out=h_dot)
-            np.dot(residual_by_class[:, chosen], residual_by_class, out=dots)
-            dots *= h_dot
-            moved = _with_row(nearest.fold(dots, chosen), chosen)
+            products = np.dot(residual_by_class[:, chosen], residual_by_class, out=dots)
+            products *= np.dot(X, X[chosen], out=h_dot)
         else:
-            row_dots = residual_row_dots(residual_by_class[:, chosen], rows)
-            row_dots *= h_row_dots(X[chosen], rows)
-            moved = _with_row(nearest.fold(row_dots, chosen, rows), chosen)
+            products = residual_row_dots(residual_by_class[:, chosen], rows)
+            products *= h_row_dots(X[chosen], rows)
+        moved = _with_row(nearest.fold(products, chosen, rows), chosen)
         min_d2[chosen] = 0.0
         bound.add_center(gradient, float(sq_norms[chosen]), moved)
         progress.update(pick)
