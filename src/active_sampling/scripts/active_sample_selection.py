@@ -794,10 +794,9 @@ class _NearestCenter:
         """
         if rows is None:
             if self._key is None:
+                self._scratch = np.empty_like(self.d2)
                 with np.errstate(under="ignore"):  # next above 0 is subnormal; it still compares exactly
                     self._highest_snap = np.nextafter(self.tolerances + self.tolerances.max(), np.inf)
-                self._scratch = np.empty_like(self.d2)
-                with np.errstate(under="ignore"):
                     self._norm_part = self.sq_norms * self.d2.dtype.type(0.5 - self._margin) - self._tiny
                 self._key = self._filter_key(np.maximum(self.d2, self._highest_snap), self._norm_part)
             half = self.sq_norms.dtype.type(float(self.sq_norms[center]) * (0.5 - self._margin) - self._tiny)
@@ -807,25 +806,20 @@ class _NearestCenter:
         dots *= -2
         dots += self.sq_norms[rows]
         dots += self.sq_norms[center]
-        return self._fold_rows(dots, center, rows)
+        np.copyto(dots, 0, where=dots <= self.tolerances[rows] + self.tolerances[center])
+        decreased = np.flatnonzero(dots < self.d2[rows])
+        down = rows[decreased]
+        self.d2[down] = dots[decreased]
+        if self._key is not None:  # d2 only goes down, so a stale key is merely loose
+            self._key[down] = self._filter_key(np.maximum(dots[decreased], self._highest_snap[down]),
+                                               self._norm_part[down])
+        return down
 
     def _filter_key(self, ceiling: np.ndarray, norm_part: np.ndarray) -> np.ndarray:
         """``(|x|^2 - ceiling) / 2 - margin (|x|^2 + ceiling) - tiny``, ``norm_part`` being its first terms; in
         d2's dtype, whose three roundings (1.5 units of ``|x|^2 + ceiling``) the margin's 64 units cover."""
         with np.errstate(under="ignore"):  # subnormal ceilings (all-zero rows): _tiny stands in for the margin
             return norm_part - ceiling * self.d2.dtype.type(0.5 + self._margin)
-
-    def _fold_rows(self, values: np.ndarray, center: int, rows: np.ndarray) -> np.ndarray:
-        """Snap and fold the expanded squared distances ``values`` of ``rows`` into ``self.d2``."""
-        threshold = self.tolerances[rows] + self.tolerances[center]
-        np.copyto(values, 0, where=values <= threshold)
-        decreased = np.flatnonzero(values < self.d2[rows])
-        down = rows[decreased]
-        self.d2[down] = values[decreased]
-        if self._key is not None:  # d2 only goes down, so a stale key is merely loose
-            self._key[down] = self._filter_key(np.maximum(values[decreased], self._highest_snap[down]),
-                                               self._norm_part[down])
-        return down
 
 
 _CLASS_NUMBER_TEXT = re.compile(r"[0-9]+(?:\.0*)?")  # 3, 03, 3.0: a number naming an integer class
