@@ -1526,7 +1526,6 @@ def _badge_kmeanspp(
     rng = np.random.default_rng(random_state)
     n_rows = X.shape[0]
     n_select = min(int(n_select), n_rows)
-    weights = sample_weight
     indices = np.empty(n_select, dtype=np.int64)
     distances = np.empty(n_select, dtype=np.float64)
     if n_select == 0:
@@ -1544,7 +1543,7 @@ def _badge_kmeanspp(
     h_dot = np.empty(n_rows, dtype=np.float32)
     dots = np.empty(n_rows, dtype=np.float64)
     draw = _BlockedDraw(n_rows)
-    weighted = None if weights is None else np.empty(n_rows)  # min_d2 * weights, kept at the moved rows
+    weighted = None if sample_weight is None else np.empty(n_rows)  # min_d2 * sample_weight, kept at the moved rows
     chosen = int(np.argmax(raw_sq_norms))
     indices[0] = chosen
     distances[0] = 1.0 if metric == "cosine" else math.sqrt(raw_sq_norms[chosen])
@@ -1566,10 +1565,10 @@ def _badge_kmeanspp(
             break
         if weighted is not None:
             if pick == 1:
-                np.multiply(min_d2, weights, out=weighted)
+                np.multiply(min_d2, sample_weight, out=weighted)
             else:
-                weighted[moved] = min_d2[moved] * weights[moved]
-        chosen = draw(min_d2 if weights is None else weighted, rng)
+                weighted[moved] = min_d2[moved] * sample_weight[moved]
+        chosen = draw(min_d2 if weighted is None else weighted, rng)
         if chosen < 0:
             rest = np.setdiff1d(np.arange(n_rows), indices[:pick], assume_unique=True)
             fill = rest[top_k_indices(raw_sq_norms[rest], n_select - pick)]
