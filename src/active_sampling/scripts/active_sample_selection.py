@@ -911,8 +911,7 @@ class _TriangleBound:
     ``|a - c|^2 / 4 - s (|a|^2 + |c|^2) / 2 > d2_x + s |x|^2`` (s from ``_pruning_slack``, d2_x the row's
     computed squared distance to a). That implies the computed distance from x to c, duplicate snap included,
     is above d2_x, so a full pass would leave x unchanged: by the triangle inequality d(x, c) >= d(a, c) - d(x, a)
-    and ``sqrt(u) + sqrt(v) <= 2 sqrt((u + v) / 2)``. The left side is one number per center; the check
-    is a few passes over n numbers and is backed off while it rules out too few rows to pay for itself.
+    and ``sqrt(u) + sqrt(v) <= 2 sqrt((u + v) / 2)``. The left side is one number per center.
     """
 
     def __init__(self, sq_norms: np.ndarray, d2: np.ndarray, nearest: np.ndarray, centers: np.ndarray,
@@ -946,10 +945,9 @@ class _TriangleBound:
     def live_rows(self, center: np.ndarray, center_sq: float) -> Optional[np.ndarray]:
         """Rows (ascending) the new center may come closer to; None when one full pass is the cheaper way.
 
-        The check runs while it pays for itself; after one that did not, the next full passes skip it, twice as
-        many each time up to ``_MAX_UNCHECKED_PICKS``, so on inputs where most rows stay live the kernel is
-        today's loop plus a check every few dozen picks. A check that alone costs what gathering may save
-        never runs.
+        A check that did not pay for itself backs the next ones off (``_MAX_UNCHECKED_PICKS``), so on inputs where
+        most rows stay live the kernel is one full pass per pick plus a check every few dozen picks; a check that
+        alone costs what gathering may save never runs (``tracking``).
         """
         n_rows = self.d2.shape[0]
         if self.n_centers == 0 or self._unchecked > 0 or not self.tracking:
@@ -1104,9 +1102,8 @@ def _k_center_greedy(
     not lose the distance's digits to a large common offset; squared distances within
     ``_DUPLICATE_TOLERANCE`` of the norms count as exact zeros, so duplicates tie and ties go to the
     lowest index. Cosine distance normalizes the rows once; ``1 - cos = |u - v|^2 / 2`` on unit
-    vectors, so the same loop applies. A row the new center provably cannot bring closer
-    (``_TriangleBound``) keeps its distance without computing it; the others get the value a full pass
-    gives them (``_RowDots``), so the picks are those of one full pass per pick.
+    vectors, so the same loop applies. The pruning (``_TriangleBound``, ``_RowDots``) leaves the picks
+    those of one full pass per pick.
 
     Returns the picked row indices in order and each one's distance to its nearest center (euclidean,
     or 1 - cosine similarity) at the moment it was picked.
@@ -1511,10 +1508,9 @@ def _badge_kmeanspp(
     ``g_i . g_j = (d_i . d_j)(h_i . h_j)``, so each pick costs one n x D (float32) and one n x C
     matrix-vector product. A draw is ``u = rng.random() * sum(D2)`` located in ``cumsum(D2)`` by binary
     search (``_BlockedDraw``: the same row, from per-block sums); picked rows and exact duplicates of picks
-    have D2 = 0 and are never drawn. Rows whose nearest pick cannot change (``_GradientBound``, in gradient
-    space through the same factorization) keep their D2 uncomputed, the others get a full pass's value, so
-    the draws are the same. When every
-    remaining row duplicates a pick (sum(D2) = 0), the rest are taken by decreasing gradient norm.
+    have D2 = 0 and are never drawn. The pruning (``_GradientBound``, in gradient space through the same
+    factorization) leaves the draws those of one full pass per pick. When every remaining row duplicates a
+    pick (sum(D2) = 0), the rest are taken by decreasing gradient norm.
 
     ``metric="cosine"`` normalizes d and h (hence g) first; the first pick still maximizes the raw norm.
     ``sample_weight`` (n,) non-negative, as in k-means|| (Bahmani et al. 2012): draws are proportional to
