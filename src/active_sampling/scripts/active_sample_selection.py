@@ -922,10 +922,8 @@ class _TriangleBound:
         self.d2 = d2  # the kernel's distances, updated in place; only the moved rows' go down
         self._keys = d2 + self.slack_sq  # kept for the moved rows: a stale key is higher, so merely loose
         self.nearest = nearest.astype(np.intp)  # np.take would convert narrower indices at every check
-        self.centers = np.empty((centers.shape[0] + capacity, centers.shape[1]), dtype=np.float64)
-        self.centers[:centers.shape[0]] = centers
-        self.center_sq = np.empty(self.centers.shape[0], dtype=np.float64)
-        self.center_sq[:centers.shape[0]] = center_sq
+        self.centers = np.concatenate([centers, np.empty((capacity, centers.shape[1]))])  # float64, room for more
+        self.center_sq = np.concatenate([center_sq, np.empty(capacity)])
         self.n_centers = centers.shape[0]
         self._costs = {"stream": 1.0, "gather": gather_cost, "check": check_cost}
         self._limits = np.empty(n_rows, dtype=sq_norms.dtype)
