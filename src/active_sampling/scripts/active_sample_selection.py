@@ -2738,8 +2738,7 @@ class WeightedD2(ShardRule):
     merge runs weighted D^2 sampling over them."""
 
     def send(self, config: "SelectionConfig", candidates: Candidates, seed: Any) -> "ShardPicks":
-        n_picks = min(shard_pick_count(config), candidates.probabilities.shape[0])
-        indices, distances = _badge_kmeanspp(candidates.embeddings, candidates.probabilities, n_picks,
+        indices, distances = _badge_kmeanspp(candidates.embeddings, candidates.probabilities, shard_pick_count(config),
                                              metric=config.metric, random_state=seed)
         weights = nearest_pick_counts(candidates.embeddings, candidates.probabilities, indices, metric=config.metric)
         return ShardPicks(indices, distances, weights, None)
