@@ -2566,10 +2566,9 @@ def k_center_with_radius(
     if not has_initial and mean is None:
         mean = X.mean(axis=0, dtype=np.float64)
     centers = initial_centers if has_initial else np.asarray(mean, dtype=np.float32)[None, :]
-    if n_select >= X.shape[0]:
-        indices, distances = _k_center_greedy(X, n_select, initial_centers=centers, metric=metric)
-        return indices, distances, 0.0
     indices, distances = _k_center_greedy(X, n_select + 1, initial_centers=centers, metric=metric)
+    if n_select >= X.shape[0]:  # every row picked, the same picks as for n_select: nothing left to cover
+        return indices, distances, 0.0
     radius = _chord(distances[-1], metric)
     if not has_initial:
         radius += _distance_to_nearest(centers[0], X[indices[:-1]], metric)
