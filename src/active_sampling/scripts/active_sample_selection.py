@@ -794,10 +794,9 @@ class _NearestCenter:
         """
         if rows is None:
             if self._key is None:
+                self._scratch = np.empty_like(self.d2)
                 with np.errstate(under="ignore"):  # next above 0 is subnormal; it still compares exactly
                     self._highest_snap = np.nextafter(self.tolerances + self.tolerances.max(), np.inf)
-                self._scratch = np.empty_like(self.d2)
-                with np.errstate(under="ignore"):
                     self._norm_part = self.sq_norms * self.d2.dtype.type(0.5 - self._margin) - self._tiny
                 self._key = self._filter_key(np.maximum(self.d2, self._highest_snap), self._norm_part)
             half = self.sq_norms.dtype.type(float(self.sq_norms[center]) * (0.5 - self._margin) - self._tiny)
@@ -807,25 +806,20 @@ class _NearestCenter:
         dots *= -2
         dots += self.sq_norms[rows]
         dots += self.sq_norms[center]
-        return self._fold_rows(dots, center, rows)
+        np.copyto(dots, 0, where=dots <= self.tolerances[rows] + self.tolerances[center])
+        decreased = np.flatnonzero(dots < self.d2[rows])
+        down = rows[decreased]
+        self.d2[down] = dots[decreased]
+        if self._key is not None:  # d2 only goes down, so a stale key is merely loose
+            self._key[down] = self._filter_key(np.maximum(dots[decreased], self._highest_snap[down]),
+                                               self._norm_part[down])
+        return down
 
     def _filter_key(self, ceiling: np.ndarray, norm_part: np.ndarray) -> np.ndarray:
         """``(|x|^2 - ceiling) / 2 - margin (|x|^2 + ceiling) - tiny``, ``norm_part`` being its first terms; in
         d2's dtype, whose three roundings (1.5 units of ``|x|^2 + ceiling``) the margin's 64 units cover."""
         with np.errstate(under="ignore"):  # subnormal ceilings (all-zero rows): _tiny stands in for the margin
             return norm_part - ceiling * self.d2.dtype.type(0.5 + self._margin)
-
-    def _fold_rows(self, values: np.ndarray, center: int, rows: np.ndarray) -> np.ndarray:
-        """Snap and fold the expanded squared distances ``values`` of ``rows`` into ``self.d2``."""
-        threshold = self.tolerances[rows] + self.tolerances[center]
-        np.copyto(values, 0, where=values <= threshold)
-        decreased = np.flatnonzero(values < self.d2[rows])
-        down = rows[decreased]
-        self.d2[down] = values[decreased]
-        if self._key is not None:  # d2 only goes down, so a stale key is merely loose
-            self._key[down] = self._filter_key(np.maximum(values[decreased], self._highest_snap[down]),
-                                               self._norm_part[down])
-        return down
 
 
 _CLASS_NUMBER_TEXT = re.compile(r"[0-9]+(?:\.0*)?")  # 3, 03, 3.0: a number naming an integer class
@@ -917,8 +911,7 @@ class _TriangleBound:
     ``|a - c|^2 / 4 - s (|a|^2 + |c|^2) / 2 > d2_x + s |x|^2`` (s from ``_pruning_slack``, d2_x the row's
     computed squared distance to a). That implies the computed distance from x to c, duplicate snap included,
     is above d2_x, so a full pass would leave x unchanged: by the triangle inequality d(x, c) >= d(a, c) - d(x, a)
-    and ``sqrt(u) + sqrt(v) <= 2 sqrt((u + v) / 2)``. The left side is one number per center; the check
-    is a few passes over n numbers and is backed off while it rules out too few rows to pay for itself.
+    and ``sqrt(u) + sqrt(v) <= 2 sqrt((u + v) / 2)``. The left side is one number per center.
     """
 
     def __init__(self, sq_norms: np.ndarray, d2: np.ndarray, nearest: np.ndarray, centers: np.ndarray,
@@ -929,25 +922,18 @@ class _TriangleBound:
         self.d2 = d2  # the kernel's distances, updated in place; only the moved rows' go down
         self._keys = d2 + self.slack_sq  # kept for the moved rows: a stale key is higher, so merely loose
         self.nearest = nearest.astype(np.intp)  # np.take would convert narrower indices at every check
-        self.centers = np.empty((centers.shape[0] + capacity, centers.shape[1]), dtype=np.float64)
-        self.centers[:centers.shape[0]] = centers
-        self.center_sq = np.empty(self.centers.shape[0], dtype=np.float64)
-        self.center_sq[:centers.shape[0]] = center_sq
+        self.centers = np.concatenate([centers, np.empty((capacity, centers.shape[1]))])  # float64, room for more
+        self.center_sq = np.concatenate([center_sq, np.empty(capacity)])
         self.n_centers = centers.shape[0]
-        self.gather_cost, self.check_cost = gather_cost, check_cost
+        self._costs = {"stream": 1.0, "gather": gather_cost, "check": check_cost}
         self._limits = np.empty(n_rows, dtype=sq_norms.dtype)
         self._live = np.empty(n_rows, dtype=bool)
         self._unchecked, self._skip = 0, 0  # full passes before the next check, and the current back-off
         self.computed = 0  # row-center distances computed, for the logs and the benchmarks
 
     def _per_row(self, kind: str) -> float:
-        """Cost of one row of ``kind`` ("stream": in a full pass, "gather": computed alone, "check": the bound).
-
-        Fixed ratios, so the way a pick is computed (never its value) depends on the input alone.
-        """
-        if kind == "stream":
-            return 1.0
-        return self.gather_cost if kind == "gather" else self.check_cost
+        """Cost of one row of ``kind`` ("stream": in a full pass, "gather": computed alone, "check": the bound)."""
+        return self._costs[kind]
 
     @property
     def tracking(self) -> bool:
@@ -957,10 +943,9 @@ class _TriangleBound:
     def live_rows(self, center: np.ndarray, center_sq: float) -> Optional[np.ndarray]:
         """Rows (ascending) the new center may come closer to; None when one full pass is the cheaper way.
 
-        The check runs while it pays for itself; after one that did not, the next full passes skip it, twice as
-        many each time up to ``_MAX_UNCHECKED_PICKS``, so on inputs where most rows stay live the kernel is
-        today's loop plus a check every few dozen picks. A check that alone costs what gathering may save
-        never runs.
+        A check that did not pay for itself backs the next ones off (``_MAX_UNCHECKED_PICKS``), so on inputs where
+        most rows stay live the kernel is one full pass per pick plus a check every few dozen picks; a check that
+        alone costs what gathering may save never runs (``tracking``).
         """
         n_rows = self.d2.shape[0]
         if self.n_centers == 0 or self._unchecked > 0 or not self.tracking:
@@ -1115,9 +1100,8 @@ def _k_center_greedy(
     not lose the distance's digits to a large common offset; squared distances within
     ``_DUPLICATE_TOLERANCE`` of the norms count as exact zeros, so duplicates tie and ties go to the
     lowest index. Cosine distance normalizes the rows once; ``1 - cos = |u - v|^2 / 2`` on unit
-    vectors, so the same loop applies. A row the new center provably cannot bring closer
-    (``_TriangleBound``) keeps its distance without computing it; the others get the value a full pass
-    gives them (``_RowDots``), so the picks are those of one full pass per pick.
+    vectors, so the same loop applies. The pruning (``_TriangleBound``, ``_RowDots``) leaves the picks
+    those of one full pass per pick.
 
     Returns the picked row indices in order and each one's distance to its nearest center (euclidean,
     or 1 - cosine similarity) at the moment it was picked.
@@ -1522,10 +1506,9 @@ def _badge_kmeanspp(
     ``g_i . g_j = (d_i . d_j)(h_i . h_j)``, so each pick costs one n x D (float32) and one n x C
     matrix-vector product. A draw is ``u = rng.random() * sum(D2)`` located in ``cumsum(D2)`` by binary
     search (``_BlockedDraw``: the same row, from per-block sums); picked rows and exact duplicates of picks
-    have D2 = 0 and are never drawn. Rows whose nearest pick cannot change (``_GradientBound``, in gradient
-    space through the same factorization) keep their D2 uncomputed, the others get a full pass's value, so
-    the draws are the same. When every
-    remaining row duplicates a pick (sum(D2) = 0), the rest are taken by decreasing gradient norm.
+    have D2 = 0 and are never drawn. The pruning (``_GradientBound``, in gradient space through the same
+    factorization) leaves the draws those of one full pass per pick. When every remaining row duplicates a
+    pick (sum(D2) = 0), the rest are taken by decreasing gradient norm.
 
     ``metric="cosine"`` normalizes d and h (hence g) first; the first pick still maximizes the raw norm.
     ``sample_weight`` (n,) non-negative, as in k-means|| (Bahmani et al. 2012): draws are proportional to
@@ -1537,7 +1520,6 @@ def _badge_kmeanspp(
     rng = np.random.default_rng(random_state)
     n_rows = X.shape[0]
     n_select = min(int(n_select), n_rows)
-    weights = sample_weight
     indices = np.empty(n_select, dtype=np.int64)
     distances = np.empty(n_select, dtype=np.float64)
     if n_select == 0:
@@ -1555,7 +1537,7 @@ def _badge_kmeanspp(
     h_dot = np.empty(n_rows, dtype=np.float32)
     dots = np.empty(n_rows, dtype=np.float64)
     draw = _BlockedDraw(n_rows)
-    weighted = None if weights is None else np.empty(n_rows)  # min_d2 * weights, kept at the moved rows
+    weighted = None if sample_weight is None else np.empty(n_rows)  # min_d2 * sample_weight, kept at the moved rows
     chosen = int(np.argmax(raw_sq_norms))
     indices[0] = chosen
     distances[0] = 1.0 if metric == "cosine" else math.sqrt(raw_sq_norms[chosen])
@@ -1564,14 +1546,12 @@ def _badge_kmeanspp(
         gradient = np.concatenate([residual_by_class[:, chosen], X[chosen].astype(np.float64)])  # factors of g
         rows = bound.live_rows(gradient, float(sq_norms[chosen]))
         if rows is None:
-            np.dot(X, X[chosen], out=h_dot)
-            np.dot(residual_by_class[:, chosen], residual_by_class, out=dots)
-            dots *= h_dot
-            moved = _with_row(nearest.fold(dots, chosen), chosen)
+            products = np.dot(residual_by_class[:, chosen], residual_by_class, out=dots)
+            products *= np.dot(X, X[chosen], out=h_dot)
         else:
-            row_dots = residual_row_dots(residual_by_class[:, chosen], rows)
-            row_dots *= h_row_dots(X[chosen], rows)
-            moved = _with_row(nearest.fold(row_dots, chosen, rows), chosen)
+            products = residual_row_dots(residual_by_class[:, chosen], rows)
+            products *= h_row_dots(X[chosen], rows)
+        moved = _with_row(nearest.fold(products, chosen, rows), chosen)
         min_d2[chosen] = 0.0
         bound.add_center(gradient, float(sq_norms[chosen]), moved)
         progress.update(pick)
@@ -1579,10 +1559,10 @@ def _badge_kmeanspp(
             break
         if weighted is not None:
             if pick == 1:
-                np.multiply(min_d2, weights, out=weighted)
+                np.multiply(min_d2, sample_weight, out=weighted)
             else:
-                weighted[moved] = min_d2[moved] * weights[moved]
-        chosen = draw(min_d2 if weights is None else weighted, rng)
+                weighted[moved] = min_d2[moved] * sample_weight[moved]
+        chosen = draw(min_d2 if weighted is None else weighted, rng)
         if chosen < 0:
             rest = np.setdiff1d(np.arange(n_rows), indices[:pick], assume_unique=True)
             fill = rest[top_k_indices(raw_sq_norms[rest], n_select - pick)]
@@ -1653,9 +1633,6 @@ class _BlockedDraw:
 
     def __call__(self, weights: np.ndarray, rng: np.random.Generator) -> int:
         self.draws += 1
-        if weights.shape[0] == 0:
-            self.fallbacks += 1
-            return _draw_proportional(weights, rng)
         with np.errstate(over="ignore"):  # an infinite total is today's draw, which warns as today
             ends = np.cumsum(np.add.reduceat(weights, self.starts))
         total = float(ends[-1])
@@ -2589,10 +2566,9 @@ def k_center_with_radius(
     if not has_initial and mean is None:
         mean = X.mean(axis=0, dtype=np.float64)
     centers = initial_centers if has_initial else np.asarray(mean, dtype=np.float32)[None, :]
-    if n_select >= X.shape[0]:
-        indices, distances = _k_center_greedy(X, n_select, initial_centers=centers, metric=metric)
-        return indices, distances, 0.0
     indices, distances = _k_center_greedy(X, n_select + 1, initial_centers=centers, metric=metric)
+    if n_select >= X.shape[0]:  # every row picked, the same picks as for n_select: nothing left to cover
+        return indices, distances, 0.0
     radius = _chord(distances[-1], metric)
     if not has_initial:
         radius += _distance_to_nearest(centers[0], X[indices[:-1]], metric)
@@ -2761,8 +2737,7 @@ class WeightedD2(ShardRule):
     merge runs weighted D^2 sampling over them."""
 
     def send(self, config: "SelectionConfig", candidates: Candidates, seed: Any) -> "ShardPicks":
-        n_picks = min(shard_pick_count(config), candidates.probabilities.shape[0])
-        indices, distances = _badge_kmeanspp(candidates.embeddings, candidates.probabilities, n_picks,
+        indices, distances = _badge_kmeanspp(candidates.embeddings, candidates.probabilities, shard_pick_count(config),
                                              metric=config.metric, random_state=seed)
         weights = nearest_pick_counts(candidates.embeddings, candidates.probabilities, indices, metric=config.metric)
         return ShardPicks(indices, distances, weights, None)
