@@ -4822,6 +4822,7 @@ class TableSource:
     def __init__(self, table: InputScan, row_counts: Sequence[int]):
         self.table = table
         self.row_counts = list(row_counts)  # rows of each input file, in file order
+        self.starts = np.cumsum([0] + self.row_counts)  # each file's first global position; last: all rows
 
     def pool(self, config: SelectionConfig, keep_ids: bool = False) -> Pool:
         """The selection arrays (ids checked; kept when ``keep_ids`` or when the storage holds them anyway)."""
@@ -4841,18 +4842,16 @@ class TableSource:
 
     def _locate(self, position: int) -> str:
         """The file and the row (1 = its first data row) of a global ``position``, for error messages."""
-        starts = np.cumsum([0] + self.row_counts)
-        index = int(np.searchsorted(starts, position, side="right")) - 1
-        return "row {} of {}".format(int(position - starts[index]) + 1, self.table.files[index].path)
+        index = int(np.searchsorted(self.starts, position, side="right")) - 1
+        return "row {} of {}".format(int(position - self.starts[index]) + 1, self.table.files[index].path)
 
     def file_pieces(self, positions: np.ndarray) -> List[Tuple[int, np.ndarray, Any]]:
         """The rows at sorted ``positions``, one Arrow table per file holding any: (file, rows in it, table)."""
-        starts = np.cumsum([0] + self.row_counts)
         pieces = []
         for index in range(len(self.table.files)):
-            lo, hi = np.searchsorted(positions, [starts[index], starts[index + 1]])
+            lo, hi = np.searchsorted(positions, self.starts[index:index + 2])
             if hi > lo:
-                local = positions[lo:hi] - starts[index]
+                local = positions[lo:hi] - self.starts[index]
                 pieces.append((index, local, self._file_rows(index, local, positions[lo:hi])))
         return pieces
 
