@@ -4487,6 +4487,13 @@ class InputScan(NamedTuple):
     index_columns: List[str]  # named pandas index columns: passed through, never features
     fmt: str  # the files' common format, or "mixed"
 
+    @property
+    def arrow_schema(self) -> Any:
+        """``arrow_types`` as an Arrow schema, in column order."""
+        import pyarrow as pa
+
+        return pa.schema([pa.field(name, self.arrow_types[name]) for name in self.columns])
+
 
 def numeric_columns(columns: Sequence[str], config: SelectionConfig) -> Tuple[List[str], List[str]]:
     """Columns csv/tsv cells are parsed as numbers in: those that must be numbers (the scores, and the
@@ -4591,10 +4598,8 @@ def agreed_arrow_type(types: Sequence[Any]) -> Any:
 
 def _unified(table: Any, source: InputScan) -> Any:
     """``table``'s columns in the agreed order, cast to the agreed types, without pandas metadata."""
-    import pyarrow as pa
-
     table = table.select(source.columns).replace_schema_metadata(None)
-    schema = pa.schema([pa.field(name, source.arrow_types[name]) for name in source.columns])
+    schema = source.arrow_schema
     return table if table.schema.equals(schema) else table.cast(schema)
 
 
@@ -4893,8 +4898,7 @@ class ParquetSource(TableSource):
 
         order = np.argsort(positions, kind="stable")
         pieces = [table for _, _, table in self.file_pieces(np.asarray(positions, dtype=np.int64)[order])]
-        schema = pa.schema([pa.field(name, self.table.arrow_types[name]) for name in self.table.columns])
-        rows = _arrow_to_pandas(pa.concat_tables(pieces) if pieces else schema.empty_table())
+        rows = _arrow_to_pandas(pa.concat_tables(pieces) if pieces else self.table.arrow_schema.empty_table())
         return rows.iloc[np.argsort(order)].reset_index(drop=True)  # the inverse of the sorting permutation
 
     def _file_rows(self, index: int, rows: np.ndarray, positions: np.ndarray) -> Any:
@@ -5931,12 +5935,9 @@ def _schema_text(source: InputScan) -> Optional[str]:
     """The agreed Arrow types of a parquet input, serialized for the manifest (None for csv/tsv)."""
     import base64
 
-    import pyarrow as pa
-
     if not source.arrow_types:
         return None
-    schema = pa.schema([pa.field(name, source.arrow_types[name]) for name in source.columns])
-    return base64.b64encode(schema.serialize().to_pybytes()).decode("ascii")
+    return base64.b64encode(source.arrow_schema.serialize().to_pybytes()).decode("ascii")
 
 
 class ShardSelection(NamedTuple):
