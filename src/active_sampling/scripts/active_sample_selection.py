@@ -848,6 +848,13 @@ def _class_key(value: Any, integer_classes: bool) -> Any:
     return int(text.split(".")[0]) if _CLASS_NUMBER_TEXT.fullmatch(text) else None
 
 
+def _named_classes(values: Iterable[Any], classes: Sequence[Any]) -> np.ndarray:
+    """The position among ``classes`` of the class each of ``values`` names (``_class_key``); -1: none."""
+    integer_classes = all(isinstance(label, int) for label in classes)
+    lookup = {label if integer_classes else str(label): position for position, label in enumerate(classes)}
+    return np.array([lookup.get(_class_key(value, integer_classes), -1) for value in values], dtype=np.int64)
+
+
 def _table_row(position: int) -> str:
     return "row {} of the table".format(position + 1)
 
@@ -865,10 +872,7 @@ def given_class_positions(labels: pd.Series, labeled: np.ndarray, classes: Seque
     if rows.size == 0:
         return given
     codes, uniques = pd.factorize(labels.iloc[rows])
-    integer_classes = all(isinstance(label, int) for label in classes)
-    lookup = {label if integer_classes else str(label): position for position, label in enumerate(classes)}
-    positions = np.array([lookup.get(_class_key(value, integer_classes), -1) for value in uniques] + [-1],
-                         dtype=np.int64)  # a missing cell's code is -1: it names no class
+    positions = np.append(_named_classes(uniques, classes), -1)  # a missing cell's code is -1: it names no class
     unknown = positions[codes] < 0
     if unknown.any():
         first = int(rows[np.flatnonzero(unknown)[0]])
@@ -2463,10 +2467,7 @@ class CalibrationTable(NamedTuple):
 def calibration_label_positions(labels: pd.Series, classes: Sequence[Any], where: Any) -> np.ndarray:
     """The position among ``classes`` of each label, read by the rule of LABEL_FIELD (``_class_key``); a label
     that names no class is an error."""
-    integer_classes = all(isinstance(label, int) for label in classes)
-    positions = {label if integer_classes else str(label): position for position, label in enumerate(classes)}
-    found = np.array([positions.get(_class_key(value, integer_classes), -1) for value in labels.tolist()],
-                     dtype=np.int64)
+    found = _named_classes(labels.tolist(), classes)
     unknown = np.flatnonzero(found < 0)
     if unknown.size:
         row = int(unknown[0])
