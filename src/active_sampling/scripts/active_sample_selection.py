@@ -4795,10 +4795,8 @@ def read_calibration(root: Path, config: SelectionConfig, forbidden: Sequence[Pa
                              "label")
     # Its format never decides the output's; its rows are never candidates.
     reading = config._replace(output_format=config.output_format or "csv")
-    source = scan_input(root, reading, forbidden)
-    table, _ = read_input_table(source)
-    _check_ids(table[config.id_field], config.id_field)
-    pool = pool_from_frame(table, reading, index_columns=source.index_columns)
+    source = FrameSource(scan_input(root, reading, forbidden))
+    table, pool = source.frame, source.pool(reading)
     unlabeled = np.flatnonzero(~pool.labeled)
     if unlabeled.size:
         raise SelectionError("{}: LABEL_FIELD {!r} is empty in {} row(s), e.g. row {} (id {!r}): every calibration "
@@ -4807,7 +4805,7 @@ def read_calibration(root: Path, config: SelectionConfig, forbidden: Sequence[Pa
                                                                table[config.id_field].iloc[int(unlabeled[0])]))
     labels = calibration_label_positions(table[config.label_field], pool.classes, where)
     logger.info("Read %d calibration rows from %s (%d file(s)); they must be rows the model was not trained on",
-                len(table), root, len(source.files))
+                len(table), root, len(source.table.files))
     return CalibrationTable(Calibration(pool.probabilities, labels), table[config.id_field], pool.score_columns,
                             pool.score_interpretation, root)
 
