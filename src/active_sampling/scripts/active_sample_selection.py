@@ -2446,14 +2446,6 @@ def precision_estimate(calibration: Calibration, thresholds: np.ndarray, pseudo_
     }
 
 
-def no_precision_estimate(reason: str) -> Dict[str, Any]:
-    return {"available": False, "reason": reason}
-
-
-NO_CALIBRATION = ("no calibration_data input: give the model's predictions on held-out labeled rows to estimate "
-                  "the pseudo-labels' precision")
-
-
 class CalibrationTable(NamedTuple):
     """calibration_data as read: the arrays, and what is checked against the evaluation data."""
 
@@ -5669,7 +5661,8 @@ def _estimate_facts(config: SelectionConfig, calibration: Optional[Calibration],
     if strategy.use_case != "ssl":
         return {}
     if calibration is None:
-        return {"precision_estimate": no_precision_estimate(NO_CALIBRATION)}
+        return {"precision_estimate": {"available": False, "reason": "no calibration_data input: give the model's "
+                                       "predictions on held-out labeled rows to estimate the pseudo-labels' precision"}}
     estimate = precision_estimate(calibration, selection.class_thresholds, chosen.argmax(axis=1), classes)
     if strategy.needs_calibration:
         candidates = Candidates(chosen[:0], calibration=calibration)
