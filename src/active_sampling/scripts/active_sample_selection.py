@@ -3087,14 +3087,14 @@ def labeling_files(rows: pd.DataFrame, predictions: "Predictions", config: "Sele
     return dict(zip(labeling.files, labeling.render(tasks, labeling_data_kind(tasks, config), predictions, config)))
 
 
-def save_labeling_files(files: Mapping[str, str], labeling_dir: Path) -> List[str]:
+def save_labeling_files(files: Mapping[str, str], labeling_dir: Path) -> List[Path]:
     """Write each file atomically into ``labeling_dir``; return their paths."""
     labeling_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, text in files.items():
         path = labeling_dir / name
         _write_atomically(path, lambda target, text=text: target.write_text(text, encoding="utf-8"))
-        paths.append(str(path))
+        paths.append(path)
     logger.info("Wrote labeling tasks to %s: %s", labeling_dir, ", ".join(files))
     return paths
 
@@ -6788,7 +6788,7 @@ def _write_labeling_tasks(result: SelectionResult, config: SelectionConfig,
     if not LABELING_FORMATS_BY_NAME[config.labeling_format].files or labeling_dir is None:
         return [], {}
     files = labeling_files(result.rows, result.predictions, config)
-    paths = [Path(path) for path in save_labeling_files(files, labeling_dir)]
+    paths = save_labeling_files(files, labeling_dir)
     return paths, {"labeling": {"format": config.labeling_format, "task_count": int(len(result.rows)),
                                 "files": sorted(files)}}
 
