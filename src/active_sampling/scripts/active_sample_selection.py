@@ -4523,8 +4523,6 @@ def scan_input(root: Path, config: SelectionConfig, forbidden: Sequence[Path] = 
     if len(empty) == len(files):
         raise NoRowsError("the input under {} has no rows".format(root))
     if empty:
-        # Empty partitions (a header only, no bytes, a parquet file without rows) add nothing: no rows,
-        # no columns, no types.
         logger.info("Skipping %d file(s) without rows (empty partitions): %s", len(empty),
                     ", ".join(os.path.relpath(str(data_file.path), str(root)) for data_file in empty[:5]))
         files, found = map(list, zip(*[(f, c) for f, c in zip(files, found) if c.rows != 0]))
