@@ -6428,11 +6428,11 @@ def save_selection_metadata(metadata: Dict[str, Any], metadata_dir: str) -> str:
     return str(path)
 
 
-def save_selection_report(text: str, metadata_dir: str) -> str:
+def save_selection_report(text: str, metadata_dir: Path) -> Path:
     """Write ``selection_report.html`` atomically; return its path."""
-    path = Path(metadata_dir) / REPORT_FILENAME
+    path = metadata_dir / REPORT_FILENAME
     _write_atomically(path, lambda target: target.write_text(text, encoding="utf-8"))
-    return str(path)
+    return path
 
 
 RESULT_NAMES = (tuple("{}.{}".format(SAMPLES_BASENAME, fmt) for fmt in OUTPUT_FORMATS) + (METADATA_FILENAME,)
@@ -6853,8 +6853,7 @@ def main(
                                       os.path.relpath(str(written[0]), str(samples_dir)), labeling, started)
         if result.rows is not None:
             written.append(Path(save_selection_metadata(metadata, str(metadata_dir))))
-            written.append(Path(save_selection_report(selection_report_html(metadata, result.drawing),
-                                                      str(metadata_dir))))
+            written.append(save_selection_report(selection_report_html(metadata, result.drawing), metadata_dir))
         for folder in outputs:
             written.append(_mark_success(folder, written))
     except BaseException as error:
