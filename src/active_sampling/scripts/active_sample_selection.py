@@ -408,9 +408,11 @@ def _choice(name: str, value: Any, allowed: Sequence[str]) -> str:
     return value
 
 
-def _unit_number(name: str, value: Any) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
-        raise ValueError("{} must be a number in [0, 1], got {!r}".format(name, value))
+def _unit_number(name: str, value: Any, strict: bool = False) -> float:
+    inside = isinstance(value, numbers.Real) and (0.0 < value < 1.0 if strict else 0.0 <= value <= 1.0)
+    if isinstance(value, (bool, np.bool_)) or not inside:
+        raise ValueError("{} must be a number {}, got {!r}".format(
+            name, "strictly between 0 and 1" if strict else "in [0, 1]", value))
     return float(value)
 
 
@@ -2319,10 +2321,7 @@ def _check_calibration(calibration: Any, n_classes: int) -> Calibration:
                                                        "calibration labels"))
 
 
-def _unit_interval(name: str, value: Any) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not 0.0 < value < 1.0:
-        raise ValueError("{} must be a number strictly between 0 and 1, got {!r}".format(name, value))
-    return float(value)
+_unit_interval = functools.partial(_unit_number, strict=True)  # a number strictly between 0 and 1
 
 
 class PrecisionTargetSampler(_Sampler):
