@@ -408,9 +408,11 @@ def _choice(name: str, value: Any, allowed: Sequence[str]) -> str:
     return value
 
 
-def _unit_number(name: str, value: Any) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
-        raise ValueError("{} must be a number in [0, 1], got {!r}".format(name, value))
+def _unit_number(name: str, value: Any, strict: bool = False) -> float:
+    inside = isinstance(value, numbers.Real) and (0.0 < value < 1.0 if strict else 0.0 <= value <= 1.0)
+    if isinstance(value, (bool, np.bool_)) or not inside:
+        raise ValueError("{} must be a number {}, got {!r}".format(
+            name, "strictly between 0 and 1" if strict else "in [0, 1]", value))
     return float(value)
 
 
@@ -842,6 +844,13 @@ def _class_key(value: Any, integer_classes: bool) -> Any:
     return int(text.split(".")[0]) if _CLASS_NUMBER_TEXT.fullmatch(text) else None
 
 
+def _named_classes(values: Iterable[Any], classes: Sequence[Any]) -> np.ndarray:
+    """The position among ``classes`` of the class each of ``values`` names (``_class_key``); -1: none."""
+    integer_classes = all(isinstance(label, int) for label in classes)
+    lookup = {label if integer_classes else str(label): position for position, label in enumerate(classes)}
+    return np.array([lookup.get(_class_key(value, integer_classes), -1) for value in values], dtype=np.int64)
+
+
 def _table_row(position: int) -> str:
     return "row {} of the table".format(position + 1)
 
@@ -859,10 +868,7 @@ def given_class_positions(labels: pd.Series, labeled: np.ndarray, classes: Seque
     if rows.size == 0:
         return given
     codes, uniques = pd.factorize(labels.iloc[rows])
-    integer_classes = all(isinstance(label, int) for label in classes)
-    lookup = {label if integer_classes else str(label): position for position, label in enumerate(classes)}
-    positions = np.array([lookup.get(_class_key(value, integer_classes), -1) for value in uniques] + [-1],
-                         dtype=np.int64)  # a missing cell's code is -1: it names no class
+    positions = np.append(_named_classes(uniques, classes), -1)  # a missing cell's code is -1: it names no class
     unknown = positions[codes] < 0
     if unknown.any():
         first = int(rows[np.flatnonzero(unknown)[0]])
@@ -2292,10 +2298,7 @@ def _check_calibration(calibration: Any, n_classes: int) -> Calibration:
                                                        "calibration labels"))
 
 
-def _unit_interval(name: str, value: Any) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not 0.0 < value < 1.0:
-        raise ValueError("{} must be a number strictly between 0 and 1, got {!r}".format(name, value))
-    return float(value)
+_unit_interval = functools.partial(_unit_number, strict=True)  # a number strictly between 0 and 1
 
 
 class PrecisionTargetSampler(_Sampler):
@@ -2419,14 +2422,6 @@ def precision_estimate(calibration: Calibration, thresholds: np.ndarray, pseudo_
     }
 
 
-def no_precision_estimate(reason: str) -> Dict[str, Any]:
-    return {"available": False, "reason": reason}
-
-
-NO_CALIBRATION = ("no calibration_data input: give the model's predictions on held-out labeled rows to estimate "
-                  "the pseudo-labels' precision")
-
-
 class CalibrationTable(NamedTuple):
     """calibration_data as read: the arrays, and what is checked against the evaluation data."""
 
@@ -2440,10 +2435,7 @@ class CalibrationTable(NamedTuple):
 def calibration_label_positions(labels: pd.Series, classes: Sequence[Any], where: Any) -> np.ndarray:
     """The position among ``classes`` of each label, read by the rule of LABEL_FIELD (``_class_key``); a label
     that names no class is an error."""
-    integer_classes = all(isinstance(label, int) for label in classes)
-    positions = {label if integer_classes else str(label): position for position, label in enumerate(classes)}
-    found = np.array([positions.get(_class_key(value, integer_classes), -1) for value in labels.tolist()],
-                     dtype=np.int64)
+    found = _named_classes(labels.tolist(), classes)
     unknown = np.flatnonzero(found < 0)
     if unknown.size:
         row = int(unknown[0])
@@ -3069,14 +3061,14 @@ def labeling_files(rows: pd.DataFrame, predictions: "Predictions", config: "Sele
     return dict(zip(labeling.files, labeling.render(tasks, labeling_data_kind(tasks, config), predictions, config)))
 
 
-def save_labeling_files(files: Mapping[str, str], labeling_dir: Path) -> List[str]:
+def save_labeling_files(files: Mapping[str, str], labeling_dir: Path) -> List[Path]:
     """Write each file atomically into ``labeling_dir``; return their paths."""
     labeling_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, text in files.items():
         path = labeling_dir / name
         _write_atomically(path, lambda target, text=text: target.write_text(text, encoding="utf-8"))
-        paths.append(str(path))
+        paths.append(path)
     logger.info("Wrote labeling tasks to %s: %s", labeling_dir, ", ".join(files))
     return paths
 
@@ -4462,6 +4454,13 @@ class InputScan(NamedTuple):
     index_columns: List[str]  # named pandas index columns: passed through, never features
     fmt: str  # the files' common format, or "mixed"
 
+    @property
+    def arrow_schema(self) -> Any:
+        """``arrow_types`` as an Arrow schema, in column order."""
+        import pyarrow as pa
+
+        return pa.schema([pa.field(name, self.arrow_types[name]) for name in self.columns])
+
 
 def numeric_columns(columns: Sequence[str], config: SelectionConfig) -> Tuple[List[str], List[str]]:
     """Columns csv/tsv cells are parsed as numbers in: those that must be numbers (the scores, and the
@@ -4498,8 +4497,6 @@ def scan_input(root: Path, config: SelectionConfig, forbidden: Sequence[Path] = 
     if len(empty) == len(files):
         raise NoRowsError("the input under {} has no rows".format(root))
     if empty:
-        # Empty partitions (a header only, no bytes, a parquet file without rows) add nothing: no rows,
-        # no columns, no types.
         logger.info("Skipping %d file(s) without rows (empty partitions): %s", len(empty),
                     ", ".join(os.path.relpath(str(data_file.path), str(root)) for data_file in empty[:5]))
         files, found = map(list, zip(*[(f, c) for f, c in zip(files, found) if c.rows != 0]))
@@ -4566,10 +4563,8 @@ def agreed_arrow_type(types: Sequence[Any]) -> Any:
 
 def _unified(table: Any, source: InputScan) -> Any:
     """``table``'s columns in the agreed order, cast to the agreed types, without pandas metadata."""
-    import pyarrow as pa
-
     table = table.select(source.columns).replace_schema_metadata(None)
-    schema = pa.schema([pa.field(name, source.arrow_types[name]) for name in source.columns])
+    schema = source.arrow_schema
     return table if table.schema.equals(schema) else table.cast(schema)
 
 
@@ -4764,10 +4759,8 @@ def read_calibration(root: Path, config: SelectionConfig, forbidden: Sequence[Pa
                              "label")
     # Its format never decides the output's; its rows are never candidates.
     reading = config._replace(output_format=config.output_format or "csv")
-    source = scan_input(root, reading, forbidden)
-    table, _ = read_input_table(source)
-    _check_ids(table[config.id_field], config.id_field)
-    pool = pool_from_frame(table, reading, index_columns=source.index_columns)
+    source = FrameSource(scan_input(root, reading, forbidden))
+    table, pool = source.frame, source.pool(reading)
     unlabeled = np.flatnonzero(~pool.labeled)
     if unlabeled.size:
         raise SelectionError("{}: LABEL_FIELD {!r} is empty in {} row(s), e.g. row {} (id {!r}): every calibration "
@@ -4776,7 +4769,7 @@ def read_calibration(root: Path, config: SelectionConfig, forbidden: Sequence[Pa
                                                                table[config.id_field].iloc[int(unlabeled[0])]))
     labels = calibration_label_positions(table[config.label_field], pool.classes, where)
     logger.info("Read %d calibration rows from %s (%d file(s)); they must be rows the model was not trained on",
-                len(table), root, len(source.files))
+                len(table), root, len(source.table.files))
     return CalibrationTable(Calibration(pool.probabilities, labels), table[config.id_field], pool.score_columns,
                             pool.score_interpretation, root)
 
@@ -4797,6 +4790,7 @@ class TableSource:
     def __init__(self, table: InputScan, row_counts: Sequence[int]):
         self.table = table
         self.row_counts = list(row_counts)  # rows of each input file, in file order
+        self.starts = np.cumsum([0] + self.row_counts)  # each file's first global position; last: all rows
 
     def pool(self, config: SelectionConfig, keep_ids: bool = False) -> Pool:
         """The selection arrays (ids checked; kept when ``keep_ids`` or when the storage holds them anyway)."""
@@ -4816,18 +4810,16 @@ class TableSource:
 
     def _locate(self, position: int) -> str:
         """The file and the row (1 = its first data row) of a global ``position``, for error messages."""
-        starts = np.cumsum([0] + self.row_counts)
-        index = int(np.searchsorted(starts, position, side="right")) - 1
-        return "row {} of {}".format(int(position - starts[index]) + 1, self.table.files[index].path)
+        index = int(np.searchsorted(self.starts, position, side="right")) - 1
+        return "row {} of {}".format(int(position - self.starts[index]) + 1, self.table.files[index].path)
 
     def file_pieces(self, positions: np.ndarray) -> List[Tuple[int, np.ndarray, Any]]:
         """The rows at sorted ``positions``, one Arrow table per file holding any: (file, rows in it, table)."""
-        starts = np.cumsum([0] + self.row_counts)
         pieces = []
         for index in range(len(self.table.files)):
-            lo, hi = np.searchsorted(positions, [starts[index], starts[index + 1]])
+            lo, hi = np.searchsorted(positions, self.starts[index:index + 2])
             if hi > lo:
-                local = positions[lo:hi] - starts[index]
+                local = positions[lo:hi] - self.starts[index]
                 pieces.append((index, local, self._file_rows(index, local, positions[lo:hi])))
         return pieces
 
@@ -4869,8 +4861,7 @@ class ParquetSource(TableSource):
 
         order = np.argsort(positions, kind="stable")
         pieces = [table for _, _, table in self.file_pieces(np.asarray(positions, dtype=np.int64)[order])]
-        schema = pa.schema([pa.field(name, self.table.arrow_types[name]) for name in self.table.columns])
-        rows = _arrow_to_pandas(pa.concat_tables(pieces) if pieces else schema.empty_table())
+        rows = _arrow_to_pandas(pa.concat_tables(pieces) if pieces else self.table.arrow_schema.empty_table())
         return rows.iloc[np.argsort(order)].reset_index(drop=True)  # the inverse of the sorting permutation
 
     def _file_rows(self, index: int, rows: np.ndarray, positions: np.ndarray) -> Any:
@@ -5642,7 +5633,8 @@ def _estimate_facts(config: SelectionConfig, calibration: Optional[Calibration],
     if strategy.use_case != "ssl":
         return {}
     if calibration is None:
-        return {"precision_estimate": no_precision_estimate(NO_CALIBRATION)}
+        return {"precision_estimate": {"available": False, "reason": "no calibration_data input: give the model's "
+                                       "predictions on held-out labeled rows to estimate the pseudo-labels' precision"}}
     estimate = precision_estimate(calibration, selection.class_thresholds, chosen.argmax(axis=1), classes)
     if strategy.needs_calibration:
         candidates = Candidates(chosen[:0], calibration=calibration)
@@ -5907,12 +5899,9 @@ def _schema_text(source: InputScan) -> Optional[str]:
     """The agreed Arrow types of a parquet input, serialized for the manifest (None for csv/tsv)."""
     import base64
 
-    import pyarrow as pa
-
     if not source.arrow_types:
         return None
-    schema = pa.schema([pa.field(name, source.arrow_types[name]) for name in source.columns])
-    return base64.b64encode(schema.serialize().to_pybytes()).decode("ascii")
+    return base64.b64encode(source.arrow_schema.serialize().to_pybytes()).decode("ascii")
 
 
 class ShardSelection(NamedTuple):
@@ -6413,11 +6402,11 @@ def save_selection_metadata(metadata: Dict[str, Any], metadata_dir: str) -> str:
     return str(path)
 
 
-def save_selection_report(text: str, metadata_dir: str) -> str:
+def save_selection_report(text: str, metadata_dir: Path) -> Path:
     """Write ``selection_report.html`` atomically; return its path."""
-    path = Path(metadata_dir) / REPORT_FILENAME
+    path = metadata_dir / REPORT_FILENAME
     _write_atomically(path, lambda target: target.write_text(text, encoding="utf-8"))
-    return str(path)
+    return path
 
 
 RESULT_NAMES = (tuple("{}.{}".format(SAMPLES_BASENAME, fmt) for fmt in OUTPUT_FORMATS) + (METADATA_FILENAME,)
@@ -6771,7 +6760,7 @@ def _write_labeling_tasks(result: SelectionResult, config: SelectionConfig,
     if not LABELING_FORMATS_BY_NAME[config.labeling_format].files or labeling_dir is None:
         return [], {}
     files = labeling_files(result.rows, result.predictions, config)
-    paths = [Path(path) for path in save_labeling_files(files, labeling_dir)]
+    paths = save_labeling_files(files, labeling_dir)
     return paths, {"labeling": {"format": config.labeling_format, "task_count": int(len(result.rows)),
                                 "files": sorted(files)}}
 
@@ -6838,8 +6827,7 @@ def main(
                                       os.path.relpath(str(written[0]), str(samples_dir)), labeling, started)
         if result.rows is not None:
             written.append(Path(save_selection_metadata(metadata, str(metadata_dir))))
-            written.append(Path(save_selection_report(selection_report_html(metadata, result.drawing),
-                                                      str(metadata_dir))))
+            written.append(save_selection_report(selection_report_html(metadata, result.drawing), metadata_dir))
         for folder in outputs:
             written.append(_mark_success(folder, written))
     except BaseException as error:
