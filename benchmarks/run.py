@@ -529,6 +529,12 @@ def run_arrays(case, log_dir):
 
 
 ARRAYS_MEMORY_FACTOR = 3.0
+def _targets_table(checks):
+    """The PASS / FAIL table of ``checks`` (description, measured, required, passed), as markdown lines."""
+    return ["| target | measured | required | result |", "|---|---|---|---|"] + [
+        f"| {d} | {m} | {req} | {'PASS' if ok else 'FAIL'} |" for d, m, req, ok in checks]
+
+
 def write_section(path, start, end, section):
     """Put ``section`` (which begins with ``start`` and ends with ``end``) in place of the report's part between
     those markers, or append it; the rest of the report stays as it was measured."""
@@ -568,9 +574,8 @@ def write_arrays_section(results, path, mode):
              "`SCORE_FIELD=probabilities` (an array of 2), on one table written twice: JSON Lines and parquet "
              "(`list<float32>` embedding). The picks are few, so reading dominates. *decoded table*: the Arrow "
              "table's `nbytes` (JSON numbers decode as float64). Reproduce with:", "", "```",
-             ".venv/bin/python benchmarks/run.py --only arrays" + (" --quick" if mode == "quick" else ""), "```",
-             "", "| target | measured | required | result |", "|---|---|---|---|"]
-    lines += [f"| {d} | {m} | {req} | {'PASS' if ok else 'FAIL'} |" for d, m, req, ok in checks]
+             ".venv/bin/python benchmarks/run.py --only arrays" + (" --quick" if mode == "quick" else ""), "```", ""]
+    lines += _targets_table(checks)
     lines += ["", "| case | format | file | wall time | process peak RSS |", "|---|---|---|---|---|"]
     for r in results:
         for fmt, run in r["runs"].items():
@@ -654,8 +659,8 @@ def write_validation_section(results, path, mode):
              "an N x D boolean mask of the whole input would add N x D bytes (128 B/row at D = 128) and fail the "
              "allowance. BLAS single-threaded. Reproduce with:", "",
              "```", ".venv/bin/python benchmarks/run.py --only validation" + (" --quick" if mode == "quick" else ""),
-             "```", "", "| target | measured | required | result |", "|---|---|---|---|"]
-    lines += [f"| {d} | {m} | {req} | {'PASS' if ok else 'FAIL'} |" for d, m, req, ok in checks]
+             "```", ""]
+    lines += _targets_table(checks)
     lines += ["", "| case | rows x dims | k | measured | floor / input | project |", "|---|---|---|---|---|---|"]
     for r in results:
         if r["name"].startswith("class_path"):
@@ -904,10 +909,8 @@ def write_report(results, path, mode):
         "",
         "## Targets",
         "",
-        "| target | measured | required | result |",
-        "|---|---|---|---|",
     ]
-    lines += [f"| {d} | {m} | {req} | {'PASS' if ok else 'FAIL'} |" for d, m, req, ok in checks]
+    lines += _targets_table(checks)
     lines += ["", "## Measurements", "", _table([r for r in results if r["kind"] != "pruning"]), "",
               f"The sharded case (k-center on simulated instances, see docs/scaling.md) is reported in "
               f"[{SHARDED_DOC.name}]({SHARDED_DOC.name}).", "", "## How it is measured", "",
@@ -980,9 +983,8 @@ def _pruning_section(results, mode):
              "* Where the bound's savings end: `benchmarks/pruning_shares.py` (below the table) shows the share of "
              "rows the row-level and the group-level bound leave at k = 1000, and what BADGE's exact draws cost "
              "alone.", "",
-             _pruning_table(results), "",
-             "| target | measured | required | result |", "|---|---|---|---|"]
-    lines += [f"| {d} | {m} | {req} | {'PASS' if ok else 'FAIL'} |" for d, m, req, ok in checks]
+             _pruning_table(results), ""]
+    lines += _targets_table(checks)
     lines += ["", f"Measured {when[0]}" + (f" to {when[-1]}" if len(when) > 1 else "")
               + f" at commit {commits}; " + _machine(results)[1] + "."]
     return "\n".join(lines)
