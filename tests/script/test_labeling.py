@@ -239,3 +239,11 @@ def test_a_rerun_replaces_the_tasks_its_success_marker_lists(run):
     run_labeling(run, "badge", "label_studio")
     tasks = json.loads((run.labeling_dir / "label_studio_tasks.json").read_text())
     assert tasks[0]["predictions"][0]["model_version"] == "active_sampling/badge"
+
+
+def test_a_list_in_the_data_field_is_one_clear_error(run):
+    table = text_table()
+    table["text"] = [["a", "b"]] * len(table)
+    message = r"LABELING_DATA_FIELD column 'text' holds the value \['a',? 'b'\] in the selected row 1"
+    with pytest.raises(ValueError, match=message):
+        run_labeling(run, "uncertainty", "label_studio", table=table, fmt="parquet")

@@ -2931,7 +2931,7 @@ def labeling_tasks(rows: pd.DataFrame, predictions: "Predictions", config: "Sele
     for task in tasks:
         if isinstance(task.shown, str) and task.shown.strip():
             continue
-        if isinstance(task.shown, str) or bool(pd.isna(task.shown)):
+        if isinstance(task.shown, str) or (pd.api.types.is_scalar(task.shown) and pd.isna(task.shown)):
             what = "is empty"
         else:
             what = "holds {} {}".format("the number" if isinstance(task.shown, numbers.Number) else "the value",
